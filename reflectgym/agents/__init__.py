@@ -1,0 +1,1 @@
+"""reflectgym.agents"""

@@ -1,0 +1,292 @@
+"""Tasks and where they come from: the `TaskSource` protocol, `TaskList`, and loaders for JSONL and HF datasets.
+
+A bad row is never silently dropped: by default it raises `TaskFormatError` naming the file, line and field;
+with `on_error="skip"` it is skipped and reported through `TaskList.skipped` and a warning, so nothing is lost
+without a word.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import warnings
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Protocol, TypeVar, overload, runtime_checkable
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Task:
+    """One task instance.
+
+    Attributes:
+        id: Stable identifier, unique within its source (`reset(options={"task_id": id})` picks it).
+        prompt: What the student is asked.
+        reference: Teacher-only reference (answer or solution); it goes to `info["privileged"]`, never to prompts.
+        data: Everything else the verifier needs (tests, gold answer, metadata), JSON-like.
+    """
+
+    id: str
+    prompt: str
+    reference: str | None = None
+    data: Mapping[str, Any] = field(default_factory=dict)
+
+
+@runtime_checkable
+class TaskSource(Protocol):
+    """Where an env gets tasks: finite lists and procedural generators alike."""
+
+    def sample(self, rng: np.random.Generator) -> Task:
+        """Draws a task using `rng` (the env's seeded generator)."""
+        ...
+
+    def get(self, task_id: str) -> Task:
+        """Returns the task with this id; raises `KeyError` with a readable message if there is none."""
+        ...
+
+
+class RowError(ValueError):
+    """A row parser's complaint about one field of one row; loaders add the file and line."""
+
+    def __init__(self, field_name: str | None, message: str) -> None:
+        super().__init__(message)
+        self.field_name = field_name
+        self.message = message
+
+
+class TaskFormatError(ValueError):
+    """A dataset row that cannot become a task, located by source, line (or index) and field."""
+
+    def __init__(self, source: str, line: int, field_name: str | None, message: str) -> None:
+        where = f"{source}:{line}" + (f": field {field_name!r}" if field_name else "")
+        super().__init__(f"{where}: {message}")
+        self.source = source
+        self.line = line
+        self.field_name = field_name
+
+
+RowParser = Callable[[Mapping[str, Any]], Task]
+"""Turns one raw row into a `Task`, raising `RowError` for a bad field."""
+
+T = TypeVar("T")
+
+
+@overload
+def require(row: Mapping[str, Any], name: str, kind: type[T]) -> T: ...
+@overload
+def require(row: Mapping[str, Any], name: str, kind: tuple[type, ...]) -> Any: ...
+def require(row: Mapping[str, Any], name: str, kind: type | tuple[type, ...] = str) -> Any:
+    """Returns `row[name]`, raising `RowError` if it is missing or not of `kind`."""
+    if name not in row:
+        raise RowError(name, f"missing (the row has: {', '.join(sorted(map(str, row))) or 'no fields'})")
+    value = row[name]
+    if not isinstance(value, kind):
+        expected = " or ".join(k.__name__ for k in kind) if isinstance(kind, tuple) else kind.__name__
+        raise RowError(name, f"expected {expected}, got {type(value).__name__}")
+    return value
+
+
+def first_present(row: Mapping[str, Any], names: Sequence[str]) -> str | None:
+    """The first of `names` present in `row` (formats name the same thing differently)."""
+    return next((name for name in names if name in row), None)
+
+
+def generic_row(row: Mapping[str, Any]) -> Task:
+    """The plain task format: `prompt` (or `question`), optional `id`/`task_id`, optional `answer`/`reference`.
+
+    Every other field is kept in `Task.data` for the verifier.
+    """
+    prompt_key = first_present(row, ("prompt", "question"))
+    if prompt_key is None:
+        raise RowError("prompt", "missing (a task needs 'prompt' or 'question')")
+    prompt = require(row, prompt_key, str)
+    id_key = first_present(row, ("id", "task_id"))
+    task_id = str(require(row, id_key, (str, int))) if id_key else ""
+    reference_key = first_present(row, ("reference", "answer", "solution"))
+    reference = row[reference_key] if reference_key else None
+    if reference is not None and not isinstance(reference, (str, int, float)):
+        raise RowError(reference_key, f"expected text or a number, got {type(reference).__name__}")
+    data = {key: value for key, value in row.items() if key not in (prompt_key, id_key)}
+    return Task(
+        id=task_id,
+        prompt=prompt,
+        reference=None if reference is None else str(reference),
+        data=data,
+    )
+
+
+class TaskList(Sequence[Task]):
+    """A finite, indexable task source with unique ids.
+
+    Args:
+        tasks: The tasks; a task with an empty id gets its position as id.
+        skipped: Human-readable notes about rows a loader skipped (kept so nothing vanishes silently).
+    """
+
+    def __init__(self, tasks: Sequence[Task], skipped: Sequence[str] = ()) -> None:
+        if not tasks:
+            raise ValueError("a task list needs at least one task")
+        named = [task if task.id else _with_id(task, str(index)) for index, task in enumerate(tasks)]
+        self._by_id: dict[str, Task] = {}
+        for task in named:
+            if task.id in self._by_id:
+                raise ValueError(f"duplicate task id {task.id!r}")
+            self._by_id[task.id] = task
+        self._tasks = named
+        self.skipped: tuple[str, ...] = tuple(skipped)
+
+    def __len__(self) -> int:
+        return len(self._tasks)
+
+    @overload
+    def __getitem__(self, index: int) -> Task: ...
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[Task]: ...
+    def __getitem__(self, index: int | slice) -> Task | Sequence[Task]:
+        return self._tasks[index]
+
+    def __iter__(self) -> Iterator[Task]:
+        return iter(self._tasks)
+
+    def sample(self, rng: np.random.Generator) -> Task:
+        """Uniform draw."""
+        return self._tasks[int(rng.integers(len(self._tasks)))]
+
+    def get(self, task_id: str) -> Task:
+        """Lookup by id."""
+        try:
+            return self._by_id[str(task_id)]
+        except KeyError:
+            known = ", ".join(list(self._by_id)[:5])
+            raise KeyError(f"no task with id {task_id!r} (ids look like: {known}, ...)") from None
+
+    def ids(self) -> list[str]:
+        """All task ids in order."""
+        return [task.id for task in self._tasks]
+
+
+def _with_id(task: Task, task_id: str) -> Task:
+    return Task(id=task_id, prompt=task.prompt, reference=task.reference, data=task.data)
+
+
+OnError = Literal["raise", "skip"]
+
+
+@dataclass(frozen=True)
+class _InvalidJSON:
+    """A line that is not JSON, carried to the row loop so it is reported like any other bad row."""
+
+    message: str
+
+
+def tasks_from_rows(
+    rows: Iterable[Any] | Iterable[tuple[int, Any]],
+    parse_row: RowParser = generic_row,
+    *,
+    source: str = "tasks",
+    numbered: bool = False,
+    on_error: OnError = "raise",
+) -> TaskList:
+    """Parses rows into a `TaskList`, locating every bad row by `source`, line (or index) and field.
+
+    Args:
+        rows: Dict rows, or `(line, row)` pairs when `numbered`.
+        parse_row: Turns a row into a task; raises `RowError` for a bad field.
+        source: What to call the rows in errors (a file path, a dataset name).
+        numbered: Whether `rows` are `(line, row)` pairs.
+        on_error: `"raise"` at the first bad row, or `"skip"` it (listed in `TaskList.skipped` and warned).
+    """
+    pairs: Iterable[tuple[int, Any]] = rows if numbered else enumerate(rows)  # type: ignore[assignment]
+    tasks: list[Task] = []
+    skipped: list[str] = []
+    for line, row in pairs:
+        try:
+            if isinstance(row, _InvalidJSON):
+                raise RowError(None, row.message)
+            if not isinstance(row, Mapping):
+                raise RowError(None, f"expected an object (a dict), got {type(row).__name__}")
+            tasks.append(parse_row(row))
+        except RowError as error:
+            problem = TaskFormatError(source, line, error.field_name, error.message)
+            if on_error == "raise":
+                raise problem from None
+            skipped.append(str(problem))
+    if skipped:
+        warnings.warn(f"skipped {len(skipped)} bad row(s) of {source}; first: {skipped[0]}", stacklevel=2)
+    if not tasks:
+        raise TaskFormatError(source, 0, None, "no usable tasks")
+    return TaskList(tasks, skipped=skipped)
+
+
+def _jsonl_rows(path: Path) -> Iterator[tuple[int, Any]]:
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rt", encoding="utf-8") as handle:
+        for line, text in enumerate(handle, start=1):
+            if not text.strip():
+                continue
+            try:
+                yield line, json.loads(text)
+            except json.JSONDecodeError as error:
+                yield line, _InvalidJSON(f"not valid JSON ({error.msg} at column {error.colno})")
+
+
+def load_jsonl(
+    path: str | os.PathLike[str],
+    parse_row: RowParser = generic_row,
+    *,
+    on_error: OnError = "raise",
+) -> TaskList:
+    """Loads a JSONL (or `.jsonl.gz`) file of tasks; errors name the file, the line and the field."""
+    file = Path(path)
+    if not file.exists():
+        raise FileNotFoundError(f"task file not found: {file}")
+    return tasks_from_rows(_jsonl_rows(file), parse_row, source=str(file), numbered=True, on_error=on_error)
+
+
+def load_hf_dataset(
+    path: str,
+    parse_row: RowParser = generic_row,
+    *,
+    split: str = "train",
+    on_error: OnError = "raise",
+    **load_dataset_kwargs: Any,
+) -> TaskList:
+    """Loads tasks with Hugging Face `datasets.load_dataset(path, split=..., **kwargs)`.
+
+    Works for hub names (on a machine that can reach the hub) and for local files
+    (`load_hf_dataset("json", data_files="tasks.jsonl")`). Row numbers in errors are 0-based indices.
+    """
+    try:
+        import datasets
+    except ImportError as error:
+        raise ImportError("load_hf_dataset needs Hugging Face datasets: pip install 'reflectgym[datasets]'") from error
+    dataset = datasets.load_dataset(path, split=split, **load_dataset_kwargs)
+    return tasks_from_rows(iter(dataset), parse_row, source=f"{path}[{split}]", on_error=on_error)  # type: ignore[arg-type]
+
+
+def as_task_source(
+    tasks: str | os.PathLike[str] | Sequence[Mapping[str, Any] | Task] | TaskSource,
+    parse_row: RowParser = generic_row,
+) -> TaskSource:
+    """Accepts what users pass as `tasks=`: a JSONL path, a list of dicts or `Task`s, or a ready `TaskSource`."""
+    if isinstance(tasks, (str, os.PathLike)):
+        return load_jsonl(tasks, parse_row)
+    if isinstance(tasks, TaskSource):
+        return tasks
+    if isinstance(tasks, Sequence):
+        if all(isinstance(task, Task) for task in tasks):
+            return TaskList(tasks)  # type: ignore[arg-type]
+        return tasks_from_rows(
+            [task if not isinstance(task, Task) else _task_as_row(task) for task in tasks], parse_row
+        )
+    raise TypeError(
+        f"tasks must be a JSONL path, a list of dicts or Tasks, or a TaskSource; got {type(tasks).__name__}"
+    )
+
+
+def _task_as_row(task: Task) -> dict[str, Any]:
+    return {"id": task.id, "prompt": task.prompt, "reference": task.reference, **task.data}

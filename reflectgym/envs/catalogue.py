@@ -1,0 +1,30 @@
+"""The built-in environments. Only `register(...)` calls with string entry points: registering imports nothing
+heavy, and an env's module is imported when it is first made."""
+
+from __future__ import annotations
+
+from reflectgym.core.registry import register
+
+_SOKOBAN = "reflectgym.envs.sokoban.env:SokobanEnv"
+_SOKOBAN_REFERENCE = "optimal plan from the solver"
+
+
+def register_builtin_envs() -> None:
+    """Registers every built-in env (called once by `import reflectgym`)."""
+    register(
+        "Sokoban-v0",
+        _SOKOBAN,
+        description="Sokoban, 6x6 with 2 boxes and 40 steps (Skill-SD's setting); size/num_boxes/levels= to change",
+        family="sokoban",
+        reference=_SOKOBAN_REFERENCE,
+        kwargs={"size": (6, 6), "num_boxes": 2, "max_steps": 40},
+    )
+    for rows, boxes, steps in ((6, 1, 20), (6, 2, 40), (8, 3, 60), (10, 4, 120)):
+        register(
+            f"Sokoban-{rows}x{rows}-{boxes}-v0",
+            _SOKOBAN,
+            description=f"Sokoban preset: {rows}x{rows} room, {boxes} box(es), {steps} steps",
+            family="sokoban",
+            reference=_SOKOBAN_REFERENCE,
+            kwargs={"size": (rows, rows), "num_boxes": boxes, "max_steps": steps},
+        )
