@@ -93,6 +93,6 @@ def check_garbage_actions(env: gym.Env[Any, Any], seed: int = 0, turns: int = 20
         text = extremes[turn] if turn < len(extremes) else space.sample()
         observation, reward, terminated, truncated, info = env.step(text)
         assert isinstance(observation, str) and isinstance(info.get("feedback"), str)
-        assert np.isfinite(reward)
+        assert np.isfinite(float(reward))
         if terminated or truncated:
             env.reset(seed=int(rng.integers(1_000_000)))

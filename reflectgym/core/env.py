@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import copy
 from abc import abstractmethod
+from collections.abc import Mapping
 from typing import Any, ClassVar, Generic, TypeVar
 
 import gymnasium as gym
@@ -27,6 +28,7 @@ from reflectgym.core.spaces import FreeText
 from reflectgym.core.types import ActionParseError, FeedbackLevel, Transition, Verdict, check_feedback_level
 
 ActionT = TypeVar("ActionT")
+
 
 class EpisodeOverError(RuntimeError):
     """Raised when `step()` is called after the episode ended and before `reset()`."""
@@ -45,6 +47,8 @@ class TextEnv(gym.Env[str, str], Generic[ActionT]):
     metadata: ClassVar[dict[str, Any]] = {"render_modes": ["ansi", "human"], "render_fps": 4}  # type: ignore[misc]
     action_format: ClassVar[str] = "a reply in the format the task asks for"
     """One line saying what a valid action looks like; quoted in format feedback."""
+    action_examples: ClassVar[tuple[str, ...]] = ()
+    """A few valid actions (shown by `reflectgym play`, sampled by the random scripted agent)."""
     min_leak_marker_length: ClassVar[int] = 8
     """Privileged strings shorter than this (a bare number, one move) are not audited: they occur innocently."""
 
@@ -70,7 +74,7 @@ class TextEnv(gym.Env[str, str], Generic[ActionT]):
         self.action_space = FreeText()
         self._seed: int | None = None
         self._options: dict[str, Any] = {}
-        self._start_rng_state: dict[str, Any] | None = None
+        self._start_rng_state: Mapping[str, Any] | None = None
         self._actions: list[str] = []
         self._episode_over = True
         self._last_observation = ""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,8 +26,8 @@ class Snapshot:
     options: dict[str, Any]
     actions: tuple[str, ...]
     state: Any = None
-    start_rng_state: dict[str, Any] | None = None
-    rng_state: dict[str, Any] | None = None
+    start_rng_state: Mapping[str, Any] | None = None
+    rng_state: Mapping[str, Any] | None = None
     episode_over: bool = False
     last_observation: str = ""
 

@@ -1,0 +1,91 @@
+"""Registration: the namespace, gymnasium.make with and without import, the catalogue, the task-env helper."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import gymnasium as gym
+import pytest
+from gymnasium.utils.env_checker import check_env
+
+import reflectgym
+from reflectgym.core import TaskFormatError, audit_feedback_leaks, check_determinism
+from reflectgym.core.registry import qualify
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_qualify_fills_in_the_namespace_and_refuses_others() -> None:
+    assert qualify("Foo-v0") == "reflectgym/Foo-v0" == qualify("reflectgym/Foo-v0")
+    with pytest.raises(ValueError, match="namespace"):
+        qualify("other/Foo-v0")
+
+
+def test_a_custom_env_in_a_few_lines_is_a_full_gymnasium_env() -> None:
+    tasks = [{"id": "one", "prompt": "Say one.", "answer": "one"}, {"id": "two", "prompt": "Say two.", "answer": "two"}]
+    env_id = reflectgym.register_task_env("SayIt-v0", tasks, lambda task, answer: answer.lower() == task.reference)
+    env = gym.make(env_id, max_attempts=2)
+    check_env(env.unwrapped)
+    check_determinism(lambda: gym.make(env_id, max_attempts=2))
+    observation, info = env.reset(seed=0, options={"task_id": "two"})
+    assert observation == "Say two." and info["task_id"] == "two" and info["privileged"] == "two"
+    assert env.step("three")[1:4] == (0.0, False, False)
+    _, reward, terminated, _, info = env.step("TWO")
+    assert reward == 1.0 and terminated and info["verdict"].passed
+    assert reflectgym.env_info(env_id).family == "custom"
+    assert env_id in [info.id for info in reflectgym.list_envs()]
+
+
+def test_the_custom_env_example_is_registered_and_passes_check_env() -> None:
+    namespace = __import__("runpy").run_path(str(ROOT / "examples" / "custom_env.py"))
+    assert "verify" in namespace
+    lines = [line for line in (ROOT / "examples" / "custom_env.py").read_text().splitlines() if line.strip()]
+    body = lines[: next(i for i, line in enumerate(lines) if line.startswith("if __name__"))]
+    code_lines = [line for line in body if not line.lstrip().startswith(("#", '"""', "import", "from"))]
+    assert len(code_lines) <= 20, "the custom env example should stay within 20 lines of code"
+    env = gym.make("reflectgym/Capitals-v0", feedback="hint")
+    check_env(env.unwrapped)
+    env.reset(seed=0, options={"task_id": "fr"})
+    *_, info = env.step("Lyon")
+    assert "'P'" in info["feedback"]
+    assert audit_feedback_leaks(env, episodes=10).ok
+
+
+def test_broken_task_file_fails_at_registration(tmp_path: Path) -> None:
+    path = tmp_path / "tasks.jsonl"
+    path.write_text('{"id": "a", "prompt": "x"}\n{"id": "b"}\n')
+    with pytest.raises(TaskFormatError, match=r"tasks\.jsonl:2: field 'prompt'"):
+        reflectgym.register_task_env("Broken-v0", path, lambda task, answer: True)
+
+
+def test_gymnasium_make_with_module_prefix_works_without_importing_reflectgym() -> None:
+    code = (
+        "import sys, gymnasium as gym\n"
+        "assert 'reflectgym' not in sys.modules\n"
+        "env = gym.make('reflectgym:reflectgym/Sokoban-v0')\n"
+        "print(type(env.unwrapped).__name__)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "SokobanEnv"
+
+
+def test_importing_reflectgym_loads_no_heavy_dependency() -> None:
+    code = (
+        "import sys, reflectgym\n"
+        "heavy = [m for m in ('torch', 'transformers', 'playwright', 'docker', 'ray', 'vllm', 'datasets')"
+        " if m in sys.modules]\n"
+        "print(','.join(heavy))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == ""
+
+
+def test_non_string_action_through_gymnasium_make_is_a_type_error() -> None:
+    env = gym.make("reflectgym/Capitals-v0")
+    env.reset(seed=0)
+    with pytest.raises(TypeError, match="str"):
+        env.step(42)
