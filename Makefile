@@ -4,7 +4,13 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip
 DEMO_EXTRAS := 
-TEST_EXTRAS := dev,docker,datasets
+TEST_EXTRAS := dev,train,docker,datasets
+# torch: the CPU wheel on this kind of machine lies in TORCH_WHEELS; elsewhere pip resolves TORCH_SPEC with
+# TORCH_PIP_ARGS (e.g. TORCH_PIP_ARGS="--index-url <your CPU or CUDA wheel index>"). Installed before the
+# extras, so that no extra pulls a multi-GB CUDA build on a CPU machine.
+TORCH_SPEC     ?= torch==2.13.0
+TORCH_WHEELS   ?= /opt/wheels
+TORCH_PIP_ARGS ?=
 
 .PHONY: demo test setup-demo setup-test system lint typecheck imports pytest clean
 
@@ -16,7 +22,12 @@ $(VENV)/.demo-installed: pyproject.toml | $(BIN)/python
 	$(PIP) install -q -e ".$(if $(DEMO_EXTRAS),[$(DEMO_EXTRAS)],)"
 	touch $@
 
-$(VENV)/.test-installed: pyproject.toml | $(BIN)/python
+$(VENV)/.torch-installed: | $(BIN)/python
+	if [ -d "$(TORCH_WHEELS)" ]; then $(PIP) install -q --find-links "$(TORCH_WHEELS)" "$(TORCH_SPEC)"; \
+	else $(PIP) install -q "$(TORCH_SPEC)" $(TORCH_PIP_ARGS); fi
+	touch $@
+
+$(VENV)/.test-installed: pyproject.toml $(VENV)/.torch-installed
 	$(PIP) install -q -e ".[$(TEST_EXTRAS)]"
 	touch $@
 

@@ -1,0 +1,162 @@
+"""Loss functions against hand-computed values, and the Skill-SD gradient properties of TRAINERS.md §2."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+torch = pytest.importorskip("torch", reason="torch is not installed (pip install 'reflectgym[train]')")
+
+from reflectgym.trainers.losses import (  # noqa: E402
+    group_advantages,
+    grpo_loss,
+    k3_kl,
+    masked_mean,
+    self_distillation_loss,
+    sft_loss,
+    token_logprobs,
+    zero_variance_groups,
+)
+
+
+def test_group_advantages_by_hand() -> None:
+    advantages = group_advantages(torch.tensor([1.0, 0.0, 1.0, 1.0, 3.0, 1.0, 2.0, 2.0]), group_size=4)
+    # group 1: mean .5, population std .5 → (1-.5)/.5 = 1 ; (0-.5)/.5 = -1
+    assert advantages[:4].tolist() == pytest.approx([1 / 3**0.5, -(3**0.5), 1 / 3**0.5, 1 / 3**0.5], rel=1e-5)
+    # group 2: [3,1,2,2] mean 2, std sqrt(.5)
+    assert advantages[4:].tolist() == pytest.approx([2**0.5, -(2**0.5), 0.0, 0.0], rel=1e-5)
+    assert group_advantages(torch.tensor([1.0, 1.0]), 2).tolist() == [0.0, 0.0]
+    with pytest.raises(ValueError, match="multiple of group_size"):
+        group_advantages(torch.ones(3), 2)
+
+
+def test_zero_variance_groups() -> None:
+    assert zero_variance_groups(torch.tensor([1.0, 1.0, 0.0, 1.0, 0.0, 0.0]), 2).tolist() == [True, False, True]
+
+
+def test_grpo_loss_by_hand_token_and_sequence_mean() -> None:
+    old = torch.zeros(2, 2)
+    logprobs = torch.tensor([[math.log(1.5), math.log(1.5)], [math.log(0.5), 0.0]], requires_grad=True)
+    advantages = torch.tensor([1.0, -1.0])
+    mask = torch.tensor([[1.0, 1.0], [1.0, 0.0]])
+    # seq 0: ratio 1.5, A=1 → min(1.5, 1.2) = 1.2 → -1.2 per token ; seq 1: ratio .5, A=-1 → min(-.5, -.8) → +.8
+    out = grpo_loss(logprobs, old, advantages, mask)
+    assert out.loss.item() == pytest.approx((-1.2 - 1.2 + 0.8) / 3)
+    assert out.clip_fraction.item() == pytest.approx(1.0)
+    sequence = grpo_loss(logprobs, old, advantages, mask, normalisation="sequence")
+    assert sequence.loss.item() == pytest.approx((-1.2 + 0.8) / 2)
+    out.loss.backward()
+    assert logprobs.grad is not None and torch.all(logprobs.grad == 0), "clipped tokens carry no gradient"
+
+
+def test_grpo_loss_unclipped_gradient_is_minus_advantage_times_ratio() -> None:
+    logprobs = torch.zeros(1, 2, requires_grad=True)
+    out = grpo_loss(logprobs, torch.zeros(1, 2), torch.tensor([2.0]), torch.ones(1, 2))
+    out.loss.backward()
+    assert out.loss.item() == pytest.approx(-2.0)
+    assert logprobs.grad[0].tolist() == pytest.approx([-1.0, -1.0])  # d(-ρA)/dlogπ = -ρA / N = -2/2
+
+
+def test_k3_kl_by_hand_and_in_the_loss() -> None:
+    value = k3_kl(torch.tensor([math.log(0.5)]), torch.tensor([math.log(0.25)]))
+    assert value.item() == pytest.approx(0.5 + math.log(2) - 1)
+    logprobs = torch.full((1, 1), math.log(0.5))
+    out = grpo_loss(
+        logprobs,
+        logprobs,
+        torch.tensor([0.0]),
+        torch.ones(1, 1),
+        ref_logprobs=torch.full((1, 1), math.log(0.25)),
+        kl_coef=0.1,
+    )
+    assert out.loss.item() == pytest.approx(0.1 * (0.5 + math.log(2) - 1))
+    with pytest.raises(ValueError, match="ref_logprobs"):
+        grpo_loss(logprobs, logprobs, torch.tensor([0.0]), torch.ones(1, 1), kl_coef=0.1)
+
+
+def test_sft_loss_ignores_masked_tokens() -> None:
+    logprobs = torch.tensor([[-1.0, -3.0, -100.0]])
+    assert sft_loss(logprobs, torch.tensor([[1.0, 1.0, 0.0]])).item() == pytest.approx(2.0)
+
+
+def test_masked_mean_skips_empty_sequences_in_sequence_mode() -> None:
+    values = torch.tensor([[1.0, 3.0], [5.0, 5.0]])
+    assert masked_mean(values, torch.tensor([[1.0, 1.0], [0.0, 0.0]]), "sequence").item() == pytest.approx(2.0)
+
+
+def test_token_logprobs_match_log_softmax() -> None:
+    logits = torch.tensor([[[0.0, math.log(3.0)]]])
+    assert token_logprobs(logits, torch.tensor([[1]])).item() == pytest.approx(math.log(0.75))
+
+
+# ----------------------------------------------------------------------------- Skill-SD properties
+def _distributions(seed: int, vocab: int = 5) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    generator = torch.Generator().manual_seed(seed)
+    student_logits = torch.randn(vocab, generator=generator, requires_grad=True)
+    teacher = torch.log_softmax(torch.randn(vocab, generator=generator), -1)
+    old = torch.log_softmax(torch.randn(vocab, generator=generator), -1)
+    return student_logits, teacher, old
+
+
+def test_sd_gradient_at_a_sampled_token_is_rho_times_ell_times_grad_log_pi() -> None:
+    student_logits, teacher, old = _distributions(0)
+    token = 2
+    logprob = torch.log_softmax(student_logits, -1)[token]
+    loss = self_distillation_loss(
+        logprob.view(1, 1), old[token].view(1, 1), teacher[token].view(1, 1), torch.ones(1, 1)
+    )
+    (grad,) = torch.autograd.grad(loss, student_logits)
+    (grad_log_pi,) = torch.autograd.grad(torch.log_softmax(student_logits, -1)[token], student_logits)
+    rho = torch.exp(logprob - old[token]).detach()
+    ell = (logprob - teacher[token]).detach()
+    assert torch.allclose(grad, rho * ell * grad_log_pi, atol=1e-6)
+
+
+def _expected_sd_loss(
+    student_logits: torch.Tensor, teacher: torch.Tensor, old: torch.Tensor, detach_rho: bool
+) -> torch.Tensor:
+    """E_{y~π_old}[ρ·k3] by enumerating the vocabulary."""
+    logprobs = torch.log_softmax(student_logits, -1)
+    total = torch.zeros(())
+    for token in range(len(teacher)):
+        lp = logprobs[token].view(1, 1)
+        if detach_rho:
+            ell = lp - teacher[token]
+            per_token = torch.exp(lp - old[token]).detach() * (torch.exp(-ell) - 1 + ell)
+        else:
+            per_token = self_distillation_loss(lp, old[token].view(1, 1), teacher[token].view(1, 1), torch.ones(1, 1))
+        total = total + torch.exp(old[token]) * per_token.sum()
+    return total
+
+
+def test_sd_expectation_is_exactly_reverse_kl_and_so_is_its_gradient() -> None:
+    student_logits, teacher, old = _distributions(1)
+    expected = _expected_sd_loss(student_logits, teacher, old, detach_rho=False)
+    student = torch.log_softmax(student_logits, -1)
+    reverse_kl = (student.exp() * (student - teacher)).sum()
+    assert expected.item() == pytest.approx(reverse_kl.item(), rel=1e-5)
+    (grad,) = torch.autograd.grad(expected, student_logits)
+    (true_grad,) = torch.autograd.grad(reverse_kl, student_logits)
+    assert torch.allclose(grad, true_grad, atol=1e-6)
+
+
+def test_detaching_rho_gives_the_forward_kl_gradient_instead() -> None:
+    student_logits, teacher, old = _distributions(2)
+    expected = _expected_sd_loss(student_logits, teacher, old, detach_rho=True)
+    (grad,) = torch.autograd.grad(expected, student_logits)
+    student = torch.log_softmax(student_logits, -1)
+    forward_kl = (teacher.exp() * (teacher - student)).sum()
+    (forward_grad,) = torch.autograd.grad(forward_kl, student_logits)
+    assert torch.allclose(grad, forward_grad, atol=1e-6)
+    fresh = torch.log_softmax(student_logits, -1)
+    reverse_kl = (fresh.exp() * (fresh - teacher)).sum()
+    (reverse_grad,) = torch.autograd.grad(reverse_kl, student_logits)
+    assert not torch.allclose(grad, reverse_grad, atol=1e-3), "detaching ρ must change the gradient"
+
+
+def test_teacher_equal_to_student_gives_zero_loss_and_gradient() -> None:
+    logprobs = torch.log_softmax(torch.randn(2, 3), -1).requires_grad_(True)
+    loss = self_distillation_loss(logprobs, logprobs.detach() - 0.3, logprobs.detach(), torch.ones(2, 3))
+    loss.backward()
+    assert loss.item() == 0.0 and torch.all(logprobs.grad == 0)
