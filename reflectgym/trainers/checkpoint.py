@@ -1,0 +1,170 @@
+"""Atomic checkpoints that resume exactly: model, optimizer, scheduler, every RNG, step and trainer state.
+
+A checkpoint is written into a temporary folder beside its final place, flushed to disk, then renamed into
+place (a rename is atomic on POSIX), and the `latest` pointer is replaced the same way. A run killed at any
+moment leaves either the previous checkpoint or the new one, never half of one.
+
+Layout of `RUN_DIR/checkpoints/step-00000042/`: `model/` (Hugging Face `save_pretrained` when the model has it,
+so the folder loads with `from_pretrained`; else `model.pt`), `training_state.pt` (optimizer, scheduler, RNG
+states), `trainer_state.json` (step, data position, curriculum/buffer state — anything JSON).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+LATEST = "latest"
+
+
+def capture_rng_state() -> dict[str, Any]:
+    """Every generator a training step may draw from."""
+    state: dict[str, Any] = {
+        "python": random.getstate(),
+        "numpy": np.random.get_state(),
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng_state(state: Mapping[str, Any]) -> None:
+    """Inverse of `capture_rng_state`."""
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _fsync_tree(folder: Path) -> None:
+    for path in folder.rglob("*"):
+        if path.is_file():
+            with path.open("rb") as handle:
+                os.fsync(handle.fileno())
+    descriptor = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Writes `text` to `path` through a temporary file and a rename."""
+    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with temporary.open("w", encoding="utf-8") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(temporary, path)
+
+
+def _save_model(model: torch.nn.Module, folder: Path) -> None:
+    save_pretrained = getattr(model, "save_pretrained", None)
+    if callable(save_pretrained):
+        save_pretrained(folder, safe_serialization=True)
+    else:
+        folder.mkdir(parents=True, exist_ok=True)
+        torch.save(model.state_dict(), folder / "model.pt")
+
+
+def _load_model(model: torch.nn.Module, folder: Path) -> None:
+    if (folder / "model.pt").exists():
+        model.load_state_dict(torch.load(folder / "model.pt", map_location="cpu", weights_only=True))
+        return
+    from transformers.modeling_utils import load_sharded_checkpoint
+
+    single = folder / "model.safetensors"
+    if single.exists():
+        from safetensors.torch import load_file
+
+        state = load_file(single, device="cpu")
+        missing, unexpected = model.load_state_dict(state, strict=False)
+        tied = set(getattr(model, "_tied_weights_keys", None) or [])
+        really_missing = [key for key in missing if key not in tied and not key.endswith("lm_head.weight")]
+        if really_missing or unexpected:
+            raise RuntimeError(
+                f"checkpoint {folder} does not fit the model: missing {really_missing}, unexpected {unexpected}"
+            )
+        tie_weights = getattr(model, "tie_weights", None)
+        if callable(tie_weights):
+            tie_weights()
+        return
+    load_sharded_checkpoint(model, str(folder), strict=True)
+
+
+def save_checkpoint(
+    run_dir: str | Path,
+    step: int,
+    *,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any | None = None,
+    trainer_state: Mapping[str, Any] | None = None,
+    keep: int = 2,
+) -> Path:
+    """Writes checkpoint `step` atomically, points `latest` at it, and keeps the newest `keep` checkpoints."""
+    root = Path(run_dir) / "checkpoints"
+    root.mkdir(parents=True, exist_ok=True)
+    final = root / f"step-{step:08d}"
+    temporary = root / f".tmp-step-{step:08d}-{os.getpid()}"
+    shutil.rmtree(temporary, ignore_errors=True)
+    temporary.mkdir()
+    _save_model(model, temporary / "model")
+    torch.save(
+        {
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict() if scheduler is not None else None,
+            "rng": capture_rng_state(),
+        },
+        temporary / "training_state.pt",
+    )
+    (temporary / "trainer_state.json").write_text(json.dumps({"step": step, **dict(trainer_state or {})}, indent=2))
+    _fsync_tree(temporary)
+    if final.exists():
+        shutil.rmtree(final)
+    os.replace(temporary, final)
+    write_text_atomic(root / LATEST, final.name)
+    for old in sorted(root.glob("step-*"))[:-keep] if keep > 0 else []:
+        shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def latest_checkpoint(run_dir: str | Path) -> Path | None:
+    """The newest complete checkpoint of a run, or None."""
+    root = Path(run_dir) / "checkpoints"
+    pointer = root / LATEST
+    if not pointer.exists():
+        return None
+    candidate = root / pointer.read_text().strip()
+    return candidate if (candidate / "trainer_state.json").exists() else None
+
+
+def load_checkpoint(
+    checkpoint: str | Path,
+    *,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer | None = None,
+    scheduler: Any | None = None,
+    restore_rng: bool = True,
+) -> dict[str, Any]:
+    """Loads a checkpoint into live objects and returns its trainer state (with `step`)."""
+    folder = Path(checkpoint)
+    _load_model(model, folder / "model")
+    training = torch.load(folder / "training_state.pt", map_location="cpu", weights_only=False)
+    if optimizer is not None:
+        optimizer.load_state_dict(training["optimizer"])
+    if scheduler is not None and training["scheduler"] is not None:
+        scheduler.load_state_dict(training["scheduler"])
+    if restore_rng:
+        restore_rng_state(training["rng"])
+    return json.loads((folder / "trainer_state.json").read_text())

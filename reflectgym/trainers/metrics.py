@@ -1,0 +1,89 @@
+"""Training metrics: JSONL always (flushed per line, so a crash loses nothing written), TensorBoard and
+Weights & Biases when asked for and installed."""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+
+class MetricsLogger:
+    """Writes one JSON object per step to `RUN_DIR/metrics.jsonl`, and mirrors scalars to optional sinks.
+
+    Args:
+        run_dir: The run's folder.
+        tensorboard: Also write TensorBoard event files under `RUN_DIR/tensorboard` (needs `tensorboard`).
+        wandb_project: Also log to this Weights & Biases project (needs `wandb`; offline unless logged in).
+        config: The run's config, written to `RUN_DIR/config.json` and given to W&B.
+        resume: Append to an existing `metrics.jsonl` instead of starting a new one.
+    """
+
+    def __init__(
+        self,
+        run_dir: str | Path,
+        *,
+        tensorboard: bool = False,
+        wandb_project: str | None = None,
+        config: Mapping[str, Any] | None = None,
+        resume: bool = False,
+    ) -> None:
+        self.run_dir = Path(run_dir)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.path = self.run_dir / "metrics.jsonl"
+        self._handle = self.path.open("a" if resume else "w", encoding="utf-8")
+        self._start = time.time()
+        if config is not None:
+            (self.run_dir / "config.json").write_text(json.dumps(dict(config), indent=2, default=str) + "\n")
+        self._tensorboard = None
+        if tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError as error:
+                raise ImportError(
+                    "tensorboard logging needs the tensorboard package: pip install tensorboard"
+                ) from error
+            self._tensorboard = SummaryWriter(str(self.run_dir / "tensorboard"))
+        self._wandb = None
+        if wandb_project is not None:
+            try:
+                import wandb
+            except ImportError as error:
+                raise ImportError("W&B logging needs wandb: pip install wandb") from error
+            self._wandb = wandb.init(project=wandb_project, config=dict(config or {}), dir=str(self.run_dir))
+
+    def log(self, step: int, metrics: Mapping[str, float]) -> None:
+        """Records the metrics of one step."""
+        clean = {key: float(value) for key, value in metrics.items() if value is not None}
+        record = {"step": step, "time": round(time.time() - self._start, 3), **clean}
+        self._handle.write(json.dumps(record, allow_nan=True) + "\n")
+        self._handle.flush()
+        if self._tensorboard is not None:
+            for key, value in clean.items():
+                if math.isfinite(value):
+                    self._tensorboard.add_scalar(key, value, step)
+        if self._wandb is not None:
+            self._wandb.log(clean, step=step)
+
+    def close(self) -> None:
+        """Flushes and closes every sink."""
+        self._handle.close()
+        if self._tensorboard is not None:
+            self._tensorboard.close()
+        if self._wandb is not None:
+            self._wandb.finish()
+
+
+def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
+    """Every record of `RUN_DIR/metrics.jsonl`, in order (a torn last line from a crash is skipped)."""
+    records = []
+    path = Path(run_dir) / "metrics.jsonl"
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return records

@@ -1,0 +1,79 @@
+"""Dataclass configs from YAML plus overrides, with errors that say what to change."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import pytest
+
+from reflectgym.trainers.config import ConfigError, add_config_help, field_docs, load_config, parse_overrides
+
+
+@dataclass
+class ToyConfig:
+    lr: float = 1e-4
+    """Learning rate of the optimiser."""
+    group_size: int = 8
+    """Rollouts per task."""
+    normalisation: Literal["token", "sequence"] = "token"
+    """How the loss is averaged."""
+    lora: bool = False
+    """Train LoRA adapters instead of all weights."""
+    size: tuple[int, ...] = (6, 6)
+    """Room size."""
+    output: str | None = None
+    """Where to write."""
+
+    def __post_init__(self) -> None:
+        if self.group_size < 2:
+            raise ConfigError(f"group_size must be at least 2 for group-normalised advantages; got {self.group_size}")
+
+
+def test_yaml_then_overrides(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("lr: 3.0e-5\ngroup_size: 4\nsize: [8, 8]\n")
+    config = load_config(ToyConfig, path, ["--lr", "1e-5", "--normalisation=sequence", "--lora", "--output", "none"])
+    assert config == ToyConfig(lr=1e-5, group_size=4, normalisation="sequence", lora=True, size=(8, 8), output=None)
+
+
+def test_unknown_key_suggests_the_close_one() -> None:
+    with pytest.raises(ConfigError, match=r"'group_sise' \(did you mean 'group_size'\?\)"):
+        load_config(ToyConfig, overrides=["--group-sise", "4"])
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        (["--group-size", "2.5"], "group_size: expected an integer"),
+        (["--lr", "fast"], "lr: expected float"),
+        (["--normalisation", "batch"], "normalisation: 'batch' is not one of 'token', 'sequence'"),
+        (["--lora", "maybe"], "lora: expected true or false"),
+        (["--group-size", "1"], "group_size must be at least 2"),
+        (["lr", "1"], "expected --option value"),
+    ],
+)
+def test_bad_values_say_what_to_change(override: list[str], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_config(ToyConfig, overrides=override)
+
+
+def test_field_docstrings_become_help() -> None:
+    assert field_docs(ToyConfig)["lr"] == "Learning rate of the optimiser."
+    parser = argparse.ArgumentParser()
+    add_config_help(parser, ToyConfig)
+    text = parser.format_help()
+    assert "--group-size" in text and "Rollouts per task." in text and "(default: 8)" in text
+
+
+def test_parse_overrides_flags() -> None:
+    assert parse_overrides(["--a", "--b", "x", "--c=y"]) == {"a": "true", "b": "x", "c": "y"}
+
+
+def test_top_level_must_be_a_mapping(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("- 1\n- 2\n")
+    with pytest.raises(ConfigError, match="expected a mapping"):
+        load_config(ToyConfig, path)
