@@ -81,25 +81,26 @@ def _load_model(model: torch.nn.Module, folder: Path) -> None:
     if (folder / "model.pt").exists():
         model.load_state_dict(torch.load(folder / "model.pt", map_location="cpu", weights_only=True))
         return
-    from transformers.modeling_utils import load_sharded_checkpoint
+    from safetensors.torch import load_file
 
-    single = folder / "model.safetensors"
-    if single.exists():
-        from safetensors.torch import load_file
-
-        state = load_file(single, device="cpu")
-        missing, unexpected = model.load_state_dict(state, strict=False)
-        tied = set(getattr(model, "_tied_weights_keys", None) or [])
-        really_missing = [key for key in missing if key not in tied and not key.endswith("lm_head.weight")]
-        if really_missing or unexpected:
-            raise RuntimeError(
-                f"checkpoint {folder} does not fit the model: missing {really_missing}, unexpected {unexpected}"
-            )
-        tie_weights = getattr(model, "tie_weights", None)
-        if callable(tie_weights):
-            tie_weights()
-        return
-    load_sharded_checkpoint(model, str(folder), strict=True)
+    index = folder / "model.safetensors.index.json"
+    files = (
+        sorted(set(json.loads(index.read_text())["weight_map"].values())) if index.exists() else ["model.safetensors"]
+    )
+    state: dict[str, torch.Tensor] = {}
+    for name in files:
+        state.update(load_file(folder / name, device="cpu"))
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    # save_pretrained drops weights tied to others (e.g. lm_head tied to the embeddings); re-tie them
+    tie_weights = getattr(model, "tie_weights", None)
+    if callable(tie_weights):
+        tie_weights()
+    tied = {key for key in missing if key.endswith("lm_head.weight")}
+    if set(missing) - tied or unexpected:
+        raise RuntimeError(
+            f"checkpoint {folder} does not fit the model: missing {sorted(set(missing) - tied)}, "
+            f"unexpected {sorted(unexpected)}"
+        )
 
 
 def save_checkpoint(
