@@ -1,0 +1,206 @@
+"""Sokoban levels in the standard XSB text notation, and collections of them (Boxoban's `; n` files included).
+
+XSB: `#` wall, ` ` (or `-`, `_`) floor, `@` player, `+` player on goal, `$` box, `*` box on goal, `.` goal.
+A file holds levels separated by blank lines; a level's title is the comment line before it (`; 12` in Boxoban
+files, or `Title: ...`). Every row of an enclosed level contains a wall, which is how level rows are told from
+comments.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+Cell = tuple[int, int]
+"""(row, col), 0-based from the top-left corner."""
+
+_FLOOR_CHARS = frozenset(" -_")
+_LEVEL_CHARS = frozenset("#@+$*.") | _FLOOR_CHARS
+
+
+class LevelFormatError(ValueError):
+    """A level text that is not a playable Sokoban level; the message says what and where."""
+
+
+@dataclass(frozen=True)
+class Level:
+    """One Sokoban level.
+
+    Attributes:
+        rows: Height of the grid.
+        cols: Width of the grid (the longest row).
+        walls: Wall cells.
+        goals: Goal cells.
+        boxes: Box cells.
+        player: The player's cell.
+        title: The level's name in its file (`"12"` for Boxoban's `; 12`), if any; not part of equality.
+    """
+
+    rows: int
+    cols: int
+    walls: frozenset[Cell]
+    goals: frozenset[Cell]
+    boxes: frozenset[Cell]
+    player: Cell
+    title: str | None = field(default=None, compare=False)
+
+    @property
+    def num_boxes(self) -> int:
+        """How many boxes (and goals) the level has."""
+        return len(self.boxes)
+
+    @property
+    def solved(self) -> bool:
+        """Whether every box is on a goal."""
+        return self.boxes == self.goals
+
+    def char_at(self, cell: Cell) -> str:
+        """The XSB character of one cell."""
+        if cell in self.walls:
+            return "#"
+        goal = cell in self.goals
+        if cell == self.player:
+            return "+" if goal else "@"
+        if cell in self.boxes:
+            return "*" if goal else "$"
+        return "." if goal else " "
+
+    def to_xsb(self) -> str:
+        """The level as XSB text, one line per row, trailing spaces removed."""
+        return "\n".join("".join(self.char_at((r, c)) for c in range(self.cols)).rstrip() for r in range(self.rows))
+
+    def one_line(self) -> str:
+        """The level on one line, rows joined by `|` (the XSB one-line form, also accepted by `parse_level`)."""
+        return self.to_xsb().replace("\n", "|")
+
+
+def parse_level(text: str, title: str | None = None) -> Level:
+    """Parses one level in XSB notation (rows separated by newlines or `|`).
+
+    Raises:
+        LevelFormatError: unknown characters, no player or several, no boxes, unequal boxes and goals, an open
+            level the player could walk out of, or a box or goal the player can never reach.
+    """
+    where = f"level {title!r}" if title is not None else "level"
+    lines = [line.rstrip("\r") for line in text.replace("|", "\n").split("\n")]
+    while lines and not lines[-1].strip():
+        lines.pop()
+    while lines and not lines[0].strip():
+        lines.pop(0)
+    if not lines:
+        raise LevelFormatError(f"{where}: the text is empty")
+    walls: set[Cell] = set()
+    goals: set[Cell] = set()
+    boxes: set[Cell] = set()
+    players: list[Cell] = []
+    for r, line in enumerate(lines):
+        for c, char in enumerate(line):
+            if char not in _LEVEL_CHARS:
+                raise LevelFormatError(
+                    f"{where}: unknown character {char!r} at row {r + 1}, column {c + 1} "
+                    "(XSB uses # @ + $ * . and space)"
+                )
+            cell = (r, c)
+            if char == "#":
+                walls.add(cell)
+            if char in "+*.":
+                goals.add(cell)
+            if char in "$*":
+                boxes.add(cell)
+            if char in "@+":
+                players.append(cell)
+    if not players:
+        raise LevelFormatError(f"{where}: no player (@ or +)")
+    if len(players) > 1:
+        cells = ", ".join(_name(p) for p in players)
+        raise LevelFormatError(f"{where}: {len(players)} players ({cells}); a level has exactly one")
+    if not boxes:
+        raise LevelFormatError(f"{where}: no boxes ($ or *)")
+    if len(boxes) != len(goals):
+        raise LevelFormatError(f"{where}: {len(boxes)} boxes but {len(goals)} goals; they must be equal")
+    rows, cols = len(lines), max(len(line) for line in lines)
+    region = _walkable_region(players[0], walls, rows, cols, lines)
+    for kind, cells in (("box", boxes), ("goal", goals)):
+        stray = sorted(cells - region)
+        if stray:
+            raise LevelFormatError(f"{where}: the {kind} at {_name(stray[0])} cannot be reached from the player")
+    return Level(rows, cols, frozenset(walls), frozenset(goals), frozenset(boxes), players[0], title)
+
+
+def _walkable_region(start: Cell, walls: set[Cell], rows: int, cols: int, lines: Sequence[str]) -> set[Cell]:
+    """Cells the player could walk to if there were no boxes; raises if that leads out of the level."""
+    seen = {start}
+    stack = [start]
+    while stack:
+        r, c = stack.pop()
+        for nr, nc in ((r - 1, c), (r + 1, c), (r, c - 1), (r, c + 1)):
+            if nr < 0 or nc < 0 or nr >= rows or nc >= len(lines[nr]):
+                raise LevelFormatError(
+                    f"the level is not enclosed by walls: the player can walk off it from {_name((r, c))}"
+                )
+            if (nr, nc) not in walls and (nr, nc) not in seen:
+                seen.add((nr, nc))
+                stack.append((nr, nc))
+    return seen
+
+
+def _name(cell: Cell) -> str:
+    return f"row {cell[0] + 1}, column {cell[1] + 1}"
+
+
+def parse_levels(text: str) -> list[Level]:
+    """Parses every level of an XSB or Boxoban text; titles come from the comment line before each level."""
+    levels: list[Level] = []
+    block: list[str] = []
+    title: str | None = None
+    start_line = 0
+
+    def flush() -> None:
+        nonlocal block, title
+        if block:
+            try:
+                levels.append(parse_level("\n".join(block), title=title))
+            except LevelFormatError as error:
+                raise LevelFormatError(f"{error} (text line {start_line + 1})") from None
+        block, title = [], None
+
+    for number, raw in enumerate(text.splitlines()):
+        line = raw.rstrip()
+        if "#" in line and not line.lstrip().startswith(";"):
+            if not block:
+                start_line = number
+            block.append(line)
+            continue
+        flush()
+        stripped = line.strip()
+        if stripped.startswith(";"):
+            title = stripped.lstrip(";").strip() or None
+        elif stripped.lower().startswith("title:"):
+            title = stripped.split(":", 1)[1].strip() or None
+    flush()
+    if not levels:
+        raise LevelFormatError("no level found in the text (a level's rows contain # walls)")
+    return levels
+
+
+def load_levels(source: str | Path | Iterable[str]) -> list[Level]:
+    """Levels from a file path, a text of one or more levels, or a list of level texts."""
+    if isinstance(source, Path):
+        return parse_levels(source.read_text(encoding="utf-8"))
+    if isinstance(source, str):
+        if "\n" not in source and "|" not in source and "#" not in source:
+            path = Path(source)
+            if not path.is_file():
+                raise FileNotFoundError(f"no level file at {source!r} (pass a path, XSB text, or a list of levels)")
+            return parse_levels(path.read_text(encoding="utf-8"))
+        return parse_levels(source.replace("|", "\n")) if "\n" not in source else parse_levels(source)
+    return [level for text in source for level in parse_levels(text)]
+
+
+def format_levels(levels: Iterable[Level]) -> str:
+    """Writes levels in the Boxoban layout: `; title` then the rows, a blank line between levels."""
+    parts = [
+        f"; {level.title if level.title is not None else index}\n{level.to_xsb()}" for index, level in enumerate(levels)
+    ]
+    return "\n\n".join(parts) + "\n"

@@ -1,0 +1,64 @@
+"""Lenient reading of moves from model text."""
+
+from __future__ import annotations
+
+import pytest
+
+from reflectgym.core import ActionParseError
+from reflectgym.envs.sokoban.actions import WAIT, parse_moves
+
+UP, DOWN, LEFT, RIGHT = 0, 1, 2, 3
+
+
+@pytest.mark.parametrize(
+    ("text", "moves"),
+    [
+        ("up", (UP,)),
+        ("  Down\n", (DOWN,)),
+        ("L", (LEFT,)),
+        ("→", (RIGHT,)),
+        ("north", (UP,)),
+        ("wait", (WAIT,)),
+        ("<answer>left</answer>", (LEFT,)),
+        ("I could go up, but the box... so I move right.", (RIGHT,)),
+        ("Thinking: left is a wall.\nAction: down", (DOWN,)),
+        ("the answer is \\boxed{up}", (UP,)),
+        ("<think>maybe left</think><answer> Right </answer>", (RIGHT,)),
+    ],
+)
+def test_single_moves(text: str, moves: tuple[int, ...]) -> None:
+    assert parse_moves(text) == moves
+
+
+@pytest.mark.parametrize(
+    ("text", "moves"),
+    [
+        ("UURD", (UP, UP, RIGHT, DOWN)),
+        ("up, up, left", (UP, UP, LEFT)),
+        ("<answer>u l wait r</answer>", (UP, LEFT, WAIT, RIGHT)),
+        ("Go left then down.", (LEFT, DOWN)),
+    ],
+)
+def test_several_moves_when_allowed(text: str, moves: tuple[int, ...]) -> None:
+    assert parse_moves(text, multi_move=True) == moves
+
+
+def test_several_moves_in_a_pure_move_list_are_refused_one_move_per_turn() -> None:
+    with pytest.raises(ActionParseError, match="one move per turn"):
+        parse_moves("UURD")
+
+
+def test_letters_inside_words_are_not_moves() -> None:
+    with pytest.raises(ActionParseError, match="no move found"):
+        parse_moves("a dull lurid rudder")
+
+
+@pytest.mark.parametrize("text", ["", "   ", "hello there", "{{{{", "a" * 10_000, "\x00"])
+def test_no_move_is_a_parse_error(text: str) -> None:
+    with pytest.raises(ActionParseError):
+        parse_moves(text)
+
+
+def test_too_many_moves_in_one_turn() -> None:
+    with pytest.raises(ActionParseError, match="at most"):
+        parse_moves("u" * 1000, multi_move=True)

@@ -1,0 +1,80 @@
+"""XSB and Boxoban parsing: round trips, titles, and clear errors for malformed levels."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from reflectgym.envs.sokoban.level import LevelFormatError, format_levels, load_levels, parse_level, parse_levels
+
+LEVEL = """\
+#######
+#.  $ #
+#+$*  #
+#######"""
+
+
+def test_xsb_round_trip_keeps_every_character() -> None:
+    level = parse_level(LEVEL)
+    assert level.to_xsb() == LEVEL
+    assert level.player == (2, 1) and (2, 1) in level.goals
+    assert level.boxes == {(1, 4), (2, 2), (2, 3)} and level.goals == {(1, 1), (2, 1), (2, 3)}
+    assert parse_level(level.to_xsb()) == level
+    assert parse_level(level.one_line()) == level
+
+
+def test_ragged_rows_and_alternative_floor_characters() -> None:
+    level = parse_level("  ####\n###--#\n#@$.#\n#####")
+    assert level.cols == 6 and level.to_xsb() == "  ####\n###  #\n#@$.#\n#####"
+
+
+def test_boxoban_file_titles_and_format_round_trip(tmp_path: Path) -> None:
+    text = "; 0\n#####\n#@$.#\n#####\n\n; 17\n######\n#@ $.#\n######\n"
+    levels = parse_levels(text)
+    assert [level.title for level in levels] == ["0", "17"]
+    path = tmp_path / "levels.txt"
+    path.write_text(format_levels(levels))
+    again = load_levels(str(path))
+    assert again == levels and [level.title for level in again] == ["0", "17"]
+
+
+def test_sources_path_text_and_list_agree(tmp_path: Path) -> None:
+    path = tmp_path / "one.xsb"
+    path.write_text(LEVEL + "\n")
+    assert load_levels(path) == load_levels(LEVEL) == load_levels([LEVEL]) == load_levels(LEVEL.replace("\n", "|"))
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("#####\n#$ .#\n#####", "no player"),
+        ("#####\n#@$@#\n#. .#\n#####", "2 players"),
+        ("#####\n#@$.#\n#  .#\n#####", "1 boxes but 2 goals"),
+        ("#####\n#@ .#\n#####", "no boxes"),
+        ("#####\n#@$x#\n#####", "unknown character 'x' at row 2, column 4"),
+        ("#####\n#@$. \n#####", "not enclosed"),
+        ("#######\n#@$.#$#\n#####.#\n#######", "cannot be reached"),
+        ("", "empty"),
+    ],
+)
+def test_malformed_levels_say_what_is_wrong(text: str, message: str) -> None:
+    with pytest.raises(LevelFormatError, match=message):
+        parse_level(text)
+
+
+def test_a_bad_level_in_a_file_names_its_title() -> None:
+    with pytest.raises(LevelFormatError, match=r"level '3'.*no player"):
+        parse_levels("; 3\n#####\n#$ .#\n#####\n")
+
+
+def test_missing_file_is_a_clear_error() -> None:
+    with pytest.raises(FileNotFoundError, match="no level file"):
+        load_levels("no/such/levels.txt")
+
+
+def test_boxoban_unfiltered_file_loads(shared_data: Path) -> None:
+    levels = load_levels(shared_data / "boxoban" / "unfiltered" / "train" / "000.txt")
+    assert len(levels) == 1000
+    assert all(level.num_boxes == 4 and (level.rows, level.cols) == (10, 10) for level in levels)
+    assert levels[5].title == "5"
