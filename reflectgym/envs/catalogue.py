@@ -7,6 +7,8 @@ from reflectgym.core.registry import register
 
 _SOKOBAN = "reflectgym.envs.sokoban.env:SokobanEnv"
 _SOKOBAN_REFERENCE = "optimal plan from the solver"
+_MATH = "reflectgym.envs.math.env:MathEnv"
+_MATH_REFERENCE = "worked solution (gold answer)"
 
 
 def register_builtin_envs() -> None:
@@ -28,3 +30,12 @@ def register_builtin_envs() -> None:
             reference=_SOKOBAN_REFERENCE,
             kwargs={"size": (rows, rows), "num_boxes": boxes, "max_steps": steps},
         )
+    register(
+        "Math-v0",
+        _MATH,
+        description="Answer-checked math: procedural generators by default, tasks= for GSM8K/MATH JSONL; "
+        "self-correction attempts",
+        family="math",
+        reference=_MATH_REFERENCE,
+        kwargs={"generator": "mixed", "difficulty": 1, "max_attempts": 3, "feedback": "diagnostic"},
+    )

@@ -1,0 +1,1 @@
+"""Math: answer-checked problems (datasets, procedural generators, reasoning-gym) with self-correction."""

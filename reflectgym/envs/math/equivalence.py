@@ -1,0 +1,189 @@
+"""Answer equivalence: a fast exact/numeric path in front, math-verify behind it with a hard time limit.
+
+The fast path (`values.read_answer`) decides most pairs in microseconds: integers with thousands separators,
+currency and units, decimals against fractions, radicals and pi numerically, percentages, degrees, `x = 2`
+against `2`, tuples, intervals, sets and comma lists. Pairs it cannot read for certain (variables, functions,
+matrices) go to the symbolic path; when that is not installed or runs out of time the result is `unknown`
+("could not verify"), never a guess and never a hang.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from itertools import product
+from typing import Literal
+
+from reflectgym.envs.math.symbolic import shared_verifier, symbolic_available
+from reflectgym.envs.math.values import Num, Seq, Union, Value, Word, read_answer
+
+MatchStatus = Literal["equal", "not_equal", "unknown"]
+MatchMethod = Literal["identical", "fast", "text", "symbolic", "timeout", "unreadable"]
+
+
+@dataclass(frozen=True)
+class EquivalenceConfig:
+    """How answers are compared."""
+
+    rel_tol: float = 1e-9
+    """Relative tolerance for irrational values compared as floats (rationals are compared exactly)."""
+    symbolic: bool = True
+    """Send pairs the fast path cannot read to math-verify (needs `reflectgym[math]`)."""
+    timeout_s: float = 3.0
+    """Wall-clock limit for one symbolic check; past it the verdict is `unknown`."""
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.rel_tol < 1:
+            raise ValueError(f"rel_tol must be in [0, 1); got {self.rel_tol}")
+        if self.timeout_s <= 0:
+            raise ValueError(f"timeout_s must be positive; got {self.timeout_s}")
+
+
+@dataclass(frozen=True)
+class Match:
+    """The result of comparing an answer with the gold answer.
+
+    Attributes:
+        status: `equal`, `not_equal`, or `unknown` (could not verify either way).
+        method: Which path decided: `identical`, `fast`, `text`, `symbolic`, `timeout` or `unreadable`.
+    """
+
+    status: MatchStatus
+    method: MatchMethod
+
+    @property
+    def equal(self) -> bool:
+        """True only for a verified match."""
+        return self.status == "equal"
+
+
+class AnswerChecker:
+    """Compares answers with gold answers: fast path first, math-verify (time-limited) for the rest.
+
+    Args:
+        config: Tolerances and the symbolic path's settings.
+    """
+
+    def __init__(self, config: EquivalenceConfig | None = None) -> None:
+        self.config = config or EquivalenceConfig()
+
+    def check(self, answer: str, gold: str) -> Match:
+        """Compares one answer with one gold answer."""
+        if answer.strip() == gold.strip():
+            return Match("equal", "identical")
+        answer_value, answer_norm = read_answer(answer)
+        gold_value, gold_norm = read_answer(gold)
+        same_text = bool(answer_norm.text) and answer_norm.text.replace(" ", "") == gold_norm.text.replace(" ", "")
+        if same_text and (answer_norm.percent == gold_norm.percent or not _decidable(answer_value)):
+            return Match("equal", "identical")
+        if isinstance(answer_value, Word) and isinstance(gold_value, Word):
+            return Match("equal" if answer_value == gold_value else "not_equal", "text")
+        if _decidable(answer_value) and _decidable(gold_value):
+            assert answer_value is not None and gold_value is not None
+            answers = _percent_variants(answer_value, answer_norm.percent)
+            golds = _percent_variants(gold_value, gold_norm.percent)
+            same = any(values_equal(a, g, self.config.rel_tol) for a, g in product(answers, golds))
+            return Match("equal" if same else "not_equal", "fast")
+        if not self.config.symbolic or not symbolic_available():
+            return Match("unknown", "unreadable")
+        result = shared_verifier(self.config.timeout_s).equal(answer, gold)
+        if result is None:
+            return Match("unknown", "timeout")
+        return Match("equal" if result else "not_equal", "symbolic")
+
+    def check_many(self, pairs: Sequence[tuple[str, str]]) -> list[Match]:
+        """Compares `(answer, gold)` pairs in order."""
+        return [self.check(answer, gold) for answer, gold in pairs]
+
+
+def _decidable(value: Value | None) -> bool:
+    """Numbers and structures of numbers: the fast path's verdict on them is final."""
+    if isinstance(value, Num):
+        return True
+    if isinstance(value, Seq):
+        return all(_decidable(item) for item in value.items)
+    if isinstance(value, Union):
+        return all(_decidable(part) for part in value.parts)
+    return False
+
+
+def _percent_variants(value: Value, percent: bool) -> list[Value]:
+    if percent and isinstance(value, Num):
+        return [value, Num(value.value / 100, value.exact / 100 if value.exact is not None else None)]
+    return [value]
+
+
+def numbers_equal(a: Num, b: Num, rel_tol: float) -> bool:
+    """Rationals exactly; anything irrational within `rel_tol`."""
+    if a.exact is not None and b.exact is not None:
+        return a.exact == b.exact
+    if math.isinf(a.value) or math.isinf(b.value):
+        return a.value == b.value
+    return math.isclose(a.value, b.value, rel_tol=rel_tol, abs_tol=1e-12)
+
+
+def values_equal(a: Value, b: Value, rel_tol: float = 1e-9) -> bool:
+    """Structural equality of read answers (see `values.Seq` for what each kind means)."""
+    if isinstance(a, Seq) and len(a.items) == 1 and a.kind in ("list", "set"):
+        a = a.items[0]
+    if isinstance(b, Seq) and len(b.items) == 1 and b.kind in ("list", "set"):
+        b = b.items[0]
+    if isinstance(a, Num) and isinstance(b, Num):
+        return numbers_equal(a, b, rel_tol)
+    if isinstance(a, Word) or isinstance(b, Word):
+        return a == b
+    if isinstance(a, Union) and isinstance(b, Union):
+        return _same_multiset(a.parts, b.parts, rel_tol)
+    if isinstance(a, Seq) and isinstance(b, Seq):
+        return _sequences_equal(a, b, rel_tol)
+    return False
+
+
+def _sequences_equal(a: Seq, b: Seq, rel_tol: float) -> bool:
+    if len(a.items) != len(b.items):
+        return False
+    kinds = {a.kind, b.kind}
+    if kinds <= {"set", "list"}:
+        return _same_multiset(a.items, b.items, rel_tol)
+    if "interval" in kinds:
+        if not kinds <= {"interval", "pair"}:
+            return False
+        if (a.left_closed, a.right_closed) != (b.left_closed, b.right_closed):
+            return False
+    elif "set" in kinds:
+        return False
+    return all(values_equal(x, y, rel_tol) for x, y in zip(a.items, b.items, strict=True))
+
+
+def _same_multiset(a: Sequence[Value], b: Sequence[Value], rel_tol: float) -> bool:
+    if len(a) != len(b):
+        return False
+    unused = list(b)
+    for item in a:
+        for index, candidate in enumerate(unused):
+            if values_equal(item, candidate, rel_tol):
+                del unused[index]
+                break
+        else:
+            return False
+    return True
+
+
+def kind_of(value: Value | None) -> str:
+    """What kind of mathematical object a read answer is, in words (for diagnostic feedback)."""
+    if isinstance(value, Num):
+        return "a number"
+    if isinstance(value, Word):
+        return "a word"
+    if isinstance(value, Union):
+        return "a union of intervals"
+    if isinstance(value, Seq):
+        return {
+            "pair": "an ordered pair or open interval",
+            "tuple": f"an ordered tuple of {len(value.items)} values",
+            "interval": "an interval",
+            "set": f"a set of {len(value.items)} values",
+            "list": f"a list of {len(value.items)} values",
+        }[value.kind]
+    return "an expression"

@@ -1,0 +1,146 @@
+"""Row parsers for public math dataset formats, for `reflectgym.core.tasks` loaders.
+
+* GSM8K: `question`, `answer` (a worked solution ending in `#### 72`).
+* MATH (Hendrycks): `problem`, `solution` (with a `\\boxed{}` answer), optional `answer`, `level`, `subject`
+  (or `type`).
+* plain: `question` or `prompt`, and `answer` (just the answer).
+
+Every task gets its gold answer in `Task.data["gold"]`; the worked solution, where there is one, is the
+teacher-only `Task.reference`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
+
+from reflectgym.core.tasks import (
+    RowError,
+    RowParser,
+    Task,
+    TaskSource,
+    first_present,
+    load_jsonl,
+    require,
+    tasks_from_rows,
+)
+from reflectgym.envs.math.extract import boxed_contents
+
+TaskFormat = Literal["gsm8k", "math", "plain"]
+_CALCULATOR = re.compile(r"<<[^>]*>>")
+
+
+def _row_id(row: Mapping[str, Any]) -> str:
+    key = first_present(row, ("id", "task_id", "unique_id"))
+    return str(require(row, key, (str, int))) if key else ""
+
+
+def gsm8k_row(row: Mapping[str, Any]) -> Task:
+    """A GSM8K row: the gold answer is what follows the last `####` of `answer`."""
+    question = require(row, "question", str)
+    solution = require(row, "answer", str)
+    if "####" not in solution:
+        raise RowError("answer", "has no '#### <answer>' line (GSM8K format)")
+    gold = solution.rsplit("####", 1)[1].strip().replace(",", "")
+    if not gold:
+        raise RowError("answer", "the '####' line is empty")
+    worked = _CALCULATOR.sub("", solution).strip()
+    return Task(id=_row_id(row), prompt=question, reference=worked, data={"gold": gold, "format": "gsm8k"})
+
+
+def math_row(row: Mapping[str, Any]) -> Task:
+    """A MATH row: the gold answer is `answer`, or else the last `\\boxed{}` of `solution`."""
+    problem = require(row, "problem", str)
+    solution = require(row, "solution", str) if "solution" in row else None
+    if "answer" in row:
+        gold = str(require(row, "answer", (str, int, float))).strip()
+    elif solution is not None:
+        boxed = boxed_contents(solution)
+        if not boxed:
+            raise RowError("solution", "has no \\boxed{...} answer and the row has no 'answer' field")
+        gold = boxed[-1]
+    else:
+        raise RowError("answer", "missing (a MATH row needs 'answer' or a 'solution' with \\boxed{...})")
+    if not gold:
+        raise RowError("answer", "is empty")
+    data: dict[str, Any] = {"gold": gold, "format": "math"}
+    for key in ("level", "subject", "type"):
+        if key in row:
+            data[key] = row[key]
+    return Task(id=_row_id(row), prompt=problem, reference=solution or gold, data=data)
+
+
+def plain_row(row: Mapping[str, Any]) -> Task:
+    """A plain row: `question`/`prompt` and `answer`."""
+    prompt_key = first_present(row, ("question", "prompt"))
+    if prompt_key is None:
+        raise RowError("question", "missing (a math task needs 'question' or 'prompt')")
+    prompt = require(row, prompt_key, str)
+    gold = str(require(row, "answer", (str, int, float))).strip()
+    if not gold:
+        raise RowError("answer", "is empty")
+    extra = {key: value for key, value in row.items() if key not in (prompt_key, "answer", "id", "task_id")}
+    return Task(id=_row_id(row), prompt=prompt, reference=gold, data={**extra, "gold": gold, "format": "plain"})
+
+
+ROW_PARSERS: dict[str, RowParser] = {"gsm8k": gsm8k_row, "math": math_row, "plain": plain_row}
+
+
+def detect_format(row: Mapping[str, Any]) -> TaskFormat:
+    """Recognises a row's format by its fields."""
+    if "problem" in row:
+        return "math"
+    if "question" in row and "####" in str(row.get("answer", "")):
+        return "gsm8k"
+    return "plain"
+
+
+def any_math_row(row: Mapping[str, Any]) -> Task:
+    """Parses a row of any known format, recognised by its fields."""
+    return ROW_PARSERS[detect_format(row)](row)
+
+
+def row_parser(task_format: str | None) -> RowParser:
+    """The parser for `task_format` (`None` or `"auto"`: recognise each row by its fields)."""
+    if task_format in (None, "auto"):
+        return any_math_row
+    if task_format not in ROW_PARSERS:
+        raise ValueError(f"task_format must be one of 'auto', {', '.join(map(repr, ROW_PARSERS))}; got {task_format!r}")
+    return ROW_PARSERS[task_format]
+
+
+def load_math_tasks(
+    tasks: str | os.PathLike[str] | Sequence[Mapping[str, Any] | Task] | TaskSource,
+    task_format: str | None = None,
+) -> TaskSource:
+    """What `MathEnv(tasks=...)` accepts: a JSONL path, a list of rows or `Task`s, or a `TaskSource`."""
+    parser = row_parser(task_format)
+    if isinstance(tasks, (str, os.PathLike)):
+        return load_jsonl(tasks, parser)
+    if isinstance(tasks, TaskSource):
+        return tasks
+    if isinstance(tasks, Sequence) and not isinstance(tasks, (str, bytes)):
+        rows = [_task_row(task) if isinstance(task, Task) else task for task in tasks]
+        return tasks_from_rows(rows, lambda row: _keep_task(row, parser))
+    raise TypeError(f"tasks must be a JSONL path, a list of rows or Tasks, or a TaskSource; got {type(tasks).__name__}")
+
+
+def _task_row(task: Task) -> dict[str, Any]:
+    return {"__task__": task}
+
+
+def _keep_task(row: Mapping[str, Any], parser: RowParser) -> Task:
+    task = row.get("__task__")
+    if isinstance(task, Task):
+        if gold_of(task) is None:
+            raise RowError("gold", f"task {task.id!r} has neither data['gold'] nor a reference answer")
+        return task
+    return parser(row)
+
+
+def gold_of(task: Task) -> str | None:
+    """A task's gold answer: `data["gold"]`, else its reference."""
+    gold = task.data.get("gold", task.reference)
+    return None if gold is None else str(gold)

@@ -1,0 +1,54 @@
+"""GSM8K / MATH / plain row parsers and loading through the core loaders."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from reflectgym.core.tasks import Task, TaskFormatError, load_jsonl
+from reflectgym.envs.math.formats import detect_format, gsm8k_row, load_math_tasks, math_row
+
+DATA = Path(__file__).parent / "data"
+
+
+def test_gsm8k_gold_is_after_the_hashes_without_separators() -> None:
+    tasks = load_jsonl(DATA / "gsm8k_sample.jsonl", gsm8k_row)
+    assert [task.data["gold"] for task in tasks] == ["38", "1050", "4"]
+    assert "<<" not in (tasks[0].reference or "")
+
+
+def test_math_gold_from_answer_or_last_box() -> None:
+    tasks = load_jsonl(DATA / "math_sample.jsonl", math_row)
+    assert [task.data["gold"] for task in tasks] == ["\\frac{11}{12}", "(2,3)", "5\\sqrt{2}"]
+    assert tasks[1].id == "algebra/1.json" and tasks[1].data["subject"] == "Algebra"
+    assert tasks[0].data["type"] == "Prealgebra"
+
+
+def test_bad_row_is_located_by_file_line_and_field() -> None:
+    with pytest.raises(TaskFormatError, match=r"math_bad_row.jsonl:2: field 'solution'"):
+        load_jsonl(DATA / "math_bad_row.jsonl", math_row)
+
+
+def test_formats_are_recognised_by_fields() -> None:
+    assert detect_format({"problem": "p", "solution": "s"}) == "math"
+    assert detect_format({"question": "q", "answer": "w\n#### 3"}) == "gsm8k"
+    assert detect_format({"question": "q", "answer": "3"}) == "plain"
+    mixed = load_math_tasks([{"question": "1+1?", "answer": "2"}, {"problem": "2+2?", "answer": "4"}])
+    assert [mixed.get(str(index)).data["gold"] for index in range(2)] == ["2", "4"]
+
+
+def test_named_format_and_unknown_format() -> None:
+    source = load_math_tasks(DATA / "gsm8k_sample.jsonl", task_format="gsm8k")
+    assert source.get("0").data["gold"] == "38"
+    with pytest.raises(ValueError, match="task_format"):
+        load_math_tasks(DATA / "gsm8k_sample.jsonl", task_format="mmlu")
+    with pytest.raises(TaskFormatError, match="'answer'"):
+        load_math_tasks([{"question": "q", "answer": "no hashes"}], task_format="gsm8k")
+
+
+def test_task_objects_need_a_gold() -> None:
+    source = load_math_tasks([Task(id="a", prompt="1+1?", reference="2")])
+    assert source.get("a").reference == "2"
+    with pytest.raises(TaskFormatError, match="gold"):
+        load_math_tasks([Task(id="b", prompt="?")])
