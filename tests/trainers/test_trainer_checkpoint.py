@@ -78,3 +78,33 @@ def test_metrics_jsonl_survives_a_torn_last_line(tmp_path: Path) -> None:
     records = read_metrics(tmp_path)
     assert [r["step"] for r in records] == [1, 2] and records[1]["reward"] == 0.75
     assert (tmp_path / "config.json").exists()
+
+
+def test_hugging_face_model_round_trips_with_tied_embeddings(tmp_path: Path) -> None:
+    transformers = pytest.importorskip("transformers")
+    config = transformers.LlamaConfig(
+        vocab_size=64,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        tie_word_embeddings=True,
+    )
+    torch.manual_seed(0)
+    model = transformers.LlamaForCausalLM(config)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    tokens = torch.randint(0, 64, (2, 8))
+    model(tokens, labels=tokens).loss.backward()
+    optimizer.step()
+    path = save_checkpoint(tmp_path, 1, model=model, optimizer=optimizer)
+    assert (path / "model" / "config.json").exists(), "the model folder loads with from_pretrained"
+
+    torch.manual_seed(1)
+    fresh = transformers.LlamaForCausalLM(config)
+    load_checkpoint(path, model=fresh, optimizer=torch.optim.AdamW(fresh.parameters(), lr=1e-3))
+    for (name, expected), (_, actual) in zip(model.state_dict().items(), fresh.state_dict().items(), strict=True):
+        assert torch.equal(expected, actual), name
+    assert fresh.lm_head.weight.data_ptr() == fresh.model.embed_tokens.weight.data_ptr()
+    reloaded = transformers.LlamaForCausalLM.from_pretrained(path / "model")
+    assert torch.equal(reloaded(tokens).logits, model(tokens).logits)
