@@ -1,0 +1,97 @@
+"""From token records to padded tensors, and log-probabilities of given tokens under a causal LM.
+
+A `TrainingSequence` is one whole conversation as the model saw it (prompt, assistant turns, environment
+turns), with a loss mask that is on only for tokens the policy sampled, and the sampler's log-probs for them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from reflectgym.trainers.losses import token_logprobs
+
+
+@dataclass(frozen=True)
+class TrainingSequence:
+    """One conversation's tokens with what the losses need.
+
+    Attributes:
+        input_ids: Every token of the conversation, in order.
+        loss_mask: 1 where the policy sampled the token (assistant turns), 0 for prompt and environment tokens.
+        old_logprobs: The sampler's log-prob of each token (0.0 where `loss_mask` is 0).
+        advantage: The rollout's advantage (GRPO) or weight (SFT: 1.0), broadcast to its tokens.
+        group: Index of the task-instance group the rollout belongs to.
+    """
+
+    input_ids: tuple[int, ...]
+    loss_mask: tuple[int, ...]
+    old_logprobs: tuple[float, ...]
+    advantage: float = 1.0
+    group: int = 0
+
+    def __post_init__(self) -> None:
+        if not (len(self.input_ids) == len(self.loss_mask) == len(self.old_logprobs)):
+            raise ValueError(
+                f"input_ids, loss_mask and old_logprobs must align; got lengths {len(self.input_ids)}, "
+                f"{len(self.loss_mask)}, {len(self.old_logprobs)}"
+            )
+        if self.loss_mask and self.loss_mask[0]:
+            raise ValueError("the first token has no context to be predicted from; it cannot carry loss")
+
+
+@dataclass(frozen=True)
+class Batch:
+    """Right-padded tensors of a minibatch; position t of the targets is predicted from positions < t.
+
+    Attributes:
+        input_ids: (B, T) token ids, padded with `pad_id`.
+        attention_mask: (B, T) 1 on real tokens.
+        loss_mask: (B, T-1) loss mask of the *target* tokens input_ids[:, 1:].
+        old_logprobs: (B, T-1) sampler log-probs of the target tokens.
+        advantages: (B,) per-sequence advantages.
+    """
+
+    input_ids: Tensor
+    attention_mask: Tensor
+    loss_mask: Tensor
+    old_logprobs: Tensor
+    advantages: Tensor
+
+    def to(self, device: torch.device | str) -> Batch:
+        """The same batch on `device`."""
+        return Batch(
+            *(
+                tensor.to(device)
+                for tensor in (self.input_ids, self.attention_mask, self.loss_mask, self.old_logprobs, self.advantages)
+            )
+        )
+
+
+def collate(sequences: Sequence[TrainingSequence], pad_id: int) -> Batch:
+    """Pads sequences on the right into a `Batch`."""
+    if not sequences:
+        raise ValueError("cannot collate an empty list of sequences")
+    length = max(len(sequence.input_ids) for sequence in sequences)
+    count = len(sequences)
+    input_ids = torch.full((count, length), pad_id, dtype=torch.long)
+    attention = torch.zeros((count, length), dtype=torch.long)
+    mask = torch.zeros((count, length), dtype=torch.float32)
+    old = torch.zeros((count, length), dtype=torch.float32)
+    for row, sequence in enumerate(sequences):
+        size = len(sequence.input_ids)
+        input_ids[row, :size] = torch.tensor(sequence.input_ids)
+        attention[row, :size] = 1
+        mask[row, :size] = torch.tensor(sequence.loss_mask, dtype=torch.float32)
+        old[row, :size] = torch.tensor(sequence.old_logprobs, dtype=torch.float32)
+    advantages = torch.tensor([sequence.advantage for sequence in sequences], dtype=torch.float32)
+    return Batch(input_ids, attention, mask[:, 1:], old[:, 1:], advantages)
+
+
+def target_logprobs(model: torch.nn.Module, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
+    """(B, T-1) log π(input_ids[:, t] | input_ids[:, :t]) for t ≥ 1, in float32."""
+    logits = model(input_ids=input_ids, attention_mask=attention_mask).logits  # (B, T, V)
+    return token_logprobs(logits[:, :-1], input_ids[:, 1:])
