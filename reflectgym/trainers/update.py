@@ -1,0 +1,79 @@
+"""One optimisation step over a list of `TrainingSequence`s: minibatches, gradient accumulation, clipping.
+
+Shared by every trainer: GRPO passes its clipped-surrogate loss, SFT its masked NLL, Skill-SD the sum of
+GRPO and the self-distillation term. The loss function sees a padded `Batch` and the current log-probs of its
+target tokens, and returns a scalar *mean over its valid tokens*; accumulation weights each minibatch by its
+share of valid tokens, so the step equals one big batch's token-mean no matter how it is split.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from reflectgym.trainers.batching import Batch, TrainingSequence, collate, target_logprobs
+
+LossFn = Callable[[Batch, Tensor], tuple[Tensor, dict[str, float]]]
+"""(batch, current target log-probs (B, T-1)) → (scalar loss, metrics to log)."""
+
+
+@dataclass(frozen=True)
+class UpdateResult:
+    """What one optimiser step did.
+
+    Attributes:
+        loss: Token-weighted mean loss over the whole step.
+        grad_norm: Gradient norm before clipping.
+        tokens: Valid (loss-carrying) tokens in the step.
+        metrics: Token-weighted means of the loss function's extra metrics.
+    """
+
+    loss: float
+    grad_norm: float
+    tokens: int
+    metrics: dict[str, float]
+
+
+def optimizer_step(
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    sequences: Sequence[TrainingSequence],
+    loss_fn: LossFn,
+    *,
+    pad_id: int,
+    minibatch_size: int,
+    max_grad_norm: float | None = 1.0,
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
+    autocast_dtype: torch.dtype | None = None,
+) -> UpdateResult:
+    """Accumulates gradients over minibatches of `sequences` and takes one optimiser step."""
+    total_tokens = sum(sum(sequence.loss_mask) for sequence in sequences)
+    if total_tokens == 0:
+        raise ValueError("no token carries loss in this step (every loss mask is empty)")
+    device = next(model.parameters()).device
+    model.train()
+    optimizer.zero_grad(set_to_none=True)
+    loss_sum = 0.0
+    metric_sums: dict[str, float] = {}
+    for start in range(0, len(sequences), minibatch_size):
+        chunk = sequences[start : start + minibatch_size]
+        weight = sum(sum(sequence.loss_mask) for sequence in chunk) / total_tokens
+        if weight == 0:
+            continue
+        batch = collate(chunk, pad_id).to(device)
+        with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
+            logprobs = target_logprobs(model, batch.input_ids, batch.attention_mask)
+        loss, metrics = loss_fn(batch, logprobs)
+        (loss * weight).backward()
+        loss_sum += loss.item() * weight
+        for key, value in metrics.items():
+            metric_sums[key] = metric_sums.get(key, 0.0) + value * weight
+    parameters = [p for p in model.parameters() if p.grad is not None]
+    grad_norm = torch.nn.utils.clip_grad_norm_(parameters, max_grad_norm if max_grad_norm else float("inf"))
+    optimizer.step()
+    if scheduler is not None:
+        scheduler.step()
+    return UpdateResult(loss=loss_sum, grad_norm=float(grad_norm), tokens=int(total_tokens), metrics=metric_sums)

@@ -1,0 +1,73 @@
+"""One optimiser step: minibatch accumulation equals the one-big-batch token mean; parameters change."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+
+torch = pytest.importorskip("torch", reason="torch is not installed (pip install 'reflectgym[train]')")
+transformers = pytest.importorskip("transformers", reason="transformers is not installed")
+
+from reflectgym.trainers.batching import Batch, TrainingSequence  # noqa: E402
+from reflectgym.trainers.losses import sft_loss  # noqa: E402
+from reflectgym.trainers.update import optimizer_step  # noqa: E402
+
+
+def sft(batch: Batch, logprobs: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+    return sft_loss(logprobs, batch.loss_mask), {"tokens_seen": float(batch.loss_mask.sum())}
+
+
+def make_model() -> torch.nn.Module:
+    torch.manual_seed(0)
+    config = transformers.LlamaConfig(
+        vocab_size=40,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=1,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+    )
+    return transformers.LlamaForCausalLM(config)
+
+
+SEQUENCES = [
+    TrainingSequence((1, 2, 3, 4), (0, 0, 1, 1), (0.0,) * 4),
+    TrainingSequence((5, 6), (0, 1), (0.0,) * 2),
+    TrainingSequence((7, 8, 9, 10, 11), (0, 1, 1, 1, 0), (0.0,) * 5),
+]
+
+
+@pytest.mark.parametrize("minibatch_size", [1, 2])
+def test_accumulated_step_equals_one_big_batch(minibatch_size: int) -> None:
+    whole, split = make_model(), make_model()
+    sgd_whole = torch.optim.SGD(whole.parameters(), lr=0.1)
+    sgd_split = torch.optim.SGD(split.parameters(), lr=0.1)
+    result_whole = optimizer_step(whole, sgd_whole, SEQUENCES, sft, pad_id=0, minibatch_size=3)
+    result_split = optimizer_step(split, sgd_split, SEQUENCES, sft, pad_id=0, minibatch_size=minibatch_size)
+    assert result_split.loss == pytest.approx(result_whole.loss, rel=1e-5)
+    assert result_whole.tokens == 6
+    for p_whole, p_split in zip(whole.parameters(), split.parameters(), strict=True):
+        assert torch.allclose(p_whole, p_split, atol=1e-6)
+
+
+def test_parameters_change_and_loss_falls() -> None:
+    model = make_model()
+    before = copy.deepcopy(model.state_dict())
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    losses = [optimizer_step(model, optimizer, SEQUENCES, sft, pad_id=0, minibatch_size=2).loss for _ in range(20)]
+    assert losses[-1] < losses[0] * 0.5
+    assert any(not torch.equal(before[name], value) for name, value in model.state_dict().items())
+
+
+def test_a_step_with_no_loss_tokens_is_refused() -> None:
+    model = make_model()
+    with pytest.raises(ValueError, match="no token carries loss"):
+        optimizer_step(
+            model,
+            torch.optim.SGD(model.parameters(), lr=0.1),
+            [TrainingSequence((1, 2), (0, 0), (0.0, 0.0))],
+            sft,
+            pad_id=0,
+            minibatch_size=1,
+        )
