@@ -1,0 +1,200 @@
+"""`bwrap`: bubblewrap namespaces plus rlimits, one fresh sandbox per run. The default backend where it works.
+
+Threat model:
+- Covered: the network (a new, empty network namespace: no interface but a down loopback, unless
+  `Limits.network`); the host filesystem (only `/usr` and the interpreter are visible, read-only; no `/etc`, no
+  home, no project dir, no secrets); writes (only the private tmpfs `/work` and `/tmp`, sized by
+  `Limits.disk_bytes`, gone after the run); processes (a new pid namespace: the program sees only its own, cannot
+  signal the host's, and every process it started dies with the namespace when it exits); the uid (runs as
+  `nobody` on the host inside a new user namespace, with no capabilities, no new user namespaces inside, so
+  RLIMIT_NPROC binds per sandbox); ipc and hostname (new namespaces); memory, CPU, file size, processes and open
+  files (rlimits set by `prlimit` inside the namespace); output and wall time (killed at the limit); environment
+  (scrubbed).
+- Not covered: kernel bugs reachable through system calls (no seccomp filter), CPU and memory-bandwidth side
+  channels, the total memory of many processes (each is bounded by RLIMIT_AS and their count by RLIMIT_NPROC).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import functools
+import json
+import os
+import shutil
+import subprocess
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+
+from reflectgym.sandboxes.environment import default_python, program_env, resolve_python
+from reflectgym.sandboxes.outcome import RawOutcome, classify
+from reflectgym.sandboxes.process import SpawnOptions, run_process
+from reflectgym.sandboxes.rlimits import prlimit_argv, rlimit_table
+from reflectgym.sandboxes.types import ExecRequest, ExecResult, Isolation, SandboxError
+
+WORK_DIR = "/work"
+TMP_DIR = "/tmp"
+NOBODY = 65534
+SANDBOX_PROCESSES = 1
+"""Processes of the sandbox itself that count against RLIMIT_NPROC inside the namespace (bwrap's init)."""
+
+
+@dataclass(frozen=True)
+class BwrapConfig:
+    """Settings of the `bwrap` backend."""
+
+    python: str = field(default_factory=default_python)
+    """Interpreter that `python`/`python3` means; it must lie under one of the read-only binds."""
+    read_only_binds: tuple[str, ...] = ("/usr",)
+    """Host paths visible read-only at the same place (plus the merged-usr links /bin, /lib, /lib64, /sbin)."""
+    bwrap: str = "bwrap"
+    """The bubblewrap executable."""
+    uid: int = NOBODY
+    """Host uid that bubblewrap runs as when started as root (it must not be root for RLIMIT_NPROC to bind)."""
+
+
+def namespace_args(config: BwrapConfig, network: bool, disk_bytes: int) -> list[str]:
+    """bwrap options shared by one-shot runs and warm-pool workers: namespaces, binds, tmpfs dirs, no env."""
+    args = [config.bwrap, "--unshare-user", "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try"]
+    if not network:
+        args.append("--unshare-net")
+    args += ["--disable-userns", "--die-with-parent", "--new-session", "--hostname", "sandbox", "--cap-drop", "ALL"]
+    for path in config.read_only_binds:
+        args += ["--ro-bind", path, path]
+    for link in ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"):
+        if os.path.islink(link):
+            args += ["--symlink", os.readlink(link), link]
+        elif os.path.isdir(link) and link not in config.read_only_binds:
+            args += ["--ro-bind", link, link]
+    args += ["--proc", "/proc", "--dev", "/dev"]
+    args += ["--size", str(disk_bytes), "--tmpfs", WORK_DIR, "--size", str(disk_bytes), "--tmpfs", TMP_DIR]
+    args += ["--remount-ro", "/", "--chdir", WORK_DIR, "--clearenv"]
+    return args
+
+
+def spawn_identity(config: BwrapConfig) -> tuple[int | None, int | None]:
+    """(uid, gid) to start bubblewrap as: `config.uid` when we are root, else ourselves."""
+    return (config.uid, config.uid) if os.geteuid() == 0 else (None, None)
+
+
+@functools.cache
+def bwrap_unavailable_reason(bwrap: str = "bwrap") -> str | None:
+    """Why bubblewrap cannot run sandboxes here, or None when it can (tried once per process)."""
+    if shutil.which(bwrap) is None:
+        return "bubblewrap is not installed (Debian: apt-get install bubblewrap)"
+    config = BwrapConfig(bwrap=bwrap)
+    uid, gid = spawn_identity(config)
+    try:
+        done = subprocess.run(
+            [*namespace_args(config, False, 1 << 20), "--", "/bin/true"],
+            capture_output=True,
+            timeout=20,
+            user=uid,
+            group=gid,
+            extra_groups=[] if uid is not None else None,
+        )
+    except (OSError, subprocess.SubprocessError) as error:
+        return f"bubblewrap could not start: {error}"
+    if done.returncode != 0:
+        return f"bubblewrap cannot create namespaces here: {done.stderr.decode(errors='replace').strip()}"
+    return None
+
+
+class BwrapSandbox:
+    """Runs each request in a fresh bubblewrap sandbox (see the module docstring for what that covers)."""
+
+    name = "bwrap"
+    isolation = Isolation.NAMESPACES
+
+    def __init__(self, config: BwrapConfig | None = None) -> None:
+        self.config = config or BwrapConfig()
+        reason = bwrap_unavailable_reason(self.config.bwrap)
+        if reason is not None:
+            raise SandboxError(reason)
+
+    def run(self, request: ExecRequest) -> ExecResult:
+        """Run one request in its own namespaces with a private tmpfs work dir holding its files."""
+        limits = request.limits
+        status_read, status_write = os.pipe()
+        with _file_descriptors(request) as placed, contextlib.ExitStack() as stack:
+            stack.callback(os.close, status_read)
+            write_end = [status_write]
+            stack.callback(lambda: write_end and os.close(write_end.pop()))
+            args = namespace_args(self.config, limits.network, limits.disk_bytes)
+            for directory in _parent_dirs(request.files):
+                args += ["--dir", f"{WORK_DIR}/{directory}"]
+            for fd, name in placed:
+                args += ["--file", str(fd), f"{WORK_DIR}/{name}"]
+            for key, value in program_env(WORK_DIR, TMP_DIR, request.env).items():
+                args += ["--setenv", key, value]
+            args += ["--json-status-fd", str(status_write)]
+            table = rlimit_table(limits, extra_processes=SANDBOX_PROCESSES)
+            argv = [*args, "--", *prlimit_argv(table), *resolve_python(request.command, self.config.python)]
+            uid, gid = spawn_identity(self.config)
+            fds = [status_write, *(fd for fd, _ in placed)]
+            options = SpawnOptions(cwd="/", env={}, user=uid, group=gid, pass_fds=fds)
+            raw, _ = run_process(argv, request.stdin, limits.wall_seconds, limits.max_output_bytes, options)
+            os.close(write_end.pop())
+            status = _read_all(status_read)
+        if b'"child-pid"' not in status and not raw.killed_for_wall:
+            raise SandboxError(f"bubblewrap failed to set up the sandbox: {raw.stderr.decode(errors='replace')[:500]}")
+        return classify(_signal_from_exit_code(raw, _exit_code(status)), limits)
+
+    def close(self) -> None:
+        """Nothing to release: each run's namespaces end with it."""
+
+
+@contextlib.contextmanager
+def _file_descriptors(request: ExecRequest) -> Iterator[list[tuple[int, str]]]:
+    """One memfd per request file, for bubblewrap's `--file FD DEST` (nothing touches the host disk)."""
+    placed: list[tuple[int, str]] = []
+    try:
+        for name, content in request.files.items():
+            fd = os.memfd_create("reflectgym-file", 0)
+            placed.append((fd, name))
+            _write_all(fd, content)
+            os.lseek(fd, 0, os.SEEK_SET)
+        yield placed
+    finally:
+        for fd, _ in placed:
+            os.close(fd)
+
+
+def _write_all(fd: int, content: bytes) -> None:
+    view = memoryview(content)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def _parent_dirs(names: Iterable[str]) -> list[str]:
+    """Every directory that must exist under the work dir for the request's files, parents first."""
+    dirs: set[str] = set()
+    for name in names:
+        parts = name.split("/")[:-1]
+        for depth in range(1, len(parts) + 1):
+            dirs.add("/".join(parts[:depth]))
+    return sorted(dirs, key=lambda d: (d.count("/"), d))
+
+
+def _signal_from_exit_code(raw: RawOutcome, exit_code: int | None) -> RawOutcome:
+    """bubblewrap reports a program killed by signal N as exit code 128 + N; turn it back into -N."""
+    if exit_code is not None and 128 < exit_code < 128 + 65 and raw.returncode == exit_code:
+        return dataclasses.replace(raw, returncode=128 - exit_code)
+    return raw
+
+
+def _read_all(fd: int) -> bytes:
+    chunks = []
+    while chunk := os.read(fd, 65536):
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _exit_code(status: bytes) -> int | None:
+    """The program's exit code as bubblewrap reported it on the status fd."""
+    for line in status.splitlines():
+        with contextlib.suppress(ValueError):
+            record = json.loads(line)
+            if isinstance(record, dict) and "exit-code" in record:
+                return int(record["exit-code"])
+    return None

@@ -1,0 +1,427 @@
+"""The security suite: hostile programs, one attack each, run on every available backend.
+
+Each test asserts containment of one property. `local`'s known gaps are strict expected failures: if `local`
+ever starts containing one, the test says so.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from reflectgym.sandboxes import ExecRequest, ExecResult, ExecStatus, Limits, Sandbox
+
+Gap = Callable[[str, str], None]
+PROJECT_DIR = Path(__file__).resolve().parents[2]
+FAST = Limits(wall_seconds=4.0, cpu_seconds=2.0, max_output_bytes=64 * 1024, max_file_bytes=1 << 20)
+
+
+def run_py(sandbox: Sandbox, code: str, limits: Limits = FAST, stdin: bytes = b"") -> ExecResult:
+    return sandbox.run(
+        ExecRequest(command=("python3", "main.py"), files={"main.py": code.encode()}, stdin=stdin, limits=limits)
+    )
+
+
+def host_processes_with(token: str) -> list[int]:
+    """Host pids whose command line contains `token` (the host sees every container and namespace)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
+            except OSError:
+                continue
+            if token.encode() in cmdline:
+                found.append(int(entry))
+    return found
+
+
+# --- network ---------------------------------------------------------------------------------------------------
+
+
+def test_network_connect_to_host_loopback_service_is_blocked(sandbox: Sandbox, known_gap: Gap) -> None:
+    known_gap("local", "shares the host's network namespace")
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    listener.settimeout(6)
+    port = listener.getsockname()[1]
+    accepted: list[bool] = []
+    thread = threading.Thread(target=lambda: accepted.append(_accept_one(listener)))
+    thread.start()
+    code = (
+        "import socket\n"
+        "try:\n"
+        f"    socket.create_connection(('127.0.0.1', {port}), timeout=2).sendall(b'x')\n"
+        "except OSError as e:\n"
+        "    print('blocked', e)"
+    )
+    result = run_py(sandbox, code)
+    thread.join()
+    listener.close()
+    assert accepted == [False]
+    assert "blocked" in result.stdout_text
+
+
+def _accept_one(listener: socket.socket) -> bool:
+    try:
+        listener.accept()[0].close()
+        return True
+    except OSError:
+        return False
+
+
+def test_network_has_no_interface_but_loopback(sandbox: Sandbox, known_gap: Gap) -> None:
+    known_gap("local", "shares the host's network interfaces")
+    result = run_py(sandbox, "import socket\nprint(sorted(name for _, name in socket.if_nameindex()))")
+    assert result.ok, result.stderr_text
+    assert result.stdout_text.strip() in ("['lo']", "[]")
+
+
+def test_network_has_no_route_outside(sandbox: Sandbox, known_gap: Gap) -> None:
+    known_gap("local", "shares the host's routes")
+    # A UDP connect only looks up a route; it sends no packet.
+    code = (
+        "import socket\n"
+        "s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
+        "try:\n"
+        "    s.connect(('192.0.2.1', 9))\n"
+        "    print('routed')\n"
+        "except OSError as e:\n"
+        "    print('unreachable', e.errno)"
+    )
+    result = run_py(sandbox, code)
+    assert "unreachable" in result.stdout_text, result.stdout_text + result.stderr_text
+
+
+# --- host files ------------------------------------------------------------------------------------------------
+
+
+def test_read_etc_shadow_fails(sandbox: Sandbox) -> None:
+    result = run_py(sandbox, "print(open('/etc/shadow').read())")
+    assert result.status is ExecStatus.RUNTIME_ERROR
+    assert "root:" not in result.stdout_text
+
+
+def test_read_root_home_and_ssh_keys_fails(sandbox: Sandbox) -> None:
+    code = (
+        "import os\n"
+        "for p in ('/root', '/root/.ssh'):\n"
+        "    try:\n"
+        "        print(p, os.listdir(p))\n"
+        "    except OSError as e:\n"
+        "        print(p, 'denied')"
+    )
+    result = run_py(sandbox, code)
+    assert result.ok, result.stderr_text
+    assert "/root denied" in result.stdout_text and "/root/.ssh denied" in result.stdout_text
+
+
+def test_read_project_source_fails(sandbox: Sandbox, known_gap: Gap) -> None:
+    known_gap("local", "world-readable host files (the project dir) are readable")
+    result = run_py(sandbox, f"print(open({str(PROJECT_DIR / 'pyproject.toml')!r}).read())")
+    assert result.status is ExecStatus.RUNTIME_ERROR
+    assert "reflectgym" not in result.stdout_text
+
+
+def test_write_outside_work_dir_does_not_reach_host(sandbox: Sandbox, known_gap: Gap) -> None:
+    known_gap("local", "world-writable host dirs (/tmp) are writable")
+    name = f"reflectgym-escape-{secrets.token_hex(6)}"
+    result = run_py(sandbox, f"open('/tmp/{name}', 'w').write('escaped')")
+    escaped = Path("/tmp") / name
+    try:
+        assert not escaped.exists(), result
+    finally:
+        escaped.unlink(missing_ok=True)
+
+
+def test_write_into_system_dirs_fails(sandbox: Sandbox) -> None:
+    code = (
+        "import os\n"
+        "for d in ('/usr', '/usr/lib', '/'):\n"
+        "    try:\n"
+        "        open(os.path.join(d, 'pwned'), 'w').write('x')\n"
+        "        print('wrote', d)\n"
+        "    except OSError:\n"
+        "        print('refused', d)"
+    )
+    result = run_py(sandbox, code)
+    assert "wrote" not in result.stdout_text
+    assert not Path("/usr/pwned").exists() and not Path("/usr/lib/pwned").exists()
+
+
+def test_fill_disk_with_many_files_is_bounded(sandbox: Sandbox, known_gap: Gap) -> None:
+    known_gap("local", "the work dir is on the host disk with no size limit")
+    limits = Limits(wall_seconds=8, cpu_seconds=6, disk_bytes=8 << 20, max_file_bytes=1 << 20)
+    code = (
+        "import os\n"
+        "try:\n"
+        "    for i in range(256):\n"
+        "        open(f'f{i}', 'wb').write(b'x' * (1 << 20))\n"
+        "    print('filled 256 MiB')\n"
+        "except OSError as e:\n"
+        "    print('stopped', e.errno)"
+    )
+    result = run_py(sandbox, code, limits)
+    assert "stopped 28" in result.stdout_text, result.stdout_text + result.stderr_text
+
+
+def test_huge_file_hits_file_size_limit(sandbox: Sandbox) -> None:
+    result = run_py(sandbox, "open('big', 'wb').write(b'x' * (8 << 20))")
+    assert result.status is ExecStatus.OUTPUT_LIMIT, result
+
+
+# --- environment and /proc -------------------------------------------------------------------------------------
+
+
+def test_environment_secrets_do_not_leak(sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch) -> None:
+    secret = secrets.token_hex(12)
+    monkeypatch.setenv("REFLECTGYM_TEST_API_KEY", secret)
+    result = run_py(sandbox, "import os\nprint(dict(os.environ))")
+    assert result.ok, result.stderr_text
+    assert secret not in result.stdout_text and "REFLECTGYM_TEST_API_KEY" not in result.stdout_text
+
+
+def test_environment_secrets_not_readable_through_proc_environ(sandbox: Sandbox) -> None:
+    secret = secrets.token_hex(12)
+    os.environ["REFLECTGYM_TEST_PROC_SECRET"] = secret
+    try:
+        code = (
+            "import os\n"
+            "for p in os.listdir('/proc'):\n"
+            "    try:\n"
+            "        print(open(f'/proc/{p}/environ', 'rb').read())\n"
+            "    except OSError:\n"
+            "        pass"
+        )
+        result = run_py(sandbox, code)
+    finally:
+        del os.environ["REFLECTGYM_TEST_PROC_SECRET"]
+    assert secret not in result.stdout_text
+
+
+def test_proc_shows_no_host_processes(sandbox: Sandbox, known_gap: Gap) -> None:
+    known_gap("local", "shares the host's /proc: other processes' command lines are visible")
+    code = (
+        "import os\n"
+        "for p in os.listdir('/proc'):\n"
+        "    if p.isdigit():\n"
+        "        try:\n"
+        "            print(open(f'/proc/{p}/cmdline', 'rb').read())\n"
+        "        except OSError:\n"
+        "            pass"
+    )
+    result = run_py(sandbox, code)
+    assert result.ok, result.stderr_text
+    assert "pytest" not in result.stdout_text
+
+
+# --- processes -------------------------------------------------------------------------------------------------
+
+
+def test_fork_bomb_is_contained(sandbox: Sandbox) -> None:
+    code = "import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass"
+    started = time.perf_counter()
+    result = run_py(sandbox, code, Limits(wall_seconds=3, cpu_seconds=3, max_processes=8))
+    assert result.status is ExecStatus.TIMEOUT
+    assert time.perf_counter() - started < 20
+
+
+def test_fork_bomb_cannot_exceed_process_limit(sandbox: Sandbox) -> None:
+    code = (
+        "import os, time\n"
+        "n = 0\n"
+        "try:\n"
+        "    while n < 100:\n"
+        "        if os.fork() == 0:\n"
+        "            time.sleep(5)\n"
+        "            os._exit(0)\n"
+        "        n += 1\n"
+        "except OSError:\n"
+        "    pass\n"
+        "print(n)"
+    )
+    result = run_py(sandbox, code, Limits(wall_seconds=4, cpu_seconds=3, max_processes=8))
+    assert result.ok, result.stderr_text
+    assert int(result.stdout_text) < 8
+
+
+def test_memory_bomb_hits_memory_limit(sandbox: Sandbox) -> None:
+    code = "chunks = []\nwhile True:\n    chunks.append(bytearray(16 << 20))"
+    result = run_py(sandbox, code, Limits(wall_seconds=6, cpu_seconds=5, memory_bytes=128 << 20))
+    assert result.status is ExecStatus.MEMORY_LIMIT, result
+
+
+def test_cpu_spin_hits_cpu_limit(sandbox: Sandbox) -> None:
+    result = run_py(sandbox, "while True:\n    pass", Limits(wall_seconds=8, cpu_seconds=1))
+    assert result.status is ExecStatus.TIMEOUT
+    assert result.cpu_seconds < 4
+
+
+def test_sleep_past_wall_limit_is_killed(sandbox: Sandbox) -> None:
+    started = time.perf_counter()
+    result = run_py(sandbox, "import time\ntime.sleep(60)", Limits(wall_seconds=1, cpu_seconds=1))
+    assert result.status is ExecStatus.TIMEOUT
+    assert time.perf_counter() - started < 10
+
+
+def test_output_flood_on_stdout_is_cut(sandbox: Sandbox) -> None:
+    result = run_py(sandbox, "import sys\nwhile True:\n    sys.stdout.write('x' * 4096)")
+    assert result.status is ExecStatus.OUTPUT_LIMIT
+    assert result.stdout_truncated and len(result.stdout) == FAST.max_output_bytes
+
+
+def test_output_flood_on_stderr_is_cut(sandbox: Sandbox) -> None:
+    result = run_py(sandbox, "import os\nwhile True:\n    os.write(2, b'e' * 4096)")
+    assert result.status is ExecStatus.OUTPUT_LIMIT
+    assert result.stderr_truncated and len(result.stderr) == FAST.max_output_bytes
+
+
+def test_background_children_do_not_survive_the_run(sandbox: Sandbox) -> None:
+    token = f"reflectgym-orphan-{secrets.token_hex(6)}"
+    code = (
+        "import subprocess, sys\n"
+        "for _ in range(3):\n"
+        f"    subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(30)', '{token}'])\n"
+        "print('spawned')"
+    )
+    result = run_py(sandbox, code)
+    assert "spawned" in result.stdout_text, result.stderr_text
+    time.sleep(0.2)
+    assert host_processes_with(token) == []
+
+
+def test_detached_daemon_does_not_survive_the_run(sandbox: Sandbox) -> None:
+    token = f"reflectgym-daemon-{secrets.token_hex(6)}"
+    code = (
+        "import subprocess, sys\n"
+        f"subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(30)', '{token}'],\n"
+        "    start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)\n"
+        "print('spawned')"
+    )
+    result = run_py(sandbox, code)
+    assert "spawned" in result.stdout_text, result.stderr_text
+    time.sleep(0.2)
+    assert host_processes_with(token) == []
+
+
+def test_zombie_children_are_reaped(sandbox: Sandbox) -> None:
+    token = f"reflectgym-zombie-{secrets.token_hex(6)}"
+    code = (
+        "import os, sys\n"
+        "for _ in range(5):\n"
+        "    if os.fork() == 0:\n"
+        "        os._exit(0)\n"
+        f"os.execv(sys.executable, [sys.executable, '-c', 'import time; time.sleep(0.3)', '{token}'])"
+    )
+    result = run_py(sandbox, code)
+    assert result.ok, result.stderr_text
+    time.sleep(0.2)
+    assert host_processes_with(token) == []
+
+
+def test_killing_the_sandbox_parent_does_not_break_the_sandbox(sandbox: Sandbox) -> None:
+    run_py(sandbox, "import os, signal\nos.kill(os.getppid(), signal.SIGKILL)")
+    assert os.getpid() > 0  # the test process itself is still here
+    after = [run_py(sandbox, "print('alive')") for _ in range(3)]
+    assert all(r.ok and r.stdout_text == "alive\n" for r in after)
+
+
+def test_kill_every_process_in_reach_does_not_reach_the_host(sandbox: Sandbox) -> None:
+    token = f"reflectgym-bystander-{secrets.token_hex(6)}"
+    import subprocess
+    import sys
+
+    bystander = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)", token])
+    try:
+        run_py(sandbox, "import os, signal\ntry:\n    os.kill(-1, signal.SIGKILL)\nexcept OSError:\n    pass")
+        time.sleep(0.1)
+        assert bystander.poll() is None
+    finally:
+        bystander.kill()
+        bystander.wait()
+    assert run_py(sandbox, "print('alive')").ok
+
+
+def test_becoming_root_fails(sandbox: Sandbox) -> None:
+    result = run_py(sandbox, "import os\nos.setuid(0)\nprint('root now')")
+    assert "root now" not in result.stdout_text
+    assert result.status is ExecStatus.RUNTIME_ERROR
+
+
+def test_new_user_namespace_is_refused(sandbox: Sandbox, known_gap: Gap) -> None:
+    known_gap("local", "an unprivileged uid may create user namespaces on this kernel")
+    code = (
+        "import ctypes, os\n"
+        "libc = ctypes.CDLL(None, use_errno=True)\n"
+        "print('created' if libc.unshare(0x10000000) == 0 else 'refused')"
+    )
+    result = run_py(sandbox, code)
+    assert result.stdout_text.strip() == "refused", result.stderr_text
+
+
+# --- leftovers between runs ------------------------------------------------------------------------------------
+
+
+def test_files_left_by_one_run_are_gone_in_the_next(sandbox: Sandbox, known_gap: Gap) -> None:
+    known_gap("local", "the host's /tmp is shared between runs")
+    plant = (
+        "import os\n"
+        "for p in ('left.txt', os.path.expanduser('~/left_home.txt'), '/tmp/left_tmp.txt'):\n"
+        "    try:\n"
+        "        open(p, 'w').write('x')\n"
+        "    except OSError:\n"
+        "        pass"
+    )
+    assert run_py(sandbox, plant).ok
+    probe = (
+        "import os\n"
+        "places = ('left.txt', os.path.expanduser('~/left_home.txt'), '/tmp/left_tmp.txt')\n"
+        "print([p for p in places if os.path.exists(p)])"
+    )
+    seen = [run_py(sandbox, probe).stdout_text.strip() for _ in range(4)]  # covers every pool worker
+    for leftover in Path("/tmp").glob("left_tmp.txt"):
+        leftover.unlink()
+    assert seen == ["[]"] * 4
+
+
+def test_processes_left_by_one_run_are_gone_in_the_next(sandbox: Sandbox) -> None:
+    beacon = "import time\nwhile True:\n    open('beacon', 'a').write('x')\n    time.sleep(0.01)"
+    plant = (
+        "import subprocess, sys, time\n"
+        f"subprocess.Popen([sys.executable, '-c', {beacon!r}], start_new_session=True,\n"
+        "    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)\n"
+        "time.sleep(0.1)"
+    )
+    run_py(sandbox, plant)
+    probe = "import os, time\ntime.sleep(0.1)\nprint(os.path.exists('beacon'))"
+    assert [run_py(sandbox, probe).stdout_text.strip() for _ in range(4)] == ["False"] * 4
+
+
+def test_shared_memory_left_by_one_run_is_gone_in_the_next(sandbox: Sandbox, known_gap: Gap) -> None:
+    known_gap("local", "shares the host's IPC namespace and /dev/shm")
+    key = secrets.randbelow(1 << 30) + 1
+    plant = (
+        "import ctypes, os\n"
+        "libc = ctypes.CDLL(None, use_errno=True)\n"
+        f"print(libc.shmget({key}, 4096, 0o1666))\n"
+        "try:\n"
+        "    open('/dev/shm/left', 'w').write('x')\n"
+        "except OSError:\n"
+        "    pass"
+    )
+    run_py(sandbox, plant)
+    probe = (
+        "import ctypes, os\n"
+        "libc = ctypes.CDLL(None, use_errno=True)\n"
+        f"print(libc.shmget({key}, 0, 0) != -1 or os.path.exists('/dev/shm/left'))"
+    )
+    seen = [run_py(sandbox, probe).stdout_text.strip() for _ in range(4)]
+    assert seen == ["False"] * 4

@@ -1,0 +1,132 @@
+"""What every backend does for well-behaved programs, plus the values, the registry and the async/batch API."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from reflectgym.sandboxes import (
+    BwrapConfig,
+    BwrapSandbox,
+    ExecRequest,
+    ExecStatus,
+    Limits,
+    PoolConfig,
+    Sandbox,
+    SandboxError,
+    bwrap_pool,
+    get_sandbox,
+    run_python_tests,
+)
+from reflectgym.sandboxes import (
+    TestStatus as HarnessStatus,
+)
+from reflectgym.sandboxes.bwrap import bwrap_unavailable_reason
+
+needs_bwrap = pytest.mark.skipif(bwrap_unavailable_reason() is not None, reason=str(bwrap_unavailable_reason()))
+
+
+def test_program_gets_its_files_stdin_args_and_env(sandbox: Sandbox) -> None:
+    code = (
+        "import sys, os\n"
+        "print(open('data/in.txt').read().strip(), sys.stdin.read().strip(), sys.argv[1:], os.environ['MODE'])"
+    )
+    request = ExecRequest(
+        command=("python3", "main.py", "a", "b"),
+        files={"main.py": code.encode(), "data/in.txt": b"file"},
+        stdin=b"piped\n",
+        env={"MODE": "test"},
+    )
+    result = sandbox.run(request)
+    assert result.ok, result.stderr_text
+    assert result.stdout_text == "file piped ['a', 'b'] test\n"
+    assert result.exit_code == 0 and result.wall_seconds > 0
+
+
+def test_python_dash_c_and_exit_codes(sandbox: Sandbox) -> None:
+    result = sandbox.run(ExecRequest(command=("python3", "-c", "import sys; print('hi'); sys.exit(3)")))
+    assert result.status is ExecStatus.RUNTIME_ERROR and result.exit_code == 3 and result.stdout_text == "hi\n"
+
+
+def test_uncaught_exception_is_a_runtime_error_with_its_traceback(sandbox: Sandbox) -> None:
+    result = sandbox.run(ExecRequest(command=("python3", "main.py"), files={"main.py": b"def f():\n    1 / 0\nf()\n"}))
+    assert result.status is ExecStatus.RUNTIME_ERROR
+    assert "ZeroDivisionError" in result.stderr_text and 'main.py", line 2, in f' in result.stderr_text
+
+
+def test_python_test_harness_reports_each_test(sandbox: Sandbox) -> None:
+    program = "def add(a, b):\n    return a + b if a < 10 else 0\n"
+    tests = ["assert add(1, 2) == 3", "assert add(10, 1) == 11, 'big numbers'", "add(None, 1)", "while True: pass"]
+    report = run_python_tests(sandbox, program, tests, Limits(wall_seconds=8, cpu_seconds=6), per_test_seconds=1)
+    statuses = [o.status for o in report.outcomes]
+    assert statuses == [HarnessStatus.PASSED, HarnessStatus.FAILED, HarnessStatus.ERROR, HarnessStatus.TIMEOUT]
+    assert report.outcomes[1].message == "big numbers"
+    assert "_harness" not in report.outcomes[2].traceback and "solution.py" in report.outcomes[2].traceback
+    assert not report.passed and report.pass_count == 1
+
+
+def test_python_test_harness_passes_a_correct_program(sandbox: Sandbox) -> None:
+    report = run_python_tests(sandbox, "def sq(x):\n    return x * x\n", ["assert sq(3) == 9", "assert sq(-2) == 4"])
+    assert report.passed, report
+
+
+def test_request_rejects_paths_outside_the_work_dir() -> None:
+    for bad in ("/etc/passwd", "../x", "a/../../b", ""):
+        with pytest.raises(ValueError):
+            ExecRequest(command=("true",), files={bad: b""})
+
+
+def test_limits_reject_nonsense() -> None:
+    with pytest.raises(ValueError):
+        Limits(wall_seconds=0)
+    with pytest.raises(ValueError):
+        Limits(memory_bytes=1024)
+
+
+def test_unknown_backend_name_lists_the_known_ones() -> None:
+    with pytest.raises(ValueError, match="bwrap"):
+        get_sandbox("chroot")
+
+
+def test_missing_bwrap_is_a_sandbox_error() -> None:
+    with pytest.raises(SandboxError, match="not installed"):
+        BwrapSandbox(BwrapConfig(bwrap="bwrap-that-does-not-exist"))
+
+
+@needs_bwrap
+def test_pool_runs_a_batch_concurrently_and_async() -> None:
+    with bwrap_pool(PoolConfig(workers=2)) as pool:
+        requests = [ExecRequest(command=("python3", "-c", f"print({i} * {i})")) for i in range(20)]
+        results = pool.map(requests)
+        assert [r.stdout_text for r in results] == [f"{i * i}\n" for i in range(20)]
+
+        async def both() -> list[str]:
+            done = await asyncio.gather(*(pool.run_async(r) for r in requests[:4]))
+            return [r.stdout_text for r in done]
+
+        assert asyncio.run(both()) == ["0\n", "1\n", "4\n", "9\n"]
+
+
+@needs_bwrap
+def test_pool_replaces_a_worker_after_max_runs() -> None:
+    with bwrap_pool(PoolConfig(workers=1, max_runs_per_worker=2)) as pool:
+        pids = [
+            pool.run(ExecRequest(command=("python3", "-c", "import os; print(os.getppid())"))).stdout_text
+            for _ in range(4)
+        ]
+    assert pids[0] == pids[1] and pids[2] == pids[3]
+    assert all(r.strip() for r in pids)
+
+
+@needs_bwrap
+def test_pool_refuses_a_request_for_network_it_was_not_started_with() -> None:
+    with bwrap_pool(PoolConfig(workers=1), start=False) as pool, pytest.raises(SandboxError, match="network"):
+        pool.run(ExecRequest(command=("python3", "-c", ""), limits=Limits(network=True)))
+
+
+@needs_bwrap
+def test_pool_runs_non_python_commands_by_exec() -> None:
+    with bwrap_pool(PoolConfig(workers=1)) as pool:
+        result = pool.run(ExecRequest(command=("/bin/sh", "-c", "echo $HOME; exit 5")))
+    assert result.exit_code == 5 and result.stdout_text == "/work\n"
