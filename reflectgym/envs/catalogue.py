@@ -8,6 +8,8 @@ from reflectgym.core.registry import register
 _SOKOBAN = "reflectgym.envs.sokoban.env:SokobanEnv"
 _SOKOBAN_REFERENCE = "optimal plan from the solver"
 _MATH = "reflectgym.envs.math.env:MathEnv"
+_WEB = "reflectgym.envs.web.env:WebEnv"
+_MINIWOB = "reflectgym.envs.web.env:MiniWoBEnv"
 _MATH_REFERENCE = "worked solution (gold answer)"
 
 
@@ -38,4 +40,22 @@ def register_builtin_envs() -> None:
         family="math",
         reference=_MATH_REFERENCE,
         kwargs={"generator": "mixed", "difficulty": 1, "max_attempts": 3, "feedback": "diagnostic"},
+    )
+    register(
+        "Web-v0",
+        _WEB,
+        description="17 original web tasks (forms, dropdowns, tabs, lists, dialogs, multi-page) in real Chromium",
+        family="web",
+        reference="the task's solution steps",
+        requires=("browser",),
+        kwargs={"max_steps": 20},
+    )
+    register(
+        "MiniWoB-v0",
+        _MINIWOB,
+        description="MiniWoB++ tasks (pages from the miniwob package or miniwob_dir=); task= picks one",
+        family="web",
+        reference="the task's solution",
+        requires=("browser",),
+        kwargs={"task": "click-test", "max_steps": 10},
     )

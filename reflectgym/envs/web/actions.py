@@ -1,0 +1,246 @@
+"""The web action grammar, parsed from model text.
+
+One action per turn::
+
+    click(12)                 click element 12
+    type(12, "some text")     replace the text of field 12
+    select(12, "Option")      choose an option of dropdown 12 by its label
+    press("Enter")            press a key (Enter, Tab, Escape, Backspace, ArrowDown, Control+a, ...)
+    scroll(down)              scroll the page: down, up, or an element id to bring into view
+    wait                      let the page update
+    done                      declare the task finished
+
+Ids may be written `12`, `[12]` or `"12"`; strings take double or single quotes with backslash escapes. A line
+starting with `Action:` wins; otherwise the first action in the text is played.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Literal
+
+from reflectgym.core.types import ActionParseError
+
+ActionKind = Literal["click", "type", "select", "press", "scroll", "wait", "done"]
+ACTION_KINDS: tuple[ActionKind, ...] = ("click", "type", "select", "press", "scroll", "wait", "done")
+
+ACTION_FORMAT = (
+    'one action: click(ID), type(ID, "text"), select(ID, "option"), press("Key"), scroll(down|up|ID), wait or done'
+)
+
+_NAMED_KEYS = {
+    "Enter",
+    "Tab",
+    "Escape",
+    "Backspace",
+    "Delete",
+    "Space",
+    "ArrowUp",
+    "ArrowDown",
+    "ArrowLeft",
+    "ArrowRight",
+    "Home",
+    "End",
+    "PageUp",
+    "PageDown",
+}
+_KEY_ALIASES = {name.lower(): name for name in _NAMED_KEYS} | {"esc": "Escape", "return": "Enter", "up": "ArrowUp"}
+_MODIFIERS = {"control": "Control", "ctrl": "Control", "shift": "Shift", "alt": "Alt", "meta": "Meta"}
+_CALL = re.compile(r"\b([A-Za-z_]+)\s*\(")
+_BARE = re.compile(r"^\W*(wait|done)\W*$", re.IGNORECASE)
+_MAX_TEXT = 2000
+
+
+@dataclass(frozen=True)
+class WebAction:
+    """A parsed action. `element` is an id; `text` the typed text, option label, key or scroll direction."""
+
+    kind: ActionKind
+    element: int | None = None
+    text: str | None = None
+
+    def __str__(self) -> str:
+        if self.kind in ("wait", "done"):
+            return self.kind
+        if self.kind == "click":
+            return f"click({self.element})"
+        if self.kind in ("type", "select"):
+            return f"{self.kind}({self.element}, {_quote(self.text or '')})"
+        if self.kind == "press":
+            return f"press({_quote(self.text or '')})"
+        return f"scroll({self.element if self.element is not None else self.text})"
+
+
+def parse_web_action(text: str) -> WebAction:
+    """Reads one action from model text; raises `ActionParseError` saying what was wrong."""
+    if not text.strip():
+        raise ActionParseError("the reply is empty")
+    lines = text.splitlines()
+    marked = [line.split(":", 1)[1] for line in lines if line.strip().lower().startswith("action:")]
+    for candidate in [*marked, text]:
+        bare = next((match for line in candidate.splitlines() if (match := _BARE.match(line))), None)
+        call = _first_call(candidate)
+        if call is not None and (bare is None or candidate.find(call[0]) < candidate.find(bare.group(1))):
+            return _build(*call)
+        if bare is not None:
+            return WebAction(kind=bare.group(1).lower())  # type: ignore[arg-type]
+    unknown = _CALL.search(text)
+    if unknown is not None:
+        raise ActionParseError(f"{unknown.group(1)!r} is not an action (actions: {', '.join(ACTION_KINDS)})")
+    raise ActionParseError("no action found")
+
+
+def _first_call(text: str) -> tuple[str, str] | None:
+    """The first `name(args)` whose name is an action, with its raw argument text."""
+    for match in _CALL.finditer(text):
+        name = match.group(1).lower()
+        if name not in ACTION_KINDS:
+            continue
+        args = _arguments(text, match.end())
+        if args is None:
+            raise ActionParseError(f"{name}( is never closed with ')'")
+        return name, args
+    return None
+
+
+def _arguments(text: str, start: int) -> str | None:
+    """The text between an opening parenthesis (just before `start`) and its closing one, quotes respected."""
+    quote: str | None = None
+    index = start
+    while index < len(text):
+        char = text[index]
+        if quote is not None:
+            if char == "\\":
+                index += 1
+            elif char == quote:
+                quote = None
+        elif char in "\"'":
+            quote = char
+        elif char == ")":
+            return text[start:index]
+        index += 1
+    return None
+
+
+def _split_arguments(args: str) -> list[str]:
+    parts: list[str] = []
+    quote: str | None = None
+    current = ""
+    index = 0
+    while index < len(args):
+        char = args[index]
+        if quote is not None:
+            current += char
+            if char == "\\" and index + 1 < len(args):
+                current += args[index + 1]
+                index += 1
+            elif char == quote:
+                quote = None
+        elif char in "\"'":
+            quote = char
+            current += char
+        elif char == ",":
+            parts.append(current.strip())
+            current = ""
+        else:
+            current += char
+        index += 1
+    if quote is not None:
+        raise ActionParseError("a quoted string is never closed")
+    if current.strip() or parts:
+        parts.append(current.strip())
+    return parts
+
+
+def _build(name: str, raw: str) -> WebAction:
+    args = _split_arguments(raw)
+    kind: ActionKind = name  # type: ignore[assignment]
+    if kind in ("wait", "done"):
+        if args:
+            raise ActionParseError(f"{kind} takes no arguments; write {kind}")
+        return WebAction(kind=kind)
+    if kind == "click":
+        _expect(kind, args, 1, "click(ID)")
+        return WebAction(kind=kind, element=_element(kind, args[0]))
+    if kind in ("type", "select"):
+        _expect(kind, args, 2, f'{kind}(ID, "text")')
+        return WebAction(kind=kind, element=_element(kind, args[0]), text=_string(kind, args[1]))
+    if kind == "press":
+        _expect(kind, args, 1, 'press("Key")')
+        return WebAction(kind=kind, text=_key(_unquote(args[0])))
+    _expect(kind, args, 1, "scroll(down), scroll(up) or scroll(ID)")
+    target = _unquote(args[0]).strip().lower()
+    if target in ("down", "up"):
+        return WebAction(kind=kind, text=target)
+    return WebAction(kind=kind, element=_element(kind, args[0]))
+
+
+def _expect(kind: str, args: list[str], count: int, form: str) -> None:
+    if len(args) != count:
+        raise ActionParseError(
+            f"{kind} takes {count} argument{'s' if count > 1 else ''}, got {len(args)}; write {form}"
+        )
+
+
+def _element(kind: str, raw: str) -> int:
+    cleaned = _unquote(raw).strip().strip("[]").strip()
+    if not cleaned.isdigit() or len(cleaned) > 9:
+        raise ActionParseError(f"{kind} needs an element id (a number from the page), got {raw[:30]!r}")
+    return int(cleaned)
+
+
+def _unquote(raw: str) -> str:
+    raw = raw.strip()
+    if len(raw) >= 2 and raw[0] == raw[-1] and raw[0] in "\"'":
+        return _unescape(raw[1:-1])
+    return raw
+
+
+def _string(kind: str, raw: str) -> str:
+    raw = raw.strip()
+    if len(raw) < 2 or raw[0] != raw[-1] or raw[0] not in "\"'":
+        raise ActionParseError(f'{kind} needs its text in quotes, e.g. {kind}(3, "text"); got {raw[:30]!r}')
+    value = _unescape(raw[1:-1])
+    if len(value) > _MAX_TEXT:
+        raise ActionParseError(f"the text is {len(value)} characters long; at most {_MAX_TEXT} can be typed at once")
+    return value
+
+
+def _unescape(text: str) -> str:
+    out = []
+    index = 0
+    while index < len(text):
+        char = text[index]
+        if char == "\\" and index + 1 < len(text):
+            nxt = text[index + 1]
+            out.append({"n": "\n", "t": "\t"}.get(nxt, nxt))
+            index += 2
+            continue
+        out.append(char)
+        index += 1
+    return "".join(out)
+
+
+def _key(raw: str) -> str:
+    parts = [part.strip() for part in raw.split("+")]
+    if not raw.strip() or any(not part for part in parts):
+        raise ActionParseError(f'{raw[:30]!r} is not a key; try press("Enter") or press("Control+a")')
+    *modifiers, key = parts
+    named = []
+    for modifier in modifiers:
+        if modifier.lower() not in _MODIFIERS:
+            raise ActionParseError(f"{modifier!r} is not a modifier key (Control, Shift, Alt, Meta)")
+        named.append(_MODIFIERS[modifier.lower()])
+    if len(key) == 1 and key.isprintable():
+        return "+".join([*named, key])
+    if key.lower() in _KEY_ALIASES:
+        return "+".join([*named, _KEY_ALIASES[key.lower()]])
+    if re.fullmatch(r"[Ff]([1-9]|1[0-2])", key):
+        return "+".join([*named, key.upper()])
+    known = ", ".join(sorted(_NAMED_KEYS))
+    raise ActionParseError(f"{key[:30]!r} is not a key name; use a single character or one of {known}")
+
+
+def _quote(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'

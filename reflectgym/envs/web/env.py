@@ -1,0 +1,318 @@
+"""The web envs: `WebEnv` (tasks bundled with reflectgym) and `MiniWoBEnv` (MiniWoB++ pages)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from reflectgym.core.types import Verdict
+from reflectgym.envs.web import feedback
+from reflectgym.envs.web.actions import WebAction
+from reflectgym.envs.web.base import BrowserEnv, PageState, TaskStart
+from reflectgym.envs.web.browser import BrowserConfig
+from reflectgym.envs.web.executor import ActionOutcome
+from reflectgym.envs.web.miniwob import MINIWOB_CHROME, MiniWoBPages, miniwob_oracle
+from reflectgym.envs.web.tasks import TASK_IDS, BundledTask, bundled_task, tasks_dir
+
+if TYPE_CHECKING:
+    from playwright.async_api import Page
+
+
+def _format_step(step: dict[str, Any]) -> str:
+    """A solver step from a page (`{op, id, text}`) as action text."""
+    op = step.get("op")
+    text = str(step.get("text") or "").replace("\\", "\\\\").replace('"', '\\"')
+    if op in ("type", "select") and step.get("id") is not None:
+        return f'{op}({step["id"]}, "{text}")'
+    if op == "click" and step.get("id") is not None:
+        return f"click({step['id']})"
+    if op == "press":
+        return f'press("{text}")'
+    if op == "wait":
+        return "wait"
+    return "done"
+
+
+class WebEnv(BrowserEnv):
+    """Web tasks in a real Chromium: forms, dropdowns, tabs, lists, dialogs, multi-page navigation.
+
+    ## Description
+    Seventeen original tasks bundled with reflectgym (`reflectgym.envs.web.tasks.TASK_IDS`): click-button,
+    follow-link, login, contact-form, dropdowns, checkboxes, cheapest-shipping, tabs, search-list, shop
+    (several pages), date-range, inbox-loading (content that appears later), settings-toggles, table-lookup,
+    quantity-stepper, delete-file (a confirmation dialog) and faq-accordion. Each page draws its instance from
+    a seed (the same seed gives the same instance) and judges itself by reading the page's state. Every
+    episode runs in a fresh browser context of the worker's one Chromium: nothing carries over between
+    episodes or between envs playing in parallel.
+
+    ## Observation
+    Text: `Task: <instruction>`, the page's title and file, and a compact accessibility tree, one element per
+    line with a stable id, role, name, value and states (`[4] textbox "Email" value="" focused`), cut at
+    `observation_chars`. After a step the feedback comes first. With `screenshot=True`, `info["screenshot"]`
+    holds a PNG of the page.
+
+    ## Actions
+    One action per reply: `click(ID)`, `type(ID, "text")` (replaces the field's text), `select(ID, "option")`,
+    `press("Enter")`, `scroll(down|up|ID)`, `wait` (lets time-dependent content move on) and `done`. A line
+    starting with `Action:` wins; otherwise the first action in the reply is played.
+
+    ## Feedback
+    `binary`: whether the attempt was right. `diagnostic`: which field, button or link was wrong and what was
+    expected in kind ("the username from the instruction, exactly"), never the value. `hint`: adds an
+    actionable next step. At every level an action that cannot be played says why ("There is no element 12;
+    clickable elements are 3, 7"), and unreadable text gets the format penalty.
+
+    ## Reward
+    1.0 on the turn the task is solved, 0.0 otherwise; -`format_penalty` (0.1) for a reply with no action.
+
+    ## Episode end
+    Terminates when the task is solved, when the agent says `done` (judged then), or when the browser fails
+    (`info["error"]` says how; the next reset recovers with a fresh browser). Truncates after `max_steps`.
+
+    ## Arguments
+    - `task`: a task id to always play; `None` lets `reset(options={"task_id": ...})` or the seed choose.
+    - `max_steps`: turns before truncation (20).
+    - `feedback`: `"binary"`, `"diagnostic"` (default) or `"hint"`.
+    - `observation_chars`: most characters of page text per observation (6000).
+    - `step_timeout_s`: seconds a step may take before the page counts as hung (10).
+    - `screenshot`: put a PNG of the page in `info["screenshot"]` every turn (False).
+    - `browser`: a `BrowserConfig` (Chromium path, viewport, warm spare contexts).
+
+    ## Version history
+    - v0: first release.
+    """
+
+    task_state_js: ClassVar[str] = "window.RG ? window.RG.poll() : null"
+
+    def __init__(
+        self,
+        *,
+        task: str | None = None,
+        max_steps: int = 20,
+        feedback: str = "diagnostic",
+        observation_chars: int = 6000,
+        step_timeout_s: float = 10.0,
+        screenshot: bool = False,
+        browser: BrowserConfig | None = None,
+        render_mode: str | None = None,
+    ) -> None:
+        super().__init__(
+            max_steps=max_steps,
+            feedback=feedback,
+            observation_chars=observation_chars,
+            step_timeout_s=step_timeout_s,
+            screenshot=screenshot,
+            browser=browser,
+            render_mode=render_mode,
+        )
+        self.task = None if task is None else bundled_task(task).id
+        self._base_url = self.service.router.mount(tasks_dir())
+        self._task: BundledTask = bundled_task(self.task or TASK_IDS[0])
+
+    @property
+    def task_id(self) -> str | None:
+        return self._task.id
+
+    def _choose_task(self, options: dict[str, Any]) -> None:
+        chosen = options.get("task_id") or self.task
+        if chosen is None:
+            chosen = TASK_IDS[int(self.np_random.integers(len(TASK_IDS)))]
+        self._task = bundled_task(str(chosen))
+
+    def _task_url(self) -> str:
+        return self._base_url + self._task.page
+
+    async def _open_task(self, page: Page, seed: int) -> TaskStart:
+        started = await page.evaluate("(seed) => window.RG.start(seed)", seed)
+        return TaskStart(instruction=str(started["instruction"]), privileged=started.get("privileged"))
+
+    def _judge(self, action: WebAction, outcome: ActionOutcome, state: PageState) -> tuple[Verdict, bool]:
+        task = state.task or {}
+        if task.get("solved"):
+            return Verdict(1.0, True, f"{outcome.message} {feedback.solved()}"), True
+        event = task.get("event")
+        if event:
+            problem = feedback.Problem.from_js(event)
+            text = f"{outcome.message} {feedback.wrong_attempt(problem, self.feedback)}"
+            return Verdict(0.0, False, text, details={"field": problem.field}), False
+        if not outcome.played:
+            return Verdict(0.0, False, outcome.message, details={"action_error": outcome.message}), False
+        return Verdict(0.0, False, f"{outcome.message} The task is not complete yet."), False
+
+    async def _finish(self, page: Page) -> Any:
+        return await page.evaluate("() => window.RG ? window.RG.finish() : null")
+
+    def _judge_done(self, final: Any) -> Verdict:
+        if final and final.get("solved"):
+            return Verdict(1.0, True, feedback.solved())
+        raw = (final or {}).get("problem") or {"field": "page", "kind": "the task page to be open"}
+        problem = feedback.Problem.from_js(raw)
+        return Verdict(0.0, False, feedback.unfinished(problem, self.feedback), details={"field": problem.field})
+
+    def oracle_action(self) -> str:
+        """The scripted solver's next action, read from the page's own solver."""
+        session = self._session
+        if session is None or self.episode_over:
+            return "done"
+        try:
+            step = self.service.run(lambda: session.page.evaluate("() => window.RG.next()"), self.step_timeout_s)
+        except Exception:
+            if self.service.is_alive(session):
+                raise
+            return "wait"  # the browser is gone: any action lets step() report it and end the episode
+        return _format_step(step)
+
+
+class MiniWoBEnv(BrowserEnv):
+    """MiniWoB++ tasks through the same observation and action interface as `WebEnv`.
+
+    ## Description
+    The 130 MiniWoB++ task pages, from the `miniwob` package (`pip install 'reflectgym[web]'`) or from a
+    folder of your own (`miniwob_dir=`, the `html/` folder of a MiniWoB++ checkout). Pages are served to a
+    fresh browser context per episode; the episode starts with `Math.seedrandom(seed)` and
+    `core.startEpisodeReal()`, so the same seed gives the same instance.
+
+    ## Observation
+    `Task: <the page's utterance>`, the page title, and the accessibility tree of the task area (MiniWoB's
+    own reward display and timer are left out). With `screenshot=True`, `info["screenshot"]` is a PNG.
+
+    ## Actions
+    As `WebEnv`: `click(ID)`, `type(ID, "text")`, `select(ID, "option")`, `press("Key")`, `scroll(...)`,
+    `wait` (lets 300 ms of real time pass, for animated tasks) and `done`.
+
+    ## Feedback
+    MiniWoB pages only report a reward, so: `binary` says solved or not; `diagnostic` adds the page's reward
+    and its reason when it gives one; `hint` adds a pointer back to the instruction. Actions that cannot be
+    played are explained at every level.
+
+    ## Reward
+    The task's own reward when the page ends the episode: `WOB_RAW_REWARD_GLOBAL` (1.0 solved, -1.0 failed,
+    partial credit on some tasks), or the time-scaled `WOB_REWARD_GLOBAL` with `time_limit_s` set. 0.0 while
+    the episode runs; -`format_penalty` for a reply with no action.
+
+    ## Episode end
+    Terminates when the page ends its episode (`WOB_DONE_GLOBAL`), on `done`, or when the browser fails
+    (`info["error"]`). Truncates after `max_steps`.
+
+    ## Arguments
+    - `task`: a MiniWoB task name such as `"click-test"`; `None` lets `options={"task_id": ...}` or the seed
+      choose among all tasks.
+    - `miniwob_dir`: a folder with `miniwob/<task>.html` and `core/`; default: the `miniwob` package's pages.
+    - `max_steps`, `feedback`, `observation_chars`, `step_timeout_s`, `screenshot`, `browser`: as `WebEnv`.
+    - `time_limit_s`: MiniWoB's own episode clock (reward scaled by the time left, `WOB_REWARD_GLOBAL`);
+      `None` (default) turns it off: an agent that thinks for a minute is not punished, and rewards are
+      the unscaled `WOB_RAW_REWARD_GLOBAL`, equal for equal play.
+
+    ## Version history
+    - v0: first release.
+    """
+
+    skip_selectors: ClassVar[tuple[str, ...]] = MINIWOB_CHROME
+    task_state_js: ClassVar[str] = (
+        "typeof WOB_DONE_GLOBAL === 'undefined' ? null : "
+        "{done: WOB_DONE_GLOBAL, reward: WOB_REWARD_GLOBAL, raw: WOB_RAW_REWARD_GLOBAL, "
+        "reason: WOB_REWARD_REASON === null || WOB_REWARD_REASON === undefined ? null : String(WOB_REWARD_REASON)}"
+    )
+    wait_ms: ClassVar[int] = 300
+
+    def __init__(
+        self,
+        *,
+        task: str | None = "click-test",
+        miniwob_dir: str | Path | None = None,
+        max_steps: int = 10,
+        feedback: str = "diagnostic",
+        time_limit_s: float | None = None,
+        observation_chars: int = 6000,
+        step_timeout_s: float = 10.0,
+        screenshot: bool = False,
+        browser: BrowserConfig | None = None,
+        render_mode: str | None = None,
+    ) -> None:
+        super().__init__(
+            max_steps=max_steps,
+            feedback=feedback,
+            observation_chars=observation_chars,
+            step_timeout_s=step_timeout_s,
+            screenshot=screenshot,
+            browser=browser,
+            render_mode=render_mode,
+        )
+        if time_limit_s is not None and time_limit_s <= 0:
+            raise ValueError(f"time_limit_s must be > 0 seconds, or None for no limit; got {time_limit_s}")
+        self.pages = MiniWoBPages.locate(miniwob_dir)
+        self.task = None if task is None else self.pages.check(task)
+        self.time_limit_s = time_limit_s
+        self._base_url = self.service.router.mount(self.pages.root)
+        self._task = self.task or self.pages.tasks[0]
+
+    @property
+    def task_id(self) -> str | None:
+        return self._task
+
+    def _choose_task(self, options: dict[str, Any]) -> None:
+        chosen = options.get("task_id") or self.task
+        if chosen is None:
+            chosen = self.pages.tasks[int(self.np_random.integers(len(self.pages.tasks)))]
+        self._task = self.pages.check(str(chosen))
+
+    def _task_url(self) -> str:
+        return self._base_url + f"miniwob/{self._task}.html"
+
+    async def _open_task(self, page: Page, seed: int) -> TaskStart:
+        limit_ms = 2**31 - 1 if self.time_limit_s is None else int(self.time_limit_s * 1000)
+        utterance = await page.evaluate(
+            """async ([seed, limitMs]) => {
+              core.EPISODE_MAX_TIME = limitMs;
+              Math.seedrandom(seed);
+              core.startEpisodeReal();
+              for (let i = 0; i < 100 && !WOB_TASK_READY; i++) await new Promise((done) => setTimeout(done, 20));
+              const said = core.getUtterance();
+              return typeof said === 'string' ? said : said.utterance;
+            }""",
+            [seed, limit_ms],
+        )
+        privileged = miniwob_oracle(self._task, str(utterance)).describe()
+        return TaskStart(instruction=str(utterance), privileged=privileged)
+
+    def _reward(self, task: dict[str, Any]) -> float:
+        return float(task.get("raw" if self.time_limit_s is None else "reward") or 0.0)
+
+    def _judge(self, action: WebAction, outcome: ActionOutcome, state: PageState) -> tuple[Verdict, bool]:
+        task = state.task or {}
+        if task.get("done"):
+            return self._ended(task, prefix=outcome.message), True
+        if not outcome.played:
+            return Verdict(0.0, False, outcome.message, details={"action_error": outcome.message}), False
+        return Verdict(0.0, False, f"{outcome.message} The task is not complete yet."), False
+
+    def _ended(self, task: dict[str, Any], prefix: str = "") -> Verdict:
+        reward = self._reward(task)
+        passed = float(task.get("raw") or 0.0) >= 1.0
+        if passed:
+            text = feedback.solved()
+        elif self.feedback == "binary":
+            text = "The task was not solved."
+        else:
+            reason = f" (the page says: {task['reason']})" if task.get("reason") else ""
+            text = f"The task was not solved: the page ended the episode with reward {reward:g}{reason}."
+            if self.feedback == "hint":
+                text += " Hint: re-read the instruction and check each element you acted on against it."
+        return Verdict(reward, passed, f"{prefix} {text}".strip(), details={"raw_reward": task.get("raw")})
+
+    async def _finish(self, page: Page) -> Any:
+        return await page.evaluate(f"() => ({self.task_state_js})")
+
+    def _judge_done(self, final: Any) -> Verdict:
+        if final and final.get("done"):
+            return self._ended(final)
+        text = "You said done, but the page has not registered the task as complete."
+        if self.feedback == "hint":
+            text += " Hint: most tasks end with a click on a submit button or the target element."
+        return Verdict(0.0, False, text)
+
+    def oracle_action(self) -> str:
+        """A scripted solver's next action for click-test, click-button, enter-text and login-user."""
+        if self._state is None or self.episode_over:
+            return "done"
+        return miniwob_oracle(self._task, self._instruction).next_action(self._state.tree)

@@ -1,0 +1,128 @@
+"""Plays a parsed `WebAction` on a page (coroutines run on the browser loop) and says in words what happened.
+
+An action that cannot be played (no such element, a button that cannot take text, a covered element) is not an
+error: it returns an `ActionOutcome` with `played=False` and a message naming what exists instead. Only a dead
+browser or page escapes as an exception.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from reflectgym.envs.web.actions import WebAction
+from reflectgym.envs.web.axtree import AxNode, AxTree
+
+if TYPE_CHECKING:
+    from playwright.async_api import Page
+
+CLICKABLE = ("button", "link", "checkbox", "radio", "tab", "switch", "option", "menuitem", "text", "listitem", "cell")
+EDITABLE = ("textbox", "searchbox", "spinbutton", "combobox")
+_TYPEABLE = ("textbox", "searchbox", "spinbutton")
+_DEAD = ("Target closed", "has been closed", "Target crashed", "Browser closed", "crashed")
+
+
+@dataclass(frozen=True)
+class ActionOutcome:
+    """What playing an action did: whether it was played, and a sentence for the agent."""
+
+    played: bool
+    message: str
+
+
+def _describe(node: AxNode) -> str:
+    return f'[{node.id}] {node.role} "{node.name}"' if node.name else f"[{node.id}] {node.role}"
+
+
+def _ids(tree: AxTree, roles: tuple[str, ...], label: str) -> str:
+    ids = tree.ids_with_role(roles)
+    if not ids:
+        return f"the page has no {label}"
+    shown = ", ".join(str(i) for i in ids[:12]) + (", ..." if len(ids) > 12 else "")
+    return f"{label} are {shown}"
+
+
+def is_dead_page_error(error: BaseException) -> bool:
+    """Whether a Playwright error means the page or browser is gone (not a problem with the action)."""
+    return any(marker in str(error) for marker in _DEAD)
+
+
+async def perform(page: Page, action: WebAction, tree: AxTree, wait_ms: int) -> ActionOutcome:
+    """Plays `action` against the elements of `tree` (the tree the agent was shown)."""
+    kind = action.kind
+    if kind == "wait":
+        await page.evaluate("() => window.RG && window.RG.tick && window.RG.tick()")
+        if wait_ms:
+            await asyncio.sleep(wait_ms / 1000)
+        return ActionOutcome(True, "Waited.")
+    if kind == "press":
+        key = " " if action.text == "Space" else str(action.text)
+        await page.keyboard.press(key)
+        return ActionOutcome(True, f"Pressed {action.text}.")
+    if kind == "scroll" and action.element is None:
+        sign = 1 if action.text == "down" else -1
+        await page.evaluate(
+            "(dy) => window.scrollBy(0, dy)",
+            sign * int(page.viewport_size["height"] * 0.8 if page.viewport_size else 600),
+        )
+        return ActionOutcome(True, f"Scrolled {action.text}.")
+    assert action.element is not None
+    node = tree.get(action.element)
+    if node is None:
+        wanted = {
+            "click": (CLICKABLE, "clickable elements"),
+            "type": (_TYPEABLE, "text fields"),
+            "select": (("combobox",), "dropdowns"),
+            "scroll": (CLICKABLE, "elements"),
+        }[kind]
+        return ActionOutcome(False, f"There is no element {action.element} on the page; {_ids(tree, *wanted)}.")
+    selector = f'[data-rg-id="{node.id}"]'
+    if kind == "scroll":
+        await page.evaluate(
+            "(id) => { const el = window.__rgAx.element(id); if (el) el.scrollIntoView({block: 'center'}); }", node.id
+        )
+        return ActionOutcome(True, f"Scrolled {_describe(node)} into view.")
+    if kind == "click":
+        return await _click(page, node)
+    if kind == "type":
+        if node.role not in _TYPEABLE:
+            return ActionOutcome(False, f"{_describe(node)} cannot take text; {_ids(tree, _TYPEABLE, 'text fields')}.")
+        try:
+            await page.locator(selector).fill(action.text or "", timeout=2000)
+        except Exception as error:
+            if is_dead_page_error(error):
+                raise
+            return ActionOutcome(False, f"Could not type into {_describe(node)}: it is not editable right now.")
+        return ActionOutcome(True, f"Typed into {_describe(node)}.")
+    # select
+    if node.role != "combobox" or node.options is None:
+        return ActionOutcome(False, f"{_describe(node)} is not a dropdown; {_ids(tree, ('combobox',), 'dropdowns')}.")
+    options: list[list[str]] | None = await page.evaluate("(id) => window.__rgAx.options(id)", node.id)
+    wanted_text = (action.text or "").strip()
+    match = next((value for label, value in options or [] if label == wanted_text), None)
+    if match is None:
+        match = next((value for label, value in options or [] if label.lower() == wanted_text.lower()), None)
+    if match is None:
+        return ActionOutcome(
+            False, f"{_describe(node)} has no option {wanted_text!r}; its options are listed on the page."
+        )
+    await page.locator(selector).select_option(value=match, timeout=2000)
+    return ActionOutcome(True, f"Selected an option in {_describe(node)}.")
+
+
+async def _click(page: Page, node: AxNode) -> ActionOutcome:
+    target = await page.evaluate("(id) => window.__rgAx.clickPoint(id)", node.id)
+    error = target.get("error")
+    if error == "missing":
+        return ActionOutcome(False, f"Element {node.id} is no longer on the page.")
+    if error == "hidden":
+        return ActionOutcome(False, f"{_describe(node)} is hidden and cannot be clicked.")
+    if error == "covered":
+        return ActionOutcome(
+            False, f"{_describe(node)} is covered by element {target.get('by')}; deal with that first."
+        )
+    if target.get("disabled"):
+        return ActionOutcome(False, f"{_describe(node)} is disabled.")
+    await page.mouse.click(float(target["x"]), float(target["y"]))
+    return ActionOutcome(True, f"Clicked {_describe(node)}.")

@@ -1,0 +1,69 @@
+"""The web action grammar: what parses, what it parses to, and what the errors say."""
+
+from __future__ import annotations
+
+import pytest
+
+from reflectgym.core.types import ActionParseError
+from reflectgym.envs.web.actions import WebAction, parse_web_action
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("click(12)", WebAction("click", element=12)),
+        ("click([12])", WebAction("click", element=12)),
+        ('click("7")', WebAction("click", element=7)),
+        ('type(4, "hello world")', WebAction("type", element=4, text="hello world")),
+        ("type(4, 'it\\'s')", WebAction("type", element=4, text="it's")),
+        ('type(4, "a, b) c")', WebAction("type", element=4, text="a, b) c")),
+        ('select(5, "Blue")', WebAction("select", element=5, text="Blue")),
+        ('press("Enter")', WebAction("press", text="Enter")),
+        ("press(enter)", WebAction("press", text="Enter")),
+        ('press("Control+a")', WebAction("press", text="Control+a")),
+        ("scroll(down)", WebAction("scroll", text="down")),
+        ('scroll("up")', WebAction("scroll", text="up")),
+        ("scroll(9)", WebAction("scroll", element=9)),
+        ("wait", WebAction("wait")),
+        ("done()", WebAction("done")),
+        ("  DONE.  ", WebAction("done")),
+        ("I will press the button.\nAction: click(3)", WebAction("click", element=3)),
+        ("First click(2) then click(3)", WebAction("click", element=2)),
+        ("Thinking about click(1)...\nAction: done", WebAction("done")),
+    ],
+)
+def test_valid_actions_parse(text: str, expected: WebAction) -> None:
+    assert parse_web_action(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("", "empty"),
+        ("hello there", "no action found"),
+        ("tap(3)", "'tap' is not an action"),
+        ("click(the button)", "needs an element id"),
+        ("click(3, 4)", "takes 1 argument"),
+        ("type(3, hello)", "needs its text in quotes"),
+        ('type(3, "unclosed)', "never closed"),
+        ("click(3", "never closed"),
+        ('press("Hyper+x")', "not a modifier"),
+        ('press("Launch")', "not a key name"),
+        ("wait(5)", "takes no arguments"),
+        ("when I am done I will stop", "no action found"),
+    ],
+)
+def test_invalid_actions_say_what_is_wrong(text: str, message: str) -> None:
+    with pytest.raises(ActionParseError, match=message):
+        parse_web_action(text)
+
+
+def test_actions_print_back_in_the_grammar() -> None:
+    for text in ['type(4, "say \\"hi\\"")', "click(3)", 'select(2, "A")', 'press("Enter")', "scroll(down)", "wait"]:
+        action = parse_web_action(text)
+        assert parse_web_action(str(action)) == action
+
+
+def test_very_long_text_is_refused() -> None:
+    with pytest.raises(ActionParseError, match="at most"):
+        parse_web_action('type(1, "' + "x" * 5000 + '")')

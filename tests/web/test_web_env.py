@@ -1,0 +1,319 @@
+"""WebEnv in a real Chromium: every bundled task solved by its oracle, failed with useful feedback, the
+conformance checks, isolation between episodes and parallel envs, async use, and recovery from a dead or hung
+browser."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import pickle
+import re
+import signal
+import threading
+import time
+import warnings
+from collections.abc import Iterator
+
+import gymnasium as gym
+import pytest
+from gymnasium.utils.env_checker import check_env
+
+import reflectgym
+from reflectgym.core import check_determinism, check_garbage_actions, check_snapshot_roundtrip
+from reflectgym.core.audit import audit_feedback_leaks
+from reflectgym.envs.web.base import png_data_url
+from reflectgym.envs.web.browser import BrowserConfig
+from reflectgym.envs.web.env import WebEnv
+from reflectgym.envs.web.tasks import TASK_IDS
+
+pytestmark = pytest.mark.browser
+
+
+@pytest.fixture(scope="module")
+def env() -> Iterator[WebEnv]:
+    instance = WebEnv()
+    yield instance
+    instance.close()
+
+
+def play_oracle(env: WebEnv, task: str, seed: int) -> tuple[float, bool, list[str]]:
+    env.reset(seed=seed, options={"task_id": task})
+    actions: list[str] = []
+    reward, terminated = 0.0, False
+    for _ in range(env.max_turns or 20):
+        action = env.oracle_action()
+        actions.append(action)
+        _, reward, terminated, truncated, info = env.step(action)
+        assert info["error"] is None, info["error"]
+        if terminated or truncated:
+            break
+    return reward, terminated, actions
+
+
+@pytest.mark.parametrize("task", TASK_IDS)
+def test_oracle_solves_every_bundled_task(env: WebEnv, task: str) -> None:
+    reward, terminated, actions = play_oracle(env, task, seed=3)
+    assert terminated and reward == 1.0, f"{task}: {actions}"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("task", TASK_IDS)
+def test_oracle_solves_more_seeds(env: WebEnv, task: str) -> None:
+    for seed in (11, 12, 13):
+        reward, terminated, actions = play_oracle(env, task, seed)
+        assert terminated and reward == 1.0, f"{task} seed {seed}: {actions}"
+
+
+def test_seeds_give_different_instances_and_the_same_seed_the_same(env: WebEnv) -> None:
+    first, _ = env.reset(seed=1, options={"task_id": "login"})
+    again, _ = env.reset(seed=1, options={"task_id": "login"})
+    other, _ = env.reset(seed=2, options={"task_id": "login"})
+    assert first == again and first != other
+
+
+def test_without_a_task_id_the_seed_chooses_among_tasks(env: WebEnv) -> None:
+    chosen = {env.reset(seed=seed)[1]["task_id"] for seed in range(4)}
+    assert len(chosen) >= 2 and chosen <= set(TASK_IDS)
+
+
+def _ids(observation: str, role: str) -> list[int]:
+    return [int(match) for match in re.findall(rf"\[(\d+)\] {role}\b", observation)]
+
+
+def test_wrong_login_says_which_field_without_the_answer(env: WebEnv) -> None:
+    observation, info = env.reset(seed=4, options={"task_id": "login"})
+    user, password = re.findall(r'"([^"]+)"', observation.splitlines()[0])
+    fields = _ids(observation, "textbox")
+    button = _ids(observation, "button")[0]
+    env.step(f'type({fields[0]}, "{user}")')
+    env.step(f'type({fields[1]}, "{password}x")')
+    observation, reward, terminated, _, info = env.step(f"click({button})")
+    assert reward == 0.0 and not terminated
+    assert "Wrong Password" in info["feedback"]
+    assert password not in info["feedback"]
+    # the diagnosis lets the agent fix it within the same episode
+    env.step(f'type({fields[1]}, "{password}")')
+    _, reward, terminated, _, info = env.step(f"click({button})")
+    assert reward == 1.0 and terminated and "Task complete" in info["feedback"]
+
+
+@pytest.mark.parametrize("level", ["binary", "diagnostic", "hint"])
+def test_feedback_levels_on_a_wrong_date(level: str) -> None:
+    env = WebEnv(task="date-range", feedback=level)
+    observation, info = env.reset(seed=5)
+    expected = info["privileged"]
+    check_in, check_out = re.findall(r"\d{4}-\d{2}-\d{2}", expected)
+    fields = _ids(observation, "textbox")
+    env.step(f'type({fields[0]}, "{check_in}")')
+    env.step(f'type({fields[1]}, "{check_in}")')
+    *_, info = env.step(f"click({_ids(observation, 'button')[0]})")
+    text = info["feedback"]
+    assert check_out not in text
+    if level == "binary":
+        assert "Check-out" not in text and "not right" in text
+    else:
+        assert "Wrong Check-out" in text and "plus the number of nights" in text
+        assert ("Hint:" in text) == (level == "hint")
+    env.close()
+
+
+def test_done_too_early_ends_the_episode_with_what_is_missing(env: WebEnv) -> None:
+    env.reset(seed=0, options={"task_id": "shop"})
+    _, reward, terminated, _, info = env.step("done")
+    assert terminated and reward == 0.0
+    assert "not complete" in info["feedback"] and "cart" in info["feedback"]
+
+
+def test_unknown_element_names_the_ones_that_exist(env: WebEnv) -> None:
+    observation, _ = env.reset(seed=0, options={"task_id": "click-button"})
+    buttons = _ids(observation, "button")
+    _, reward, terminated, _, info = env.step("click(999)")
+    assert not terminated and reward == 0.0
+    assert "no element 999" in info["feedback"]
+    assert ", ".join(map(str, buttons)) in info["feedback"]
+    *_, info = env.step(f'type({buttons[0]}, "x")')
+    assert "cannot take text" in info["feedback"]
+
+
+def test_malformed_action_is_a_format_turn(env: WebEnv) -> None:
+    env.reset(seed=0, options={"task_id": "login"})
+    observation, reward, terminated, _, info = env.step("let me think")
+    assert reward < 0 and not terminated and info["parse_error"] == "no action found"
+    assert "Task:" in observation
+
+
+def test_wrong_click_in_a_list_reports_the_product(env: WebEnv) -> None:
+    observation, info = env.reset(seed=2, options={"task_id": "search-list"})
+    target = re.findall(r'"([^"]+)"', observation.splitlines()[0])[0]
+    wrong = next(
+        int(m.group(1)) for m in re.finditer(r'\[(\d+)\] button "Add ([^"]+)"', observation) if m.group(2) != target
+    )
+    *_, info = env.step(f"click({wrong})")
+    assert "Wrong product" in info["feedback"] and target not in info["feedback"]
+
+
+def test_dynamic_content_appears_after_waiting(env: WebEnv) -> None:
+    observation, _ = env.reset(seed=1, options={"task_id": "inbox-loading"})
+    observation, *_ = env.step(f"click({_ids(observation, 'button')[0]})")
+    assert "Loading messages" in observation
+    for _ in range(3):
+        observation, *_ = env.step("wait")
+    assert "Open message from" in observation
+
+
+@pytest.mark.slow
+def test_check_env() -> None:
+    env_id = reflectgym.register("WebCheck-v0", WebEnv, family="web", requires=("browser",), kwargs={"task": "login"})
+    env = gym.make(env_id)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        check_env(env.unwrapped)
+    env.close()
+
+
+@pytest.mark.slow
+def test_determinism_snapshot_and_garbage() -> None:
+    check_determinism(lambda: WebEnv(task="checkboxes"), seeds=(3,), turns=6)
+    env = WebEnv(task="shop")
+    check_snapshot_roundtrip(env, prefix=2, suffix=3)
+    check_garbage_actions(env, turns=12)
+    env.reset(seed=0)
+    env.step(env.oracle_action())
+    snapshot = pickle.loads(pickle.dumps(env.snapshot()))
+    before = env.observation()
+    env.step(env.oracle_action())
+    assert env.restore(snapshot) == snapshot.last_observation
+    assert env.observation() == before
+    env.close()
+
+
+@pytest.mark.slow
+def test_nothing_privileged_leaks() -> None:
+    env = WebEnv()
+    report = audit_feedback_leaks(env, episodes=6, max_turns=6)
+    assert report.ok, str(report)
+    assert report.markers_checked >= 4
+    env.close()
+
+
+def test_a_fresh_context_per_episode_shares_no_storage(env: WebEnv) -> None:
+    env.reset(seed=0, options={"task_id": "login"})
+    session = env._session
+    assert session is not None
+    env.service.run(
+        lambda: session.page.evaluate("() => { localStorage.setItem('leak', 'yes'); document.cookie = 'leak=yes'; }"),
+        5,
+    )
+    env.reset(seed=0, options={"task_id": "login"})
+    fresh = env._session
+    assert fresh is not None and fresh.context is not session.context
+    seen = env.service.run(lambda: fresh.page.evaluate("() => [localStorage.getItem('leak'), document.cookie]"), 5)
+    assert seen == [None, ""]
+
+
+def test_requests_outside_the_task_site_are_blocked_and_logged(env: WebEnv) -> None:
+    env.reset(seed=0, options={"task_id": "login"})
+    session = env._session
+    assert session is not None
+    status = env.service.run(
+        lambda: session.page.evaluate("() => fetch('https://example.com/x.js').then(() => 'reached', () => 'blocked')"),
+        10,
+    )
+    assert status == "blocked"
+    *_, info = env.step("wait")
+    assert "https://example.com/x.js" in info["blocked_requests"]
+
+
+def test_parallel_episodes_in_threads_are_isolated() -> None:
+    envs = [WebEnv(task="login") for _ in range(8)]
+    results: dict[int, tuple[float, str]] = {}
+    errors: list[BaseException] = []
+
+    def run(index: int) -> None:
+        try:
+            env = envs[index]
+            observation, _ = env.reset(seed=100 + index)
+            for _ in range(6):
+                _, reward, terminated, *_ = env.step(env.oracle_action())
+                if terminated:
+                    break
+            results[index] = (reward, observation.splitlines()[0])
+        except BaseException as error:
+            errors.append(error)
+
+    threads = [threading.Thread(target=run, args=(index,)) for index in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    for env in envs:
+        env.close()
+    assert not errors, errors
+    assert all(reward == 1.0 for reward, _ in results.values()) and len(results) == 8
+    assert len({instruction for _, instruction in results.values()}) == 8  # each its own instance
+
+
+def test_works_inside_a_running_event_loop() -> None:
+    async def main() -> list[float]:
+        envs = [WebEnv(task="click-button") for _ in range(3)]
+        envs[0].reset(seed=0)  # the sync API, inside a running loop
+        envs[0].step(envs[0].oracle_action())
+        await asyncio.gather(*(env.areset(seed=index) for index, env in enumerate(envs)))
+        steps = await asyncio.gather(*(env.astep(env.oracle_action()) for env in envs))
+        for env in envs:
+            env.close()
+        return [reward for _, reward, *_ in steps]
+
+    assert asyncio.run(main()) == [1.0, 1.0, 1.0]
+
+
+@pytest.mark.slow
+def test_killing_the_browser_mid_episode_ends_it_clearly_and_recovers() -> None:
+    config = BrowserConfig(spare_contexts=0, viewport=(800, 600))  # its own browser, not the shared one
+    env = WebEnv(task="login", browser=config)
+    env.reset(seed=0)
+    env.step(env.oracle_action())
+    launches = env.service.launches
+    pids = env.service.browser_pids()
+    assert pids
+    for pid in pids:
+        os.kill(pid, signal.SIGKILL)
+    time.sleep(0.5)
+    started = time.perf_counter()
+    _, reward, terminated, _, info = env.step(env.oracle_action())
+    assert time.perf_counter() - started < 15
+    assert terminated and reward == 0.0
+    assert info["error"] and "browser" in info["feedback"].lower()
+    reward, terminated, _ = play_oracle(env, "login", seed=1)
+    assert terminated and reward == 1.0
+    assert env.service.launches == launches + 1
+    env.close()
+    env.service.shutdown()
+
+
+@pytest.mark.slow
+def test_a_hung_page_times_out_instead_of_hanging() -> None:
+    config = BrowserConfig(spare_contexts=0, viewport=(800, 601))
+    env = WebEnv(task="login", browser=config, step_timeout_s=2.0)
+    env.reset(seed=0)
+    session = env._session
+    assert session is not None
+    env.service.run(lambda: session.page.evaluate("() => { setTimeout(() => { while (true) {} }, 0); }"), 5)
+    started = time.perf_counter()
+    _, reward, terminated, _, info = env.step("click(2)")
+    assert time.perf_counter() - started < 20
+    assert terminated and reward == 0.0 and "respond" in info["error"]
+    reward, terminated, _ = play_oracle(env, "login", seed=1)
+    assert terminated and reward == 1.0
+    env.close()
+    env.service.shutdown()
+
+
+def test_screenshot_in_info_when_asked() -> None:
+    env = WebEnv(task="click-button", screenshot=True)
+    _, info = env.reset(seed=0)
+    assert info["screenshot"][:8] == b"\x89PNG\r\n\x1a\n"
+    assert png_data_url(info["screenshot"]).startswith("data:image/png;base64,")
+    *_, info = env.step("wait")
+    assert info["screenshot"][:4] == b"\x89PNG"
+    env.close()
