@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip
-DEMO_EXTRAS := 
+DEMO_EXTRAS := web,math
 TEST_EXTRAS := dev,train,docker,web,datasets,math,reasoning-gym
 # torch: the CPU wheel on this kind of machine lies in TORCH_WHEELS; elsewhere pip resolves TORCH_SPEC with
 # TORCH_PIP_ARGS (e.g. TORCH_PIP_ARGS="--index-url <your CPU or CUDA wheel index>"). Installed before the
@@ -39,6 +39,7 @@ system:
 
 ## demo: set up and run the main job on embedded defaults
 demo: setup-demo
+	bash scripts/setup_system.sh browser
 	$(BIN)/python examples/quickstart.py
 
 ## test: set up everything the tests need, check style, types and layering, run the whole suite

@@ -1,27 +1,25 @@
 #!/usr/bin/env bash
-# Installs and starts the system parts the tests use: Chromium (web envs), bubblewrap (sandbox) and a Docker
-# engine (container sandbox). Idempotent; as root with apt-get it installs, otherwise it says what is missing
-# and the tests that need it skip with that reason.
+# Installs and starts the system parts reflectgym uses: Chromium (web envs) and, through
+# scripts/sandbox/setup_system.sh, bubblewrap and a Docker engine (sandboxes).
+# Usage: setup_system.sh [all|browser]   (default: all). Idempotent; as root with apt-get it installs what is
+# missing, otherwise it says what is missing and the tests that need it skip with that reason.
 set -uo pipefail
 cd "$(dirname "$0")/.."
+what="${1:-all}"
 
-need=()
-command -v chromium >/dev/null 2>&1 || need+=(chromium)
-command -v bwrap >/dev/null 2>&1 || need+=(bubblewrap)
-command -v dockerd >/dev/null 2>&1 || need+=(docker.io)
-
-if [ ${#need[@]} -gt 0 ]; then
+if ! command -v chromium >/dev/null 2>&1; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-    echo "setup: installing ${need[*]} (Debian packages)"
+    echo "setup: installing chromium (Debian package)"
     export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq >/dev/null && apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null \
-      || echo "setup: apt-get could not install ${need[*]}; tests that need them will skip"
+    { apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium; } >/dev/null \
+      || echo "setup: apt-get could not install chromium; browser tests will skip"
   else
-    echo "setup: missing ${need[*]}; install them (e.g. sudo apt-get install ${need[*]}) or the tests that need them skip"
+    echo "setup: no chromium; install it (sudo apt-get install chromium, or playwright install chromium)" \
+      "or the browser tests skip"
   fi
 fi
 
-if [ -x scripts/sandbox/setup_system.sh ] || [ -f scripts/sandbox/setup_system.sh ]; then
+if [ "$what" = all ]; then
   bash scripts/sandbox/setup_system.sh || echo "setup: sandbox system setup failed; docker/bwrap tests will skip"
 fi
 exit 0
