@@ -29,7 +29,7 @@ def main() -> None:
     runpy.run_path(str(HERE / "custom_env.py"), run_name="custom_env")  # registers reflectgym/Capitals-v0
     summaries: list[EvalSummary] = []
     skipped: list[str] = []
-    example: tuple[str, str] | None = None
+    examples: dict[str, tuple[str, str]] = {}  # family -> (env id, feedback the random agent got)
     for info in reflectgym.list_envs():
         for agent in (OracleAgent(), RandomAgent(seed=0)):
             try:
@@ -45,15 +45,19 @@ def main() -> None:
                 skipped.append(f"{info.id}: {type(error).__name__}: {error}")
                 break
             summaries.append(summary)
-            feedback = next((t.feedback for tr in trajectories for t in tr.turns if t.feedback), None)
-            if agent.name == "random" and feedback and example is None:
-                example = (info.id, feedback)
+            feedback = next(
+                (t.feedback for tr in trajectories for t in tr.turns if t.feedback and not t.parse_error), None
+            )
+            if agent.name == "random" and feedback and info.family not in examples:
+                examples[info.family] = (info.id, feedback)
             print(f"  {info.id:<34} {agent.name:<7} success {summary.success_rate:.2f}", flush=True)
 
     print("\nreflectgym quickstart: scripted agents on every registered environment\n")
     print(format_table(summaries))
-    if example is not None:
-        print(f"\nfeedback a random agent got on {example[0]}:\n  {example[1][:300]}")
+    if examples:
+        print("\nwhat the verifiers told the random agent (one turn per family):")
+        for env_id, feedback in examples.values():
+            print(f"  {env_id}: {' '.join(feedback.split())[:200]}")
     if skipped:
         print("\nnot run here:\n  " + "\n  ".join(skipped))
     print(f"\ntrajectories and summaries: {args.out}/")
