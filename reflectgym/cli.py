@@ -1,7 +1,10 @@
-"""The `reflectgym` command: list envs, evaluate agents, play an env yourself.
+"""The `reflectgym` command: list envs, evaluate agents and models, write reports, play an env yourself.
 
 reflectgym envs                                  list every registered env
 reflectgym eval reflectgym/Sokoban-v0 --agent oracle --episodes 20 --out runs/eval
+reflectgym eval Sokoban-v0 Math-v0 --policy hf:runs/ckpt --episodes 8 --out runs/eval
+reflectgym eval --suite math --policy openai:http://127.0.0.1:8000/v1 --model my-model
+reflectgym report runs/eval                      (re)write runs/eval/report.html
 reflectgym play reflectgym/Sokoban-v0            play in the terminal
 """
 
@@ -19,7 +22,19 @@ from typing import Any
 import gymnasium as gym
 
 import reflectgym
-from reflectgym.agents import evaluate, format_table, scripted_agent
+from reflectgym.agents import (
+    EvalSummary,
+    RolloutConfig,
+    Sampling,
+    evaluate,
+    evaluate_policy,
+    format_table,
+    load_run,
+    make_policy,
+    scripted_agent,
+    write_report,
+)
+from reflectgym.agents.specs import POLICY_SPECS
 from reflectgym.core.registry import qualify
 
 PLAY_HELP = "commands: :reset (new episode)  :quit  :help — anything else is your action"
@@ -59,23 +74,65 @@ def cmd_envs(args: argparse.Namespace) -> int:
     return 0
 
 
+def eval_env_ids(args: argparse.Namespace) -> list[str]:
+    """The envs to evaluate: those named, plus every env of `--suite` (a family, or `all`)."""
+    ids = [qualify(env) for env in args.env]
+    if args.suite:
+        family = None if args.suite == "all" else args.suite
+        suite = [info.id for info in reflectgym.list_envs(family=family)]
+        if not suite:
+            raise ValueError(f"no envs in suite {args.suite!r}")
+        ids += [env_id for env_id in suite if env_id not in ids]
+    if not ids:
+        raise ValueError("name at least one env, or a suite with --suite FAMILY")
+    return ids
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
-    env_id = qualify(args.env)
+    env_ids = eval_env_ids(args)
     kwargs = parse_env_args(args.env_arg)
-    agent = scripted_agent(args.agent, seed=args.seed)
     out_dir = Path(args.out) if args.out else None
-    summary, _ = evaluate(
-        lambda: gym.make(env_id, **kwargs),
-        agent,
-        env_id=env_id,
-        episodes=args.episodes,
-        seed=args.seed,
-        out_dir=out_dir,
-        progress=not args.quiet,
+    policy = make_policy(args.policy, model=args.model, device=args.device) if args.policy else None
+    config = RolloutConfig(
+        num_envs=args.num_envs,
+        group_size=args.group_size,
+        max_turns=args.max_turns,
+        max_episode_seconds=args.max_seconds,
+        max_episode_tokens=args.max_tokens,
+        sampling=Sampling(temperature=args.temperature, max_new_tokens=args.max_new_tokens, seed=args.seed),
     )
-    print(format_table([summary]))
+    summaries: list[EvalSummary] = []
+    for env_id in env_ids:
+        env_out = out_dir / env_id.replace("/", "_") if out_dir is not None and len(env_ids) > 1 else out_dir
+        make_env = lambda env_id=env_id: gym.make(env_id, **kwargs)  # noqa: E731
+        if policy is not None:
+            summary, _ = evaluate_policy(
+                policy, make_env, env_id=env_id, episodes=args.episodes, seed=args.seed, out_dir=env_out,
+                config=config, progress=not args.quiet,
+            )  # fmt: skip
+        else:
+            agent = scripted_agent(args.agent, seed=args.seed)
+            summary, _ = evaluate(
+                make_env, agent, env_id=env_id, episodes=args.episodes, seed=args.seed, out_dir=env_out,
+                progress=not args.quiet,
+            )  # fmt: skip
+        summaries.append(summary)
+    print(format_table(summaries))
     if out_dir is not None:
-        print(f"\ntrajectories: {out_dir / 'trajectories.jsonl'}\nsummary:      {out_dir / 'summary.json'}")
+        if len(env_ids) > 1:
+            text = json.dumps([summary.to_dict() for summary in summaries], indent=2) + "\n"
+            (out_dir / "summaries.json").write_text(text, encoding="utf-8")
+        report = write_report(load_run(out_dir), out_dir / "report.html")
+        print(f"\ntrajectories and summaries: {out_dir}/\nreport:                     {report}")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    run = Path(args.folder)
+    trajectories = load_run(run)
+    out = Path(args.out) if args.out else (run if run.is_dir() else run.parent)
+    path = write_report(trajectories, out if out.suffix == ".html" else out / "report.html", args.title)
+    print(f"report: {path} ({len(trajectories)} episodes)")
     return 0
 
 
@@ -128,6 +185,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Gymnasium environments with verifiers that answer in text feedback.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="examples:\n  reflectgym envs\n  reflectgym eval reflectgym/Sokoban-v0 --agent oracle --episodes 20\n"
+        "  reflectgym eval Sokoban-v0 --policy hf:runs/ckpt --episodes 8 --out runs/eval\n"
+        "  reflectgym report runs/eval\n"
         "  reflectgym play reflectgym/Sokoban-v0 --env-arg feedback=hint",
     )
     parser.add_argument("--version", action="version", version=f"reflectgym {reflectgym.__version__}")
@@ -151,14 +210,36 @@ def build_parser() -> argparse.ArgumentParser:
             "--env-arg", action="append", default=[], metavar="KEY=VALUE", help="env argument (JSON value); repeatable"
         )
 
-    evaluate_cmd = commands.add_parser("eval", help="run an agent for N episodes; write trajectories and a summary")
-    env_options(evaluate_cmd)
+    evaluate_cmd = commands.add_parser(
+        "eval", help="run an agent or a model for N episodes; write trajectories, a summary and an HTML report"
+    )
+    evaluate_cmd.add_argument("env", nargs="*", help="env ids, e.g. reflectgym/Sokoban-v0 (prefix optional)")
+    evaluate_cmd.add_argument("--suite", help="also every env of a family (sokoban, math, web, code, custom) or all")
+    evaluate_cmd.add_argument(
+        "--env-arg", action="append", default=[], metavar="KEY=VALUE", help="env argument (JSON value); repeatable"
+    )
     evaluate_cmd.add_argument("--agent", default="oracle", help="oracle | random | replay:PATH (default: oracle)")
+    evaluate_cmd.add_argument("--policy", help=f"a model instead of a scripted agent: {POLICY_SPECS}")
+    evaluate_cmd.add_argument("--model", help="model name for openai: servers")
+    evaluate_cmd.add_argument("--device", help="cpu | cuda | cuda:N for hf: policies (default: cuda if available)")
+    evaluate_cmd.add_argument("--num-envs", type=int, default=8, help="episodes in flight at once (default: 8)")
+    evaluate_cmd.add_argument("--group-size", type=int, default=1, help="episodes per seed (default: 1)")
+    evaluate_cmd.add_argument("--max-turns", type=int, default=100, help="turns per episode at most (default: 100)")
+    evaluate_cmd.add_argument("--max-seconds", type=float, help="wall seconds per episode at most")
+    evaluate_cmd.add_argument("--max-tokens", type=int, help="sampled tokens per episode at most")
+    evaluate_cmd.add_argument("--max-new-tokens", type=int, default=256, help="tokens per reply (default: 256)")
+    evaluate_cmd.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default: 0)")
     evaluate_cmd.add_argument("--episodes", type=int, default=10, help="episodes to play (default: 10)")
     evaluate_cmd.add_argument("--seed", type=int, default=0, help="seed of the first episode (default: 0)")
-    evaluate_cmd.add_argument("--out", help="folder for trajectories.jsonl and summary.json")
+    evaluate_cmd.add_argument("--out", help="folder for trajectories.jsonl, summary.json and report.html")
     evaluate_cmd.add_argument("--quiet", action="store_true", help="no progress bar")
     evaluate_cmd.set_defaults(run=cmd_eval)
+
+    report = commands.add_parser("report", help="write the HTML report of an eval folder (or a trajectories file)")
+    report.add_argument("folder", metavar="RUN", help="an eval --out folder, or a trajectories.jsonl file")
+    report.add_argument("--out", help="report file or folder (default: report.html beside the trajectories)")
+    report.add_argument("--title", default="reflectgym evaluation", help="the report's title")
+    report.set_defaults(run=cmd_report)
 
     play = commands.add_parser("play", help="play an env yourself in the terminal")
     env_options(play)
@@ -173,7 +254,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     load_user_modules(args.imports)
     try:
         return int(args.run(args))
-    except (KeyError, ValueError, TypeError, gym.error.Error) as error:
+    except (KeyError, ValueError, TypeError, ImportError, FileNotFoundError, gym.error.Error) as error:
         print(f"reflectgym {args.command}: {error}", file=sys.stderr)
         return 2
 

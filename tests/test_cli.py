@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 CUSTOM = str(ROOT / "examples" / "custom_env.py")
 
@@ -79,3 +81,38 @@ def test_play_takes_moves_from_the_terminal() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert "starts with 'N'" in result.stdout and "Correct." in result.stdout and "Episode solved" in result.stdout
+
+
+def test_eval_a_tiny_hf_model_on_every_family_writes_a_report(tmp_path: Path) -> None:
+    pytest.importorskip("transformers")
+    from support.resources import resource_missing
+
+    from reflectgym.agents.tiny import build_tiny_model
+
+    model = build_tiny_model(tmp_path / "tiny")
+    envs = ["Sokoban-v0", "Math-v0", "Capitals-v0"] + ([] if resource_missing("browser") else ["Web-v0"])
+    out = tmp_path / "run"
+    result = run(
+        "--import", CUSTOM, "eval", *envs, "--policy", f"hf:{model}", "--episodes", "2", "--max-turns", "3",
+        "--max-new-tokens", "8", "--out", str(out), "--quiet",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    summaries = json.loads((out / "summaries.json").read_text())
+    assert [s["env_id"] for s in summaries] == [f"reflectgym/{env}" for env in envs]
+    assert all(s["episodes"] == 2 and s["errors"] == 0 and s["mean_tokens"] > 0 for s in summaries)
+    line = json.loads((out / "reflectgym_Sokoban-v0" / "trajectories.jsonl").read_text().splitlines()[0])
+    assert line["turns"][0]["action_token_ids"] and sum(line["metadata"]["tokens"]["loss_mask"]) > 0
+    assert "Sokoban" in (out / "report.html").read_text()
+    again = run("report", str(out), "--out", str(tmp_path / "again.html"), "--title", "Tiny")
+    assert again.returncode == 0 and "Tiny" in (tmp_path / "again.html").read_text()
+
+
+def test_eval_a_suite_with_the_oracle() -> None:
+    result = run("eval", "--suite", "math", "--episodes", "2", "--quiet")
+    assert result.returncode == 0, result.stderr
+    assert "reflectgym/Math-v0" in result.stdout and "1.00" in result.stdout
+
+
+def test_unknown_policy_is_a_clear_error() -> None:
+    result = run("eval", "Math-v0", "--policy", "nope:x", "--quiet")
+    assert result.returncode == 2 and "unknown policy" in result.stderr

@@ -1,12 +1,13 @@
-"""Evaluation: play episodes of an env with an agent, record trajectories, summarise.
+"""Evaluation: play episodes of an env with a scripted agent or a model policy, record trajectories, summarise.
 
 An env that raises mid-episode (a bug, a dead browser) loses that episode only: it is recorded with the error
-and the run goes on with a fresh env.
+and the run goes on with a fresh env. Success rates come with a 95 % Wilson interval.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import time
 import traceback
 from collections.abc import Callable
@@ -17,6 +18,8 @@ from typing import Any
 import gymnasium as gym
 from tqdm import tqdm
 
+from reflectgym.agents.policy import Policy
+from reflectgym.agents.rollout import RolloutConfig, RolloutEngine
 from reflectgym.agents.scripted import ScriptedAgent
 from reflectgym.core.trajectory import Trajectory, Turn, write_trajectories
 
@@ -34,6 +37,9 @@ class EvalSummary:
         mean_turns: Mean turns per episode.
         errors: Episodes lost to an exception in the env or agent.
         seconds: Wall time of the whole evaluation.
+        ci_low: Lower end of the 95 % Wilson interval of the success rate.
+        ci_high: Upper end of that interval.
+        mean_tokens: Mean sampled tokens per episode (0 for scripted agents and text-only policies).
     """
 
     env_id: str
@@ -44,6 +50,9 @@ class EvalSummary:
     mean_turns: float
     errors: int
     seconds: float
+    ci_low: float = 0.0
+    ci_high: float = 1.0
+    mean_tokens: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
@@ -98,7 +107,6 @@ def evaluate(
     """Plays `episodes` episodes (seeds `seed`, `seed+1`, ...), writing JSONL as it goes when `out_dir` is set."""
     start = time.perf_counter()
     trajectories: list[Trajectory] = []
-    errors = 0
     path = Path(out_dir) / "trajectories.jsonl" if out_dir is not None else None
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -110,7 +118,6 @@ def evaluate(
             try:
                 trajectory = run_episode(env, agent, seed + episode, env_id)
             except Exception as error:  # one broken episode must not end the run
-                errors += 1
                 trajectory = Trajectory(
                     env_id=env_id,
                     task_id=None,
@@ -129,28 +136,87 @@ def evaluate(
             bar.set_postfix(success=f"{sum(t.success for t in trajectories) / len(trajectories):.2f}")
     finally:
         env.close()
-    count = max(len(trajectories), 1)
-    summary = EvalSummary(
-        env_id=env_id,
-        agent=agent.name,
-        episodes=len(trajectories),
-        success_rate=sum(t.success for t in trajectories) / count,
-        mean_reward=sum(t.total_reward for t in trajectories) / count,
-        mean_turns=sum(len(t.turns) for t in trajectories) / count,
-        errors=errors,
-        seconds=time.perf_counter() - start,
-    )
+    summary = summarize(trajectories, env_id=env_id, agent=agent.name, seconds=time.perf_counter() - start)
     if out_dir is not None:
         (Path(out_dir) / "summary.json").write_text(json.dumps(summary.to_dict(), indent=2) + "\n", encoding="utf-8")
     return summary, trajectories
 
 
+def evaluate_policy(
+    policy: Policy,
+    make_env: Callable[[], gym.Env[Any, Any]],
+    *,
+    env_id: str,
+    episodes: int = 10,
+    seed: int = 0,
+    out_dir: str | Path | None = None,
+    config: RolloutConfig | None = None,
+    progress: bool = True,
+) -> tuple[EvalSummary, list[Trajectory]]:
+    """Plays `episodes` episodes (seeds `seed`, `seed+1`, ...) with the rollout engine, writing JSONL as groups end."""
+    start = time.perf_counter()
+    path = Path(out_dir) / "trajectories.jsonl" if out_dir is not None else None
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("", encoding="utf-8")
+    engine = RolloutEngine(policy, make_env, env_id, config)
+    trajectories: list[Trajectory] = []
+    size = engine.config.group_size
+    bar = tqdm(total=episodes * size, desc=f"{env_id} [{policy.name}]", disable=not progress, leave=False)
+    for group in engine.run(range(seed, seed + episodes)):
+        trajectories.extend(group)
+        if path is not None:
+            write_trajectories(path, group, append=True)
+        bar.update(len(group))
+        bar.set_postfix(success=f"{sum(t.success for t in trajectories) / len(trajectories):.2f}")
+    bar.close()
+    trajectories.sort(key=lambda t: (t.metadata["group"], t.metadata["index"]))
+    summary = summarize(trajectories, env_id=env_id, agent=policy.name, seconds=time.perf_counter() - start)
+    if out_dir is not None:
+        (Path(out_dir) / "summary.json").write_text(json.dumps(summary.to_dict(), indent=2) + "\n", encoding="utf-8")
+    return summary, trajectories
+
+
+def wilson_interval(successes: int, trials: int, z: float = 1.96) -> tuple[float, float]:
+    """The Wilson score interval of a success rate (95 % for z = 1.96); `(0, 1)` with no trials."""
+    if trials == 0:
+        return 0.0, 1.0
+    rate = successes / trials
+    centre = (rate + z * z / (2 * trials)) / (1 + z * z / trials)
+    spread = z * math.sqrt(rate * (1 - rate) / trials + z * z / (4 * trials * trials)) / (1 + z * z / trials)
+    return max(0.0, centre - spread), min(1.0, centre + spread)
+
+
+def summarize(trajectories: list[Trajectory], *, env_id: str, agent: str, seconds: float) -> EvalSummary:
+    """Aggregates trajectories of one env and agent into an `EvalSummary`."""
+    count = max(len(trajectories), 1)
+    successes = sum(t.success for t in trajectories)
+    low, high = wilson_interval(successes, len(trajectories))
+    return EvalSummary(
+        env_id=env_id,
+        agent=agent,
+        episodes=len(trajectories),
+        success_rate=successes / count,
+        mean_reward=sum(t.total_reward for t in trajectories) / count,
+        mean_turns=sum(len(t.turns) for t in trajectories) / count,
+        errors=sum("error" in t.metadata for t in trajectories),
+        seconds=seconds,
+        ci_low=low,
+        ci_high=high,
+        mean_tokens=sum(int(t.metadata.get("sampled_tokens", 0)) for t in trajectories) / count,
+    )
+
+
 def format_table(summaries: list[EvalSummary]) -> str:
     """A plain-text results table, one row per (env, agent)."""
-    header = f"{'env':<34} {'agent':<8} {'episodes':>8} {'success':>8} {'reward':>8} {'turns':>7} {'errors':>6}"
+    header = (
+        f"{'env':<34} {'agent':<12} {'episodes':>8} {'success':>8} {'95% CI':>11} {'reward':>8} {'turns':>7} "
+        f"{'tokens':>7} {'errors':>6}"
+    )
     rows = [
-        f"{s.env_id:<34} {s.agent:<8} {s.episodes:>8} {s.success_rate:>8.2f} {s.mean_reward:>8.2f} "
-        f"{s.mean_turns:>7.1f} {s.errors:>6}"
+        f"{s.env_id:<34} {s.agent[:12]:<12} {s.episodes:>8} {s.success_rate:>8.2f} "
+        f"{f'{s.ci_low:.2f}-{s.ci_high:.2f}':>11} {s.mean_reward:>8.2f} {s.mean_turns:>7.1f} {s.mean_tokens:>7.0f} "
+        f"{s.errors:>6}"
         for s in summaries
     ]
     return "\n".join([header, "-" * len(header), *rows])

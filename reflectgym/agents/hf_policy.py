@@ -1,0 +1,191 @@
+"""`HFPolicy`: a transformers causal LM as a policy, on CPU or GPU, with sampled ids and log-probs.
+
+Loads a local checkpoint folder, a hub name (for users with a network), or a `.gguf` file (converted once and
+cached, see `reflectgym.agents.gguf`). Log-probs are of the raw model distribution (temperature 1, before top-p),
+the quantity a trainer's importance ratio compares with, and the one vLLM reports by default.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from reflectgym.agents.chat import ChatFormat
+from reflectgym.agents.policy import Conversation, FinishReason, Generation, Sampling
+
+
+@dataclass(frozen=True)
+class HFPolicyConfig:
+    """How to load and run a transformers model."""
+
+    device: str | None = None
+    """`"cpu"`, `"cuda"`, `"cuda:1"`...; default: CUDA when available, else CPU."""
+    dtype: str | None = None
+    """`"float32"`, `"bfloat16"`, `"float16"`; default: bfloat16 on CUDA, float32 on CPU."""
+    batch_size: int = 16
+    """Prompts per forward batch (longer request lists are split)."""
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1; got {self.batch_size}")
+
+
+class HFPolicy:
+    """A transformers model and tokenizer as a `TokenPolicy`.
+
+    Args:
+        model: A causal LM (`AutoModelForCausalLM`); a trainer may pass the model it is training.
+        tokenizer: Its tokenizer, with a chat template.
+        config: Device and batching.
+        name: A label for reports.
+    """
+
+    def __init__(self, model: Any, tokenizer: Any, config: HFPolicyConfig | None = None, name: str = "hf") -> None:
+        import torch
+
+        self.config = config or HFPolicyConfig()
+        self.name = name
+        self.model = model
+        self._tokenizer = tokenizer
+        if tokenizer.pad_token_id is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        device = self.config.device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.device = torch.device(device)
+        self.model.to(self.device)
+        self.model.eval()
+        self.chat = ChatFormat(tokenizer)
+        self._stop_ids = _stop_token_ids(model, tokenizer)
+
+    @classmethod
+    def from_pretrained(
+        cls, source: str | os.PathLike[str], config: HFPolicyConfig | None = None, name: str | None = None
+    ) -> HFPolicy:
+        """Loads a checkpoint folder, a hub name, or a `.gguf` file (converted once to a cached folder)."""
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        from reflectgym.agents.gguf import convert_gguf
+
+        config = config or HFPolicyConfig()
+        path = Path(source)
+        if path.suffix == ".gguf":
+            path = convert_gguf(path)
+        elif path.is_dir() and not (path / "config.json").is_file():
+            ggufs = sorted(path.glob("*.gguf"))
+            if not ggufs:
+                raise FileNotFoundError(f"{path} holds neither a checkpoint (config.json) nor a .gguf file")
+            path = convert_gguf(ggufs[0])
+        cuda = (config.device or ("cuda" if torch.cuda.is_available() else "cpu")).startswith("cuda")
+        dtype = getattr(torch, config.dtype) if config.dtype else (torch.bfloat16 if cuda else torch.float32)
+        where = str(path) if path.exists() else str(source)
+        tokenizer = AutoTokenizer.from_pretrained(where)
+        model = AutoModelForCausalLM.from_pretrained(where, dtype=dtype)
+        return cls(model, tokenizer, config, name=name or f"hf:{Path(where).name}")
+
+    @property
+    def tokenizer(self) -> Any:
+        """The Hugging Face tokenizer."""
+        return self._tokenizer
+
+    def generate(self, conversations: Sequence[Conversation], sampling: Sampling) -> list[Generation]:
+        """Renders each conversation through the chat template and generates."""
+        return self.generate_ids([self.chat.prompt_ids(conversation) for conversation in conversations], sampling)
+
+    def generate_ids(self, prompts: Sequence[Sequence[int]], sampling: Sampling) -> list[Generation]:
+        """Continues each token-id prompt; returns the sampled ids with their log-probs."""
+        import torch
+
+        if sampling.seed is not None:
+            torch.manual_seed(sampling.seed)
+        out: list[Generation] = []
+        size = self.config.batch_size
+        for start in range(0, len(prompts), size):
+            out.extend(self._generate_batch(prompts[start : start + size], sampling))
+        return out
+
+    def update_weights(self, weights: Mapping[str, Any] | Iterable[tuple[str, Any]]) -> None:
+        """Loads new weights (a state dict or `(name, tensor)` pairs) in place, e.g. from a trainer."""
+        import torch
+
+        named = dict(weights.items() if isinstance(weights, Mapping) else weights)
+        params = dict(self.model.named_parameters())
+        missing = [name for name in named if name not in params]
+        if missing:
+            raise KeyError(f"no parameter named {missing[0]!r} in the model ({len(missing)} unknown names)")
+        with torch.no_grad():
+            for name, tensor in named.items():
+                params[name].copy_(tensor.to(params[name].device, params[name].dtype))
+
+    def _generate_batch(self, prompts: Sequence[Sequence[int]], sampling: Sampling) -> list[Generation]:
+        import torch
+        from transformers import GenerationConfig
+
+        if any(len(prompt) == 0 for prompt in prompts):
+            raise ValueError("every prompt needs at least one token")
+        pad = int(self._tokenizer.pad_token_id)
+        width = max(len(prompt) for prompt in prompts)
+        input_ids = torch.full((len(prompts), width), pad, dtype=torch.long)
+        attention = torch.zeros((len(prompts), width), dtype=torch.long)
+        for row, prompt in enumerate(prompts):  # left padding: every row ends where generation starts
+            input_ids[row, width - len(prompt) :] = torch.tensor(list(prompt), dtype=torch.long)
+            attention[row, width - len(prompt) :] = 1
+        options: dict[str, Any] = {
+            "max_new_tokens": sampling.max_new_tokens,
+            "eos_token_id": list(self._stop_ids),
+            "pad_token_id": pad,
+            "do_sample": not sampling.greedy,
+            "output_logits": True,
+            "return_dict_in_generate": True,
+        }
+        if not sampling.greedy:  # top_k=0: no top-k cut, whatever the model's own generation config says
+            options.update(temperature=sampling.temperature, top_p=sampling.top_p, top_k=0)
+        if sampling.stop:
+            options["stop_strings"] = list(sampling.stop)
+        with torch.inference_mode():
+            result = self.model.generate(
+                input_ids=input_ids.to(self.device),
+                attention_mask=attention.to(self.device),
+                generation_config=GenerationConfig(**options),
+                tokenizer=self._tokenizer if sampling.stop else None,
+            )
+        new = result.sequences[:, width:].cpu()  # (B, N)
+        logits = torch.stack(result.logits, dim=1).float()  # (B, N, V): raw, before temperature/top-p
+        logprobs = torch.log_softmax(logits, dim=-1).gather(-1, new.to(logits.device).unsqueeze(-1)).squeeze(-1)
+        return [
+            self._one(new[row].tolist(), logprobs[row].cpu().tolist(), len(prompts[row]), sampling)
+            for row in range(len(prompts))
+        ]
+
+    def _one(self, ids: list[int], logprobs: list[float], prompt_tokens: int, sampling: Sampling) -> Generation:
+        end, reason = _reply_end(ids, self._stop_ids, sampling, self._tokenizer)
+        ids, logprobs = ids[:end], logprobs[:end]
+        text = self._tokenizer.decode(ids, skip_special_tokens=True)
+        return Generation(text, tuple(ids), tuple(logprobs), reason, prompt_tokens)
+
+
+def _stop_token_ids(model: Any, tokenizer: Any) -> tuple[int, ...]:
+    """Ids that end a reply: the tokenizer's eos and the model's generation-config eos (ids or a list)."""
+    ids: list[int] = []
+    for value in (tokenizer.eos_token_id, getattr(getattr(model, "generation_config", None), "eos_token_id", None)):
+        for item in value if isinstance(value, list | tuple) else [value]:
+            if item is not None and int(item) not in ids:
+                ids.append(int(item))
+    if not ids:
+        raise ValueError("the tokenizer has no eos token; set tokenizer.eos_token")
+    return tuple(ids)
+
+
+def _reply_end(ids: list[int], stop_ids: Sequence[int], sampling: Sampling, tokenizer: Any) -> tuple[int, FinishReason]:
+    """Where the reply ends in a padded row (its stop token included) and why."""
+    for index, token in enumerate(ids):
+        if token in stop_ids:
+            return index + 1, "stop"
+    if sampling.stop:
+        for index in range(1, len(ids) + 1):
+            text = tokenizer.decode(ids[:index], skip_special_tokens=True)
+            if any(stop in text for stop in sampling.stop):
+                return index, "stop"
+    return len(ids), "length"

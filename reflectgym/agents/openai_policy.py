@@ -1,0 +1,149 @@
+"""`OpenAIPolicy`: any OpenAI-compatible chat-completions server (vLLM serve, SGLang, hosted APIs) as a policy.
+
+Standard library HTTP only (no SDK to install). Requests of one batch run concurrently up to
+`max_concurrency`; each has a timeout; connection errors, timeouts, 429 and 5xx are retried with exponential
+backoff (honouring `Retry-After`); other 4xx fail at once. A request that still fails becomes a generation with
+`finish_reason="error"`, which ends that episode only. Log-probs are recorded when the server returns them;
+token ids are not (chat completions report tokens as text), so trainers should use a token policy.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from reflectgym.agents.policy import Conversation, FinishReason, Generation, Sampling
+
+RETRYABLE_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
+
+
+@dataclass(frozen=True)
+class OpenAIConfig:
+    """Where the server is and how hard to try."""
+
+    base_url: str = "http://127.0.0.1:8000/v1"
+    """The API root, ending in `/v1` (requests go to `{base_url}/chat/completions`)."""
+    model: str = "default"
+    """The model name the server expects."""
+    api_key: str | None = None
+    """Bearer token; default: `$OPENAI_API_KEY` if set, else none."""
+    timeout: float = 120.0
+    """Seconds per request before it is abandoned (and retried)."""
+    max_retries: int = 4
+    """Retries per request after the first try."""
+    backoff: float = 0.5
+    """First retry delay in seconds; doubles per retry."""
+    max_concurrency: int = 16
+    """Requests in flight at once."""
+    logprobs: bool = False
+    """Ask the server for the sampled tokens' log-probs."""
+
+    def __post_init__(self) -> None:
+        if self.max_concurrency < 1:
+            raise ValueError(f"max_concurrency must be at least 1; got {self.max_concurrency}")
+        if self.max_retries < 0 or self.timeout <= 0 or self.backoff < 0:
+            raise ValueError("max_retries and backoff must be >= 0 and timeout > 0")
+
+
+class OpenAIError(RuntimeError):
+    """A request failed for good; says the status and the server's message."""
+
+
+class OpenAIPolicy:
+    """Chat completions over HTTP.
+
+    Args:
+        config: Server, model, timeouts, retries, concurrency.
+        name: A label for reports (default: `openai:<model>`).
+    """
+
+    def __init__(self, config: OpenAIConfig, name: str | None = None) -> None:
+        self.config = config
+        self.name = name or f"openai:{config.model}"
+        self._api_key = config.api_key if config.api_key is not None else os.environ.get("OPENAI_API_KEY")
+        self._pool = ThreadPoolExecutor(max_workers=config.max_concurrency, thread_name_prefix="reflectgym-http")
+        self._lock = threading.Lock()
+        self.requests_sent = 0
+        """HTTP requests made, retries included."""
+
+    def generate(self, conversations: Sequence[Conversation], sampling: Sampling) -> list[Generation]:
+        """One chat completion per conversation, concurrently; failures become `finish_reason="error"`."""
+        return list(self._pool.map(lambda conversation: self._complete(conversation, sampling), conversations))
+
+    def close(self) -> None:
+        """Stops the request threads."""
+        self._pool.shutdown(wait=False)
+
+    def _complete(self, conversation: Conversation, sampling: Sampling) -> Generation:
+        body: dict[str, Any] = {
+            "model": self.config.model,
+            "messages": [dict(message) for message in conversation],
+            "max_tokens": sampling.max_new_tokens,
+            "temperature": sampling.temperature,
+            "top_p": sampling.top_p,
+        }
+        if sampling.stop:
+            body["stop"] = list(sampling.stop)
+        if sampling.seed is not None:
+            body["seed"] = sampling.seed
+        if self.config.logprobs:
+            body["logprobs"] = True
+        try:
+            return _parse_completion(self._post(body))
+        except OpenAIError as error:
+            return Generation(text="", finish_reason="error", error=str(error))
+
+    def _post(self, body: dict[str, Any]) -> dict[str, Any]:
+        url = self.config.base_url.rstrip("/") + "/chat/completions"
+        data = json.dumps(body).encode()
+        headers = {"Content-Type": "application/json"}
+        if self._api_key:
+            headers["Authorization"] = f"Bearer {self._api_key}"
+        delay = self.config.backoff
+        last = "no attempt made"
+        for attempt in range(self.config.max_retries + 1):
+            if attempt:
+                time.sleep(delay)
+                delay *= 2
+            with self._lock:
+                self.requests_sent += 1
+            request = urllib.request.Request(url, data=data, headers=headers, method="POST")
+            try:
+                with urllib.request.urlopen(request, timeout=self.config.timeout) as response:
+                    return json.loads(response.read().decode())
+            except urllib.error.HTTPError as error:
+                detail = error.read().decode(errors="replace")[:300]
+                last = f"HTTP {error.code} from {url}: {detail}"
+                if error.code not in RETRYABLE_STATUS:
+                    raise OpenAIError(last) from error
+                retry_after = error.headers.get("Retry-After") if error.headers else None
+                if retry_after and retry_after.replace(".", "", 1).isdigit():
+                    delay = max(delay, float(retry_after))
+            except (urllib.error.URLError, TimeoutError, ConnectionError) as error:
+                last = f"{type(error).__name__} from {url}: {getattr(error, 'reason', error)}"
+            except json.JSONDecodeError as error:
+                last = f"the server at {url} answered with invalid JSON: {error}"
+        raise OpenAIError(f"{last} (after {self.config.max_retries + 1} attempts)")
+
+
+def _parse_completion(payload: dict[str, Any]) -> Generation:
+    try:
+        choice = payload["choices"][0]
+        text = choice["message"].get("content") or ""
+    except (KeyError, IndexError, TypeError, AttributeError) as error:
+        return Generation(text="", finish_reason="error", error=f"malformed completion: {error!r}")
+    reason: FinishReason = "length" if choice.get("finish_reason") == "length" else "stop"
+    logprobs = None
+    content = (choice.get("logprobs") or {}).get("content")
+    if content:
+        logprobs = tuple(float(item["logprob"]) for item in content)
+    usage = payload.get("usage") or {}
+    return Generation(text=text, logprobs=logprobs, finish_reason=reason, prompt_tokens=usage.get("prompt_tokens"))

@@ -1,0 +1,118 @@
+"""The `Policy` role: batched generation over conversations, returning text, token ids and log-probs.
+
+Two protocols, because backends differ in what they can see:
+
+* `Policy` — every backend: takes chat messages, returns text (and ids/log-probs where it has them). Hosted
+  OpenAI-compatible APIs are only this.
+* `TokenPolicy` — backends that own a tokenizer (transformers, vLLM): they also generate from exact token ids,
+  which is what token-exact multi-turn bookkeeping (`reflectgym.agents.chat`) needs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol, runtime_checkable
+
+Message = Mapping[str, str]
+"""One chat message: `{"role": "system" | "user" | "assistant", "content": "..."}`."""
+
+Conversation = Sequence[Message]
+"""A chat so far, oldest message first."""
+
+FinishReason = Literal["stop", "length", "error"]
+"""Why generation ended: a stop token/string, the token limit, or a backend failure."""
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """Sampling parameters, the same for every backend."""
+
+    temperature: float = 1.0
+    """Softmax temperature; 0 means greedy."""
+    top_p: float = 1.0
+    """Nucleus sampling: keep the smallest set of tokens whose probability reaches `top_p`."""
+    max_new_tokens: int = 256
+    """Tokens generated per call at most."""
+    stop: tuple[str, ...] = ()
+    """Strings that end generation (kept in the text, so the text matches the sampled ids)."""
+    seed: int | None = None
+    """Seed for the sampler, for repeatable generations where the backend supports it."""
+
+    def __post_init__(self) -> None:
+        if self.temperature < 0:
+            raise ValueError(f"temperature must be >= 0 (0 = greedy); got {self.temperature}")
+        if not 0 < self.top_p <= 1:
+            raise ValueError(f"top_p must be in (0, 1]; got {self.top_p}")
+        if self.max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens must be at least 1; got {self.max_new_tokens}")
+
+    @property
+    def greedy(self) -> bool:
+        """Whether this asks for greedy decoding."""
+        return self.temperature == 0
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form (recorded in trajectory metadata)."""
+        return {
+            "temperature": self.temperature,
+            "top_p": self.top_p,
+            "max_new_tokens": self.max_new_tokens,
+            "stop": list(self.stop),
+            "seed": self.seed,
+        }
+
+
+@dataclass(frozen=True)
+class Generation:
+    """One generated reply.
+
+    Attributes:
+        text: The reply text (the decoded sampled ids, special tokens removed).
+        token_ids: The sampled token ids, exactly as sampled (stop token included), when the backend has them.
+        logprobs: Log-probability of each sampled id under the model (temperature 1), when reported.
+        finish_reason: Why generation ended.
+        prompt_tokens: Tokens in the prompt, when known.
+        error: What went wrong when `finish_reason == "error"`.
+    """
+
+    text: str
+    token_ids: tuple[int, ...] | None = None
+    logprobs: tuple[float, ...] | None = None
+    finish_reason: FinishReason = "stop"
+    prompt_tokens: int | None = None
+    error: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.token_ids is not None and self.logprobs is not None and len(self.token_ids) != len(self.logprobs):
+            raise ValueError(f"{len(self.token_ids)} token ids but {len(self.logprobs)} log-probs")
+
+    @property
+    def num_tokens(self) -> int:
+        """Generated tokens (0 when the backend reports no ids)."""
+        return len(self.token_ids) if self.token_ids is not None else 0
+
+
+@runtime_checkable
+class Policy(Protocol):
+    """Anything that answers conversations: a model behind any backend."""
+
+    name: str
+
+    def generate(self, conversations: Sequence[Conversation], sampling: Sampling) -> list[Generation]:
+        """One generation per conversation, in order."""
+        ...
+
+
+@runtime_checkable
+class TokenPolicy(Policy, Protocol):
+    """A policy with its own tokenizer that can continue exact token-id contexts."""
+
+    @property
+    def tokenizer(self) -> Any:
+        """A Hugging Face tokenizer (chat template, encode/decode, eos)."""
+        ...
+
+    def generate_ids(self, prompts: Sequence[Sequence[int]], sampling: Sampling) -> list[Generation]:
+        """One generation per token-id prompt, in order; `token_ids` and `logprobs` are always set."""
+        ...

@@ -1,0 +1,146 @@
+"""`VLLMPolicy`: vLLM's offline engine (`vllm.LLM`) on GPU, with new weights loaded in place from a trainer.
+
+vLLM is imported when a policy is made, never at module import, and its absence is an `ImportError` with the
+install command. Prompts go in as token ids (`{"prompt_token_ids": ...}`), so multi-turn contexts stay
+token-exact; `SamplingParams(logprobs=0)` returns the sampled token's log-prob per position (vLLM's default
+`raw_logprobs`: the model's distribution before temperature and top-p, as `HFPolicy` reports).
+
+Weights: `update_weights(pairs)` runs `model.load_weights(pairs)` inside every vLLM worker through
+`LLM.collective_rpc` and resets the prefix cache, so cached KV of old weights is never reused. With vLLM's
+multiprocess workers the callable and tensors are pickled: set `VLLM_ALLOW_INSECURE_SERIALIZATION=1`.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from reflectgym.agents.chat import ChatFormat
+from reflectgym.agents.policy import Conversation, FinishReason, Generation, Sampling
+
+INSTALL_HINT = "VLLMPolicy needs vLLM on a CUDA machine: pip install 'reflectgym[vllm]' (or pip install vllm)"
+
+
+@dataclass(frozen=True)
+class VLLMConfig:
+    """Engine settings passed to `vllm.LLM`."""
+
+    gpu_memory_utilization: float = 0.6
+    """Share of GPU memory for weights and KV cache (leave room for a trainer on the same GPU)."""
+    max_model_len: int | None = None
+    """Context length; default: the model's."""
+    dtype: str = "auto"
+    """Weight dtype (`auto`, `bfloat16`, `float16`)."""
+    enforce_eager: bool = False
+    """Skip CUDA graphs (faster start, slower decoding)."""
+    seed: int = 0
+    """Engine seed."""
+
+
+def import_vllm() -> Any:
+    """The `vllm` module, or an `ImportError` saying how to install it."""
+    try:
+        return importlib.import_module("vllm")
+    except ImportError as error:
+        raise ImportError(INSTALL_HINT) from error
+
+
+def to_vllm_sampling(vllm: Any, sampling: Sampling) -> Any:
+    """Our `Sampling` as `vllm.SamplingParams` (greedy = temperature 0; log-prob of the sampled token)."""
+    return vllm.SamplingParams(
+        temperature=sampling.temperature,
+        top_p=sampling.top_p,
+        max_tokens=sampling.max_new_tokens,
+        stop=list(sampling.stop) or None,
+        include_stop_str_in_output=True,  # the text must match the sampled ids
+        seed=sampling.seed,
+        logprobs=0,
+        skip_special_tokens=True,
+    )
+
+
+def from_vllm_output(output: Any) -> Generation:
+    """One `RequestOutput` as a `Generation`: ids, their log-probs, text and finish reason."""
+    completion = output.outputs[0]
+    ids = tuple(int(token) for token in completion.token_ids)
+    logprobs = None
+    if completion.logprobs is not None:
+        logprobs = tuple(float(step[token].logprob) for step, token in zip(completion.logprobs, ids, strict=True))
+    reason: FinishReason = "length" if completion.finish_reason == "length" else "stop"
+    prompt = getattr(output, "prompt_token_ids", None)
+    return Generation(completion.text, ids, logprobs, reason, len(prompt) if prompt is not None else None)
+
+
+class VLLMPolicy:
+    """A vLLM engine as a `TokenPolicy`.
+
+    Args:
+        model: A checkpoint folder or hub name (GGUF: convert first with `reflectgym.agents.gguf.convert_gguf`).
+        config: Engine settings.
+        name: A label for reports.
+        llm: An existing `vllm.LLM` to wrap instead of starting one.
+        module: The `vllm` module to use (default: imported; tests without vLLM pass a stand-in).
+    """
+
+    def __init__(
+        self,
+        model: str | Path,
+        config: VLLMConfig | None = None,
+        name: str | None = None,
+        llm: Any = None,
+        module: Any = None,
+    ) -> None:
+        self.config = config or VLLMConfig()
+        self.name = name or f"vllm:{Path(model).name}"
+        vllm = module if module is not None else import_vllm()
+        self._vllm = vllm
+        if llm is None:
+            llm = vllm.LLM(
+                model=str(model),
+                gpu_memory_utilization=self.config.gpu_memory_utilization,
+                max_model_len=self.config.max_model_len,
+                dtype=self.config.dtype,
+                enforce_eager=self.config.enforce_eager,
+                seed=self.config.seed,
+            )
+        self.llm = llm
+        self.chat = ChatFormat(self.tokenizer)
+
+    @property
+    def tokenizer(self) -> Any:
+        """The engine's Hugging Face tokenizer."""
+        return self.llm.get_tokenizer()
+
+    def generate(self, conversations: Sequence[Conversation], sampling: Sampling) -> list[Generation]:
+        """Renders each conversation through the chat template and generates."""
+        return self.generate_ids([self.chat.prompt_ids(conversation) for conversation in conversations], sampling)
+
+    def generate_ids(self, prompts: Sequence[Sequence[int]], sampling: Sampling) -> list[Generation]:
+        """Continues each token-id prompt in one engine call."""
+        requests = [{"prompt_token_ids": list(prompt)} for prompt in prompts]
+        outputs = self.llm.generate(requests, sampling_params=to_vllm_sampling(self._vllm, sampling), use_tqdm=False)
+        return [from_vllm_output(output) for output in outputs]
+
+    def update_weights(self, weights: Mapping[str, Any] | Iterable[tuple[str, Any]]) -> None:
+        """Loads `(name, tensor)` pairs (Hugging Face names) into the running engine without a restart."""
+        pairs = list(weights.items() if isinstance(weights, Mapping) else weights)
+        self.llm.collective_rpc(_load_weights, args=(pairs,))
+        self.llm.reset_prefix_cache()
+
+    def load_checkpoint(self, folder: str | Path) -> None:
+        """Loads the safetensors weights of a checkpoint folder (same architecture) into the running engine."""
+        from safetensors.torch import load_file
+
+        files = sorted(Path(folder).glob("*.safetensors"))
+        if not files:
+            raise FileNotFoundError(f"no .safetensors files in {folder}")
+        for file in files:
+            self.update_weights(load_file(str(file)))
+
+
+def _load_weights(worker: Any, pairs: list[tuple[str, Any]]) -> None:
+    """Runs inside each vLLM worker: its model's own loader maps HF names to its (fused) parameters."""
+    worker.model_runner.model.load_weights(weights=pairs)

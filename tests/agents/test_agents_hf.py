@@ -1,0 +1,90 @@
+"""HFPolicy on a tiny model built offline and loaded back like a user's checkpoint; GGUF conversion; SmolLM2."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("transformers")
+
+from reflectgym.agents import Sampling, make_policy  # noqa: E402
+from reflectgym.agents.gguf import smollm2_gguf  # noqa: E402
+from reflectgym.agents.hf_policy import HFPolicy  # noqa: E402
+from reflectgym.agents.tiny import build_tiny_model  # noqa: E402
+
+CHAT = [{"role": "user", "content": "Which way?"}]
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_tiny_model(tmp_path_factory.mktemp("tiny"))
+
+
+def test_sampled_logprobs_match_a_forward_pass(folder: Path) -> None:
+    policy = make_policy(f"hf:{folder}", batch_size=2)
+    assert isinstance(policy, HFPolicy)
+    prompts = [policy.chat.prompt_ids(CHAT), policy.chat.prompt_ids([{"role": "user", "content": "a longer one"}])]
+    replies = policy.generate_ids(prompts * 2, Sampling(temperature=1.0, max_new_tokens=12, seed=0))
+    assert len(replies) == 4
+    for prompt, reply in zip(prompts * 2, replies, strict=True):
+        ids = list(prompt) + list(reply.token_ids or ())
+        with torch.no_grad():
+            logits = policy.model(torch.tensor([ids])).logits[0].float()
+        expected = torch.log_softmax(logits[len(prompt) - 1 : -1], -1).gather(
+            -1, torch.tensor(reply.token_ids)[:, None]
+        )
+        assert reply.logprobs == pytest.approx(expected.squeeze(-1).tolist(), abs=1e-4)
+        assert reply.prompt_tokens == len(prompt) and reply.finish_reason in ("stop", "length")
+
+
+def test_greedy_is_repeatable_and_seeded_sampling_too(folder: Path) -> None:
+    policy = HFPolicy.from_pretrained(folder)
+    greedy = Sampling(temperature=0, max_new_tokens=10)
+    assert policy.generate([CHAT], greedy) == policy.generate([CHAT], greedy)
+    seeded = Sampling(max_new_tokens=10, seed=7)
+    assert policy.generate([CHAT], seeded)[0].token_ids == policy.generate([CHAT], seeded)[0].token_ids
+
+
+def test_stop_strings_end_the_reply_inside_the_ids(folder: Path) -> None:
+    policy = HFPolicy.from_pretrained(folder)
+    free = policy.generate([CHAT], Sampling(temperature=0, max_new_tokens=16))[0]
+    assert free.finish_reason == "length" and len(free.text) > 2
+    stop = free.text[2]
+    [cut] = policy.generate([CHAT], Sampling(temperature=0, max_new_tokens=16, stop=(stop,)))
+    assert cut.finish_reason == "stop" and cut.text.endswith(stop) and len(cut.token_ids or ()) < 16
+
+
+def test_update_weights_changes_what_it_generates(folder: Path) -> None:
+    policy = HFPolicy.from_pretrained(folder)
+    greedy = Sampling(temperature=0, max_new_tokens=8)
+    before = policy.generate([CHAT], greedy)[0]
+    weights = {name: torch.randn_like(p) for name, p in policy.model.named_parameters() if "embed" in name}
+    policy.update_weights(weights)
+    after = policy.generate([CHAT], greedy)[0]
+    assert after.logprobs != before.logprobs
+    with pytest.raises(KeyError, match="no parameter named"):
+        policy.update_weights({"nope": torch.zeros(1)})
+
+
+def test_a_folder_with_neither_checkpoint_nor_gguf_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="neither a checkpoint"):
+        HFPolicy.from_pretrained(tmp_path)
+
+
+@pytest.mark.slow
+def test_smollm2_from_gguf_answers_and_is_cached(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    try:
+        gguf = smollm2_gguf()
+    except FileNotFoundError as error:
+        pytest.skip(str(error))
+    cache = Path(os.environ.get("REFLECTGYM_CACHE") or Path.home() / ".cache" / "reflectgym")
+    monkeypatch.setenv("REFLECTGYM_CACHE", str(cache))
+    policy = HFPolicy.from_pretrained(gguf)
+    [reply] = policy.generate(
+        [[{"role": "user", "content": "What is 2+3?"}]], Sampling(temperature=0, max_new_tokens=12)
+    )
+    assert "5" in reply.text and reply.finish_reason == "stop"
+    assert any((cache / "gguf").glob("SmolLM2*/config.json"))

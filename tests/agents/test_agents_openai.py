@@ -1,0 +1,137 @@
+"""OpenAIPolicy against a real HTTP server on 127.0.0.1: retries, timeouts, concurrency limits, bad requests."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+
+from reflectgym.agents import OpenAIConfig, OpenAIPolicy, Sampling
+
+
+class Server:
+    """A scripted OpenAI-compatible chat-completions server."""
+
+    def __init__(self) -> None:
+        self.fail_first = 0
+        self.delay = 0.0
+        self.status = 503
+        self.requests: list[dict[str, Any]] = []
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self.lock = threading.Lock()
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                return None
+
+            def do_POST(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                with server.lock:
+                    server.requests.append({"body": body, "auth": self.headers.get("Authorization")})
+                    failing = len(server.requests) <= server.fail_first
+                    server.in_flight += 1
+                    server.max_in_flight = max(server.max_in_flight, server.in_flight)
+                try:
+                    time.sleep(server.delay)
+                    if self.path != "/v1/chat/completions":
+                        return self.reply(404, {"error": "no such route"})
+                    if failing:
+                        return self.reply(server.status, {"error": "try again"})
+                    last = body["messages"][-1]["content"]
+                    choice = {
+                        "message": {"role": "assistant", "content": f"echo: {last}"},
+                        "finish_reason": "stop",
+                        "logprobs": {"content": [{"token": "echo", "logprob": -0.5}]} if body.get("logprobs") else None,
+                    }
+                    self.reply(200, {"choices": [choice], "usage": {"prompt_tokens": 7}})
+                finally:
+                    with server.lock:
+                        server.in_flight -= 1
+
+            def reply(self, status: int, payload: dict[str, Any]) -> None:
+                data = json.dumps(payload).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+
+@pytest.fixture
+def server() -> Iterator[Server]:
+    scripted = Server()
+    yield scripted
+    scripted.httpd.shutdown()
+    scripted.httpd.server_close()
+
+
+def policy(server: Server, **options: Any) -> OpenAIPolicy:
+    return OpenAIPolicy(OpenAIConfig(base_url=server.url, model="m", backoff=0.01, **options))
+
+
+def conversation(text: str) -> list[dict[str, str]]:
+    return [{"role": "system", "content": "be brief"}, {"role": "user", "content": text}]
+
+
+def test_generates_over_http_with_the_request_fields(server: Server) -> None:
+    replies = policy(server, api_key="k", logprobs=True).generate(
+        [conversation("a"), conversation("b")], Sampling(temperature=0.5, max_new_tokens=9, stop=("\n",), seed=3)
+    )
+    assert [r.text for r in replies] == ["echo: a", "echo: b"]
+    assert replies[0].logprobs == (-0.5,) and replies[0].prompt_tokens == 7 and replies[0].token_ids is None
+    body = server.requests[0]["body"]
+    assert body["model"] == "m" and body["max_tokens"] == 9 and body["stop"] == ["\n"] and body["seed"] == 3
+    assert server.requests[0]["auth"] == "Bearer k"
+
+
+def test_server_errors_are_retried_with_backoff(server: Server) -> None:
+    server.fail_first = 2
+    client = policy(server, max_concurrency=1)
+    [reply] = client.generate([conversation("x")], Sampling())
+    assert reply.text == "echo: x" and client.requests_sent == 3
+
+
+def test_retries_run_out_into_an_error_generation(server: Server) -> None:
+    server.fail_first = 100
+    [reply] = policy(server, max_retries=2).generate([conversation("x")], Sampling())
+    assert reply.finish_reason == "error" and "HTTP 503" in (reply.error or "") and "3 attempts" in (reply.error or "")
+
+
+def test_client_errors_are_not_retried(server: Server) -> None:
+    server.fail_first, server.status = 100, 400
+    client = policy(server)
+    [reply] = client.generate([conversation("x")], Sampling())
+    assert reply.finish_reason == "error" and "HTTP 400" in (reply.error or "") and client.requests_sent == 1
+
+
+def test_slow_requests_time_out_and_are_retried(server: Server) -> None:
+    server.delay = 0.5
+    client = policy(server, timeout=0.1, max_retries=1)
+    start = time.perf_counter()
+    [reply] = client.generate([conversation("x")], Sampling())
+    assert reply.finish_reason == "error" and "timed out" in (reply.error or "").lower()
+    assert client.requests_sent == 2 and time.perf_counter() - start < 2
+
+
+def test_concurrency_is_limited(server: Server) -> None:
+    server.delay = 0.1
+    replies = policy(server, max_concurrency=3).generate([conversation(str(i)) for i in range(9)], Sampling())
+    assert [r.text for r in replies] == [f"echo: {i}" for i in range(9)]  # order kept
+    assert server.max_in_flight == 3
+
+
+def test_unreachable_server_is_an_error_not_a_crash() -> None:
+    client = OpenAIPolicy(OpenAIConfig(base_url="http://127.0.0.1:9/v1", max_retries=1, backoff=0.01, timeout=1))
+    [reply] = client.generate([conversation("x")], Sampling())
+    assert reply.finish_reason == "error" and "URLError" in (reply.error or "")

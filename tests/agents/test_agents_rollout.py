@@ -1,0 +1,133 @@
+"""The rollout engine: a crashing or hanging env ends only its episode, groups stream out as they finish,
+and per-episode limits stop episodes with the reason recorded."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import gymnasium as gym
+
+from reflectgym.agents import Generation, RolloutConfig, RolloutEngine, Sampling, evaluate_policy
+from reflectgym.core.spaces import FreeText
+from reflectgym.core.types import Verdict
+
+RELEASE = threading.Event()
+
+
+class ToyEnv(gym.Env[str, str]):
+    """Solved on the second step; misbehaves on chosen seeds."""
+
+    def __init__(self, crash: int | None = None, slow: int | None = None, hang: int | None = None) -> None:
+        self.observation_space = FreeText()
+        self.action_space = FreeText()
+        self.crash, self.slow, self.hang = crash, slow, hang
+        self.seed_: int | None = None
+        self.steps = 0
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[str, dict[str, Any]]:
+        super().reset(seed=seed)
+        self.seed_, self.steps = seed, 0
+        return f"task {seed}", {"task_id": f"t{seed}", "privileged": "say ok twice", "feedback": ""}
+
+    def step(self, action: str) -> tuple[str, float, bool, bool, dict[str, Any]]:
+        if self.seed_ == self.crash:
+            raise RuntimeError("boom")
+        if self.seed_ == self.hang:
+            RELEASE.wait(30)
+        if self.seed_ == self.slow:
+            time.sleep(0.6)
+        self.steps += 1
+        solved = self.steps >= 2
+        verdict = Verdict(reward=float(solved), passed=solved, feedback="solved" if solved else "again")
+        info = {"feedback": verdict.feedback, "verdict": verdict, "parse_error": None}
+        return f"step {self.steps}", float(solved), solved, False, info
+
+
+class OkPolicy:
+    """Text-only policy answering "ok"; optionally fails for conversations mentioning a task."""
+
+    name = "ok"
+
+    def __init__(self, fail_task: str | None = None) -> None:
+        self.calls = 0
+        self.fail_task = fail_task
+
+    def generate(self, conversations: Sequence[Any], sampling: Sampling) -> list[Generation]:
+        self.calls += 1
+        return [
+            Generation("", finish_reason="error", error="server on fire")
+            if self.fail_task and any(self.fail_task == m["content"] for m in c)
+            else Generation("ok")
+            for c in conversations
+        ]
+
+
+def engine(policy: Any = None, **env: Any) -> RolloutEngine:
+    config = RolloutConfig(num_envs=4, group_size=2, max_turns=10, env_timeout=0.5, system_prompt="")
+    return RolloutEngine(policy or OkPolicy(), lambda: ToyEnv(**env), "toy", config)
+
+
+def test_a_crashing_env_ends_its_episodes_and_not_the_batch() -> None:
+    trajectories = engine(crash=2).collect(range(6))
+    assert len(trajectories) == 12
+    crashed = [t for t in trajectories if t.seed == 2]
+    assert all(t.metadata["stop_reason"] == "error" and "RuntimeError: boom" in t.metadata["error"] for t in crashed)
+    assert "Traceback" in crashed[0].metadata["traceback"]
+    others = [t for t in trajectories if t.seed != 2]
+    assert all(t.success and t.metadata["stop_reason"] == "terminated" and len(t.turns) == 2 for t in others)
+    assert others[0].privileged == "say ok twice" and others[0].task_id is not None
+
+
+def test_a_hanging_env_is_abandoned_after_its_timeout() -> None:
+    RELEASE.clear()
+    start = time.perf_counter()
+    try:
+        trajectories = engine(hang=1).collect(range(4))
+    finally:
+        RELEASE.set()
+    assert time.perf_counter() - start < 10
+    hung = [t for t in trajectories if t.seed == 1]
+    assert [t.metadata["stop_reason"] for t in hung] == ["error", "error"]
+    assert "more than 0.5 s" in hung[0].metadata["error"]
+    assert all(t.success for t in trajectories if t.seed != 1)
+
+
+def test_finished_groups_stream_out_before_the_slowest() -> None:
+    policy = OkPolicy()
+    order: list[tuple[int | None, float]] = []
+    start = time.perf_counter()
+    for group in engine(policy, slow=0).run(range(4)):
+        order.append((group[0].seed, time.perf_counter() - start))
+        assert [t.metadata["index"] for t in group] == [0, 1]
+    assert [seed for seed, _ in order][-1] == 0  # the slow seed's group comes last
+    assert all(seconds < 0.5 for seed, seconds in order if seed != 0)  # the others did not wait for it
+    assert policy.calls >= 3  # the policy kept serving fast envs while the slow one stepped
+
+
+def test_turn_and_time_limits_are_recorded() -> None:
+    config = RolloutConfig(num_envs=2, max_turns=1, system_prompt="")
+    [limited] = RolloutEngine(OkPolicy(), ToyEnv, "toy", config).collect([0])
+    assert limited.metadata["stop_reason"] == "turn_limit" and limited.turns[-1].truncated and limited.done
+    slow = RolloutConfig(num_envs=1, max_episode_seconds=0.3, system_prompt="")
+    [timed] = RolloutEngine(OkPolicy(), lambda: ToyEnv(slow=0), "toy", slow).collect([0])
+    assert timed.metadata["stop_reason"] == "time_limit" and len(timed.turns) == 1
+
+
+def test_a_failed_generation_ends_that_episode_only() -> None:
+    trajectories = engine(OkPolicy(fail_task="task 1")).collect(range(3))
+    failed = [t for t in trajectories if t.seed == 1]
+    assert all("policy: server on fire" in t.metadata["error"] for t in failed)
+    assert all(t.success for t in trajectories if t.seed != 1)
+
+
+def test_evaluate_policy_summarises_with_an_interval(tmp_path: Any) -> None:
+    summary, trajectories = evaluate_policy(
+        OkPolicy(), lambda: ToyEnv(crash=3), env_id="toy", episodes=5, out_dir=tmp_path, progress=False
+    )
+    assert summary.episodes == 5 and summary.errors == 1 and summary.success_rate == 0.8
+    assert 0.3 < summary.ci_low < 0.8 < summary.ci_high <= 1.0
+    assert (tmp_path / "trajectories.jsonl").read_text().count("\n") == 5
+    assert [t.seed for t in trajectories] == [0, 1, 2, 3, 4]

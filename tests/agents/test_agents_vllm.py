@@ -1,0 +1,114 @@
+"""VLLMPolicy: the adapter's own logic against stand-ins where vLLM is absent; the real engine on a GPU."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from reflectgym.agents import Sampling
+from reflectgym.agents.vllm_policy import INSTALL_HINT, VLLMPolicy, from_vllm_output, to_vllm_sampling
+
+HAS_VLLM = importlib.util.find_spec("vllm") is not None
+needs_no_vllm = pytest.mark.skipif(HAS_VLLM, reason="vLLM is installed: the real-engine tests cover this")
+
+
+class FakeVLLM:
+    """Records what the adapter asks of `vllm`; answers like `LLM.generate` does."""
+
+    def __init__(self, tokenizer: Any) -> None:
+        self.tokenizer = tokenizer
+        self.calls: list[Any] = []
+
+    def SamplingParams(self, **kwargs: Any) -> dict[str, Any]:
+        return kwargs
+
+    def get_tokenizer(self) -> Any:
+        return self.tokenizer
+
+    def generate(self, requests: list[dict[str, Any]], sampling_params: Any, use_tqdm: bool) -> list[Any]:
+        self.calls.append(("generate", requests, sampling_params))
+        out = []
+        for request in requests:
+            ids = [request["prompt_token_ids"][-1], 258]
+            steps = [
+                {token: SimpleNamespace(logprob=-0.25 * (i + 1)), 1: SimpleNamespace(logprob=-9.0)}
+                for i, token in enumerate(ids)
+            ]
+            completion = SimpleNamespace(token_ids=ids, logprobs=steps, text="x", finish_reason="stop")
+            out.append(SimpleNamespace(outputs=[completion], prompt_token_ids=request["prompt_token_ids"]))
+        return out
+
+    def collective_rpc(self, method: Any, args: tuple[Any, ...] = ()) -> list[Any]:
+        self.calls.append(("rpc", method, args))
+        worker = SimpleNamespace(model_runner=SimpleNamespace(model=SimpleNamespace(load_weights=self.loaded)))
+        return [method(worker, *args)]
+
+    def loaded(self, weights: Any) -> None:
+        self.calls.append(("load_weights", list(weights)))
+
+    def reset_prefix_cache(self) -> None:
+        self.calls.append(("reset_prefix_cache",))
+
+
+@pytest.fixture
+def fake() -> FakeVLLM:
+    pytest.importorskip("transformers")
+    from reflectgym.agents.tiny import build_tokenizer
+
+    return FakeVLLM(build_tokenizer())
+
+
+@needs_no_vllm
+def test_missing_vllm_says_how_to_install() -> None:
+    with pytest.raises(ImportError, match="pip install"):
+        VLLMPolicy("some/model")
+    assert "reflectgym[vllm]" in INSTALL_HINT
+
+
+@needs_no_vllm
+def test_sampling_maps_to_vllm_params_with_sampled_logprobs(fake: FakeVLLM) -> None:
+    params = to_vllm_sampling(fake, Sampling(temperature=0, top_p=0.9, max_new_tokens=5, stop=("END",), seed=1))
+    assert params["logprobs"] == 0 and params["max_tokens"] == 5 and params["temperature"] == 0
+    assert params["stop"] == ["END"] and params["include_stop_str_in_output"] and params["seed"] == 1
+
+
+@needs_no_vllm
+def test_generate_sends_token_ids_and_reads_sampled_logprobs(fake: FakeVLLM) -> None:
+    policy = VLLMPolicy("m", llm=fake, module=fake)
+    [reply] = policy.generate([[{"role": "user", "content": "hi"}]], Sampling())
+    _, requests, _ = fake.calls[0]
+    assert requests[0]["prompt_token_ids"] == policy.chat.prompt_ids([{"role": "user", "content": "hi"}])
+    assert reply.token_ids == (requests[0]["prompt_token_ids"][-1], 258)
+    assert reply.logprobs == (-0.25, -0.5)  # the sampled token's entry, not the other candidates
+    assert reply.prompt_tokens == len(requests[0]["prompt_token_ids"])
+
+
+@needs_no_vllm
+def test_update_weights_loads_in_every_worker_and_drops_the_prefix_cache(fake: FakeVLLM) -> None:
+    policy = VLLMPolicy("m", llm=fake, module=fake)
+    policy.update_weights({"model.embed_tokens.weight": 1})
+    kinds = [call[0] for call in fake.calls]
+    assert kinds == ["rpc", "load_weights", "reset_prefix_cache"]
+    assert fake.calls[1][1] == [("model.embed_tokens.weight", 1)]
+
+
+def test_length_finish_reason_is_kept() -> None:
+    completion = SimpleNamespace(token_ids=[5], logprobs=None, text="a", finish_reason="length")
+    reply = from_vllm_output(SimpleNamespace(outputs=[completion], prompt_token_ids=None))
+    assert reply.finish_reason == "length" and reply.logprobs is None and reply.token_ids == (5,)
+
+
+@pytest.mark.vllm
+@pytest.mark.gpu
+def test_real_engine_generates_ids_with_logprobs(tmp_path: Path) -> None:
+    from reflectgym.agents.tiny import build_tiny_model
+    from reflectgym.agents.vllm_policy import VLLMConfig
+
+    folder = build_tiny_model(tmp_path / "tiny")
+    policy = VLLMPolicy(folder, VLLMConfig(gpu_memory_utilization=0.2, max_model_len=4096, enforce_eager=True))
+    replies = policy.generate([[{"role": "user", "content": "hi"}]] * 3, Sampling(max_new_tokens=8, seed=0))
+    assert all(r.token_ids and r.logprobs and len(r.token_ids) == len(r.logprobs) for r in replies)
