@@ -1,0 +1,226 @@
+"""GRPO over multi-turn text environments (DeepSeekMath, Shao et al. 2024), on the shared trainer core.
+
+config → collect (G rollouts per task instance with the rollout engine) → group-normalised advantages → clipped
+surrogate (+ optional k3 KL) → one optimiser step → log / checkpoint, repeated.
+
+Deviations from the paper, on purpose:
+* One return per episode (the sum of its turn rewards, format penalties included), broadcast to every token the
+  policy sampled in that episode; the per-turn discounted variant of TRAINERS.md §0 is not implemented yet.
+* One optimiser step per collected batch (π_old is the sampler), so the ratio is 1 up to numerics unless a
+  separate engine (vLLM) samples; the clip still guards that case.
+* The group std is the population std (see `losses.group_advantages`).
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from reflectgym.agents.chat import TokenRecord
+from reflectgym.agents.hf_policy import HFPolicy
+from reflectgym.agents.policy import Sampling
+from reflectgym.agents.rollout import RolloutConfig, RolloutEngine
+from reflectgym.core.trajectory import Trajectory
+from reflectgym.trainers.batching import Batch, TrainingSequence, target_logprobs
+from reflectgym.trainers.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from reflectgym.trainers.config import ConfigError, to_dict
+from reflectgym.trainers.losses import group_advantages, grpo_loss
+from reflectgym.trainers.metrics import MetricsLogger
+from reflectgym.trainers.update import optimizer_step
+
+
+@dataclass
+class GRPOConfig:
+    """Everything a GRPO run needs; loadable from YAML with command-line overrides."""
+
+    env_id: str = "reflectgym/Sokoban-6x6-1-v0"
+    """The env to train on (any registered id)."""
+    env_kwargs: dict[str, Any] = field(default_factory=dict)
+    """Arguments for `gymnasium.make(env_id, ...)`."""
+    output_dir: str = "runs/grpo"
+    """Where metrics, checkpoints and the report go."""
+    steps: int = 20
+    """Optimiser steps (one collected batch each)."""
+    tasks_per_step: int = 4
+    """Task instances (seeds) per step."""
+    group_size: int = 4
+    """Rollouts per task instance; advantages are normalised within the group."""
+    lr: float = 1e-5
+    """AdamW learning rate."""
+    weight_decay: float = 0.0
+    """AdamW weight decay."""
+    clip_eps: float = 0.2
+    """PPO clip range of the per-token ratio."""
+    kl_coef: float = 0.0
+    """β of the k3 KL to the initial model (0: no reference model is kept)."""
+    normalisation: Literal["token", "sequence"] = "token"
+    """Mean over all valid tokens, or per sequence then over sequences."""
+    drop_zero_variance_groups: bool = True
+    """Skip groups whose returns are all equal: they carry no GRPO signal."""
+    minibatch_size: int = 8
+    """Sequences per forward pass (gradients accumulate over a step)."""
+    max_grad_norm: float = 1.0
+    """Gradient clipping norm."""
+    temperature: float = 1.0
+    """Sampling temperature of rollouts."""
+    max_new_tokens: int = 32
+    """Tokens per reply at most."""
+    max_turns: int = 40
+    """Turns per episode at most (for envs without their own limit)."""
+    num_envs: int = 8
+    """Episodes in flight at once."""
+    seed: int = 0
+    """Seeds task instances, sampling and initialisation."""
+    save_every: int = 10
+    """Steps between checkpoints (0: only at the end)."""
+    resume: bool = False
+    """Continue from the latest checkpoint in `output_dir`."""
+
+    def __post_init__(self) -> None:
+        if self.group_size < 2:
+            raise ConfigError(f"group_size must be at least 2 for group-normalised advantages; got {self.group_size}")
+        for name in ("steps", "tasks_per_step", "minibatch_size", "max_new_tokens", "num_envs"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be at least 1; got {getattr(self, name)}")
+        if self.kl_coef < 0:
+            raise ConfigError(f"kl_coef must be >= 0; got {self.kl_coef}")
+
+
+def sequences_from_groups(
+    groups: list[list[Trajectory]], drop_zero_variance: bool
+) -> tuple[list[TrainingSequence], dict[str, float]]:
+    """Advantages per group, then one `TrainingSequence` per token-recorded episode."""
+    sequences: list[TrainingSequence] = []
+    dropped = 0
+    for index, group in enumerate(groups):
+        returns = torch.tensor([trajectory.total_reward for trajectory in group], dtype=torch.float32)
+        if drop_zero_variance and bool((returns == returns[0]).all()):
+            dropped += 1
+            continue
+        advantages = group_advantages(returns, len(group))
+        for trajectory, advantage in zip(group, advantages.tolist(), strict=True):
+            record = TokenRecord.from_trajectory(trajectory)
+            if record is None or not any(record.loss_mask):
+                continue
+            sequences.append(
+                TrainingSequence(record.input_ids, record.loss_mask, record.logprobs, float(advantage), group=index)
+            )
+    return sequences, {"groups_dropped": float(dropped), "sequences": float(len(sequences))}
+
+
+class GRPOTrainer:
+    """Trains a transformers policy with GRPO on one env.
+
+    Args:
+        config: The run's settings.
+        policy: The `HFPolicy` whose model is trained in place (it also samples the rollouts).
+    """
+
+    def __init__(self, config: GRPOConfig, policy: HFPolicy) -> None:
+        self.config = config
+        self.policy = policy
+        self.model = policy.model
+        self.pad_id = int(policy.tokenizer.pad_token_id)
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+        self.reference = None
+        if config.kl_coef > 0:
+            self.reference = copy.deepcopy(self.model).eval().requires_grad_(False)
+        rollout = RolloutConfig(
+            num_envs=config.num_envs,
+            group_size=config.group_size,
+            max_turns=config.max_turns,
+            sampling=Sampling(temperature=config.temperature, max_new_tokens=config.max_new_tokens),
+        )
+        env_id, env_kwargs = config.env_id, dict(config.env_kwargs)
+        self.engine = RolloutEngine(policy, lambda: gym.make(env_id, **env_kwargs), env_id, rollout)
+        self.step = 0
+
+    def _loss(self, batch: Batch, logprobs: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+        ref_logprobs = None
+        if self.reference is not None:
+            with torch.no_grad():
+                ref_logprobs = target_logprobs(self.reference, batch.input_ids, batch.attention_mask)
+        out = grpo_loss(
+            logprobs,
+            batch.old_logprobs,
+            batch.advantages,
+            batch.loss_mask,
+            clip_eps=self.config.clip_eps,
+            ref_logprobs=ref_logprobs,
+            kl_coef=self.config.kl_coef,
+            normalisation=self.config.normalisation,
+        )
+        return out.loss, {
+            "kl": float(out.kl),
+            "clip_fraction": float(out.clip_fraction),
+            "ratio": float(out.ratio_mean),
+        }
+
+    def seeds_for(self, step: int) -> list[int]:
+        """The task-instance seeds of a step (a pure function of the run seed and the step: resumable)."""
+        return [
+            self.config.seed * 1_000_003 + step * self.config.tasks_per_step + i
+            for i in range(self.config.tasks_per_step)
+        ]
+
+    def train(self) -> list[dict[str, float]]:
+        """Runs the configured steps; returns the logged metrics of each."""
+        config = self.config
+        run_dir = Path(config.output_dir)
+        checkpoint = latest_checkpoint(run_dir) if config.resume else None
+        if checkpoint is not None:
+            state = load_checkpoint(checkpoint, model=self.model, optimizer=self.optimizer)
+            self.step = int(state["step"])
+        else:
+            torch.manual_seed(config.seed)
+            np.random.seed(config.seed)
+        logger = MetricsLogger(run_dir, config=to_dict(config), resume=checkpoint is not None)
+        history: list[dict[str, float]] = []
+        try:
+            while self.step < config.steps:
+                started = time.perf_counter()
+                groups = list(self.engine.run(self.seeds_for(self.step)))
+                rollout_seconds = time.perf_counter() - started
+                episodes = [trajectory for group in groups for trajectory in group]
+                metrics = {
+                    "reward": float(np.mean([t.total_reward for t in episodes])),
+                    "success": float(np.mean([t.success for t in episodes])),
+                    "turns": float(np.mean([len(t.turns) for t in episodes])),
+                    "rollout_seconds": rollout_seconds,
+                }
+                sequences, counts = sequences_from_groups(groups, config.drop_zero_variance_groups)
+                metrics.update(counts)
+                if sequences:
+                    result = optimizer_step(
+                        self.model,
+                        self.optimizer,
+                        sequences,
+                        self._loss,
+                        pad_id=self.pad_id,
+                        minibatch_size=config.minibatch_size,
+                        max_grad_norm=config.max_grad_norm,
+                    )
+                    self.model.eval()
+                    metrics.update({"loss": result.loss, "grad_norm": result.grad_norm, **result.metrics})
+                self.step += 1
+                metrics["step_seconds"] = time.perf_counter() - started
+                logger.log(self.step, metrics)
+                history.append({"step": float(self.step), **metrics})
+                if (config.save_every and self.step % config.save_every == 0) or self.step == config.steps:
+                    save_checkpoint(
+                        run_dir,
+                        self.step,
+                        model=self.model,
+                        optimizer=self.optimizer,
+                        trainer_state={"config": to_dict(config)},
+                    )
+        finally:
+            logger.close()
+        return history
