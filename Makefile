@@ -3,8 +3,8 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip
-DEMO_EXTRAS := web,math
-TEST_EXTRAS := dev,train,docker,web,datasets,math,reasoning-gym
+DEMO_EXTRAS := web,math,code
+TEST_EXTRAS := dev,train,docker,web,datasets,math,code,reasoning-gym
 # torch: the CPU wheel on this kind of machine lies in TORCH_WHEELS; elsewhere pip resolves TORCH_SPEC with
 # TORCH_PIP_ARGS (e.g. TORCH_PIP_ARGS="--index-url <your CPU or CUDA wheel index>"). Installed before the
 # extras, so that no extra pulls a multi-GB CUDA build on a CPU machine.

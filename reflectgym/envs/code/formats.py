@@ -1,0 +1,240 @@
+"""Row parsers for code task formats, recognised by their fields or named with `task_format=`.
+
+Function tasks (`Task.data["family"] == "function"`):
+* `humaneval`: `task_id`, `prompt` (signature + docstring), `canonical_solution` (the body), `test` (a
+  `check(candidate)` function, split into one test per assert), `entry_point`.
+* `mbpp`: `task_id`, `text`, `code`, `test_list` (asserts), optional `test_setup_code` and
+  `challenge_test_list` (kept as hidden tests).
+* `function` (this project's): `task_id`, `prompt`, `entry_point`, `solution`, `tests` (asserts), optional
+  `hidden_tests` and `setup`.
+
+Stdin/stdout tasks (`family == "io"`):
+* `io`: `task_id`, `prompt`, `solution` (optional), `tests` and optional `hidden_tests`, each a list of
+  `{"input": ..., "output": ...}`; or CodeContests-style `public_tests` / `private_tests`, each
+  `{"input": [...], "output": [...]}`.
+
+`Task.reference` is the complete reference program; `Task.data["preamble"]` is code run before the candidate
+(a HumanEval prompt, so helpers and imports it defines exist), or "" when the prompt is prose.
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+from reflectgym.core.tasks import RowError, Task, TaskSource, first_present, load_jsonl, require, tasks_from_rows
+from reflectgym.envs.code.asserts import called_function, split_check
+
+TaskFamily = Literal["function", "io"]
+DATA_DIR = Path(__file__).parent / "data"
+FUNCTION_TASKS = DATA_DIR / "function_tasks.jsonl"
+IO_TASKS = DATA_DIR / "io_tasks.jsonl"
+
+
+def humaneval_row(row: Mapping[str, Any]) -> Task:
+    """A HumanEval row; its `check(candidate)` becomes one test per assert."""
+    prompt = require(row, "prompt", str)
+    entry_point = require(row, "entry_point", str)
+    try:
+        tests = split_check(require(row, "test", str), entry_point)
+    except ValueError as error:
+        raise RowError("test", str(error)) from None
+    return Task(
+        id=_row_id(row),
+        prompt=prompt,
+        reference=prompt + require(row, "canonical_solution", str),
+        data=_function_data(entry_point, prompt, tests, [], "humaneval"),
+    )
+
+
+def mbpp_row(row: Mapping[str, Any]) -> Task:
+    """An MBPP row; the prompt lists the public asserts, as in the MBPP paper."""
+    text = require(row, "text", str)
+    tests = _strings(row, "test_list")
+    if not tests:
+        raise RowError("test_list", "needs at least one assert")
+    setup = str(row.get("test_setup_code") or "")
+    hidden = _strings(row, "challenge_test_list") if row.get("challenge_test_list") else []
+    entry_point = called_function(tests[0])
+    if entry_point is None:
+        raise RowError("test_list", "the first test calls no function, so the entry point is unknown")
+    shown = "\n".join(tests)
+    return Task(
+        id=_row_id(row),
+        prompt=f"{text}\nYour code should pass these tests:\n\n{shown}",
+        reference=require(row, "code", str),
+        data=_function_data(entry_point, "", _with_setup(setup, tests), _with_setup(setup, hidden), "mbpp"),
+    )
+
+
+def function_row(row: Mapping[str, Any]) -> Task:
+    """This project's function-task row: a prompt, an entry point, a solution and assert lists."""
+    prompt = require(row, "prompt", str)
+    setup = str(row.get("setup") or "")
+    tests = _strings(row, "tests")
+    if not tests:
+        raise RowError("tests", "needs at least one assert")
+    hidden = _strings(row, "hidden_tests") if "hidden_tests" in row else []
+    preamble = prompt if _is_code(prompt) else ""
+    return Task(
+        id=_row_id(row),
+        prompt=prompt,
+        reference=require(row, "solution", str),
+        data=_function_data(
+            require(row, "entry_point", str),
+            preamble,
+            _with_setup(setup, tests),
+            _with_setup(setup, hidden),
+            "function",
+        ),
+    )
+
+
+def io_row(row: Mapping[str, Any]) -> Task:
+    """A stdin/stdout row: `tests`/`hidden_tests` case lists, or CodeContests `public_tests`/`private_tests`."""
+    prompt_key = first_present(row, ("prompt", "description", "question"))
+    if prompt_key is None:
+        raise RowError("prompt", "missing (an I/O task needs 'prompt' or 'description')")
+    if "tests" in row:
+        tests = _cases(row, "tests")
+        hidden = _cases(row, "hidden_tests") if "hidden_tests" in row else []
+    else:
+        tests = _column_cases(row, "public_tests")
+        hidden = _column_cases(row, "private_tests") if "private_tests" in row else []
+    if not tests and not hidden:
+        raise RowError("tests", "needs at least one input/output case")
+    reference = row.get("solution")
+    if reference is not None and not isinstance(reference, str):
+        raise RowError("solution", f"expected a program as text, got {type(reference).__name__}")
+    return Task(
+        id=_row_id(row),
+        prompt=require(row, prompt_key, str),
+        reference=reference,
+        data={"family": "io", "format": "io", "tests": tests, "hidden_tests": hidden},
+    )
+
+
+PARSERS: dict[str, Callable[[Mapping[str, Any]], Task]] = {
+    "humaneval": humaneval_row,
+    "mbpp": mbpp_row,
+    "function": function_row,
+    "io": io_row,
+}
+FAMILY_OF = {"humaneval": "function", "mbpp": "function", "function": "function", "io": "io"}
+
+
+def detect_format(row: Mapping[str, Any]) -> str:
+    """Names a row's format from its fields."""
+    if "test_list" in row:
+        return "mbpp"
+    if "canonical_solution" in row or ("test" in row and "entry_point" in row):
+        return "humaneval"
+    if "public_tests" in row or "private_tests" in row:
+        return "io"
+    tests = row.get("tests")
+    if isinstance(tests, list) and tests and isinstance(tests[0], Mapping):
+        return "io"
+    if "entry_point" in row:
+        return "function"
+    raise RowError(None, "unknown code task format (expected HumanEval, MBPP, function or I/O fields)")
+
+
+def row_parser(task_format: str | None, family: TaskFamily) -> Callable[[Mapping[str, Any]], Task]:
+    """A parser for `task_format` (None or "auto": detected per row) that refuses rows of the other family."""
+    if task_format not in (None, "auto") and task_format not in PARSERS:
+        raise ValueError(f"task_format must be 'auto' or one of {', '.join(PARSERS)}; got {task_format!r}")
+
+    def parse(row: Mapping[str, Any]) -> Task:
+        name = detect_format(row) if task_format in (None, "auto") else str(task_format)
+        if FAMILY_OF[name] != family:
+            raise RowError(None, f"a {name} row is a {FAMILY_OF[name]} task; this env plays {family} tasks")
+        return PARSERS[name](row)
+
+    return parse
+
+
+def load_code_tasks(
+    tasks: str | os.PathLike[str] | Sequence[Mapping[str, Any] | Task] | TaskSource,
+    family: TaskFamily,
+    task_format: str | None = None,
+) -> TaskSource:
+    """What the code envs accept as `tasks=`: a JSONL path, a list of rows or `Task`s, or a `TaskSource`."""
+    parser = row_parser(task_format, family)
+    if isinstance(tasks, (str, os.PathLike)):
+        return load_jsonl(tasks, parser)
+    if isinstance(tasks, TaskSource):
+        return tasks
+    if isinstance(tasks, Sequence) and not isinstance(tasks, (str, bytes)):
+        ready = [task for task in tasks if isinstance(task, Task)]
+        if len(ready) == len(tasks):
+            return tasks_from_rows([{"__task__": task} for task in ready], lambda row: _check_task(row, family))
+        return tasks_from_rows([task for task in tasks if not isinstance(task, Task)], parser)
+    raise TypeError(f"tasks must be a JSONL path, a list of rows or Tasks, or a TaskSource; got {type(tasks).__name__}")
+
+
+def _check_task(row: Mapping[str, Any], family: TaskFamily) -> Task:
+    task: Task = row["__task__"]
+    if task.data.get("family") != family:
+        raise RowError("family", f"task {task.id!r} is not a {family} task (data['family'] says so)")
+    return task
+
+
+def _function_data(
+    entry_point: str, preamble: str, tests: list[str], hidden: list[str], task_format: str
+) -> dict[str, Any]:
+    if not entry_point.isidentifier():
+        raise RowError("entry_point", f"{entry_point!r} is not a Python name")
+    return {
+        "family": "function",
+        "format": task_format,
+        "entry_point": entry_point,
+        "preamble": preamble,
+        "tests": tests,
+        "hidden_tests": hidden,
+    }
+
+
+def _row_id(row: Mapping[str, Any]) -> str:
+    key = first_present(row, ("task_id", "id", "name"))
+    return str(require(row, key, (str, int))) if key else ""
+
+
+def _strings(row: Mapping[str, Any], name: str) -> list[str]:
+    values = require(row, name, list)
+    if not all(isinstance(value, str) for value in values):
+        raise RowError(name, "expected a list of strings (one test each)")
+    return list(values)
+
+
+def _cases(row: Mapping[str, Any], name: str) -> list[dict[str, str]]:
+    cases = []
+    for index, case in enumerate(require(row, name, list)):
+        if not isinstance(case, Mapping) or not isinstance(case.get("input"), str):
+            raise RowError(name, f"case {index} needs 'input' and 'output' strings")
+        if not isinstance(case.get("output"), str):
+            raise RowError(name, f"case {index} needs 'input' and 'output' strings")
+        cases.append({"input": case["input"], "output": case["output"]})
+    return cases
+
+
+def _column_cases(row: Mapping[str, Any], name: str) -> list[dict[str, str]]:
+    columns = require(row, name, Mapping)
+    inputs, outputs = columns.get("input"), columns.get("output")
+    if not isinstance(inputs, list) or not isinstance(outputs, list) or len(inputs) != len(outputs):
+        raise RowError(name, "expected {'input': [...], 'output': [...]} of equal length")
+    return [{"input": str(given), "output": str(wanted)} for given, wanted in zip(inputs, outputs, strict=True)]
+
+
+def _with_setup(setup: str, tests: list[str]) -> list[str]:
+    return [f"{setup.rstrip()}\n{test}" if setup.strip() else test for test in tests]
+
+
+def _is_code(text: str) -> bool:
+    try:
+        ast.parse(text)
+    except SyntaxError:
+        return False
+    return True

@@ -1,0 +1,345 @@
+"""Runs a candidate program against its tests in a sandbox, each test individually, and reports every outcome.
+
+`UnitTestVerifier` runs assert-style tests (one harness process, one outcome per test, see
+`reflectgym.sandboxes.python_tests`); `IOVerifier` runs the program once per input/output case (concurrently on a
+warm pool). Both return a `TestRun`: typed outcomes that `feedback.py` turns into words. A program that forges
+"passed" lines cannot pass: a run passes only when every test passed and the process exited cleanly.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+import traceback
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+
+from reflectgym.envs.code.asserts import ACTUAL_PREFIX, UnitTest
+from reflectgym.sandboxes.pool import WarmPool
+from reflectgym.sandboxes.python_tests import TestStatus, run_python_tests
+from reflectgym.sandboxes.types import MIB, ExecRequest, ExecResult, ExecStatus, Limits, Sandbox
+
+SOLUTION_FILE = "solution.py"
+_LINE = re.compile(r'File "solution\.py", line (\d+)')
+_FRAME_PATH = re.compile(r'File "[^"]*/solution\.py"')
+
+
+@dataclass(frozen=True)
+class VerifierConfig:
+    """Limits and tolerances for running candidate programs."""
+
+    per_test_seconds: float = 2.0
+    """Time one test (or one I/O case) may take before it counts as timed out."""
+    run_seconds: float = 8.0
+    """Wall-clock limit for a whole unit-test run (all tests of one attempt in one process)."""
+    memory_mib: int = 512
+    """Address-space limit of the program, in MiB."""
+    max_output_kib: int = 256
+    """Output kept per stream, in KiB; past it the run ends as an output flood."""
+    float_tolerance: float | None = 1e-6
+    """I/O cases: numeric tokens this close (absolute or relative) count as equal; None for exact tokens."""
+
+    def __post_init__(self) -> None:
+        if self.per_test_seconds <= 0 or self.run_seconds <= 0:
+            raise ValueError("per_test_seconds and run_seconds must be positive")
+        if self.memory_mib < 32:
+            raise ValueError(f"memory_mib ({self.memory_mib}) must be at least 32 for Python to start")
+
+    def limits(self, wall_seconds: float) -> Limits:
+        """Sandbox limits for one run of `wall_seconds`."""
+        return Limits(
+            wall_seconds=wall_seconds,
+            cpu_seconds=wall_seconds,
+            memory_bytes=self.memory_mib * MIB,
+            max_output_bytes=self.max_output_kib * 1024,
+        )
+
+
+class CaseStatus(enum.Enum):
+    """How one test ended."""
+
+    PASSED = "passed"
+    WRONG = "wrong"
+    """The assertion failed, or the output differs."""
+    ERROR = "error"
+    """The code raised an exception."""
+    TIMEOUT = "timeout"
+    MEMORY = "memory"
+    OUTPUT_LIMIT = "output_limit"
+    NOT_RUN = "not_run"
+    """The program failed before the tests, or the run was stopped at an earlier test."""
+
+
+@dataclass(frozen=True)
+class Program:
+    """What runs: `source` is the whole file; its first `offset` lines are task code (a prompt's preamble)."""
+
+    source: str
+    offset: int = 0
+
+
+@dataclass(frozen=True)
+class IOCase:
+    """One stdin/stdout case."""
+
+    input: str
+    output: str
+    hidden: bool = False
+
+
+@dataclass(frozen=True)
+class CaseResult:
+    """One test's outcome, with what feedback may quote.
+
+    Attributes:
+        index: Position among the task's tests.
+        hidden: Whether feedback must stay silent about it.
+        status: How it ended.
+        shown: The test as a person reads it (an assert, or the input given).
+        call: The expression under test (unit tests that compare a call with a value), else None.
+        expected: The expected value or output, when known.
+        actual: What the program returned or printed, when known.
+        message: The error or assertion message.
+        traceback: Traceback trimmed to the candidate's lines, numbered as the candidate wrote them.
+    """
+
+    index: int
+    hidden: bool
+    status: CaseStatus
+    shown: str
+    call: str | None = None
+    expected: str | None = None
+    actual: str | None = None
+    message: str = ""
+    traceback: str = ""
+
+    @property
+    def passed(self) -> bool:
+        """Whether the test passed."""
+        return self.status is CaseStatus.PASSED
+
+
+@dataclass(frozen=True)
+class TestRun:
+    """Every test's outcome for one attempt.
+
+    Attributes:
+        results: One per test, in order.
+        program_error: Why the program failed before any test (syntax error, crash on import), else "".
+        clean_exit: Whether the sandbox saw the run(s) end cleanly (guards against forged outcomes).
+    """
+
+    results: tuple[CaseResult, ...]
+    program_error: str = ""
+    clean_exit: bool = True
+
+    @property
+    def passed(self) -> bool:
+        """All tests passed and the program exited cleanly."""
+        return self.clean_exit and not self.program_error and all(result.passed for result in self.results)
+
+    @property
+    def pass_count(self) -> int:
+        """How many tests passed."""
+        return sum(result.passed for result in self.results)
+
+    @property
+    def fraction(self) -> float:
+        """Share of tests passed (0 when the program failed before them)."""
+        if not self.results or self.program_error:
+            return 0.0
+        return self.pass_count / len(self.results)
+
+
+def syntax_error(program: Program) -> str:
+    """The compile error of a program, numbered as the candidate wrote it, or "" when it compiles."""
+    try:
+        compile(program.source, SOLUTION_FILE, "exec")
+    except SyntaxError as error:
+        if error.lineno is not None:
+            error.lineno = max(1, error.lineno - program.offset)
+        if error.end_lineno is not None:
+            error.end_lineno = max(1, error.end_lineno - program.offset)
+        return "".join(traceback.format_exception_only(type(error), error)).rstrip()
+    except (ValueError, RecursionError, MemoryError, OverflowError) as error:
+        return f"{type(error).__name__}: the code could not be compiled ({error})"
+    return ""
+
+
+def renumber(text: str, offset: int) -> str:
+    """Shifts `solution.py` line numbers in a traceback back to the candidate's own numbering."""
+    if not offset:
+        return text
+
+    def shift(match: re.Match[str]) -> str:
+        line = int(match.group(1))
+        return f'File "solution.py", line {line - offset}' if line > offset else f'File "<prompt>", line {line}'
+
+    return _LINE.sub(shift, text)
+
+
+class UnitTestVerifier:
+    """Runs assert-style tests one by one against a program in a sandbox."""
+
+    def __init__(self, sandbox: Sandbox, config: VerifierConfig | None = None) -> None:
+        self.sandbox = sandbox
+        self.config = config or VerifierConfig()
+
+    def verify(self, program: Program, tests: Sequence[UnitTest]) -> TestRun:
+        """Every test's outcome; a program that does not compile runs nothing."""
+        error = syntax_error(program)
+        if error:
+            return _not_run(tests, error)
+        report = run_python_tests(
+            self.sandbox,
+            program.source,
+            [test.code for test in tests],
+            limits=self.config.limits(self.config.run_seconds),
+            per_test_seconds=self.config.per_test_seconds,
+        )
+        program_error = ""
+        results: list[CaseResult] = []
+        stopped = False
+        for index, (test, outcome) in enumerate(zip(tests, report.outcomes, strict=True)):
+            message = renumber(outcome.message, program.offset)
+            trace = renumber(outcome.traceback, program.offset)
+            if outcome.status is TestStatus.NOT_RUN and message.startswith("the program itself failed"):
+                program_error = trace or message
+            status, actual = _unit_status(outcome.status, message, report.result, stopped)
+            if stopped and not program_error:
+                message = "not run: the run was stopped at an earlier test"
+            stopped = stopped or outcome.status is TestStatus.NOT_RUN
+            results.append(
+                CaseResult(
+                    index=index,
+                    hidden=test.hidden,
+                    status=status,
+                    shown=test.shown,
+                    call=test.call,
+                    expected=test.expected,
+                    actual=actual,
+                    message="" if actual is not None else message,
+                    traceback=trace,
+                )
+            )
+        return TestRun(tuple(results), program_error=program_error, clean_exit=report.result.ok)
+
+
+def _unit_status(status: TestStatus, message: str, run: ExecResult, stopped: bool) -> tuple[CaseStatus, str | None]:
+    if status is TestStatus.PASSED:
+        return CaseStatus.PASSED, None
+    if status is TestStatus.FAILED:
+        actual = message[len(ACTUAL_PREFIX) :] if message.startswith(ACTUAL_PREFIX) else None
+        return CaseStatus.WRONG, actual
+    if status is TestStatus.TIMEOUT:
+        return CaseStatus.TIMEOUT, None
+    if status is TestStatus.ERROR:
+        return (CaseStatus.MEMORY if message.startswith("MemoryError") else CaseStatus.ERROR), None
+    if not stopped:  # the first test the run did not reach: the run's own end explains it
+        return _breach(run.status), None
+    return CaseStatus.NOT_RUN, None
+
+
+def _breach(status: ExecStatus) -> CaseStatus:
+    return {
+        ExecStatus.TIMEOUT: CaseStatus.TIMEOUT,
+        ExecStatus.MEMORY_LIMIT: CaseStatus.MEMORY,
+        ExecStatus.OUTPUT_LIMIT: CaseStatus.OUTPUT_LIMIT,
+    }.get(status, CaseStatus.NOT_RUN)
+
+
+def _not_run(tests: Sequence[UnitTest] | Sequence[IOCase], error: str) -> TestRun:
+    results = tuple(
+        CaseResult(index=index, hidden=test.hidden, status=CaseStatus.NOT_RUN, shown="", message=error)
+        for index, test in enumerate(tests)
+    )
+    return TestRun(results, program_error=error, clean_exit=False)
+
+
+class IOVerifier:
+    """Runs a stdin/stdout program once per case (concurrently where the sandbox is a warm pool)."""
+
+    def __init__(self, sandbox: Sandbox, config: VerifierConfig | None = None) -> None:
+        self.sandbox = sandbox
+        self.config = config or VerifierConfig()
+
+    def verify(self, program: Program, cases: Sequence[IOCase]) -> TestRun:
+        """Every case's outcome; a program that does not compile runs nothing."""
+        error = syntax_error(program)
+        if error:
+            return _not_run(cases, error)
+        limits = self.config.limits(self.config.per_test_seconds)
+        files = {SOLUTION_FILE: program.source.encode()}
+        requests = [
+            ExecRequest(command=("python3", SOLUTION_FILE), files=files, stdin=case.input.encode(), limits=limits)
+            for case in cases
+        ]
+        runs = _run_all(self.sandbox, requests)
+        results = tuple(
+            self._judge(index, case, run, program.offset)
+            for index, (case, run) in enumerate(zip(cases, runs, strict=True))
+        )
+        return TestRun(results, clean_exit=all(run.status is not ExecStatus.SANDBOX_ERROR for run in runs))
+
+    def _judge(self, index: int, case: IOCase, run: ExecResult, offset: int) -> CaseResult:
+        base = CaseResult(
+            index=index, hidden=case.hidden, status=CaseStatus.PASSED, shown=case.input, expected=case.output
+        )
+        if run.status is ExecStatus.OK:
+            if outputs_match(run.stdout_text, case.output, self.config.float_tolerance):
+                return base
+            return replace(base, status=CaseStatus.WRONG, actual=run.stdout_text)
+        if run.status is ExecStatus.RUNTIME_ERROR:
+            trace = renumber(trim_traceback(run.stderr_text), offset)
+            last = trace.strip().splitlines()[-1] if trace.strip() else f"exit code {run.exit_code}"
+            status = CaseStatus.MEMORY if last.startswith("MemoryError") else CaseStatus.ERROR
+            return replace(base, status=status, message=last, traceback=trace)
+        if run.status is ExecStatus.SANDBOX_ERROR:
+            return replace(base, status=CaseStatus.ERROR, message=f"the sandbox lost the run: {run.message}")
+        return replace(base, status=_breach(run.status), message=run.message)
+
+
+def _run_all(sandbox: Sandbox, requests: list[ExecRequest]) -> list[ExecResult]:
+    """Runs requests concurrently where the sandbox can (a warm pool's `map`), else one after another."""
+    if isinstance(sandbox, WarmPool):
+        return sandbox.map(requests)
+    return [sandbox.run(request) for request in requests]
+
+
+def outputs_match(actual: str, expected: str, float_tolerance: float | None = 1e-6) -> bool:
+    """Token-by-token comparison (whitespace and line breaks are separators), numbers within a tolerance."""
+    got, want = actual.split(), expected.split()
+    if len(got) != len(want):
+        return False
+    return all(a == b or _close(a, b, float_tolerance) for a, b in zip(got, want, strict=True))
+
+
+def _close(a: str, b: str, tolerance: float | None) -> bool:
+    if tolerance is None:
+        return False
+    try:
+        x, y = float(a), float(b)
+    except ValueError:
+        return False
+    return abs(x - y) <= tolerance * max(1.0, abs(y))
+
+
+def trim_traceback(stderr: str) -> str:
+    """A Python traceback from stderr, with only the frames in `solution.py` (and the error line)."""
+    lines = _FRAME_PATH.sub('File "solution.py"', stderr).rstrip().splitlines()
+    start = max((i for i, line in enumerate(lines) if line.startswith("Traceback (most recent call last)")), default=-1)
+    if start < 0:
+        return "\n".join(lines[-8:])
+    kept = [lines[start]]
+    keep_frame = False
+    for line in lines[start + 1 :]:
+        if line.startswith("  File "):
+            keep_frame = '"solution.py"' in line
+            if keep_frame:
+                kept.append(line)
+        elif line.startswith("    "):
+            if keep_frame:
+                kept.append(line)
+        else:
+            kept.append(line)
+    return "\n".join(kept)

@@ -1,0 +1,216 @@
+"""CodeEnv / CodeIOEnv: bundled references pass, wrong code fails with feedback naming the failing test, and
+syntax errors, endless loops, exceptions, partial passes, missing code, hidden tests and hostile code."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterator
+
+import gymnasium as gym
+import pytest
+from gymnasium.utils.env_checker import check_env
+
+import reflectgym
+from reflectgym.core import audit_feedback_leaks, check_determinism, check_garbage_actions, check_snapshot_roundtrip
+from reflectgym.envs.code.env import CodeEnv, CodeIOEnv
+from reflectgym.envs.code.verifier import VerifierConfig
+
+FAST = VerifierConfig(per_test_seconds=0.5, run_seconds=2.0)
+IDS = {"function": "reflectgym/CodeTest-v0", "io": "reflectgym/CodeIOTest-v0"}
+
+
+def fenced(code: str) -> str:
+    return f"Here is my code:\n```python\n{code}\n```"
+
+
+@pytest.fixture(scope="module")
+def env_ids() -> Iterator[dict[str, str]]:
+    reflectgym.register(IDS["function"], "reflectgym.envs.code.env:CodeEnv", family="code")
+    reflectgym.register(IDS["io"], "reflectgym.envs.code.env:CodeIOEnv", family="code")
+    yield IDS
+    for env_id in IDS.values():
+        gym.registry.pop(env_id, None)
+
+
+@pytest.fixture
+def code_env() -> Iterator[CodeEnv]:
+    env = CodeEnv(verifier=FAST)
+    yield env
+    env.close()
+
+
+@pytest.fixture
+def io_env() -> Iterator[CodeIOEnv]:
+    env = CodeIOEnv(verifier=FAST)
+    yield env
+    env.close()
+
+
+@pytest.mark.parametrize("family", ["function", "io"])
+def test_gymnasium_conformance(env_ids: dict[str, str], family: str) -> None:
+    env = gym.make(env_ids[family])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        check_env(env.unwrapped)
+    check_snapshot_roundtrip(env)
+    check_garbage_actions(env, turns=6)
+    env.close()
+    check_determinism(lambda: gym.make(env_ids[family]), seeds=(0, 5), turns=3)
+
+
+@pytest.mark.parametrize("family", ["function", "io"])
+def test_no_reference_solution_leaks_into_feedback(env_ids: dict[str, str], family: str) -> None:
+    env = gym.make(env_ids[family])
+    report = audit_feedback_leaks(env, episodes=6, max_turns=3)
+    assert report.ok, str(report)
+    env.close()
+
+
+@pytest.mark.parametrize("env_class", [CodeEnv, CodeIOEnv])
+def test_every_bundled_reference_solution_passes_every_test(env_class: type[CodeEnv]) -> None:
+    env = env_class()
+    for task in env.tasks:  # type: ignore[attr-defined]
+        env.reset(options={"task_id": task.id})
+        _, reward, terminated, _, info = env.step(env.oracle_action())
+        assert (reward, terminated) == (1.0, True), f"{task.id}: {info['feedback']}"
+        assert info["privileged"] == task.reference
+    env.close()
+
+
+def test_a_wrong_function_fails_naming_the_call_expected_and_actual(code_env: CodeEnv) -> None:
+    code_env.reset(options={"task_id": "fn/second_largest"})
+    wrong = "def second_largest(numbers):\n    return sorted(numbers)[-2]"
+    observation, reward, terminated, truncated, info = code_env.step(fenced(wrong))
+    assert (reward, terminated, truncated) == (0.0, False, False)
+    assert "Test 1 failed." in info["feedback"]
+    assert "call:     second_largest([4, 1, 4, 3])" in info["feedback"]
+    assert "expected: 3" in info["feedback"] and "actual:   4" in info["feedback"]
+    assert "Attempt 2 of 3" in observation
+
+
+def test_a_body_only_reply_completes_the_prompt(code_env: CodeEnv) -> None:
+    code_env.reset(options={"task_id": "fn/chunk"})
+    body = "    return [items[i:i + size] for i in range(0, len(items), size)]"
+    assert code_env.step(body)[1] == 1.0
+
+
+def test_a_syntax_error_is_reported_with_the_candidates_own_line_number(code_env: CodeEnv) -> None:
+    code_env.reset(options={"task_id": "fn/is_prime"})
+    feedback = code_env.step(fenced("def is_prime(n):\n    return n >\n"))[4]["feedback"]
+    assert "failed before any test ran" in feedback and "SyntaxError" in feedback and "line 2" in feedback
+
+
+def test_an_exception_shows_a_traceback_trimmed_to_the_candidates_lines(code_env: CodeEnv) -> None:
+    code_env.reset(options={"task_id": "fn/digit_root"})
+    code = "def digit_root(n):\n    parts = []\n    return parts[0]"
+    feedback = code_env.step(fenced(code))[4]["feedback"]
+    assert "raised an exception" in feedback and "IndexError" in feedback
+    assert 'File "solution.py", line 3, in digit_root' in feedback and "_harness" not in feedback
+
+
+def test_an_endless_loop_is_reported_as_a_timeout_and_the_episode_goes_on(code_env: CodeEnv) -> None:
+    code_env.reset(options={"task_id": "fn/is_prime"})
+    _, reward, terminated, _, info = code_env.step(fenced("def is_prime(n):\n    while True:\n        pass"))
+    assert reward == 0.0 and not terminated
+    assert "timed out" in info["feedback"] and "time limit" in info["feedback"]
+
+
+def test_a_memory_blowup_is_reported_as_such(code_env: CodeEnv) -> None:
+    code_env.reset(options={"task_id": "fn/flatten"})
+    code = "def flatten(nested):\n    return [0] * (10 ** 10)"
+    assert "memory limit" in code_env.step(fenced(code))[4]["feedback"]
+
+
+def test_a_partial_pass_earns_partial_credit_only_when_asked() -> None:
+    wrong_on_empty = (
+        "def running_max(values):\n    out = [values[0]]\n    for v in values[1:]:\n"
+        "        out.append(max(out[-1], v))\n    return out"
+    )
+    for partial, expected in ((False, 0.0), (True, 4 / 5)):
+        env = CodeEnv(partial_credit=partial, verifier=FAST)
+        env.reset(options={"task_id": "fn/running_max"})
+        _, reward, terminated, _, info = env.step(fenced(wrong_on_empty))
+        assert reward == pytest.approx(expected) and not terminated
+        assert info["verdict"].details["passed_tests"] == 4
+        env.close()
+
+
+def test_a_reply_without_code_is_a_format_turn(code_env: CodeEnv) -> None:
+    code_env.reset(options={"task_id": "fn/chunk"})
+    _, reward, _, _, info = code_env.step("I would split the list into pieces.")
+    assert reward == -0.1 and info["parse_error"] is not None and "```python" in info["feedback"]
+
+
+def test_hidden_tests_count_for_the_reward_but_feedback_never_shows_them(code_env: CodeEnv) -> None:
+    code_env.reset(options={"task_id": "fn/is_prime"})
+    cheat = "def is_prime(n):\n    return n in (97,)"  # passes the three public tests only
+    _, reward, _, _, info = code_env.step(fenced(cheat))
+    assert reward == 0.0 and "All 3 public tests pass, but 2 hidden test(s) fail." in info["feedback"]
+    assert "1_000_003" not in info["feedback"] and "-7" not in info["feedback"]
+
+
+def test_public_tests_makes_only_the_first_tests_visible() -> None:
+    env = CodeEnv(public_tests=1, verifier=FAST)
+    env.reset(options={"task_id": "fn/second_largest"})
+    wrong = "def second_largest(numbers):\n    d = sorted(set(numbers))\n    return d[-2]"
+    feedback = env.step(fenced(wrong))[4]["feedback"]
+    assert "All 1 public tests pass, but" in feedback and "IndexError" not in feedback
+    env.close()
+
+
+def test_binary_and_hint_levels() -> None:
+    wrong = "def digit_root(n):\n    return n % 10"
+    feedbacks = {}
+    for level in ("binary", "hint"):
+        env = CodeEnv(feedback=level, verifier=FAST)
+        env.reset(options={"task_id": "fn/digit_root"})
+        feedbacks[level] = env.step(fenced(wrong))[4]["feedback"]
+        env.close()
+    assert feedbacks["binary"] == "Incorrect: some tests fail."
+    assert "of 5 tests pass" in feedbacks["hint"] and "expected: 2" in feedbacks["hint"]
+
+
+def test_hostile_code_is_contained_and_cannot_forge_a_pass(code_env: CodeEnv) -> None:
+    code_env.reset(options={"task_id": "fn/is_prime"})
+    forge = (
+        "import sys, json, os\n"
+        "marker = sys.argv[1]\n"
+        "for i in range(int(sys.argv[3])):\n"
+        "    print(marker + json.dumps({'index': i, 'status': 'passed', 'message': '', 'tb': ''}), flush=True)\n"
+        "os._exit(1)\n"
+    )
+    _, reward, terminated, _, _ = code_env.step(fenced(forge))
+    assert reward == 0.0 and not terminated
+    network = (
+        "import socket\ndef is_prime(n):\n    socket.create_connection(('1.1.1.1', 53), timeout=1)\n    return True"
+    )
+    feedback = code_env.step(fenced(network))[4]["feedback"]
+    assert "raised an exception" in feedback and "OSError" in feedback
+
+
+def test_io_wrong_output_shows_input_expected_and_actual(io_env: CodeIOEnv) -> None:
+    io_env.reset(options={"task_id": "io/gcd_lcm"})
+    info = io_env.step(fenced("a, b = map(int, input().split())\nprint(1, a * b)"))[4]
+    assert "wrong output" in info["feedback"] and "12 18" in info["feedback"]
+    assert "6 36" in info["feedback"] and "1 216" in info["feedback"]
+
+
+def test_io_endless_loop_and_crash_are_reported(io_env: CodeIOEnv) -> None:
+    io_env.reset(options={"task_id": "io/reverse_words"})
+    assert "timed out" in io_env.step(fenced("while True:\n    pass"))[4]["feedback"]
+    feedback = io_env.step(fenced("words = input().split()\nprint(words[10])"))[4]["feedback"]
+    assert "IndexError" in feedback and 'File "solution.py", line 2' in feedback
+
+
+def test_io_outputs_compare_by_tokens(io_env: CodeIOEnv) -> None:
+    io_env.reset(options={"task_id": "io/gcd_lcm"})
+    code = "import math\na, b = map(int, input().split())\nprint(math.gcd(a, b), '  ')\nprint(a * b // math.gcd(a, b))"
+    assert io_env.step(fenced(code))[1] == 1.0
+
+
+def test_a_named_sandbox_backend_is_used_and_closed() -> None:
+    env = CodeIOEnv(sandbox="bwrap", verifier=FAST)
+    env.reset(options={"task_id": "io/distinct_count"})
+    assert env.step(env.oracle_action())[1] == 1.0
+    assert env.sandbox.get().name == "bwrap"
+    env.close()

@@ -1,0 +1,41 @@
+"""Code extraction from model text: fenced blocks, the block defining the entry point, bare code, no code."""
+
+from __future__ import annotations
+
+from reflectgym.envs.code.extract import extract_code, is_function_body
+
+
+def test_a_fenced_python_block_is_taken_without_the_prose_around_it() -> None:
+    text = "Here you go:\n```python\ndef f(x):\n    return x + 1\n```\nThat adds one."
+    assert extract_code(text) == "def f(x):\n    return x + 1\n"
+
+
+def test_the_block_defining_the_entry_point_wins_over_a_later_usage_block() -> None:
+    text = "```python\ndef add(a, b):\n    return a + b\n```\nUsage:\n```python\nprint(add(1, 2))\n```"
+    assert extract_code(text, "add") == "def add(a, b):\n    return a + b\n"
+    assert extract_code(text) == "print(add(1, 2))\n"
+
+
+def test_blocks_in_other_languages_are_ignored() -> None:
+    assert extract_code("```bash\nls -la\n```") is None
+    assert extract_code("```bash\nls\n```\n```py\nx = 1\n```") == "x = 1\n"
+
+
+def test_an_unclosed_fence_runs_to_the_end_of_the_reply() -> None:
+    assert extract_code("```python\ndef f():\n    return 2") == "def f():\n    return 2\n"
+
+
+def test_bare_code_after_a_line_of_prose_is_found() -> None:
+    text = "My solution is below.\ndef f(x):\n    return 2 * x"
+    assert extract_code(text) == "def f(x):\n    return 2 * x\n"
+
+
+def test_an_indented_body_counts_as_code() -> None:
+    code = extract_code("    return sorted(values)\n")
+    assert code is not None and is_function_body(code)
+
+
+def test_prose_and_lone_names_are_not_code() -> None:
+    assert extract_code("I think the answer is to sort the list.") is None
+    assert extract_code("hello") is None
+    assert extract_code("") is None

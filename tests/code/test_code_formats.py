@@ -1,0 +1,79 @@
+"""Task formats: HumanEval, MBPP, function and I/O rows recognised by fields; bad rows located; assert splitting."""
+
+from __future__ import annotations
+
+import pytest
+
+from reflectgym.core.tasks import TaskFormatError, TaskList
+from reflectgym.envs.code.asserts import instrument, split_check
+from reflectgym.envs.code.formats import FUNCTION_TASKS, IO_TASKS, load_code_tasks
+
+HUMANEVAL_ROW = {
+    "task_id": "Toy/0",
+    "prompt": 'def double(x):\n    """Twice x."""\n',
+    "canonical_solution": "    return 2 * x\n",
+    "test": (
+        "METADATA = {}\n\n\ndef check(candidate):\n    assert candidate(1) == 2\n    k = 5\n"
+        "    assert candidate(k) == 10\n"
+    ),
+    "entry_point": "double",
+}
+MBPP_ROW = {
+    "task_id": 7,
+    "text": "Write a function to add two numbers.",
+    "code": "def add(a, b):\n    return a + b",
+    "test_list": ["assert add(1, 2) == 3", "assert add(0, 0) == 0"],
+    "test_setup_code": "",
+    "challenge_test_list": ["assert add(-1, 1) == 0"],
+}
+
+
+def test_a_humaneval_check_is_split_into_one_test_per_assert_keeping_setup_lines() -> None:
+    snippets = split_check(str(HUMANEVAL_ROW["test"]), "double")
+    assert len(snippets) == 2
+    assert "candidate = double" in snippets[1] and "k = 5" in snippets[1] and "candidate(1)" not in snippets[1]
+
+
+def test_an_instrumented_comparison_shows_the_call_with_the_entry_point_name() -> None:
+    test = instrument("candidate = double\nassert candidate(3) == 6", "double")
+    assert (test.call, test.expected, test.shown) == ("double(3)", "6", "assert double(3) == 6")
+
+
+def test_formats_are_recognised_by_their_fields() -> None:
+    tasks = load_code_tasks([HUMANEVAL_ROW, MBPP_ROW], "function")
+    humaneval, mbpp = tasks.get("Toy/0"), tasks.get("7")
+    assert humaneval.data["format"] == "humaneval" and str(humaneval.reference).endswith("return 2 * x\n")
+    assert humaneval.data["preamble"] == HUMANEVAL_ROW["prompt"]
+    assert mbpp.data["format"] == "mbpp" and mbpp.data["entry_point"] == "add"
+    assert mbpp.data["hidden_tests"] == ["assert add(-1, 1) == 0"]
+    assert "assert add(1, 2) == 3" in mbpp.prompt and "add(-1, 1)" not in mbpp.prompt
+
+
+def test_codecontests_style_columns_become_public_and_hidden_cases() -> None:
+    row = {
+        "name": "echo",
+        "description": "Echo.",
+        "public_tests": {"input": ["1\n"], "output": ["1\n"]},
+        "private_tests": {"input": ["2\n", "3\n"], "output": ["2\n", "3\n"]},
+    }
+    task = load_code_tasks([row], "io").get("echo")
+    assert len(task.data["tests"]) == 1 and len(task.data["hidden_tests"]) == 2
+
+
+def test_a_row_of_the_other_family_is_refused_with_its_location() -> None:
+    with pytest.raises(TaskFormatError, match="io task"):
+        load_code_tasks(IO_TASKS, "function")
+
+
+def test_a_bad_row_names_the_field() -> None:
+    row = dict(MBPP_ROW, test_list="assert add(1, 2) == 3")
+    with pytest.raises(TaskFormatError, match="test_list"):
+        load_code_tasks([row], "function")
+
+
+def test_the_bundled_sets_hold_at_least_forty_original_tasks_with_references() -> None:
+    function_tasks, io_tasks = load_code_tasks(FUNCTION_TASKS, "function"), load_code_tasks(IO_TASKS, "io")
+    assert isinstance(function_tasks, TaskList) and isinstance(io_tasks, TaskList)
+    assert len(function_tasks) + len(io_tasks) >= 40 and len(io_tasks) >= 10
+    for task in [*function_tasks, *io_tasks]:
+        assert task.reference and task.data["tests"] and task.data["hidden_tests"], task.id
