@@ -27,3 +27,14 @@ def test_quickstart_prints_a_table(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert "success" in result.stdout and "reflectgym/Capitals-v0" in result.stdout
     assert "not run here" not in result.stdout, result.stdout
+
+
+def test_train_grpo_example_runs(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "train_grpo.py"), "--steps", "3", "--out", str(tmp_path / "run")],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "final reward" in result.stdout and (tmp_path / "run" / "report.html").exists()
