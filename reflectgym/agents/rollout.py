@@ -17,7 +17,7 @@ import threading
 import time
 import traceback
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, wait
+from concurrent.futures import ALL_COMPLETED, FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -53,6 +53,9 @@ class RolloutConfig:
     """Overrides the per-family system prompt (`reflectgym.agents.prompts`); `""` sends none."""
     sampling: Sampling = field(default_factory=Sampling)
     """Sampling parameters of every policy call."""
+    lockstep: bool = False
+    """Wait for every in-flight env call before each policy call, so batches (and so sampled tokens) do not depend
+    on thread timing: the same seeds give the same rollouts. Slower when env call times vary."""
 
     def __post_init__(self) -> None:
         for name in ("num_envs", "group_size", "max_turns"):
@@ -203,7 +206,8 @@ class RolloutEngine:
         """Waits for at least one env call, then sorts episodes into ready-to-act and ended."""
         pending = [episode.pending for episode in active if episode.pending is not None]
         if pending and all(episode.pending is not None for episode in active):
-            wait(pending, timeout=self._wait_timeout(active), return_when=FIRST_COMPLETED)
+            when = ALL_COMPLETED if self.config.lockstep else FIRST_COMPLETED
+            wait(pending, timeout=self._wait_timeout(active), return_when=when)
         ready: list[_Episode] = []
         ended: list[_Episode] = []
         now = time.perf_counter()

@@ -137,6 +137,7 @@ class GRPOTrainer:
             group_size=config.group_size,
             max_turns=config.max_turns,
             sampling=Sampling(temperature=config.temperature, max_new_tokens=config.max_new_tokens),
+            lockstep=True,  # batches independent of thread timing: same seed, same run, exact resume
         )
         env_id, env_kwargs = config.env_id, dict(config.env_kwargs)
         self.engine = RolloutEngine(policy, lambda: gym.make(env_id, **env_kwargs), env_id, rollout)

@@ -79,3 +79,65 @@ def test_resume_continues_from_the_latest_checkpoint(tmp_path: Path) -> None:
 def test_config_validation_says_what_to_change() -> None:
     with pytest.raises(ConfigError, match="group_size must be at least 2"):
         GRPOConfig(group_size=1)
+
+
+TRAIN_SCRIPT = """
+import sys
+import reflectgym
+from reflectgym.agents.hf_policy import HFPolicy
+from reflectgym.trainers.grpo import GRPOConfig, GRPOTrainer
+
+def length_share(task, answer):  # dense: reply lengths vary, so nearly every group carries signal
+    return min(len(answer.strip()), 6) / 6
+
+env_id = reflectgym.register_task_env("Long-v0", [{"id": "a", "prompt": "Talk.", "answer": "aaaaaa"}],
+                                      length_share, max_attempts=1)
+model_dir, run_dir, steps, resume = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4] == "resume"
+config = GRPOConfig(env_id=env_id, output_dir=run_dir, steps=steps, tasks_per_step=2, group_size=4, lr=3e-3,
+                    max_new_tokens=6, save_every=1, resume=resume, seed=7)
+GRPOTrainer(config, HFPolicy.from_pretrained(model_dir)).train()
+"""
+
+
+def _last_record_per_step(run_dir: Path) -> dict[int, dict[str, float]]:
+    records: dict[int, dict[str, float]] = {}
+    for line in (run_dir / "metrics.jsonl").read_text().splitlines():
+        record = json.loads(line)
+        records[record["step"]] = {k: v for k, v in record.items() if k not in {"time"} and "seconds" not in k}
+    return records
+
+
+def test_a_run_killed_with_sigkill_and_resumed_matches_an_uninterrupted_run(tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    model_dir = build_tiny_model(tmp_path / "model", TinyModelConfig(seed=3))
+    script = tmp_path / "train.py"
+    script.write_text(TRAIN_SCRIPT)
+    steps = 8
+
+    def run(run_dir: Path, mode: str) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(
+            [sys.executable, str(script), str(model_dir), str(run_dir), str(steps), mode],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+
+    assert run(tmp_path / "whole", "fresh").wait(timeout=300) == 0
+
+    interrupted = run(tmp_path / "killed", "fresh")
+    metrics = tmp_path / "killed" / "metrics.jsonl"
+    deadline = time.time() + 300
+    while time.time() < deadline and (not metrics.exists() or len(metrics.read_text().splitlines()) < 3):
+        time.sleep(0.02)
+    interrupted.send_signal(signal.SIGKILL)
+    interrupted.wait(timeout=60)
+    killed_at = len(metrics.read_text().splitlines())
+    assert killed_at < steps, "the run finished before it could be killed; nothing was tested"
+    assert run(tmp_path / "killed", "resume").wait(timeout=300) == 0
+
+    whole = _last_record_per_step(tmp_path / "whole")
+    assert sum("loss" in record for record in whole.values()) >= 3, "too few updates for the comparison to mean much"
+    assert _last_record_per_step(tmp_path / "killed") == whole
