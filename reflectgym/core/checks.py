@@ -20,8 +20,8 @@ def _unwrapped_text_env(env: gym.Env[Any, Any]) -> TextEnv[Any]:
     return base
 
 
-def _actions(env: gym.Env[Any, Any], count: int, seed: int) -> list[str]:
-    """A fixed mix of garbage and (where the env has an oracle) good actions."""
+def _actions(count: int, seed: int) -> list[str]:
+    """A fixed, seeded list of garbage action texts (`play` mixes in oracle moves where the env has them)."""
     space = FreeText(sample_max_length=32, seed=seed)
     return [space.sample() for _ in range(count)]
 
@@ -44,7 +44,7 @@ def play(env: gym.Env[Any, Any], seed: int, actions: list[str], use_oracle: bool
 def check_determinism(make_env: Any, seeds: tuple[int, ...] = (0, 1, 7), turns: int = 6) -> None:
     """Two fresh envs reset with the same seed and fed the same actions produce identical episodes."""
     for seed in seeds:
-        actions = _actions(make_env(), turns, seed)
+        actions = _actions(turns, seed)
         first, second = make_env(), make_env()
         try:
             run_1, run_2 = play(first, seed, actions), play(second, seed, actions)
@@ -59,7 +59,7 @@ def check_determinism(make_env: Any, seeds: tuple[int, ...] = (0, 1, 7), turns: 
 def check_snapshot_roundtrip(env: gym.Env[Any, Any], seed: int = 0, prefix: int = 2, suffix: int = 3) -> None:
     """A snapshot taken mid-episode, pickled and restored, continues exactly as the original did."""
     base = _unwrapped_text_env(env)
-    actions = _actions(env, prefix + suffix, seed)
+    actions = _actions(prefix + suffix, seed)
     env.reset(seed=seed)
     done = False
     for action in actions[:prefix]:
