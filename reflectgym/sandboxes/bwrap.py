@@ -12,6 +12,10 @@ Threat model:
   (scrubbed).
 - Not covered: kernel bugs reachable through system calls (no seccomp filter), CPU and memory-bandwidth side
   channels, the total memory of many processes (each is bounded by RLIMIT_AS and their count by RLIMIT_NPROC).
+
+Ending a sandbox early (timeout, output flood, a pool worker retired): the sandbox's init (bubblewrap's child, pid 1
+of the namespace) is SIGKILLed, which takes the whole pid namespace with it; bubblewrap reaps it and exits, and the
+host reaps bubblewrap. Killing bubblewrap first would orphan that init to the host's pid 1 as a `[bwrap]` zombie.
 """
 
 from __future__ import annotations
@@ -21,8 +25,12 @@ import dataclasses
 import functools
 import json
 import os
+import re
+import select
 import shutil
+import signal
 import subprocess
+import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
@@ -37,6 +45,9 @@ TMP_DIR = "/tmp"
 NOBODY = 65534
 SANDBOX_PROCESSES = 1
 """Processes of the sandbox itself that count against RLIMIT_NPROC inside the namespace (bwrap's init)."""
+EXIT_GRACE_SECONDS = 5.0
+"""How long bubblewrap gets to exit by itself once its sandbox's init is killed."""
+_CHILD_PID = re.compile(rb'"child-pid"\s*:\s*(\d+)\D')
 
 
 @dataclass(frozen=True)
@@ -75,6 +86,59 @@ def namespace_args(config: BwrapConfig, network: bool, disk_bytes: int) -> list[
 def spawn_identity(config: BwrapConfig) -> tuple[int | None, int | None]:
     """(uid, gid) to start bubblewrap as: `config.uid` when we are root, else ourselves."""
     return (config.uid, config.uid) if os.geteuid() == 0 else (None, None)
+
+
+def child_pid_from(report: bytes) -> int | None:
+    """The sandbox init's host pid from bubblewrap's `--info-fd` or `--json-status-fd` output, when complete."""
+    match = _CHILD_PID.search(report)
+    return int(match.group(1)) if match else None
+
+
+def read_report(fd: int, report: bytearray, timeout: float) -> None:
+    """Append what bubblewrap wrote on `fd` until it has written the child pid, closed it, or `timeout` passed."""
+    deadline = time.perf_counter() + timeout
+    while child_pid_from(bytes(report)) is None:
+        remaining = deadline - time.perf_counter()
+        if remaining < 0 or not select.select([fd], [], [], max(remaining, 0))[0]:
+            return
+        chunk = os.read(fd, 4096)
+        if not chunk:
+            return
+        report += chunk
+
+
+def end_sandbox(proc: subprocess.Popen[bytes], init_pid: int | None) -> None:
+    """Kill the sandbox's init (and so its pid namespace), let bubblewrap exit, and reap it.
+
+    bubblewrap itself is killed only when its init is unknown or already gone (nothing is left to orphan then),
+    or when it does not exit within `EXIT_GRACE_SECONDS`.
+    """
+    if proc.poll() is None and (init_pid is None or not _kill_child(proc.pid, init_pid)):
+        proc.kill()
+    try:
+        proc.wait(timeout=EXIT_GRACE_SECONDS)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def _kill_child(parent: int, pid: int) -> bool:
+    """SIGKILL `pid` if it is (still) a child of `parent`; False when it is not (gone, or the pid was reused)."""
+    try:
+        pidfd = os.pidfd_open(pid)
+    except OSError:
+        return False
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            parent_of_pid = int(handle.read().rsplit(b")", 1)[1].split()[1])
+        if parent_of_pid != parent:
+            return False
+        signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+        return True
+    except (OSError, ValueError, IndexError):
+        return False
+    finally:
+        os.close(pidfd)
 
 
 @functools.cache
@@ -116,6 +180,13 @@ class BwrapSandbox:
         """Run one request in its own namespaces with a private tmpfs work dir holding its files."""
         limits = request.limits
         status_read, status_write = os.pipe()
+        report = bytearray()
+
+        def end_early(pid: int) -> bool:
+            read_report(status_read, report, timeout=1.0)
+            init_pid = child_pid_from(bytes(report))
+            return init_pid is not None and _kill_child(pid, init_pid)
+
         with _file_descriptors(request) as placed, contextlib.ExitStack() as stack:
             stack.callback(os.close, status_read)
             write_end = [status_write]
@@ -132,10 +203,11 @@ class BwrapSandbox:
             argv = [*args, "--", *prlimit_argv(table), *resolve_python(request.command, self.config.python)]
             uid, gid = spawn_identity(self.config)
             fds = [status_write, *(fd for fd, _ in placed)]
-            options = SpawnOptions(cwd="/", env={}, user=uid, group=gid, pass_fds=fds)
+            options = SpawnOptions(cwd="/", env={}, user=uid, group=gid, pass_fds=fds, terminate=end_early)
             raw, _ = run_process(argv, request.stdin, limits.wall_seconds, limits.max_output_bytes, options)
             os.close(write_end.pop())
-            status = _read_all(status_read)
+            report += _read_all(status_read)
+        status = bytes(report)
         if b'"child-pid"' not in status and not raw.killed_for_wall:
             raise SandboxError(f"bubblewrap failed to set up the sandbox: {raw.stderr.decode(errors='replace')[:500]}")
         return classify(_signal_from_exit_code(raw, _exit_code(status)), limits)

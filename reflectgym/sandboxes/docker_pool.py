@@ -4,8 +4,9 @@ Each container: no network (`network_mode=none` unless `Limits.network`), read-o
 `docker_image`), tmpfs `/work`, `/tmp` of `Limits.disk_bytes`, a cgroup memory limit (tmpfs pages included) with no
 swap, a pids limit, one CPU, all capabilities dropped, `no-new-privileges`, a uid of its own that no other
 container or host process uses (so RLIMIT_NPROC counts only this container), private IPC, hostname `sandbox`.
-A long-lived worker (`worker_main`) is started in it with one `exec` whose stdin/stdout the SDK's socket carries;
-files travel with each request and are written into the wiped `/work`; each run is a forked child with rlimits.
+The container's main process (pid 1) is the long-lived worker (`worker_main`), whose stdin/stdout the SDK's attach
+socket carries; files travel with each request and are written into the wiped `/work`; each run is a fresh forked
+child with rlimits.
 Containers are replaced after `PoolConfig.max_runs_per_worker` runs and after any run that hit a limit (a breach).
 
 Threat model: as `bwrap` (network, host filesystem, processes, uid, ipc, memory/CPU/output/time limits,
@@ -25,15 +26,13 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from reflectgym.sandboxes.pool import WORKER_SOURCE, PoolConfig, WarmPool, WorkerChannel, WorkerLostError
+from reflectgym.sandboxes.pool import PoolConfig, WarmPool, WorkerChannel, WorkerLostError, worker_command
 from reflectgym.sandboxes.types import MIB, Isolation, Limits, SandboxError
 
 UID_BASE = 1_600_000_000
 """Containers run as a random uid above this, one per container."""
-IDLE_INIT = "import signal\nwhile True: signal.pause()"
-"""The container's pid 1: sleeps; the worker reaps everything as a subreaper."""
 WORKER_OVERHEAD_BYTES = 64 * MIB
-"""Memory the container gets beyond the program's limit, for the worker and its init."""
+"""Memory the container gets beyond the program's limit, for the worker, its zygote and the next standby."""
 LABEL = "reflectgym.sandbox"
 
 
@@ -113,7 +112,7 @@ class DockerLauncher:
     name = "docker"
     isolation = Isolation.CONTAINER
     sigkill_means_oom = True
-    extra_processes = 2
+    extra_processes = 3  # the worker (the container's pid 1), its zygote and the next run's standby
 
     def __init__(self, config: DockerConfig, limits: Limits, preload: tuple[str, ...]) -> None:
         try:
@@ -133,16 +132,16 @@ class DockerLauncher:
         self.image = config.image or ensure_image(self.client)
 
     def start(self) -> WorkerChannel:
-        """Create and start a container, then exec the worker in it with stdin attached."""
+        """Create a container whose main process is the worker, attach to its stdin/stdout, then start it."""
         uid = UID_BASE + secrets.randbelow(100_000_000)
         limits = self.limits
         tmpfs_options = f"size={limits.disk_bytes},mode=1777,exec"
         memory = limits.memory_bytes + 2 * limits.disk_bytes + WORKER_OVERHEAD_BYTES
         try:
-            container = self.client.containers.run(
+            container = self.client.containers.create(
                 self.image,
-                ["/usr/bin/python3", "-I", "-S", "-c", IDLE_INIT],
-                detach=True,
+                worker_command("/usr/bin/python3", self.preload),
+                stdin_open=True,
                 network_mode="bridge" if limits.network else "none",
                 read_only=True,
                 tmpfs={"/work": tmpfs_options, "/tmp": tmpfs_options},
@@ -159,16 +158,8 @@ class DockerLauncher:
                 environment={},
                 labels={LABEL: "1"},
             )
-            exec_id = self.client.api.exec_create(
-                container.id,
-                ["/usr/bin/python3", "-I", "-c", WORKER_SOURCE, ",".join(self.preload)],
-                stdin=True,
-                stdout=True,
-                stderr=False,
-                user=f"{uid}:{uid}",
-                workdir="/work",
-            )["Id"]
-            wrapped = self.client.api.exec_start(exec_id, socket=True)
+            wrapped = self.client.api.attach_socket(str(container.id), params={"stdin": 1, "stdout": 1, "stream": 1})
+            container.start()
         except Exception as error:  # docker.errors.* and requests errors alike mean the sandbox cannot start
             raise SandboxError(f"could not start a sandbox container: {error}") from error
         raw: Any = wrapped  # the SDK wraps the socket (SocketIO over a unix socket); we need the socket itself

@@ -1,45 +1,55 @@
 """`pool`: a warm pool of long-lived sandboxed workers that fork one child per request (see `worker_main`).
 
-A fresh interpreter per run costs ~10 ms; a fork of an already-started one costs ~1 ms. The pool keeps up to one
-worker per core, each inside its own isolation (bubblewrap here, a container for `docker`), hands requests to idle
-workers from a queue, and offers `run` (blocking), `run_async` (asyncio) and `map` (a batch, concurrently).
+A fresh interpreter per run costs ~10-20 ms; a forked child of an already-started one well under 2 ms. The pool
+keeps up to one worker per core, each inside its own isolation (bubblewrap here, a container for `docker`), hands
+requests to idle workers from a queue, and offers `run` (blocking, on the caller's thread), `run_async` (asyncio)
+and `map` (a batch, concurrently).
 
 Threat model: each worker has the isolation of its launcher (`bwrap`: see `reflectgym.sandboxes.bwrap`); within
 it, every run is a fresh forked child with the request's rlimits, and after each run the worker kills every other
-process of its pid namespace and wipes `/work`, `/tmp`, `/dev/shm` and SysV IPC objects. What one run shares with
-the next run on the same worker is only the worker's pre-fork state (its preloaded modules, read-only to the
-child) and the namespaces themselves; see `worker_main` for the list. A program that kills its own worker gets
-`sandbox_error` for that run and the worker is replaced. Per-pool, not per-request: the network setting and the
-work dir size (`Limits.network`, `Limits.disk_bytes` of `PoolConfig.limits`).
+process of its pid namespace and wipes `/work`, `/tmp`, `/dev/shm` and SysV IPC objects before it reads the next
+request. What one run shares with the next run on the same worker is only the worker's pre-fork state (its
+preloaded modules, read-only to the child) and the namespaces themselves; see `worker_main` for the list. A program
+that kills its own worker gets `sandbox_error` for that run and the worker is replaced. Per-pool, not per-request:
+the network setting and the work dir size (`Limits.network`, `Limits.disk_bytes` of `PoolConfig.limits`).
 
-The host treats everything a worker says as untrusted: replies are JSON and raw bytes with bounded sizes, never
-pickle.
+The host treats everything a worker says as untrusted: replies are fixed structs and raw bytes with bounded sizes,
+never pickle. Every bubblewrap process the pool starts is reaped by the pool: workers are retired by killing their
+sandbox's init (not bubblewrap, whose orphaned init would become a zombie of the host's pid 1), workers are started
+from one long-lived thread (bubblewrap's `--die-with-parent` follows the starting *thread*), and pools still open
+when the interpreter exits are closed then.
 """
 
 from __future__ import annotations
 
 import asyncio
+import atexit
 import concurrent.futures
+import functools
 import json
+import math
 import os
 import queue
 import select
-import struct
 import subprocess
 import threading
 import time
-from collections.abc import Iterable, Sequence
+import weakref
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol, TypeVar
 
+from reflectgym.sandboxes import worker_main as wire
 from reflectgym.sandboxes.bwrap import (
-    SANDBOX_PROCESSES,
     TMP_DIR,
     WORK_DIR,
     BwrapConfig,
     bwrap_unavailable_reason,
+    child_pid_from,
+    end_sandbox,
     namespace_args,
+    read_report,
     spawn_identity,
 )
 from reflectgym.sandboxes.environment import PYTHON_NAMES, program_env, resolve_python
@@ -47,16 +57,36 @@ from reflectgym.sandboxes.outcome import RawOutcome, classify
 from reflectgym.sandboxes.rlimits import rlimit_table
 from reflectgym.sandboxes.types import ExecRequest, ExecResult, ExecStatus, Isolation, Limits, SandboxError
 
-WORKER_SOURCE = (Path(__file__).parent / "worker_main.py").read_text(encoding="utf-8")
+WORKER_SOURCE = (Path(__file__).parent / "worker_main.py").read_bytes()
+BOOTSTRAP = (
+    "import os, sys\n"
+    "_size, _source = int(sys.argv[2]), b''\n"
+    "while len(_source) < _size:\n"
+    "    _chunk = os.read(0, _size - len(_source))\n"
+    "    if not _chunk:\n"
+    "        raise SystemExit('the host sent no worker source')\n"
+    "    _source += _chunk\n"
+    "exec(compile(_source, 'worker_main.py', 'exec'))\n"
+)
+"""`python3 -c BOOTSTRAP PRELOAD SIZE` reads `worker_main`'s source from stdin (the host sends it first), so every
+process of the sandbox has a short command line."""
 REPLY_GRACE_SECONDS = 10.0
 """How long past the wall limit the host waits for a worker's reply before it declares the worker lost."""
-MAX_HEADER_BYTES = 1 << 20
+MAX_ERROR_BYTES = 1 << 16
+READ_CHUNK = 1 << 16
+INFO_TIMEOUT_SECONDS = 2.0
+"""How long a retiring worker's bubblewrap may still take to report its sandbox's init."""
 BREACHES = frozenset({ExecStatus.TIMEOUT, ExecStatus.MEMORY_LIMIT, ExecStatus.OUTPUT_LIMIT})
 DEFAULT_PRELOAD = ("collections", "math", "re", "itertools", "functools", "heapq", "string", "typing", "bisect")
+T = TypeVar("T")
 
 
 class WorkerLostError(Exception):
     """The worker died, hung or broke the protocol during a request."""
+
+
+class WorkerRetiredError(Exception):
+    """The worker turned the request away unrun (a previous run broke its zygote): resend it to a fresh worker."""
 
 
 class WorkerChannel(Protocol):
@@ -71,7 +101,7 @@ class WorkerChannel(Protocol):
         ...
 
     def kill(self) -> None:
-        """End the worker and everything in its sandbox; idempotent."""
+        """End the worker and everything in its sandbox, and reap what the host started; idempotent."""
         ...
 
 
@@ -119,13 +149,17 @@ class PoolConfig:
 
 
 class PipeChannel:
-    """A worker started as a host subprocess, spoken to over its stdin/stdout."""
+    """A worker started as a host subprocess, spoken to over its stdin/stdout (replies read in large chunks)."""
 
-    def __init__(self, proc: subprocess.Popen[bytes]) -> None:
+    def __init__(self, proc: subprocess.Popen[bytes], info_fd: int | None = None) -> None:
         assert proc.stdin is not None and proc.stdout is not None
         self._proc = proc
         self._in = proc.stdin.fileno()
         self._out = proc.stdout.fileno()
+        self._poll = select.poll()
+        self._poll.register(self._out, select.POLLIN)
+        self._buffer = bytearray()
+        self._info_fd = info_fd
 
     def send(self, data: bytes) -> None:
         """Write all of `data` (the worker reads whole requests before acting)."""
@@ -138,23 +172,30 @@ class PipeChannel:
 
     def receive(self, count: int, deadline: float) -> bytes:
         """Read exactly `count` bytes before `deadline`."""
-        chunks: list[bytes] = []
-        while count:
+        buffer = self._buffer
+        while len(buffer) < count:
             remaining = deadline - time.perf_counter()
-            if remaining <= 0 or not select.select([self._out], [], [], remaining)[0]:
+            if remaining <= 0 or not self._poll.poll(math.ceil(remaining * 1000)):
                 raise WorkerLostError("worker did not answer in time")
-            chunk = os.read(self._out, min(count, 1 << 20))
+            chunk = os.read(self._out, max(count - len(buffer), READ_CHUNK))
             if not chunk:
                 raise WorkerLostError("worker exited")
-            chunks.append(chunk)
-            count -= len(chunk)
-        return b"".join(chunks)
+            buffer += chunk
+        data = bytes(buffer[:count])
+        del buffer[:count]
+        return data
 
     def kill(self) -> None:
-        """SIGKILL bubblewrap; its --die-with-parent and pid namespace take everything inside along."""
-        if self._proc.poll() is None:
-            self._proc.kill()
-        self._proc.wait()
+        """Kill the sandbox's init (the namespace dies with it), then reap bubblewrap once it has exited."""
+        init_pid = None
+        if self._info_fd is not None:
+            report = bytearray()
+            if self._proc.poll() is None:
+                read_report(self._info_fd, report, INFO_TIMEOUT_SECONDS)
+            os.close(self._info_fd)
+            self._info_fd = None
+            init_pid = child_pid_from(bytes(report))
+        end_sandbox(self._proc, init_pid)
         for stream in (self._proc.stdin, self._proc.stdout):
             if stream is not None:
                 stream.close()
@@ -166,7 +207,7 @@ class BwrapLauncher:
     name = "pool"
     isolation = Isolation.NAMESPACES
     sigkill_means_oom = False
-    extra_processes = SANDBOX_PROCESSES + 1  # the worker beside bwrap's init
+    extra_processes = 3  # the worker (pid 1: no bubblewrap init), its zygote and the next run's standby
 
     def __init__(self, config: BwrapConfig, limits: Limits, preload: Sequence[str]) -> None:
         reason = bwrap_unavailable_reason(config.bwrap)
@@ -177,11 +218,13 @@ class BwrapLauncher:
         self.preload = tuple(preload)
 
     def start(self) -> WorkerChannel:
-        """bwrap ... -- python3 -I -c WORKER_SOURCE preload."""
-        args = namespace_args(self.config, self.limits.network, self.limits.disk_bytes)
+        """bwrap ... --as-pid-1 --info-fd N -- python3 -I -c BOOTSTRAP preload size (the source follows)."""
+        args = [*namespace_args(self.config, self.limits.network, self.limits.disk_bytes), "--as-pid-1"]
         for key, value in program_env(WORK_DIR, TMP_DIR, {}).items():
             args += ["--setenv", key, value]
-        argv = [*args, "--", self.config.python, "-I", "-c", WORKER_SOURCE, ",".join(self.preload)]
+        info_read, info_write = os.pipe()
+        args += ["--info-fd", str(info_write)]
+        argv = [*args, "--", *worker_command(self.config.python, self.preload)]
         uid, gid = spawn_identity(self.config)
         try:
             proc = subprocess.Popen(
@@ -192,13 +235,17 @@ class BwrapLauncher:
                 cwd="/",
                 env={},
                 start_new_session=True,
+                pass_fds=(info_write,),
                 user=uid,
                 group=gid,
                 extra_groups=[] if uid is not None else None,
             )
         except OSError as error:
+            os.close(info_read)
             raise SandboxError(f"could not start a bubblewrap worker: {error}") from error
-        return PipeChannel(proc)
+        finally:
+            os.close(info_write)
+        return PipeChannel(proc, info_read)
 
     def close(self) -> None:
         """Nothing beyond the workers."""
@@ -212,71 +259,87 @@ class Worker:
         self.launcher = launcher
         self.python = python
         self.runs = 0
+        deadline = time.perf_counter() + start_timeout
         try:
-            header, _ = self._receive(time.perf_counter() + start_timeout, max_blob=0)
+            channel.send(WORKER_SOURCE)
+            kind = channel.receive(1, deadline)
+            if kind != wire.READY:
+                raise WorkerLostError(self._error_text(kind, deadline))
         except WorkerLostError as error:
             channel.kill()
             raise SandboxError(f"a {launcher.name} worker did not start: {error}") from error
-        if not header.get("ready"):
-            channel.kill()
-            raise SandboxError(f"a {launcher.name} worker did not start: {header.get('error', header)!r:.500}")
 
     def execute(self, request: ExecRequest) -> ExecResult:
         """Run one request; raises WorkerLostError when the worker breaks during it."""
         limits = request.limits
-        command = list(request.command)
-        inline = command[0] in PYTHON_NAMES and len(command) >= 2 and _is_plain_python(command[1:])
-        header = {
-            "argv": resolve_python(command, self.python),
-            "files": list(request.files),
-            "env": program_env(WORK_DIR, TMP_DIR, request.env),
-            "rlimits": [[k, s, h] for k, (s, h) in rlimit_table(limits, self.launcher.extra_processes).items()],
-            "wall": limits.wall_seconds,
-            "max_output": limits.max_output_bytes,
-            "inline": inline,
-        }
         self.runs += 1
-        self._send(header, [request.stdin, *request.files.values()])
-        reply, blobs = self._receive(
-            time.perf_counter() + limits.wall_seconds + REPLY_GRACE_SECONDS, max_blob=limits.max_output_bytes
+        self.channel.send(encode_request(request, self.python, self.launcher.extra_processes))
+        deadline = time.perf_counter() + limits.wall_seconds + REPLY_GRACE_SECONDS
+        kind = self.channel.receive(1, deadline)
+        if kind == wire.RETIRED:
+            raise WorkerRetiredError("the worker retired before running the request")
+        if kind != wire.DONE:
+            raise WorkerLostError(f"worker failed: {self._error_text(kind, deadline)}")
+        _, returncode, flags, wall, cpu, out_size, err_size = wire.RESULT.unpack(
+            kind + self.channel.receive(wire.RESULT.size - 1, deadline)
         )
-        if "error" in reply or len(blobs) != 2:
-            raise WorkerLostError(f"worker failed: {str(reply.get('error'))[-500:]}")
-        try:
-            returncode = int(reply["returncode"])
-            raw = RawOutcome(
-                returncode=returncode,
-                stdout=blobs[0],
-                stderr=blobs[1],
-                stdout_truncated=bool(reply["stdout_truncated"]),
-                stderr_truncated=bool(reply["stderr_truncated"]),
-                wall_seconds=float(reply["wall"]),
-                cpu_seconds=float(reply["cpu"]),
-                killed_for_wall=bool(reply["killed_for_wall"]),
-                oom_suspected=self.launcher.sigkill_means_oom and returncode == -9,
-            )
-        except (KeyError, TypeError, ValueError) as error:
-            raise WorkerLostError(f"malformed reply: {error}") from error
+        if max(out_size, err_size) > limits.max_output_bytes:
+            raise WorkerLostError("reply announces output past the output limit")
+        raw = RawOutcome(
+            returncode=returncode,
+            stdout=self.channel.receive(out_size, deadline) if out_size else b"",
+            stderr=self.channel.receive(err_size, deadline) if err_size else b"",
+            stdout_truncated=bool(flags & wire.STDOUT_TRUNCATED),
+            stderr_truncated=bool(flags & wire.STDERR_TRUNCATED),
+            wall_seconds=wall,
+            cpu_seconds=cpu,
+            killed_for_wall=bool(flags & wire.KILLED_FOR_WALL),
+            oom_suspected=self.launcher.sigkill_means_oom and returncode == -9,
+        )
         return classify(raw, limits)
 
-    def _send(self, header: dict[str, object], blobs: list[bytes]) -> None:
-        header["blobs"] = [len(blob) for blob in blobs]
-        raw = json.dumps(header).encode()
-        self.channel.send(b"".join([struct.pack(">I", len(raw)), raw, *blobs]))
+    def _error_text(self, kind: bytes, deadline: float) -> str:
+        """The text of an error reply (kind already read), or what was wrong with the reply."""
+        if kind != wire.FAILED:
+            return f"unexpected reply {kind!r}"
+        (size,) = wire.ERROR.unpack(kind + self.channel.receive(wire.ERROR.size - 1, deadline))[1:]
+        if size > MAX_ERROR_BYTES:
+            return f"error reply of {size} bytes"
+        return self.channel.receive(size, deadline).decode(errors="replace")[-500:]
 
-    def _receive(self, deadline: float, max_blob: int) -> tuple[dict[str, Any], list[bytes]]:
-        (size,) = struct.unpack(">I", self.channel.receive(4, deadline))
-        if size > MAX_HEADER_BYTES:
-            raise WorkerLostError(f"reply header of {size} bytes")
-        try:
-            header = json.loads(self.channel.receive(size, deadline))
-        except ValueError as error:
-            raise WorkerLostError(f"reply is not JSON: {error}") from error
-        lengths = header.get("blobs") if isinstance(header, dict) else None
-        if not isinstance(lengths, list) or not all(isinstance(n, int) and 0 <= n <= max_blob for n in lengths):
-            raise WorkerLostError("reply announces blobs past the output limit")
-        blobs = [self.channel.receive(n, deadline) if n else b"" for n in lengths]
-        return header, blobs
+
+def worker_command(python: str, preload: Sequence[str]) -> list[str]:
+    """The command that starts `worker_main` in a sandbox (its source follows on stdin)."""
+    return [python, "-I", "-c", BOOTSTRAP, ",".join(preload), str(len(WORKER_SOURCE))]
+
+
+def encode_request(request: ExecRequest, python: str, extra_processes: int) -> bytes:
+    """The request frame `worker_main` reads: prefix, worker header, child header, stdin, file contents."""
+    limits = request.limits
+    command = request.command
+    child = {
+        "argv": resolve_python(command, python),
+        "env": program_env(WORK_DIR, TMP_DIR, request.env),
+        "rlimits": _rlimits(limits, extra_processes),
+        "inline": command[0] in PYTHON_NAMES and len(command) >= 2 and _is_plain_python(command[1:]),
+    }
+    child_header = json.dumps(child).encode()
+    header = {
+        "files": [[name, len(content)] for name, content in request.files.items()],
+        "stdin": len(request.stdin),
+        "wall": limits.wall_seconds,
+        "max_output": limits.max_output_bytes,
+        "child": len(child_header),
+    }
+    worker_header = json.dumps(header).encode()
+    return b"".join(
+        [wire.PREFIX.pack(len(worker_header)), worker_header, child_header, request.stdin, *request.files.values()]
+    )
+
+
+@functools.lru_cache(maxsize=64)
+def _rlimits(limits: Limits, extra_processes: int) -> list[list[int]]:
+    return [[which, soft, hard] for which, (soft, hard) in rlimit_table(limits, extra_processes).items()]
 
 
 def _is_plain_python(args: Sequence[str]) -> bool:
@@ -284,6 +347,43 @@ def _is_plain_python(args: Sequence[str]) -> bool:
     if args[0] == "-c":
         return len(args) >= 2
     return not args[0].startswith("-")
+
+
+class _Spawner:
+    """Runs worker start-ups on one long-lived daemon thread of this process.
+
+    bubblewrap's `--die-with-parent` kills a worker when the *thread* that started it ends; starting them all here
+    keeps a worker alive after the caller's thread is gone, and still ends it when this process dies.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._jobs: queue.SimpleQueue[tuple[Callable[[], object], concurrent.futures.Future[object]]] = (
+            queue.SimpleQueue()
+        )
+        self._thread: threading.Thread | None = None
+
+    def call(self, function: Callable[[], T]) -> T:
+        """Run `function` on the spawner thread and return (or raise) what it does."""
+        future: concurrent.futures.Future[object] = concurrent.futures.Future()
+        with self._lock:
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._serve, name="reflectgym-spawner", daemon=True)
+                self._thread.start()
+            self._jobs.put((function, future))
+        return future.result()  # type: ignore[return-value]
+
+    def _serve(self) -> None:
+        while True:
+            function, future = self._jobs.get()
+            try:
+                future.set_result(function())
+            except BaseException as error:  # handed to the caller
+                future.set_exception(error)
+
+
+_SPAWNER = _Spawner()
+_OPEN_POOLS: weakref.WeakSet[WarmPool] = weakref.WeakSet()
 
 
 class _Slot:
@@ -307,8 +407,10 @@ class WarmPool:
         self._executor = concurrent.futures.ThreadPoolExecutor(self.config.workers, thread_name_prefix="warm-pool")
         self._closed = False
         self._lock = threading.Lock()
+        self._owner_pid = os.getpid()
         for slot in self._slots:
             self._idle.put(slot)
+        _OPEN_POOLS.add(self)
 
     def start(self) -> WarmPool:
         """Start every worker now (in parallel) instead of on first use; returns the pool."""
@@ -325,8 +427,13 @@ class WarmPool:
         try:
             worker = self._ensure_started(slot)
             try:
-                result = worker.execute(request)
-            except WorkerLostError as error:
+                try:
+                    result = worker.execute(request)
+                except WorkerRetiredError:
+                    self._retire(slot)
+                    worker = self._ensure_started(slot)
+                    result = worker.execute(request)
+            except (WorkerLostError, WorkerRetiredError) as error:
                 self._retire(slot)
                 return ExecResult(status=ExecStatus.SANDBOX_ERROR, exit_code=None, message=f"worker lost: {error}")
             if worker.runs >= self.config.max_runs_per_worker or (
@@ -346,11 +453,14 @@ class WarmPool:
         return list(self._executor.map(self.run, requests))
 
     def close(self) -> None:
-        """Kill every worker and release the launcher; idempotent."""
+        """Kill every worker, reap its processes and release the launcher; idempotent."""
         with self._lock:
             if self._closed:
                 return
             self._closed = True
+        _OPEN_POOLS.discard(self)
+        if os.getpid() != self._owner_pid:
+            return  # a forked copy of this process: the workers belong to the parent
         self._executor.shutdown(wait=True)
         for slot in self._slots:
             self._retire(slot)
@@ -364,7 +474,7 @@ class WarmPool:
 
     def _ensure_started(self, slot: _Slot) -> Worker:
         if slot.worker is None:
-            channel = self.launcher.start()
+            channel = _SPAWNER.call(self.launcher.start)
             slot.worker = Worker(channel, self.launcher, self.python, self.config.start_timeout_seconds)
         return slot.worker
 
@@ -372,6 +482,13 @@ class WarmPool:
         if slot.worker is not None:
             slot.worker.channel.kill()
             slot.worker = None
+
+
+@atexit.register
+def _close_open_pools() -> None:
+    """Pools nobody closed: end and reap their workers before the interpreter goes away."""
+    for pool in list(_OPEN_POOLS):
+        pool.close()
 
 
 def bwrap_pool(pool: PoolConfig | None = None, bwrap: BwrapConfig | None = None, *, start: bool = True) -> WarmPool:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import select
 import selectors
 import signal
 import subprocess
@@ -22,6 +23,7 @@ from reflectgym.sandboxes.types import SandboxError
 
 _CHUNK = 65536
 _DRAIN_GRACE_SECONDS = 0.5
+_EXIT_GRACE_SECONDS = 5.0
 
 
 @dataclass(frozen=True)
@@ -40,6 +42,9 @@ class SpawnOptions:
     """File descriptors the child keeps open."""
     preexec: Callable[[], None] | None = None
     """Runs in the child before exec (rlimits); None keeps Popen's fast spawn path."""
+    terminate: Callable[[int], bool] | None = None
+    """Ends a run early given the started pid, instead of SIGKILL to its process group (bubblewrap: kill the
+    sandbox's init and let bubblewrap exit by itself); returns False when it could not, and the group is killed."""
 
 
 def run_process(
@@ -73,9 +78,17 @@ def run_process(
     pidfd = os.pidfd_open(proc.pid)
     capture = _Capture(max_output_bytes)
     killed_for_wall = False
+
+    def stop() -> None:
+        if options.terminate is None or not options.terminate(proc.pid):
+            _kill_group(proc.pid)
+
     try:
-        killed_for_wall = _pump(proc, pidfd, stdin, deadline, capture)
+        killed_for_wall = _pump(proc, pidfd, stdin, deadline, capture, stop)
     finally:
+        if not select.select([pidfd], [], [], 0)[0]:  # still running (e.g. we were interrupted): end it first
+            stop()
+            select.select([pidfd], [], [], _EXIT_GRACE_SECONDS)
         _kill_group(proc.pid)
         os.close(pidfd)
         _, wait_status, usage = os.wait4(proc.pid, 0)
@@ -115,7 +128,14 @@ class _Capture:
         return True
 
 
-def _pump(proc: subprocess.Popen[bytes], pidfd: int, stdin: bytes, deadline: float, capture: _Capture) -> bool:
+def _pump(
+    proc: subprocess.Popen[bytes],
+    pidfd: int,
+    stdin: bytes,
+    deadline: float,
+    capture: _Capture,
+    stop: Callable[[], None],
+) -> bool:
     """Feed stdin, collect output, watch the deadline; returns True when the deadline killed the run."""
     assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
     selector = selectors.DefaultSelector()
@@ -137,7 +157,7 @@ def _pump(proc: subprocess.Popen[bytes], pidfd: int, stdin: bytes, deadline: flo
         while open_streams or exited_at is None:
             now = time.perf_counter()
             if now >= deadline:
-                _kill_group(proc.pid)
+                stop()
                 return exited_at is None
             if exited_at is not None and now - exited_at > _DRAIN_GRACE_SECONDS:
                 return False  # a process outside the group still holds the pipes; stop listening
@@ -161,7 +181,7 @@ def _pump(proc: subprocess.Popen[bytes], pidfd: int, stdin: bytes, deadline: flo
                         selector.unregister(fd)
                         open_streams.discard(fd)
                     elif not capture.add(streams[fd], data):
-                        _kill_group(proc.pid)
+                        stop()
                         selector.unregister(fd)
                         open_streams.discard(fd)
         return False

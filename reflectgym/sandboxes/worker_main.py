@@ -1,30 +1,55 @@
-"""The warm worker: a long-lived Python process inside the sandbox that forks one child per request.
+"""The warm worker: a long-lived Python process, pid 1 of its sandbox, that runs each request in a fresh child.
 
-This file runs *inside* the isolation (bubblewrap or a container) as `python3 -I -c <this source>`, so it uses the
-standard library only and imports nothing of reflectgym. It talks to the host over its stdin/stdout with framed
-messages: a 4-byte big-endian length, a JSON header, then the raw blobs whose lengths the header lists.
+This file runs *inside* the isolation (bubblewrap with `--as-pid-1`, or as a container's main process) as
+`python3 -I -c <this source>`, so it uses the standard library only and imports nothing of reflectgym; it refuses
+to run unless it is pid 1 of its own pid namespace (on the host, its clean-up would wipe `/work` and kill every
+process it may signal). It talks to the host over its stdin/stdout (moved to fds 3 and 4). A request is `>I`
+(length of the worker header), the worker header (JSON: file names and sizes, stdin size, wall and output limits,
+size of the child header), the child header (JSON the worker only forwards: argv, environment, rlimits, whether to
+run inline), then stdin and the file contents. A reply is one kind byte and a fixed struct: `RESULT` + stdout +
+stderr, `ERROR` + text, `READY`, or `RETIRED` (the request was not run: start a fresh worker and send it there).
 
-Per request it: writes the files into a wiped `/work`, forks a child that sets rlimits, a new session, a scrubbed
-environment and the request's stdin/stdout/stderr, then either runs a Python program in the already-started
-interpreter (no interpreter start-up: the point of the pool) or execs the command. When the child exits (or hits the
-wall-clock or output limit) the worker SIGKILLs every other process in its pid namespace (`kill(-1)` spares only
-itself and the namespace's init), reaps them as their subreaper, removes SysV IPC objects, and wipes `/work`, `/tmp`
-and `/dev/shm`: nothing of one run is left for the next.
+Three kinds of process:
+- the worker (pid 1): reads requests, writes the files into `/work`, collects output, replies, wipes. It never
+  forks after start-up, so its pages are never shared with a program and no request data of its reaches a child.
+- the zygote: forked from the worker once, after the preloads and a rehearsal (see `rehearse`), before any
+  request. On command it forks a *standby* child, and after each run it SIGKILLs every process of the namespace
+  but itself, the worker and the next standby, until none is left, and reaps them all as their subreaper (see
+  `end_run`).
+- the child: a standby sets up its session, stdio and working directory, then blocks on the control pipe. Once
+  its request arrives it acknowledges it (the zygote then forks the next standby, while this run executes), checks
+  that nothing changed its inherited process attributes (see `Pristine`), applies the request's rlimits, signal
+  dispositions and environment, and either runs a Python program in the already-started, already-warm
+  interpreter (no interpreter start-up: the point of the pool) or execs the command. A Python program that
+  finishes reports its exit code and CPU time on the status pipe, so the worker can answer before the child's
+  address space is torn down.
 
-Shared between runs of one worker: the worker's own memory as it was before the fork (copy-on-write; a child cannot
-change the parent's), the modules it preloaded (the child sees them already imported), and the sandbox's namespaces
-(the same empty network and the same hostname). Not shared: files, processes, IPC objects, environment, rlimits.
-The worker marks itself non-dumpable, so a child of the same uid cannot ptrace it or open its `/proc/PID/fd`; a
-child *can* signal the worker (same uid): the host then sees the worker die, reports `sandbox_error` for that run
-and starts a fresh worker.
+The pipes between the worker and the children (control, stdout, stderr, status, and a memfd for stdin) are made
+once, before the zygote is forked, so a standby is forked with nothing to hand over. After answering and before
+reading the next request, the worker has the zygote kill and reap every process of the run, drains what the run
+left in the pipes, removes SysV IPC objects and wipes `/work`, `/tmp` and `/dev/shm`: nothing of one run is left
+for the next. Shared between runs: the zygote's memory as it was at start-up (copy-on-write; a child cannot change
+it), the modules it preloaded, and the sandbox's namespaces (the same empty network and hostname). Not shared:
+files, processes, IPC objects, pipe contents, environment, rlimits, request data.
+
+A program can write a false exit status on its status pipe: that only ends its own run early with an exit code it
+could have used anyway. The worker, the zygote and the standbys are non-dumpable (no ptrace, no `/proc/PID/mem`);
+as pid 1 the worker gets no signal from inside the namespace, and the zygote and a standby ignore every signal they
+can. A program *can* SIGKILL or SIGSTOP the zygote (the worker then kills everything itself and retires: the host
+starts a fresh worker and resends the next request there) or the next standby (it is replaced), and it can change
+the attributes of the zygote or the standby that a same-uid process may change (rlimits, nice value, scheduling
+policy, CPU affinity): a standby that finds them changed does not run its request, and the worker retires.
 """
 
 import contextlib
 import ctypes
+import gc
 import json
 import os
+import resource
 import select
 import signal
+import stat
 import struct
 import sys
 import time
@@ -39,13 +64,245 @@ PR_SET_CHILD_SUBREAPER = 36
 IPC_RMID = 0
 PROTOCOL_IN = 3
 PROTOCOL_OUT = 4
+CHILD_CONTROL = 3
+"""In the child: where its request arrives (the worker's protocol fds are not open there)."""
+CHILD_STATUS = 4
+"""In the child: where it acknowledges its request and a finished inline program reports `STATUS`."""
+CHILD_GATE = 5
+"""In the child: a byte arrives here once its successor standby exists; the program starts after it."""
+ZYGOTE_TIMEOUT_SECONDS = 10.0
+"""How long the zygote may take to end a run or to fork; past it the worker retires."""
+MAX_SWEEPS = 10_000
+"""Kill-and-reap rounds `end_run` tries before it kills the standby too."""
+PREFIX = struct.Struct(">I")
+READY, DONE, FAILED, RETIRED = b"Y", b"D", b"E", b"R"
+"""Reply kinds: ready; a run's `RESULT`; the worker's own failure (`ERROR`); not run, use a fresh worker."""
+RESULT = struct.Struct("<ciBddII")
+"""DONE, exit code (or -signal), flags, wall seconds, CPU seconds, stdout bytes, stderr bytes."""
+ERROR = struct.Struct("<cI")
+"""FAILED, length of the UTF-8 text that follows."""
+ACK = b"A"
+"""Child -> worker, on the status pipe: the request has been read (so the next standby may be forked: it cannot
+take this request any more)."""
+STATUS = struct.Struct("<id")
+"""Child -> worker: exit code (or TAMPERED), CPU seconds (itself and its waited-for children)."""
+TAMPERED = -1
+"""Status of a standby that found its inherited attributes changed (it ran nothing)."""
+FORK, KILL = b"F", b"K"
+ORDER = struct.Struct("<cii")
+"""Worker -> zygote: FORK a standby, or KILL the run of child pid (sparing the standby pid, 0 for none)."""
+FORKED = struct.Struct("<i")
+"""Zygote -> worker: the new standby's pid."""
+REAPED = struct.Struct("<iidi")
+"""Zygote -> worker after KILL: child found (0/1), its wait status, its CPU seconds, standby still usable (0/1)."""
+KILLED_FOR_WALL, STDOUT_TRUNCATED, STDERR_TRUNCATED = 1, 2, 4
+REHEARSAL_ROUNDS = 40
+"""Dummy runs at start-up (3.11 specialises a function's bytecode after a few calls)."""
+REHEARSALS = (
+    "import sys\nfrom typing import List\n\n\ndef close(xs: List[float], t: float) -> bool:\n"
+    "    return any(abs(a - b) < t for i, a in enumerate(xs) for j, b in enumerate(xs) if i != j)\n\n\n"
+    "assert close([1.0, 2.0, 2.1], 0.3) is True\nassert not close([1.0, 2.0], 0.5)\nprint('ok', sys.argv[1:])\n",
+    "def f(n):\n    return {str(i): [i] * 2 for i in range(n)}\n\n\nprint(len(f(5)), input() if False else '')\n"
+    "assert f(2) == {}, 'expected failure'\n",
+    "import sys\nsys.exit(3)\n",
+)
+"""Programs the rehearsal runs: a passing one, one that fails an assert (traceback), one that calls sys.exit."""
+
+
+class ZygoteLostError(Exception):
+    """The zygote died, hung or answered nonsense (a program may kill or stop it)."""
+
+
+class Pristine:
+    """The process attributes a child inherits and a same-uid process could change from outside.
+
+    Taken once at start-up, before any program ran; every child compares its own against them before it runs.
+    """
+
+    def __init__(self) -> None:
+        self.values = self.current()
+
+    @staticmethod
+    def current() -> tuple:
+        limits = tuple(resource.getrlimit(getattr(resource, name)) for name in dir(resource) if name[:7] == "RLIMIT_")
+        return limits, os.getpriority(os.PRIO_PROCESS, 0), os.sched_getscheduler(0), sorted(os.sched_getaffinity(0))
+
+    def intact(self) -> bool:
+        return self.current() == self.values
+
+
+class Inbox:
+    """Receives each request into one reused buffer (one read for a small request)."""
+
+    def __init__(self) -> None:
+        self.buffer = bytearray(CHUNK)
+        self.view = memoryview(self.buffer)
+        self.filled = 0
+
+    def fill(self, end: int) -> bool:
+        """Make sure `buffer[:end]` has arrived; False when the host closed the channel."""
+        if end > len(self.buffer):
+            bigger = bytearray(max(end, 2 * len(self.buffer)))
+            bigger[: self.filled] = self.view[: self.filled]
+            self.buffer, self.view = bigger, memoryview(bigger)
+        while self.filled < end:
+            count = os.readv(PROTOCOL_IN, [self.view[self.filled :]])
+            if not count:
+                return False
+            self.filled += count
+        return True
+
+    def receive(self) -> "Request | None":
+        """The next request (views into the buffer, valid until the next call), or None at the end of input."""
+        self.filled = 0
+        if not self.fill(PREFIX.size):
+            return None
+        (size,) = PREFIX.unpack_from(self.buffer)
+        end = PREFIX.size + size
+        if not self.fill(end):
+            return None
+        request = Request(json.loads(bytes(self.view[PREFIX.size : end])), end)
+        if not self.fill(request.end):
+            return None
+        if self.filled != request.end:
+            raise ValueError("the host sent more than one request at a time")
+        request.place(self.view)
+        return request
+
+
+class Request:
+    """One request: the parsed worker header and views of the parts that follow it."""
+
+    def __init__(self, header: dict, start: int) -> None:
+        self.files = [(str(name), int(size)) for name, size in header["files"]]
+        self.wall = float(header["wall"])
+        self.max_output = int(header["max_output"])
+        self.sizes = [int(header["child"]), int(header["stdin"]), *(size for _, size in self.files)]
+        self.start = start
+        self.end = start + sum(self.sizes)
+        self.parts: list[memoryview] = []
+
+    def place(self, view: memoryview) -> None:
+        offset = self.start
+        for size in self.sizes:
+            self.parts.append(view[offset : offset + size])
+            offset += size
+
+
+class Output:
+    """One captured stream in a reused buffer: up to `limit` bytes kept, anything past it marks truncation."""
+
+    def __init__(self) -> None:
+        self.buffer = bytearray(CHUNK)
+        self.used = 0
+        self.limit = 0
+        self.truncated = False
+
+    def reset(self, limit: int) -> None:
+        if len(self.buffer) < limit + CHUNK:
+            self.buffer = bytearray(limit + CHUNK)
+        self.used, self.limit, self.truncated = 0, limit, False
+
+    def read(self, fd: int) -> bool:
+        """Read once from `fd` (non-blocking); False when nothing was there."""
+        try:
+            with memoryview(self.buffer) as view:
+                count = os.readv(fd, [view[self.used : self.used + CHUNK]])
+        except BlockingIOError:
+            return False
+        self.used += count
+        if self.used > self.limit:
+            self.used, self.truncated = self.limit, True
+        return count > 0
+
+    def drain(self, fd: int) -> None:
+        """Read what is in the pipe now, up to the limit."""
+        while not self.truncated and self.read(fd):
+            pass
+
+
+class Pipes:
+    """The channels between the worker and every child, made once, before the zygote is forked.
+
+    The children's ends (the control reader, the output and status writers, the stdin memfd) stay open in the
+    zygote, so a standby is forked with nothing to hand over; the worker's read ends are non-blocking. Between
+    runs (every process of the last run dead) the worker drains whatever the run left in them.
+    """
+
+    def __init__(self) -> None:
+        self.stdin = os.memfd_create("stdin")
+        self.control_r, self.control = os.pipe()
+        self.stdout, self.stdout_w = os.pipe()
+        self.stderr, self.stderr_w = os.pipe()
+        self.status, self.status_w = os.pipe()
+        self.gate_r, self.gate = os.pipe()
+        for fd in (self.control_r, self.stdout, self.stderr, self.status, self.gate_r):
+            os.set_blocking(fd, False)
+
+    def drain(self, control: bool) -> None:
+        """Drop whatever is left in the output, status and gate pipes (and in the control pipe, when no standby is
+        alive to read it)."""
+        for fd in (self.control_r, self.stdout, self.stderr, self.status, self.gate_r)[0 if control else 1 :]:
+            with contextlib.suppress(BlockingIOError):
+                while os.read(fd, CHUNK):
+                    pass
+
+
+class Zygote:
+    """The worker's handle on the zygote process (see the module docstring)."""
+
+    def __init__(self, pipes: Pipes, pristine: "Pristine") -> None:
+        commands, self.commands = os.pipe()
+        self.answers, answers = os.pipe()
+        self.pid = os.fork()
+        if self.pid == 0:
+            os.close(self.commands)
+            os.close(self.answers)
+            zygote_main(commands, answers, pipes, pristine)
+        for fd in (commands, answers, pipes.stdout_w, pipes.stderr_w, pipes.status_w, pipes.gate):
+            os.close(fd)
+        self.forking = False
+
+    def fork(self) -> None:
+        """Order a standby; `forked` returns its pid."""
+        self._order(FORK, 0, 0)
+        self.forking = True
+
+    def forked(self) -> int:
+        self.forking = False
+        (pid,) = FORKED.unpack(self._answer(FORKED.size))
+        return pid
+
+    def end_run(self, child_pid: int, standby: int) -> tuple[int, float, bool]:
+        """Kill and reap every process but the worker, the zygote and `standby`: the child's wait status and CPU
+        seconds, and whether `standby` is still usable."""
+        self._order(KILL, child_pid, standby)
+        found, wait_status, cpu, usable = REAPED.unpack(self._answer(REAPED.size))
+        if not found:
+            raise ZygoteLostError("the zygote did not find the run's child")
+        return wait_status, cpu, bool(usable)
+
+    def _order(self, kind: bytes, child_pid: int, standby: int) -> None:
+        try:
+            os.write(self.commands, ORDER.pack(kind, child_pid, standby))
+        except OSError as error:
+            raise ZygoteLostError(f"the zygote is gone: {error}") from error
+
+    def _answer(self, size: int) -> bytes:
+        if not select.select([self.answers], [], [], ZYGOTE_TIMEOUT_SECONDS)[0]:
+            raise ZygoteLostError("the zygote did not answer")
+        answer = os.read(self.answers, size)
+        if len(answer) != size:
+            raise ZygoteLostError("the zygote is gone")
+        return answer
 
 
 def main() -> None:
     """Serve requests until the host closes the channel."""
+    if os.getpid() != 1:
+        sys.exit("worker_main runs only as pid 1 of its own pid namespace (inside the sandbox)")
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
-    libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
     os.dup2(0, PROTOCOL_IN)
     os.dup2(1, PROTOCOL_OUT)
     null = os.open("/dev/null", os.O_RDWR)
@@ -54,111 +311,343 @@ def main() -> None:
     os.close(null)
     for name in sys.argv[1].split(",") if len(sys.argv) > 1 and sys.argv[1] else ():
         __import__(name)
-    send({"ready": True, "pid": os.getpid()}, [])
+    rehearse(REHEARSAL_ROUNDS)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # pid 1 gets only the signals it handles: none, then
+    gc.collect()
+    gc.freeze()  # children then never walk (and so never copy) the preloaded objects in a collection
+    pipes, pristine = Pipes(), Pristine()
+    zygote = Zygote(pipes, pristine)
+    inbox, stdout, stderr = Inbox(), Output(), Output()
+    zygote.fork()
+    standby = zygote.forked()
+    write_all([READY])
     while True:
-        message = receive()
-        if message is None:
+        request = inbox.receive()
+        if request is None:
             return
-        header, blobs = message
         try:
-            reply = serve(header, blobs, libc)
-        except Exception:  # report the worker's own failure instead of dying silently
-            send({"error": traceback.format_exc()[-2000:]}, [])
+            reply, following, ended = serve(request, standby, pipes, zygote, stdout, stderr)
+        except ZygoteLostError as error:
+            end_alone(libc)
+            text = f"the run broke its sandbox: {error}".encode()
+            write_all([ERROR.pack(FAILED, len(text)), text])
             return
-        send(*reply)
+        except Exception:  # report the worker's own failure instead of dying silently
+            text = traceback.format_exc()[-2000:].encode()
+            write_all([ERROR.pack(FAILED, len(text)), text])
+            return
+        if reply is None:  # the standby found its attributes changed: it ran nothing, and neither will we
+            write_all([RETIRED])
+            return
+        write_all(reply)
+        try:
+            usable = ended[2] if ended else zygote.end_run(standby, following)[2]
+            if following and usable:
+                pipes.drain(control=False)
+            else:  # no standby is alive to read the control pipe: drop what a dead child left there, then fork
+                pipes.drain(control=True)
+                zygote.fork()
+                following = zygote.forked()
+            standby = following
+            clean_up(libc)
+        except Exception:  # the zygote was killed or stopped by the run, or clean-up failed
+            end_alone(libc)
+            if inbox.receive() is not None:
+                write_all([RETIRED])
+            return
 
 
-def read_exact(count: int) -> bytes | None:
+def rehearse(rounds: int) -> None:
+    """Run the child's own Python path on dummy programs, so that every child starts warm.
+
+    A fresh child's cost is mostly pages it first writes: bytecode that the interpreter specialises on first use,
+    and memory its allocator takes anew. Rehearsed, the worker (and so every child) starts with that code already
+    specialised and that memory already in the allocator's free lists; a child then copies about half as much.
+    Nothing of the rehearsal stays visible: the environment, argv, path, streams and `__main__` are put back.
+    """
+    saved_env, saved_argv, saved_path = dict(os.environ), sys.argv, list(sys.path)
+    saved_streams, saved_main = (sys.stdin, sys.stdout, sys.stderr), sys.modules["__main__"]
+    path = os.path.join(WORK, "rehearsal.py")
+    header = json.dumps({"argv": [sys.executable, "rehearsal.py", "x"], "env": dict(os.environ), "rlimits": []})
+    try:
+        for _ in range(rounds):
+            for source in REHEARSALS:
+                with open(path, "w", encoding="utf-8") as handle:
+                    handle.write(source)
+                request = json.loads(header)
+                os.environ.clear()
+                os.environ.update(request["env"])
+                install_stdio()
+                run_inline(request["argv"])
+                sys.argv, sys.path[:] = saved_argv, saved_path
+    finally:
+        os.environ.clear()
+        os.environ.update(saved_env)
+        sys.argv, sys.path[:] = saved_argv, saved_path
+        sys.stdin, sys.stdout, sys.stderr = saved_streams
+        sys.modules["__main__"] = saved_main
+        __import__("linecache").clearcache()
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+
+
+def write_all(parts: list) -> None:
+    """Write every part to the host, in order, in as few system calls as the pipe allows."""
+    pending = [memoryview(part) for part in parts if len(part)]
+    while pending:
+        count = os.writev(PROTOCOL_OUT, pending)
+        while pending and count >= len(pending[0]):
+            count -= len(pending[0])
+            pending.pop(0)
+        if count:
+            pending[0] = pending[0][count:]
+
+
+def serve(
+    request: Request, standby: int, pipes: Pipes, zygote: Zygote, stdout: Output, stderr: Output
+) -> tuple[list | None, int, tuple[int, float, bool] | None]:
+    """Run one request on the standby child; returns the reply's parts (None: the child refused to run), the next
+    standby's pid (0: none was forked) and, if the run was already ended, what `Zygote.end_run` said."""
+    child_header, stdin, *contents = request.parts
+    for (name, _), content in zip(request.files, contents, strict=True):
+        path = os.path.join(WORK, name)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+        try:
+            write_fd(fd, content, positioned=False)
+        finally:
+            os.close(fd)
+    os.ftruncate(pipes.stdin, 0)
+    write_fd(pipes.stdin, stdin, positioned=True)
+    os.lseek(pipes.stdin, 0, os.SEEK_SET)  # the child's fd 0 shares this offset
+    stdout.reset(request.max_output)
+    stderr.reset(request.max_output)
+    pidfd = os.pidfd_open(standby)
+    try:
+        started = time.perf_counter()
+        write_fd(pipes.control, memoryview(PREFIX.pack(len(child_header)) + child_header), positioned=False)
+        return watch(standby, pidfd, pipes, zygote, stdout, stderr, started, request.wall)
+    finally:
+        os.close(pidfd)
+
+
+def write_fd(fd: int, data: memoryview, positioned: bool) -> None:
+    offset = 0
+    while offset < len(data):
+        chunk = data[offset:]
+        offset += os.pwrite(fd, chunk, offset) if positioned else os.write(fd, chunk)
+
+
+def watch(
+    child_pid: int,
+    pidfd: int,
+    pipes: Pipes,
+    zygote: Zygote,
+    stdout: Output,
+    stderr: Output,
+    started: float,
+    wall: float,
+) -> tuple[list | None, int, tuple[int, float, bool] | None]:
+    """Collect output until the program is done; kill everything (but the next standby) at the wall or output
+    limit. Orders the next standby as soon as the child has read its request. Returns as `serve` does."""
+    deadline = started + wall
+    streams = {pipes.stdout: stdout, pipes.stderr: stderr}
+    waiting = [pipes.stdout, pipes.stderr, pipes.status, pidfd]
+    reports = b""
+    status: tuple[int, float] | None = None
+    killed_for_wall = exited = acknowledged = False
+    while not exited and status is None:
+        remaining = deadline - time.perf_counter()
+        if remaining <= 0:
+            killed_for_wall = True
+            break
+        for fd in select.select(waiting, [], [], remaining)[0]:
+            if fd == pidfd:
+                exited = True
+            elif fd == pipes.status:
+                reports += os.read(fd, 64)
+                if not acknowledged and reports[:1] == ACK:
+                    acknowledged, reports = True, reports[1:]
+                    zygote.fork()  # the child has its request: the next standby may exist now
+                if acknowledged and len(reports) >= STATUS.size:
+                    status = STATUS.unpack(reports) if len(reports) == STATUS.size else None
+                    waiting.remove(fd)
+            elif streams[fd].read(fd) and streams[fd].truncated:
+                exited = True
+    following = zygote.forked() if zygote.forking else 0
+    if status is not None and status[0] == TAMPERED and not exited:
+        return None, following, None
+    ended = None
+    if status is not None and not exited and not killed_for_wall:
+        returncode, cpu = status[0] & 0xFF, status[1]  # the program is done; its exit is cleaned up after the reply
+    else:
+        ended = zygote.end_run(child_pid, following)
+        returncode, cpu = os.waitstatus_to_exitcode(ended[0]), ended[1]
+    for fd, stream in streams.items():  # the child wrote everything before its status, or every writer is dead
+        stream.drain(fd)
+    wall_seconds = time.perf_counter() - started
+    flags = (
+        KILLED_FOR_WALL * killed_for_wall + STDOUT_TRUNCATED * stdout.truncated + STDERR_TRUNCATED * stderr.truncated
+    )
+    header = RESULT.pack(DONE, returncode, flags, wall_seconds, cpu, stdout.used, stderr.used)
+    return (
+        [header, memoryview(stdout.buffer)[: stdout.used], memoryview(stderr.buffer)[: stderr.used]],
+        following,
+        ended,
+    )
+
+
+def zygote_main(commands: int, answers: int, pipes: Pipes, pristine: Pristine) -> None:
+    """In the zygote: fork standbys and end runs on order, until the worker goes away. Never returns."""
+    code = 0
+    try:
+        os.dup2(0, PROTOCOL_IN)  # only the worker speaks to the host (and fds 3, 4 stay taken: see `child`)
+        os.dup2(0, PROTOCOL_OUT)
+        ctypes.CDLL(None).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+        while True:
+            order = os.read(commands, ORDER.size)
+            if len(order) != ORDER.size:
+                return
+            kind, child_pid, standby = ORDER.unpack(order)
+            if kind == FORK:
+                pid = os.fork()
+                if pid == 0:
+                    child(pipes, pristine)
+                os.write(answers, FORKED.pack(pid))
+                os.write(pipes.gate, b"G")  # the running child may start its program now
+            elif kind == KILL:
+                os.write(answers, REAPED.pack(*end_run(child_pid, standby)))
+            else:
+                return
+    except BaseException:
+        code = 1
+    finally:
+        os._exit(code)
+
+
+def end_run(child_pid: int, standby: int) -> tuple[int, int, float, int]:
+    """In the zygote: SIGKILL every process but pid 1 (the worker), this one and `standby`, until none is left,
+    reaping them all; returns (found, wait status, CPU seconds) of `child_pid` and whether `standby` is usable.
+
+    A killed process cannot fork any more, and one forked before its parent was killed shows up in the next
+    round; RLIMIT_NPROC bounds how many there can be. If the rounds run out, the standby is killed too.
+    """
+    spared = [1, os.getpid(), standby]
+    found: tuple[int, int, float] = (0, 0, 0.0)
+    for _ in range(MAX_SWEEPS):
+        victims = [int(entry) for entry in os.listdir("/proc") if entry.isdigit() and int(entry) not in spared]
+        if not victims:
+            break
+        for pid in victims:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        pid, wait_status, usage = os.wait4(-1, 0)
+        if pid == child_pid:
+            found = (1, wait_status, usage.ru_utime + usage.ru_stime)
+        elif pid == standby:
+            spared[2] = 0
+    else:
+        os._exit(1)  # the run outran every round: the worker kills everything itself and retires
+    usable = spared[2] != 0 and process_state(standby) in (b"S", b"R", b"D")
+    if spared[2] and not usable:  # SIGSTOPped (or traced) by the run: replace it
+        os.kill(standby, signal.SIGKILL)
+        os.waitpid(standby, 0)
+    return found[0], found[1], found[2], int(usable)
+
+
+def process_state(pid: int) -> bytes:
+    try:
+        fd = os.open(f"/proc/{pid}/stat", os.O_RDONLY)
+    except OSError:
+        return b"X"
+    try:
+        return os.read(fd, 4096).rsplit(b")", 1)[1].split()[0]
+    finally:
+        os.close(fd)
+
+
+def end_alone(libc: ctypes.CDLL) -> None:
+    """Without the zygote: kill and reap everything (as pid 1, every orphan is ours) and wipe."""
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(-1, signal.SIGKILL)
+    with contextlib.suppress(ChildProcessError):
+        while True:
+            os.waitpid(-1, 0)
+    clean_up(libc)
+
+
+def child(pipes: Pipes, pristine: Pristine) -> None:
+    """In the forked child: set up, wait for the request, become the program. Never returns."""
+    code = 1
+    try:
+        os.setsid()
+        os.dup2(pipes.stdin, 0)
+        os.dup2(pipes.stdout_w, 1)
+        os.dup2(pipes.stderr_w, 2)
+        os.dup2(pipes.control_r, CHILD_CONTROL, inheritable=False)  # replaces the worker's protocol fds here
+        os.dup2(pipes.status_w, CHILD_STATUS, inheritable=False)
+        os.dup2(pipes.gate_r, CHILD_GATE, inheritable=False)
+        os.closerange(CHILD_GATE + 1, 65536)
+        with contextlib.suppress(OSError):  # under a cgroup limit, the OOM killer takes the program, not the worker
+            fd = os.open("/proc/self/oom_score_adj", os.O_WRONLY)
+            os.write(fd, b"1000")
+            os.close(fd)
+        os.chdir(WORK)
+        install_stdio()
+        (size,) = PREFIX.unpack(read_exactly(CHILD_CONTROL, PREFIX.size))
+        header = read_exactly(CHILD_CONTROL, size)
+        os.close(CHILD_CONTROL)
+        os.write(CHILD_STATUS, ACK)
+        if not pristine.intact():
+            os.write(CHILD_STATUS, STATUS.pack(TAMPERED, 0.0))
+            os._exit(1)
+        request = json.loads(header)
+        for which, soft, hard in request["rlimits"]:
+            resource.setrlimit(which, (soft, hard))
+        os.environ.clear()
+        os.environ.update(request["env"])
+        argv = request["argv"]
+        read_exactly(CHILD_GATE, 1)  # the successor exists: the sandbox's own processes are all there
+        os.close(CHILD_GATE)
+        if request["inline"]:
+            signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a fresh interpreter
+            code = run_inline(argv)
+            report(code)
+        else:
+            for number in (signal.SIGINT, signal.SIGPIPE, signal.SIGXFSZ):
+                signal.signal(number, signal.SIG_DFL)  # an exec'd program starts with default dispositions
+            try:
+                os.execvpe(argv[0], argv, request["env"])
+            except OSError as error:
+                os.write(2, f"cannot run {argv[0]!r}: {error}\n".encode())
+                code = 127
+    except BaseException:  # the child must never fall back into the zygote's loop
+        code = 1
+    finally:
+        os._exit(code)
+
+
+def read_exactly(fd: int, count: int) -> bytes:
+    """Read `count` bytes from the (non-blocking) control pipe, waiting as long as it takes."""
     chunks = []
     while count:
-        chunk = os.read(PROTOCOL_IN, min(count, 1 << 20))
+        try:
+            chunk = os.read(fd, min(count, 1 << 20))
+        except BlockingIOError:
+            select.select([fd], [], [])
+            continue
         if not chunk:
-            return None
+            raise EOFError("the worker went away")
         chunks.append(chunk)
         count -= len(chunk)
     return b"".join(chunks)
 
 
-def receive() -> tuple[dict, list[bytes]] | None:
-    size = read_exact(4)
-    if size is None:
-        return None
-    raw = read_exact(struct.unpack(">I", size)[0])
-    if raw is None:
-        return None
-    header = json.loads(raw)
-    blobs = []
-    for length in header["blobs"]:
-        blob = read_exact(length) if length else b""
-        if blob is None:
-            return None
-        blobs.append(blob)
-    return header, blobs
-
-
-def send(header: dict, blobs: list[bytes]) -> None:
-    header["blobs"] = [len(blob) for blob in blobs]
-    raw = json.dumps(header).encode()
-    data = memoryview(b"".join([struct.pack(">I", len(raw)), raw, *blobs]))
-    while data:
-        data = data[os.write(PROTOCOL_OUT, data) :]
-
-
-def serve(header: dict, blobs: list[bytes], libc: ctypes.CDLL) -> tuple[dict, list[bytes]]:
-    stdin, contents = blobs[0], blobs[1:]
-    for name, content in zip(header["files"], contents, strict=True):
-        path = os.path.join(WORK, name)
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        with open(path, "wb") as handle:
-            handle.write(content)
-    stdin_fd = os.memfd_create("stdin", 0)
-    os.write(stdin_fd, stdin) if stdin else None
-    os.lseek(stdin_fd, 0, os.SEEK_SET)
-    out_r, out_w = os.pipe()
-    err_r, err_w = os.pipe()
-    started = time.perf_counter()
-    pid = os.fork()
-    if pid == 0:
-        child(header, stdin_fd, out_w, err_w)
-    for fd in (stdin_fd, out_w, err_w):
-        os.close(fd)
-    result = watch(pid, out_r, err_r, header["wall"], header["max_output"], started)
-    clean_up(libc)
-    return result
-
-
-def child(header: dict, stdin_fd: int, out_w: int, err_w: int) -> None:
-    """In the forked child: become the program. Never returns."""
-    code = 1
-    try:
-        os.setsid()
-        os.dup2(stdin_fd, 0)
-        os.dup2(out_w, 1)
-        os.dup2(err_w, 2)
-        os.closerange(3, 65536)
-        for which, soft, hard in header["rlimits"]:
-            __import__("resource").setrlimit(which, (soft, hard))
-        try:
-            with open("/proc/self/oom_score_adj", "w") as handle:
-                handle.write("1000")  # under a cgroup limit, the OOM killer takes the program, not the worker
-        except OSError:
-            pass
-        os.chdir(WORK)
-        os.environ.clear()
-        os.environ.update(header["env"])
-        argv = header["argv"]
-        if header["inline"]:
-            code = run_inline(argv)
-        else:
-            try:
-                os.execvpe(argv[0], argv, header["env"])
-            except OSError as error:
-                os.write(2, f"cannot run {argv[0]!r}: {error}\n".encode())
-                code = 127
-    except BaseException:  # the child must never fall back into the worker's loop
-        code = 1
-    finally:
-        os._exit(code)
+def install_stdio() -> None:
+    """Fresh sys.stdin/stdout/stderr on fds 0-2, as a fresh interpreter would have them."""
+    sys.stdin = open(0, encoding="utf-8", errors="surrogateescape", closefd=False)  # noqa: SIM115
+    sys.stdout = open(1, "w", encoding="utf-8", errors="backslashreplace", closefd=False)  # noqa: SIM115
+    sys.stderr = open(2, "w", encoding="utf-8", errors="backslashreplace", closefd=False, buffering=1)  # noqa: SIM115
 
 
 def run_inline(argv: list[str]) -> int:
@@ -172,9 +661,6 @@ def run_inline(argv: list[str]) -> int:
             source = handle.read()
         sys.argv = argv[1:]
         sys.path[0:0] = [os.path.dirname(filename)]
-    sys.stdin = open(0, encoding="utf-8", errors="surrogateescape", closefd=False)  # noqa: SIM115
-    sys.stdout = open(1, "w", encoding="utf-8", errors="backslashreplace", closefd=False)  # noqa: SIM115
-    sys.stderr = open(2, "w", encoding="utf-8", errors="backslashreplace", closefd=False, buffering=1)  # noqa: SIM115
     module = types.ModuleType("__main__")
     module.__dict__.update({"__file__": filename, "__builtins__": __builtins__})
     sys.modules["__main__"] = module
@@ -194,6 +680,15 @@ def run_inline(argv: list[str]) -> int:
     return code
 
 
+def report(code: int) -> None:
+    """Send exit code and CPU time; everything the program printed is already in the pipes."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    waited = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = own.ru_utime + own.ru_stime + waited.ru_utime + waited.ru_stime
+    with contextlib.suppress(OSError):
+        os.write(CHILD_STATUS, STATUS.pack(code, cpu))
+
+
 def exit_code_of(stop: SystemExit) -> int:
     if stop.code is None:
         return 0
@@ -204,101 +699,48 @@ def exit_code_of(stop: SystemExit) -> int:
     return 1
 
 
-def watch(pid: int, out_r: int, err_r: int, wall: float, max_output: int, started: float) -> tuple[dict, list[bytes]]:
-    """Collect output until the child exits; kill everything at the wall or output limit."""
-    deadline = started + wall
-    pidfd = os.pidfd_open(pid)
-    buffers = {out_r: bytearray(), err_r: bytearray()}
-    truncated = {out_r: False, err_r: False}
-    open_fds = {out_r, err_r}
-    killed_for_wall = False
-    exited = False
-    while not exited:
-        remaining = deadline - time.perf_counter()
-        if remaining <= 0:
-            killed_for_wall = True
-            signal_all()
-            break
-        ready, _, _ = select.select([*open_fds, pidfd], [], [], remaining)
-        for fd in ready:
-            if fd == pidfd:
-                exited = True
-                continue
-            data = os.read(fd, CHUNK)
-            if not data:
-                open_fds.discard(fd)
-                continue
-            room = max_output - len(buffers[fd])
-            buffers[fd] += data[: max(room, 0)]
-            if len(data) > room:
-                truncated[fd] = True
-                signal_all()
-    _, status, usage = os.wait4(pid, 0)
-    wall_seconds = time.perf_counter() - started
-    kill_all()
-    for fd in list(open_fds):  # every writer is dead now: read what is left
-        while data := os.read(fd, CHUNK):
-            room = max_output - len(buffers[fd])
-            buffers[fd] += data[: max(room, 0)]
-            truncated[fd] = truncated[fd] or len(data) > room
-    for fd in (out_r, err_r, pidfd):
-        os.close(fd)
-    reply = {
-        "returncode": os.waitstatus_to_exitcode(status),
-        "killed_for_wall": killed_for_wall,
-        "stdout_truncated": truncated[out_r],
-        "stderr_truncated": truncated[err_r],
-        "wall": wall_seconds,
-        "cpu": usage.ru_utime + usage.ru_stime,
-    }
-    return reply, [bytes(buffers[out_r]), bytes(buffers[err_r])]
-
-
-def signal_all() -> None:
-    """SIGKILL every process of this pid namespace but the worker and init (the pid namespace makes -1 safe)."""
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(-1, signal.SIGKILL)
-
-
-def kill_all() -> None:
-    """SIGKILL every other process of the namespace, then reap them all as their subreaper."""
-    signal_all()
-    while True:
-        try:
-            pid, _ = os.waitpid(-1, 0)
-        except ChildProcessError:
-            return
-        if pid == 0:
-            return
-
-
 def clean_up(libc: ctypes.CDLL) -> None:
     """Leave nothing of this run for the next one: IPC objects and files."""
     for kind, remove in (("shm", libc.shmctl), ("msg", libc.msgctl), ("sem", libc.semctl)):
         try:
-            with open(f"/proc/sysvipc/{kind}") as handle:
-                ids = [int(line.split()[1]) for line in handle.readlines()[1:] if line.strip()]
+            fd = os.open(f"/proc/sysvipc/{kind}", os.O_RDONLY)
         except OSError:
             continue
-        for ipc_id in ids:
-            remove(ipc_id, IPC_RMID, None) if kind != "sem" else remove(ipc_id, 0, IPC_RMID)
+        try:
+            listing = read_all(fd)
+        finally:
+            os.close(fd)
+        for line in listing.splitlines()[1:]:
+            if fields := line.split():
+                remove(int(fields[1]), IPC_RMID, None) if kind != "sem" else remove(int(fields[1]), 0, IPC_RMID)
     for root in WIPED:
-        if os.path.isdir(root) and (os.stat(root).st_uid == os.getuid() or os.access(root, os.W_OK)):
-            wipe(root)
+        with contextlib.suppress(FileNotFoundError):
+            wipe(root, top=True)
 
 
-def wipe(root: str) -> None:
-    """Remove everything under `root`, giving back permissions the program took away; raises if it cannot."""
-    if os.stat(root).st_uid == os.getuid():
-        os.chmod(root, 0o1777 if root in WIPED else 0o700)
-    for entry in os.listdir(root):
-        path = os.path.join(root, entry)
-        if os.path.isdir(path) and not os.path.islink(path):
-            os.chmod(path, 0o700)
-            wipe(path)
-            os.rmdir(path)
-        else:
-            os.unlink(path)
+def read_all(fd: int) -> bytes:
+    chunks = []
+    while chunk := os.read(fd, CHUNK):
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def wipe(path: str, top: bool = False) -> None:
+    """Remove everything under `path`, giving back permissions the program took away; raises if it cannot."""
+    info = os.stat(path)
+    mine = info.st_uid == os.getuid()
+    if top and not mine and not os.access(path, os.W_OK):
+        return
+    mode = 0o1777 if top else 0o700
+    if mine and stat.S_IMODE(info.st_mode) != mode:
+        os.chmod(path, mode)
+    with os.scandir(path) as entries:
+        for entry in entries:
+            if entry.is_dir(follow_symlinks=False):
+                wipe(entry.path)
+                os.rmdir(entry.path)
+            else:
+                os.unlink(entry.path)
 
 
 if __name__ == "__main__":
