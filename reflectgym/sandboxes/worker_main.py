@@ -378,7 +378,7 @@ def rehearse(rounds: int) -> None:
                 os.environ.clear()
                 os.environ.update(request["env"])
                 install_stdio()
-                run_inline(request["argv"])
+                run_inline(*load_inline(request["argv"]))
                 sys.argv, sys.path[:] = saved_argv, saved_path
     finally:
         os.environ.clear()
@@ -411,7 +411,8 @@ def serve(
     child_header, stdin, *contents = request.parts
     for (name, _), content in zip(request.files, contents, strict=True):
         path = os.path.join(WORK, name)
-        os.makedirs(os.path.dirname(path), exist_ok=True)
+        if "/" in name:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
         try:
             write_fd(fd, content, positioned=False)
@@ -607,11 +608,12 @@ def child(pipes: Pipes, pristine: Pristine) -> None:
         os.environ.clear()
         os.environ.update(request["env"])
         argv = request["argv"]
+        program = load_inline(argv) if request["inline"] else None
         read_exactly(CHILD_GATE, 1)  # the successor exists: the sandbox's own processes are all there
         os.close(CHILD_GATE)
-        if request["inline"]:
+        if program is not None:
             signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a fresh interpreter
-            code = run_inline(argv)
+            code = run_inline(*program)
             report(code)
         else:
             for number in (signal.SIGINT, signal.SIGPIPE, signal.SIGXFSZ):
@@ -650,23 +652,44 @@ def install_stdio() -> None:
     sys.stderr = open(2, "w", encoding="utf-8", errors="backslashreplace", closefd=False, buffering=1)  # noqa: SIM115
 
 
-def run_inline(argv: list[str]) -> int:
-    """Run `python3 FILE ARGS...` or `python3 -c CODE ARGS...` in this interpreter; returns the exit code."""
+def load_inline(argv: list[str]) -> tuple[types.CodeType | BaseException, str]:
+    """For `python3 FILE ARGS...` or `python3 -c CODE ARGS...`: set argv and path as the interpreter would, and
+    compile the program; returns the code (or the error that compiling or reading raised) and the file name."""
     if argv[1] == "-c":
         source, filename, sys.argv = argv[2], "<string>", ["-c", *argv[3:]]
         sys.path[0:0] = [""]
     else:
         filename = os.path.join(WORK, argv[1]) if not argv[1].startswith("/") else argv[1]
-        with open(filename, "rb") as handle:
-            source = handle.read()
         sys.argv = argv[1:]
         sys.path[0:0] = [os.path.dirname(filename)]
+        try:
+            with open(filename, "rb") as handle:
+                source = handle.read()
+        except OSError as error:
+            return error, filename
+    try:
+        return compile(source, filename, "exec"), filename
+    except BaseException as error:  # SyntaxError and friends: reported when the program would have started
+        error.__traceback__ = None
+        return error, filename
+
+
+def run_inline(program: types.CodeType | BaseException, filename: str) -> int:
+    """Run a program `load_inline` compiled in this interpreter as `__main__`; returns the exit code."""
     module = types.ModuleType("__main__")
-    module.__dict__.update({"__file__": filename, "__builtins__": __builtins__})
+    module.__dict__["__builtins__"] = __builtins__
+    if filename != "<string>":  # `python3 -c` leaves `__file__` undefined
+        module.__dict__["__file__"] = filename
     sys.modules["__main__"] = module
+    if isinstance(program, OSError):
+        message = f"{sys.executable}: can't open file {filename!r}: [Errno {program.errno}] {program.strerror}"
+        print(message, file=sys.stderr, flush=True)
+        return 2  # as the interpreter does
     code = 0
     try:
-        exec(compile(source, filename, "exec"), module.__dict__)
+        if isinstance(program, BaseException):
+            raise program
+        exec(program, module.__dict__)
     except SystemExit as stop:
         code = exit_code_of(stop)
     except BaseException as error:
