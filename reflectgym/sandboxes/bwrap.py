@@ -150,7 +150,7 @@ def bwrap_unavailable_reason(bwrap: str = "bwrap") -> str | None:
     uid, gid = spawn_identity(config)
     try:
         done = subprocess.run(
-            [*namespace_args(config, False, 1 << 20), "--", "/bin/true"],
+            [*namespace_args(config, False, 1 << 20), "--as-pid-1", "--", "/bin/true"],  # no init left to orphan
             capture_output=True,
             timeout=20,
             user=uid,

@@ -85,9 +85,14 @@ ACK = b"A"
 """Child -> worker, on the status pipe: the request has been read (so the next standby may be forked: it cannot
 take this request any more)."""
 STATUS = struct.Struct("<id")
-"""Child -> worker: exit code (or TAMPERED), CPU seconds (itself and its waited-for children)."""
-TAMPERED = -1
-"""Status of a standby that found its inherited attributes changed (it ran nothing)."""
+"""Child -> worker: exit code (or UNFIT), CPU seconds (itself and its waited-for children)."""
+UNFIT = -1
+"""Status of a child that could not set its run up (its inherited attributes were changed, or its own code
+failed before the program started): it ran nothing, and the worker retires."""
+UNFIT_STATUS = STATUS.pack(UNFIT, 0.0)
+"""Made ahead, so a child whose memory limit was crippled can still send it."""
+ZYGOTE_POLL_SECONDS = 0.05
+"""How often the worker looks whether a slow zygote was stopped (by a program) while it waits for an answer."""
 FORK, KILL = b"F", b"K"
 ORDER = struct.Struct("<cii")
 """Worker -> zygote: FORK a standby, or KILL the run of child pid (sparing the standby pid, 0 for none)."""
@@ -289,8 +294,10 @@ class Zygote:
             raise ZygoteLostError(f"the zygote is gone: {error}") from error
 
     def _answer(self, size: int) -> bytes:
-        if not select.select([self.answers], [], [], ZYGOTE_TIMEOUT_SECONDS)[0]:
-            raise ZygoteLostError("the zygote did not answer")
+        deadline = time.perf_counter() + ZYGOTE_TIMEOUT_SECONDS
+        while not select.select([self.answers], [], [], ZYGOTE_POLL_SECONDS)[0]:
+            if time.perf_counter() > deadline or process_state(self.pid) not in (b"S", b"R", b"D"):
+                raise ZygoteLostError("the zygote did not answer (stopped, traced or stuck)")
         answer = os.read(self.answers, size)
         if len(answer) != size:
             raise ZygoteLostError("the zygote is gone")
@@ -336,7 +343,7 @@ def main() -> None:
             text = traceback.format_exc()[-2000:].encode()
             write_all([ERROR.pack(FAILED, len(text)), text])
             return
-        if reply is None:  # the standby found its attributes changed: it ran nothing, and neither will we
+        if reply is None:  # the child could not set its run up (see UNFIT): it ran nothing here, nor will anything
             write_all([RETIRED])
             return
         write_all(reply)
@@ -350,10 +357,12 @@ def main() -> None:
                 following = zygote.forked()
             standby = following
             clean_up(libc)
-        except Exception:  # the zygote was killed or stopped by the run, or clean-up failed
+            if not pristine.intact():  # a program changed this worker's attributes
+                raise RuntimeError("the worker's process attributes were changed")
+        except Exception:  # the run killed, stopped or changed the zygote or this worker, or clean-up failed
             end_alone(libc)
             if inbox.receive() is not None:
-                write_all([RETIRED])
+                write_all([RETIRED])  # (this worker exiting, as pid 1, takes every process of the sandbox along)
             return
 
 
@@ -476,7 +485,7 @@ def watch(
             elif streams[fd].read(fd) and streams[fd].truncated:
                 exited = True
     following = zygote.forked() if zygote.forking else 0
-    if status is not None and status[0] == TAMPERED and not exited:
+    if status is not None and status[0] == UNFIT and not exited:
         return None, following, None
     ended = None
     if status is not None and not exited and not killed_for_wall:
@@ -517,7 +526,10 @@ def zygote_main(commands: int, answers: int, pipes: Pipes, pristine: Pristine) -
                 os.write(answers, FORKED.pack(pid))
                 os.write(pipes.gate, b"G")  # the running child may start its program now
             elif kind == KILL:
-                os.write(answers, REAPED.pack(*end_run(child_pid, standby)))
+                reaped = end_run(child_pid, standby)
+                if not pristine.intact():  # a program changed the zygote's attributes: every child would inherit
+                    return
+                os.write(answers, REAPED.pack(*reaped))
             else:
                 return
     except BaseException:
@@ -568,13 +580,15 @@ def process_state(pid: int) -> bytes:
 
 
 def end_alone(libc: ctypes.CDLL) -> None:
-    """Without the zygote: kill and reap everything (as pid 1, every orphan is ours) and wipe."""
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(-1, signal.SIGKILL)
-    with contextlib.suppress(ChildProcessError):
-        while True:
-            os.waitpid(-1, 0)
-    clean_up(libc)
+    """Without the zygote: kill and reap everything (as pid 1, every orphan is ours) and wipe, as far as it goes
+    (a program may have crippled this worker's limits; its exit ends the sandbox anyway)."""
+    with contextlib.suppress(Exception):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(-1, signal.SIGKILL)
+        with contextlib.suppress(ChildProcessError):
+            while True:
+                os.waitpid(-1, 0)
+        clean_up(libc)
 
 
 def child(pipes: Pipes, pristine: Pristine) -> None:
@@ -599,18 +613,21 @@ def child(pipes: Pipes, pristine: Pristine) -> None:
         header = read_exactly(CHILD_CONTROL, size)
         os.close(CHILD_CONTROL)
         os.write(CHILD_STATUS, ACK)
-        if not pristine.intact():
-            os.write(CHILD_STATUS, STATUS.pack(TAMPERED, 0.0))
+        try:
+            if not pristine.intact():
+                raise RuntimeError("inherited process attributes were changed")
+            request = json.loads(header)
+            for which, soft, hard in request["rlimits"]:
+                resource.setrlimit(which, (soft, hard))
+            os.environ.clear()
+            os.environ.update(request["env"])
+            argv = request["argv"]
+            program = load_inline(argv) if request["inline"] else None
+            read_exactly(CHILD_GATE, 1)  # the successor exists: the sandbox's own processes are all there
+            os.close(CHILD_GATE)
+        except BaseException:  # nothing of the program ran: the run is the sandbox's failure, not the program's
+            os.write(CHILD_STATUS, UNFIT_STATUS)
             os._exit(1)
-        request = json.loads(header)
-        for which, soft, hard in request["rlimits"]:
-            resource.setrlimit(which, (soft, hard))
-        os.environ.clear()
-        os.environ.update(request["env"])
-        argv = request["argv"]
-        program = load_inline(argv) if request["inline"] else None
-        read_exactly(CHILD_GATE, 1)  # the successor exists: the sandbox's own processes are all there
-        os.close(CHILD_GATE)
         if program is not None:
             signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a fresh interpreter
             code = run_inline(*program)

@@ -7,6 +7,7 @@ ever starts containing one, the test says so.
 from __future__ import annotations
 
 import os
+import resource
 import secrets
 import socket
 import threading
@@ -425,3 +426,50 @@ def test_shared_memory_left_by_one_run_is_gone_in_the_next(sandbox: Sandbox, kno
     )
     seen = [run_py(sandbox, probe).stdout_text.strip() for _ in range(4)]
     assert seen == ["False"] * 4
+
+
+def skip_local_reaching_the_host(sandbox: Sandbox) -> None:
+    if sandbox.name == "local":
+        pytest.skip("local: the program's uid is shared with other host processes, which this would reach")
+
+
+def test_limits_and_priority_set_on_other_processes_do_not_reach_the_next_run(sandbox: Sandbox) -> None:
+    # Whatever the program may reach (a warm pool's worker, zygote or next standby) it tries to cripple.
+    skip_local_reaching_the_host(sandbox)
+    tamper = (
+        "import os, resource\n"
+        "for p in os.listdir('/proc'):\n"
+        "    if p.isdigit() and int(p) != os.getpid():\n"
+        "        for change in (lambda: resource.prlimit(int(p), resource.RLIMIT_NOFILE, (32, 32)),\n"
+        "                       lambda: resource.prlimit(int(p), resource.RLIMIT_DATA, (1 << 20, 1 << 20)),\n"
+        "                       lambda: os.setpriority(os.PRIO_PROCESS, int(p), 19),\n"
+        "                       lambda: os.sched_setaffinity(int(p), {min(os.sched_getaffinity(0))})):\n"
+        "            try:\n"
+        "                change()\n"
+        "            except OSError:\n"
+        "                pass"
+    )
+    run_py(sandbox, tamper)
+    probe = (
+        "import os, resource\n"
+        "print(resource.getrlimit(resource.RLIMIT_NOFILE)[1] > 32, resource.getrlimit(resource.RLIMIT_DATA)[1],\n"
+        "      os.getpriority(os.PRIO_PROCESS, 0), len(os.sched_getaffinity(0)) == os.cpu_count())"
+    )
+    seen = [run_py(sandbox, probe).stdout_text.split() for _ in range(4)]
+    assert seen == [["True", str(resource.RLIM_INFINITY), "0", "True"]] * 4
+
+
+def test_stopping_every_process_in_reach_does_not_break_the_next_runs(sandbox: Sandbox) -> None:
+    skip_local_reaching_the_host(sandbox)
+    stop_all = (
+        "import os, signal\n"
+        "for p in os.listdir('/proc'):\n"
+        "    if p.isdigit() and int(p) != os.getpid():\n"
+        "        try:\n"
+        "            os.kill(int(p), signal.SIGSTOP)\n"
+        "        except OSError:\n"
+        "            pass"
+    )
+    run_py(sandbox, stop_all)
+    after = [run_py(sandbox, "print('alive')") for _ in range(4)]
+    assert [r.stdout_text for r in after] == ["alive\n"] * 4, after

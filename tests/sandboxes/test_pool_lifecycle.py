@@ -1,0 +1,114 @@
+"""The warm pool's own processes: every bubblewrap it starts is reaped, workers outlive the threads that started
+them, and a worker turns away what it cannot run cleanly."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from reflectgym.sandboxes import BwrapSandbox, ExecRequest, ExecStatus, Limits, PoolConfig, bwrap_pool
+from reflectgym.sandboxes.bwrap import bwrap_unavailable_reason
+from reflectgym.sandboxes.pool import WORKER_SOURCE, PipeChannel, WarmPool
+
+pytestmark = pytest.mark.skipif(bwrap_unavailable_reason() is not None, reason=str(bwrap_unavailable_reason()))
+HELLO = ExecRequest(command=("python3", "-c", "print('hello')"))
+
+
+def children_of(pid: int) -> list[int]:
+    try:
+        return [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
+def sandbox_inits(pool: WarmPool) -> list[int]:
+    """Host pids of the processes bubblewrap started for the pool's workers (each sandbox's pid 1)."""
+    pids = []
+    for slot in pool._slots:  # the test looks at the pool's own processes
+        if slot.worker is not None and isinstance(slot.worker.channel, PipeChannel):
+            pids += children_of(slot.worker.channel._proc.pid)
+    return pids
+
+
+def gone(pid: int) -> bool:
+    """No process, not even a zombie, has this pid (reparented zombies would linger under the host's pid 1)."""
+    return not Path(f"/proc/{pid}").exists()
+
+
+def zombie_bwraps() -> set[int]:
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if "(bwrap)" in stat and stat.rsplit(")", 1)[1].split()[0] == "Z":
+                found.add(int(entry.name))
+    return found
+
+
+def test_closing_and_recycling_workers_leaves_no_bwrap_process() -> None:
+    inits = []
+    for _ in range(2):
+        with bwrap_pool(PoolConfig(workers=2, max_runs_per_worker=1)) as pool:
+            for _ in range(3):  # each run retires its worker
+                inits += sandbox_inits(pool)
+                assert pool.run(HELLO).ok
+            inits += sandbox_inits(pool)
+    assert inits
+    time.sleep(0.2)
+    assert [pid for pid in inits if not gone(pid)] == []
+
+
+def test_a_one_shot_run_killed_at_the_wall_leaves_no_bwrap_zombie() -> None:
+    before = zombie_bwraps()
+    result = BwrapSandbox().run(
+        ExecRequest(command=("python3", "-c", "import time; time.sleep(30)"), limits=Limits(wall_seconds=0.5))
+    )
+    assert result.status is ExecStatus.TIMEOUT
+    time.sleep(0.2)
+    assert zombie_bwraps() - before == set()
+
+
+def test_a_worker_outlives_the_thread_that_started_it() -> None:
+    with bwrap_pool(PoolConfig(workers=1), start=False) as pool:
+        first: list[ExecStatus] = []
+        thread = threading.Thread(target=lambda: first.append(pool.run(HELLO).status))
+        thread.start()
+        thread.join()
+        time.sleep(0.2)  # bubblewrap's --die-with-parent fires when the starting *thread* ends
+        assert first == [ExecStatus.OK]
+        assert pool.run(HELLO).stdout_text == "hello\n"
+
+
+def test_pools_left_open_are_closed_and_reaped_at_exit() -> None:
+    script = textwrap.dedent(
+        """
+        from pathlib import Path
+        from reflectgym.sandboxes import PoolConfig, bwrap_pool
+        pool = bwrap_pool(PoolConfig(workers=2))
+        outers = [slot.worker.channel._proc.pid for slot in pool._slots]
+        print(*[c for o in outers for c in Path(f"/proc/{o}/task/{o}/children").read_text().split()], *outers)
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True)
+    pids = [int(pid) for pid in done.stdout.split()]
+    assert len(pids) == 4
+    time.sleep(0.2)
+    assert [pid for pid in pids if not gone(pid)] == []
+
+
+def test_the_worker_refuses_to_run_unless_it_is_pid_1() -> None:
+    # Inside a one-shot sandbox the program is pid 2, so the worker must stop before it touches anything.
+    result = BwrapSandbox().run(
+        ExecRequest(command=("python3", "worker_main.py"), files={"worker_main.py": WORKER_SOURCE})
+    )
+    assert result.exit_code == 1
+    assert "only as pid 1" in result.stderr_text
