@@ -5,9 +5,11 @@ Side by side in one run, on the same HumanEval-style program (a function plus it
 - `bwrap`: a fresh bubblewrap sandbox per run;
 - `pool`: the bubblewrap warm pool (one worker, then one per core);
 - `docker`: the Docker warm pool, when an engine answers.
-Prints runs per second and each one's ratio to the baseline at the same concurrency.
+The baseline and the pool alternate for `--rounds` rounds at each concurrency, so a change in the machine's speed
+(another job starting) hits both; each row reports the median round. Prints the load average before and after,
+runs per second and each row's ratio to the baseline at the same concurrency.
 
-Run: .venv/bin/python benchmarks/sandbox_warm_pool.py [--runs N]
+Run: .venv/bin/python benchmarks/sandbox_warm_pool.py [--runs N] [--rounds R]
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import argparse
 import concurrent.futures
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -45,6 +48,10 @@ print("ok")
 """
 REQUEST = ExecRequest(command=("python3", "main.py"), files={"main.py": PROGRAM.encode()})
 PYTHON = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable
+WARM_UP_RUNS = 20
+"""Runs before each measurement (a pool is meant to be warm; the baseline gets the same)."""
+BASELINE = "fresh python -I subprocess (baseline)"
+POOL = "pool (bwrap warm workers)"
 
 
 def fresh_subprocess(work: Path) -> None:
@@ -54,8 +61,8 @@ def fresh_subprocess(work: Path) -> None:
 
 
 def rate(run_one: Callable[[], object], runs: int, concurrency: int) -> float:
-    """Runs per second of `run_one`, `concurrency` at a time, after a short warm-up."""
-    for _ in range(3):
+    """Runs per second of `run_one`, `concurrency` at a time, after a warm-up."""
+    for _ in range(WARM_UP_RUNS):
         run_one()
     started = time.perf_counter()
     if concurrency == 1:
@@ -77,29 +84,30 @@ def checked(sandbox_run: Callable[[ExecRequest], object]) -> Callable[[], None]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=400, help="runs per measurement")
+    parser.add_argument("--runs", type=int, default=400, help="pool runs per round (a quarter of it for the baseline)")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating baseline/pool rounds per concurrency")
     args = parser.parse_args()
     cores = os.cpu_count() or 1
+    load_before = os.getloadavg()
     rows: list[tuple[str, int, float]] = []
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         (work / "main.py").write_text(PROGRAM)
         for concurrency in sorted({1, cores}):
-            rows.append(
-                (
-                    "fresh python -I subprocess (baseline)",
-                    concurrency,
-                    rate(lambda: fresh_subprocess(work), args.runs // 2, concurrency),
-                )
-            )
+            baseline, pooled = [], []
+            with bwrap_pool(PoolConfig(workers=concurrency)) as pool:
+                for _ in range(args.rounds):
+                    baseline.append(rate(lambda: fresh_subprocess(work), args.runs // 4, concurrency))
+                    pooled.append(rate(checked(pool.run), args.runs, concurrency))
+            rows += [
+                (BASELINE, concurrency, statistics.median(baseline)),
+                (POOL, concurrency, statistics.median(pooled)),
+            ]
     bwrap = BwrapSandbox()
     for concurrency in sorted({1, cores}):
         rows.append(
             ("bwrap, fresh sandbox per run", concurrency, rate(checked(bwrap.run), args.runs // 4, concurrency))
         )
-    for workers in sorted({1, cores}):
-        with bwrap_pool(PoolConfig(workers=workers)) as pool:
-            rows.append(("pool (bwrap warm workers)", workers, rate(checked(pool.run), args.runs, workers)))
     try:
         from reflectgym.sandboxes.docker_pool import docker_pool
 
@@ -108,13 +116,14 @@ def main() -> None:
                 rows.append(("docker (warm containers)", workers, rate(checked(pool.run), args.runs, workers)))
     except Exception as error:  # no engine: say so and report the rest
         print(f"docker: skipped ({error})")
-    baseline = {c: r for name, c, r in rows if name.startswith("fresh")}
+    baseline_rate = {c: r for name, c, r in rows if name == BASELINE}
     print(
-        f"machine: {os.cpu_count()} cores, {sys.platform}, python {sys.version.split()[0]}; runs per row ~{args.runs}"
+        f"machine: {os.cpu_count()} cores, {sys.platform}, python {sys.version.split()[0]}; pool runs per round "
+        f"{args.runs}, rounds {args.rounds}; load average before {load_before[0]:.2f}, after {os.getloadavg()[0]:.2f}"
     )
     print(f"{'backend':40s} {'conc':>4s} {'runs/s':>9s} {'ms/run':>8s} {'vs baseline':>12s}")
-    for name, concurrency, per_second in rows:
-        ratio = per_second / baseline[concurrency]
+    for name, concurrency, per_second in sorted(rows, key=lambda row: (row[0] != BASELINE, row[0] != POOL)):
+        ratio = per_second / baseline_rate[concurrency]
         print(f"{name:40s} {concurrency:4d} {per_second:9.1f} {1000 / per_second:8.2f} {ratio:11.2f}x")
 
 

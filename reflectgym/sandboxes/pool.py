@@ -1,17 +1,22 @@
-"""`pool`: a warm pool of long-lived sandboxed workers that fork one child per request (see `worker_main`).
+"""`pool`: a warm pool of long-lived sandboxed workers that run each request in a fresh forked child (`worker_main`).
 
-A fresh interpreter per run costs ~10-20 ms; a forked child of an already-started one well under 2 ms. The pool
-keeps up to one worker per core, each inside its own isolation (bubblewrap here, a container for `docker`), hands
-requests to idle workers from a queue, and offers `run` (blocking, on the caller's thread), `run_async` (asyncio)
-and `map` (a batch, concurrently).
+A fresh interpreter per run costs ~10-20 ms; a child forked from an already-started, already-warm one about 1 ms of
+CPU. The pool keeps up to one worker per core, each inside its own isolation (bubblewrap here, a container for
+`docker`), hands requests to idle workers from a queue, and offers `run` (blocking, on the caller's thread),
+`run_async` (asyncio) and `map` (a batch, concurrently). Inside, a worker is pid 1 of its sandbox; a zygote forked
+from it at start-up forks each run's child *before* the request arrives (while the previous run executes), and the
+worker answers as soon as the program has reported, cleaning up before it reads the next request.
 
 Threat model: each worker has the isolation of its launcher (`bwrap`: see `reflectgym.sandboxes.bwrap`); within
-it, every run is a fresh forked child with the request's rlimits, and after each run the worker kills every other
-process of its pid namespace and wipes `/work`, `/tmp`, `/dev/shm` and SysV IPC objects before it reads the next
-request. What one run shares with the next run on the same worker is only the worker's pre-fork state (its
-preloaded modules, read-only to the child) and the namespaces themselves; see `worker_main` for the list. A program
-that kills its own worker gets `sandbox_error` for that run and the worker is replaced. Per-pool, not per-request:
-the network setting and the work dir size (`Limits.network`, `Limits.disk_bytes` of `PoolConfig.limits`).
+it, every run is a fresh forked child with the request's rlimits, and after each run every process of the run is
+killed and reaped and `/work`, `/tmp`, `/dev/shm` and SysV IPC objects are wiped before the next request is read.
+What one run shares with the next on the same worker is only the zygote's start-up state (preloaded modules,
+read-only to a child) and the namespaces themselves; see `worker_main` for the list, and for what a program can do
+to the sandbox's own processes (kill, stop or re-limit them: the run gets `sandbox_error`, the worker is replaced,
+and a request it turned away is resent once to a fresh worker). Processes: the worker, the zygote and the next
+run's standby count against `Limits.max_processes` beside the program (RLIMIT_NPROC is per uid). Per-pool, not
+per-request: the network setting and the work dir size (`Limits.network`, `Limits.disk_bytes` of
+`PoolConfig.limits`).
 
 The host treats everything a worker says as untrusted: replies are fixed structs and raw bytes with bounded sizes,
 never pickle. Every bubblewrap process the pool starts is reaped by the pool: workers are retired by killing their

@@ -1,44 +1,47 @@
 """The warm worker: a long-lived Python process, pid 1 of its sandbox, that runs each request in a fresh child.
 
-This file runs *inside* the isolation (bubblewrap with `--as-pid-1`, or as a container's main process) as
-`python3 -I -c <this source>`, so it uses the standard library only and imports nothing of reflectgym; it refuses
-to run unless it is pid 1 of its own pid namespace (on the host, its clean-up would wipe `/work` and kill every
-process it may signal). It talks to the host over its stdin/stdout (moved to fds 3 and 4). A request is `>I`
-(length of the worker header), the worker header (JSON: file names and sizes, stdin size, wall and output limits,
-size of the child header), the child header (JSON the worker only forwards: argv, environment, rlimits, whether to
-run inline), then stdin and the file contents. A reply is one kind byte and a fixed struct: `RESULT` + stdout +
-stderr, `ERROR` + text, `READY`, or `RETIRED` (the request was not run: start a fresh worker and send it there).
+This file runs *inside* the isolation (bubblewrap with `--as-pid-1`, or as a container's main process); the host
+starts `python3 -I -c BOOTSTRAP` (see `pool.worker_command`) and sends this source on stdin first, so it uses the
+standard library only and imports nothing of reflectgym. It refuses to run unless it is pid 1 of its own pid
+namespace (on the host, its clean-up would wipe `/work` and kill every process it may signal). It talks to the
+host over its stdin/stdout (moved to fds 3 and 4). A request is `>I` (length of the worker header), the worker
+header (JSON: file names and sizes, stdin size, wall and output limits, size of the child header), the child
+header (JSON the worker only forwards: argv, environment, rlimits, whether to run inline), then stdin and the file
+contents. A reply is one kind byte and a fixed struct: `RESULT` + stdout + stderr, `ERROR` + text, `READY`, or
+`RETIRED` (the request was not run: start a fresh worker and send it there).
 
 Three kinds of process:
 - the worker (pid 1): reads requests, writes the files into `/work`, collects output, replies, wipes. It never
   forks after start-up, so its pages are never shared with a program and no request data of its reaches a child.
 - the zygote: forked from the worker once, after the preloads and a rehearsal (see `rehearse`), before any
-  request. On command it forks a *standby* child, and after each run it SIGKILLs every process of the namespace
-  but itself, the worker and the next standby, until none is left, and reaps them all as their subreaper (see
-  `end_run`).
-- the child: a standby sets up its session, stdio and working directory, then blocks on the control pipe. Once
-  its request arrives it acknowledges it (the zygote then forks the next standby, while this run executes), checks
-  that nothing changed its inherited process attributes (see `Pristine`), applies the request's rlimits, signal
-  dispositions and environment, and either runs a Python program in the already-started, already-warm
+  request; it holds every child's stdio (fds 0-2 and Python's `sys.stdin/stdout/stderr` objects, made once). On
+  order it forks a *standby* child, and after each run it SIGKILLs every process of the namespace but itself, the
+  worker and the next standby, until none is left, and reaps them all as their subreaper (see `end_run`).
+- the child: a standby sets up its session and working directory, then blocks on the control pipe. Once its
+  request arrives it acknowledges it (the zygote then forks the next standby, while this run executes), checks
+  that nothing changed its inherited process attributes (see `Pristine`), applies the request's rlimits and
+  environment, compiles a Python program, waits until the next standby exists (so that RLIMIT_NPROC, counted per
+  uid, sees all of the sandbox's own processes), then runs the program in the already-started, already-warm
   interpreter (no interpreter start-up: the point of the pool) or execs the command. A Python program that
   finishes reports its exit code and CPU time on the status pipe, so the worker can answer before the child's
-  address space is torn down.
+  address space is torn down. A child that cannot set its run up reports `UNFIT` and runs nothing.
 
-The pipes between the worker and the children (control, stdout, stderr, status, and a memfd for stdin) are made
-once, before the zygote is forked, so a standby is forked with nothing to hand over. After answering and before
-reading the next request, the worker has the zygote kill and reap every process of the run, drains what the run
-left in the pipes, removes SysV IPC objects and wipes `/work`, `/tmp` and `/dev/shm`: nothing of one run is left
-for the next. Shared between runs: the zygote's memory as it was at start-up (copy-on-write; a child cannot change
-it), the modules it preloaded, and the sandbox's namespaces (the same empty network and hostname). Not shared:
-files, processes, IPC objects, pipe contents, environment, rlimits, request data.
+The pipes between the worker and the children (control, stdout, stderr, status, the gate, and a memfd for stdin)
+are made once, before the zygote is forked, so a standby is forked with nothing to hand over. After answering and
+before reading the next request, the worker has the zygote kill and reap every process of the run, drains what
+the run left in the pipes, removes SysV IPC objects and wipes `/work`, `/tmp` and `/dev/shm`: nothing of one run
+is left for the next. Shared between runs: the zygote's memory as it was at start-up (copy-on-write; a child cannot
+change it), the modules it preloaded, and the sandbox's namespaces (the same empty network and hostname). Not
+shared: files, processes, IPC objects, pipe contents, environment, rlimits, request data.
 
 A program can write a false exit status on its status pipe: that only ends its own run early with an exit code it
 could have used anyway. The worker, the zygote and the standbys are non-dumpable (no ptrace, no `/proc/PID/mem`);
-as pid 1 the worker gets no signal from inside the namespace, and the zygote and a standby ignore every signal they
-can. A program *can* SIGKILL or SIGSTOP the zygote (the worker then kills everything itself and retires: the host
-starts a fresh worker and resends the next request there) or the next standby (it is replaced), and it can change
-the attributes of the zygote or the standby that a same-uid process may change (rlimits, nice value, scheduling
-policy, CPU affinity): a standby that finds them changed does not run its request, and the worker retires.
+as pid 1 the worker gets no signal from inside the namespace. A program *can* kill or stop the zygote (the run gets
+`sandbox_error`; the worker kills everything itself and retires, and the host starts a fresh one) or the next
+standby (it is replaced), and it can change the attributes of the worker, the zygote or the standby that a
+same-uid process may change (rlimits, nice value, scheduling policy, CPU affinity): each checks them after every
+run (the standby before its own), and a changed one ends the worker; the request it turned away is resent to a
+fresh worker.
 """
 
 import contextlib
@@ -513,6 +516,10 @@ def zygote_main(commands: int, answers: int, pipes: Pipes, pristine: Pristine) -
     try:
         os.dup2(0, PROTOCOL_IN)  # only the worker speaks to the host (and fds 3, 4 stay taken: see `child`)
         os.dup2(0, PROTOCOL_OUT)
+        os.dup2(pipes.stdin, 0)  # every child's stdio, made once: children inherit the fds and Python's objects
+        os.dup2(pipes.stdout_w, 1)
+        os.dup2(pipes.stderr_w, 2)
+        install_stdio()
         ctypes.CDLL(None).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
         while True:
             order = os.read(commands, ORDER.size)
@@ -595,10 +602,7 @@ def child(pipes: Pipes, pristine: Pristine) -> None:
     """In the forked child: set up, wait for the request, become the program. Never returns."""
     code = 1
     try:
-        os.setsid()
-        os.dup2(pipes.stdin, 0)
-        os.dup2(pipes.stdout_w, 1)
-        os.dup2(pipes.stderr_w, 2)
+        os.setsid()  # fds 0-2 and sys.stdin/stdout/stderr come set up from the zygote
         os.dup2(pipes.control_r, CHILD_CONTROL, inheritable=False)  # replaces the worker's protocol fds here
         os.dup2(pipes.status_w, CHILD_STATUS, inheritable=False)
         os.dup2(pipes.gate_r, CHILD_GATE, inheritable=False)
@@ -608,7 +612,6 @@ def child(pipes: Pipes, pristine: Pristine) -> None:
             os.write(fd, b"1000")
             os.close(fd)
         os.chdir(WORK)
-        install_stdio()
         (size,) = PREFIX.unpack(read_exactly(CHILD_CONTROL, PREFIX.size))
         header = read_exactly(CHILD_CONTROL, size)
         os.close(CHILD_CONTROL)
