@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from reflectgym.sandboxes import BwrapSandbox, ExecRequest, ExecStatus, Limits, PoolConfig, bwrap_pool
+from reflectgym.sandboxes import bwrap as bwrap_module
 from reflectgym.sandboxes.bwrap import bwrap_unavailable_reason
 from reflectgym.sandboxes.pool import WORKER_SOURCE, PipeChannel, WarmPool
 
@@ -41,19 +42,6 @@ def gone(pid: int) -> bool:
     return not Path(f"/proc/{pid}").exists()
 
 
-def zombie_bwraps() -> set[int]:
-    found = set()
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            if "(bwrap)" in stat and stat.rsplit(")", 1)[1].split()[0] == "Z":
-                found.add(int(entry.name))
-    return found
-
-
 def test_closing_and_recycling_workers_leaves_no_bwrap_process() -> None:
     inits = []
     for _ in range(2):
@@ -67,14 +55,22 @@ def test_closing_and_recycling_workers_leaves_no_bwrap_process() -> None:
     assert [pid for pid in inits if not gone(pid)] == []
 
 
-def test_a_one_shot_run_killed_at_the_wall_leaves_no_bwrap_zombie() -> None:
-    before = zombie_bwraps()
+def test_a_one_shot_run_killed_at_the_wall_leaves_no_bwrap_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    killed: list[int] = []
+    kill_child = bwrap_module._kill_child
+
+    def recording(parent: int, pid: int) -> bool:
+        killed.append(pid)
+        return kill_child(parent, pid)
+
+    monkeypatch.setattr(bwrap_module, "_kill_child", recording)
     result = BwrapSandbox().run(
         ExecRequest(command=("python3", "-c", "import time; time.sleep(30)"), limits=Limits(wall_seconds=0.5))
     )
     assert result.status is ExecStatus.TIMEOUT
+    assert killed  # the sandbox's init was killed, not bubblewrap
     time.sleep(0.2)
-    assert zombie_bwraps() - before == set()
+    assert [pid for pid in killed if not gone(pid)] == []
 
 
 def test_a_worker_outlives_the_thread_that_started_it() -> None:
