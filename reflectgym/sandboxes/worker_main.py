@@ -380,7 +380,9 @@ def rehearse(rounds: int) -> None:
     saved_env, saved_argv, saved_path = dict(os.environ), sys.argv, list(sys.path)
     saved_streams, saved_main = (sys.stdin, sys.stdout, sys.stderr), sys.modules["__main__"]
     path = os.path.join(WORK, "rehearsal.py")
-    header = json.dumps({"argv": [sys.executable, "rehearsal.py", "x"], "env": dict(os.environ), "rlimits": []})
+    header = json.dumps(
+        {"argv": [sys.executable, "rehearsal.py", "x"], "env": dict(os.environ), "rlimits": [[0, 1, 2]] * 6}
+    )
     try:
         for _ in range(rounds):
             for source in REHEARSALS:
@@ -389,6 +391,7 @@ def rehearse(rounds: int) -> None:
                 request = json.loads(header)
                 os.environ.clear()
                 os.environ.update(request["env"])
+                Pristine().intact()
                 install_stdio()
                 run_inline(*load_inline(request["argv"]))
                 sys.argv, sys.path[:] = saved_argv, saved_path
@@ -532,11 +535,8 @@ def zygote_main(commands: int, answers: int, pipes: Pipes, pristine: Pristine) -
                     child(pipes, pristine)
                 os.write(answers, FORKED.pack(pid))
                 os.write(pipes.gate, b"G")  # the running child may start its program now
-            elif kind == KILL:
-                reaped = end_run(child_pid, standby)
-                if not pristine.intact():  # a program changed the zygote's attributes: every child would inherit
-                    return
-                os.write(answers, REAPED.pack(*reaped))
+            elif kind == KILL:  # (a program may change this zygote's attributes: each child checks what it inherits)
+                os.write(answers, REAPED.pack(*end_run(child_pid, standby)))
             else:
                 return
     except BaseException:
