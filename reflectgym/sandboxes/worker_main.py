@@ -491,10 +491,10 @@ def watch(
             elif streams[fd].read(fd) and streams[fd].truncated:
                 exited = True
     following = zygote.forked() if zygote.forking else 0
-    if status is not None and status[0] == UNFIT and not exited:
+    if status is not None and status[0] == UNFIT:
         return None, following, None
     ended = None
-    if status is not None and not exited and not killed_for_wall:
+    if status is not None and not killed_for_wall and not stdout.truncated and not stderr.truncated:
         returncode, cpu = status[0] & 0xFF, status[1]  # the program is done; its exit is cleaned up after the reply
     else:
         ended = zygote.end_run(child_pid, following)
