@@ -130,9 +130,11 @@ class Pristine:
     def __init__(self) -> None:
         self.values = self.current()
 
+    LIMITS = tuple(getattr(resource, name) for name in dir(resource) if name.startswith("RLIMIT_"))
+
     @staticmethod
     def current() -> tuple:
-        limits = tuple(resource.getrlimit(getattr(resource, name)) for name in dir(resource) if name[:7] == "RLIMIT_")
+        limits = tuple(resource.getrlimit(which) for which in Pristine.LIMITS)
         return limits, os.getpriority(os.PRIO_PROCESS, 0), os.sched_getscheduler(0), sorted(os.sched_getaffinity(0))
 
     def intact(self) -> bool:
