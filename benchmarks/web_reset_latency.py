@@ -25,7 +25,8 @@ import threading
 import time
 from pathlib import Path
 
-from reflectgym.envs.web.browser import CHROMIUM_FLAGS, BrowserConfig, find_chromium
+from reflectgym.envs.web.browser import BrowserConfig
+from reflectgym.envs.web.chromium import CHROMIUM_FLAGS, find_chromium
 from reflectgym.envs.web.env import MiniWoBEnv
 from reflectgym.envs.web.miniwob import MiniWoBPages
 

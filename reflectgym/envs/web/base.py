@@ -18,14 +18,8 @@ from reflectgym.core.env import TextEnv
 from reflectgym.core.types import Transition, Verdict
 from reflectgym.envs.web.actions import ACTION_FORMAT, WebAction, parse_web_action
 from reflectgym.envs.web.axtree import AXTREE_JS, AxTree
-from reflectgym.envs.web.browser import (
-    BrowserConfig,
-    BrowserCrashedError,
-    BrowserError,
-    BrowserService,
-    BrowserSession,
-    shared_service,
-)
+from reflectgym.envs.web.browser import BrowserConfig, BrowserService, BrowserSession, shared_service
+from reflectgym.envs.web.errors import BrowserCrashedError, BrowserError
 from reflectgym.envs.web.executor import ActionOutcome, is_dead_page_error, perform
 
 if TYPE_CHECKING:
@@ -138,7 +132,7 @@ class BrowserEnv(TextEnv[WebAction]):
         return parse_web_action(text)
 
     def _begin(self, options: dict[str, Any]) -> str:
-        previous, self._session = self._session, None
+        self._release_session()  # closed in idle time, or beside the new context when this reset has to make one
         self._choose_task(options)
         seed = int(self.np_random.integers(2**31 - 1))
         self._next_id = 1
@@ -151,10 +145,7 @@ class BrowserEnv(TextEnv[WebAction]):
                 raise
             self._release_session()
             start, state = self._service.run(lambda: self._start(seed), self.step_timeout_s * 2 + 60)
-        # Only now, with the episode ready, the old context goes and the next one is prepared.
-        if previous is not None:
-            self._service.close_later(previous)
-        self._service.prepare_spare(self._task_url())
+        self._service.prepare_spare(self._task_url())  # made while the agent thinks, if it does
         self._instruction, self._privileged = start.instruction, start.privileged
         self._state = state
         return self.observation()

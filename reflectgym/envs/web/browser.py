@@ -5,9 +5,11 @@ async rollout code), and its objects belong to the thread that made them. Here e
 one private loop; envs in any thread (or coroutine) submit work to it and wait on a future, so sync and async
 callers, and many envs in parallel, share one browser safely.
 
-Isolation: every episode gets a fresh browser context (no shared cookies, storage or cache). Speed: a spare
-context with its page is prepared in the background while the current episode runs, so a reset only
-navigates. Robustness: a browser that dies is relaunched on the next request; a call that overruns its time
+Isolation: every episode gets a fresh browser context (no shared cookies, storage or cache). Speed: Chromium
+runs with one renderer per context (`chromium.py`), and a `ContextPool` prepares the next context, with its task
+page loaded, while the browser is idle (an agent thinking between turns), so such a reset only starts the task;
+nothing is prepared behind a caller that steps back-to-back, whose steps would only get slower for it
+(`idle.py`). Robustness: a browser that dies is relaunched on the next request; a call that overruns its time
 limit raises `PageTimeoutError`, and a context that will not close is treated as a wedged browser.
 """
 
@@ -19,7 +21,6 @@ import concurrent.futures
 import contextlib
 import logging
 import os
-import shutil
 import threading
 import uuid
 from collections.abc import Awaitable, Callable
@@ -27,6 +28,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
+from reflectgym.envs.web.chromium import CHROMIUM_FLAGS, INSTALL_HINT, find_chromium
+from reflectgym.envs.web.errors import BrowserUnavailableError, PageTimeoutError
+from reflectgym.envs.web.idle import IdleGate
+from reflectgym.envs.web.pool import ContextPool, Pace
 from reflectgym.envs.web.routing import SiteServer
 
 if TYPE_CHECKING:
@@ -34,38 +39,6 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
-
-CHROMIUM_FLAGS: tuple[str, ...] = (
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-)
-"""Flags for a Chromium in a closed network (no sandbox: these machines run as root)."""
-
-INSTALL_HINT = (
-    "pip install 'reflectgym[web]' (Playwright), and a Chromium: apt-get install chromium, or playwright install"
-)
-
-
-class BrowserError(RuntimeError):
-    """Something went wrong in the browser; the message says what, in words a user can act on."""
-
-
-class BrowserUnavailableError(BrowserError):
-    """No browser could be started (missing Playwright or Chromium, or it fails to launch)."""
-
-
-class BrowserCrashedError(BrowserError):
-    """The browser process or the episode's page died during a call."""
-
-
-class PageTimeoutError(BrowserError):
-    """A call into the page did not finish in time (a hung page or a wedged browser)."""
 
 
 @dataclass(frozen=True)
@@ -80,39 +53,16 @@ class BrowserConfig:
     """Seconds a browser launch may take before it counts as failed."""
     spare_contexts: int = 1
     """Contexts prepared ahead so that a reset does not wait for one (0 disables the warm spare)."""
+    spare_after_idle_s: float = 0.02
+    """Background work (preparing spares, closing old contexts) starts only after the browser was idle this long."""
 
     def __post_init__(self) -> None:
         if self.spare_contexts < 0:
             raise ValueError(f"spare_contexts must be >= 0; got {self.spare_contexts}")
+        if self.spare_after_idle_s < 0:
+            raise ValueError(f"spare_after_idle_s must be >= 0 seconds; got {self.spare_after_idle_s}")
         if self.launch_timeout_s <= 0:
             raise ValueError(f"launch_timeout_s must be > 0; got {self.launch_timeout_s}")
-
-
-def find_chromium(explicit: str | None = None) -> str | None:
-    """The Chromium to launch: `explicit`, `$REFLECTGYM_CHROMIUM`, or `None` to let Playwright use its own.
-
-    `None` is returned only when Playwright's own browser is installed; otherwise Debian's `chromium` on PATH.
-    Raises `BrowserUnavailableError` when there is none at all.
-    """
-    for candidate in (explicit, os.environ.get("REFLECTGYM_CHROMIUM")):
-        if candidate:
-            if not Path(candidate).exists():
-                raise BrowserUnavailableError(f"Chromium not found at {candidate}")
-            return candidate
-    if _playwright_browser_installed():
-        return None
-    for name in ("chromium", "chromium-browser"):
-        found = shutil.which(name)
-        if found:
-            return found
-    if Path("/usr/bin/chromium").exists():
-        return "/usr/bin/chromium"
-    raise BrowserUnavailableError(f"no Chromium found; {INSTALL_HINT}")
-
-
-def _playwright_browser_installed() -> bool:
-    cache = Path(os.environ.get("PLAYWRIGHT_BROWSERS_PATH") or Path.home() / ".cache" / "ms-playwright")
-    return cache.is_dir() and any(path.is_dir() for path in cache.glob("chromium-*"))
 
 
 @dataclass
@@ -131,8 +81,9 @@ class BrowserSession:
     """Set when the page's renderer crashed."""
 
     def drain_blocked(self) -> list[str]:
-        """The blocked URLs since the last call, emptied."""
-        urls, self.blocked = self.blocked, []
+        """The blocked URLs since the last call, emptied (in place: the router's handler holds this list)."""
+        urls = list(self.blocked)
+        self.blocked.clear()
         return urls
 
 
@@ -158,10 +109,12 @@ class BrowserService:
         self._playwright: Playwright | None = None
         self._browser: Browser | None = None
         self._generation = 0
-        self._spares: list[BrowserSession] = []
         self._launch_lock: asyncio.Lock | None = None
-        self._refill_task: asyncio.Task[None] | None = None
-        self._spare_url: str | None = None
+        self._gate = IdleGate(self.config.spare_after_idle_s)
+        self.pool: ContextPool[BrowserSession] = ContextPool(
+            self._gate, self._new_session, self.close_session, self.is_alive, spares=self.config.spare_contexts
+        )
+        """Spare contexts for the next resets and old ones waiting to be closed."""
         self._closed = False
 
     # ------------------------------------------------------------------ calling into the loop
@@ -183,38 +136,26 @@ class BrowserService:
 
     async def _guarded(self, make: Callable[[], Awaitable[T]], timeout: float) -> T:
         try:
-            return await asyncio.wait_for(make(), timeout)
+            async with self._gate.call():
+                return await asyncio.wait_for(make(), timeout)
         except TimeoutError:
             raise PageTimeoutError(f"the page did not respond within {timeout:.1f} s") from None
 
     # ------------------------------------------------------------------ sessions (run on the loop)
     async def open_session(self, url: str | None = None) -> BrowserSession:
-        """A fresh context whose page shows `url`: a warm spare when one is ready or being made (its page is
-        already loaded), else one made now. Call `prepare_spare` afterwards to have the next one made."""
+        """A fresh context whose page shows `url` (see `ContextPool.take`). Call `prepare_spare` afterwards to have
+        the next one made in idle time."""
         await self._ensure_browser()
-        session = self._take_spare(url)
-        if session is None and self._refill_task is not None:  # half made already: cheaper to wait than start anew
-            with contextlib.suppress(Exception):
-                await asyncio.shield(self._refill_task)
-            session = self._take_spare(url)
-        if session is None:
-            session = await self._new_session(url)
-        elif url is not None and session.url != url:
+        session = await self.pool.take(url)
+        if url is not None and session.url != url:
             await session.page.goto(url)
             session.url = url
         return session
 
-    def _take_spare(self, url: str | None) -> BrowserSession | None:
-        alive = [spare for spare in self._spares if self.is_alive(spare)]
-        alive.sort(key=lambda spare: spare.url != url)
-        session = alive[0] if alive else None
-        self._spares = alive[1:]
-        return session
-
     def prepare_spare(self, url: str | None) -> None:
-        """Starts making a spare context for `url` in the background (callable from any thread)."""
+        """Asks for a spare context showing `url`, made while the browser is idle (callable from any thread)."""
         if not self._closed:
-            self._loop.call_soon_threadsafe(self._schedule_refill, url)
+            self._loop.call_soon_threadsafe(self.pool.want, url)
 
     async def close_session(self, session: BrowserSession, timeout: float = 5.0) -> None:
         """Closes a session's context; one that will not close means a wedged browser, which is relaunched."""
@@ -229,9 +170,9 @@ class BrowserService:
             log.debug("closing a context failed: %s", error)
 
     def close_later(self, session: BrowserSession) -> None:
-        """Closes a session in the background (the caller does not wait)."""
+        """Closes a session in the background, in idle time (callable from any thread; the caller does not wait)."""
         if not self._closed:
-            asyncio.run_coroutine_threadsafe(self.close_session(session), self._loop)
+            self._loop.call_soon_threadsafe(self.pool.discard, session)
 
     def is_alive(self, session: BrowserSession) -> bool:
         """Whether the session's browser is still the running one and its page has not crashed."""
@@ -252,53 +193,45 @@ class BrowserService:
             return "the browser process died"
         return "the page was closed"
 
-    async def _new_session(self, url: str | None = None) -> BrowserSession:
+    async def _new_session(self, url: str | None = None, pace: Pace | None = None) -> BrowserSession:
+        """A new context and page showing `url`; `pace` is awaited between the phases (context, page, load)."""
         browser = await self._ensure_browser()
+        generation = self._generation
         width, height = self.config.viewport
         context = await browser.new_context(viewport={"width": width, "height": height}, service_workers="block")
-        if self.init_script:
-            await context.add_init_script(self.init_script)
-        page = await context.new_page()
-        session = BrowserSession(context=context, page=page, generation=self._generation)
-        await context.route(self.site.off_site(), lambda route: self._block(route, session))
+        try:
+            blocked: list[str] = []
+            await asyncio.gather(
+                context.add_init_script(self.init_script) if self.init_script else asyncio.sleep(0),
+                context.route(self.site.off_site(), lambda route: self._block(route, blocked)),
+            )
+            if pace is not None:
+                await pace()
+            page = await context.new_page()
+            session = BrowserSession(context=context, page=page, generation=generation, blocked=blocked)
 
-        def on_crash(_: object) -> None:
-            session.crashed = True
+            def on_crash(_: object) -> None:
+                session.crashed = True
 
-        page.on("crash", on_crash)
-        await page.goto(url or self.site.origin + "/")
+            page.on("crash", on_crash)
+            if pace is not None:
+                await pace()
+            await page.goto(url or self.site.origin + "/")
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(context.close(), 5.0)
+            raise
         session.url = url
         return session
 
-    async def _block(self, route: Route, session: BrowserSession) -> None:
+    async def _block(self, route: Route, blocked: list[str]) -> None:
         url = route.request.url
-        session.blocked.append(url)
+        blocked.append(url)
         log.info("blocked a request outside the task site: %s", url)
         try:
             await route.abort("blockedbyclient")
         except Exception as error:  # the page went away meanwhile: nothing to do
             log.debug("blocking %s failed: %s", url, error)
-
-    def _schedule_refill(self, url: str | None) -> None:
-        self._spare_url = url
-        if self.config.spare_contexts and self._refill_task is None and not self._closed:
-            self._refill_task = self._loop.create_task(self._refill())
-
-    async def _refill(self) -> None:
-        try:
-            while not self._closed:
-                url = self._spare_url
-                fitting = [spare for spare in self._spares if spare.url == url]
-                if fitting or (self._spares and len(self._spares) >= self.config.spare_contexts):
-                    if fitting or not self._spares:
-                        break
-                    stale = self._spares.pop(0)  # prepared for another task: make room for this one
-                    await self.close_session(stale)
-                self._spares.append(await self._new_session(url))
-        except Exception as error:  # a failed spare is not an error: the next reset makes its own
-            log.info("preparing a spare context failed: %s", error)
-        finally:
-            self._refill_task = None
 
     # ------------------------------------------------------------------ the browser process
     async def _ensure_browser(self) -> Browser:
@@ -332,14 +265,14 @@ class BrowserService:
             ) from error
         self._generation += 1
         self.launches += 1
-        self._spares = []
+        self.pool.forget()
         browser.on("disconnected", lambda _: None if self._closed else log.warning("the browser process disconnected"))
         log.info("launched Chromium %s (launch %d)", browser.version, self.launches)
         return browser
 
     async def _drop_browser(self) -> None:
         browser, self._browser = self._browser, None
-        self._spares = []
+        self.pool.forget()
         self._generation += 1
         if browser is not None:
             try:
@@ -377,6 +310,7 @@ class BrowserService:
 
         async def stop() -> None:
             self._closed = True
+            self.pool.stop()
             await self._drop_browser()
             if self._playwright is not None:
                 with contextlib.suppress(Exception):
