@@ -19,6 +19,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
+from reflectgym.envs.web.inline import inline_assets
+
 log = logging.getLogger(__name__)
 
 
@@ -70,14 +72,16 @@ class SiteRouter:
             target = (root / unquote(parts.path[len(prefix) :])).resolve()
             if not target.is_relative_to(root) or not target.is_file():
                 return Response(status=404, body=b"not found", content_type="text/plain", reason="no such file")
-            return Response(status=200, body=self._read(target), content_type=_content_type(target))
+            return Response(status=200, body=self._read(target, root), content_type=_content_type(target))
         return Response(status=404, body=b"not found", content_type="text/plain", reason="no mounted folder")
 
-    def _read(self, path: Path) -> bytes:
+    def _read(self, path: Path, root: Path) -> bytes:
         with self._lock:
             cached = self._cache.get(path)
         if cached is None:
             cached = path.read_bytes()
+            if path.suffix.lower() in (".html", ".htm"):
+                cached = inline_assets(cached, path, root)
             with self._lock:
                 self._cache[path] = cached
         return cached
