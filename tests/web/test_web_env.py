@@ -21,8 +21,8 @@ from gymnasium.utils.env_checker import check_env
 import reflectgym
 from reflectgym.core import check_determinism, check_garbage_actions, check_snapshot_roundtrip
 from reflectgym.core.audit import audit_feedback_leaks
-from reflectgym.envs.web.base import png_data_url
 from reflectgym.envs.web.browser import BrowserConfig
+from reflectgym.envs.web.driver import png_data_url
 from reflectgym.envs.web.env import WebEnv
 from reflectgym.envs.web.tasks import TASK_IDS
 
@@ -198,14 +198,14 @@ def test_nothing_privileged_leaks() -> None:
 
 def test_a_fresh_context_per_episode_shares_no_storage(env: WebEnv) -> None:
     env.reset(seed=0, options={"task_id": "login"})
-    session = env._session
+    session = env.session
     assert session is not None
     env.service.run(
         lambda: session.page.evaluate("() => { localStorage.setItem('leak', 'yes'); document.cookie = 'leak=yes'; }"),
         5,
     )
     env.reset(seed=0, options={"task_id": "login"})
-    fresh = env._session
+    fresh = env.session
     assert fresh is not None and fresh.context is not session.context
     seen = env.service.run(lambda: fresh.page.evaluate("() => [localStorage.getItem('leak'), document.cookie]"), 5)
     assert seen == [None, ""]
@@ -213,7 +213,7 @@ def test_a_fresh_context_per_episode_shares_no_storage(env: WebEnv) -> None:
 
 def test_requests_outside_the_task_site_are_blocked_and_logged(env: WebEnv) -> None:
     env.reset(seed=0, options={"task_id": "login"})
-    session = env._session
+    session = env.session
     assert session is not None
     status = env.service.run(
         lambda: session.page.evaluate("() => fetch('https://example.com/x.js').then(() => 'reached', () => 'blocked')"),
@@ -233,6 +233,7 @@ def test_parallel_episodes_in_threads_are_isolated() -> None:
         try:
             env = envs[index]
             observation, _ = env.reset(seed=100 + index)
+            reward = 0.0
             for _ in range(6):
                 _, reward, terminated, *_ = env.step(env.oracle_action())
                 if terminated:
@@ -296,7 +297,7 @@ def test_a_hung_page_times_out_instead_of_hanging() -> None:
     config = BrowserConfig(spare_contexts=0, viewport=(800, 601))
     env = WebEnv(task="login", browser=config, step_timeout_s=2.0)
     env.reset(seed=0)
-    session = env._session
+    session = env.session
     assert session is not None
     env.service.run(lambda: session.page.evaluate("() => { setTimeout(() => { while (true) {} }, 0); }"), 5)
     started = time.perf_counter()

@@ -45,6 +45,7 @@ def test_scripted_solvers_succeed(task: str) -> None:
     env = make(task=task)
     for seed in (0, 1):
         env.reset(seed=seed)
+        reward, terminated, info = 0.0, False, {}
         for _ in range(6):
             _, reward, terminated, truncated, info = env.step(env.unwrapped.oracle_action())  # type: ignore[attr-defined]
             if terminated or truncated:

@@ -1,15 +1,21 @@
-"""The web envs: `WebEnv` (tasks bundled with reflectgym) and `MiniWoBEnv` (MiniWoB++ pages)."""
+"""The web envs: `WebEnv` (tasks bundled with reflectgym) and `MiniWoBEnv` (MiniWoB++ pages).
+
+Both are `TextEnv`s that hand the browser work to a `BrowserDriver` (composition: `driver.py`) and keep here
+only what differs: which task page is opened, how it starts, and how its state is judged (the `PageTask` side).
+"""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from reflectgym.core.types import Verdict
+from reflectgym.core.env import TextEnv
+from reflectgym.core.types import Transition, Verdict
 from reflectgym.envs.web import feedback
-from reflectgym.envs.web.actions import WebAction
-from reflectgym.envs.web.base import BrowserEnv, PageState, TaskStart
-from reflectgym.envs.web.browser import BrowserConfig
+from reflectgym.envs.web.actions import ACTION_FORMAT, WebAction, parse_web_action
+from reflectgym.envs.web.browser import BrowserConfig, BrowserService, BrowserSession
+from reflectgym.envs.web.driver import ACTION_EXAMPLES, BrowserDriver, PageReading, PageState, TaskStart
 from reflectgym.envs.web.executor import ActionOutcome
 from reflectgym.envs.web.miniwob import MINIWOB_CHROME, MiniWoBPages, miniwob_oracle
 from reflectgym.envs.web.tasks import TASK_IDS, BundledTask, bundled_task, tasks_dir
@@ -33,7 +39,7 @@ def _format_step(step: dict[str, Any]) -> str:
     return "done"
 
 
-class WebEnv(BrowserEnv):
+class WebEnv(TextEnv[WebAction]):
     """Web tasks in a real Chromium: forms, dropdowns, tabs, lists, dialogs, multi-page navigation.
 
     ## Description
@@ -82,7 +88,10 @@ class WebEnv(BrowserEnv):
     - v0: first release.
     """
 
-    task_state_js: ClassVar[str] = "window.RG ? window.RG.poll() : null"
+    action_format: ClassVar[str] = ACTION_FORMAT
+    action_examples: ClassVar[tuple[str, ...]] = ACTION_EXAMPLES
+    reading: ClassVar[PageReading] = PageReading(task_state_js="window.RG ? window.RG.poll() : null")
+    """The page's own judge (`RG.poll()`) is read with every observation."""
 
     def __init__(
         self,
@@ -96,37 +105,89 @@ class WebEnv(BrowserEnv):
         browser: BrowserConfig | None = None,
         render_mode: str | None = None,
     ) -> None:
-        super().__init__(
-            max_steps=max_steps,
-            feedback=feedback,
+        super().__init__(feedback=feedback, max_turns=max_steps, render_mode=render_mode)
+        self.driver = BrowserDriver(
+            self.reading,
             observation_chars=observation_chars,
             step_timeout_s=step_timeout_s,
             screenshot=screenshot,
             browser=browser,
-            render_mode=render_mode,
         )
+        """The browser side of the episodes (context, observation, actions, failures)."""
         self.task = None if task is None else bundled_task(task).id
         self._base_url = self.service.router.mount(tasks_dir())
         self._task: BundledTask = bundled_task(self.task or TASK_IDS[0])
+
+    # ------------------------------------------------------------------ TextEnv hooks (the browser does the work)
+    def parse_action(self, text: str) -> WebAction:
+        return parse_web_action(text)
+
+    def _begin(self, options: dict[str, Any]) -> str:
+        chosen = options.get("task_id") or self.task
+        if chosen is None:
+            chosen = TASK_IDS[int(self.np_random.integers(len(TASK_IDS)))]
+        self._task = bundled_task(str(chosen))
+        self.driver.begin(self, seed=int(self.np_random.integers(2**31 - 1)))
+        return self.driver.observation()
+
+    def _apply(self, action: WebAction) -> Transition:
+        return self.driver.apply(self, action)
+
+    def observation(self) -> str:
+        return self.driver.observation()
+
+    def privileged(self) -> str | None:
+        return self.driver.privileged
 
     @property
     def task_id(self) -> str | None:
         return self._task.id
 
-    def _choose_task(self, options: dict[str, Any]) -> None:
-        chosen = options.get("task_id") or self.task
-        if chosen is None:
-            chosen = TASK_IDS[int(self.np_random.integers(len(TASK_IDS)))]
-        self._task = bundled_task(str(chosen))
+    # ------------------------------------------------------------------ Gymnasium API additions
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[str, dict[str, Any]]:
+        """Starts a new episode in a fresh browser context (see `TextEnv.reset`)."""
+        observation, info = super().reset(seed=seed, options=options)
+        return observation, self.driver.extra_info(info)
 
-    def _task_url(self) -> str:
+    def step(self, action: str) -> tuple[str, float, bool, bool, dict[str, Any]]:
+        """Plays one action; a dead browser or hung page ends the episode with `info["error"]`."""
+        observation, reward, terminated, truncated, info = super().step(action)
+        return observation, reward, terminated, truncated, self.driver.extra_info(info)
+
+    async def areset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[str, dict[str, Any]]:
+        """`reset` for async code: runs in a worker thread, so the caller's event loop keeps running."""
+        return await asyncio.to_thread(lambda: self.reset(seed=seed, options=options))
+
+    async def astep(self, action: str) -> tuple[str, float, bool, bool, dict[str, Any]]:
+        """`step` for async code: runs in a worker thread, so the caller's event loop keeps running."""
+        return await asyncio.to_thread(self.step, action)
+
+    def close(self) -> None:
+        """Closes this env's browser context (the worker's browser stays up for other envs)."""
+        self.driver.release()
+        super().close()
+
+    @property
+    def service(self) -> BrowserService:
+        """The worker's browser service this env uses."""
+        return self.driver.service
+
+    @property
+    def session(self) -> BrowserSession | None:
+        """The current episode's browser context and page."""
+        return self.driver.session
+
+    # ------------------------------------------------------------------ PageTask: the bundled pages
+    def task_url(self) -> str:
         return self._base_url + self._task.page
 
-    async def _open_task(self, page: Page, seed: int) -> TaskStart:
+    async def open_task(self, page: Page, seed: int) -> TaskStart:
         started = await page.evaluate("(seed) => window.RG.start(seed)", seed)
         return TaskStart(instruction=str(started["instruction"]), privileged=started.get("privileged"))
 
-    def _judge(self, action: WebAction, outcome: ActionOutcome, state: PageState) -> tuple[Verdict, bool]:
+    def judge(self, action: WebAction, outcome: ActionOutcome, state: PageState) -> tuple[Verdict, bool]:
         task = state.task or {}
         if task.get("solved"):
             return Verdict(1.0, True, f"{outcome.message} {feedback.solved()}"), True
@@ -139,10 +200,10 @@ class WebEnv(BrowserEnv):
             return Verdict(0.0, False, outcome.message, details={"action_error": outcome.message}), False
         return Verdict(0.0, False, f"{outcome.message} The task is not complete yet."), False
 
-    async def _finish(self, page: Page) -> Any:
+    async def finish(self, page: Page) -> Any:
         return await page.evaluate("() => window.RG ? window.RG.finish() : null")
 
-    def _judge_done(self, final: Any) -> Verdict:
+    def judge_done(self, final: Any) -> Verdict:
         if final and final.get("solved"):
             return Verdict(1.0, True, feedback.solved())
         raw = (final or {}).get("problem") or {"field": "page", "kind": "the task page to be open"}
@@ -151,11 +212,11 @@ class WebEnv(BrowserEnv):
 
     def oracle_action(self) -> str:
         """The scripted solver's next action, read from the page's own solver."""
-        session = self._session
+        session = self.session
         if session is None or self.episode_over:
             return "done"
         try:
-            step = self.service.run(lambda: session.page.evaluate("() => window.RG.next()"), self.step_timeout_s)
+            step = self.service.run(lambda: session.page.evaluate("() => window.RG.next()"), self.driver.step_timeout_s)
         except Exception:
             if self.service.is_alive(session):
                 raise
@@ -163,7 +224,15 @@ class WebEnv(BrowserEnv):
         return _format_step(step)
 
 
-class MiniWoBEnv(BrowserEnv):
+MINIWOB_STATE_JS = (
+    "typeof WOB_DONE_GLOBAL === 'undefined' ? null : "
+    "{done: WOB_DONE_GLOBAL, reward: WOB_REWARD_GLOBAL, raw: WOB_RAW_REWARD_GLOBAL, "
+    "reason: WOB_REWARD_REASON === null || WOB_REWARD_REASON === undefined ? null : String(WOB_REWARD_REASON)}"
+)
+"""What a MiniWoB++ page says about its episode: done, reward (time-scaled), raw reward and a reason."""
+
+
+class MiniWoBEnv(TextEnv[WebAction]):
     """MiniWoB++ tasks through the same observation and action interface as `WebEnv`.
 
     ## Description
@@ -207,13 +276,12 @@ class MiniWoBEnv(BrowserEnv):
     - v0: first release.
     """
 
-    skip_selectors: ClassVar[tuple[str, ...]] = MINIWOB_CHROME
-    task_state_js: ClassVar[str] = (
-        "typeof WOB_DONE_GLOBAL === 'undefined' ? null : "
-        "{done: WOB_DONE_GLOBAL, reward: WOB_REWARD_GLOBAL, raw: WOB_RAW_REWARD_GLOBAL, "
-        "reason: WOB_REWARD_REASON === null || WOB_REWARD_REASON === undefined ? null : String(WOB_REWARD_REASON)}"
+    action_format: ClassVar[str] = ACTION_FORMAT
+    action_examples: ClassVar[tuple[str, ...]] = ACTION_EXAMPLES
+    reading: ClassVar[PageReading] = PageReading(
+        task_state_js=MINIWOB_STATE_JS, skip_selectors=MINIWOB_CHROME, wait_ms=300
     )
-    wait_ms: ClassVar[int] = 300
+    """MiniWoB's globals are read with every observation; its own chrome is left out; `wait` lets 300 ms pass."""
 
     def __init__(
         self,
@@ -229,15 +297,15 @@ class MiniWoBEnv(BrowserEnv):
         browser: BrowserConfig | None = None,
         render_mode: str | None = None,
     ) -> None:
-        super().__init__(
-            max_steps=max_steps,
-            feedback=feedback,
+        super().__init__(feedback=feedback, max_turns=max_steps, render_mode=render_mode)
+        self.driver = BrowserDriver(
+            self.reading,
             observation_chars=observation_chars,
             step_timeout_s=step_timeout_s,
             screenshot=screenshot,
             browser=browser,
-            render_mode=render_mode,
         )
+        """The browser side of the episodes (context, observation, actions, failures)."""
         if time_limit_s is not None and time_limit_s <= 0:
             raise ValueError(f"time_limit_s must be > 0 seconds, or None for no limit; got {time_limit_s}")
         self.pages = MiniWoBPages.locate(miniwob_dir)
@@ -250,16 +318,68 @@ class MiniWoBEnv(BrowserEnv):
     def task_id(self) -> str | None:
         return self._task
 
-    def _choose_task(self, options: dict[str, Any]) -> None:
+    # ------------------------------------------------------------------ TextEnv hooks (the browser does the work)
+    def parse_action(self, text: str) -> WebAction:
+        return parse_web_action(text)
+
+    def _begin(self, options: dict[str, Any]) -> str:
         chosen = options.get("task_id") or self.task
         if chosen is None:
             chosen = self.pages.tasks[int(self.np_random.integers(len(self.pages.tasks)))]
         self._task = self.pages.check(str(chosen))
+        self.driver.begin(self, seed=int(self.np_random.integers(2**31 - 1)))
+        return self.driver.observation()
 
-    def _task_url(self) -> str:
+    def _apply(self, action: WebAction) -> Transition:
+        return self.driver.apply(self, action)
+
+    def observation(self) -> str:
+        return self.driver.observation()
+
+    def privileged(self) -> str | None:
+        return self.driver.privileged
+
+    # ------------------------------------------------------------------ Gymnasium API additions
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[str, dict[str, Any]]:
+        """Starts a new episode in a fresh browser context (see `TextEnv.reset`)."""
+        observation, info = super().reset(seed=seed, options=options)
+        return observation, self.driver.extra_info(info)
+
+    def step(self, action: str) -> tuple[str, float, bool, bool, dict[str, Any]]:
+        """Plays one action; a dead browser or hung page ends the episode with `info["error"]`."""
+        observation, reward, terminated, truncated, info = super().step(action)
+        return observation, reward, terminated, truncated, self.driver.extra_info(info)
+
+    async def areset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[str, dict[str, Any]]:
+        """`reset` for async code: runs in a worker thread, so the caller's event loop keeps running."""
+        return await asyncio.to_thread(lambda: self.reset(seed=seed, options=options))
+
+    async def astep(self, action: str) -> tuple[str, float, bool, bool, dict[str, Any]]:
+        """`step` for async code: runs in a worker thread, so the caller's event loop keeps running."""
+        return await asyncio.to_thread(self.step, action)
+
+    def close(self) -> None:
+        """Closes this env's browser context (the worker's browser stays up for other envs)."""
+        self.driver.release()
+        super().close()
+
+    @property
+    def service(self) -> BrowserService:
+        """The worker's browser service this env uses."""
+        return self.driver.service
+
+    @property
+    def session(self) -> BrowserSession | None:
+        """The current episode's browser context and page."""
+        return self.driver.session
+
+    # ------------------------------------------------------------------ PageTask: MiniWoB++ pages
+    def task_url(self) -> str:
         return self._base_url + f"miniwob/{self._task}.html"
 
-    async def _open_task(self, page: Page, seed: int) -> TaskStart:
+    async def open_task(self, page: Page, seed: int) -> TaskStart:
         limit_ms = 2**31 - 1 if self.time_limit_s is None else int(self.time_limit_s * 1000)
         utterance = await page.evaluate(
             """async ([seed, limitMs]) => {
@@ -278,7 +398,7 @@ class MiniWoBEnv(BrowserEnv):
     def _reward(self, task: dict[str, Any]) -> float:
         return float(task.get("raw" if self.time_limit_s is None else "reward") or 0.0)
 
-    def _judge(self, action: WebAction, outcome: ActionOutcome, state: PageState) -> tuple[Verdict, bool]:
+    def judge(self, action: WebAction, outcome: ActionOutcome, state: PageState) -> tuple[Verdict, bool]:
         task = state.task or {}
         if task.get("done"):
             return self._ended(task, prefix=outcome.message), True
@@ -300,10 +420,10 @@ class MiniWoBEnv(BrowserEnv):
                 text += " Hint: re-read the instruction and check each element you acted on against it."
         return Verdict(reward, passed, f"{prefix} {text}".strip(), details={"raw_reward": task.get("raw")})
 
-    async def _finish(self, page: Page) -> Any:
-        return await page.evaluate(f"() => ({self.task_state_js})")
+    async def finish(self, page: Page) -> Any:
+        return await page.evaluate(f"() => ({MINIWOB_STATE_JS})")
 
-    def _judge_done(self, final: Any) -> Verdict:
+    def judge_done(self, final: Any) -> Verdict:
         if final and final.get("done"):
             return self._ended(final)
         text = "You said done, but the page has not registered the task as complete."
@@ -313,6 +433,7 @@ class MiniWoBEnv(BrowserEnv):
 
     def oracle_action(self) -> str:
         """A scripted solver's next action for click-test, click-button, enter-text and login-user."""
-        if self._state is None or self.episode_over:
+        state = self.driver.state
+        if state is None or self.episode_over:
             return "done"
-        return miniwob_oracle(self._task, self._instruction).next_action(self._state.tree)
+        return miniwob_oracle(self._task, self.driver.instruction).next_action(state.tree)
