@@ -13,6 +13,7 @@ import threading
 import time
 import warnings
 from collections.abc import Iterator
+from pathlib import Path
 
 import gymnasium as gym
 import pytest
@@ -306,6 +307,38 @@ def test_a_hung_page_times_out_instead_of_hanging() -> None:
     assert terminated and reward == 0.0 and "respond" in info["error"]
     reward, terminated, _ = play_oracle(env, "login", seed=1)
     assert terminated and reward == 1.0
+    env.close()
+    env.service.shutdown()
+
+
+def _renderers(roots: list[int]) -> int:
+    """How many renderer processes descend from the processes `roots`."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(parent, []).append(int(entry.name))
+    found, stack = 0, list(roots)
+    while stack:
+        pid = stack.pop()
+        try:
+            found += b"--type=renderer" in (Path("/proc") / str(pid) / "cmdline").read_bytes()
+        except OSError:
+            continue
+        stack.extend(children.get(pid, []))
+    return found
+
+
+def test_a_fresh_context_costs_one_renderer_process() -> None:
+    """The full Chromium starts three per context by default (spare renderer, omnibox popup; `chromium.py`)."""
+    env = WebEnv(task="click-button", browser=BrowserConfig(spare_contexts=0, viewport=(800, 602)))
+    env.reset(seed=0)
+    env.reset(seed=1)
+    time.sleep(0.5)  # the first episode's context is closed once the browser is idle
+    assert _renderers(env.service.browser_pids()) == 1
     env.close()
     env.service.shutdown()
 
