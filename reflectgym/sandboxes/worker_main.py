@@ -16,7 +16,8 @@ Three kinds of process:
 - the zygote: forked from the worker once, after the preloads and a rehearsal (see `rehearse`), before any
   request; it holds every child's stdio (fds 0-2 and Python's `sys.stdin/stdout/stderr` objects, made once). On
   order it forks a *standby* child, and after each run it SIGKILLs every process of the namespace but itself, the
-  worker and the next standby, until none is left, and reaps them all as their subreaper (see `end_run`).
+  worker and the next standby, until none is left, and reaps them all as their subreaper (see `end_run`; usually
+  the child was the run's only process, which the namespace's pid counter tells without a scan of `/proc`).
 - the child: a standby sets up its session and working directory, then blocks on the control pipe. Once its
   request arrives it acknowledges it (the zygote then forks the next standby, while this run executes), checks
   that nothing changed its inherited process attributes (see `Pristine`), applies the request's rlimits and
@@ -61,6 +62,7 @@ import types
 
 WORK = "/work"
 WIPED = ("/work", "/tmp", "/dev/shm")
+LAST_PID = "/proc/sys/kernel/ns_last_pid"
 CHUNK = 65536
 PR_SET_DUMPABLE = 4
 PR_SET_CHILD_SUBREAPER = 36
@@ -526,6 +528,7 @@ def zygote_main(commands: int, answers: int, pipes: Pipes, pristine: Pristine) -
         os.dup2(pipes.stderr_w, 2)
         install_stdio()
         ctypes.CDLL(None).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+        counter = open_pid_counter()
         while True:
             order = os.read(commands, ORDER.size)
             if len(order) != ORDER.size:
@@ -538,7 +541,7 @@ def zygote_main(commands: int, answers: int, pipes: Pipes, pristine: Pristine) -
                 os.write(answers, FORKED.pack(pid))
                 os.write(pipes.gate, b"G")  # the running child may start its program now
             elif kind == KILL:  # (a program may change this zygote's attributes: each child checks what it inherits)
-                os.write(answers, REAPED.pack(*end_run(child_pid, standby)))
+                os.write(answers, REAPED.pack(*end_run(child_pid, standby, counter)))
             else:
                 return
     except BaseException:
@@ -547,19 +550,58 @@ def zygote_main(commands: int, answers: int, pipes: Pipes, pristine: Pristine) -
         os._exit(code)
 
 
-def end_run(child_pid: int, standby: int) -> tuple[int, int, float, int]:
-    """In the zygote: SIGKILL every process but pid 1 (the worker), this one and `standby`, until none is left,
-    reaping them all; returns (found, wait status, CPU seconds) of `child_pid` and whether `standby` is usable.
+def end_run(child_pid: int, standby: int, counter: int) -> tuple[int, int, float, int]:
+    """In the zygote: kill and reap every process but pid 1 (the worker), this one and `standby`; returns (found,
+    wait status, CPU seconds) of `child_pid` and whether `standby` is usable.
+
+    Usually the run's child was its only process: it is reaped alone (see `reap_alone`). Otherwise `sweep` kills
+    the rest round after round until none is left.
+    """
+    found = reap_alone(child_pid, standby, counter)
+    if found is None:
+        found, standby = sweep(child_pid, standby)
+    usable = standby != 0 and process_state(standby) in (b"S", b"R", b"D")
+    if standby and not usable:  # SIGSTOPped (or traced) by the run: replace it
+        os.kill(standby, signal.SIGKILL)
+        os.waitpid(standby, 0)
+    return *found, int(usable)
+
+
+def reap_alone(child_pid: int, standby: int, counter: int) -> tuple[int, int, float] | None:
+    """Kill and reap the run's child; its (1, wait status, CPU seconds) if no other process of the run is left,
+    else None (and the child is left for `sweep`).
+
+    The program starts only once `standby` exists (see `child`), so every other process of the run has a pid
+    given out after the standby's: if the namespace's last pid is still the standby's once the child is reaped,
+    there is none. (Setting `ns_last_pid` takes CAP_SYS_ADMIN or CAP_CHECKPOINT_RESTORE over the namespace; nothing
+    in the sandbox has capabilities.) This spares the scan of `/proc` on almost every run.
+    """
+    if not standby or counter < 0 or last_pid(counter) != standby:
+        return None
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(child_pid, signal.SIGKILL)  # it may still be exiting after its report
+    try:
+        _, wait_status, usage = os.wait4(child_pid, 0)
+    except ChildProcessError:
+        return None
+    found = (1, wait_status, usage.ru_utime + usage.ru_stime)
+    return found if last_pid(counter) == standby else sweep(child_pid, standby, found)[0]
+
+
+def sweep(
+    child_pid: int, standby: int, found: tuple[int, int, float] = (0, 0, 0.0)
+) -> tuple[tuple[int, int, float], int]:
+    """SIGKILL every process but pid 1, this one and `standby`, until none is left, reaping them all; returns
+    (found, wait status, CPU seconds) of `child_pid` (`found` if it was reaped before) and `standby` (0 if it died).
 
     A killed process cannot fork any more, and one forked before its parent was killed shows up in the next
     round; RLIMIT_NPROC bounds how many there can be. If the rounds run out, the standby is killed too.
     """
     spared = [1, os.getpid(), standby]
-    found: tuple[int, int, float] = (0, 0, 0.0)
     for _ in range(MAX_SWEEPS):
         victims = [int(entry) for entry in os.listdir("/proc") if entry.isdigit() and int(entry) not in spared]
         if not victims:
-            break
+            return found, spared[2]
         for pid in victims:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
@@ -568,13 +610,20 @@ def end_run(child_pid: int, standby: int) -> tuple[int, int, float, int]:
             found = (1, wait_status, usage.ru_utime + usage.ru_stime)
         elif pid == standby:
             spared[2] = 0
-    else:
-        os._exit(1)  # the run outran every round: the worker kills everything itself and retires
-    usable = spared[2] != 0 and process_state(standby) in (b"S", b"R", b"D")
-    if spared[2] and not usable:  # SIGSTOPped (or traced) by the run: replace it
-        os.kill(standby, signal.SIGKILL)
-        os.waitpid(standby, 0)
-    return found[0], found[1], found[2], int(usable)
+    os._exit(1)  # the run outran every round: the worker kills everything itself and retires
+
+
+def open_pid_counter() -> int:
+    """An fd on `/proc/sys/kernel/ns_last_pid` (see `reap_alone`), or -1 where it cannot be opened."""
+    try:
+        return os.open(LAST_PID, os.O_RDONLY)
+    except OSError:
+        return -1
+
+
+def last_pid(counter: int) -> int:
+    """The last pid given out in this pid namespace."""
+    return int(os.pread(counter, 32, 0))
 
 
 def process_state(pid: int) -> bytes:

@@ -328,6 +328,28 @@ def test_zombie_children_are_reaped(sandbox: Sandbox) -> None:
     assert host_processes_with(token) == []
 
 
+def test_a_forged_exit_report_then_a_fork_leaves_no_process(sandbox: Sandbox) -> None:
+    """The pool's child reports its exit on fd 4 and the worker answers at once: a program that forges that report
+    and then starts a daemon must still leave nothing behind (the run's processes are counted, not trusted)."""
+    token = f"reflectgym-forged-{secrets.token_hex(6)}"
+    code = (
+        "import os, struct, subprocess, sys, time\n"
+        "try:\n"
+        "    os.write(4, struct.pack('<id', 0, 0.0))\n"
+        "except OSError:\n"
+        "    pass\n"
+        "for delay in (0, 0.001, 0.01):\n"
+        "    time.sleep(delay)\n"
+        f"    subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(30)', '{token}'],\n"
+        "        start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)\n"
+        "time.sleep(1)"
+    )
+    for _ in range(3):
+        run_py(sandbox, code)
+    time.sleep(0.2)
+    assert host_processes_with(token) == []
+
+
 def test_killing_the_sandbox_parent_does_not_break_the_sandbox(sandbox: Sandbox) -> None:
     run_py(sandbox, "import os, signal\nos.kill(os.getppid(), signal.SIGKILL)")
     assert os.getpid() > 0  # the test process itself is still here
