@@ -31,7 +31,7 @@ import asyncio
 import atexit
 import concurrent.futures
 import functools
-import json
+import marshal
 import math
 import os
 import queue
@@ -82,7 +82,10 @@ READ_CHUNK = 1 << 16
 INFO_TIMEOUT_SECONDS = 2.0
 """How long a retiring worker's bubblewrap may still take to report its sandbox's init."""
 BREACHES = frozenset({ExecStatus.TIMEOUT, ExecStatus.MEMORY_LIMIT, ExecStatus.OUTPUT_LIMIT})
-DEFAULT_PRELOAD = ("collections", "math", "re", "itertools", "functools", "heapq", "string", "typing", "bisect")
+DEFAULT_PRELOAD = ("collections", "math", "re", "itertools", "functools", "heapq", "string", "typing", "bisect", "json")
+MARSHAL_VERSION = 4
+"""Request headers are `marshal`ed at this version (plain dicts, lists, strings and numbers: every Python 3 since
+3.4 reads it), so the sandbox's interpreter may differ from the host's."""
 T = TypeVar("T")
 
 
@@ -328,7 +331,7 @@ def encode_request(request: ExecRequest, python: str, extra_processes: int) -> b
         "rlimits": _rlimits(limits, extra_processes),
         "inline": command[0] in PYTHON_NAMES and len(command) >= 2 and _is_plain_python(command[1:]),
     }
-    child_header = json.dumps(child).encode()
+    child_header = marshal.dumps(child, MARSHAL_VERSION)
     header = {
         "files": [[name, len(content)] for name, content in request.files.items()],
         "stdin": len(request.stdin),
@@ -336,7 +339,7 @@ def encode_request(request: ExecRequest, python: str, extra_processes: int) -> b
         "max_output": limits.max_output_bytes,
         "child": len(child_header),
     }
-    worker_header = json.dumps(header).encode()
+    worker_header = marshal.dumps(header, MARSHAL_VERSION)
     return b"".join(
         [wire.PREFIX.pack(len(worker_header)), worker_header, child_header, request.stdin, *request.files.values()]
     )

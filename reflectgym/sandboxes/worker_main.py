@@ -5,10 +5,10 @@ starts `python3 -I -c BOOTSTRAP` (see `pool.worker_command`) and sends this sour
 standard library only and imports nothing of reflectgym. It refuses to run unless it is pid 1 of its own pid
 namespace (on the host, its clean-up would wipe `/work` and kill every process it may signal). It talks to the
 host over its stdin/stdout (moved to fds 3 and 4). A request is `>I` (length of the worker header), the worker
-header (JSON: file names and sizes, stdin size, wall and output limits, size of the child header), the child
-header (JSON the worker only forwards: argv, environment, rlimits, whether to run inline), then stdin and the file
-contents. A reply is one kind byte and a fixed struct: `RESULT` + stdout + stderr, `ERROR` + text, `READY`, or
-`RETIRED` (the request was not run: start a fresh worker and send it there).
+header (`marshal`: file names and sizes, stdin size, wall and output limits, size of the child header), the child
+header (`marshal`, which the worker only forwards: argv, environment, rlimits, whether to run inline), then stdin
+and the file contents. A reply is one kind byte and a fixed struct: `RESULT` + stdout + stderr, `ERROR` + text,
+`READY`, or `RETIRED` (the request was not run: start a fresh worker and send it there).
 
 Three kinds of process:
 - the worker (pid 1): reads requests, writes the files into `/work`, collects output, replies, wipes. It never
@@ -48,7 +48,7 @@ fresh worker.
 import contextlib
 import ctypes
 import gc
-import json
+import marshal
 import os
 import resource
 import select
@@ -131,6 +131,8 @@ class Pristine:
 
     def __init__(self) -> None:
         self.values = self.current()
+        self.environment = dict(os.environ)
+        """The environment every child inherits (no other process can change it)."""
 
     LIMITS = tuple(getattr(resource, name) for name in dir(resource) if name.startswith("RLIMIT_"))
 
@@ -173,7 +175,7 @@ class Inbox:
         end = PREFIX.size + size
         if not self.fill(end):
             return None
-        request = Request(json.loads(bytes(self.view[PREFIX.size : end])), end)
+        request = Request(marshal.loads(self.view[PREFIX.size : end]), end)
         if not self.fill(request.end):
             return None
         if self.filled != request.end:
@@ -384,18 +386,17 @@ def rehearse(rounds: int) -> None:
     saved_env, saved_argv, saved_path = dict(os.environ), sys.argv, list(sys.path)
     saved_streams, saved_main = (sys.stdin, sys.stdout, sys.stderr), sys.modules["__main__"]
     path = os.path.join(WORK, "rehearsal.py")
-    header = json.dumps(
-        {"argv": [sys.executable, "rehearsal.py", "x"], "env": dict(os.environ), "rlimits": [[0, 1, 2]] * 6}
+    header = marshal.dumps(
+        {"argv": [sys.executable, "rehearsal.py", "x"], "env": saved_env, "rlimits": [[0, 1, 2]] * 6}
     )
     try:
         for _ in range(rounds):
             for source in REHEARSALS:
                 with open(path, "w", encoding="utf-8") as handle:
                     handle.write(source)
-                request = json.loads(header)
-                os.environ.clear()
-                os.environ.update(request["env"])
+                request = marshal.loads(header)
                 Pristine().intact()
+                set_environment(request["env"], saved_env)
                 install_stdio()
                 run_inline(*load_inline(request["argv"]))
                 sys.argv, sys.path[:] = saved_argv, saved_path
@@ -670,11 +671,10 @@ def child(pipes: Pipes, pristine: Pristine) -> None:
         try:
             if not pristine.intact():
                 raise RuntimeError("inherited process attributes were changed")
-            request = json.loads(header)
+            request = marshal.loads(header)
             for which, soft, hard in request["rlimits"]:
                 resource.setrlimit(which, (soft, hard))
-            os.environ.clear()
-            os.environ.update(request["env"])
+            set_environment(request["env"], pristine.environment)
             argv = request["argv"]
             program = load_inline(argv) if request["inline"] else None
             read_exactly(CHILD_GATE, 1)  # the successor exists: the sandbox's own processes are all there
@@ -698,6 +698,14 @@ def child(pipes: Pipes, pristine: Pristine) -> None:
         code = 1
     finally:
         os._exit(code)
+
+
+def set_environment(wanted: dict[str, str], inherited: dict[str, str]) -> None:
+    """Make `os.environ` the program's. Usually it already is (the sandbox's default environment, which every child
+    inherits): a comparison then spares rewriting it, which would copy dozens of the zygote's pages."""
+    if wanted != inherited:
+        os.environ.clear()
+        os.environ.update(wanted)
 
 
 def read_exactly(fd: int, count: int) -> bytes:
