@@ -131,8 +131,9 @@ class DockerLauncher:
         self.preload = preload
         self.image = config.image or ensure_image(self.client)
 
-    def start(self) -> WorkerChannel:
-        """Create a container whose main process is the worker, attach to its stdin/stdout, then start it."""
+    def start(self, cpu: int | None = None) -> WorkerChannel:
+        """Create a container whose main process is the worker (kept on `cpu` if given), attach to its stdin/stdout,
+        then start it."""
         uid = UID_BASE + secrets.randbelow(100_000_000)
         limits = self.limits
         tmpfs_options = f"size={limits.disk_bytes},mode=1777,exec"
@@ -140,7 +141,7 @@ class DockerLauncher:
         try:
             container = self.client.containers.create(
                 self.image,
-                worker_command("/usr/bin/python3", self.preload),
+                worker_command("/usr/bin/python3", self.preload, cpu),
                 stdin_open=True,
                 network_mode="bridge" if limits.network else "none",
                 read_only=True,

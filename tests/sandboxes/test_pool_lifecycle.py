@@ -3,6 +3,7 @@ them, and a worker turns away what it cannot run cleanly."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
@@ -108,3 +109,16 @@ def test_the_worker_refuses_to_run_unless_it_is_pid_1() -> None:
     )
     assert result.exit_code == 1
     assert "only as pid 1" in result.stderr_text
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs two CPUs")
+def test_each_worker_of_a_pool_is_kept_on_a_cpu_of_its_own() -> None:
+    with bwrap_pool(PoolConfig(workers=2)) as pool:
+        probe = ExecRequest(command=("python3", "-c", "import os; print(*sorted(os.sched_getaffinity(0)))"))
+        seen = {tuple(int(cpu) for cpu in result.stdout_text.split()) for result in pool.map([probe] * 8)}
+        inits = sandbox_inits(pool)
+        assert sorted(len(os.sched_getaffinity(pid)) for pid in inits) == [1, 1]
+        assert len({tuple(os.sched_getaffinity(pid)) for pid in inits}) == 2
+    assert seen <= {(cpu,) for cpu in os.sched_getaffinity(0)}
+    with bwrap_pool(PoolConfig(workers=2, pin_workers=False)) as pool:
+        assert all(os.sched_getaffinity(pid) == os.sched_getaffinity(0) for pid in sandbox_inits(pool))
