@@ -129,10 +129,35 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     run = Path(args.folder)
+    if (run / "metrics.jsonl").is_file():  # a training run: learning curves
+        from reflectgym.trainers.report import write_report as write_training_report
+
+        print(f"report: {write_training_report(run, args.out)}")
+        return 0
     trajectories = load_run(run)
     out = Path(args.out) if args.out else (run if run.is_dir() else run.parent)
     path = write_report(trajectories, out if out.suffix == ".html" else out / "report.html", args.title)
     print(f"report: {path} ({len(trajectories)} episodes)")
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from reflectgym.trainers.config import load_values
+    from reflectgym.trainers.registry import build_from_config, options_help
+    from reflectgym.trainers.report import write_report
+
+    overrides = list(args.overrides)
+    if "-h" in overrides or "--help" in overrides:
+        values = load_values(args.config, [item for item in overrides if item not in ("-h", "--help")])
+        print(options_help(str(values.get("trainer", "grpo"))))
+        return 0
+    name, trainer = build_from_config(args.config, overrides)
+    history = trainer.train()
+    run_dir = Path(trainer.config.output_dir)
+    last = history[-1] if history else {}
+    shown = ", ".join(f"{key} {last[key]:.3f}" for key in ("reward", "success", "loss") if key in last)
+    print(f"{name}: {len(history)} steps run{'; last: ' + shown if shown else ''}")
+    print(f"model: {run_dir / 'model'}\nreport: {write_report(run_dir, png=False)}")
     return 0
 
 
@@ -187,6 +212,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="examples:\n  reflectgym envs\n  reflectgym eval reflectgym/Sokoban-v0 --agent oracle --episodes 20\n"
         "  reflectgym eval Sokoban-v0 --policy hf:runs/ckpt --episodes 8 --out runs/eval\n"
         "  reflectgym report runs/eval\n"
+        "  reflectgym train examples/configs/sokoban_grpo.yaml --lr 1e-4\n"
         "  reflectgym play reflectgym/Sokoban-v0 --env-arg feedback=hint",
     )
     parser.add_argument("--version", action="version", version=f"reflectgym {reflectgym.__version__}")
@@ -235,11 +261,23 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate_cmd.add_argument("--quiet", action="store_true", help="no progress bar")
     evaluate_cmd.set_defaults(run=cmd_eval)
 
-    report = commands.add_parser("report", help="write the HTML report of an eval folder (or a trajectories file)")
-    report.add_argument("folder", metavar="RUN", help="an eval --out folder, or a trajectories.jsonl file")
+    report = commands.add_parser(
+        "report", help="write the HTML report of an eval folder, a trajectories file, or a training run's curves"
+    )
+    report.add_argument("folder", metavar="RUN", help="an eval --out folder, a trajectories.jsonl, or a train run")
     report.add_argument("--out", help="report file or folder (default: report.html beside the trajectories)")
     report.add_argument("--title", default="reflectgym evaluation", help="the report's title")
     report.set_defaults(run=cmd_report)
+
+    train = commands.add_parser(
+        "train",
+        help="train a policy from a config file: reflectgym train run.yaml [--lr 1e-5 ...]",
+        description="Runs the trainer named in the config (`trainer: grpo` or `sft`). Any option of the config can "
+        "be overridden as --name value. `reflectgym train run.yaml --help` lists that trainer's options.",
+    )
+    train.add_argument("config", help="a YAML file of options, with `trainer: NAME`")
+    train.add_argument("overrides", nargs=argparse.REMAINDER, help="--name value pairs that override the file")
+    train.set_defaults(run=cmd_train)
 
     play = commands.add_parser("play", help="play an env yourself in the terminal")
     env_options(play)
@@ -255,6 +293,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.run(args))
     except (KeyError, ValueError, TypeError, ImportError, FileNotFoundError, gym.error.Error) as error:
+        # ConfigError is a ValueError: a bad option says what to change, without a traceback
         print(f"reflectgym {args.command}: {error}", file=sys.stderr)
         return 2
 

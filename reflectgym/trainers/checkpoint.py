@@ -5,8 +5,9 @@ place (a rename is atomic on POSIX), and the `latest` pointer is replaced the sa
 moment leaves either the previous checkpoint or the new one, never half of one.
 
 Layout of `RUN_DIR/checkpoints/step-00000042/`: `model/` (Hugging Face `save_pretrained` when the model has it,
-so the folder loads with `from_pretrained`; else `model.pt`), `training_state.pt` (optimizer, scheduler, RNG
-states), `trainer_state.json` (step, data position, curriculum/buffer state — anything JSON).
+so the folder loads with `from_pretrained`; a LoRA model saves its adapters only; else `model.pt`),
+`training_state.pt` (optimizer, scheduler, RNG states), `trainer_state.json` (step, data position,
+curriculum/buffer state — anything JSON).
 """
 
 from __future__ import annotations
@@ -78,6 +79,12 @@ def _save_model(model: torch.nn.Module, folder: Path) -> None:
 
 
 def _load_model(model: torch.nn.Module, folder: Path) -> None:
+    if (folder / "adapter_model.safetensors").exists():  # a peft model saves (and restores) its adapters only
+        from peft import set_peft_model_state_dict
+        from safetensors.torch import load_file
+
+        set_peft_model_state_dict(model, load_file(folder / "adapter_model.safetensors", device="cpu"))
+        return
     if (folder / "model.pt").exists():
         model.load_state_dict(torch.load(folder / "model.pt", map_location="cpu", weights_only=True))
         return

@@ -74,6 +74,15 @@ def coerce(value: Any, annotation: Any, name: str) -> Any:
         if value in args:
             return value
         raise ConfigError(f"{name}: {value!r} is not one of {', '.join(map(repr, args))}")
+    if origin is dict or annotation is dict:
+        mapping = value
+        if isinstance(value, str):  # from the command line: --env-kwargs '{"max_steps": 30}' (YAML or JSON)
+            import yaml
+
+            mapping = yaml.safe_load(value)
+        if not isinstance(mapping, Mapping):
+            raise ConfigError(f"{name}: expected a mapping like '{{\"key\": value}}', got {value!r}")
+        return dict(mapping)
     if origin in (tuple, list):
         items = value
         if isinstance(value, str):
@@ -129,6 +138,11 @@ def from_dict(cls: type[ConfigT], values: Mapping[str, Any]) -> ConfigT:
 
 def load_config(cls: type[ConfigT], path: str | Path | None = None, overrides: Sequence[str] = ()) -> ConfigT:
     """Loads `cls` from a YAML file (optional) and `--name value` / `--name=value` overrides (later wins)."""
+    return from_dict(cls, load_values(path, overrides))
+
+
+def load_values(path: str | Path | None = None, overrides: Sequence[str] = ()) -> dict[str, Any]:
+    """The raw option values of a YAML file (optional) with `--name value` overrides applied (later wins)."""
     values: dict[str, Any] = {}
     if path is not None:
         import yaml
@@ -138,7 +152,7 @@ def load_config(cls: type[ConfigT], path: str | Path | None = None, overrides: S
             raise ConfigError(f"{path}: expected a mapping of option: value at the top level")
         values.update(loaded)
     values.update(parse_overrides(overrides))
-    return from_dict(cls, values)
+    return values
 
 
 def parse_overrides(overrides: Sequence[str]) -> dict[str, str]:

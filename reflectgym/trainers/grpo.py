@@ -16,7 +16,6 @@ from __future__ import annotations
 import copy
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Literal
 
 import gymnasium as gym
@@ -29,33 +28,32 @@ from reflectgym.agents.policy import Sampling
 from reflectgym.agents.rollout import RolloutConfig, RolloutEngine
 from reflectgym.core.trajectory import Trajectory
 from reflectgym.trainers.batching import Batch, TrainingSequence, target_logprobs
-from reflectgym.trainers.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
-from reflectgym.trainers.config import ConfigError, to_dict
+from reflectgym.trainers.config import ConfigError
 from reflectgym.trainers.losses import group_advantages, grpo_loss
-from reflectgym.trainers.metrics import MetricsLogger
-from reflectgym.trainers.update import optimizer_step
+from reflectgym.trainers.session import (
+    TrainerConfig,
+    TrainingSession,
+    WeightSyncedSampler,
+    load_policy,
+    trained_weights,
+)
 
 
 @dataclass
-class GRPOConfig:
-    """Everything a GRPO run needs; loadable from YAML with command-line overrides."""
+class GRPOConfig(TrainerConfig):
+    """Everything a GRPO run needs (the shared `TrainerConfig` options first); loadable from YAML with
+    command-line overrides."""
 
+    output_dir: str = "runs/grpo"
+    """Where metrics, checkpoints, the final model and the report go."""
     env_id: str = "reflectgym/Sokoban-6x6-1-v0"
     """The env to train on (any registered id)."""
     env_kwargs: dict[str, Any] = field(default_factory=dict)
     """Arguments for `gymnasium.make(env_id, ...)`."""
-    output_dir: str = "runs/grpo"
-    """Where metrics, checkpoints and the report go."""
-    steps: int = 20
-    """Optimiser steps (one collected batch each)."""
     tasks_per_step: int = 4
     """Task instances (seeds) per step."""
     group_size: int = 4
     """Rollouts per task instance; advantages are normalised within the group."""
-    lr: float = 1e-5
-    """AdamW learning rate."""
-    weight_decay: float = 0.0
-    """AdamW weight decay."""
     clip_eps: float = 0.2
     """PPO clip range of the per-token ratio."""
     kl_coef: float = 0.0
@@ -64,10 +62,6 @@ class GRPOConfig:
     """Mean over all valid tokens, or per sequence then over sequences."""
     drop_zero_variance_groups: bool = True
     """Skip groups whose returns are all equal: they carry no GRPO signal."""
-    minibatch_size: int = 8
-    """Sequences per forward pass (gradients accumulate over a step)."""
-    max_grad_norm: float = 1.0
-    """Gradient clipping norm."""
     temperature: float = 1.0
     """Sampling temperature of rollouts."""
     max_new_tokens: int = 32
@@ -76,17 +70,16 @@ class GRPOConfig:
     """Turns per episode at most (for envs without their own limit)."""
     num_envs: int = 8
     """Episodes in flight at once."""
-    seed: int = 0
-    """Seeds task instances, sampling and initialisation."""
-    save_every: int = 10
-    """Steps between checkpoints (0: only at the end)."""
-    resume: bool = False
-    """Continue from the latest checkpoint in `output_dir`."""
+    system_prompt: str | None = None
+    """System prompt of every episode (default: the env family's prompt; "" sends none)."""
+    first_seed: int = 0
+    """Task-instance seeds of step s are first_seed + seed * 1_000_003 + s * tasks_per_step + i."""
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.group_size < 2:
             raise ConfigError(f"group_size must be at least 2 for group-normalised advantages; got {self.group_size}")
-        for name in ("steps", "tasks_per_step", "minibatch_size", "max_new_tokens", "num_envs"):
+        for name in ("tasks_per_step", "max_new_tokens", "num_envs"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1; got {getattr(self, name)}")
         if self.kl_coef < 0:
@@ -120,28 +113,39 @@ class GRPOTrainer:
 
     Args:
         config: The run's settings.
-        policy: The `HFPolicy` whose model is trained in place (it also samples the rollouts).
+        policy: The `HFPolicy` whose model is trained in place; default: loaded from `config.model`.
+        sampler: Generates the rollouts instead of `policy` (e.g. a `VLLMPolicy` on GPU); it is sent the new
+            weights after every step that changed them. Default: `policy` samples its own rollouts.
     """
 
-    def __init__(self, config: GRPOConfig, policy: HFPolicy) -> None:
+    def __init__(self, config: GRPOConfig, policy: HFPolicy | None = None, sampler: WeightSyncedSampler | None = None):
         self.config = config
-        self.policy = policy
-        self.model = policy.model
-        self.pad_id = int(policy.tokenizer.pad_token_id)
-        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+        self.policy = policy if policy is not None else load_policy(config)
+        self.session = TrainingSession(config, self.policy, describe=config)
+        self.sampler = sampler
         self.reference = None
         if config.kl_coef > 0:
-            self.reference = copy.deepcopy(self.model).eval().requires_grad_(False)
+            self.reference = copy.deepcopy(self.session.model).eval().requires_grad_(False)
         rollout = RolloutConfig(
             num_envs=config.num_envs,
             group_size=config.group_size,
             max_turns=config.max_turns,
+            system_prompt=config.system_prompt,
             sampling=Sampling(temperature=config.temperature, max_new_tokens=config.max_new_tokens),
             lockstep=True,  # batches independent of thread timing: same seed, same run, exact resume
         )
         env_id, env_kwargs = config.env_id, dict(config.env_kwargs)
-        self.engine = RolloutEngine(policy, lambda: gym.make(env_id, **env_kwargs), env_id, rollout)
-        self.step = 0
+        self.engine = RolloutEngine(sampler or self.policy, lambda: gym.make(env_id, **env_kwargs), env_id, rollout)
+
+    @property
+    def model(self) -> torch.nn.Module:
+        """The model being trained (with LoRA, the adapted model)."""
+        return self.session.model
+
+    @property
+    def step(self) -> int:
+        """Optimiser steps taken so far."""
+        return self.session.step
 
     def _loss(self, batch: Batch, logprobs: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
         ref_logprobs = None
@@ -166,62 +170,41 @@ class GRPOTrainer:
 
     def seeds_for(self, step: int) -> list[int]:
         """The task-instance seeds of a step (a pure function of the run seed and the step: resumable)."""
-        return [
-            self.config.seed * 1_000_003 + step * self.config.tasks_per_step + i
-            for i in range(self.config.tasks_per_step)
-        ]
+        config = self.config
+        base = config.first_seed + config.seed * 1_000_003 + step * config.tasks_per_step
+        return [base + i for i in range(config.tasks_per_step)]
 
     def train(self) -> list[dict[str, float]]:
-        """Runs the configured steps; returns the logged metrics of each."""
-        config = self.config
-        run_dir = Path(config.output_dir)
-        checkpoint = latest_checkpoint(run_dir) if config.resume else None
-        if checkpoint is not None:
-            state = load_checkpoint(checkpoint, model=self.model, optimizer=self.optimizer)
-            self.step = int(state["step"])
-        else:
-            torch.manual_seed(config.seed)
-            np.random.seed(config.seed)
-        logger = MetricsLogger(run_dir, config=to_dict(config), resume=checkpoint is not None)
+        """Runs the configured steps; returns the logged metrics of each step run here."""
+        session = self.session
+        session.begin(f"GRPO {self.config.env_id}")
         history: list[dict[str, float]] = []
         try:
-            while self.step < config.steps:
-                started = time.perf_counter()
-                groups = list(self.engine.run(self.seeds_for(self.step)))
-                rollout_seconds = time.perf_counter() - started
-                episodes = [trajectory for group in groups for trajectory in group]
-                metrics = {
-                    "reward": float(np.mean([t.total_reward for t in episodes])),
-                    "success": float(np.mean([t.success for t in episodes])),
-                    "turns": float(np.mean([len(t.turns) for t in episodes])),
-                    "rollout_seconds": rollout_seconds,
-                }
-                sequences, counts = sequences_from_groups(groups, config.drop_zero_variance_groups)
-                metrics.update(counts)
-                if sequences:
-                    result = optimizer_step(
-                        self.model,
-                        self.optimizer,
-                        sequences,
-                        self._loss,
-                        pad_id=self.pad_id,
-                        minibatch_size=config.minibatch_size,
-                        max_grad_norm=config.max_grad_norm,
-                    )
-                    self.model.eval()
-                    metrics.update({"loss": result.loss, "grad_norm": result.grad_norm, **result.metrics})
-                self.step += 1
-                metrics["step_seconds"] = time.perf_counter() - started
-                logger.log(self.step, metrics)
-                history.append({"step": float(self.step), **metrics})
-                if (config.save_every and self.step % config.save_every == 0) or self.step == config.steps:
-                    save_checkpoint(
-                        run_dir,
-                        self.step,
-                        model=self.model,
-                        optimizer=self.optimizer,
-                        trainer_state={"config": to_dict(config)},
-                    )
+            while not session.done:
+                metrics = self._step()
+                session.end_step(metrics, dict)
+                history.append({"step": float(session.step), **metrics})
         finally:
-            logger.close()
+            session.close()
+        session.finish()
         return history
+
+    def _step(self) -> dict[str, float]:
+        started = time.perf_counter()
+        groups = list(self.engine.run(self.seeds_for(self.session.step)))
+        episodes = [trajectory for group in groups for trajectory in group]
+        metrics = {
+            "reward": float(np.mean([t.total_reward for t in episodes])),
+            "success": float(np.mean([t.success for t in episodes])),
+            "turns": float(np.mean([len(t.turns) for t in episodes])),
+            "rollout_seconds": time.perf_counter() - started,
+        }
+        sequences, counts = sequences_from_groups(groups, self.config.drop_zero_variance_groups)
+        metrics.update(counts)
+        if sequences:
+            result = self.session.update(sequences, self._loss)
+            metrics.update({"loss": result.loss, "grad_norm": result.grad_norm, **result.metrics})
+            if self.sampler is not None:  # weights changed: the sampler must generate with them from now on
+                self.sampler.update_weights(trained_weights(self.session.model))
+        metrics["step_seconds"] = time.perf_counter() - started
+        return metrics

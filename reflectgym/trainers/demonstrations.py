@@ -1,0 +1,111 @@
+"""Demonstrations for supervised fine-tuning: episodes played by a scripted solver or read from JSONL, turned
+into `TrainingSequence`s with the loss on the demonstrator's replies only.
+
+A demonstration is rendered exactly as the rollout engine would show it to the policy (same system prompt, same
+token-exact growth of the conversation through `TokenLedger`), so what behaviour cloning teaches is what the
+policy sees when it later acts in the env. Trajectories that a token policy recorded (`TokenRecord` in their
+metadata) are used as recorded, token for token.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+import gymnasium as gym
+
+from reflectgym.agents.chat import ChatFormat, TokenLedger, TokenRecord
+from reflectgym.agents.evaluation import run_episode
+from reflectgym.agents.policy import Generation, Message
+from reflectgym.agents.prompts import system_prompt
+from reflectgym.agents.scripted import ScriptedAgent
+from reflectgym.core.trajectory import Trajectory
+from reflectgym.trainers.batching import TrainingSequence
+
+
+def play_demonstrations(
+    make_env: Callable[[], gym.Env[Any, Any]],
+    agent: ScriptedAgent,
+    seeds: Iterable[int],
+    *,
+    env_id: str,
+    successful_only: bool = True,
+) -> list[Trajectory]:
+    """Plays one episode per seed with a scripted agent (e.g. `OracleAgent`); keeps the solved ones by default."""
+    env = make_env()
+    try:
+        episodes = [run_episode(env, agent, seed, env_id) for seed in seeds]
+    finally:
+        env.close()
+    return [episode for episode in episodes if episode.success or not successful_only]
+
+
+def opening_messages(system: str, observation: str) -> list[Message]:
+    """The conversation an episode starts with: the system prompt (when not empty) and the first observation."""
+    messages: list[Message] = [{"role": "system", "content": system}] if system else []
+    messages.append({"role": "user", "content": observation})
+    return messages
+
+
+def env_system_prompt(env_id: str, env: gym.Env[Any, Any], override: str | None = None) -> str:
+    """The system prompt the rollout engine gives `env_id` (`override` wins; `""` means none)."""
+    if override is not None:
+        return override
+    return system_prompt(env_id, getattr(env.unwrapped, "action_format", None))
+
+
+def demonstration_sequence(trajectory: Trajectory, chat: ChatFormat, system: str, stop_id: int) -> TrainingSequence:
+    """One episode as a training sequence: loss on every reply's tokens and its stop token, nowhere else.
+
+    Args:
+        trajectory: A played episode; its recorded token ids are used when it has them.
+        chat: The student's chat template.
+        system: The system prompt to open with (`""`: none), as the rollout engine would.
+        stop_id: The token that ends a reply (the student learns to stop).
+
+    Raises:
+        ValueError: If the trajectory has no turns.
+    """
+    record = TokenRecord.from_trajectory(trajectory)
+    if record is not None:
+        return TrainingSequence(record.input_ids, record.loss_mask, record.logprobs)
+    if not trajectory.turns:
+        raise ValueError(f"episode (seed {trajectory.seed}) has no turns to learn from")
+    ledger = TokenLedger(chat, opening_messages(system, trajectory.turns[0].observation))
+    for index, turn in enumerate(trajectory.turns):
+        if index > 0:
+            ledger.add_observation(turn.observation)
+        ids = (*chat.encode(turn.action), stop_id)
+        ledger.add_reply(Generation(turn.action, ids, None, "stop"))
+    record = ledger.record()
+    return TrainingSequence(record.input_ids, record.loss_mask, record.logprobs)
+
+
+def demonstration_sequences(
+    trajectories: Sequence[Trajectory], chat: ChatFormat, system: str, stop_id: int
+) -> tuple[list[TrainingSequence], list[str]]:
+    """Sequences of every usable episode, and one line per skipped episode saying why (a broken row never
+    stops a run)."""
+    sequences: list[TrainingSequence] = []
+    skipped: list[str] = []
+    for index, trajectory in enumerate(trajectories):
+        try:
+            sequences.append(demonstration_sequence(trajectory, chat, system, stop_id))
+        except (ValueError, KeyError, TypeError) as error:
+            skipped.append(f"episode {index} (seed {trajectory.seed}): {error}")
+    return sequences, skipped
+
+
+def token_batches(sequences: Sequence[TrainingSequence], max_tokens: int) -> list[list[TrainingSequence]]:
+    """Groups sequences of similar length into batches of at most `max_tokens` padded tokens (one sequence
+    longer than that is a batch alone), so little compute goes to padding."""
+    batches: list[list[TrainingSequence]] = []
+    current: list[TrainingSequence] = []
+    for sequence in sorted(sequences, key=lambda item: len(item.input_ids)):
+        if current and (len(current) + 1) * len(sequence.input_ids) > max_tokens:
+            batches.append(current)
+            current = []
+        current.append(sequence)
+    if current:
+        batches.append(current)
+    return batches

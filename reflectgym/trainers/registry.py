@@ -1,0 +1,72 @@
+"""Trainers by name, so a run is chosen by its config: `trainer: grpo` in the YAML (or `--trainer grpo`).
+
+`reflectgym train config.yaml --lr 1e-5` reads the file, applies the overrides, picks the trainer named in it,
+and runs it. Projects add their own with `register_trainer`.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from reflectgym.trainers.config import ConfigError, add_config_help, from_dict, load_values
+
+
+@dataclass(frozen=True)
+class TrainerSpec:
+    """A trainer's config class and how to build the trainer from a config."""
+
+    config: type
+    """The dataclass of its options."""
+    build: Callable[[Any], Any]
+    """config → an object with `train()`."""
+    summary: str
+    """One line for `reflectgym train --help`."""
+
+
+TRAINERS: dict[str, TrainerSpec] = {}
+"""Registered trainers by name."""
+
+
+def register_trainer(name: str, config: type, build: Callable[[Any], Any], summary: str) -> None:
+    """Makes `trainer: NAME` in a config build `build(config_class(...))`."""
+    TRAINERS[name] = TrainerSpec(config, build, summary)
+
+
+def _register_builtins() -> None:
+    from reflectgym.trainers.grpo import GRPOConfig, GRPOTrainer
+    from reflectgym.trainers.sft import SFTConfig, SFTTrainer
+
+    register_trainer("grpo", GRPOConfig, lambda config: GRPOTrainer(config), "GRPO on an env's reward (DeepSeekMath)")
+    register_trainer("sft", SFTConfig, lambda config: SFTTrainer(config), "behaviour cloning on demonstrations")
+
+
+def trainer_spec(name: str | None) -> TrainerSpec:
+    """The spec of `name`, or a `ConfigError` listing the known trainers."""
+    if not TRAINERS:
+        _register_builtins()
+    known = ", ".join(sorted(TRAINERS))
+    if name is None:
+        raise ConfigError(f"say which trainer to run: `trainer: NAME` in the config or --trainer NAME ({known})")
+    if name not in TRAINERS:
+        raise ConfigError(f"unknown trainer {name!r}; known: {known}")
+    return TRAINERS[name]
+
+
+def build_from_config(path: str | Path | None, overrides: Sequence[str] = ()) -> tuple[str, Any]:
+    """Reads a run config (YAML + `--name value` overrides) and builds its trainer; returns (name, trainer)."""
+    values = load_values(path, overrides)
+    name = values.pop("trainer", None)
+    spec = trainer_spec(None if name is None else str(name))
+    return str(name), spec.build(from_dict(spec.config, values))
+
+
+def options_help(name: str) -> str:
+    """Every option of trainer `name` with its default and docstring."""
+    spec = trainer_spec(name)
+    parser = argparse.ArgumentParser(prog=f"reflectgym train CONFIG (trainer: {name})", add_help=False)
+    add_config_help(parser, spec.config)
+    return parser.format_help()

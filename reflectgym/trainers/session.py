@@ -1,0 +1,242 @@
+"""What every trainer's run shares, composed into each trainer rather than inherited: the options
+(`TrainerConfig`), the model to train (optionally LoRA adapters through `peft`), the optimiser, precision,
+seeding or exact resume, metrics, the progress bar and atomic checkpoints (`TrainingSession`).
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from reflectgym.agents.hf_policy import HFPolicy, HFPolicyConfig
+from reflectgym.agents.policy import TokenPolicy
+from reflectgym.trainers.batching import TrainingSequence
+from reflectgym.trainers.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from reflectgym.trainers.config import ConfigError, to_dict
+from reflectgym.trainers.metrics import MetricsLogger
+from reflectgym.trainers.update import LossFn, UpdateResult, optimizer_step
+
+TINY_MODEL = "tiny"
+"""`TrainerConfig.model` value that builds a tiny byte-level model offline (`reflectgym.agents.tiny`)."""
+
+PROGRESS_KEYS = ("reward", "success", "loss")
+"""Metrics shown live beside the progress bar when a step logs them."""
+
+
+@dataclass
+class TrainerConfig:
+    """Options every trainer shares; each trainer's config adds its own fields to these."""
+
+    model: str = TINY_MODEL
+    """The policy to train: a checkpoint folder, a hub name, a .gguf file, or "tiny" (a tiny model built offline)."""
+    output_dir: str = "runs/train"
+    """Where metrics, checkpoints, the final model and the report go."""
+    steps: int = 20
+    """Optimiser steps."""
+    lr: float = 1e-5
+    """AdamW learning rate."""
+    weight_decay: float = 0.0
+    """AdamW weight decay."""
+    minibatch_size: int = 8
+    """Sequences per forward pass (gradients accumulate over a step)."""
+    max_grad_norm: float = 1.0
+    """Gradient clipping norm (0: no clipping)."""
+    seed: int = 0
+    """Seeds data order, sampling and initialisation."""
+    save_every: int = 10
+    """Steps between checkpoints (0: only at the end)."""
+    resume: bool = False
+    """Continue from the latest checkpoint in `output_dir`, exactly where it stopped."""
+    lora_rank: int = 0
+    """Rank of LoRA adapters trained instead of the full model (0: full fine-tuning). Needs `peft`."""
+    lora_alpha: int = 16
+    """LoRA scaling numerator (the update is scaled by lora_alpha / lora_rank)."""
+    lora_dropout: float = 0.0
+    """Dropout on the LoRA input."""
+    lora_target_modules: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj")
+    """Module names that get adapters (Llama/Qwen/SmolLM attention projections by default)."""
+    bf16: bool | None = None
+    """Run training forward passes under bfloat16 autocast (weights stay float32); default: on CUDA only."""
+    device: str | None = None
+    """Where the model trains and samples: "cpu", "cuda", "cuda:1"; default: CUDA when available."""
+    tensorboard: bool = False
+    """Also write TensorBoard event files under `output_dir/tensorboard`."""
+    wandb_project: str | None = None
+    """Also log to this Weights & Biases project."""
+    progress: bool = True
+    """Show a progress bar with live reward, success and loss."""
+
+    def __post_init__(self) -> None:
+        for name in ("steps", "minibatch_size"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be at least 1; got {getattr(self, name)}")
+        if self.lr <= 0:
+            raise ConfigError(f"lr must be positive; got {self.lr}")
+        if self.lora_rank < 0:
+            raise ConfigError(f"lora_rank must be 0 (full fine-tuning) or positive; got {self.lora_rank}")
+        if self.save_every < 0:
+            raise ConfigError(f"save_every must be 0 (only at the end) or positive; got {self.save_every}")
+
+
+def load_policy(config: TrainerConfig) -> HFPolicy:
+    """The policy named by `config.model`, in float32 (mixed precision comes from autocast, see `bf16`)."""
+    source: str | os.PathLike[str] = config.model
+    if config.model == TINY_MODEL:
+        from reflectgym.agents.tiny import build_tiny_model
+
+        source = build_tiny_model(Path(config.output_dir) / "tiny-model")
+    return HFPolicy.from_pretrained(source, HFPolicyConfig(device=config.device, dtype="float32"))
+
+
+def with_lora(model: torch.nn.Module, config: TrainerConfig) -> torch.nn.Module:
+    """`model` with LoRA adapters on `config.lora_target_modules` (only they train), or `model` when rank is 0."""
+    if config.lora_rank == 0:
+        return model
+    try:
+        from peft import LoraConfig, get_peft_model
+    except ImportError as error:
+        raise ImportError("lora_rank > 0 needs peft: pip install 'reflectgym[train]' (or pip install peft)") from error
+    lora = LoraConfig(
+        r=config.lora_rank,
+        lora_alpha=config.lora_alpha,
+        lora_dropout=config.lora_dropout,
+        target_modules=list(config.lora_target_modules),
+        task_type="CAUSAL_LM",
+    )
+    return get_peft_model(model, lora)  # type: ignore[arg-type]
+
+
+def trained_weights(model: torch.nn.Module) -> list[tuple[str, torch.Tensor]]:
+    """The model's weights under their plain Hugging Face names (LoRA merged into a copy), for a sampler."""
+    plain = copy.deepcopy(model).merge_and_unload() if hasattr(model, "merge_and_unload") else model  # type: ignore[operator]
+    return [(name, tensor.detach()) for name, tensor in plain.named_parameters()]  # tied weights once
+
+
+class WeightSyncedSampler(TokenPolicy, Protocol):
+    """A sampling engine that takes new weights in place (`VLLMPolicy`, `HFPolicy`)."""
+
+    def update_weights(self, weights: Iterable[tuple[str, Any]]) -> None:
+        """Loads `(name, tensor)` pairs into the engine's model."""
+        ...
+
+
+def export_model(model: torch.nn.Module, tokenizer: Any, folder: str | Path) -> Path:
+    """Writes a folder `HFPolicy.from_pretrained` loads: LoRA adapters merged into a copy, the tokenizer beside."""
+    out = Path(folder)
+    plain = model
+    if hasattr(model, "merge_and_unload"):
+        plain = copy.deepcopy(model).merge_and_unload()  # type: ignore[operator]
+    plain.save_pretrained(out, safe_serialization=True)  # type: ignore[operator]
+    tokenizer.save_pretrained(out)
+    return out
+
+
+class TrainingSession:
+    """One training run's shared machinery.
+
+    Args:
+        config: The run's shared options.
+        policy: The policy whose model trains in place; with LoRA, its model is replaced by the adapted one.
+        describe: The full config to record beside the metrics (a trainer's own config).
+    """
+
+    def __init__(self, config: TrainerConfig, policy: HFPolicy, describe: Any | None = None) -> None:
+        self.config = config
+        self.policy = policy
+        policy.model = with_lora(policy.model, config)
+        self.model: torch.nn.Module = policy.model
+        self.pad_id = int(policy.tokenizer.pad_token_id)
+        trainable = [parameter for parameter in self.model.parameters() if parameter.requires_grad]
+        self.optimizer = torch.optim.AdamW(trainable, lr=config.lr, weight_decay=config.weight_decay)
+        cuda = policy.device.type == "cuda"
+        self.autocast_dtype = torch.bfloat16 if (config.bf16 if config.bf16 is not None else cuda) else None
+        self.run_dir = Path(config.output_dir)
+        self.step = 0
+        self._describe = to_dict(describe if describe is not None else config)
+        self._logger: MetricsLogger | None = None
+        self._bar: Any = None
+
+    def begin(self, title: str) -> dict[str, Any]:
+        """Restores the latest checkpoint when resuming, else seeds every generator; opens metrics and the
+        progress bar. Returns the restored trainer state (`{}` on a fresh start)."""
+        checkpoint = latest_checkpoint(self.run_dir) if self.config.resume else None
+        state: dict[str, Any] = {}
+        if checkpoint is not None:
+            state = load_checkpoint(checkpoint, model=self.model, optimizer=self.optimizer)
+            self.step = int(state["step"])
+        else:
+            torch.manual_seed(self.config.seed)
+            np.random.seed(self.config.seed)
+        self._logger = MetricsLogger(
+            self.run_dir,
+            tensorboard=self.config.tensorboard,
+            wandb_project=self.config.wandb_project,
+            config=self._describe,
+            resume=checkpoint is not None,
+        )
+        self._bar = tqdm(
+            total=self.config.steps, initial=self.step, desc=title, disable=not self.config.progress, unit="step"
+        )
+        return state
+
+    @property
+    def done(self) -> bool:
+        """Whether the configured steps are all taken."""
+        return self.step >= self.config.steps
+
+    def update(self, sequences: Sequence[TrainingSequence], loss_fn: LossFn) -> UpdateResult:
+        """One optimiser step over `sequences` with the run's minibatching, clipping and precision."""
+        result = optimizer_step(
+            self.model,
+            self.optimizer,
+            sequences,
+            loss_fn,
+            pad_id=self.pad_id,
+            minibatch_size=self.config.minibatch_size,
+            max_grad_norm=self.config.max_grad_norm or None,
+            autocast_dtype=self.autocast_dtype,
+        )
+        self.model.eval()
+        return result
+
+    def end_step(self, metrics: Mapping[str, float], trainer_state: Callable[[], Mapping[str, Any]]) -> None:
+        """Counts the step, logs its metrics, advances the bar and checkpoints when due (`trainer_state()` is
+        what the trainer needs to resume: data position, buffers...)."""
+        if self._logger is None:
+            raise RuntimeError("call begin() before end_step()")
+        self.step += 1
+        self._logger.log(self.step, metrics)
+        if self._bar is not None:
+            self._bar.update(1)
+            self._bar.set_postfix({key: f"{metrics[key]:.3f}" for key in PROGRESS_KEYS if key in metrics})
+        every = self.config.save_every
+        if (every and self.step % every == 0) or self.step == self.config.steps:
+            save_checkpoint(
+                self.run_dir,
+                self.step,
+                model=self.model,
+                optimizer=self.optimizer,
+                trainer_state={"config": self._describe, **trainer_state()},
+            )
+
+    def finish(self) -> Path:
+        """Closes the logs and writes the trained model to `output_dir/model` (LoRA merged); returns it."""
+        self.close()
+        return export_model(self.model, self.policy.tokenizer, self.run_dir / "model")
+
+    def close(self) -> None:
+        """Closes the logs and the bar (also after a failure: what was logged stays on disk)."""
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+        if self._logger is not None:
+            self._logger.close()
+            self._logger = None

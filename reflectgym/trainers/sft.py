@@ -1,0 +1,160 @@
+"""Supervised fine-tuning (behaviour cloning) on demonstrations: the masked negative log-likelihood of the
+demonstrator's replies in multi-turn conversations, on the shared trainer core.
+
+Demonstrations come from the env's own solver (`OracleAgent`: the push-optimal plan in Sokoban, the reference
+answer elsewhere) or from trajectory files written by `reflectgym eval` (any agent, any model: filter them to
+the solved ones for rejection-sampling fine-tuning). Every episode is one sequence, rendered as the rollout
+engine renders it, with the loss on reply tokens only (TRAINERS.md §0, SFT).
+
+The data order is a pure function of the seed and the epoch, and the position in it is checkpointed, so an
+interrupted run resumes on the very next batch.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from reflectgym.agents.hf_policy import HFPolicy
+from reflectgym.agents.scripted import OracleAgent
+from reflectgym.core.trajectory import Trajectory, read_trajectories
+from reflectgym.trainers.batching import Batch, TrainingSequence
+from reflectgym.trainers.config import ConfigError
+from reflectgym.trainers.demonstrations import (
+    demonstration_sequences,
+    env_system_prompt,
+    play_demonstrations,
+    token_batches,
+)
+from reflectgym.trainers.losses import sft_loss
+from reflectgym.trainers.session import TrainerConfig, TrainingSession, load_policy
+
+ORACLE = "oracle"
+"""`SFTConfig.demonstrations` value: the env's solver plays fresh seeds."""
+
+
+@dataclass
+class SFTConfig(TrainerConfig):
+    """Everything a supervised fine-tuning run needs (the shared `TrainerConfig` options first)."""
+
+    output_dir: str = "runs/sft"
+    """Where metrics, checkpoints, the final model and the report go."""
+    lr: float = 1e-4
+    """AdamW learning rate."""
+    env_id: str = "reflectgym/Sokoban-6x6-1-v0"
+    """The env whose conversations are learnt (its system prompt and, for "oracle", its solver)."""
+    env_kwargs: dict[str, Any] = field(default_factory=dict)
+    """Arguments for `gymnasium.make(env_id, ...)`."""
+    demonstrations: str = ORACLE
+    """"oracle" (the env's solver plays seeds first_seed...) or a trajectories JSONL file (`reflectgym eval --out`)."""
+    num_demonstrations: int = 1000
+    """Episodes the oracle plays (ignored for a file)."""
+    first_seed: int = 100_000
+    """First seed the oracle plays; keep it apart from the seeds you evaluate on."""
+    successful_only: bool = True
+    """Learn only from solved episodes."""
+    system_prompt: str | None = None
+    """System prompt of every conversation (default: the env family's prompt, as in rollouts; "" sends none)."""
+    max_batch_tokens: int = 16384
+    """Padded tokens per optimiser step; sequences of similar length are batched together."""
+    normalisation: Literal["token", "sequence"] = "token"
+    """Mean of the loss over all reply tokens of a step, or per sequence then over sequences."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.demonstrations == ORACLE and self.num_demonstrations < 1:
+            raise ConfigError(f"num_demonstrations must be at least 1; got {self.num_demonstrations}")
+        if self.max_batch_tokens < 1:
+            raise ConfigError(f"max_batch_tokens must be at least 1; got {self.max_batch_tokens}")
+
+
+class SFTTrainer:
+    """Behaviour cloning of a transformers policy on demonstrations.
+
+    Args:
+        config: The run's settings.
+        policy: The `HFPolicy` whose model is trained in place; default: loaded from `config.model`.
+        trajectories: Demonstrations in memory; default: what `config.demonstrations` names.
+    """
+
+    def __init__(
+        self, config: SFTConfig, policy: HFPolicy | None = None, trajectories: list[Trajectory] | None = None
+    ) -> None:
+        self.config = config
+        self.policy = policy if policy is not None else load_policy(config)
+        self.session = TrainingSession(config, self.policy, describe=config)
+        episodes = trajectories if trajectories is not None else self._load_demonstrations()
+        env = gym.make(config.env_id, **config.env_kwargs)
+        try:
+            system = env_system_prompt(config.env_id, env, config.system_prompt)
+        finally:
+            env.close()
+        if config.successful_only:
+            episodes = [episode for episode in episodes if episode.success]
+        stop_id = int(self.policy.tokenizer.eos_token_id)
+        self.sequences, self.skipped = demonstration_sequences(episodes, self.policy.chat, system, stop_id)
+        """The training sequences, and why each unusable episode was left out."""
+        if not self.sequences:
+            raise ValueError(f"no usable demonstration among {len(episodes)} episodes: {self.skipped[:3]}")
+        self.batches = token_batches(self.sequences, config.max_batch_tokens)
+        """Length-bucketed batches; one optimiser step each, in a seeded order per epoch."""
+        self.position = 0
+        """Batches consumed so far (epoch = position // len(batches))."""
+
+    @property
+    def model(self) -> torch.nn.Module:
+        """The model being trained (with LoRA, the adapted model)."""
+        return self.session.model
+
+    def _load_demonstrations(self) -> list[Trajectory]:
+        config = self.config
+        if config.demonstrations != ORACLE:
+            return list(read_trajectories(config.demonstrations))
+        seeds = range(config.first_seed, config.first_seed + config.num_demonstrations)
+        return play_demonstrations(
+            lambda: gym.make(config.env_id, **config.env_kwargs),
+            OracleAgent(),
+            seeds,
+            env_id=config.env_id,
+            successful_only=config.successful_only,
+        )
+
+    def batch_at(self, position: int) -> list[TrainingSequence]:
+        """The batch of a global position: epoch e visits every batch once, in a permutation seeded by (seed, e)."""
+        epoch, index = divmod(position, len(self.batches))
+        order = np.random.default_rng([self.config.seed, epoch]).permutation(len(self.batches))
+        return self.batches[int(order[index])]
+
+    def _loss(self, batch: Batch, logprobs: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+        return sft_loss(logprobs, batch.loss_mask, self.config.normalisation), {}
+
+    def train(self) -> list[dict[str, float]]:
+        """Runs the configured steps; returns the logged metrics of each step run here."""
+        session = self.session
+        state = session.begin(f"SFT {self.config.env_id}")
+        self.position = int(state.get("position", 0))
+        history: list[dict[str, float]] = []
+        try:
+            while not session.done:
+                started = time.perf_counter()
+                batch = self.batch_at(self.position)
+                result = session.update(batch, self._loss)
+                self.position += 1
+                metrics = {
+                    "loss": result.loss,
+                    "grad_norm": result.grad_norm,
+                    "tokens": float(result.tokens),
+                    "epoch": self.position / len(self.batches),
+                    "step_seconds": time.perf_counter() - started,
+                }
+                session.end_step(metrics, lambda: {"position": self.position})
+                history.append({"step": float(session.step), **metrics})
+        finally:
+            session.close()
+        session.finish()
+        return history

@@ -1,0 +1,193 @@
+"""SFT end to end on a tiny model: demonstrations become masked sequences, a toy task is learnt, resume is exact,
+LoRA trains adapters only, and a separate sampler is sent the new weights."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("torch", reason="torch is not installed (pip install 'reflectgym[train]')")
+pytest.importorskip("transformers", reason="transformers is not installed")
+
+import gymnasium as gym
+import torch
+
+import reflectgym
+from reflectgym.agents.evaluation import evaluate_policy
+from reflectgym.agents.hf_policy import HFPolicy
+from reflectgym.agents.policy import Sampling
+from reflectgym.agents.rollout import RolloutConfig
+from reflectgym.agents.scripted import OracleAgent
+from reflectgym.agents.tiny import TinyModelConfig, build_tiny_model
+from reflectgym.core import Task
+from reflectgym.core.trajectory import Trajectory, Turn, write_trajectories
+from reflectgym.trainers.config import ConfigError
+from reflectgym.trainers.demonstrations import demonstration_sequence, play_demonstrations, token_batches
+from reflectgym.trainers.grpo import GRPOConfig, GRPOTrainer
+from reflectgym.trainers.sft import SFTConfig, SFTTrainer
+
+SOKOBAN = "reflectgym/Sokoban-6x6-1-v0"
+
+
+def exact(task: Task, answer: str) -> float:
+    return float(answer.strip() == task.reference)
+
+
+TOY = reflectgym.register_task_env(
+    "SFTToy-v0",
+    [{"id": "greet", "prompt": "Greet.", "answer": "hello"}, {"id": "part", "prompt": "Part.", "answer": "bye"}],
+    exact,
+    max_attempts=1,
+)
+
+
+LENGTHY = reflectgym.register_task_env(  # a dense reward: reply lengths vary, so groups carry signal
+    "SFTLength-v0",
+    [{"id": "talk", "prompt": "Talk.", "answer": "aaaaaa"}],
+    lambda task, answer: min(len(answer.strip()), 6) / 6,
+    max_attempts=1,
+)
+
+
+@pytest.fixture
+def tiny(tmp_path: Path) -> Path:
+    return build_tiny_model(tmp_path / "model", TinyModelConfig(seed=0))
+
+
+def toy_config(tmp_path: Path, **overrides: object) -> SFTConfig:
+    values: dict[str, object] = {
+        "env_id": TOY,
+        "output_dir": str(tmp_path / "run"),
+        "num_demonstrations": 8,
+        "first_seed": 0,
+        "steps": 40,
+        "lr": 3e-3,
+        "save_every": 0,
+        "progress": False,
+    }
+    return SFTConfig(**{**values, **overrides})  # type: ignore[arg-type]
+
+
+def test_a_demonstration_carries_loss_on_the_replies_and_their_stop_token_only(tiny: Path) -> None:
+    policy = HFPolicy.from_pretrained(tiny)
+    [episode] = play_demonstrations(lambda: gym.make(SOKOBAN), OracleAgent(), [3], env_id=SOKOBAN)
+    eos = int(policy.tokenizer.eos_token_id)
+    sequence = demonstration_sequence(episode, policy.chat, "Play well.", eos)
+    learnt = [token for token, mask in zip(sequence.input_ids, sequence.loss_mask, strict=True) if mask]
+    expected = [token for turn in episode.turns for token in (*policy.chat.encode(turn.action), eos)]
+    assert learnt == expected
+    text = policy.tokenizer.decode(list(sequence.input_ids))
+    assert text.startswith("<|im_start|>system\nPlay well.<|im_end|>")
+    assert all(turn.observation in text for turn in episode.turns), "every observation is in the context"
+
+
+def test_token_batches_bound_padded_tokens_and_keep_every_sequence(tiny: Path) -> None:
+    policy = HFPolicy.from_pretrained(tiny)
+    episodes = play_demonstrations(lambda: gym.make(SOKOBAN), OracleAgent(), range(12), env_id=SOKOBAN)
+    sequences = [demonstration_sequence(e, policy.chat, "", int(policy.tokenizer.eos_token_id)) for e in episodes]
+    batches = token_batches(sequences, max_tokens=2000)
+    assert sorted(id(s) for batch in batches for s in batch) == sorted(id(s) for s in sequences)
+    for batch in batches:
+        longest = max(len(s.input_ids) for s in batch)
+        assert len(batch) == 1 or len(batch) * longest <= 2000
+
+
+def test_sft_teaches_a_toy_task_from_oracle_demonstrations(tmp_path: Path, tiny: Path) -> None:
+    policy = HFPolicy.from_pretrained(tiny)
+    rollout = RolloutConfig(num_envs=4, sampling=Sampling(temperature=0.0, max_new_tokens=8))
+    make = lambda: gym.make(TOY)  # noqa: E731
+    before, _ = evaluate_policy(policy, make, env_id=TOY, episodes=4, config=rollout, progress=False)
+    history = SFTTrainer(toy_config(tmp_path, steps=120), policy).train()
+    after, _ = evaluate_policy(policy, make, env_id=TOY, episodes=4, config=rollout, progress=False)
+    assert before.success_rate == 0.0 and after.success_rate == 1.0, (before, after, history[-1])
+    assert history[-1]["loss"] < 0.1 * history[0]["loss"]
+    exported = HFPolicy.from_pretrained(tmp_path / "run" / "model")  # the final model loads like any checkpoint
+    again, _ = evaluate_policy(exported, make, env_id=TOY, episodes=4, config=rollout, progress=False)
+    assert again.success_rate == 1.0
+
+
+def test_resume_reaches_the_same_weights_and_losses_as_an_uninterrupted_run(tmp_path: Path, tiny: Path) -> None:
+    whole = SFTTrainer(toy_config(tmp_path / "a", steps=6, max_batch_tokens=40), HFPolicy.from_pretrained(tiny))
+    assert len(whole.batches) > 2, "several batches per epoch, so the data position matters"
+    whole_history = whole.train()
+    part = toy_config(tmp_path / "b", steps=3, max_batch_tokens=40, save_every=1)
+    SFTTrainer(part, HFPolicy.from_pretrained(tiny)).train()
+    resumed = SFTTrainer(
+        toy_config(tmp_path / "b", steps=6, max_batch_tokens=40, resume=True), HFPolicy.from_pretrained(tiny)
+    )
+    resumed_history = resumed.train()
+    assert [h["step"] for h in resumed_history] == [4.0, 5.0, 6.0]
+    assert [h["loss"] for h in resumed_history] == pytest.approx([h["loss"] for h in whole_history[3:]], abs=1e-6)
+    for (name, a), (_, b) in zip(whole.model.state_dict().items(), resumed.model.state_dict().items(), strict=True):
+        assert torch.allclose(a, b, atol=1e-6), name
+
+
+def test_demonstrations_from_a_file_skip_broken_episodes_and_say_why(tmp_path: Path, tiny: Path) -> None:
+    good = Trajectory(env_id=TOY, task_id="greet", seed=0, turns=[Turn("Greet.", "hello", 1.0, terminated=True)])
+    empty = Trajectory(env_id=TOY, task_id="part", seed=1, turns=[])
+    path = tmp_path / "demos.jsonl"
+    write_trajectories(path, [good, empty])
+    trainer = SFTTrainer(
+        toy_config(tmp_path, demonstrations=str(path), successful_only=False, steps=2), HFPolicy.from_pretrained(tiny)
+    )
+    assert len(trainer.sequences) == 1
+    assert len(trainer.skipped) == 1 and "no turns" in trainer.skipped[0]
+    assert len(trainer.train()) == 2
+
+
+def test_lora_trains_adapters_only_and_exports_a_merged_model(tmp_path: Path, tiny: Path) -> None:
+    pytest.importorskip("peft", reason="peft is not installed (pip install 'reflectgym[train]')")
+    policy = HFPolicy.from_pretrained(tiny)
+    base = {name: tensor.clone() for name, tensor in policy.model.state_dict().items()}
+    trainer = SFTTrainer(toy_config(tmp_path, steps=4, lora_rank=4, lr=1e-2, save_every=2), policy)
+    trainer.train()
+    state = trainer.model.state_dict()
+    lora = [name for name in state if "lora_" in name]
+    assert lora and all(name.split(".")[-2] in {"lora_A", "lora_B"} or "lora_" in name for name in lora)
+    frozen = {name.replace("base_model.model.", "").replace(".base_layer", ""): t for name, t in state.items()}
+    assert all(torch.equal(frozen[name], tensor) for name, tensor in base.items() if name in frozen)
+    exported = HFPolicy.from_pretrained(tmp_path / "run" / "model")
+    changed = [name for name, tensor in exported.model.state_dict().items() if not torch.equal(tensor, base[name])]
+    assert any("q_proj" in name for name in changed), "the adapters are merged into the exported weights"
+    resumed = SFTTrainer(
+        toy_config(tmp_path, steps=5, lora_rank=4, lr=1e-2, resume=True), HFPolicy.from_pretrained(tiny)
+    )
+    assert [h["step"] for h in resumed.train()] == [5.0], "a LoRA run resumes from its adapter checkpoint"
+
+
+def test_bf16_autocast_trains_on_cpu(tmp_path: Path, tiny: Path) -> None:
+    trainer = SFTTrainer(toy_config(tmp_path, steps=3, bf16=True), HFPolicy.from_pretrained(tiny))
+    assert trainer.session.autocast_dtype == torch.bfloat16
+    history = trainer.train()
+    assert all(torch.isfinite(torch.tensor(h["loss"])) for h in history)
+    assert next(trainer.model.parameters()).dtype == torch.float32, "master weights stay float32"
+
+
+def test_a_separate_sampler_receives_the_trained_weights(tmp_path: Path, tiny: Path) -> None:
+    learner, sampler = HFPolicy.from_pretrained(tiny), HFPolicy.from_pretrained(tiny)
+    config = GRPOConfig(
+        env_id=LENGTHY, output_dir=str(tmp_path / "grpo"), steps=3, tasks_per_step=2, group_size=4, lr=1e-2,
+        max_new_tokens=6, save_every=0, drop_zero_variance_groups=False, progress=False,
+    )  # fmt: skip
+    initial = {name: tensor.clone() for name, tensor in sampler.model.state_dict().items()}
+    GRPOTrainer(config, learner, sampler=sampler).train()
+    trained, synced = learner.model.state_dict(), sampler.model.state_dict()
+    assert all(torch.equal(trained[name], synced[name]) for name in trained)
+    assert any(not torch.equal(initial[name], synced[name]) for name in synced)
+
+
+def test_sft_config_errors_say_what_to_change() -> None:
+    with pytest.raises(ConfigError, match="num_demonstrations must be at least 1"):
+        SFTConfig(num_demonstrations=0)
+    with pytest.raises(ConfigError, match="lora_rank must be 0"):
+        SFTConfig(lora_rank=-1)
+
+
+def test_metrics_and_checkpoints_are_written(tmp_path: Path, tiny: Path) -> None:
+    SFTTrainer(toy_config(tmp_path, steps=4, save_every=2), HFPolicy.from_pretrained(tiny)).train()
+    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == [1, 2, 3, 4] and all({"loss", "epoch", "tokens"} <= set(r) for r in records)
+    state = json.loads((tmp_path / "run" / "checkpoints" / "step-00000004" / "trainer_state.json").read_text())
+    assert state["position"] == 4 and state["config"]["env_id"] == TOY
