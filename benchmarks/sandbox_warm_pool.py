@@ -83,7 +83,7 @@ def checked(sandbox_run: Callable[[ExecRequest], object]) -> Callable[[], None]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--runs", type=int, default=400, help="pool runs per round (a quarter of it for the baseline)")
     parser.add_argument("--rounds", type=int, default=3, help="alternating baseline/pool rounds per concurrency")
     args = parser.parse_args()
