@@ -36,13 +36,18 @@ from reflectgym.trainers.sft import SFTConfig, SFTTrainer
 ENV_ID = "reflectgym/Sokoban-6x6-1-v0"
 ENV_KWARGS = {"show_legend": False}  # the tiny model reads the board, not the rules
 SYSTEM_PROMPT = ""  # no system prompt: shorter contexts for a model that cannot read it anyway
+HISTORY_TURNS = 0  # each turn the model sees the current board and feedback only (Sokoban is Markov)
 
 
 def evaluate_stage(policy: HFPolicy, name: str, episodes: int, out: Path) -> EvalSummary:
     """Greedy play on the held-out levels (seeds 0..episodes-1)."""
     policy.name = name
     config = RolloutConfig(
-        num_envs=32, max_turns=40, system_prompt=SYSTEM_PROMPT, sampling=Sampling(temperature=0.0, max_new_tokens=8)
+        num_envs=32,
+        max_turns=40,
+        system_prompt=SYSTEM_PROMPT,
+        history_turns=HISTORY_TURNS,
+        sampling=Sampling(temperature=0.0, max_new_tokens=8),
     )
     summary, _ = evaluate_policy(
         policy,
@@ -74,7 +79,11 @@ def main() -> None:
     model_dir = build_tiny_model(out / "tiny-model", TinyModelConfig(seed=args.seed))
     summaries = [
         evaluate(
-            lambda: gym.make(ENV_ID, **ENV_KWARGS), RandomAgent(args.seed), env_id=ENV_ID, episodes=args.episodes
+            lambda: gym.make(ENV_ID, **ENV_KWARGS),
+            RandomAgent(args.seed),
+            env_id=ENV_ID,
+            episodes=args.episodes,
+            progress=False,
         )[0]
     ]
     print(f"  random moves: success {summaries[0].success_rate:.2f}", flush=True)
@@ -84,8 +93,8 @@ def main() -> None:
     print(f"2/4 behaviour cloning on {args.demos} solver demonstrations ({args.bc_steps} steps)", flush=True)
     sft = SFTConfig(
         output_dir=str(out / "bc"), env_id=ENV_ID, env_kwargs=ENV_KWARGS, system_prompt=SYSTEM_PROMPT,
-        num_demonstrations=args.demos, steps=args.bc_steps, lr=3e-3, minibatch_size=64, save_every=0,
-        seed=args.seed,
+        history_turns=HISTORY_TURNS, num_demonstrations=args.demos, steps=args.bc_steps, lr=3e-3,
+        minibatch_size=64, save_every=0, seed=args.seed,
     )  # fmt: skip
     SFTTrainer(sft, policy).train()
     summaries.append(evaluate_stage(policy, "after-BC", args.episodes, out))
@@ -93,8 +102,8 @@ def main() -> None:
     print(f"3/4 GRPO on the env's reward ({args.grpo_steps} steps)", flush=True)
     grpo = GRPOConfig(
         output_dir=str(out / "grpo"), env_id=ENV_ID, env_kwargs=ENV_KWARGS, system_prompt=SYSTEM_PROMPT,
-        steps=args.grpo_steps, tasks_per_step=8, group_size=8, num_envs=64, lr=3e-4, max_new_tokens=8,
-        minibatch_size=64, save_every=0, seed=args.seed, first_seed=200_000,
+        history_turns=HISTORY_TURNS, steps=args.grpo_steps, tasks_per_step=8, group_size=8, num_envs=64,
+        lr=3e-4, max_new_tokens=8, minibatch_size=64, save_every=0, seed=args.seed, first_seed=200_000,
     )  # fmt: skip
     GRPOTrainer(grpo, policy).train()
     summaries.append(evaluate_stage(policy, "after-GRPO", args.episodes, out))

@@ -116,3 +116,32 @@ def test_eval_a_suite_with_the_oracle() -> None:
 def test_unknown_policy_is_a_clear_error() -> None:
     result = run("eval", "Math-v0", "--policy", "nope:x", "--quiet")
     assert result.returncode == 2 and "unknown policy" in result.stderr
+
+
+def test_train_runs_the_trainer_named_in_the_config_with_overrides(tmp_path: Path) -> None:
+    config = tmp_path / "bc.yaml"
+    config.write_text((ROOT / "examples" / "configs" / "sokoban_bc.yaml").read_text())
+    out = tmp_path / "run"
+    result = run("train", str(config), "--steps", "2", "--num-demonstrations", "4", "--output-dir", str(out),
+                 "--progress", "false")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "sft: 2 steps run" in result.stdout
+    assert json.loads((out / "config.json").read_text())["num_demonstrations"] == 4
+    assert (out / "model" / "config.json").is_file() and (out / "checkpoints" / "latest").is_file()
+    report = run("report", str(out))
+    assert report.returncode == 0, report.stderr
+    assert "<svg" in (out / "report.html").read_text()
+
+
+def test_train_option_errors_and_help_name_the_options(tmp_path: Path) -> None:
+    config = tmp_path / "grpo.yaml"
+    config.write_text("trainer: grpo\nsteps: 1\n")
+    bad = run("train", str(config), "--learning-rate", "1e-5")
+    assert bad.returncode == 2 and "unknown GRPOConfig option(s): 'learning_rate'" in bad.stderr
+    worse = run("train", str(config), "--group-size", "1")
+    assert worse.returncode == 2 and "group_size must be at least 2" in worse.stderr
+    unnamed = tmp_path / "none.yaml"
+    unnamed.write_text("steps: 1\n")
+    assert "say which trainer" in run("train", str(unnamed)).stderr
+    helped = run("train", str(config), "--help")
+    assert helped.returncode == 0 and "--kl-coef" in helped.stdout and "--lora-rank" in helped.stdout

@@ -83,9 +83,30 @@ class TokenRecord:
 
     @classmethod
     def from_trajectory(cls, trajectory: Trajectory) -> TokenRecord | None:
-        """The record a token policy left in a trajectory, or `None` (text-only policies, scripted agents)."""
+        """The whole-episode record a token policy left in a trajectory, or `None` (text-only policies, scripted
+        agents, or an episode played with a history window: see `segments_of`)."""
         data = trajectory.metadata.get("tokens")
         return cls.from_dict(data) if data else None
+
+    @classmethod
+    def segments_of(cls, trajectory: Trajectory) -> list[TokenRecord]:
+        """Every context the policy sampled in, in order: one for a whole-episode context, one per turn when the
+        episode was played with a history window (`RolloutConfig.history_turns`); `[]` without token records."""
+        segments = trajectory.metadata.get("token_segments")
+        if segments:
+            return [cls.from_dict(data) for data in segments]
+        record = cls.from_trajectory(trajectory)
+        return [record] if record is not None else []
+
+
+def recent_turns(messages: Sequence[Message], turns: int | None) -> list[Message]:
+    """The system message (if any) and the last `turns` exchanges before the final user message; all of them
+    when `turns` is None. `turns=0` leaves only the current observation: a Markov policy."""
+    if turns is None:
+        return list(messages)
+    head = [message for message in messages[:1] if message["role"] == "system"]
+    body = list(messages[len(head) :])
+    return head + body[-(2 * turns + 1) :]
 
 
 class ChatFormat:

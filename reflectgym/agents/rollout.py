@@ -23,7 +23,7 @@ from typing import Any
 
 import gymnasium as gym
 
-from reflectgym.agents.chat import ChatFormat, TokenLedger
+from reflectgym.agents.chat import ChatFormat, TokenLedger, TokenRecord, recent_turns
 from reflectgym.agents.policy import Generation, Message, Policy, Sampling, TokenPolicy
 from reflectgym.agents.prompts import system_prompt
 from reflectgym.core.trajectory import Trajectory, Turn
@@ -53,6 +53,10 @@ class RolloutConfig:
     """Overrides the per-family system prompt (`reflectgym.agents.prompts`); `""` sends none."""
     sampling: Sampling = field(default_factory=Sampling)
     """Sampling parameters of every policy call."""
+    history_turns: int | None = None
+    """Earlier exchanges (reply + answer) the policy sees besides the current observation: None keeps the whole
+    episode in one growing context; k re-renders a window of the last k each turn (0: only the current
+    observation, a Markov policy). Windowed episodes record one token segment per turn."""
     lockstep: bool = False
     """Wait for every in-flight env call before each policy call, so batches (and so sampled tokens) do not depend
     on thread timing: the same seeds give the same rollouts. Slower when env call times vary."""
@@ -61,6 +65,8 @@ class RolloutConfig:
         for name in ("num_envs", "group_size", "max_turns"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1; got {getattr(self, name)}")
+        if self.history_turns is not None and self.history_turns < 0:
+            raise ValueError(f"history_turns must be None (whole episode) or >= 0; got {self.history_turns}")
 
 
 class EnvWorker:
@@ -128,6 +134,7 @@ class _Episode:
     observation: str = ""
     messages: list[Message] = field(default_factory=list)
     ledger: TokenLedger | None = None
+    segments: list[TokenRecord] = field(default_factory=list)
     pending: Future[Any] | None = None
     pending_since: float = 0.0
     reply: Generation | None = None
@@ -286,7 +293,12 @@ class RolloutEngine:
         turns.append(turn)
         episode.observation = observation
         episode.messages.append({"role": "user", "content": observation})
-        if episode.ledger is not None:
+        if self.config.history_turns is not None:  # a fresh context: the window of recent turns
+            episode.messages = recent_turns(episode.messages, self.config.history_turns)
+            if episode.ledger is not None and self._chat is not None:
+                episode.segments.append(episode.ledger.record())
+                episode.ledger = TokenLedger(self._chat, episode.messages)
+        elif episode.ledger is not None:
             episode.ledger.add_observation(observation)
         return None
 
@@ -369,7 +381,10 @@ class RolloutEngine:
             metadata["error"] = error
             if trace:
                 metadata["traceback"] = trace
-        if episode.ledger is not None:
+        if episode.ledger is not None and self.config.history_turns is not None:
+            records = [*episode.segments, episode.ledger.record()]
+            metadata["token_segments"] = [record.to_dict() for record in records]
+        elif episode.ledger is not None:
             metadata["tokens"] = episode.ledger.record().to_dict()
 
     def _replace_if_stuck(self, episode: _Episode, workers: list[EnvWorker]) -> EnvWorker:

@@ -14,7 +14,7 @@ from typing import Any
 
 import gymnasium as gym
 
-from reflectgym.agents.chat import ChatFormat, TokenLedger, TokenRecord
+from reflectgym.agents.chat import ChatFormat, TokenLedger, TokenRecord, recent_turns
 from reflectgym.agents.evaluation import run_episode
 from reflectgym.agents.policy import Generation, Message
 from reflectgym.agents.prompts import system_prompt
@@ -54,35 +54,51 @@ def env_system_prompt(env_id: str, env: gym.Env[Any, Any], override: str | None 
     return system_prompt(env_id, getattr(env.unwrapped, "action_format", None))
 
 
-def demonstration_sequence(trajectory: Trajectory, chat: ChatFormat, system: str, stop_id: int) -> TrainingSequence:
-    """One episode as a training sequence: loss on every reply's tokens and its stop token, nowhere else.
+def demonstration_sequences_of(
+    trajectory: Trajectory, chat: ChatFormat, system: str, stop_id: int, history_turns: int | None = None
+) -> list[TrainingSequence]:
+    """One episode as training sequences: loss on every reply's tokens and its stop token, nowhere else.
 
     Args:
-        trajectory: A played episode; its recorded token ids are used when it has them.
+        trajectory: A played episode; its recorded token segments are used when it has them.
         chat: The student's chat template.
         system: The system prompt to open with (`""`: none), as the rollout engine would.
         stop_id: The token that ends a reply (the student learns to stop).
+        history_turns: The rollout engine's history window (`RolloutConfig.history_turns`): None gives one
+            sequence for the whole episode, k one sequence per turn holding the last k exchanges.
 
     Raises:
         ValueError: If the trajectory has no turns.
     """
-    record = TokenRecord.from_trajectory(trajectory)
-    if record is not None:
-        return TrainingSequence(record.input_ids, record.loss_mask, record.logprobs)
+    recorded = TokenRecord.segments_of(trajectory)
+    if recorded:
+        return [TrainingSequence(record.input_ids, record.loss_mask, record.logprobs) for record in recorded]
     if not trajectory.turns:
         raise ValueError(f"episode (seed {trajectory.seed}) has no turns to learn from")
-    ledger = TokenLedger(chat, opening_messages(system, trajectory.turns[0].observation))
+    messages = opening_messages(system, trajectory.turns[0].observation)
+    ledger = TokenLedger(chat, messages)
+    records = []
     for index, turn in enumerate(trajectory.turns):
         if index > 0:
-            ledger.add_observation(turn.observation)
-        ids = (*chat.encode(turn.action), stop_id)
-        ledger.add_reply(Generation(turn.action, ids, None, "stop"))
-    record = ledger.record()
-    return TrainingSequence(record.input_ids, record.loss_mask, record.logprobs)
+            messages.append({"role": "user", "content": turn.observation})
+            if history_turns is None:
+                ledger.add_observation(turn.observation)
+            else:
+                records.append(ledger.record())
+                messages = recent_turns(messages, history_turns)
+                ledger = TokenLedger(chat, messages)
+        ledger.add_reply(Generation(turn.action, (*chat.encode(turn.action), stop_id), None, "stop"))
+        messages.append({"role": "assistant", "content": turn.action})
+    records.append(ledger.record())
+    return [TrainingSequence(record.input_ids, record.loss_mask, record.logprobs) for record in records]
 
 
 def demonstration_sequences(
-    trajectories: Sequence[Trajectory], chat: ChatFormat, system: str, stop_id: int
+    trajectories: Sequence[Trajectory],
+    chat: ChatFormat,
+    system: str,
+    stop_id: int,
+    history_turns: int | None = None,
 ) -> tuple[list[TrainingSequence], list[str]]:
     """Sequences of every usable episode, and one line per skipped episode saying why (a broken row never
     stops a run)."""
@@ -90,7 +106,7 @@ def demonstration_sequences(
     skipped: list[str] = []
     for index, trajectory in enumerate(trajectories):
         try:
-            sequences.append(demonstration_sequence(trajectory, chat, system, stop_id))
+            sequences.extend(demonstration_sequences_of(trajectory, chat, system, stop_id, history_turns))
         except (ValueError, KeyError, TypeError) as error:
             skipped.append(f"episode {index} (seed {trajectory.seed}): {error}")
     return sequences, skipped

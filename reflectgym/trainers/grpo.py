@@ -72,6 +72,8 @@ class GRPOConfig(TrainerConfig):
     """Episodes in flight at once."""
     system_prompt: str | None = None
     """System prompt of every episode (default: the env family's prompt; "" sends none)."""
+    history_turns: int | None = None
+    """Earlier exchanges the policy sees each turn (`RolloutConfig.history_turns`; None: the whole episode)."""
     first_seed: int = 0
     """Task-instance seeds of step s are first_seed + seed * 1_000_003 + s * tasks_per_step + i."""
 
@@ -99,12 +101,13 @@ def sequences_from_groups(
             continue
         advantages = group_advantages(returns, len(group))
         for trajectory, advantage in zip(group, advantages.tolist(), strict=True):
-            record = TokenRecord.from_trajectory(trajectory)
-            if record is None or not any(record.loss_mask):
-                continue
-            sequences.append(
-                TrainingSequence(record.input_ids, record.loss_mask, record.logprobs, float(advantage), group=index)
-            )
+            for record in TokenRecord.segments_of(trajectory):  # one context, or one per turn with a window
+                if any(record.loss_mask):
+                    sequences.append(
+                        TrainingSequence(
+                            record.input_ids, record.loss_mask, record.logprobs, float(advantage), group=index
+                        )
+                    )
     return sequences, {"groups_dropped": float(dropped), "sequences": float(len(sequences))}
 
 
@@ -131,6 +134,7 @@ class GRPOTrainer:
             group_size=config.group_size,
             max_turns=config.max_turns,
             system_prompt=config.system_prompt,
+            history_turns=config.history_turns,
             sampling=Sampling(temperature=config.temperature, max_new_tokens=config.max_new_tokens),
             lockstep=True,  # batches independent of thread timing: same seed, same run, exact resume
         )

@@ -3,8 +3,8 @@ demonstrator's replies in multi-turn conversations, on the shared trainer core.
 
 Demonstrations come from the env's own solver (`OracleAgent`: the push-optimal plan in Sokoban, the reference
 answer elsewhere) or from trajectory files written by `reflectgym eval` (any agent, any model: filter them to
-the solved ones for rejection-sampling fine-tuning). Every episode is one sequence, rendered as the rollout
-engine renders it, with the loss on reply tokens only (TRAINERS.md §0, SFT).
+the solved ones for rejection-sampling fine-tuning). Every episode is rendered as the rollout engine renders
+it (one sequence, or one per turn with a history window), with the loss on reply tokens only (TRAINERS.md §0).
 
 The data order is a pure function of the seed and the epoch, and the position in it is checkpointed, so an
 interrupted run resumes on the very next batch.
@@ -60,6 +60,8 @@ class SFTConfig(TrainerConfig):
     """Learn only from solved episodes."""
     system_prompt: str | None = None
     """System prompt of every conversation (default: the env family's prompt, as in rollouts; "" sends none)."""
+    history_turns: int | None = None
+    """Earlier exchanges in each context, as the rollout engine's `history_turns` (None: the whole episode)."""
     max_batch_tokens: int = 16384
     """Padded tokens per optimiser step; sequences of similar length are batched together."""
     normalisation: Literal["token", "sequence"] = "token"
@@ -97,7 +99,9 @@ class SFTTrainer:
         if config.successful_only:
             episodes = [episode for episode in episodes if episode.success]
         stop_id = int(self.policy.tokenizer.eos_token_id)
-        self.sequences, self.skipped = demonstration_sequences(episodes, self.policy.chat, system, stop_id)
+        self.sequences, self.skipped = demonstration_sequences(
+            episodes, self.policy.chat, system, stop_id, config.history_turns
+        )
         """The training sequences, and why each unusable episode was left out."""
         if not self.sequences:
             raise ValueError(f"no usable demonstration among {len(episodes)} episodes: {self.skipped[:3]}")

@@ -131,3 +131,35 @@ def test_evaluate_policy_summarises_with_an_interval(tmp_path: Any) -> None:
     assert 0.3 < summary.ci_low < 0.8 < summary.ci_high <= 1.0
     assert (tmp_path / "trajectories.jsonl").read_text().count("\n") == 5
     assert [t.seed for t in trajectories] == [0, 1, 2, 3, 4]
+
+
+class RecordingPolicy(OkPolicy):
+    """Answers "ok" and keeps every conversation it was shown."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[list[dict[str, str]]] = []
+
+    def generate(self, conversations: Sequence[Any], sampling: Sampling) -> list[Generation]:
+        self.seen.extend([dict(message) for message in conversation] for conversation in conversations)
+        return super().generate(conversations, sampling)
+
+
+def test_a_history_window_shows_the_system_prompt_and_the_last_turns_only() -> None:
+    class ThreeSteps(ToyEnv):
+        def step(self, action: str) -> tuple[str, float, bool, bool, dict[str, Any]]:
+            self.steps += 1
+            return f"step {self.steps}", 0.0, self.steps >= 3, False, {"feedback": "", "parse_error": None}
+
+    for window, expected in [
+        (0, ["step 2"]),
+        (1, ["step 1", "ok", "step 2"]),
+        (None, ["task 0", "ok", "step 1", "ok", "step 2"]),
+    ]:
+        policy = RecordingPolicy()
+        config = RolloutConfig(num_envs=1, max_turns=10, system_prompt="sys", history_turns=window)
+        [episode] = RolloutEngine(policy, ThreeSteps, "toy", config).collect([0])
+        assert len(episode.turns) == 3
+        last = policy.seen[-1]
+        assert last[0] == {"role": "system", "content": "sys"}
+        assert [message["content"] for message in last[1:]] == expected, window

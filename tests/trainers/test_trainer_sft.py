@@ -3,6 +3,7 @@ LoRA trains adapters only, and a separate sampler is sent the new weights."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -24,7 +25,7 @@ from reflectgym.agents.tiny import TinyModelConfig, build_tiny_model
 from reflectgym.core import Task
 from reflectgym.core.trajectory import Trajectory, Turn, write_trajectories
 from reflectgym.trainers.config import ConfigError
-from reflectgym.trainers.demonstrations import demonstration_sequence, play_demonstrations, token_batches
+from reflectgym.trainers.demonstrations import demonstration_sequences_of, play_demonstrations, token_batches
 from reflectgym.trainers.grpo import GRPOConfig, GRPOTrainer
 from reflectgym.trainers.sft import SFTConfig, SFTTrainer
 
@@ -74,7 +75,7 @@ def test_a_demonstration_carries_loss_on_the_replies_and_their_stop_token_only(t
     policy = HFPolicy.from_pretrained(tiny)
     [episode] = play_demonstrations(lambda: gym.make(SOKOBAN), OracleAgent(), [3], env_id=SOKOBAN)
     eos = int(policy.tokenizer.eos_token_id)
-    sequence = demonstration_sequence(episode, policy.chat, "Play well.", eos)
+    [sequence] = demonstration_sequences_of(episode, policy.chat, "Play well.", eos)
     learnt = [token for token, mask in zip(sequence.input_ids, sequence.loss_mask, strict=True) if mask]
     expected = [token for turn in episode.turns for token in (*policy.chat.encode(turn.action), eos)]
     assert learnt == expected
@@ -83,10 +84,38 @@ def test_a_demonstration_carries_loss_on_the_replies_and_their_stop_token_only(t
     assert all(turn.observation in text for turn in episode.turns), "every observation is in the context"
 
 
+@pytest.mark.parametrize("history_turns", [0, 2])
+def test_windowed_demonstrations_render_the_contexts_the_rollout_engine_samples_in(
+    tiny: Path, history_turns: int
+) -> None:
+    from reflectgym.agents.chat import TokenRecord
+    from reflectgym.agents.rollout import RolloutEngine
+
+    policy = HFPolicy.from_pretrained(tiny)
+    config = RolloutConfig(
+        num_envs=2, max_turns=4, history_turns=history_turns, sampling=Sampling(temperature=1.0, max_new_tokens=4)
+    )
+    system = "You are playing Sokoban."  # any prompt: both sides get the same
+    played = RolloutEngine(
+        policy, lambda: gym.make(SOKOBAN), SOKOBAN, dataclasses.replace(config, system_prompt=system)
+    ).collect([0, 1])
+    for episode in played:
+        recorded = TokenRecord.segments_of(episode)
+        assert len(recorded) == len(episode.turns) > 1, "one context per turn"
+        text_only = dataclasses.replace(episode, metadata={})
+        rebuilt = demonstration_sequences_of(
+            text_only, policy.chat, system, int(policy.tokenizer.eos_token_id), history_turns
+        )
+        for record, sequence in zip(recorded, rebuilt, strict=True):
+            prompt = record.loss_mask.index(1)
+            assert sequence.input_ids[:prompt] == record.input_ids[:prompt]
+
+
 def test_token_batches_bound_padded_tokens_and_keep_every_sequence(tiny: Path) -> None:
     policy = HFPolicy.from_pretrained(tiny)
     episodes = play_demonstrations(lambda: gym.make(SOKOBAN), OracleAgent(), range(12), env_id=SOKOBAN)
-    sequences = [demonstration_sequence(e, policy.chat, "", int(policy.tokenizer.eos_token_id)) for e in episodes]
+    eos = int(policy.tokenizer.eos_token_id)
+    sequences = [sequence for e in episodes for sequence in demonstration_sequences_of(e, policy.chat, "", eos)]
     batches = token_batches(sequences, max_tokens=2000)
     assert sorted(id(s) for batch in batches for s in batch) == sorted(id(s) for s in sequences)
     for batch in batches:
