@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip
-DEMO_EXTRAS := web,math,code
+DEMO_EXTRAS := train
 TEST_EXTRAS := dev,train,docker,web,datasets,math,code,reasoning-gym
 # torch: the CPU wheel on this kind of machine lies in TORCH_WHEELS; elsewhere pip resolves TORCH_SPEC with
 # TORCH_PIP_ARGS (e.g. TORCH_PIP_ARGS="--index-url <your CPU or CUDA wheel index>"). Installed before the
@@ -18,7 +18,7 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 
-$(VENV)/.demo-installed: pyproject.toml | $(BIN)/python
+$(VENV)/.demo-installed: pyproject.toml $(VENV)/.torch-installed
 	$(PIP) install -q -e ".$(if $(DEMO_EXTRAS),[$(DEMO_EXTRAS)],)"
 	touch $@
 
@@ -40,10 +40,9 @@ setup-test: $(VENV)/.test-installed
 system:
 	bash scripts/setup_system.sh
 
-## demo: set up and run the main job on embedded defaults
+## demo: set up and run the main job on embedded defaults: the Sokoban training quickstart (BC, then GRPO)
 demo: setup-demo
-	bash scripts/setup_system.sh browser
-	$(BIN)/python examples/quickstart.py
+	$(BIN)/python examples/sokoban_quickstart.py
 
 ## test: set up everything the tests need, check style, types and layering, run the whole suite
 test: setup-test system lint typecheck imports pytest

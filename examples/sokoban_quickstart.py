@@ -10,7 +10,7 @@ Every stage is an ordinary run folder (metrics.jsonl, checkpoints, the trained m
 be re-run alone with `reflectgym train`; the held-out levels (seeds 0..N-1) are never trained on (BC uses seeds
 from 100000, GRPO from 200000).
 
-Run: python examples/sokoban_quickstart.py [--out runs/quickstart] [--bc-steps 300] [--grpo-steps 20]
+Run: python examples/sokoban_quickstart.py [--out runs/quickstart] [--bc-steps 600] [--grpo-steps 30] [--seed 0]
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ import time
 from pathlib import Path
 
 import gymnasium as gym
-import torch
 
 import reflectgym  # noqa: F401  (registers the envs)
 from reflectgym.agents.evaluation import EvalSummary, evaluate, evaluate_policy, format_table
@@ -66,12 +65,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default="runs/quickstart", help="run folder (default: runs/quickstart)")
     parser.add_argument("--demos", type=int, default=2000, help="solver demonstrations (default: 2000)")
-    parser.add_argument("--bc-steps", type=int, default=300, help="behaviour-cloning steps (default: 300)")
-    parser.add_argument("--grpo-steps", type=int, default=20, help="GRPO steps (default: 20)")
-    parser.add_argument("--episodes", type=int, default=128, help="held-out levels per evaluation (default: 128)")
+    parser.add_argument("--bc-steps", type=int, default=600, help="behaviour-cloning steps (default: 600)")
+    parser.add_argument("--grpo-steps", type=int, default=30, help="GRPO steps (default: 30)")
+    parser.add_argument("--episodes", type=int, default=500, help="held-out levels per evaluation (default: 500)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the model, data order and sampling")
     args = parser.parse_args()
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     out = Path(args.out)
     started = time.perf_counter()
 
@@ -94,7 +92,7 @@ def main() -> None:
     sft = SFTConfig(
         output_dir=str(out / "bc"), env_id=ENV_ID, env_kwargs=ENV_KWARGS, system_prompt=SYSTEM_PROMPT,
         history_turns=HISTORY_TURNS, num_demonstrations=args.demos, steps=args.bc_steps, lr=3e-3,
-        minibatch_size=64, save_every=0, seed=args.seed,
+        batch_size=64, minibatch_size=64, save_every=0, seed=args.seed,
     )  # fmt: skip
     SFTTrainer(sft, policy).train()
     summaries.append(evaluate_stage(policy, "after-BC", args.episodes, out))

@@ -38,3 +38,17 @@ def test_train_grpo_example_runs(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert "final reward" in result.stdout and (tmp_path / "run" / "report.html").exists()
+
+
+def test_sokoban_training_quickstart_runs_every_stage(tmp_path: Path) -> None:
+    args = ["--out", str(tmp_path), "--demos", "20", "--bc-steps", "3", "--grpo-steps", "1", "--episodes", "4"]
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "sokoban_quickstart.py"), *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr
+    for row in ("random", "untrained", "after-BC", "after-GRPO"):
+        assert row in result.stdout, result.stdout
+    assert (tmp_path / "bc" / "report.html").is_file() and (tmp_path / "grpo" / "model" / "config.json").is_file()

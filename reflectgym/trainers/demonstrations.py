@@ -110,18 +110,3 @@ def demonstration_sequences(
         except (ValueError, KeyError, TypeError) as error:
             skipped.append(f"episode {index} (seed {trajectory.seed}): {error}")
     return sequences, skipped
-
-
-def token_batches(sequences: Sequence[TrainingSequence], max_tokens: int) -> list[list[TrainingSequence]]:
-    """Groups sequences of similar length into batches of at most `max_tokens` padded tokens (one sequence
-    longer than that is a batch alone), so little compute goes to padding."""
-    batches: list[list[TrainingSequence]] = []
-    current: list[TrainingSequence] = []
-    for sequence in sorted(sequences, key=lambda item: len(item.input_ids)):
-        if current and (len(current) + 1) * len(sequence.input_ids) > max_tokens:
-            batches.append(current)
-            current = []
-        current.append(sequence)
-    if current:
-        batches.append(current)
-    return batches

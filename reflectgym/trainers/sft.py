@@ -29,7 +29,6 @@ from reflectgym.trainers.demonstrations import (
     demonstration_sequences,
     env_system_prompt,
     play_demonstrations,
-    token_batches,
 )
 from reflectgym.trainers.losses import sft_loss
 from reflectgym.trainers.session import TrainerConfig, TrainingSession, load_policy
@@ -62,8 +61,12 @@ class SFTConfig(TrainerConfig):
     """System prompt of every conversation (default: the env family's prompt, as in rollouts; "" sends none)."""
     history_turns: int | None = None
     """Earlier exchanges in each context, as the rollout engine's `history_turns` (None: the whole episode)."""
-    max_batch_tokens: int = 16384
-    """Padded tokens per optimiser step; sequences of similar length are batched together."""
+    batch_size: int = 32
+    """Sequences per optimiser step (split into `minibatch_size` chunks for gradient accumulation)."""
+    group_by_length: bool = False
+    """Batch sequences of similar length together (less padding, as Hugging Face's `group_by_length`: sorted
+    within random mega-batches of 50 batches). Off by default: in multi-turn data, length often tracks the
+    previous turn's outcome, and such batches bias each step."""
     normalisation: Literal["token", "sequence"] = "token"
     """Mean of the loss over all reply tokens of a step, or per sequence then over sequences."""
 
@@ -71,8 +74,25 @@ class SFTConfig(TrainerConfig):
         super().__post_init__()
         if self.demonstrations == ORACLE and self.num_demonstrations < 1:
             raise ConfigError(f"num_demonstrations must be at least 1; got {self.num_demonstrations}")
-        if self.max_batch_tokens < 1:
-            raise ConfigError(f"max_batch_tokens must be at least 1; got {self.max_batch_tokens}")
+        if self.batch_size < 1:
+            raise ConfigError(f"batch_size must be at least 1; got {self.batch_size}")
+
+
+def epoch_batches(
+    count: int, batch_size: int, rng: np.random.Generator, lengths: list[int] | None = None
+) -> list[list[int]]:
+    """Indices of one epoch's batches: a random permutation cut into batches; with `lengths`, sorted by length
+    inside random mega-batches of 50 batches first, then the batches shuffled (less padding, still random)."""
+    order = rng.permutation(count).tolist()
+    if lengths is not None:
+        mega = 50 * batch_size
+        order = [
+            i for start in range(0, count, mega) for i in sorted(order[start : start + mega], key=lengths.__getitem__)
+        ]
+    batches = [order[start : start + batch_size] for start in range(0, count, batch_size)]
+    if lengths is not None:
+        batches = [batches[i] for i in rng.permutation(len(batches))]
+    return batches
 
 
 class SFTTrainer:
@@ -105,10 +125,10 @@ class SFTTrainer:
         """The training sequences, and why each unusable episode was left out."""
         if not self.sequences:
             raise ValueError(f"no usable demonstration among {len(episodes)} episodes: {self.skipped[:3]}")
-        self.batches = token_batches(self.sequences, config.max_batch_tokens)
-        """Length-bucketed batches; one optimiser step each, in a seeded order per epoch."""
+        self.batches_per_epoch = -(-len(self.sequences) // config.batch_size)
+        self._epoch_batches: tuple[int, list[list[int]]] | None = None
         self.position = 0
-        """Batches consumed so far (epoch = position // len(batches))."""
+        """Batches consumed so far (epoch = position // batches_per_epoch)."""
 
     @property
     def model(self) -> torch.nn.Module:
@@ -129,10 +149,17 @@ class SFTTrainer:
         )
 
     def batch_at(self, position: int) -> list[TrainingSequence]:
-        """The batch of a global position: epoch e visits every batch once, in a permutation seeded by (seed, e)."""
-        epoch, index = divmod(position, len(self.batches))
-        order = np.random.default_rng([self.config.seed, epoch]).permutation(len(self.batches))
-        return self.batches[int(order[index])]
+        """The batch at a global position: each epoch visits every sequence once, in an order seeded by
+        (seed, epoch), so the data order survives a resume."""
+        epoch, index = divmod(position, self.batches_per_epoch)
+        if self._epoch_batches is None or self._epoch_batches[0] != epoch:
+            rng = np.random.default_rng([self.config.seed, epoch])
+            batches = epoch_batches(len(self.sequences), self.config.batch_size, rng, self._lengths())
+            self._epoch_batches = (epoch, batches)
+        return [self.sequences[i] for i in self._epoch_batches[1][index]]
+
+    def _lengths(self) -> list[int] | None:
+        return [len(sequence.input_ids) for sequence in self.sequences] if self.config.group_by_length else None
 
     def _loss(self, batch: Batch, logprobs: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
         return sft_loss(logprobs, batch.loss_mask, self.config.normalisation), {}
@@ -153,7 +180,7 @@ class SFTTrainer:
                     "loss": result.loss,
                     "grad_norm": result.grad_norm,
                     "tokens": float(result.tokens),
-                    "epoch": self.position / len(self.batches),
+                    "epoch": self.position / self.batches_per_epoch,
                     "step_seconds": time.perf_counter() - started,
                 }
                 session.end_step(metrics, lambda: {"position": self.position})

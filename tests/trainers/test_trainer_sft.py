@@ -25,9 +25,9 @@ from reflectgym.agents.tiny import TinyModelConfig, build_tiny_model
 from reflectgym.core import Task
 from reflectgym.core.trajectory import Trajectory, Turn, write_trajectories
 from reflectgym.trainers.config import ConfigError
-from reflectgym.trainers.demonstrations import demonstration_sequences_of, play_demonstrations, token_batches
+from reflectgym.trainers.demonstrations import demonstration_sequences_of, play_demonstrations
 from reflectgym.trainers.grpo import GRPOConfig, GRPOTrainer
-from reflectgym.trainers.sft import SFTConfig, SFTTrainer
+from reflectgym.trainers.sft import SFTConfig, SFTTrainer, epoch_batches
 
 SOKOBAN = "reflectgym/Sokoban-6x6-1-v0"
 
@@ -111,16 +111,18 @@ def test_windowed_demonstrations_render_the_contexts_the_rollout_engine_samples_
             assert sequence.input_ids[:prompt] == record.input_ids[:prompt]
 
 
-def test_token_batches_bound_padded_tokens_and_keep_every_sequence(tiny: Path) -> None:
-    policy = HFPolicy.from_pretrained(tiny)
-    episodes = play_demonstrations(lambda: gym.make(SOKOBAN), OracleAgent(), range(12), env_id=SOKOBAN)
-    eos = int(policy.tokenizer.eos_token_id)
-    sequences = [sequence for e in episodes for sequence in demonstration_sequences_of(e, policy.chat, "", eos)]
-    batches = token_batches(sequences, max_tokens=2000)
-    assert sorted(id(s) for batch in batches for s in batch) == sorted(id(s) for s in sequences)
-    for batch in batches:
-        longest = max(len(s.input_ids) for s in batch)
-        assert len(batch) == 1 or len(batch) * longest <= 2000
+@pytest.mark.parametrize("by_length", [False, True])
+def test_an_epoch_visits_every_sequence_once_in_a_seeded_order(by_length: bool) -> None:
+    import numpy as np
+
+    lengths = [int(n) for n in np.random.default_rng(0).integers(10, 500, size=203)]
+    batches = epoch_batches(203, 8, np.random.default_rng(1), lengths if by_length else None)
+    assert sorted(i for batch in batches for i in batch) == list(range(203))
+    assert len(batches) == 26 and all(len(batch) == 8 for batch in batches[:-1] if not by_length)
+    assert batches == epoch_batches(203, 8, np.random.default_rng(1), lengths if by_length else None)
+    if by_length:  # within a batch, lengths are close: far less spread than a random batch's
+        spread = np.mean([np.ptp([lengths[i] for i in batch]) for batch in batches if len(batch) > 1])
+        assert spread < 100
 
 
 def test_sft_teaches_a_toy_task_from_oracle_demonstrations(tmp_path: Path, tiny: Path) -> None:
@@ -138,14 +140,12 @@ def test_sft_teaches_a_toy_task_from_oracle_demonstrations(tmp_path: Path, tiny:
 
 
 def test_resume_reaches_the_same_weights_and_losses_as_an_uninterrupted_run(tmp_path: Path, tiny: Path) -> None:
-    whole = SFTTrainer(toy_config(tmp_path / "a", steps=6, max_batch_tokens=40), HFPolicy.from_pretrained(tiny))
-    assert len(whole.batches) > 2, "several batches per epoch, so the data position matters"
+    whole = SFTTrainer(toy_config(tmp_path / "a", steps=6, batch_size=3), HFPolicy.from_pretrained(tiny))
+    assert whole.batches_per_epoch > 2, "several batches per epoch, so the data position matters"
     whole_history = whole.train()
-    part = toy_config(tmp_path / "b", steps=3, max_batch_tokens=40, save_every=1)
+    part = toy_config(tmp_path / "b", steps=3, batch_size=3, save_every=1)
     SFTTrainer(part, HFPolicy.from_pretrained(tiny)).train()
-    resumed = SFTTrainer(
-        toy_config(tmp_path / "b", steps=6, max_batch_tokens=40, resume=True), HFPolicy.from_pretrained(tiny)
-    )
+    resumed = SFTTrainer(toy_config(tmp_path / "b", steps=6, batch_size=3, resume=True), HFPolicy.from_pretrained(tiny))
     resumed_history = resumed.train()
     assert [h["step"] for h in resumed_history] == [4.0, 5.0, 6.0]
     assert [h["loss"] for h in resumed_history] == pytest.approx([h["loss"] for h in whole_history[3:]], abs=1e-6)
