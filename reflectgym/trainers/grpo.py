@@ -29,6 +29,7 @@ from reflectgym.agents.rollout import RolloutConfig, RolloutEngine
 from reflectgym.core.trajectory import Trajectory
 from reflectgym.trainers.batching import Batch, TrainingSequence, target_logprobs
 from reflectgym.trainers.config import ConfigError
+from reflectgym.trainers.distributed import global_means, global_sums
 from reflectgym.trainers.losses import group_advantages, grpo_loss
 from reflectgym.trainers.session import (
     TrainerConfig,
@@ -195,17 +196,23 @@ class GRPOTrainer:
 
     def _step(self) -> dict[str, float]:
         started = time.perf_counter()
-        groups = list(self.engine.run(self.seeds_for(self.session.step)))
+        session = self.session
+        groups = list(self.engine.run(session.world.share(self.seeds_for(session.step))))  # this rank's tasks
         episodes = [trajectory for group in groups for trajectory in group]
-        metrics = {
-            "reward": float(np.mean([t.total_reward for t in episodes])),
-            "success": float(np.mean([t.success for t in episodes])),
-            "turns": float(np.mean([len(t.turns) for t in episodes])),
-            "rollout_seconds": time.perf_counter() - started,
-        }
+        device = session.policy.device
+        metrics = global_means(
+            {
+                "reward": float(np.mean([t.total_reward for t in episodes])) if episodes else 0.0,
+                "success": float(np.mean([t.success for t in episodes])) if episodes else 0.0,
+                "turns": float(np.mean([len(t.turns) for t in episodes])) if episodes else 0.0,
+            },
+            weight=len(episodes),
+            device=device,
+        )
+        metrics["rollout_seconds"] = time.perf_counter() - started
         sequences, counts = sequences_from_groups(groups, self.config.drop_zero_variance_groups)
-        metrics.update(counts)
-        if sequences:
+        metrics.update(global_sums(counts, device))
+        if metrics["sequences"] > 0:  # over all ranks: a rank without sequences of its own still takes part
             result = self.session.update(sequences, self._loss)
             metrics.update({"loss": result.loss, "grad_norm": result.grad_norm, **result.metrics})
             if self.sampler is not None:  # weights changed: the sampler must generate with them from now on

@@ -21,6 +21,7 @@ from reflectgym.agents.policy import TokenPolicy
 from reflectgym.trainers.batching import TrainingSequence
 from reflectgym.trainers.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from reflectgym.trainers.config import ConfigError, to_dict
+from reflectgym.trainers.distributed import barrier, current_world, init_world, wrap_for_training
 from reflectgym.trainers.metrics import MetricsLogger
 from reflectgym.trainers.update import LossFn, UpdateResult, optimizer_step
 
@@ -87,13 +88,24 @@ class TrainerConfig:
 
 
 def load_policy(config: TrainerConfig) -> HFPolicy:
-    """The policy named by `config.model`, in float32 (mixed precision comes from autocast, see `bf16`)."""
+    """The policy named by `config.model`, in float32 (mixed precision comes from autocast, see `bf16`); under
+    `torchrun` with CUDA, on this rank's GPU."""
     source: str | os.PathLike[str] = config.model
+    world = current_world()
     if config.model == TINY_MODEL:
         from reflectgym.agents.tiny import build_tiny_model
 
-        source = build_tiny_model(Path(config.output_dir) / "tiny-model")
-    return HFPolicy.from_pretrained(source, HFPolicyConfig(device=config.device, dtype="float32"))
+        folder = Path(config.output_dir) / "tiny-model"
+        if world.is_main:
+            build_tiny_model(folder)
+        if world.distributed:  # the other ranks wait for rank 0's folder
+            init_world(world, torch.device("cuda" if torch.cuda.is_available() else "cpu"))
+            barrier()
+        source = folder
+    device = config.device
+    if device is None and world.distributed and torch.cuda.is_available():
+        device = f"cuda:{world.local_rank}"
+    return HFPolicy.from_pretrained(source, HFPolicyConfig(device=device, dtype="float32"))
 
 
 def with_lora(model: torch.nn.Module, config: TrainerConfig) -> torch.nn.Module:
@@ -153,6 +165,11 @@ class TrainingSession:
         self.policy = policy
         policy.model = with_lora(policy.model, config)
         self.model: torch.nn.Module = policy.model
+        self.world = current_world()
+        """This process's place in a `torchrun` launch (rank 0 of 1 otherwise)."""
+        init_world(self.world, policy.device)
+        self.train_model = wrap_for_training(self.model, self.world, policy.device)
+        """What training passes run through: DDP around `model` when several ranks train, else `model`."""
         self.pad_id = int(policy.tokenizer.pad_token_id)
         trainable = [parameter for parameter in self.model.parameters() if parameter.requires_grad]
         self.optimizer = torch.optim.AdamW(trainable, lr=config.lr, weight_decay=config.weight_decay)
@@ -175,6 +192,10 @@ class TrainingSession:
         else:
             torch.manual_seed(self.config.seed)
             np.random.seed(self.config.seed)
+        if self.world.rank > 0:  # other ranks sample differently (the checkpoint holds rank 0's generators)
+            torch.manual_seed(self.config.seed * 1_000_003 + self.world.rank * 7919 + self.step)
+        if not self.world.is_main:
+            return state
         self._logger = MetricsLogger(
             self.run_dir,
             tensorboard=self.config.tensorboard,
@@ -195,7 +216,7 @@ class TrainingSession:
     def update(self, sequences: Sequence[TrainingSequence], loss_fn: LossFn) -> UpdateResult:
         """One optimiser step over `sequences` with the run's minibatching, clipping and precision."""
         result = optimizer_step(
-            self.model,
+            self.train_model,
             self.optimizer,
             sequences,
             loss_fn,
@@ -210,9 +231,11 @@ class TrainingSession:
     def end_step(self, metrics: Mapping[str, float], trainer_state: Callable[[], Mapping[str, Any]]) -> None:
         """Counts the step, logs its metrics, advances the bar and checkpoints when due (`trainer_state()` is
         what the trainer needs to resume: data position, buffers...)."""
+        self.step += 1
+        if not self.world.is_main:
+            return
         if self._logger is None:
             raise RuntimeError("call begin() before end_step()")
-        self.step += 1
         self._logger.log(self.step, metrics)
         if self._bar is not None:
             self._bar.update(1)
@@ -228,9 +251,13 @@ class TrainingSession:
             )
 
     def finish(self) -> Path:
-        """Closes the logs and writes the trained model to `output_dir/model` (LoRA merged); returns it."""
+        """Closes the logs and writes the trained model to `output_dir/model` (LoRA merged; rank 0); returns it."""
         self.close()
-        return export_model(self.model, self.policy.tokenizer, self.run_dir / "model")
+        folder = self.run_dir / "model"
+        if self.world.is_main:
+            export_model(self.model, self.policy.tokenizer, folder)
+        barrier()
+        return folder
 
     def close(self) -> None:
         """Closes the logs and the bar (also after a failure: what was logged stays on disk)."""

@@ -173,7 +173,7 @@ class SFTTrainer:
         try:
             while not session.done:
                 started = time.perf_counter()
-                batch = self.batch_at(self.position)
+                batch = session.world.share(self.batch_at(self.position))  # this rank's part of the batch
                 result = session.update(batch, self._loss)
                 self.position += 1
                 metrics = {

@@ -15,6 +15,7 @@ import torch
 from torch import Tensor
 
 from reflectgym.trainers.batching import Batch, TrainingSequence, collate, target_logprobs
+from reflectgym.trainers.distributed import global_max, global_sum, global_sums
 
 LossFn = Callable[[Batch, Tensor], tuple[Tensor, dict[str, float]]]
 """(batch, current target log-probs (B, T-1)) → (scalar loss, metrics to log)."""
@@ -37,6 +38,18 @@ class UpdateResult:
     metrics: dict[str, float]
 
 
+def idle_sequence(pad_id: int) -> TrainingSequence:
+    """A two-token sequence run with weight 0: keeps a rank that has fewer minibatches in step with DDP."""
+    return TrainingSequence((pad_id, pad_id), (0, 1), (0.0, 0.0))
+
+
+def world_size_of(model: torch.nn.Module) -> int:
+    """Ranks training `model` together: the process group's size for a DDP model, else 1."""
+    if hasattr(model, "join") and torch.distributed.is_initialized():
+        return torch.distributed.get_world_size()
+    return 1
+
+
 def optimizer_step(
     model: torch.nn.Module,
     optimizer: torch.optim.Optimizer,
@@ -49,31 +62,44 @@ def optimizer_step(
     scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
     autocast_dtype: torch.dtype | None = None,
 ) -> UpdateResult:
-    """Accumulates gradients over minibatches of `sequences` and takes one optimiser step."""
-    total_tokens = sum(sum(sequence.loss_mask) for sequence in sequences)
+    """Accumulates gradients over minibatches of `sequences` and takes one optimiser step.
+
+    With a DistributedDataParallel `model`, `sequences` are this rank's share: the token count, the loss and the
+    metrics are global over every rank (see `reflectgym.trainers.distributed`), and a rank may hold no sequence.
+    """
+    device = next(model.parameters()).device
+    ranks = world_size_of(model)
+    local_tokens = sum(sum(sequence.loss_mask) for sequence in sequences)
+    total_tokens = int(global_sum(local_tokens, device)) if ranks > 1 else local_tokens
     if total_tokens == 0:
         raise ValueError("no token carries loss in this step (every loss mask is empty)")
-    device = next(model.parameters()).device
     model.train()
     optimizer.zero_grad(set_to_none=True)
     loss_sum = 0.0
     metric_sums: dict[str, float] = {}
-    for start in range(0, len(sequences), minibatch_size):
-        chunk = sequences[start : start + minibatch_size]
-        weight = sum(sum(sequence.loss_mask) for sequence in chunk) / total_tokens
-        if weight == 0:
+    chunks = [sequences[start : start + minibatch_size] for start in range(0, len(sequences), minibatch_size)]
+    weights = [sum(sum(sequence.loss_mask) for sequence in chunk) / total_tokens for chunk in chunks]
+    if ranks > 1:  # DDP all-reduces once per backward: every rank runs as many (idle ones: zero-weight) passes
+        idle = int(global_max(len(chunks), device)) - len(chunks)
+        chunks += [[idle_sequence(pad_id)]] * idle
+        weights += [0.0] * idle
+    for chunk, weight in zip(chunks, weights, strict=True):
+        if weight == 0 and ranks == 1:
             continue
         batch = collate(chunk, pad_id).to(device)
         with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
             logprobs = target_logprobs(model, batch.input_ids, batch.attention_mask)
         loss, metrics = loss_fn(batch, logprobs)
-        (loss * weight).backward()
+        (loss * weight * ranks).backward()  # DDP averages gradients over ranks; the weights already sum to 1
         loss_sum += loss.item() * weight
         for key, value in metrics.items():
             metric_sums[key] = metric_sums.get(key, 0.0) + value * weight
+    if ranks > 1:
+        loss_sum = global_sum(loss_sum, device)
+        metric_sums = global_sums(metric_sums, device)
     parameters = [p for p in model.parameters() if p.grad is not None]
     grad_norm = torch.nn.utils.clip_grad_norm_(parameters, max_grad_norm if max_grad_norm else float("inf"))
     optimizer.step()
     if scheduler is not None:
         scheduler.step()
-    return UpdateResult(loss=loss_sum, grad_norm=float(grad_norm), tokens=int(total_tokens), metrics=metric_sums)
+    return UpdateResult(loss=loss_sum, grad_norm=float(grad_norm), tokens=total_tokens, metrics=metric_sums)

@@ -1,0 +1,86 @@
+"""Data-parallel training under torchrun, for real: two CPU processes (gloo) take the same steps as one process
+on the whole batch, including ranks with uneven numbers of minibatches."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+torch = pytest.importorskip("torch", reason="torch is not installed (pip install 'reflectgym[train]')")
+pytest.importorskip("transformers", reason="transformers is not installed")
+
+from reflectgym.agents.tiny import TinyModelConfig, build_tiny_model  # noqa: E402
+
+SCRIPT = """
+import os, sys
+import torch
+import reflectgym
+from reflectgym.trainers.grpo import GRPOConfig, GRPOTrainer
+from reflectgym.trainers.sft import SFTConfig, SFTTrainer
+
+tasks = [{"id": f"t{i}", "prompt": f"Say {w}.", "answer": w} for i, w in enumerate(["yes", "no", "maybe"])]
+env_id = reflectgym.register_task_env("DDPToy-v0", tasks, lambda task, answer: min(len(answer), 6) / 6)
+model, out, trainer = sys.argv[1], sys.argv[2], sys.argv[3]
+if trainer == "sft":  # batches of 3 sequences: one rank holds 2 minibatches, the other 1
+    config = SFTConfig(model=model, env_id=env_id, output_dir=out, steps=3, batch_size=3, minibatch_size=1,
+                       num_demonstrations=9, first_seed=0, lr=1e-2, save_every=0, progress=False,
+                       successful_only=False)
+    run = SFTTrainer(config)
+else:
+    config = GRPOConfig(model=model, env_id=env_id, output_dir=out, steps=2, tasks_per_step=2, group_size=4,
+                        lr=1e-2, max_new_tokens=6, minibatch_size=2, save_every=0, progress=False,
+                        drop_zero_variance_groups=False)
+    run = GRPOTrainer(config)
+history = run.train()
+rank = int(os.environ.get("RANK", "0"))
+torch.save({"weights": run.model.state_dict(), "history": history}, os.path.join(out, f"rank{rank}.pt"))
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def launch(tmp_path: Path, model: Path, out: Path, trainer: str, processes: int) -> None:
+    script = tmp_path / "train.py"
+    script.write_text(SCRIPT)
+    if processes == 1:
+        command = [sys.executable, str(script)]
+    else:
+        command = [sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={processes}",
+                   f"--master-port={free_port()}", str(script)]  # fmt: skip
+    result = subprocess.run([*command, str(model), str(out), trainer], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-4000:]
+
+
+@pytest.mark.slow
+def test_two_ranks_take_the_same_sft_steps_as_one_process_on_the_whole_batch(tmp_path: Path) -> None:
+    model = build_tiny_model(tmp_path / "model", TinyModelConfig(seed=4))
+    launch(tmp_path, model, tmp_path / "single", "sft", 1)
+    launch(tmp_path, model, tmp_path / "ddp", "sft", 2)
+    single = torch.load(tmp_path / "single" / "rank0.pt", weights_only=False)
+    ranks = [torch.load(tmp_path / "ddp" / f"rank{r}.pt", weights_only=False) for r in (0, 1)]
+    for name, tensor in single["weights"].items():
+        assert torch.allclose(ranks[0]["weights"][name], tensor, atol=1e-5), name
+        assert torch.equal(ranks[0]["weights"][name], ranks[1]["weights"][name]), f"ranks disagree on {name}"
+    assert [h["loss"] for h in ranks[0]["history"]] == pytest.approx([h["loss"] for h in single["history"]], abs=1e-5)
+    logged = (tmp_path / "ddp" / "metrics.jsonl").read_text().splitlines()
+    assert len(logged) == 3, "rank 0 alone logs"
+
+
+@pytest.mark.slow
+def test_two_ranks_share_grpo_rollouts_and_stay_in_sync(tmp_path: Path) -> None:
+    model = build_tiny_model(tmp_path / "model", TinyModelConfig(seed=5))
+    launch(tmp_path, model, tmp_path / "ddp", "grpo", 2)
+    ranks = [torch.load(tmp_path / "ddp" / f"rank{r}.pt", weights_only=False) for r in (0, 1)]
+    for name, tensor in ranks[0]["weights"].items():
+        assert torch.equal(tensor, ranks[1]["weights"][name]), f"ranks disagree on {name}"
+    assert all("loss" in h for h in ranks[0]["history"]), "every step updated"
+    untimed = [[{k: v for k, v in h.items() if "seconds" not in k} for h in rank["history"]] for rank in ranks]
+    assert untimed[0] == untimed[1], "metrics are global: every rank sees the same"
