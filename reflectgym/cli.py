@@ -143,6 +143,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from reflectgym.trainers.config import load_values
+    from reflectgym.trainers.distributed import current_world
     from reflectgym.trainers.registry import build_from_config, options_help
     from reflectgym.trainers.report import write_report
 
@@ -153,6 +154,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         return 0
     name, trainer = build_from_config(args.config, overrides)
     history = trainer.train()
+    if not current_world().is_main:  # under torchrun, rank 0 reports
+        return 0
     run_dir = Path(trainer.config.output_dir)
     last = history[-1] if history else {}
     shown = ", ".join(f"{key} {last[key]:.3f}" for key in ("reward", "success", "loss") if key in last)

@@ -9,6 +9,10 @@ Deviations from the paper, on purpose:
 * One optimiser step per collected batch (π_old is the sampler), so the ratio is 1 up to numerics unless a
   separate engine (vLLM) samples; the clip still guards that case.
 * The group std is the population std (see `losses.group_advantages`).
+* With a history window (`history_turns`), each turn's context is its own sequence carrying the episode's
+  advantage; the token mean runs over all of them.
+* Under `torchrun`, each rank rolls out its share of the step's task instances (whole groups), so advantages
+  never need another rank's returns; the update is the global token mean (see `trainers.distributed`).
 """
 
 from __future__ import annotations
