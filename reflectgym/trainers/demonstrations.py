@@ -10,6 +10,7 @@ metadata) are used as recorded, token for token.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
@@ -38,6 +39,22 @@ def play_demonstrations(
     finally:
         env.close()
     return [episode for episode in episodes if episode.success or not successful_only]
+
+
+def read_demonstrations(path: str | Path) -> tuple[list[Trajectory], list[str]]:
+    """The trajectories of a JSONL file, and one line per unreadable row saying where and why (a broken row is
+    left out, never the end of the run)."""
+    episodes: list[Trajectory] = []
+    skipped: list[str] = []
+    with open(path, encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                episodes.append(Trajectory.from_json(line))
+            except (ValueError, KeyError, TypeError) as error:
+                skipped.append(f"{path}:{number}: not a trajectory: {error}")
+    return episodes, skipped
 
 
 def opening_messages(system: str, observation: str) -> list[Message]:

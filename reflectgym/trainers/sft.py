@@ -22,13 +22,14 @@ import torch
 
 from reflectgym.agents.hf_policy import HFPolicy
 from reflectgym.agents.scripted import OracleAgent
-from reflectgym.core.trajectory import Trajectory, read_trajectories
+from reflectgym.core.trajectory import Trajectory
 from reflectgym.trainers.batching import Batch, TrainingSequence
 from reflectgym.trainers.config import ConfigError
 from reflectgym.trainers.demonstrations import (
     demonstration_sequences,
     env_system_prompt,
     play_demonstrations,
+    read_demonstrations,
 )
 from reflectgym.trainers.losses import sft_loss
 from reflectgym.trainers.session import TrainerConfig, TrainingSession, load_policy
@@ -110,7 +111,13 @@ class SFTTrainer:
         self.config = config
         self.policy = policy if policy is not None else load_policy(config)
         self.session = TrainingSession(config, self.policy, describe=config)
-        episodes = trajectories if trajectories is not None else self._load_demonstrations()
+        unreadable: list[str] = []
+        if trajectories is not None:
+            episodes = trajectories
+        elif config.demonstrations != ORACLE:
+            episodes, unreadable = read_demonstrations(config.demonstrations)
+        else:
+            episodes = self._play_demonstrations()
         env = gym.make(config.env_id, **config.env_kwargs)
         try:
             system = env_system_prompt(config.env_id, env, config.system_prompt)
@@ -122,7 +129,8 @@ class SFTTrainer:
         self.sequences, self.skipped = demonstration_sequences(
             episodes, self.policy.chat, system, stop_id, config.history_turns
         )
-        """The training sequences, and why each unusable episode was left out."""
+        self.skipped = unreadable + self.skipped
+        """The training sequences, and why each unreadable row or unusable episode was left out."""
         if not self.sequences:
             raise ValueError(f"no usable demonstration among {len(episodes)} episodes: {self.skipped[:3]}")
         self.batches_per_epoch = -(-len(self.sequences) // config.batch_size)
@@ -135,10 +143,8 @@ class SFTTrainer:
         """The model being trained (with LoRA, the adapted model)."""
         return self.session.model
 
-    def _load_demonstrations(self) -> list[Trajectory]:
+    def _play_demonstrations(self) -> list[Trajectory]:
         config = self.config
-        if config.demonstrations != ORACLE:
-            return list(read_trajectories(config.demonstrations))
         seeds = range(config.first_seed, config.first_seed + config.num_demonstrations)
         return play_demonstrations(
             lambda: gym.make(config.env_id, **config.env_kwargs),

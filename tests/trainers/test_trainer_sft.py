@@ -158,11 +158,15 @@ def test_demonstrations_from_a_file_skip_broken_episodes_and_say_why(tmp_path: P
     empty = Trajectory(env_id=TOY, task_id="part", seed=1, turns=[])
     path = tmp_path / "demos.jsonl"
     write_trajectories(path, [good, empty])
+    with path.open("a") as handle:
+        handle.write('{"env_id": "cut off mid-wri\n')
     trainer = SFTTrainer(
         toy_config(tmp_path, demonstrations=str(path), successful_only=False, steps=2), HFPolicy.from_pretrained(tiny)
     )
     assert len(trainer.sequences) == 1
-    assert len(trainer.skipped) == 1 and "no turns" in trainer.skipped[0]
+    assert len(trainer.skipped) == 2, trainer.skipped
+    assert any("demos.jsonl:3: not a trajectory" in line for line in trainer.skipped)
+    assert any("no turns" in line for line in trainer.skipped)
     assert len(trainer.train()) == 2
 
 
