@@ -70,6 +70,9 @@ def main() -> None:
     parser.add_argument("--episodes", type=int, default=500, help="held-out levels per evaluation (default: 500)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the model, data order and sampling")
     args = parser.parse_args()
+    from transformers.utils import logging as transformers_logging
+
+    transformers_logging.disable_progress_bar()  # our own bars only: no per-file loading/saving bars
     out = Path(args.out)
     started = time.perf_counter()
 
