@@ -143,7 +143,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from reflectgym.trainers.config import load_values
-    from reflectgym.trainers.distributed import current_world
+    from reflectgym.trainers.data_parallel import current_world
     from reflectgym.trainers.registry import build_from_config, options_help
     from reflectgym.trainers.report import write_report
 

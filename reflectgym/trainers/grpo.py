@@ -12,7 +12,7 @@ Deviations from the paper, on purpose:
 * With a history window (`history_turns`), each turn's context is its own sequence carrying the episode's
   advantage; the token mean runs over all of them.
 * Under `torchrun`, each rank rolls out its share of the step's task instances (whole groups), so advantages
-  never need another rank's returns; the update is the global token mean (see `trainers.distributed`).
+  never need another rank's returns; the update is the global token mean (see `trainers.data_parallel`).
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from reflectgym.agents.rollout import RolloutConfig, RolloutEngine
 from reflectgym.core.trajectory import Trajectory
 from reflectgym.trainers.batching import Batch, TrainingSequence, target_logprobs
 from reflectgym.trainers.config import ConfigError
-from reflectgym.trainers.distributed import global_means, global_sums
+from reflectgym.trainers.data_parallel import global_means, global_sums
 from reflectgym.trainers.losses import group_advantages, grpo_loss
 from reflectgym.trainers.session import (
     TrainerConfig,

@@ -21,7 +21,7 @@ from reflectgym.agents.policy import TokenPolicy
 from reflectgym.trainers.batching import TrainingSequence
 from reflectgym.trainers.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from reflectgym.trainers.config import ConfigError, to_dict
-from reflectgym.trainers.distributed import barrier, current_world, init_world, wrap_for_training
+from reflectgym.trainers.data_parallel import barrier, current_world, init_world, wrap_for_training
 from reflectgym.trainers.metrics import MetricsLogger
 from reflectgym.trainers.update import LossFn, UpdateResult, optimizer_step
 

@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 
 from reflectgym.trainers.batching import Batch, TrainingSequence, collate, target_logprobs
-from reflectgym.trainers.distributed import global_max, global_sum, global_sums
+from reflectgym.trainers.data_parallel import global_max, global_sum, global_sums
 
 LossFn = Callable[[Batch, Tensor], tuple[Tensor, dict[str, float]]]
 """(batch, current target log-probs (B, T-1)) → (scalar loss, metrics to log)."""
@@ -65,7 +65,7 @@ def optimizer_step(
     """Accumulates gradients over minibatches of `sequences` and takes one optimiser step.
 
     With a DistributedDataParallel `model`, `sequences` are this rank's share: the token count, the loss and the
-    metrics are global over every rank (see `reflectgym.trainers.distributed`), and a rank may hold no sequence.
+    metrics are global over every rank (see `reflectgym.trainers.data_parallel`), and a rank may hold no sequence.
     """
     device = next(model.parameters()).device
     ranks = world_size_of(model)

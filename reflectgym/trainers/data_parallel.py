@@ -1,4 +1,5 @@
-"""Data-parallel training under torch's distributed launch (`torchrun --nproc-per-node N ...`).
+"""Data-parallel training under torch's distributed launch (`torchrun --nproc-per-node N ...`) (scaling rollouts out
+on Ray is `reflectgym.distributed`'s job).
 
 Each process (rank) collects its share of the rollouts or takes its share of each batch, computes gradients on
 its own sequences, and DDP all-reduces them, so every rank takes the same optimiser step. Steps stay exact
