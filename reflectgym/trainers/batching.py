@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from reflectgym.agents.chat import TokenRecord
 from reflectgym.trainers.losses import token_logprobs
 
 
@@ -41,6 +42,11 @@ class TrainingSequence:
             )
         if self.loss_mask and self.loss_mask[0]:
             raise ValueError("the first token has no context to be predicted from; it cannot carry loss")
+
+    @classmethod
+    def from_record(cls, record: TokenRecord, advantage: float = 1.0, group: int = 0) -> TrainingSequence:
+        """The sequence of a token record (what a policy sampled, or a rendered demonstration)."""
+        return cls(record.input_ids, record.loss_mask, record.logprobs, advantage, group)
 
 
 @dataclass(frozen=True)

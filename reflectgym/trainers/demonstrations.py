@@ -89,12 +89,12 @@ def demonstration_sequences_of(
     """
     recorded = TokenRecord.segments_of(trajectory)
     if recorded:
-        return [TrainingSequence(record.input_ids, record.loss_mask, record.logprobs) for record in recorded]
+        return [TrainingSequence.from_record(record) for record in recorded]
     if not trajectory.turns:
         raise ValueError(f"episode (seed {trajectory.seed}) has no turns to learn from")
     messages = opening_messages(system, trajectory.turns[0].observation)
     ledger = TokenLedger(chat, messages)
-    records = []
+    records: list[TokenRecord] = []
     for index, turn in enumerate(trajectory.turns):
         if index > 0:
             messages.append({"role": "user", "content": turn.observation})
@@ -107,7 +107,7 @@ def demonstration_sequences_of(
         ledger.add_reply(Generation(turn.action, (*chat.encode(turn.action), stop_id), None, "stop"))
         messages.append({"role": "assistant", "content": turn.action})
     records.append(ledger.record())
-    return [TrainingSequence(record.input_ids, record.loss_mask, record.logprobs) for record in records]
+    return [TrainingSequence.from_record(record) for record in records]
 
 
 def demonstration_sequences(

@@ -108,11 +108,7 @@ def sequences_from_groups(
         for trajectory, advantage in zip(group, advantages.tolist(), strict=True):
             for record in TokenRecord.segments_of(trajectory):  # one context, or one per turn with a window
                 if any(record.loss_mask):
-                    sequences.append(
-                        TrainingSequence(
-                            record.input_ids, record.loss_mask, record.logprobs, float(advantage), group=index
-                        )
-                    )
+                    sequences.append(TrainingSequence.from_record(record, float(advantage), group=index))
     return sequences, {"groups_dropped": float(dropped), "sequences": float(len(sequences))}
 
 
@@ -185,18 +181,7 @@ class GRPOTrainer:
 
     def train(self) -> list[dict[str, float]]:
         """Runs the configured steps; returns the logged metrics of each step run here."""
-        session = self.session
-        session.begin(f"GRPO {self.config.env_id}")
-        history: list[dict[str, float]] = []
-        try:
-            while not session.done:
-                metrics = self._step()
-                session.end_step(metrics, dict)
-                history.append({"step": float(session.step), **metrics})
-        finally:
-            session.close()
-        session.finish()
-        return history
+        return self.session.run(f"GRPO {self.config.env_id}", self._step)
 
     def _step(self) -> dict[str, float]:
         started = time.perf_counter()
@@ -217,7 +202,7 @@ class GRPOTrainer:
         sequences, counts = sequences_from_groups(groups, self.config.drop_zero_variance_groups)
         metrics.update(global_sums(counts, device))
         if metrics["sequences"] > 0:  # over all ranks: a rank without sequences of its own still takes part
-            result = self.session.update(sequences, self._loss)
+            result = session.update(sequences, self._loss)
             metrics.update({"loss": result.loss, "grad_norm": result.grad_norm, **result.metrics})
             if self.sampler is not None:  # weights changed: the sampler must generate with them from now on
                 self.sampler.update_weights(trained_weights(self.session.model))

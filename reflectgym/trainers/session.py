@@ -250,6 +250,31 @@ class TrainingSession:
                 trainer_state={"config": self._describe, **trainer_state()},
             )
 
+    def run(
+        self,
+        title: str,
+        step: Callable[[], dict[str, float]],
+        *,
+        state: Callable[[], Mapping[str, Any]] = dict,
+        restore: Callable[[Mapping[str, Any]], None] | None = None,
+    ) -> list[dict[str, float]]:
+        """The loop every trainer runs: begin (resume or seed), `step()` until done, logging and checkpointing
+        each step with `state()`, then export. `restore` receives a resumed run's trainer state first. Returns the
+        metrics of each step run here."""
+        restored = self.begin(title)
+        if restore is not None:
+            restore(restored)
+        history: list[dict[str, float]] = []
+        try:
+            while not self.done:
+                metrics = step()
+                self.end_step(metrics, state)
+                history.append({"step": float(self.step), **metrics})
+        finally:
+            self.close()
+        self.finish()
+        return history
+
     def finish(self) -> Path:
         """Closes the logs and writes the trained model to `output_dir/model` (LoRA merged; rank 0); returns it."""
         self.close()

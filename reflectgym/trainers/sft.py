@@ -172,26 +172,23 @@ class SFTTrainer:
 
     def train(self) -> list[dict[str, float]]:
         """Runs the configured steps; returns the logged metrics of each step run here."""
+        return self.session.run(
+            f"SFT {self.config.env_id}",
+            self._step,
+            state=lambda: {"position": self.position},
+            restore=lambda state: setattr(self, "position", int(state.get("position", 0))),
+        )
+
+    def _step(self) -> dict[str, float]:
+        started = time.perf_counter()
         session = self.session
-        state = session.begin(f"SFT {self.config.env_id}")
-        self.position = int(state.get("position", 0))
-        history: list[dict[str, float]] = []
-        try:
-            while not session.done:
-                started = time.perf_counter()
-                batch = session.world.share(self.batch_at(self.position))  # this rank's part of the batch
-                result = session.update(batch, self._loss)
-                self.position += 1
-                metrics = {
-                    "loss": result.loss,
-                    "grad_norm": result.grad_norm,
-                    "tokens": float(result.tokens),
-                    "epoch": self.position / self.batches_per_epoch,
-                    "step_seconds": time.perf_counter() - started,
-                }
-                session.end_step(metrics, lambda: {"position": self.position})
-                history.append({"step": float(session.step), **metrics})
-        finally:
-            session.close()
-        session.finish()
-        return history
+        batch = session.world.share(self.batch_at(self.position))  # this rank's part of the batch
+        result = session.update(batch, self._loss)
+        self.position += 1
+        return {
+            "loss": result.loss,
+            "grad_norm": result.grad_norm,
+            "tokens": float(result.tokens),
+            "epoch": self.position / self.batches_per_epoch,
+            "step_seconds": time.perf_counter() - started,
+        }
