@@ -6,7 +6,8 @@ moment leaves either the previous checkpoint or the new one, never half of one.
 
 Layout of `RUN_DIR/checkpoints/step-00000042/`: `model/` (Hugging Face `save_pretrained` when the model has it,
 so the folder loads with `from_pretrained`; a LoRA model saves its adapters only; else `model.pt`),
-`training_state.pt` (optimizer, scheduler, RNG states), `trainer_state.json` (step, data position,
+`training_state.pt` (optimizer, scheduler, RNG states: this process's, or one per rank of a data-parallel run),
+`trainer_state.json` (step, data position,
 curriculum/buffer state — anything JSON).
 """
 
@@ -16,7 +17,7 @@ import json
 import os
 import random
 import shutil
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -119,8 +120,13 @@ def save_checkpoint(
     scheduler: Any | None = None,
     trainer_state: Mapping[str, Any] | None = None,
     keep: int = 2,
+    rng_states: Sequence[Mapping[str, Any]] | None = None,
 ) -> Path:
-    """Writes checkpoint `step` atomically, points `latest` at it, and keeps the newest `keep` checkpoints."""
+    """Writes checkpoint `step` atomically, points `latest` at it, and keeps the newest `keep` checkpoints.
+
+    `rng_states`: every rank's `capture_rng_state()`, in rank order, from a data-parallel run (default: this
+    process's alone)."""
+    rng = list(rng_states) if rng_states else [capture_rng_state()]
     root = Path(run_dir) / "checkpoints"
     root.mkdir(parents=True, exist_ok=True)
     final = root / f"step-{step:08d}"
@@ -132,7 +138,8 @@ def save_checkpoint(
         {
             "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict() if scheduler is not None else None,
-            "rng": capture_rng_state(),
+            "rng": rng[0],
+            "rng_per_rank": rng,
         },
         temporary / "training_state.pt",
     )
@@ -164,8 +171,13 @@ def load_checkpoint(
     optimizer: torch.optim.Optimizer | None = None,
     scheduler: Any | None = None,
     restore_rng: bool = True,
+    rank: int = 0,
+    world_size: int = 1,
 ) -> dict[str, Any]:
-    """Loads a checkpoint into live objects and returns its trainer state (with `step`)."""
+    """Loads a checkpoint into live objects and returns its trainer state (with `step`).
+
+    Restores rank `rank`'s generators when the checkpoint holds one state per rank of a `world_size`-rank run,
+    else the first rank's (a checkpoint of another world size, or of one process)."""
     folder = Path(checkpoint)
     _load_model(model, folder / "model")
     training = torch.load(folder / "training_state.pt", map_location="cpu", weights_only=False)
@@ -174,5 +186,6 @@ def load_checkpoint(
     if scheduler is not None and training["scheduler"] is not None:
         scheduler.load_state_dict(training["scheduler"])
     if restore_rng:
-        restore_rng_state(training["rng"])
+        per_rank = training.get("rng_per_rank") or [training["rng"]]
+        restore_rng_state(per_rank[rank] if len(per_rank) == world_size else per_rank[0])
     return json.loads((folder / "trainer_state.json").read_text())

@@ -8,7 +8,8 @@ its share of it (times the world size, because DDP averages gradients over ranks
 numbers of minibatches in a step (GRPO drops groups): the short ones run zero-weight passes so that every
 rank makes the same all-reduces. NCCL on CUDA (one GPU per rank, `LOCAL_RANK`), gloo on CPU.
 
-Rank 0 alone logs, checkpoints and exports; every rank loads a checkpoint when resuming.
+Rank 0 alone logs, checkpoints and exports; a checkpoint holds every rank's generators, and every rank loads it
+when resuming (and restores its own generators when the world size is unchanged).
 """
 
 from __future__ import annotations
@@ -16,9 +17,12 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import torch
 import torch.distributed as dist
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -56,8 +60,10 @@ def current_world() -> World:
 
 
 def init_world(world: World, device: torch.device) -> None:
-    """Joins the process group (once): NCCL for CUDA devices, gloo otherwise."""
+    """Joins the process group (once): NCCL for CUDA devices (this rank's made current), gloo otherwise."""
     if world.distributed and not dist.is_initialized():
+        if device.type == "cuda":
+            torch.cuda.set_device(device)  # object collectives (gather_to_main) run on the current device
         dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
 
 
@@ -109,6 +115,16 @@ def global_sums(values: Mapping[str, float], device: torch.device) -> dict[str, 
     tensor = torch.tensor([values.get(key, 0.0) for key in keys], dtype=torch.float64, device=device)
     dist.all_reduce(tensor)
     return {key: float(tensor[i]) for i, key in enumerate(keys)}
+
+
+def gather_to_main(value: T) -> list[T] | None:
+    """`value` from every rank, in rank order, on rank 0 (None on the others); `[value]` in one process.
+    A collective: every rank calls it."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return [value]
+    gathered: list[Any] | None = [None] * dist.get_world_size() if dist.get_rank() == 0 else None
+    dist.gather_object(value, gathered, dst=0)
+    return gathered
 
 
 def barrier() -> None:

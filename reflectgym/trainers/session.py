@@ -19,9 +19,9 @@ from tqdm.auto import tqdm
 from reflectgym.agents.hf_policy import HFPolicy, HFPolicyConfig
 from reflectgym.agents.policy import TokenPolicy
 from reflectgym.trainers.batching import TrainingSequence
-from reflectgym.trainers.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from reflectgym.trainers.checkpoint import capture_rng_state, latest_checkpoint, load_checkpoint, save_checkpoint
 from reflectgym.trainers.config import ConfigError, to_dict
-from reflectgym.trainers.data_parallel import barrier, current_world, init_world, wrap_for_training
+from reflectgym.trainers.data_parallel import barrier, current_world, gather_to_main, init_world, wrap_for_training
 from reflectgym.trainers.metrics import MetricsLogger
 from reflectgym.trainers.update import LossFn, UpdateResult, optimizer_step
 
@@ -186,13 +186,18 @@ class TrainingSession:
         progress bar. Returns the restored trainer state (`{}` on a fresh start)."""
         checkpoint = latest_checkpoint(self.run_dir) if self.config.resume else None
         state: dict[str, Any] = {}
+        own_generators = False
         if checkpoint is not None:
-            state = load_checkpoint(checkpoint, model=self.model, optimizer=self.optimizer)
+            world = self.world
+            state = load_checkpoint(
+                checkpoint, model=self.model, optimizer=self.optimizer, rank=world.rank, world_size=world.size
+            )
             self.step = int(state["step"])
+            own_generators = int(state.get("world_size", 1)) == world.size
         else:
             torch.manual_seed(self.config.seed)
             np.random.seed(self.config.seed)
-        if self.world.rank > 0:  # other ranks sample differently (the checkpoint holds rank 0's generators)
+        if self.world.rank > 0 and not own_generators:  # other ranks sample differently from rank 0
             torch.manual_seed(self.config.seed * 1_000_003 + self.world.rank * 7919 + self.step)
         if not self.world.is_main:
             return state
@@ -232,6 +237,9 @@ class TrainingSession:
         """Counts the step, logs its metrics, advances the bar and checkpoints when due (`trainer_state()` is
         what the trainer needs to resume: data position, buffers...)."""
         self.step += 1
+        every = self.config.save_every
+        due = bool(every and self.step % every == 0) or self.step == self.config.steps
+        rng_states = gather_to_main(capture_rng_state()) if due else None  # every rank's, for an exact resume
         if not self.world.is_main:
             return
         if self._logger is None:
@@ -240,14 +248,14 @@ class TrainingSession:
         if self._bar is not None:
             self._bar.update(1)
             self._bar.set_postfix({key: f"{metrics[key]:.3f}" for key in PROGRESS_KEYS if key in metrics})
-        every = self.config.save_every
-        if (every and self.step % every == 0) or self.step == self.config.steps:
+        if due:
             save_checkpoint(
                 self.run_dir,
                 self.step,
                 model=self.model,
                 optimizer=self.optimizer,
-                trainer_state={"config": self._describe, **trainer_state()},
+                trainer_state={"config": self._describe, "world_size": self.world.size, **trainer_state()},
+                rng_states=rng_states,
             )
 
     def run(

@@ -3,6 +3,7 @@ on the whole batch, including ranks with uneven numbers of minibatches."""
 
 from __future__ import annotations
 
+import json
 import socket
 import subprocess
 import sys
@@ -25,15 +26,16 @@ from reflectgym.trainers.sft import SFTConfig, SFTTrainer
 tasks = [{"id": f"t{i}", "prompt": f"Say {w}.", "answer": w} for i, w in enumerate(["yes", "no", "maybe"])]
 env_id = reflectgym.register_task_env("DDPToy-v0", tasks, lambda task, answer: min(len(answer), 6) / 6)
 model, out, trainer = sys.argv[1], sys.argv[2], sys.argv[3]
+steps, resume = int(sys.argv[4]), sys.argv[5] == "resume"
 if trainer == "sft":  # batches of 3 sequences: one rank holds 2 minibatches, the other 1
     config = SFTConfig(model=model, env_id=env_id, output_dir=out, steps=3, batch_size=3, minibatch_size=1,
                        num_demonstrations=9, first_seed=0, lr=1e-2, save_every=0, progress=False,
                        successful_only=False)
     run = SFTTrainer(config)
 else:
-    config = GRPOConfig(model=model, env_id=env_id, output_dir=out, steps=2, tasks_per_step=2, group_size=4,
+    config = GRPOConfig(model=model, env_id=env_id, output_dir=out, steps=steps, tasks_per_step=2, group_size=4,
                         lr=1e-2, max_new_tokens=6, minibatch_size=2, save_every=0, progress=False,
-                        drop_zero_variance_groups=False)
+                        drop_zero_variance_groups=False, resume=resume)
     run = GRPOTrainer(config)
 history = run.train()
 rank = int(os.environ.get("RANK", "0"))
@@ -47,7 +49,9 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def launch(tmp_path: Path, model: Path, out: Path, trainer: str, processes: int) -> None:
+def launch(
+    tmp_path: Path, model: Path, out: Path, trainer: str, processes: int, steps: int = 2, resume: bool = False
+) -> None:
     script = tmp_path / "train.py"
     script.write_text(SCRIPT)
     if processes == 1:
@@ -55,7 +59,8 @@ def launch(tmp_path: Path, model: Path, out: Path, trainer: str, processes: int)
     else:
         command = [sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={processes}",
                    f"--master-port={free_port()}", str(script)]  # fmt: skip
-    result = subprocess.run([*command, str(model), str(out), trainer], capture_output=True, text=True, timeout=600)
+    arguments = [str(model), str(out), trainer, str(steps), "resume" if resume else "fresh"]
+    result = subprocess.run([*command, *arguments], capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-4000:]
 
 
@@ -84,3 +89,19 @@ def test_two_ranks_share_grpo_rollouts_and_stay_in_sync(tmp_path: Path) -> None:
     assert all("loss" in h for h in ranks[0]["history"]), "every step updated"
     untimed = [[{k: v for k, v in h.items() if "seconds" not in k} for h in rank["history"]] for rank in ranks]
     assert untimed[0] == untimed[1], "metrics are global: every rank sees the same"
+
+
+@pytest.mark.slow
+def test_two_ranks_resume_exactly_with_every_ranks_generators(tmp_path: Path) -> None:
+    """Each rank samples its own rollouts: a resumed run matches an uninterrupted one only if every rank gets its
+    own generators back from the checkpoint (not rank 0's, not a fresh seed)."""
+    model = build_tiny_model(tmp_path / "model", TinyModelConfig(seed=6))
+    launch(tmp_path, model, tmp_path / "whole", "grpo", 2, steps=3)
+    launch(tmp_path, model, tmp_path / "resumed", "grpo", 2, steps=2)  # stops after step 2 (its last checkpoint)
+    launch(tmp_path, model, tmp_path / "resumed", "grpo", 2, steps=3, resume=True)
+    whole, resumed = (torch.load(tmp_path / run / "rank1.pt", weights_only=False) for run in ("whole", "resumed"))
+    for name, tensor in whole["weights"].items():
+        assert torch.equal(resumed["weights"][name], tensor), f"the resumed run differs on {name}"
+    last = [json.loads((tmp_path / run / "metrics.jsonl").read_text().splitlines()[-1]) for run in ("whole", "resumed")]
+    untimed = [{k: v for k, v in record.items() if k != "time" and "seconds" not in k} for record in last]
+    assert untimed[0] == untimed[1], "step 3's rollouts and loss are the same"
