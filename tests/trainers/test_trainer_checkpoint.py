@@ -10,7 +10,12 @@ import pytest
 
 torch = pytest.importorskip("torch", reason="torch is not installed (pip install 'reflectgym[train]')")
 
-from reflectgym.trainers.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint  # noqa: E402
+from reflectgym.trainers.checkpoint import (  # noqa: E402
+    capture_rng_state,
+    latest_checkpoint,
+    load_checkpoint,
+    save_checkpoint,
+)
 from reflectgym.trainers.metrics import MetricsLogger, read_metrics  # noqa: E402
 
 
@@ -108,3 +113,28 @@ def test_hugging_face_model_round_trips_with_tied_embeddings(tmp_path: Path) -> 
     assert fresh.lm_head.weight.data_ptr() == fresh.model.embed_tokens.weight.data_ptr()
     reloaded = transformers.LlamaForCausalLM.from_pretrained(path / "model")
     assert torch.equal(reloaded(tokens).logits, model(tokens).logits)
+
+
+def test_each_rank_gets_its_own_generators_back_when_the_world_size_is_unchanged(tmp_path: Path) -> None:
+    model, optimizer, _ = make(0)
+    states = []
+    for rank in range(2):
+        torch.manual_seed(100 + rank)
+        np.random.seed(100 + rank)
+        random.seed(100 + rank)
+        states.append(capture_rng_state())
+    folder = save_checkpoint(tmp_path, 1, model=model, optimizer=optimizer, rng_states=states)
+
+    def first_draws() -> tuple[float, float, float]:
+        return torch.rand(1).item(), float(np.random.rand()), random.random()
+
+    expected = []
+    for state in states:
+        torch.set_rng_state(state["torch"])
+        np.random.set_state(state["numpy"])
+        random.setstate(state["python"])
+        expected.append(first_draws())
+    load_checkpoint(folder, model=model, rank=1, world_size=2)
+    assert first_draws() == expected[1]
+    load_checkpoint(folder, model=model, rank=1, world_size=3)  # another world size: the first rank's
+    assert first_draws() == expected[0]
