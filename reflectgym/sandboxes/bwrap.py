@@ -10,8 +10,13 @@ Threat model:
   RLIMIT_NPROC binds per sandbox); ipc and hostname (new namespaces); memory, CPU, file size, processes and open
   files (rlimits set by `prlimit` inside the namespace); output and wall time (killed at the limit); environment
   (scrubbed).
-- Not covered: kernel bugs reachable through system calls (no seccomp filter), CPU and memory-bandwidth side
-  channels, the total memory of many processes (each is bounded by RLIMIT_AS and their count by RLIMIT_NPROC).
+  Writes: `/work`, `/tmp` and `/dev/shm` only (private tmpfs, each sized by `Limits.disk_bytes`; the rest of `/dev`
+  is read-only). A seccomp filter (see `reflectgym.sandboxes.seccomp`) refuses what no namespace contains or no
+  rlimit bounds: the key store, other processes' I/O priority, and memory held outside the address space
+  (`memfd_create`, SysV `shmget`).
+- Not covered: kernel bugs reachable through the system calls that remain, CPU and memory-bandwidth side
+  channels, the total memory of many processes (each is bounded by RLIMIT_AS and their count by RLIMIT_NPROC;
+  the `docker` backend's cgroup bounds the sum).
 
 Ending a sandbox early (timeout, output flood, a pool worker retired): the sandbox's init (bubblewrap's child, pid 1
 of the namespace) is SIGKILLed, which takes the whole pid namespace with it; bubblewrap reaps it and exits, and the
@@ -38,6 +43,7 @@ from reflectgym.sandboxes.environment import default_python, program_env, resolv
 from reflectgym.sandboxes.outcome import RawOutcome, classify
 from reflectgym.sandboxes.process import SpawnOptions, run_process
 from reflectgym.sandboxes.rlimits import prlimit_argv, rlimit_table
+from reflectgym.sandboxes.seccomp import filter_fd
 from reflectgym.sandboxes.types import ExecRequest, ExecResult, Isolation, SandboxError
 
 WORK_DIR = "/work"
@@ -65,7 +71,11 @@ class BwrapConfig:
 
 
 def namespace_args(config: BwrapConfig, network: bool, disk_bytes: int) -> list[str]:
-    """bwrap options shared by one-shot runs and warm-pool workers: namespaces, binds, tmpfs dirs, no env."""
+    """bwrap options shared by one-shot runs and warm-pool workers: namespaces, binds, tmpfs dirs, no env.
+
+    `/dev` is bubblewrap's minimal one, read-only (a program could otherwise fill its unbounded tmpfs or replace
+    `/dev/stdin`), with `/dev/shm` a tmpfs sized like `/work` and `/dev/mqueue` this IPC namespace's message
+    queues (so a warm worker can list and remove them)."""
     args = [config.bwrap, "--unshare-user", "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try"]
     if not network:
         args.append("--unshare-net")
@@ -77,9 +87,10 @@ def namespace_args(config: BwrapConfig, network: bool, disk_bytes: int) -> list[
             args += ["--symlink", os.readlink(link), link]
         elif os.path.isdir(link) and link not in config.read_only_binds:
             args += ["--ro-bind", link, link]
-    args += ["--proc", "/proc", "--dev", "/dev"]
-    args += ["--size", str(disk_bytes), "--tmpfs", WORK_DIR, "--size", str(disk_bytes), "--tmpfs", TMP_DIR]
-    args += ["--remount-ro", "/", "--chdir", WORK_DIR, "--clearenv"]
+    args += ["--proc", "/proc", "--dev", "/dev", "--mqueue", "/dev/mqueue"]
+    for directory in (WORK_DIR, TMP_DIR, "/dev/shm"):
+        args += ["--size", str(disk_bytes), "--tmpfs", directory]
+    args += ["--remount-ro", "/dev", "--remount-ro", "/", "--chdir", WORK_DIR, "--clearenv"]
     return args
 
 
@@ -192,6 +203,9 @@ class BwrapSandbox:
             write_end = [status_write]
             stack.callback(lambda: write_end and os.close(write_end.pop()))
             args = namespace_args(self.config, limits.network, limits.disk_bytes)
+            seccomp = stack.enter_context(filter_fd())
+            if seccomp is not None:
+                args += ["--seccomp", str(seccomp)]
             for directory in _parent_dirs(request.files):
                 args += ["--dir", f"{WORK_DIR}/{directory}"]
             for fd, name in placed:
@@ -202,7 +216,7 @@ class BwrapSandbox:
             table = rlimit_table(limits, extra_processes=SANDBOX_PROCESSES)
             argv = [*args, "--", *prlimit_argv(table), *resolve_python(request.command, self.config.python)]
             uid, gid = spawn_identity(self.config)
-            fds = [status_write, *(fd for fd, _ in placed)]
+            fds = [status_write, *(fd for fd, _ in placed), *([seccomp] if seccomp is not None else [])]
             options = SpawnOptions(cwd="/", env={}, user=uid, group=gid, pass_fds=fds, terminate=end_early)
             raw, _ = run_process(argv, request.stdin, limits.wall_seconds, limits.max_output_bytes, options)
             os.close(write_end.pop())

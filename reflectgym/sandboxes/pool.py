@@ -60,6 +60,7 @@ from reflectgym.sandboxes.bwrap import (
 from reflectgym.sandboxes.environment import PYTHON_NAMES, program_env, resolve_python
 from reflectgym.sandboxes.outcome import RawOutcome, classify
 from reflectgym.sandboxes.rlimits import rlimit_table
+from reflectgym.sandboxes.seccomp import filter_fd
 from reflectgym.sandboxes.types import ExecRequest, ExecResult, ExecStatus, Isolation, Limits, SandboxError
 
 WORKER_SOURCE = (Path(__file__).parent / "worker_main.py").read_bytes()
@@ -236,7 +237,13 @@ class BwrapLauncher:
             args += ["--setenv", key, value]
         info_read, info_write = os.pipe()
         args += ["--info-fd", str(info_write)]
-        argv = [*args, "--", *worker_command(self.config.python, self.preload, cpu)]
+        with filter_fd() as seccomp:  # bubblewrap reads the filter before it starts the worker
+            if seccomp is not None:
+                args += ["--seccomp", str(seccomp)]
+            argv = [*args, "--", *worker_command(self.config.python, self.preload, cpu)]
+            return self._spawn(argv, info_read, info_write, (info_write, *([seccomp] if seccomp is not None else [])))
+
+    def _spawn(self, argv: list[str], info_read: int, info_write: int, pass_fds: tuple[int, ...]) -> PipeChannel:
         uid, gid = spawn_identity(self.config)
         try:
             proc = subprocess.Popen(
@@ -247,7 +254,7 @@ class BwrapLauncher:
                 cwd="/",
                 env={},
                 start_new_session=True,
-                pass_fds=(info_write,),
+                pass_fds=pass_fds,
                 user=uid,
                 group=gid,
                 extra_groups=[] if uid is not None else None,

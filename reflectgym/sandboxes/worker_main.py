@@ -47,6 +47,7 @@ fresh worker.
 
 import contextlib
 import ctypes
+import fcntl
 import gc
 import marshal
 import os
@@ -61,7 +62,8 @@ import traceback
 import types
 
 WORK = "/work"
-WIPED = ("/work", "/tmp", "/dev/shm")
+WIPED = ("/work", "/tmp", "/dev/shm", "/dev/mqueue")
+"""Emptied after every run (`/dev/mqueue`: the POSIX message queues of the sandbox's IPC namespace)."""
 LAST_PID = "/proc/sys/kernel/ns_last_pid"
 CHUNK = 65536
 PR_SET_DUMPABLE = 4
@@ -244,7 +246,7 @@ class Pipes:
     """
 
     def __init__(self) -> None:
-        self.stdin = os.memfd_create("stdin")
+        self.stdin = unnamed_file()
         self.control_r, self.control = os.pipe()
         self.stdout, self.stdout_w = os.pipe()
         self.stderr, self.stderr_w = os.pipe()
@@ -260,6 +262,15 @@ class Pipes:
             with contextlib.suppress(BlockingIOError):
                 while os.read(fd, CHUNK):
                     pass
+
+
+def unnamed_file() -> int:
+    """A file without a name for each run's stdin: in `/dev/shm` (a bubblewrap sandbox's seccomp filter refuses
+    `memfd_create` to every process in it, this worker included; the wipes cannot see an unnamed file), else a
+    memfd. Its bytes count against `/dev/shm`'s size while a run is on."""
+    with contextlib.suppress(OSError):
+        return os.open("/dev/shm", os.O_TMPFILE | os.O_RDWR, 0o600)
+    return os.memfd_create("stdin")
 
 
 class Zygote:
@@ -538,7 +549,10 @@ def zygote_main(commands: int, answers: int, pipes: Pipes, pristine: Pristine) -
         os.dup2(pipes.stdout_w, 1)
         os.dup2(pipes.stderr_w, 2)
         install_stdio()
-        ctypes.CDLL(None).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+        stdio = SharedStdio()
+        libc = ctypes.CDLL(None)
+        libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+        prefer_for_oom_kill(libc)
         counter = open_pid_counter()
         while True:
             order = os.read(commands, ORDER.size)
@@ -552,13 +566,49 @@ def zygote_main(commands: int, answers: int, pipes: Pipes, pristine: Pristine) -
                 os.write(answers, FORKED.pack(pid))
                 os.write(pipes.gate, b"G")  # the running child may start its program now
             elif kind == KILL:  # (a program may change this zygote's attributes: each child checks what it inherits)
-                os.write(answers, REAPED.pack(*end_run(child_pid, standby, counter)))
+                reaped = end_run(child_pid, standby, counter)
+                stdio.restore()  # every process of the run is dead: none can change them again
+                os.write(answers, REAPED.pack(*reaped))
             else:
                 return
     except BaseException:
         code = 1
     finally:
         os._exit(code)
+
+
+class SharedStdio:
+    """What a program can change of the stdio every child shares with the zygote and the next runs: the open file
+    descriptions' flags (O_NONBLOCK would make the next program's writes fail, O_APPEND, O_ASYNC) and the pipes'
+    sizes. Taken in the zygote at start-up; restored after every run."""
+
+    def __init__(self) -> None:
+        self.flags = [(fd, fcntl.fcntl(fd, fcntl.F_GETFL)) for fd in (0, 1, 2)]
+        self.pipe_sizes = [(fd, fcntl.fcntl(fd, fcntl.F_GETPIPE_SZ)) for fd in (1, 2)]
+
+    def restore(self) -> None:
+        for fd, flags in self.flags:
+            fcntl.fcntl(fd, fcntl.F_SETFL, flags)
+        for fd, size in self.pipe_sizes:
+            if fcntl.fcntl(fd, fcntl.F_GETPIPE_SZ) != size:
+                fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, size)
+
+
+def prefer_for_oom_kill(libc: ctypes.CDLL) -> None:
+    """Make the zygote, and so every child, the out-of-memory killer's first choice (the worker stays at 0): under
+    a cgroup memory limit a program over it is then killed, not the worker. Non-dumpable, a process's `/proc/self`
+    files belong to root and it could not write this; at start-up no program runs yet, so the zygote may be
+    dumpable for the moment it takes."""
+    libc.prctl(PR_SET_DUMPABLE, 1, 0, 0, 0)
+    try:
+        with contextlib.suppress(OSError):
+            fd = os.open("/proc/self/oom_score_adj", os.O_WRONLY)
+            try:
+                os.write(fd, b"1000")
+            finally:
+                os.close(fd)
+    finally:
+        libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
 
 
 def end_run(child_pid: int, standby: int, counter: int) -> tuple[int, int, float, int]:
@@ -669,10 +719,6 @@ def child(pipes: Pipes, pristine: Pristine) -> None:
         os.dup2(pipes.status_w, CHILD_STATUS, inheritable=False)
         os.dup2(pipes.gate_r, CHILD_GATE, inheritable=False)
         os.closerange(CHILD_GATE + 1, 65536)
-        with contextlib.suppress(OSError):  # under a cgroup limit, the OOM killer takes the program, not the worker
-            fd = os.open("/proc/self/oom_score_adj", os.O_WRONLY)
-            os.write(fd, b"1000")
-            os.close(fd)
         os.chdir(WORK)
         (size,) = PREFIX.unpack(read_exactly(CHILD_CONTROL, PREFIX.size))
         header = read_exactly(CHILD_CONTROL, size)
@@ -846,6 +892,10 @@ def wipe(path: str, top: bool = False) -> None:
     mode = 0o1777 if top else 0o700
     if mine and stat.S_IMODE(info.st_mode) != mode:
         os.chmod(path, mode)
+    if top:  # attributes of the kept directory itself (the rest go with the files)
+        with contextlib.suppress(OSError):
+            for name in os.listxattr(path):
+                os.removexattr(path, name)
     with os.scandir(path) as entries:
         for entry in entries:
             if entry.is_dir(follow_symlinks=False):

@@ -499,3 +499,133 @@ def test_stopping_every_process_in_reach_does_not_break_the_next_runs(sandbox: S
     run_py(sandbox, stop_all)
     after = [run_py(sandbox, "print('alive')") for _ in range(4)]
     assert [r.stdout_text for r in after] == ["alive\n"] * 4, after
+
+
+def test_dev_files_message_queues_keys_and_attributes_left_by_one_run_are_gone_in_the_next(
+    sandbox: Sandbox,
+) -> None:
+    skip_local_reaching_the_host(sandbox)  # it would write into the host's /dev and keyring
+    secret = secrets.token_hex(8)
+    plant = (
+        "import ctypes, os\n"
+        "libc = ctypes.CDLL(None, use_errno=True)\n"
+        "try:\n"
+        f"    open('/dev/left', 'w').write('{secret}')\n"
+        "except OSError:\n"
+        "    pass\n"
+        "queue = libc.mq_open(b'/left', os.O_CREAT | os.O_RDWR, 0o600, None)\n"
+        f"print('queue', queue, queue >= 0 and libc.mq_send(queue, b'{secret}', 16, 0))\n"
+        "libc.syscall.restype = ctypes.c_long\n"
+        f"print('key', libc.syscall(248, b'user', b'left-{secret}', b'{secret}', 16, -4))  # add_key\n"
+        "for directory in ('/work', '/tmp', '/dev/shm'):\n"
+        "    try:\n"
+        f"        os.setxattr(directory, 'user.left', b'{secret}')\n"
+        "    except OSError:\n"
+        "        pass"
+    )
+    planted = run_py(sandbox, plant)
+    assert planted.ok, planted.stderr_text
+    probe = (
+        "import ctypes, os\n"
+        "libc = ctypes.CDLL(None, use_errno=True)\n"
+        "found = []\n"
+        "if os.path.exists('/dev/left'):\n"
+        "    found.append('dev')\n"
+        "if libc.mq_open(b'/left', os.O_RDONLY, 0, None) >= 0:\n"
+        "    found.append('queue')\n"
+        f"if '{secret}' in open('/proc/keys').read():\n"
+        "    found.append('key')\n"
+        "for directory in ('/work', '/tmp', '/dev/shm'):\n"
+        "    if 'user.left' in os.listxattr(directory):\n"
+        "        found.append(directory)\n"
+        "print(found)"
+    )
+    seen = [run_py(sandbox, probe) for _ in range(4)]  # covers every pool worker
+    assert [result.stdout_text.strip() for result in seen] == ["[]"] * 4, [result.stderr_text for result in seen]
+
+
+def test_a_run_cannot_replace_dev_stdin_for_the_next(sandbox: Sandbox) -> None:
+    skip_local_reaching_the_host(sandbox)
+    swap = (
+        "import os\n"
+        "try:\n"
+        "    os.unlink('/dev/stdin')\n"
+        "    open('/dev/fake', 'w').write('999\\n')\n"
+        "    os.symlink('/dev/fake', '/dev/stdin')\n"
+        "except OSError as error:\n"
+        "    print(error.errno)"
+    )
+    run_py(sandbox, swap)
+    probe = "import os\nprint(os.readlink('/dev/stdin'), os.path.exists('/dev/fake'))"
+    assert [run_py(sandbox, probe).stdout_text for _ in range(4)] == ["/proc/self/fd/0 False\n"] * 4
+
+
+def test_stdio_made_non_blocking_by_one_run_does_not_break_the_next(sandbox: Sandbox) -> None:
+    tamper = (
+        "import fcntl, os\n"
+        "for fd in (0, 1, 2):\n"
+        "    fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) | os.O_NONBLOCK)\n"
+        "try:\n"
+        "    fcntl.fcntl(1, fcntl.F_SETPIPE_SZ, 4096)\n"
+        "except OSError:\n"
+        "    pass"
+    )
+    assert run_py(sandbox, tamper).ok
+    victim = "import sys\nsys.stdout.write('v' * 60000)\nsys.stdout.flush()"
+    after = [run_py(sandbox, victim) for _ in range(4)]
+    assert [(result.status, len(result.stdout)) for result in after] == [(ExecStatus.OK, 60000)] * 4, after
+
+
+def test_io_priority_set_on_other_processes_does_not_reach_the_next_run(sandbox: Sandbox, known_gap: Gap) -> None:
+    skip_local_reaching_the_host(sandbox)
+    known_gap("docker", "Docker's default seccomp profile allows ioprio_set on the container's own processes")
+    idle_everyone = (
+        "import ctypes, os\n"
+        "libc = ctypes.CDLL(None, use_errno=True)\n"
+        "for p in os.listdir('/proc'):\n"
+        "    if p.isdigit():\n"
+        "        libc.syscall(251, 1, int(p), 3 << 13)  # ioprio_set(IOPRIO_WHO_PROCESS, pid, idle class)"
+    )
+    run_py(sandbox, idle_everyone)
+    probe = "import ctypes\nprint(ctypes.CDLL(None).syscall(252, 1, 0) >> 13)  # ioprio_get: the class"
+    assert [run_py(sandbox, probe).stdout_text.strip() for _ in range(4)] == ["0"] * 4
+
+
+def test_memory_held_outside_the_address_space_is_refused_or_bounded(sandbox: Sandbox, known_gap: Gap) -> None:
+    known_gap("local", "no cgroup and no seccomp filter: memfd and SysV memory escape RLIMIT_AS")
+    known_gap("docker", "bounded by the container's cgroup, sized by the pool's memory limit, not the request's")
+    limits = Limits(wall_seconds=20.0, cpu_seconds=10.0, memory_bytes=64 * 1024 * 1024, max_file_bytes=1 << 20)
+    hold = (
+        "import ctypes, os\n"
+        "libc = ctypes.CDLL(None, use_errno=True)\n"
+        "libc.shmat.restype = ctypes.c_void_p\n"
+        "held, keep = 0, []\n"
+        "chunk = b'x' * (1 << 20)\n"
+        "try:\n"
+        "    for _ in range(192):\n"
+        "        fd = os.memfd_create('hold')\n"
+        "        os.write(fd, chunk)\n"
+        "        keep.append(fd)\n"
+        "        held += 1\n"
+        "except OSError:\n"
+        "    pass\n"
+        "for _ in range(192 - held):\n"
+        "    segment = libc.shmget(0, 1 << 20, 0o1600)  # IPC_PRIVATE\n"
+        "    if segment < 0:\n"
+        "        break\n"
+        "    address = libc.shmat(segment, None, 0)\n"
+        "    ctypes.memset(address, 1, 1 << 20)\n"
+        "    libc.shmdt(ctypes.c_void_p(address))\n"
+        "    held += 1\n"
+        "print('held MiB', held, flush=True)"
+    )
+    result = run_py(sandbox, hold, limits=limits)
+    held = int(result.stdout_text.split()[-1]) if "held MiB" in result.stdout_text else 0
+    assert held < 64 or result.status == ExecStatus.MEMORY_LIMIT, (result.status, result.stdout_text)
+
+
+def test_under_a_memory_squeeze_the_program_is_killed_before_the_worker(sandbox: Sandbox) -> None:
+    if sandbox.name not in ("pool", "docker"):
+        pytest.skip(f"{sandbox.name}: no long-lived worker to protect")
+    probe = "print(open('/proc/self/oom_score_adj').read().strip(), open('/proc/1/oom_score_adj').read().strip())"
+    assert run_py(sandbox, probe).stdout_text.split() == ["1000", "0"]
