@@ -27,13 +27,15 @@ Three kinds of process:
   finishes reports its exit code and CPU time on the status pipe, so the worker can answer before the child's
   address space is torn down. A child that cannot set its run up reports `UNFIT` and runs nothing.
 
-The pipes between the worker and the children (control, stdout, stderr, status, the gate, and a memfd for stdin)
-are made once, before the zygote is forked, so a standby is forked with nothing to hand over. After answering and
-before reading the next request, the worker has the zygote kill and reap every process of the run, drains what
-the run left in the pipes, removes SysV IPC objects and wipes `/work`, `/tmp` and `/dev/shm`: nothing of one run
-is left for the next. Shared between runs: the zygote's memory as it was at start-up (copy-on-write; a child cannot
-change it), the modules it preloaded, and the sandbox's namespaces (the same empty network and hostname). Not
-shared: files, processes, IPC objects, pipe contents, environment, rlimits, request data.
+The pipes between the worker and the children (control, stdout, stderr, status, the gate, and an unnamed file
+for stdin) are made once, before the zygote is forked, so a standby is forked with nothing to hand over. After
+answering and before reading the next request, the worker has the zygote kill and reap every process of the run
+and restore the shared stdio's file flags and pipe sizes, drains what the run left in the pipes, removes SysV IPC
+objects and POSIX message queues (`/dev/mqueue`), and wipes `/work`, `/tmp` and `/dev/shm` (their own extended
+attributes too): nothing of one run is left for the next. Shared between runs: the zygote's memory as it was at
+start-up (copy-on-write; a child cannot change it), the modules it preloaded, and the sandbox's namespaces (the same
+empty network and hostname). Not shared: files, processes, IPC objects, pipe contents and flags, environment,
+rlimits, request data.
 
 A program can write a false exit status on its status pipe: that only ends its own run early with an exit code it
 could have used anyway. The worker, the zygote and the standbys are non-dumpable (no ptrace, no `/proc/PID/mem`);
