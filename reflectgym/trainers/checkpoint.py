@@ -7,8 +7,7 @@ moment leaves either the previous checkpoint or the new one, never half of one.
 Layout of `RUN_DIR/checkpoints/step-00000042/`: `model/` (Hugging Face `save_pretrained` when the model has it,
 so the folder loads with `from_pretrained`; a LoRA model saves its adapters only; else `model.pt`),
 `training_state.pt` (optimizer, scheduler, RNG states: this process's, or one per rank of a data-parallel run),
-`trainer_state.json` (step, data position,
-curriculum/buffer state — anything JSON).
+`trainer_state.json` (step, data position, curriculum/buffer state — anything JSON).
 """
 
 from __future__ import annotations
