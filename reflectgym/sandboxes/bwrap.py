@@ -13,7 +13,7 @@ Threat model:
   Writes: `/work`, `/tmp` and `/dev/shm` only (private tmpfs, each sized by `Limits.disk_bytes`; the rest of `/dev`
   is read-only). A seccomp filter (see `reflectgym.sandboxes.seccomp`) refuses what no namespace contains or no
   rlimit bounds: the key store, other processes' I/O priority, and memory held outside the address space
-  (`memfd_create`, SysV `shmget`).
+  (`memfd_create`, `memfd_secret`, SysV shared memory and message queues). `/proc/sys` is read-only.
 - Not covered: kernel bugs reachable through the system calls that remain, CPU and memory-bandwidth side
   channels, the total memory of many processes (each is bounded by RLIMIT_AS and their count by RLIMIT_NPROC;
   the `docker` backend's cgroup bounds the sum).
@@ -75,7 +75,8 @@ def namespace_args(config: BwrapConfig, network: bool, disk_bytes: int) -> list[
 
     `/dev` is bubblewrap's minimal one, read-only (a program could otherwise fill its unbounded tmpfs or replace
     `/dev/stdin`), with `/dev/shm` a tmpfs sized like `/work` and `/dev/mqueue` this IPC namespace's message
-    queues (so a warm worker can list and remove them)."""
+    queues (so a warm worker can list and remove them). `/proc/sys` is read-only: the sandbox's user namespace
+    owns its IPC namespace, so a program could otherwise rewrite its IPC limits for every later run of a worker."""
     args = [config.bwrap, "--unshare-user", "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try"]
     if not network:
         args.append("--unshare-net")
@@ -87,7 +88,7 @@ def namespace_args(config: BwrapConfig, network: bool, disk_bytes: int) -> list[
             args += ["--symlink", os.readlink(link), link]
         elif os.path.isdir(link) and link not in config.read_only_binds:
             args += ["--ro-bind", link, link]
-    args += ["--proc", "/proc", "--dev", "/dev", "--mqueue", "/dev/mqueue"]
+    args += ["--proc", "/proc", "--ro-bind", "/proc/sys", "/proc/sys", "--dev", "/dev", "--mqueue", "/dev/mqueue"]
     for directory in (WORK_DIR, TMP_DIR, "/dev/shm"):
         args += ["--size", str(disk_bytes), "--tmpfs", directory]
     args += ["--remount-ro", "/dev", "--remount-ro", "/", "--chdir", WORK_DIR, "--clearenv"]

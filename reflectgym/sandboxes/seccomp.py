@@ -4,8 +4,9 @@ Bubblewrap's namespaces leave two kinds of kernel state shared with whatever els
 (`nobody`): the key store (`add_key`, `request_key`, `keyctl`: keys belong to the global uid, so one sandbox could
 hand data to another running at the same time, or to the next run of a warm worker) and the I/O priority of other
 processes (`ioprio_set`: a run could slow every later run of its warm worker). And without a cgroup, memory a
-process holds outside its address space escapes RLIMIT_AS: files made with `memfd_create` and SysV segments
-(`shmget`) written and unmapped (`/dev/shm` and `/tmp` are sized tmpfs instead). The filter makes those calls fail
+process holds outside its address space escapes RLIMIT_AS: files made with `memfd_create` or `memfd_secret`, SysV
+segments (`shmget`) written and unmapped, SysV message queues (`msgget`) filled; `/dev/shm` and `/tmp` are sized
+tmpfs instead, and POSIX message queues are bounded by RLIMIT_MSGQUEUE. The filter makes those calls fail
 with EPERM, as Docker's default profile does for the keys, and refuses system calls made through another ABI than
 the native one (x32, or 32-bit calls from a 64-bit process), which would slip past a filter keyed on numbers.
 
@@ -24,9 +25,13 @@ from collections.abc import Iterator
 
 AUDIT_ARCH = {"x86_64": 0xC000003E, "aarch64": 0xC00000B7}
 DENIED_CALLS = {
-    "x86_64": {"add_key": 248, "request_key": 249, "keyctl": 250, "ioprio_set": 251, "memfd_create": 319, "shmget": 29},
+    "x86_64": {
+        "add_key": 248, "request_key": 249, "keyctl": 250, "ioprio_set": 251,
+        "memfd_create": 319, "memfd_secret": 447, "shmget": 29, "msgget": 68,
+    },
     "aarch64": {
-        "add_key": 217, "request_key": 218, "keyctl": 219, "ioprio_set": 30, "memfd_create": 279, "shmget": 194,
+        "add_key": 217, "request_key": 218, "keyctl": 219, "ioprio_set": 30,
+        "memfd_create": 279, "memfd_secret": 447, "shmget": 194, "msgget": 186,
     },
 }  # fmt: skip
 """System call numbers (from each architecture's unistd.h) that the filter refuses."""

@@ -463,7 +463,6 @@ def serve(
             os.close(fd)
     os.ftruncate(pipes.stdin, 0)
     write_fd(pipes.stdin, stdin, positioned=True)
-    os.lseek(pipes.stdin, 0, os.SEEK_SET)  # the child's fd 0 shares this offset
     stdout.reset(request.max_output)
     stderr.reset(request.max_output)
     pidfd = os.pidfd_open(standby)
@@ -580,17 +579,14 @@ def zygote_main(commands: int, answers: int, pipes: Pipes, pristine: Pristine) -
 
 
 class SharedStdio:
-    """What a program can change of the stdio every child shares with the zygote and the next runs: the open file
-    descriptions' flags (O_NONBLOCK would make the next program's writes fail, O_APPEND, O_ASYNC) and the pipes'
-    sizes. Taken in the zygote at start-up; restored after every run."""
+    """What a program can change of the output pipes every child shares: their sizes (`F_SETPIPE_SZ` acts on the
+    pipe, not on the program's own open file description; see `reopen_stdio` for the rest). Taken in the zygote at
+    start-up; restored after every run."""
 
     def __init__(self) -> None:
-        self.flags = [(fd, fcntl.fcntl(fd, fcntl.F_GETFL)) for fd in (0, 1, 2)]
         self.pipe_sizes = [(fd, fcntl.fcntl(fd, fcntl.F_GETPIPE_SZ)) for fd in (1, 2)]
 
     def restore(self) -> None:
-        for fd, flags in self.flags:
-            fcntl.fcntl(fd, fcntl.F_SETFL, flags)
         for fd, size in self.pipe_sizes:
             if fcntl.fcntl(fd, fcntl.F_GETPIPE_SZ) != size:
                 fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, size)
@@ -721,6 +717,7 @@ def child(pipes: Pipes, pristine: Pristine) -> None:
         os.dup2(pipes.status_w, CHILD_STATUS, inheritable=False)
         os.dup2(pipes.gate_r, CHILD_GATE, inheritable=False)
         os.closerange(CHILD_GATE + 1, 65536)
+        reopen_stdio()
         os.chdir(WORK)
         (size,) = PREFIX.unpack(read_exactly(CHILD_CONTROL, PREFIX.size))
         header = read_exactly(CHILD_CONTROL, size)
@@ -756,6 +753,16 @@ def child(pipes: Pipes, pristine: Pristine) -> None:
         code = 1
     finally:
         os._exit(code)
+
+
+def reopen_stdio() -> None:
+    """Give this child open file descriptions of its own for fds 0-2 (the same stdin file and output pipes): what
+    a program sets on a description (flags, `flock` and OFD locks, a lease, `F_SETOWN`/`F_SETSIG`) then ends with
+    its process instead of reaching the next run through the descriptions every child would otherwise share."""
+    for fd in (0, 1, 2):
+        fresh = os.open(f"/proc/self/fd/{fd}", os.O_RDONLY if fd == 0 else os.O_WRONLY)
+        os.dup2(fresh, fd)
+        os.close(fresh)
 
 
 def set_environment(wanted: dict[str, str], inherited: dict[str, str]) -> None:

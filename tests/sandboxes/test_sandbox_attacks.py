@@ -617,6 +617,15 @@ def test_memory_held_outside_the_address_space_is_refused_or_bounded(sandbox: Sa
         "    ctypes.memset(address, 1, 1 << 20)\n"
         "    libc.shmdt(ctypes.c_void_p(address))\n"
         "    held += 1\n"
+        "message = ctypes.create_string_buffer(8 + 8192)\n"
+        "ctypes.c_long.from_buffer(message).value = 1\n"
+        "queued = 0\n"
+        "while held + queued // 128 < 192:  # SysV message queues: 2 x 8 KiB per queue by default\n"
+        "    queue = libc.msgget(0, 0o1600)\n"
+        "    if queue < 0 or libc.msgsnd(queue, message, 8192, 0o4000) or libc.msgsnd(queue, message, 8192, 0o4000):\n"
+        "        break\n"
+        "    queued += 2\n"
+        "held += queued // 128\n"
         "print('held MiB', held, flush=True)"
     )
     result = run_py(sandbox, hold, limits=limits)
@@ -629,3 +638,47 @@ def test_under_a_memory_squeeze_the_program_is_killed_before_the_worker(sandbox:
         pytest.skip(f"{sandbox.name}: no long-lived worker to protect")
     probe = "print(open('/proc/self/oom_score_adj').read().strip(), open('/proc/1/oom_score_adj').read().strip())"
     assert run_py(sandbox, probe).stdout_text.split() == ["1000", "0"]
+
+
+def test_ipc_limits_rewritten_by_one_run_do_not_reach_the_next(sandbox: Sandbox) -> None:
+    skip_local_reaching_the_host(sandbox)  # it would rewrite the host's own limits
+    names = ("kernel/msgmni", "kernel/msgmnb", "kernel/sem", "kernel/shmmax", "fs/mqueue/queues_max")
+    probe = f"print([open('/proc/sys/' + name).read().split() for name in {names!r}])"
+    before = run_py(sandbox, probe).stdout_text
+    rewrite = (
+        f"for name in {names!r}:\n"
+        "    try:\n"
+        "        open('/proc/sys/' + name, 'w').write('0 0 0 0' if name == 'kernel/sem' else '1')\n"
+        "    except OSError:\n"
+        "        pass"
+    )
+    run_py(sandbox, rewrite)
+    assert [run_py(sandbox, probe).stdout_text for _ in range(4)] == [before] * 4
+
+
+def test_locks_and_leases_set_on_stdin_end_with_the_run(sandbox: Sandbox) -> None:
+    skip_local_reaching_the_host(sandbox)
+    plant = (
+        "import fcntl, struct\n"
+        "steps = [lambda: fcntl.flock(0, fcntl.LOCK_EX),\n"
+        "         lambda: fcntl.fcntl(0, 37, struct.pack('hhqqi4x', fcntl.F_WRLCK, 0, 0, 1, 0)),  # F_OFD_SETLK\n"
+        "         lambda: fcntl.fcntl(0, 1024, fcntl.F_RDLCK)]  # F_SETLEASE: an open for writing waits 45 s\n"
+        "for step in steps:\n"
+        "    try:\n"
+        "        step()\n"
+        "    except OSError:\n"
+        "        pass"
+    )
+    run_py(sandbox, plant, stdin=b"planted\n")
+    victim = (  # opens its stdin anew, as `open('/dev/stdin')` would: it meets whatever the last run left on the file
+        "import fcntl, os, struct\n"
+        "try:\n"
+        "    fd = os.open('/proc/self/fd/0', os.O_RDWR)\n"
+        "except PermissionError:  # a one-shot sandbox's stdin is a pipe the host made: nothing to share\n"
+        "    fd = os.dup(0)\n"
+        "fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)\n"
+        "lock = fcntl.fcntl(fd, 36, struct.pack('hhqqi4x', fcntl.F_WRLCK, 0, 0, 1, 0))  # F_OFD_GETLK\n"
+        "print(struct.unpack('hhqqi4x', lock)[0] == fcntl.F_UNLCK, os.read(fd, 64).decode().strip())"
+    )
+    after = [run_py(sandbox, victim, stdin=b"victim\n") for _ in range(4)]
+    assert [result.stdout_text for result in after] == ["True victim\n"] * 4, [r.stderr_text for r in after]
