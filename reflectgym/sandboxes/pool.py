@@ -10,7 +10,7 @@ worker answers as soon as the program has reported, cleaning up before it reads 
 Threat model: each worker has the isolation of its launcher (`bwrap`: see `reflectgym.sandboxes.bwrap`); within
 it, every run is a fresh forked child with the request's rlimits, and after each run every process of the run is
 killed and reaped and `/work`, `/tmp`, `/dev/shm`, SysV IPC objects and POSIX message queues are wiped (and the
-shared stdio's flags and pipe sizes restored) before the next request is read.
+output pipes' sizes restored; each run's stdio are open files of its own) before the next request is read.
 What one run shares with the next on the same worker is only the zygote's start-up state (preloaded modules,
 read-only to a child) and the namespaces themselves; see `worker_main` for the list, and for what a program can do
 to the sandbox's own processes (kill, stop or re-limit them: the run gets `sandbox_error`, the worker is replaced,

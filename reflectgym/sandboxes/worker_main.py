@@ -30,11 +30,12 @@ Three kinds of process:
 The pipes between the worker and the children (control, stdout, stderr, status, the gate, and an unnamed file
 for stdin) are made once, before the zygote is forked, so a standby is forked with nothing to hand over. After
 answering and before reading the next request, the worker has the zygote kill and reap every process of the run
-and restore the shared stdio's file flags and pipe sizes, drains what the run left in the pipes, removes SysV IPC
+and restore the output pipes' sizes, drains what the run left in the pipes, removes SysV IPC
 objects and POSIX message queues (`/dev/mqueue`), and wipes `/work`, `/tmp` and `/dev/shm` (their own extended
 attributes too): nothing of one run is left for the next. Shared between runs: the zygote's memory as it was at
 start-up (copy-on-write; a child cannot change it), the modules it preloaded, and the sandbox's namespaces (the same
-empty network and hostname). Not shared: files, processes, IPC objects, pipe contents and flags, environment,
+empty network and hostname). Not shared: files, processes, IPC objects, pipe contents, open file descriptions
+(each child reopens its stdio: flags, locks and leases end with the run), environment,
 rlimits, request data.
 
 A program can write a false exit status on its status pipe: that only ends its own run early with an exit code it
