@@ -5,8 +5,9 @@ Bubblewrap's namespaces leave two kinds of kernel state shared with whatever els
 hand data to another running at the same time, or to the next run of a warm worker) and the I/O priority of other
 processes (`ioprio_set`: a run could slow every later run of its warm worker). And without a cgroup, memory a
 process holds outside its address space escapes RLIMIT_AS: files made with `memfd_create` or `memfd_secret`, SysV
-segments (`shmget`) written and unmapped, SysV message queues (`msgget`) filled; `/dev/shm` and `/tmp` are sized
-tmpfs instead, and POSIX message queues are bounded by RLIMIT_MSGQUEUE. The filter makes those calls fail
+segments (`shmget`) written and unmapped, SysV message queues (`msgget`) filled, extended attributes (the setxattr
+family: a tmpfs keeps them in kernel memory its size does not bound); `/dev/shm` and `/tmp` are sized tmpfs
+instead, and POSIX message queues are bounded by RLIMIT_MSGQUEUE. The filter makes those calls fail
 with EPERM, as Docker's default profile does for the keys, and refuses system calls made through another ABI than
 the native one (x32, or 32-bit calls from a 64-bit process), which would slip past a filter keyed on numbers.
 
@@ -28,10 +29,12 @@ DENIED_CALLS = {
     "x86_64": {
         "add_key": 248, "request_key": 249, "keyctl": 250, "ioprio_set": 251,
         "memfd_create": 319, "memfd_secret": 447, "shmget": 29, "msgget": 68,
+        "setxattr": 188, "lsetxattr": 189, "fsetxattr": 190, "setxattrat": 463,
     },
     "aarch64": {
         "add_key": 217, "request_key": 218, "keyctl": 219, "ioprio_set": 30,
         "memfd_create": 279, "memfd_secret": 447, "shmget": 194, "msgget": 186,
+        "setxattr": 5, "lsetxattr": 6, "fsetxattr": 7, "setxattrat": 463,
     },
 }  # fmt: skip
 """System call numbers (from each architecture's unistd.h) that the filter refuses."""

@@ -519,7 +519,7 @@ def watch(
             elif streams[fd].read(fd) and streams[fd].truncated:
                 exited = True
     following = zygote.forked() if zygote.forking else 0
-    if status is not None and status[0] == UNFIT:
+    if not acknowledged or (status is not None and status[0] == UNFIT):  # the program never started: retire
         return None, following, None
     ended = None
     if status is not None and not killed_for_wall and not stdout.truncated and not stderr.truncated:
@@ -580,14 +580,22 @@ def zygote_main(commands: int, answers: int, pipes: Pipes, pristine: Pristine) -
 
 
 class SharedStdio:
-    """What a program can change of the output pipes every child shares: their sizes (`F_SETPIPE_SZ` acts on the
-    pipe, not on the program's own open file description; see `reopen_stdio` for the rest). Taken in the zygote at
-    start-up; restored after every run."""
+    """What a program can change of the stdin file and output pipes every child reopens (see `reopen_stdio`): the
+    files themselves, not its own open file descriptions of them — their modes (mode 0 would make every later
+    child's reopen fail), timestamps, the stdin file's extended attributes, the pipes' sizes. Taken in the zygote
+    at start-up; restored after every run."""
 
     def __init__(self) -> None:
+        self.files = [(fd, os.fstat(fd)) for fd in (0, 1, 2)]
         self.pipe_sizes = [(fd, fcntl.fcntl(fd, fcntl.F_GETPIPE_SZ)) for fd in (1, 2)]
 
     def restore(self) -> None:
+        for fd, info in self.files:
+            os.fchmod(fd, stat.S_IMODE(info.st_mode))
+            os.utime(fd, ns=(info.st_atime_ns, info.st_mtime_ns))
+        with contextlib.suppress(OSError):  # (pipes have no user attributes)
+            for name in os.listxattr(0):
+                os.removexattr(0, name)
         for fd, size in self.pipe_sizes:
             if fcntl.fcntl(fd, fcntl.F_GETPIPE_SZ) != size:
                 fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, size)

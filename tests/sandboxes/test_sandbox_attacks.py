@@ -682,3 +682,26 @@ def test_locks_and_leases_set_on_stdin_end_with_the_run(sandbox: Sandbox) -> Non
     )
     after = [run_py(sandbox, victim, stdin=b"victim\n") for _ in range(4)]
     assert [result.stdout_text for result in after] == ["True victim\n"] * 4, [r.stderr_text for r in after]
+
+
+def test_stdin_and_output_files_changed_by_one_run_are_restored_for_the_next(sandbox: Sandbox) -> None:
+    skip_local_reaching_the_host(sandbox)
+    tamper = (
+        "import os\n"
+        "for fd in (0, 1, 2):\n"
+        "    for change in (lambda: os.setxattr(f'/proc/self/fd/{fd}', 'user.left', b'x'),\n"
+        "                   lambda: os.utime(f'/proc/self/fd/{fd}', (1, 2)),\n"
+        "                   lambda: os.chmod(f'/proc/self/fd/{fd}', 0)):  # every later reopen would fail\n"
+        "        try:\n"
+        "            change()\n"
+        "        except OSError:\n"
+        "            pass"
+    )
+    run_py(sandbox, tamper)
+    probe = (
+        "import os, sys\n"
+        "print(sys.stdin.read().strip(), [oct(os.stat(f'/proc/self/fd/{fd}').st_mode & 0o777) != '0o0'\n"
+        "      and os.stat(f'/proc/self/fd/{fd}').st_mtime > 2 for fd in (0, 1, 2)])"
+    )
+    after = [run_py(sandbox, probe, stdin=b"victim\n") for _ in range(4)]
+    assert [result.stdout_text for result in after] == ["victim [True, True, True]\n"] * 4, after
