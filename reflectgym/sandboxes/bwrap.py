@@ -44,7 +44,7 @@ from reflectgym.sandboxes.environment import default_python, program_env, resolv
 from reflectgym.sandboxes.outcome import RawOutcome, classify
 from reflectgym.sandboxes.process import SpawnOptions, run_process
 from reflectgym.sandboxes.rlimits import prlimit_argv, rlimit_table
-from reflectgym.sandboxes.seccomp import filter_fd
+from reflectgym.sandboxes.seccomp import bwrap_seccomp
 from reflectgym.sandboxes.types import ExecRequest, ExecResult, Isolation, SandboxError
 
 WORK_DIR = "/work"
@@ -205,9 +205,8 @@ class BwrapSandbox:
             write_end = [status_write]
             stack.callback(lambda: write_end and os.close(write_end.pop()))
             args = namespace_args(self.config, limits.network, limits.disk_bytes)
-            seccomp = stack.enter_context(filter_fd())
-            if seccomp is not None:
-                args += ["--seccomp", str(seccomp)]
+            seccomp_args, seccomp_fds = stack.enter_context(bwrap_seccomp())
+            args += seccomp_args
             for directory in _parent_dirs(request.files):
                 args += ["--dir", f"{WORK_DIR}/{directory}"]
             for fd, name in placed:
@@ -218,7 +217,7 @@ class BwrapSandbox:
             table = rlimit_table(limits, extra_processes=SANDBOX_PROCESSES)
             argv = [*args, "--", *prlimit_argv(table), *resolve_python(request.command, self.config.python)]
             uid, gid = spawn_identity(self.config)
-            fds = [status_write, *(fd for fd, _ in placed), *([seccomp] if seccomp is not None else [])]
+            fds = [status_write, *(fd for fd, _ in placed), *seccomp_fds]
             options = SpawnOptions(cwd="/", env={}, user=uid, group=gid, pass_fds=fds, terminate=end_early)
             raw, _ = run_process(argv, request.stdin, limits.wall_seconds, limits.max_output_bytes, options)
             os.close(write_end.pop())

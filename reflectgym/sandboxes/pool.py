@@ -61,7 +61,7 @@ from reflectgym.sandboxes.bwrap import (
 from reflectgym.sandboxes.environment import PYTHON_NAMES, program_env, resolve_python
 from reflectgym.sandboxes.outcome import RawOutcome, classify
 from reflectgym.sandboxes.rlimits import rlimit_table
-from reflectgym.sandboxes.seccomp import filter_fd
+from reflectgym.sandboxes.seccomp import bwrap_seccomp
 from reflectgym.sandboxes.types import ExecRequest, ExecResult, ExecStatus, Isolation, Limits, SandboxError
 
 WORKER_SOURCE = (Path(__file__).parent / "worker_main.py").read_bytes()
@@ -238,11 +238,9 @@ class BwrapLauncher:
             args += ["--setenv", key, value]
         info_read, info_write = os.pipe()
         args += ["--info-fd", str(info_write)]
-        with filter_fd() as seccomp:  # bubblewrap reads the filter before it starts the worker
-            if seccomp is not None:
-                args += ["--seccomp", str(seccomp)]
-            argv = [*args, "--", *worker_command(self.config.python, self.preload, cpu)]
-            return self._spawn(argv, info_read, info_write, (info_write, *([seccomp] if seccomp is not None else [])))
+        with bwrap_seccomp() as (seccomp_args, seccomp_fds):  # bubblewrap reads it before it starts the worker
+            argv = [*args, *seccomp_args, "--", *worker_command(self.config.python, self.preload, cpu)]
+            return self._spawn(argv, info_read, info_write, (info_write, *seccomp_fds))
 
     def _spawn(self, argv: list[str], info_read: int, info_write: int, pass_fds: tuple[int, ...]) -> PipeChannel:
         uid, gid = spawn_identity(self.config)

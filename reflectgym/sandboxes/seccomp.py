@@ -70,16 +70,17 @@ def filter_program(machine: str | None = None) -> bytes | None:
 
 
 @contextlib.contextmanager
-def filter_fd() -> Iterator[int | None]:
-    """An fd to pass to bubblewrap as `--seccomp FD` (a memfd holding `filter_program()`), or None without one."""
+def bwrap_seccomp() -> Iterator[tuple[list[str], list[int]]]:
+    """(bubblewrap arguments, fds to pass it) that install `filter_program()`: `--seccomp FD` with a memfd holding
+    the program, open for the duration; ([], []) where no filter is built."""
     program = filter_program()
     if program is None:
-        yield None
+        yield [], []
         return
     fd = os.memfd_create("reflectgym-seccomp", 0)
     try:
         os.write(fd, program)
         os.lseek(fd, 0, os.SEEK_SET)
-        yield fd
+        yield ["--seccomp", str(fd)], [fd]
     finally:
         os.close(fd)

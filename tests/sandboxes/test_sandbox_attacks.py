@@ -30,6 +30,11 @@ def run_py(sandbox: Sandbox, code: str, limits: Limits = FAST, stdin: bytes = b"
     )
 
 
+def later_runs(sandbox: Sandbox, probe: str, stdin: bytes = b"") -> list[ExecResult]:
+    """`probe` run four times after an attack: enough to reach every worker of the test pools (two each)."""
+    return [run_py(sandbox, probe, stdin=stdin) for _ in range(4)]
+
+
 def host_processes_with(token: str) -> list[int]:
     """Host pids whose command line contains `token` (the host sees every container and namespace)."""
     found = []
@@ -409,7 +414,7 @@ def test_files_left_by_one_run_are_gone_in_the_next(sandbox: Sandbox, known_gap:
         "places = ('left.txt', os.path.expanduser('~/left_home.txt'), '/tmp/left_tmp.txt')\n"
         "print([p for p in places if os.path.exists(p)])"
     )
-    seen = [run_py(sandbox, probe).stdout_text.strip() for _ in range(4)]  # covers every pool worker
+    seen = [result.stdout_text.strip() for result in later_runs(sandbox, probe)]
     for leftover in Path("/tmp").glob("left_tmp.txt"):
         leftover.unlink()
     assert seen == ["[]"] * 4
@@ -425,7 +430,7 @@ def test_processes_left_by_one_run_are_gone_in_the_next(sandbox: Sandbox) -> Non
     )
     run_py(sandbox, plant)
     probe = "import os, time\ntime.sleep(0.1)\nprint(os.path.exists('beacon'))"
-    assert [run_py(sandbox, probe).stdout_text.strip() for _ in range(4)] == ["False"] * 4
+    assert [result.stdout_text.strip() for result in later_runs(sandbox, probe)] == ["False"] * 4
 
 
 def test_shared_memory_left_by_one_run_is_gone_in_the_next(sandbox: Sandbox, known_gap: Gap) -> None:
@@ -446,7 +451,7 @@ def test_shared_memory_left_by_one_run_is_gone_in_the_next(sandbox: Sandbox, kno
         "libc = ctypes.CDLL(None, use_errno=True)\n"
         f"print(libc.shmget({key}, 0, 0) != -1 or os.path.exists('/dev/shm/left'))"
     )
-    seen = [run_py(sandbox, probe).stdout_text.strip() for _ in range(4)]
+    seen = [result.stdout_text.strip() for result in later_runs(sandbox, probe)]
     assert seen == ["False"] * 4
 
 
@@ -481,7 +486,7 @@ def test_limits_and_priority_set_on_other_processes_do_not_reach_the_next_run(sa
         "                pass"
     )
     run_py(sandbox, tamper)
-    seen = [run_py(sandbox, probe).stdout_text.split() for _ in range(4)]
+    seen = [result.stdout_text.split() for result in later_runs(sandbox, probe)]
     assert seen == [untouched] * 4
 
 
@@ -497,7 +502,7 @@ def test_stopping_every_process_in_reach_does_not_break_the_next_runs(sandbox: S
         "            pass"
     )
     run_py(sandbox, stop_all)
-    after = [run_py(sandbox, "print('alive')") for _ in range(4)]
+    after = later_runs(sandbox, "print('alive')")
     assert [r.stdout_text for r in after] == ["alive\n"] * 4, after
 
 
@@ -540,7 +545,7 @@ def test_dev_files_message_queues_keys_and_attributes_left_by_one_run_are_gone_i
         "        found.append(directory)\n"
         "print(found)"
     )
-    seen = [run_py(sandbox, probe) for _ in range(4)]  # covers every pool worker
+    seen = later_runs(sandbox, probe)
     assert [result.stdout_text.strip() for result in seen] == ["[]"] * 4, [result.stderr_text for result in seen]
 
 
@@ -557,7 +562,7 @@ def test_a_run_cannot_replace_dev_stdin_for_the_next(sandbox: Sandbox) -> None:
     )
     run_py(sandbox, swap)
     probe = "import os\nprint(os.readlink('/dev/stdin'), os.path.exists('/dev/fake'))"
-    assert [run_py(sandbox, probe).stdout_text for _ in range(4)] == ["/proc/self/fd/0 False\n"] * 4
+    assert [result.stdout_text for result in later_runs(sandbox, probe)] == ["/proc/self/fd/0 False\n"] * 4
 
 
 def test_stdio_made_non_blocking_by_one_run_does_not_break_the_next(sandbox: Sandbox) -> None:
@@ -572,7 +577,7 @@ def test_stdio_made_non_blocking_by_one_run_does_not_break_the_next(sandbox: San
     )
     assert run_py(sandbox, tamper).ok
     victim = "import sys\nsys.stdout.write('v' * 60000)\nsys.stdout.flush()"
-    after = [run_py(sandbox, victim) for _ in range(4)]
+    after = later_runs(sandbox, victim)
     assert [(result.status, len(result.stdout)) for result in after] == [(ExecStatus.OK, 60000)] * 4, after
 
 
@@ -588,7 +593,7 @@ def test_io_priority_set_on_other_processes_does_not_reach_the_next_run(sandbox:
     )
     run_py(sandbox, idle_everyone)
     probe = "import ctypes\nprint(ctypes.CDLL(None).syscall(252, 1, 0) >> 13)  # ioprio_get: the class"
-    assert [run_py(sandbox, probe).stdout_text.strip() for _ in range(4)] == ["0"] * 4
+    assert [result.stdout_text.strip() for result in later_runs(sandbox, probe)] == ["0"] * 4
 
 
 def test_memory_held_outside_the_address_space_is_refused_or_bounded(sandbox: Sandbox, known_gap: Gap) -> None:
@@ -653,7 +658,7 @@ def test_ipc_limits_rewritten_by_one_run_do_not_reach_the_next(sandbox: Sandbox)
         "        pass"
     )
     run_py(sandbox, rewrite)
-    assert [run_py(sandbox, probe).stdout_text for _ in range(4)] == [before] * 4
+    assert [result.stdout_text for result in later_runs(sandbox, probe)] == [before] * 4
 
 
 def test_locks_and_leases_set_on_stdin_end_with_the_run(sandbox: Sandbox) -> None:
@@ -680,7 +685,7 @@ def test_locks_and_leases_set_on_stdin_end_with_the_run(sandbox: Sandbox) -> Non
         "lock = fcntl.fcntl(fd, 36, struct.pack('hhqqi4x', fcntl.F_WRLCK, 0, 0, 1, 0))  # F_OFD_GETLK\n"
         "print(struct.unpack('hhqqi4x', lock)[0] == fcntl.F_UNLCK, os.read(fd, 64).decode().strip())"
     )
-    after = [run_py(sandbox, victim, stdin=b"victim\n") for _ in range(4)]
+    after = later_runs(sandbox, victim, stdin=b"victim\n")
     assert [result.stdout_text for result in after] == ["True victim\n"] * 4, [r.stderr_text for r in after]
 
 
@@ -703,5 +708,5 @@ def test_stdin_and_output_files_changed_by_one_run_are_restored_for_the_next(san
         "print(sys.stdin.read().strip(), [oct(os.stat(f'/proc/self/fd/{fd}').st_mode & 0o777) != '0o0'\n"
         "      and os.stat(f'/proc/self/fd/{fd}').st_mtime > 2 for fd in (0, 1, 2)])"
     )
-    after = [run_py(sandbox, probe, stdin=b"victim\n") for _ in range(4)]
+    after = later_runs(sandbox, probe, stdin=b"victim\n")
     assert [result.stdout_text for result in after] == ["victim [True, True, True]\n"] * 4, after
