@@ -78,7 +78,8 @@ def namespace_args(config: BwrapConfig, network: bool, disk_bytes: int) -> list[
     `/dev/stdin`), with `/dev/shm` a tmpfs sized like `/work` and `/dev/mqueue` this IPC namespace's message
     queues (so a warm worker can list and remove them). `/proc/sys` is read-only: the sandbox's user namespace
     owns its IPC namespace, so a program could otherwise rewrite its IPC limits for every later run of a worker."""
-    args = [config.bwrap, "--unshare-user", "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try"]
+    args = [host_executable(config.bwrap), "--unshare-user", "--unshare-pid", "--unshare-ipc", "--unshare-uts"]
+    args.append("--unshare-cgroup-try")
     if not network:
         args.append("--unshare-net")
     args += ["--disable-userns", "--die-with-parent", "--new-session", "--hostname", "sandbox", "--cap-drop", "ALL"]
@@ -94,6 +95,15 @@ def namespace_args(config: BwrapConfig, network: bool, disk_bytes: int) -> list[
         args += ["--size", str(disk_bytes), "--tmpfs", directory]
     args += ["--remount-ro", "/dev", "--remount-ro", "/", "--chdir", WORK_DIR, "--clearenv"]
     return args
+
+
+@functools.cache
+def host_executable(name: str) -> str:
+    """`name` as a path found on this process's PATH (else unchanged).
+
+    Sandboxes start with an empty environment, where a bare name is looked up on `os.defpath` alone: a bubblewrap
+    in `/usr/local/bin`, a conda env or `~/bin` would not be found although `shutil.which` finds it."""
+    return shutil.which(name) or name
 
 
 def spawn_identity(config: BwrapConfig) -> tuple[int | None, int | None]:

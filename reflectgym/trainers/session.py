@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import os
+import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -104,8 +105,26 @@ def load_policy(config: TrainerConfig) -> HFPolicy:
         source = folder
     device = config.device
     if device is None and world.distributed and torch.cuda.is_available():
+        visible = torch.cuda.device_count()
+        if world.local_rank >= visible:
+            raise ConfigError(
+                f"local rank {world.local_rank} has no GPU of its own ({visible} visible): launch at most {visible} "
+                "processes per node, or train on CPU with device: cpu"
+            )
         device = f"cuda:{world.local_rank}"
     return HFPolicy.from_pretrained(source, HFPolicyConfig(device=device, dtype="float32"))
+
+
+def warn_if_half_precision(trainable: Sequence[torch.nn.Parameter]) -> None:
+    """Warns when the weights being trained are not float32: AdamW's small updates would be rounded away (bfloat16
+    keeps 8 bits of mantissa). `HFPolicy` loads bfloat16 on a GPU for inference; `load_policy` loads float32."""
+    dtypes = sorted({str(parameter.dtype).removeprefix("torch.") for parameter in trainable} - {"float32"})
+    if dtypes:
+        warnings.warn(
+            f"training {'/'.join(dtypes)} weights: updates smaller than their precision are lost. Load the policy "
+            'with HFPolicyConfig(dtype="float32") for float32 master weights (bf16 autocast still applies).',
+            stacklevel=3,
+        )
 
 
 def with_lora(model: torch.nn.Module, config: TrainerConfig) -> torch.nn.Module:
@@ -172,6 +191,7 @@ class TrainingSession:
         """What training passes run through: DDP around `model` when several ranks train, else `model`."""
         self.pad_id = int(policy.tokenizer.pad_token_id)
         trainable = [parameter for parameter in self.model.parameters() if parameter.requires_grad]
+        warn_if_half_precision(trainable)
         self.optimizer = torch.optim.AdamW(trainable, lr=config.lr, weight_decay=config.weight_decay)
         cuda = policy.device.type == "cuda"
         self.autocast_dtype = torch.bfloat16 if (config.bf16 if config.bf16 is not None else cuda) else None

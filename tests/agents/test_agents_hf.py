@@ -12,7 +12,7 @@ pytest.importorskip("transformers")
 
 from reflectgym.agents import Sampling, make_policy  # noqa: E402
 from reflectgym.agents.gguf import smollm2_gguf  # noqa: E402
-from reflectgym.agents.hf_policy import HFPolicy  # noqa: E402
+from reflectgym.agents.hf_policy import HFPolicy, HFPolicyConfig  # noqa: E402
 from reflectgym.agents.tiny import build_tiny_model  # noqa: E402
 
 CHAT = [{"role": "user", "content": "Which way?"}]
@@ -23,18 +23,24 @@ def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_tiny_model(tmp_path_factory.mktemp("tiny"))
 
 
-def test_sampled_logprobs_match_a_forward_pass(folder: Path) -> None:
-    policy = make_policy(f"hf:{folder}", batch_size=2)
+def test_hf_spec_loads_the_checkpoint_with_the_given_device_and_batch(folder: Path) -> None:
+    policy = make_policy(f"hf:{folder}", device="cpu", batch_size=2)
     assert isinstance(policy, HFPolicy)
+    assert policy.device.type == "cpu" and policy.config.batch_size == 2 and policy.name == f"hf:{folder.name}"
+
+
+def test_sampled_logprobs_match_a_forward_pass(folder: Path) -> None:
+    """On whatever device the policy picks (CUDA when there is one), in float32 so that 1e-4 is meaningful."""
+    policy = HFPolicy.from_pretrained(folder, HFPolicyConfig(dtype="float32", batch_size=2))
     prompts = [policy.chat.prompt_ids(CHAT), policy.chat.prompt_ids([{"role": "user", "content": "a longer one"}])]
     replies = policy.generate_ids(prompts * 2, Sampling(temperature=1.0, max_new_tokens=12, seed=0))
     assert len(replies) == 4
     for prompt, reply in zip(prompts * 2, replies, strict=True):
         ids = list(prompt) + list(reply.token_ids or ())
         with torch.no_grad():
-            logits = policy.model(torch.tensor([ids])).logits[0].float()
+            logits = policy.model(torch.tensor([ids], device=policy.device)).logits[0].float()
         expected = torch.log_softmax(logits[len(prompt) - 1 : -1], -1).gather(
-            -1, torch.tensor(reply.token_ids)[:, None]
+            -1, torch.tensor(reply.token_ids, device=policy.device)[:, None]
         )
         assert reply.logprobs == pytest.approx(expected.squeeze(-1).tolist(), abs=1e-4)
         assert reply.prompt_tokens == len(prompt) and reply.finish_reason in ("stop", "length")

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import shutil
+import tempfile
+from pathlib import Path
 
 import pytest
 
@@ -92,6 +96,24 @@ def test_unknown_backend_name_lists_the_known_ones() -> None:
 def test_missing_bwrap_is_a_sandbox_error() -> None:
     with pytest.raises(SandboxError, match="not installed"):
         BwrapSandbox(BwrapConfig(bwrap="bwrap-that-does-not-exist"))
+
+
+@needs_bwrap
+def test_bwrap_outside_the_default_path_is_found_on_the_callers_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Sandboxes start with an empty environment; bubblewrap is still looked up on the caller's PATH (as in a
+    conda env or /usr/local/bin), for one-shot runs and pool workers alike."""
+    folder = Path(tempfile.mkdtemp(prefix="rg-bin-"))  # not under pytest's 0700 tmp: bwrap is started as nobody
+    try:
+        folder.chmod(0o755)
+        (folder / "rg-bubblewrap").symlink_to(shutil.which("bwrap") or "bwrap")
+        monkeypatch.setenv("PATH", f"{folder}{os.pathsep}{os.environ['PATH']}")
+        config = BwrapConfig(bwrap="rg-bubblewrap")
+        request = ExecRequest(command=("python3", "-c", "print(6 * 7)"))
+        assert BwrapSandbox(config).run(request).stdout == b"42\n"
+        with bwrap_pool(PoolConfig(workers=1), config) as pool:
+            assert pool.run(request).stdout == b"42\n"
+    finally:
+        shutil.rmtree(folder)
 
 
 @needs_bwrap

@@ -49,7 +49,8 @@ def test_grpo_raises_reward_on_a_toy_env(tmp_path: Path) -> None:
     assert any(not value.equal(before[name]) for name, value in policy.model.state_dict().items())
     records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert len(records) == 60 and all({"reward", "success", "groups_dropped"} <= set(r) for r in records)
-    assert {"loss", "grad_norm", "kl", "clip_fraction"} <= set(records[10]), "a step with signal logs its update"
+    with_signal = [r for r in records if r["groups_dropped"] < config.tasks_per_step]
+    assert with_signal and all({"loss", "grad_norm", "kl", "clip_fraction"} <= set(r) for r in with_signal)
     checkpoints = sorted(path.name for path in (tmp_path / "run" / "checkpoints").glob("step-*"))
     assert checkpoints == ["step-00000030", "step-00000060"]
     assert "<svg" in write_report(tmp_path / "run", png=False).read_text()

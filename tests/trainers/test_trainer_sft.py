@@ -17,7 +17,7 @@ import torch
 
 import reflectgym
 from reflectgym.agents.evaluation import evaluate_policy
-from reflectgym.agents.hf_policy import HFPolicy
+from reflectgym.agents.hf_policy import HFPolicy, HFPolicyConfig
 from reflectgym.agents.policy import Sampling
 from reflectgym.agents.rollout import RolloutConfig
 from reflectgym.agents.scripted import OracleAgent
@@ -191,7 +191,8 @@ def test_lora_trains_adapters_only_and_exports_a_merged_model(tmp_path: Path, ti
 
 
 def test_bf16_autocast_trains_on_cpu(tmp_path: Path, tiny: Path) -> None:
-    trainer = SFTTrainer(toy_config(tmp_path, steps=3, bf16=True), HFPolicy.from_pretrained(tiny))
+    policy = HFPolicy.from_pretrained(tiny, HFPolicyConfig(device="cpu"))
+    trainer = SFTTrainer(toy_config(tmp_path, steps=3, bf16=True), policy)
     assert trainer.session.autocast_dtype == torch.bfloat16
     history = trainer.train()
     assert all(torch.isfinite(torch.tensor(h["loss"])) for h in history)
@@ -224,3 +225,11 @@ def test_metrics_and_checkpoints_are_written(tmp_path: Path, tiny: Path) -> None
     assert [r["step"] for r in records] == [1, 2, 3, 4] and all({"loss", "epoch", "tokens"} <= set(r) for r in records)
     state = json.loads((tmp_path / "run" / "checkpoints" / "step-00000004" / "trainer_state.json").read_text())
     assert state["position"] == 4 and state["config"]["env_id"] == TOY
+
+
+def test_training_half_precision_weights_warns(tmp_path: Path, tiny: Path) -> None:
+    """bfloat16 weights (what an inference policy loads on a GPU) would take AdamW's updates rounded to 8 bits of
+    mantissa; the trainer says so and how to keep float32 master weights."""
+    policy = HFPolicy.from_pretrained(tiny, HFPolicyConfig(device="cpu", dtype="bfloat16"))
+    with pytest.warns(UserWarning, match="float32"):
+        SFTTrainer(toy_config(tmp_path, steps=1), policy)
