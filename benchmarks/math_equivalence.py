@@ -81,7 +81,7 @@ def throughput(equal: Callable[[str, str], bool], pairs: list[tuple[str, str]]) 
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--pairs", type=int, default=3000, help="GSM8K-style pairs (LaTeX pairs: a fifth of it)")
     args = parser.parse_args()
     logging.disable(logging.WARNING)

@@ -5,7 +5,8 @@ isolation. This measures, side by side in one run and on the same program as `sa
 - baseline: a fresh `python3 -I main.py` subprocess per run;
 - fork server: the same interpreter, preloaded and rehearsed like a pool worker, that forks a standby ahead of
   each request and runs the program in it. No namespaces, no limits, no clean-up, no checks: a lower bound;
-- pool: the bubblewrap warm pool (the rlimits, the checks, the kill-and-reap and the wipe after every run).
+- pool: the bubblewrap warm pool (the rlimits, the checks, the kill-and-reap and the wipe after every run), with
+  its default number of workers when every core is to be busy.
 Each at concurrency 1 and one per core (fork servers then kept on a CPU each, like the pool's workers). Rows report
 wall ms per run and CPU ms per run over the whole machine (`/proc/stat`: every process, the host's included).
 
@@ -26,7 +27,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from sandbox_warm_pool import PROGRAM, PYTHON, checked
+from sandbox_warm_pool import PROGRAM, PYTHON, checked, pool_workers
 
 from reflectgym.sandboxes import PoolConfig, bwrap_pool
 from reflectgym.sandboxes.pool import DEFAULT_PRELOAD
@@ -158,9 +159,10 @@ def rows_at(concurrency: int, work: Path, runs: int) -> list[tuple[str, int, flo
     finally:
         for server in servers:
             server.close()
-    with bwrap_pool(PoolConfig(workers=concurrency)) as pool:
+    workers = pool_workers(concurrency, os.cpu_count() or 1)
+    with bwrap_pool(PoolConfig(workers=workers)) as pool:
         run_pooled = checked(pool.run)
-        rows.append(("pool (bwrap warm workers)", concurrency, *measure(lambda _slot: run_pooled(), runs, concurrency)))
+        rows.append(("pool (bwrap warm workers)", concurrency, *measure(lambda _slot: run_pooled(), runs, workers)))
     return rows
 
 

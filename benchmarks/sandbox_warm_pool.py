@@ -3,8 +3,9 @@
 Side by side in one run, on the same HumanEval-style program (a function plus its asserts):
 - baseline: a fresh `python3 -I main.py` subprocess per run (no isolation at all), serial and one per core;
 - `bwrap`: a fresh bubblewrap sandbox per run;
-- `pool`: the bubblewrap warm pool (one worker, then one per core);
-- `docker`: the Docker warm pool, when an engine answers.
+- `pool`: the bubblewrap warm pool (one worker, then the default number for the machine: one per core, less one
+  left to this process on more than 8 cores);
+- `docker`: the Docker warm pool, sized the same way, when an engine answers.
 The baseline and the pool alternate for `--rounds` rounds at each concurrency, so a change in the machine's speed
 (another job starting) hits both; each row reports the median round. Prints the load average before and after,
 runs per second and each row's ratio to the baseline at the same concurrency.
@@ -60,6 +61,12 @@ def fresh_subprocess(work: Path) -> None:
     assert done.stdout == b"ok\n", done.stderr
 
 
+def pool_workers(concurrency: int, cores: int) -> int:
+    """Workers of a pool row: one alone, else the pool's default for this machine when every core is to be busy
+    (it may leave a core to this process, which feeds the workers: see `default_workers`)."""
+    return 1 if concurrency == 1 else PoolConfig().workers if concurrency == cores else concurrency
+
+
 def rate(run_one: Callable[[], object], runs: int, concurrency: int) -> float:
     """Runs per second of `run_one`, `concurrency` at a time, after a warm-up."""
     for _ in range(WARM_UP_RUNS):
@@ -94,11 +101,12 @@ def main() -> None:
         work = Path(tmp)
         (work / "main.py").write_text(PROGRAM)
         for concurrency in sorted({1, cores}):
+            workers = pool_workers(concurrency, cores)
             baseline, pooled = [], []
-            with bwrap_pool(PoolConfig(workers=concurrency)) as pool:
+            with bwrap_pool(PoolConfig(workers=workers)) as pool:
                 for _ in range(args.rounds):
                     baseline.append(rate(lambda: fresh_subprocess(work), args.runs // 4, concurrency))
-                    pooled.append(rate(checked(pool.run), args.runs, concurrency))
+                    pooled.append(rate(checked(pool.run), args.runs, workers))
             rows += [
                 (BASELINE, concurrency, statistics.median(baseline)),
                 (POOL, concurrency, statistics.median(pooled)),
@@ -111,9 +119,10 @@ def main() -> None:
     try:
         from reflectgym.sandboxes.docker_pool import docker_pool
 
-        for workers in sorted({1, cores}):
+        for concurrency in sorted({1, cores}):
+            workers = pool_workers(concurrency, cores)
             with docker_pool(PoolConfig(workers=workers)) as pool:
-                rows.append(("docker (warm containers)", workers, rate(checked(pool.run), args.runs, workers)))
+                rows.append(("docker (warm containers)", concurrency, rate(checked(pool.run), args.runs, workers)))
     except Exception as error:  # no engine: say so and report the rest
         print(f"docker: skipped ({error})")
     baseline_rate = {c: r for name, c, r in rows if name == BASELINE}
@@ -121,6 +130,7 @@ def main() -> None:
         f"machine: {os.cpu_count()} cores, {sys.platform}, python {sys.version.split()[0]}; pool runs per round "
         f"{args.runs}, rounds {args.rounds}; load average before {load_before[0]:.2f}, after {os.getloadavg()[0]:.2f}"
     )
+    print(f"pools with every core busy: {pool_workers(cores, cores)} workers (the default here), as many callers")
     print(f"{'backend':40s} {'conc':>4s} {'runs/s':>9s} {'ms/run':>8s} {'vs baseline':>12s}")
     for name, concurrency, per_second in sorted(rows, key=lambda row: (row[0] != BASELINE, row[0] != POOL)):
         ratio = per_second / baseline_rate[concurrency]

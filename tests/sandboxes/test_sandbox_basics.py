@@ -152,3 +152,11 @@ def test_pool_runs_non_python_commands_by_exec() -> None:
     with bwrap_pool(PoolConfig(workers=1)) as pool:
         result = pool.run(ExecRequest(command=("/bin/sh", "-c", "echo $HOME; exit 5")))
     assert result.exit_code == 5 and result.stdout_text == "/work\n"
+
+
+@pytest.mark.parametrize(("cpus", "workers"), [(1, 1), (2, 2), (8, 8), (9, 8), (16, 15)])
+def test_default_workers_leave_a_core_to_the_caller_only_on_big_machines(
+    monkeypatch: pytest.MonkeyPatch, cpus: int, workers: int
+) -> None:
+    monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: set(range(cpus)))
+    assert PoolConfig().workers == workers
