@@ -16,6 +16,8 @@ torch = pytest.importorskip("torch", reason="torch is not installed (pip install
 pytest.importorskip("transformers", reason="transformers is not installed")
 
 from reflectgym.agents.tiny import TinyModelConfig, build_tiny_model  # noqa: E402
+from reflectgym.trainers.config import ConfigError  # noqa: E402
+from reflectgym.trainers.session import TrainerConfig, load_policy  # noqa: E402
 
 SCRIPT = """
 import os, sys
@@ -107,3 +109,16 @@ def test_two_ranks_resume_exactly_with_every_ranks_generators(tmp_path: Path) ->
     last = [json.loads((tmp_path / run / "metrics.jsonl").read_text().splitlines()[-1]) for run in ("whole", "resumed")]
     untimed = [{k: v for k, v in record.items() if k != "time" and "seconds" not in k} for record in last]
     assert untimed[0] == untimed[1], "step 3's rollouts and loss are the same"
+
+
+def test_a_local_rank_beyond_the_visible_gpus_is_a_config_error(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """`torchrun --nproc-per-node=2` on a one-GPU machine: rank 1 says why, instead of CUDA's "invalid device
+    ordinal" from deep inside `.to()` (seen on the GPU box)."""
+    for name, value in {"WORLD_SIZE": "2", "RANK": "1", "LOCAL_RANK": "1"}.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    with pytest.raises(ConfigError, match="local rank 1 has no GPU of its own"):
+        load_policy(TrainerConfig(model=str(tmp_path / "checkpoint"), output_dir=str(tmp_path / "run")))
