@@ -2,7 +2,7 @@
 
 The env is deliberately easy (reward = share of the letter `a` in an 8-character reply) so the learning curve is
 visible at once; swap `env_id` for any registered env and the tiny model for your checkpoint
-(`HFPolicy.from_pretrained("path/or/hub-name")`) for a real run.
+(`HFPolicy.from_pretrained("path/or/hub-name", HFPolicyConfig(dtype="float32"))`) for a real run.
 
 Run: python examples/train_grpo.py [--steps 50] [--out runs/grpo-toy]
 """
@@ -14,7 +14,7 @@ import tempfile
 from pathlib import Path
 
 import reflectgym
-from reflectgym.agents.hf_policy import HFPolicy
+from reflectgym.agents.hf_policy import HFPolicy, HFPolicyConfig
 from reflectgym.agents.tiny import build_tiny_model
 from reflectgym.trainers.grpo import GRPOConfig, GRPOTrainer
 from reflectgym.trainers.report import write_report
@@ -34,7 +34,7 @@ def main() -> None:
         "SayA-v0", [{"id": "a", "prompt": "Say a.", "answer": "aaaaaaaa"}], share_of_a, max_attempts=1
     )
     model_dir = build_tiny_model(Path(tempfile.mkdtemp()) / "tiny")  # a byte-level Llama made offline
-    policy = HFPolicy.from_pretrained(model_dir)
+    policy = HFPolicy.from_pretrained(model_dir, HFPolicyConfig(dtype="float32"))  # bf16 autocast on CUDA
     config = GRPOConfig(
         env_id=env_id, output_dir=args.out, steps=args.steps, tasks_per_step=2, group_size=8, lr=3e-3,
         max_new_tokens=8, save_every=0,
