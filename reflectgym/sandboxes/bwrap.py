@@ -78,8 +78,10 @@ def namespace_args(config: BwrapConfig, network: bool, disk_bytes: int) -> list[
     `/dev/stdin`), with `/dev/shm` a tmpfs sized like `/work` and `/dev/mqueue` this IPC namespace's message
     queues (so a warm worker can list and remove them). `/proc/sys` is read-only: the sandbox's user namespace
     owns its IPC namespace, so a program could otherwise rewrite its IPC limits for every later run of a worker."""
-    args = [host_executable(config.bwrap), "--unshare-user", "--unshare-pid", "--unshare-ipc", "--unshare-uts"]
-    args.append("--unshare-cgroup-try")
+    args = [
+        host_executable(config.bwrap),
+        *("--unshare-user", "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try"),
+    ]
     if not network:
         args.append("--unshare-net")
     args += ["--disable-userns", "--die-with-parent", "--new-session", "--hostname", "sandbox", "--cap-drop", "ALL"]

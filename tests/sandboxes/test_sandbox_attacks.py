@@ -35,6 +35,11 @@ def later_runs(sandbox: Sandbox, probe: str, stdin: bytes = b"") -> list[ExecRes
     return [run_py(sandbox, probe, stdin=stdin) for _ in range(4)]
 
 
+def later_outputs(sandbox: Sandbox, probe: str) -> list[str]:
+    """What `probe` printed (stripped) in each of `later_runs`."""
+    return [result.stdout_text.strip() for result in later_runs(sandbox, probe)]
+
+
 def host_processes_with(token: str) -> list[int]:
     """Host pids whose command line contains `token` (the host sees every container and namespace)."""
     found = []
@@ -414,7 +419,7 @@ def test_files_left_by_one_run_are_gone_in_the_next(sandbox: Sandbox, known_gap:
         "places = ('left.txt', os.path.expanduser('~/left_home.txt'), '/tmp/left_tmp.txt')\n"
         "print([p for p in places if os.path.exists(p)])"
     )
-    seen = [result.stdout_text.strip() for result in later_runs(sandbox, probe)]
+    seen = later_outputs(sandbox, probe)
     for leftover in Path("/tmp").glob("left_tmp.txt"):
         leftover.unlink()
     assert seen == ["[]"] * 4
@@ -430,7 +435,7 @@ def test_processes_left_by_one_run_are_gone_in_the_next(sandbox: Sandbox) -> Non
     )
     run_py(sandbox, plant)
     probe = "import os, time\ntime.sleep(0.1)\nprint(os.path.exists('beacon'))"
-    assert [result.stdout_text.strip() for result in later_runs(sandbox, probe)] == ["False"] * 4
+    assert later_outputs(sandbox, probe) == ["False"] * 4
 
 
 def test_shared_memory_left_by_one_run_is_gone_in_the_next(sandbox: Sandbox, known_gap: Gap) -> None:
@@ -451,7 +456,7 @@ def test_shared_memory_left_by_one_run_is_gone_in_the_next(sandbox: Sandbox, kno
         "libc = ctypes.CDLL(None, use_errno=True)\n"
         f"print(libc.shmget({key}, 0, 0) != -1 or os.path.exists('/dev/shm/left'))"
     )
-    seen = [result.stdout_text.strip() for result in later_runs(sandbox, probe)]
+    seen = later_outputs(sandbox, probe)
     assert seen == ["False"] * 4
 
 
@@ -593,7 +598,7 @@ def test_io_priority_set_on_other_processes_does_not_reach_the_next_run(sandbox:
     )
     run_py(sandbox, idle_everyone)
     probe = "import ctypes\nprint(ctypes.CDLL(None).syscall(252, 1, 0) >> 13)  # ioprio_get: the class"
-    assert [result.stdout_text.strip() for result in later_runs(sandbox, probe)] == ["0"] * 4
+    assert later_outputs(sandbox, probe) == ["0"] * 4
 
 
 def test_memory_held_outside_the_address_space_is_refused_or_bounded(sandbox: Sandbox, known_gap: Gap) -> None:
