@@ -5,6 +5,8 @@ isolation. This measures, side by side in one run and on the same program as `sa
 - baseline: a fresh `python3 -I main.py` subprocess per run;
 - fork server: the same interpreter, preloaded and rehearsed like a pool worker, that forks a standby ahead of
   each request and runs the program in it. No namespaces, no limits, no clean-up, no checks: a lower bound;
+- fork server in bubblewrap: the same server as pid 1 of a sandbox with the pool's namespaces, mounts and seccomp
+  filter (still no limits, clean-up or checks): what the isolation itself costs a fork server;
 - pool: the bubblewrap warm pool (the rlimits, the checks, the kill-and-reap and the wipe after every run), with
   its default number of workers when every core is to be busy.
 Each at concurrency 1 and one per core (fork servers then kept on a CPU each, like the pool's workers). Rows report
@@ -29,8 +31,10 @@ from pathlib import Path
 
 from sandbox_warm_pool import PROGRAM, PYTHON, checked, pool_workers
 
-from reflectgym.sandboxes import PoolConfig, bwrap_pool
+from reflectgym.sandboxes import Limits, PoolConfig, bwrap_pool
+from reflectgym.sandboxes.bwrap import BwrapConfig, namespace_args, spawn_identity
 from reflectgym.sandboxes.pool import DEFAULT_PRELOAD
+from reflectgym.sandboxes.seccomp import bwrap_seccomp
 
 LENGTH = struct.Struct("<I")
 BASELINE = "fresh python -I subprocess (baseline)"
@@ -87,17 +91,27 @@ answers on stdout itself; the server forks the next standby as soon as one has t
 
 
 class ForkServer:
-    """The host side of one fork server subprocess."""
+    """The host side of one fork server subprocess, optionally pid 1 of a bubblewrap sandbox like a pool worker's."""
 
-    def __init__(self, cpu: int | None) -> None:
-        preload = ",".join(DEFAULT_PRELOAD)
-        self.proc = subprocess.Popen(
-            [PYTHON, "-I", "-c", FORK_SERVER, preload, "" if cpu is None else str(cpu)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            bufsize=0,
-            start_new_session=True,
-        )
+    def __init__(self, cpu: int | None, sandboxed: bool = False) -> None:
+        server = [PYTHON, "-I", "-c", FORK_SERVER, ",".join(DEFAULT_PRELOAD), "" if cpu is None else str(cpu)]
+        config = BwrapConfig(python=PYTHON)
+        uid, gid = spawn_identity(config) if sandboxed else (None, None)
+        with bwrap_seccomp() as (seccomp_args, seccomp_fds):
+            if sandboxed:
+                isolation = namespace_args(config, network=False, disk_bytes=Limits().disk_bytes)
+                server = [*isolation, "--as-pid-1", *seccomp_args, "--", *server]
+            self.proc = subprocess.Popen(
+                server,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                bufsize=0,
+                start_new_session=True,
+                pass_fds=seccomp_fds if sandboxed else (),
+                user=uid,
+                group=gid,
+                extra_groups=[] if uid is not None else None,
+            )
         assert self.proc.stdin is not None and self.proc.stdout is not None
         self.stdin, self.stdout = self.proc.stdin.fileno(), self.proc.stdout.fileno()
         self.lock = threading.Lock()
@@ -149,16 +163,17 @@ def rows_at(concurrency: int, work: Path, runs: int) -> list[tuple[str, int, flo
         assert done.stdout == b"ok\n", done.stderr
 
     rows = [(BASELINE, concurrency, *measure(fresh, runs // 10, concurrency))]
-    servers = [ForkServer(slot if concurrency > 1 else None) for slot in range(concurrency)]
-    try:
+    for name, sandboxed in (("fork server, no isolation (floor)", False), ("fork server in bubblewrap", True)):
+        servers = [ForkServer(slot if concurrency > 1 else None, sandboxed) for slot in range(concurrency)]
+        try:
 
-        def forked(slot: int) -> None:
-            assert servers[slot].run(PROGRAM.encode()) == b"ok\n"
+            def forked(slot: int, servers: list[ForkServer] = servers) -> None:
+                assert servers[slot].run(PROGRAM.encode()) == b"ok\n"
 
-        rows.append(("fork server, no isolation (floor)", concurrency, *measure(forked, runs, concurrency)))
-    finally:
-        for server in servers:
-            server.close()
+            rows.append((name, concurrency, *measure(forked, runs, concurrency)))
+        finally:
+            for server in servers:
+                server.close()
     workers = pool_workers(concurrency, os.cpu_count() or 1)
     with bwrap_pool(PoolConfig(workers=workers)) as pool:
         run_pooled = checked(pool.run)

@@ -20,10 +20,11 @@ def default_python() -> str:
 
 
 def program_env(work_dir: str, tmp_dir: str, extra: Mapping[str, str]) -> dict[str, str]:
-    """The whole environment of a sandboxed program."""
+    """The whole environment of a sandboxed program (with `PWD`, as a shell would set it and bubblewrap does)."""
     env = {
         "PATH": "/usr/local/bin:/usr/bin:/bin",
         "HOME": work_dir,
+        "PWD": work_dir,
         "TMPDIR": tmp_dir,
         "LANG": "C.UTF-8",
         "LC_ALL": "C.UTF-8",

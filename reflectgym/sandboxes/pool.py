@@ -342,8 +342,14 @@ class Worker:
 
 
 def worker_command(python: str, preload: Sequence[str], cpu: int | None = None) -> list[str]:
-    """The command that starts `worker_main` in a sandbox (its source follows on stdin), kept on `cpu` if given."""
-    return [python, "-I", "-c", BOOTSTRAP, ",".join(preload), str(len(WORKER_SOURCE)), "" if cpu is None else str(cpu)]
+    """The command that starts `worker_main` in a sandbox (its source follows on stdin), kept on `cpu` if given.
+
+    The last argument is the programs' default environment (marshalled, in hex): the worker makes it its own, so
+    that a child asked for it inherits it as it is, whatever the launcher added (bubblewrap's `PWD`, Docker's
+    `HOSTNAME`)."""
+    environment = marshal.dumps(program_env(WORK_DIR, TMP_DIR, {}), MARSHAL_VERSION).hex()
+    cpu_text = "" if cpu is None else str(cpu)
+    return [python, "-I", "-c", BOOTSTRAP, ",".join(preload), str(len(WORKER_SOURCE)), cpu_text, environment]
 
 
 def worker_cpus(config: PoolConfig) -> list[int | None]:

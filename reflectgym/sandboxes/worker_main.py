@@ -11,13 +11,15 @@ and the file contents. A reply is one kind byte and a fixed struct: `RESULT` + s
 `READY`, or `RETIRED` (the request was not run: start a fresh worker and send it there).
 
 Three kinds of process:
-- the worker (pid 1): reads requests, writes the files into `/work`, collects output, replies, wipes. It never
-  forks after start-up, so its pages are never shared with a program and no request data of its reaches a child.
+- the worker (pid 1): reads requests, writes the files into `/work`, collects output, replies, ends the run,
+  wipes. It never forks after start-up, so its pages are never shared with a program and no request data of its
+  reaches a child. As pid 1 it inherits every orphan: after each run it SIGKILLs every process of the namespace
+  but itself, the zygote and the next standby, until none is left, and reaps them (see `Zygote.end_run`; usually
+  the child was the run's only process, which the namespace's pid counter tells without a scan of `/proc`).
 - the zygote: forked from the worker once, after the preloads and a rehearsal (see `rehearse`), before any
   request; it holds every child's stdio (fds 0-2 and Python's `sys.stdin/stdout/stderr` objects, made once). On
-  order it forks a *standby* child, and after each run it SIGKILLs every process of the namespace but itself, the
-  worker and the next standby, until none is left, and reaps them all as their subreaper (see `end_run`; usually
-  the child was the run's only process, which the namespace's pid counter tells without a scan of `/proc`).
+  order it forks a *standby* child, or kills and reaps one of its children (a run's child, a stopped standby). It
+  does nothing else: every page it writes after a fork is copied, since a child always shares its memory.
 - the child: a standby sets up its session and working directory, then blocks on the control pipe. Once its
   request arrives it acknowledges it (the zygote then forks the next standby, while this run executes), checks
   that nothing changed its inherited process attributes (see `Pristine`), applies the request's rlimits and
@@ -70,7 +72,6 @@ WIPED = ("/work", "/tmp", "/dev/shm", "/dev/mqueue")
 LAST_PID = "/proc/sys/kernel/ns_last_pid"
 CHUNK = 65536
 PR_SET_DUMPABLE = 4
-PR_SET_CHILD_SUBREAPER = 36
 IPC_RMID = 0
 PROTOCOL_IN = 3
 PROTOCOL_OUT = 4
@@ -83,7 +84,7 @@ CHILD_GATE = 5
 ZYGOTE_TIMEOUT_SECONDS = 10.0
 """How long the zygote may take to end a run or to fork; past it the worker retires."""
 MAX_SWEEPS = 10_000
-"""Kill-and-reap rounds `end_run` tries before it kills the standby too."""
+"""Kill-and-reap rounds `sweep` tries before the worker gives up (and retires)."""
 PREFIX = struct.Struct(">I")
 READY, DONE, FAILED, RETIRED = b"Y", b"D", b"E", b"R"
 """Reply kinds: ready; a run's `RESULT`; the worker's own failure (`ERROR`); not run, use a fresh worker."""
@@ -104,12 +105,14 @@ UNFIT_STATUS = STATUS.pack(UNFIT, 0.0)
 ZYGOTE_POLL_SECONDS = 0.05
 """How often the worker looks whether a slow zygote was stopped (by a program) while it waits for an answer."""
 FORK, KILL = b"F", b"K"
-ORDER = struct.Struct("<cii")
-"""Worker -> zygote: FORK a standby, or KILL the run of child pid (sparing the standby pid, 0 for none)."""
+ORDER = struct.Struct("<ci")
+"""Worker -> zygote: FORK a standby (pid 0), or KILL and reap its child pid."""
 FORKED = struct.Struct("<i")
 """Zygote -> worker: the new standby's pid."""
-REAPED = struct.Struct("<iidi")
-"""Zygote -> worker after KILL: child found (0/1), its wait status, its CPU seconds, standby still usable (0/1)."""
+REAPED = struct.Struct("<iid")
+"""Zygote -> worker after KILL: child found (0/1), its wait status, its CPU seconds."""
+RUNNABLE = (b"S", b"R", b"D")
+"""Process states (`/proc/PID/stat`) of a process that is neither stopped, traced nor dead."""
 KILLED_FOR_WALL, STDOUT_TRUNCATED, STDERR_TRUNCATED = 1, 2, 4
 REHEARSAL_ROUNDS = 40
 """Dummy runs at start-up (3.11 specialises a function's bytecode after a few calls)."""
@@ -290,10 +293,12 @@ class Zygote:
         for fd in (commands, answers, pipes.stdout_w, pipes.stderr_w, pipes.status_w, pipes.gate):
             os.close(fd)
         self.forking = False
+        self.stdio = SharedStdio(pipes)
+        self.counter = open_pid_counter()
 
     def fork(self) -> None:
         """Order a standby; `forked` returns its pid."""
-        self._order(FORK, 0, 0)
+        self._order(FORK, 0)
         self.forking = True
 
     def forked(self) -> int:
@@ -302,24 +307,42 @@ class Zygote:
         return pid
 
     def end_run(self, child_pid: int, standby: int) -> tuple[int, float, bool]:
-        """Kill and reap every process but the worker, the zygote and `standby`: the child's wait status and CPU
-        seconds, and whether `standby` is still usable."""
-        self._order(KILL, child_pid, standby)
-        found, wait_status, cpu, usable = REAPED.unpack(self._answer(REAPED.size))
-        if not found:
-            raise ZygoteLostError("the zygote did not find the run's child")
-        return wait_status, cpu, bool(usable)
+        """Kill and reap every process but the worker, the zygote and `standby` (0: none), then put back what the
+        run changed of the shared stdio: the child's wait status and CPU seconds, and whether `standby` is still
+        usable (a stopped one is killed).
 
-    def _order(self, kind: bytes, child_pid: int, standby: int) -> None:
+        The program starts only once `standby` exists (see `child`), so every other process of the run has a pid
+        given out after the standby's: if the namespace's last pid is still the standby's once the child is
+        reaped, there is none, and `/proc` need not be scanned. (Setting `ns_last_pid` takes CAP_SYS_ADMIN or
+        CAP_CHECKPOINT_RESTORE over the namespace; nothing in the sandbox has capabilities.)
+        """
+        wait_status, cpu = self.reap(child_pid)
+        if not standby or self.counter < 0 or last_pid(self.counter) != standby:
+            standby = sweep(self.pid, standby)
+        usable = standby != 0 and process_state(standby) in RUNNABLE
+        if standby and not usable:  # SIGSTOPped (or killed) by the run: replace it
+            self.reap(standby)
+        self.stdio.restore()  # every process of the run is dead: none can change them again
+        return wait_status, cpu, usable
+
+    def reap(self, pid: int) -> tuple[int, float]:
+        """Have the zygote kill and reap its child `pid`: its wait status and CPU seconds."""
+        self._order(KILL, pid)
+        found, wait_status, cpu = REAPED.unpack(self._answer(REAPED.size))
+        if not found:
+            raise ZygoteLostError("the zygote did not find its child")
+        return wait_status, cpu
+
+    def _order(self, kind: bytes, pid: int) -> None:
         try:
-            os.write(self.commands, ORDER.pack(kind, child_pid, standby))
+            os.write(self.commands, ORDER.pack(kind, pid))
         except OSError as error:
             raise ZygoteLostError(f"the zygote is gone: {error}") from error
 
     def _answer(self, size: int) -> bytes:
         deadline = time.perf_counter() + ZYGOTE_TIMEOUT_SECONDS
         while not select.select([self.answers], [], [], ZYGOTE_POLL_SECONDS)[0]:
-            if time.perf_counter() > deadline or process_state(self.pid) not in (b"S", b"R", b"D"):
+            if time.perf_counter() > deadline or process_state(self.pid) not in RUNNABLE:
                 raise ZygoteLostError("the zygote did not answer (stopped, traced or stuck)")
         answer = os.read(self.answers, size)
         if len(answer) != size:
@@ -340,6 +363,8 @@ def main() -> None:
         os.dup2(null, fd)
     os.close(null)
     pin(sys.argv[3] if len(sys.argv) > 3 else "")
+    if len(sys.argv) > 4:  # before `rehearse` and `Pristine`: the environment every child inherits
+        set_environment(marshal.loads(bytes.fromhex(sys.argv[4])), dict(os.environ))
     for name in sys.argv[1].split(",") if len(sys.argv) > 1 and sys.argv[1] else ():
         __import__(name)
     rehearse(REHEARSAL_ROUNDS)
@@ -551,16 +576,12 @@ def zygote_main(commands: int, answers: int, pipes: Pipes, pristine: Pristine) -
         os.dup2(pipes.stdout_w, 1)
         os.dup2(pipes.stderr_w, 2)
         install_stdio()
-        stdio = SharedStdio()
-        libc = ctypes.CDLL(None)
-        libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
-        prefer_for_oom_kill(libc)
-        counter = open_pid_counter()
+        prefer_for_oom_kill(ctypes.CDLL(None))
         while True:
             order = os.read(commands, ORDER.size)
             if len(order) != ORDER.size:
                 return
-            kind, child_pid, standby = ORDER.unpack(order)
+            kind, pid = ORDER.unpack(order)
             if kind == FORK:
                 pid = os.fork()
                 if pid == 0:
@@ -568,9 +589,7 @@ def zygote_main(commands: int, answers: int, pipes: Pipes, pristine: Pristine) -
                 os.write(answers, FORKED.pack(pid))
                 os.write(pipes.gate, b"G")  # the running child may start its program now
             elif kind == KILL:  # (a program may change this zygote's attributes: each child checks what it inherits)
-                reaped = end_run(child_pid, standby, counter)
-                stdio.restore()  # every process of the run is dead: none can change them again
-                os.write(answers, REAPED.pack(*reaped))
+                os.write(answers, REAPED.pack(*kill_and_reap(pid)))
             else:
                 return
     except BaseException:
@@ -582,20 +601,21 @@ def zygote_main(commands: int, answers: int, pipes: Pipes, pristine: Pristine) -
 class SharedStdio:
     """What a program can change of the stdin file and output pipes every child reopens (see `reopen_stdio`): the
     files themselves, not its own open file descriptions of them — their modes (mode 0 would make every later
-    child's reopen fail), timestamps, the stdin file's extended attributes, the pipes' sizes. Taken in the zygote
-    at start-up; restored after every run."""
+    child's reopen fail), timestamps, the stdin file's extended attributes, the pipes' sizes. Taken by the worker
+    (through its own fds on the same file and pipes) before any program ran; restored after every run."""
 
-    def __init__(self) -> None:
-        self.files = [(fd, os.fstat(fd)) for fd in (0, 1, 2)]
-        self.pipe_sizes = [(fd, fcntl.fcntl(fd, fcntl.F_GETPIPE_SZ)) for fd in (1, 2)]
+    def __init__(self, pipes: Pipes) -> None:
+        self.stdin = pipes.stdin
+        self.files = [(fd, os.fstat(fd)) for fd in (pipes.stdin, pipes.stdout, pipes.stderr)]
+        self.pipe_sizes = [(fd, fcntl.fcntl(fd, fcntl.F_GETPIPE_SZ)) for fd in (pipes.stdout, pipes.stderr)]
 
     def restore(self) -> None:
         for fd, info in self.files:
             os.fchmod(fd, stat.S_IMODE(info.st_mode))
             os.utime(fd, ns=(info.st_atime_ns, info.st_mtime_ns))
         with contextlib.suppress(OSError):  # (pipes have no user attributes)
-            for name in os.listxattr(0):
-                os.removexattr(0, name)
+            for name in os.listxattr(self.stdin):
+                os.removexattr(self.stdin, name)
         for fd, size in self.pipe_sizes:
             if fcntl.fcntl(fd, fcntl.F_GETPIPE_SZ) != size:
                 fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, size)
@@ -618,71 +638,41 @@ def prefer_for_oom_kill(libc: ctypes.CDLL) -> None:
         libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
 
 
-def end_run(child_pid: int, standby: int, counter: int) -> tuple[int, int, float, int]:
-    """In the zygote: kill and reap every process but pid 1 (the worker), this one and `standby`; returns (found,
-    wait status, CPU seconds) of `child_pid` and whether `standby` is usable.
-
-    Usually the run's child was its only process: it is reaped alone (see `reap_alone`). Otherwise `sweep` kills
-    the rest round after round until none is left.
-    """
-    found = reap_alone(child_pid, standby, counter)
-    if found is None:
-        found, standby = sweep(child_pid, standby)
-    usable = standby != 0 and process_state(standby) in (b"S", b"R", b"D")
-    if standby and not usable:  # SIGSTOPped (or traced) by the run: replace it
-        os.kill(standby, signal.SIGKILL)
-        os.waitpid(standby, 0)
-    return *found, int(usable)
-
-
-def reap_alone(child_pid: int, standby: int, counter: int) -> tuple[int, int, float] | None:
-    """Kill and reap the run's child; its (1, wait status, CPU seconds) if no other process of the run is left,
-    else None (and the child is left for `sweep`).
-
-    The program starts only once `standby` exists (see `child`), so every other process of the run has a pid
-    given out after the standby's: if the namespace's last pid is still the standby's once the child is reaped,
-    there is none. (Setting `ns_last_pid` takes CAP_SYS_ADMIN or CAP_CHECKPOINT_RESTORE over the namespace; nothing
-    in the sandbox has capabilities.) This spares the scan of `/proc` on almost every run.
-    """
-    if not standby or counter < 0 or last_pid(counter) != standby:
-        return None
+def kill_and_reap(pid: int) -> tuple[int, int, float]:
+    """In the zygote: SIGKILL its child `pid` (a run's child may still be exiting after its report) and reap it;
+    returns (found, wait status, CPU seconds)."""
     with contextlib.suppress(ProcessLookupError):
-        os.kill(child_pid, signal.SIGKILL)  # it may still be exiting after its report
+        os.kill(pid, signal.SIGKILL)
     try:
-        _, wait_status, usage = os.wait4(child_pid, 0)
+        _, wait_status, usage = os.wait4(pid, 0)
     except ChildProcessError:
-        return None
-    found = (1, wait_status, usage.ru_utime + usage.ru_stime)
-    return found if last_pid(counter) == standby else sweep(child_pid, standby, found)[0]
+        return 0, 0, 0.0
+    return 1, wait_status, usage.ru_utime + usage.ru_stime
 
 
-def sweep(
-    child_pid: int, standby: int, found: tuple[int, int, float] = (0, 0, 0.0)
-) -> tuple[tuple[int, int, float], int]:
-    """SIGKILL every process but pid 1, this one and `standby`, until none is left, reaping them all; returns
-    (found, wait status, CPU seconds) of `child_pid` (`found` if it was reaped before) and `standby` (0 if it died).
+def sweep(zygote: int, standby: int) -> int:
+    """In the worker, once the run's child is reaped: SIGKILL every process but this one, the zygote and `standby`
+    until none is left, reaping them; returns `standby`.
 
-    A killed process cannot fork any more, and one forked before its parent was killed shows up in the next
-    round; RLIMIT_NPROC bounds how many there can be. If the rounds run out, the standby is killed too.
+    Every other process of a run is an orphan by now, or becomes one when its parent dies, and so the worker's
+    (pid 1) to reap. A killed process cannot fork any more, and one forked before its parent was killed shows up in
+    the next round; RLIMIT_NPROC bounds how many there can be.
     """
-    spared = [1, os.getpid(), standby]
+    spared = (1, zygote, standby)
     for _ in range(MAX_SWEEPS):
         victims = [int(entry) for entry in os.listdir("/proc") if entry.isdigit() and int(entry) not in spared]
         if not victims:
-            return found, spared[2]
+            return standby
         for pid in victims:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-        pid, wait_status, usage = os.wait4(-1, 0)
-        if pid == child_pid:
-            found = (1, wait_status, usage.ru_utime + usage.ru_stime)
-        elif pid == standby:
-            spared[2] = 0
-    os._exit(1)  # the run outran every round: the worker kills everything itself and retires
+        if os.waitpid(-1, 0)[0] == zygote:
+            raise ZygoteLostError("the run killed the zygote")
+    raise ZygoteLostError("the run outran every kill-and-reap round")
 
 
 def open_pid_counter() -> int:
-    """An fd on `/proc/sys/kernel/ns_last_pid` (see `reap_alone`), or -1 where it cannot be opened."""
+    """An fd on `/proc/sys/kernel/ns_last_pid` (see `Zygote.end_run`), or -1 where it cannot be opened."""
     try:
         return os.open(LAST_PID, os.O_RDONLY)
     except OSError:
@@ -786,10 +776,10 @@ def read_exactly(fd: int, count: int) -> bytes:
     """Read `count` bytes from the (non-blocking) control pipe, waiting as long as it takes."""
     chunks = []
     while count:
+        select.select([fd], [], [])  # waiting first spares raising BlockingIOError (fewer pages copied)
         try:
             chunk = os.read(fd, min(count, 1 << 20))
-        except BlockingIOError:
-            select.select([fd], [], [])
+        except BlockingIOError:  # taken by another reader first: wait again
             continue
         if not chunk:
             raise EOFError("the worker went away")

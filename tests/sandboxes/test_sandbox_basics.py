@@ -26,7 +26,8 @@ from reflectgym.sandboxes import (
 from reflectgym.sandboxes import (
     TestStatus as HarnessStatus,
 )
-from reflectgym.sandboxes.bwrap import bwrap_unavailable_reason
+from reflectgym.sandboxes.bwrap import TMP_DIR, WORK_DIR, bwrap_unavailable_reason
+from reflectgym.sandboxes.environment import program_env
 
 needs_bwrap = pytest.mark.skipif(bwrap_unavailable_reason() is not None, reason=str(bwrap_unavailable_reason()))
 
@@ -46,6 +47,14 @@ def test_program_gets_its_files_stdin_args_and_env(sandbox: Sandbox) -> None:
     assert result.ok, result.stderr_text
     assert result.stdout_text == "file piped ['a', 'b'] test\n"
     assert result.exit_code == 0 and result.wall_seconds > 0
+
+
+def test_program_sees_exactly_the_fixed_environment_and_its_own(sandbox: Sandbox) -> None:
+    """Nothing the launcher adds (Docker's `HOSTNAME`) or the caller has: every backend gives the same variables."""
+    listing = "import os; print(sorted(os.environ))"
+    result = sandbox.run(ExecRequest(command=("python3", "-c", listing), env={"MODE": "test"}))
+    assert result.ok, result.stderr_text
+    assert result.stdout_text == f"{sorted(program_env(WORK_DIR, TMP_DIR, {'MODE': 'test'}))}\n"
 
 
 def test_python_dash_c_and_exit_codes(sandbox: Sandbox) -> None:
