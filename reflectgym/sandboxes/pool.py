@@ -366,7 +366,7 @@ def encode_request(request: ExecRequest, python: str, extra_processes: int) -> b
     command = request.command
     child = {
         "argv": resolve_python(command, python),
-        "env": program_env(WORK_DIR, TMP_DIR, request.env),
+        "env": program_env(WORK_DIR, TMP_DIR, request.env) if request.env else None,  # None: the worker's own
         "rlimits": _rlimits(limits, extra_processes),
         "inline": command[0] in PYTHON_NAMES and len(command) >= 2 and _is_plain_python(command[1:]),
     }

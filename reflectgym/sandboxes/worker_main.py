@@ -6,7 +6,8 @@ standard library only and imports nothing of reflectgym. It refuses to run unles
 namespace (on the host, its clean-up would wipe `/work` and kill every process it may signal). It talks to the
 host over its stdin/stdout (moved to fds 3 and 4). A request is `>I` (length of the worker header), the worker
 header (`marshal`: file names and sizes, stdin size, wall and output limits, size of the child header), the child
-header (`marshal`, which the worker only forwards: argv, environment, rlimits, whether to run inline), then stdin
+header (`marshal`, which the worker only forwards: argv, environment or None for the default one, rlimits, whether
+to run inline), then stdin
 and the file contents. A reply is one kind byte and a fixed struct: `RESULT` + stdout + stderr, `ERROR` + text,
 `READY`, or `RETIRED` (the request was not run: start a fresh worker and send it there).
 
@@ -435,9 +436,7 @@ def rehearse(rounds: int) -> None:
     saved_env, saved_argv, saved_path = dict(os.environ), sys.argv, list(sys.path)
     saved_streams, saved_main = (sys.stdin, sys.stdout, sys.stderr), sys.modules["__main__"]
     path = os.path.join(WORK, "rehearsal.py")
-    header = marshal.dumps(
-        {"argv": [sys.executable, "rehearsal.py", "x"], "env": saved_env, "rlimits": [[0, 1, 2]] * 6}
-    )
+    header = marshal.dumps({"argv": [sys.executable, "rehearsal.py", "x"], "env": None, "rlimits": [[0, 1, 2]] * 6})
     try:
         for _ in range(rounds):
             for source in REHEARSALS:
@@ -576,6 +575,7 @@ def zygote_main(commands: int, answers: int, pipes: Pipes, pristine: Pristine) -
         os.dup2(pipes.stdout_w, 1)
         os.dup2(pipes.stderr_w, 2)
         install_stdio()
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # every child's, as in a fresh interpreter
         prefer_for_oom_kill(ctypes.CDLL(None))
         while True:
             order = os.read(commands, ORDER.size)
@@ -737,14 +737,13 @@ def child(pipes: Pipes, pristine: Pristine) -> None:
             os.write(CHILD_STATUS, UNFIT_STATUS)
             os._exit(1)
         if program is not None:
-            signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a fresh interpreter
             code = run_inline(*program)
             report(code)
         else:
             for number in (signal.SIGINT, signal.SIGPIPE, signal.SIGXFSZ):
                 signal.signal(number, signal.SIG_DFL)  # an exec'd program starts with default dispositions
             try:
-                os.execvpe(argv[0], argv, request["env"])
+                os.execvpe(argv[0], argv, os.environ)
             except OSError as error:
                 os.write(2, f"cannot run {argv[0]!r}: {error}\n".encode())
                 code = 127
@@ -764,10 +763,11 @@ def reopen_stdio() -> None:
         os.close(fresh)
 
 
-def set_environment(wanted: dict[str, str], inherited: dict[str, str]) -> None:
-    """Make `os.environ` the program's. Usually it already is (the sandbox's default environment, which every child
-    inherits): a comparison then spares rewriting it, which would copy dozens of the zygote's pages."""
-    if wanted != inherited:
+def set_environment(wanted: dict[str, str] | None, inherited: dict[str, str]) -> None:
+    """Make `os.environ` the program's; None asks for the sandbox's default one, which every child inherits (see
+    `worker_command` in `pool`). Keeping it spares rewriting `os.environ`, which would copy dozens of the zygote's
+    pages."""
+    if wanted is not None and wanted != inherited:
         os.environ.clear()
         os.environ.update(wanted)
 

@@ -49,12 +49,15 @@ def test_program_gets_its_files_stdin_args_and_env(sandbox: Sandbox) -> None:
     assert result.exit_code == 0 and result.wall_seconds > 0
 
 
-def test_program_sees_exactly_the_fixed_environment_and_its_own(sandbox: Sandbox) -> None:
-    """Nothing the launcher adds (Docker's `HOSTNAME`) or the caller has: every backend gives the same variables."""
+@pytest.mark.parametrize("extra", [{}, {"MODE": "test"}])
+def test_program_sees_exactly_the_fixed_environment_and_its_own(sandbox: Sandbox, extra: dict[str, str]) -> None:
+    """Nothing the launcher adds (Docker's `HOSTNAME`) or the caller has: every backend gives the same variables,
+    to a Python program (run in a warm pool's own interpreter) and to an exec'd command alike."""
     listing = "import os; print(sorted(os.environ))"
-    result = sandbox.run(ExecRequest(command=("python3", "-c", listing), env={"MODE": "test"}))
-    assert result.ok, result.stderr_text
-    assert result.stdout_text == f"{sorted(program_env(WORK_DIR, TMP_DIR, {'MODE': 'test'}))}\n"
+    for command in (("python3", "-c", listing), ("python3", "-I", "-c", listing)):  # (an option: exec'd by a pool)
+        result = sandbox.run(ExecRequest(command=command, env=extra))
+        assert result.ok, result.stderr_text
+        assert result.stdout_text == f"{sorted(program_env(WORK_DIR, TMP_DIR, extra))}\n", command
 
 
 def test_python_dash_c_and_exit_codes(sandbox: Sandbox) -> None:
