@@ -21,14 +21,15 @@ Three kinds of process:
   request; it holds every child's stdio (fds 0-2 and Python's `sys.stdin/stdout/stderr` objects, made once). On
   order it forks a *standby* child, or kills and reaps one of its children (a run's child, a stopped standby). It
   does nothing else: every page it writes after a fork is copied, since a child always shares its memory.
-- the child: a standby sets up its session and working directory, then blocks on the control pipe. Once its
-  request arrives it acknowledges it (the zygote then forks the next standby, while this run executes), checks
-  that nothing changed its inherited process attributes (see `Pristine`), applies the request's rlimits and
-  environment, compiles a Python program, waits until the next standby exists (so that RLIMIT_NPROC, counted per
-  uid, sees all of the sandbox's own processes), then runs the program in the already-started, already-warm
-  interpreter (no interpreter start-up: the point of the pool) or execs the command. A Python program that
-  finishes reports its exit code and CPU time on the status pipe, so the worker can answer before the child's
-  address space is torn down. A child that cannot set its run up reports `UNFIT` and runs nothing.
+- the child: a standby sets up its session and working directory, then blocks on the control pipe (the worker
+  sends it a request only once it has checked that nothing changed the attributes it inherited: see `Pristine`).
+  Once its request arrives it acknowledges it (the zygote then forks the next standby, while this run executes),
+  applies the request's rlimits and environment, compiles a Python program, waits until the next standby exists
+  (so that RLIMIT_NPROC, counted per uid, sees all of the sandbox's own processes), then runs the program in the
+  already-started, already-warm interpreter (no interpreter start-up: the point of the pool) or execs the command.
+  A Python program that finishes reports its exit code and CPU time on the status pipe, so the worker can answer
+  before the child's address space is torn down. A child that cannot set its run up reports `UNFIT` and runs
+  nothing.
 
 The pipes between the worker and the children (control, stdout, stderr, status, the gate, and an unnamed file
 for stdin) are made once, before the zygote is forked, so a standby is forked with nothing to hand over. After
@@ -46,9 +47,9 @@ could have used anyway. The worker, the zygote and the standbys are non-dumpable
 as pid 1 the worker gets no signal from inside the namespace. A program *can* kill or stop the zygote (the run gets
 `sandbox_error`; the worker kills everything itself and retires, and the host starts a fresh one) or the next
 standby (it is replaced), and it can change the attributes of the worker, the zygote or the standby that a
-same-uid process may change (rlimits, nice value, scheduling policy, CPU affinity): each checks them after every
-run (the standby before its own), and a changed one ends the worker; the request it turned away is resent to a
-fresh worker.
+same-uid process may change (rlimits, nice value, scheduling policy, CPU affinity): the worker checks its own and
+the next standby's once every process of the run is dead (a standby forked by a changed zygote inherits the
+change), and a changed one ends the worker; the request it turned away is resent to a fresh worker.
 """
 
 import contextlib
@@ -99,8 +100,8 @@ take this request any more)."""
 STATUS = struct.Struct("<id")
 """Child -> worker: exit code (or UNFIT), CPU seconds (itself and its waited-for children)."""
 UNFIT = -1
-"""Status of a child that could not set its run up (its inherited attributes were changed, or its own code
-failed before the program started): it ran nothing, and the worker retires."""
+"""Status of a child that could not set its run up (its own code failed before the program started): it ran
+nothing, and the worker retires."""
 UNFIT_STATUS = STATUS.pack(UNFIT, 0.0)
 """Made ahead, so a child whose memory limit was crippled can still send it."""
 ZYGOTE_POLL_SECONDS = 0.05
@@ -135,7 +136,9 @@ class ZygoteLostError(Exception):
 class Pristine:
     """The process attributes a child inherits and a same-uid process could change from outside.
 
-    Taken once at start-up, before any program ran; every child compares its own against them before it runs.
+    Taken once at start-up, before any program ran. The worker compares its own after every run, and every
+    standby's before it sends it a request: only once every process of the last run is dead, so no program can
+    change them between the check and the run (a child's own program may change its own: they are the program's).
     """
 
     def __init__(self) -> None:
@@ -146,12 +149,17 @@ class Pristine:
     LIMITS = tuple(getattr(resource, name) for name in dir(resource) if name.startswith("RLIMIT_"))
 
     @staticmethod
-    def current() -> tuple:
-        limits = tuple(resource.getrlimit(which) for which in Pristine.LIMITS)
-        return limits, os.getpriority(os.PRIO_PROCESS, 0), os.sched_getscheduler(0), sorted(os.sched_getaffinity(0))
+    def current(pid: int = 0) -> tuple:
+        """The attributes of process `pid` (0: this one)."""
+        limits = tuple(resource.prlimit(pid, which) for which in Pristine.LIMITS)
+        return limits, os.getpriority(os.PRIO_PROCESS, pid), os.sched_getscheduler(pid), os.sched_getaffinity(pid)
 
-    def intact(self) -> bool:
-        return self.current() == self.values
+    def intact(self, pid: int = 0) -> bool:
+        """Whether process `pid` (0: this one) still has them; False once it is gone."""
+        try:
+            return self.current(pid) == self.values
+        except OSError:
+            return False
 
 
 class Inbox:
@@ -284,6 +292,7 @@ class Zygote:
     """The worker's handle on the zygote process (see the module docstring)."""
 
     def __init__(self, pipes: Pipes, pristine: "Pristine") -> None:
+        self.pristine = pristine
         commands, self.commands = os.pipe()
         self.answers, answers = os.pipe()
         self.pid = os.fork()
@@ -307,10 +316,20 @@ class Zygote:
         (pid,) = FORKED.unpack(self._answer(FORKED.size))
         return pid
 
+    def spare(self, pipes: Pipes) -> int:
+        """Fork a standby while no run is on and return its pid. The gate byte that comes with every fork (written
+        before the answer) is meant for the child whose run ordered it: here there is none, and a byte left in the
+        gate would let the next run's program start before its successor exists."""
+        self.fork()
+        pid = self.forked()
+        with contextlib.suppress(BlockingIOError):
+            os.read(pipes.gate_r, CHUNK)
+        return pid
+
     def end_run(self, child_pid: int, standby: int) -> tuple[int, float, bool]:
         """Kill and reap every process but the worker, the zygote and `standby` (0: none), then put back what the
         run changed of the shared stdio: the child's wait status and CPU seconds, and whether `standby` is still
-        usable (a stopped one is killed).
+        usable (a stopped one, or one whose inherited attributes were changed, is killed).
 
         The program starts only once `standby` exists (see `child`), so every other process of the run has a pid
         given out after the standby's: if the namespace's last pid is still the standby's once the child is
@@ -320,8 +339,8 @@ class Zygote:
         wait_status, cpu = self.reap(child_pid)
         if not standby or self.counter < 0 or last_pid(self.counter) != standby:
             standby = sweep(self.pid, standby)
-        usable = standby != 0 and process_state(standby) in RUNNABLE
-        if standby and not usable:  # SIGSTOPped (or killed) by the run: replace it
+        usable = standby != 0 and process_state(standby) in RUNNABLE and self.pristine.intact(standby)
+        if standby and not usable:  # SIGSTOPped, killed or changed by the run: replace it
             self.reap(standby)
         self.stdio.restore()  # every process of the run is dead: none can change them again
         return wait_status, cpu, usable
@@ -375,8 +394,7 @@ def main() -> None:
     pipes, pristine = Pipes(), Pristine()
     zygote = Zygote(pipes, pristine)
     inbox, stdout, stderr = Inbox(), Output(), Output()
-    zygote.fork()
-    standby = zygote.forked()
+    standby = zygote.spare(pipes)
     write_all([READY])
     while True:
         request = inbox.receive()
@@ -403,8 +421,9 @@ def main() -> None:
                 pipes.drain(control=False)
             else:  # no standby is alive to read the control pipe: drop what a dead child left there, then fork
                 pipes.drain(control=True)
-                zygote.fork()
-                following = zygote.forked()
+                following = zygote.spare(pipes)
+                if not pristine.intact(following):  # forked by a zygote whose attributes a program changed
+                    raise RuntimeError("the zygote's process attributes were changed")
             standby = following
             clean_up(libc)
             if not pristine.intact():  # a program changed this worker's attributes
@@ -443,7 +462,6 @@ def rehearse(rounds: int) -> None:
                 with open(path, "w", encoding="utf-8") as handle:
                     handle.write(source)
                 request = marshal.loads(header)
-                Pristine().intact()
                 set_environment(request["env"], saved_env)
                 install_stdio()
                 run_inline(*load_inline(request["argv"]))
@@ -586,8 +604,8 @@ def zygote_main(commands: int, answers: int, pipes: Pipes, pristine: Pristine) -
                 pid = os.fork()
                 if pid == 0:
                     child(pipes, pristine)
+                os.write(pipes.gate, b"G")  # the running child may start its program now (see `Zygote.spare`)
                 os.write(answers, FORKED.pack(pid))
-                os.write(pipes.gate, b"G")  # the running child may start its program now
             elif kind == KILL:  # (a program may change this zygote's attributes: each child checks what it inherits)
                 os.write(answers, REAPED.pack(*kill_and_reap(pid)))
             else:
@@ -723,8 +741,6 @@ def child(pipes: Pipes, pristine: Pristine) -> None:
         os.close(CHILD_CONTROL)
         os.write(CHILD_STATUS, ACK)
         try:
-            if not pristine.intact():
-                raise RuntimeError("inherited process attributes were changed")
             request = marshal.loads(header)
             for which, soft, hard in request["rlimits"]:
                 resource.setrlimit(which, (soft, hard))

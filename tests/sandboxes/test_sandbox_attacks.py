@@ -495,6 +495,20 @@ def test_limits_and_priority_set_on_other_processes_do_not_reach_the_next_run(sa
     assert seen == [untouched] * 4
 
 
+def test_limits_set_on_the_newest_other_process_do_not_reach_the_next_run(sandbox: Sandbox) -> None:
+    # In a warm pool the newest process but the program's own is the standby that runs the next request.
+    skip_local_reaching_the_host(sandbox)
+    probe = "import resource\nprint(resource.getrlimit(resource.RLIMIT_NOFILE))"
+    untouched = run_py(sandbox, probe).stdout_text
+    tamper = (
+        "import os, resource\n"
+        "others = [int(p) for p in os.listdir('/proc') if p.isdigit() and int(p) != os.getpid()]\n"
+        "resource.prlimit(max(others), resource.RLIMIT_NOFILE, (32, 32))"
+    )
+    run_py(sandbox, tamper)
+    assert [result.stdout_text for result in later_runs(sandbox, probe)] == [untouched] * 4
+
+
 def test_stopping_every_process_in_reach_does_not_break_the_next_runs(sandbox: Sandbox) -> None:
     skip_local_reaching_the_host(sandbox)
     stop_all = (

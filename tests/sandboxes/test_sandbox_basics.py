@@ -160,6 +160,17 @@ def test_pool_refuses_a_request_for_network_it_was_not_started_with() -> None:
 
 
 @needs_bwrap
+def test_pool_program_starts_only_once_the_next_standby_exists_from_the_first_run_on() -> None:
+    """The pool counts on it to end runs: every process a run starts gets a pid after the next standby's, so the
+    namespace's last pid tells whether the run's child was its only process."""
+    listing = "import os; print(len([p for p in os.listdir('/proc') if p.isdigit()]))"
+    for _ in range(5):
+        with bwrap_pool(PoolConfig(workers=1)) as pool:
+            seen = [pool.run(ExecRequest(command=("python3", "-c", listing))).stdout_text for _ in range(2)]
+        assert seen == ["4\n"] * 2  # the worker, the zygote, the run's child and the next standby
+
+
+@needs_bwrap
 def test_pool_runs_non_python_commands_by_exec() -> None:
     with bwrap_pool(PoolConfig(workers=1)) as pool:
         result = pool.run(ExecRequest(command=("/bin/sh", "-c", "echo $HOME; exit 5")))
