@@ -13,8 +13,8 @@ killed and reaped and `/work`, `/tmp`, `/dev/shm`, SysV IPC objects and POSIX me
 output pipes' sizes restored; each run's stdio are open files of its own) before the next request is read.
 What one run shares with the next on the same worker is only the zygote's start-up state (preloaded modules,
 read-only to a child) and the namespaces themselves; see `worker_main` for the list, and for what a program can do
-to the sandbox's own processes (kill, stop or re-limit them: the run gets `sandbox_error`, the worker is replaced,
-and a request it turned away is resent once to a fresh worker). Processes: the worker, the zygote and the next
+to the sandbox's own processes (kill, stop or re-limit them: a changed standby is replaced; a broken zygote or
+worker ends the worker, the run gets `sandbox_error`, and a request it turned away is resent once to a fresh one). Processes: the worker, the zygote and the next
 run's standby count against `Limits.max_processes` beside the program (RLIMIT_NPROC is per uid). Per-pool, not
 per-request: the network setting and the work dir size (`Limits.network`, `Limits.disk_bytes` of
 `PoolConfig.limits`).
