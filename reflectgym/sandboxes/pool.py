@@ -7,17 +7,17 @@ CPU. The pool keeps up to one worker per core, each inside its own isolation (bu
 from it at start-up forks each run's child *before* the request arrives (while the previous run executes), and the
 worker answers as soon as the program has reported, cleaning up before it reads the next request.
 
-Threat model: each worker has the isolation of its launcher (`bwrap`: see `reflectgym.sandboxes.bwrap`); within
-it, every run is a fresh forked child with the request's rlimits, and after each run every process of the run is
-killed and reaped and `/work`, `/tmp`, `/dev/shm`, SysV IPC objects and POSIX message queues are wiped (and the
-output pipes' sizes restored; each run's stdio are open files of its own) before the next request is read.
-What one run shares with the next on the same worker is only the zygote's start-up state (preloaded modules,
-read-only to a child) and the namespaces themselves; see `worker_main` for the list, and for what a program can do
-to the sandbox's own processes (kill, stop or re-limit them: a changed standby is replaced; a broken zygote or
-worker ends the worker, the run gets `sandbox_error`, and a request it turned away is resent once to a fresh one). Processes: the worker, the zygote and the next
-run's standby count against `Limits.max_processes` beside the program (RLIMIT_NPROC is per uid). Per-pool, not
-per-request: the network setting and the work dir size (`Limits.network`, `Limits.disk_bytes` of
-`PoolConfig.limits`).
+Threat model: each worker has the isolation of its launcher (`bwrap`: see `reflectgym.sandboxes.bwrap`); within it,
+every run is a fresh forked child with the request's rlimits, and after each run every process of the run is killed
+and reaped and `/work`, `/tmp`, `/dev/shm`, SysV IPC objects and POSIX message queues are wiped (and the output
+pipes' sizes restored; each run's stdio are open files of its own) before the next request is read. What one run
+shares with the next on the same worker is only the zygote's start-up state (preloaded modules, read-only to a
+child) and the namespaces themselves; see `worker_main` for the list, and for what a program can do to the sandbox's
+own processes (kill, stop or re-limit them: a changed standby is replaced; a broken zygote or worker ends the
+worker, the run gets `sandbox_error`, and a request it turned away is resent once to a fresh one). Processes: the
+worker, the zygote and the next run's standby count against `Limits.max_processes` beside the program (RLIMIT_NPROC
+is per uid). Per-pool, not per-request: the network setting and the work dir size (`Limits.network`,
+`Limits.disk_bytes` of `PoolConfig.limits`).
 
 The host treats everything a worker says as untrusted: replies are fixed structs and raw bytes with bounded sizes,
 never pickle. Every bubblewrap process the pool starts is reaped by the pool: workers are retired by killing their
