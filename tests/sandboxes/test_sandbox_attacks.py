@@ -40,6 +40,13 @@ def later_outputs(sandbox: Sandbox, probe: str) -> list[str]:
     return [result.stdout_text.strip() for result in later_runs(sandbox, probe)]
 
 
+def assert_attack_changes_no_later_run(sandbox: Sandbox, attack: str, probe: str) -> None:
+    """`probe` prints the same in each of `later_runs` after `attack` as it did before it."""
+    before = run_py(sandbox, probe).stdout_text
+    run_py(sandbox, attack)
+    assert [result.stdout_text for result in later_runs(sandbox, probe)] == [before] * 4
+
+
 def host_processes_with(token: str) -> list[int]:
     """Host pids whose command line contains `token` (the host sees every container and namespace)."""
     found = []
@@ -498,15 +505,14 @@ def test_limits_and_priority_set_on_other_processes_do_not_reach_the_next_run(sa
 def test_limits_set_on_the_newest_other_process_do_not_reach_the_next_run(sandbox: Sandbox) -> None:
     # In a warm pool the newest process but the program's own is the standby that runs the next request.
     skip_local_reaching_the_host(sandbox)
-    probe = "import resource\nprint(resource.getrlimit(resource.RLIMIT_NOFILE))"
-    untouched = run_py(sandbox, probe).stdout_text
     tamper = (
         "import os, resource\n"
         "others = [int(p) for p in os.listdir('/proc') if p.isdigit() and int(p) != os.getpid()]\n"
         "resource.prlimit(max(others), resource.RLIMIT_NOFILE, (32, 32))"
     )
-    run_py(sandbox, tamper)
-    assert [result.stdout_text for result in later_runs(sandbox, probe)] == [untouched] * 4
+    assert_attack_changes_no_later_run(
+        sandbox, tamper, "import resource\nprint(resource.getrlimit(resource.RLIMIT_NOFILE))"
+    )
 
 
 def test_stopping_every_process_in_reach_does_not_break_the_next_runs(sandbox: Sandbox) -> None:
@@ -668,7 +674,6 @@ def test_ipc_limits_rewritten_by_one_run_do_not_reach_the_next(sandbox: Sandbox)
     skip_local_reaching_the_host(sandbox)  # it would rewrite the host's own limits
     names = ("kernel/msgmni", "kernel/msgmnb", "kernel/sem", "kernel/shmmax", "fs/mqueue/queues_max")
     probe = f"print([open('/proc/sys/' + name).read().split() for name in {names!r}])"
-    before = run_py(sandbox, probe).stdout_text
     rewrite = (
         f"for name in {names!r}:\n"
         "    try:\n"
@@ -676,8 +681,7 @@ def test_ipc_limits_rewritten_by_one_run_do_not_reach_the_next(sandbox: Sandbox)
         "    except OSError:\n"
         "        pass"
     )
-    run_py(sandbox, rewrite)
-    assert [result.stdout_text for result in later_runs(sandbox, probe)] == [before] * 4
+    assert_attack_changes_no_later_run(sandbox, rewrite, probe)
 
 
 def test_locks_and_leases_set_on_stdin_end_with_the_run(sandbox: Sandbox) -> None:
