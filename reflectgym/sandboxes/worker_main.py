@@ -3,13 +3,12 @@
 This file runs *inside* the isolation (bubblewrap with `--as-pid-1`, or as a container's main process); the host
 starts `python3 -I -c BOOTSTRAP` (see `pool.worker_command`) and sends this source on stdin first, so it uses the
 standard library only and imports nothing of reflectgym. It refuses to run unless it is pid 1 of its own pid
-namespace (on the host, its clean-up would wipe `/work` and kill every process it may signal). It talks to the
-host over its stdin/stdout (moved to fds 3 and 4). A request is `>I` (length of the worker header), the worker
-header (`marshal`: file names and sizes, stdin size, wall and output limits, size of the child header), the child
-header (`marshal`, which the worker only forwards: argv, environment or None for the default one, rlimits, whether
-to run inline), then stdin
-and the file contents. A reply is one kind byte and a fixed struct: `RESULT` + stdout + stderr, `ERROR` + text,
-`READY`, or `RETIRED` (the request was not run: start a fresh worker and send it there).
+namespace (on the host, its clean-up would wipe `/work` and kill every process it may signal). It talks to the host
+over its stdin/stdout (moved to fds 3 and 4). A request is `>I` (length of the worker header), the worker header
+(`marshal`: file names and sizes, stdin size, wall and output limits, size of the child header), the child header
+(`marshal`, which the worker only forwards: argv, environment or None for the default one, rlimits, whether to run
+inline), then stdin and the file contents. A reply is one kind byte and a fixed struct: `RESULT` + stdout + stderr,
+`ERROR` + text, `READY`, or `RETIRED` (the request was not run: start a fresh worker and send it there).
 
 Three kinds of process:
 - the worker (pid 1): reads requests, writes the files into `/work`, collects output, replies, ends the run,
@@ -338,7 +337,7 @@ class Zygote:
         """
         wait_status, cpu = self.reap(child_pid)
         if not standby or self.counter < 0 or last_pid(self.counter) != standby:
-            standby = sweep(self.pid, standby)
+            sweep(self.pid, standby)
         usable = standby != 0 and process_state(standby) in RUNNABLE and self.pristine.intact(standby)
         if standby and not usable:  # SIGSTOPped, killed or changed by the run: replace it
             self.reap(standby)
@@ -606,7 +605,7 @@ def zygote_main(commands: int, answers: int, pipes: Pipes, pristine: Pristine) -
                     child(pipes, pristine)
                 os.write(pipes.gate, b"G")  # the running child may start its program now (see `Zygote.spare`)
                 os.write(answers, FORKED.pack(pid))
-            elif kind == KILL:  # (a program may change this zygote's attributes: each child checks what it inherits)
+            elif kind == KILL:  # (a program may change this zygote's attributes: the worker checks every standby's)
                 os.write(answers, REAPED.pack(*kill_and_reap(pid)))
             else:
                 return
@@ -668,9 +667,9 @@ def kill_and_reap(pid: int) -> tuple[int, int, float]:
     return 1, wait_status, usage.ru_utime + usage.ru_stime
 
 
-def sweep(zygote: int, standby: int) -> int:
+def sweep(zygote: int, standby: int) -> None:
     """In the worker, once the run's child is reaped: SIGKILL every process but this one, the zygote and `standby`
-    until none is left, reaping them; returns `standby`.
+    until none is left, reaping them.
 
     Every other process of a run is an orphan by now, or becomes one when its parent dies, and so the worker's
     (pid 1) to reap. A killed process cannot fork any more, and one forked before its parent was killed shows up in
@@ -680,7 +679,7 @@ def sweep(zygote: int, standby: int) -> int:
     for _ in range(MAX_SWEEPS):
         victims = [int(entry) for entry in os.listdir("/proc") if entry.isdigit() and int(entry) not in spared]
         if not victims:
-            return standby
+            return
         for pid in victims:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
