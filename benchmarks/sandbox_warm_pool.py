@@ -7,8 +7,9 @@ Side by side in one run, on the same HumanEval-style program (a function plus it
   left to this process on more than 8 cores);
 - `docker`: the Docker warm pool, sized the same way, when an engine answers.
 The baseline and the pool alternate for `--rounds` rounds at each concurrency, so a change in the machine's speed
-(another job starting) hits both; each row reports the median round. Prints the load average before and after,
-runs per second and each row's ratio to the baseline at the same concurrency.
+(another job starting) hits both; each row reports the median round, and the pool's ratio in each round (to the
+baseline of the same round) follows the table. Prints the load average before and after, runs per second and each
+row's ratio to the baseline at the same concurrency.
 
 Run: .venv/bin/python benchmarks/sandbox_warm_pool.py [--runs N] [--rounds R]
 """
@@ -97,6 +98,7 @@ def main() -> None:
     cores = os.cpu_count() or 1
     load_before = os.getloadavg()
     rows: list[tuple[str, int, float]] = []
+    round_ratios: dict[int, list[float]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         (work / "main.py").write_text(PROGRAM)
@@ -107,6 +109,7 @@ def main() -> None:
                 for _ in range(args.rounds):
                     baseline.append(rate(lambda: fresh_subprocess(work), args.runs // 4, concurrency))
                     pooled.append(rate(checked(pool.run), args.runs, workers))
+            round_ratios[concurrency] = [pool / base for pool, base in zip(pooled, baseline, strict=True)]
             rows += [
                 (BASELINE, concurrency, statistics.median(baseline)),
                 (POOL, concurrency, statistics.median(pooled)),
@@ -135,6 +138,11 @@ def main() -> None:
     for name, concurrency, per_second in sorted(rows, key=lambda row: (row[0] != BASELINE, row[0] != POOL)):
         ratio = per_second / baseline_rate[concurrency]
         print(f"{name:40s} {concurrency:4d} {per_second:9.1f} {1000 / per_second:8.2f} {ratio:11.2f}x")
+    for concurrency, ratios in round_ratios.items():
+        print(
+            f"pool against the baseline, round by round, concurrency {concurrency}: "
+            + " ".join(f"{r:.2f}x" for r in ratios)
+        )
 
 
 if __name__ == "__main__":
