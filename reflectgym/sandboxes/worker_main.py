@@ -328,7 +328,7 @@ class Zygote:
     def end_run(self, child_pid: int, standby: int) -> tuple[int, float, bool]:
         """Kill and reap every process but the worker, the zygote and `standby` (0: none), then put back what the
         run changed of the shared stdio: the child's wait status and CPU seconds, and whether `standby` is still
-        usable (a stopped one, or one whose inherited attributes were changed, is killed).
+        usable (a stopped one, one with a signal pending, or one whose inherited attributes were changed, is killed).
 
         The program starts only once `standby` exists (see `child`), so every other process of the run has a pid
         given out after the standby's: if the namespace's last pid is still the standby's once the child is
@@ -338,8 +338,8 @@ class Zygote:
         wait_status, cpu = self.reap(child_pid)
         if not standby or self.counter < 0 or last_pid(self.counter) != standby:
             sweep(self.pid, standby)
-        usable = standby != 0 and process_state(standby) in RUNNABLE and self.pristine.intact(standby)
-        if standby and not usable:  # SIGSTOPped, killed or changed by the run: replace it
+        usable = standby != 0 and unsignalled(standby) and self.pristine.intact(standby)
+        if standby and not usable:  # stopped, signalled, killed or changed by the run: replace it
             self.reap(standby)
         self.stdio.restore()  # every process of the run is dead: none can change them again
         return wait_status, cpu, usable
@@ -699,6 +699,26 @@ def open_pid_counter() -> int:
 def last_pid(counter: int) -> int:
     """The last pid given out in this pid namespace."""
     return int(os.pread(counter, 32, 0))
+
+
+def unsignalled(pid: int) -> bool:
+    """Whether process `pid` is alive, neither stopped nor traced, and has no signal pending.
+
+    Once every other process of a run is dead, nothing can signal the standby any more, but what the run sent it
+    may not have been acted on yet (the standby has not run since): a SIGSTOP still pending would stop it only
+    once it has its request, and that run would wait out its wall limit before going to a fresh worker.
+    """
+    try:
+        fd = os.open(f"/proc/{pid}/status", os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        status = os.read(fd, 16384)
+    finally:
+        os.close(fd)
+    state = status.partition(b"\nState:\t")[2][:1]
+    pending = [status.partition(field)[2].partition(b"\n")[0] for field in (b"\nSigPnd:\t", b"\nShdPnd:\t")]
+    return state in RUNNABLE and all(mask and not mask.strip(b"0") for mask in pending)
 
 
 def process_state(pid: int) -> bytes:

@@ -4,6 +4,7 @@ them, and a worker turns away what it cannot run cleanly."""
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -17,6 +18,7 @@ from reflectgym.sandboxes import BwrapSandbox, ExecRequest, ExecStatus, Limits, 
 from reflectgym.sandboxes import bwrap as bwrap_module
 from reflectgym.sandboxes.bwrap import bwrap_unavailable_reason
 from reflectgym.sandboxes.pool import WORKER_SOURCE, PipeChannel, WarmPool
+from reflectgym.sandboxes.worker_main import process_state, unsignalled
 
 pytestmark = pytest.mark.skipif(bwrap_unavailable_reason() is not None, reason=str(bwrap_unavailable_reason()))
 HELLO = ExecRequest(command=("python3", "-c", "print('hello')"))
@@ -122,3 +124,35 @@ def test_each_worker_of_a_pool_is_kept_on_a_cpu_of_its_own() -> None:
     assert seen <= {(cpu,) for cpu in os.sched_getaffinity(0)}
     with bwrap_pool(PoolConfig(workers=2, pin_workers=False)) as pool:
         assert all(os.sched_getaffinity(pid) == os.sched_getaffinity(0) for pid in sandbox_inits(pool))
+
+
+def test_a_standby_counts_as_ready_only_if_running_and_no_signal_is_pending() -> None:
+    """The worker's check of the next standby: a SIGSTOP the standby has not acted on yet shows only as pending."""
+    blocking = (
+        "import signal, time\nsignal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR1})\nprint(flush=True)\n"
+        "time.sleep(30)"
+    )
+    process = subprocess.Popen([sys.executable, "-c", blocking], stdout=subprocess.PIPE)
+    try:
+        assert process.stdout is not None and process.stdout.readline() == b"\n"
+        assert unsignalled(process.pid)
+        os.kill(process.pid, signal.SIGUSR1)  # blocked: stays pending, as a SIGSTOP does until the process runs
+        assert not unsignalled(process.pid)
+    finally:
+        process.kill()
+        process.wait()
+    assert not unsignalled(process.pid)  # gone
+    process = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        os.kill(process.pid, signal.SIGSTOP)
+        deadline = time.perf_counter() + 5
+        while process_state(process.pid) != b"T" and time.perf_counter() < deadline:
+            time.sleep(0.01)
+        assert not unsignalled(process.pid)
+        os.kill(process.pid, signal.SIGCONT)
+        while process_state(process.pid) == b"T" and time.perf_counter() < deadline:
+            time.sleep(0.01)
+        assert unsignalled(process.pid)
+    finally:
+        process.kill()
+        process.wait()

@@ -16,7 +16,10 @@ from reflectgym.sandboxes import ExecRequest, ExecResult, ExecStatus, Limits, Sa
 RUNS = 160
 SHORT = Limits(wall_seconds=1.0, cpu_seconds=1.0)
 GRACE_SECONDS = 8.0
-"""A run may take this much past its wall limit (a worker being replaced) before it counts as stuck."""
+"""A hostile run may take this much past its wall limit (a worker being replaced) before it counts as stuck."""
+CLEAN_SECONDS = 5.0
+"""A clean run taking longer waited for something (its wall limit is twice that), e.g. for a standby that a
+hostile run stopped, taken for ready."""
 
 CLEAN = """
 import os, sys
@@ -45,6 +48,10 @@ ATTACKS: dict[str, tuple[str, frozenset[ExecStatus]]] = {
     "stop_all": (
         f"import os\nfor pid in {IN_REACH}:\n    try:\n        os.kill(pid, 19)\n    except OSError:\n        pass",
         frozenset({ExecStatus.OK, ExecStatus.SANDBOX_ERROR}),
+    ),
+    "stop_newest": (  # the next run's standby: the signal may still be pending when the run is over
+        "import os\nos.kill(max(int(p) for p in os.listdir('/proc') if p.isdigit() and int(p) != os.getpid()), 19)",
+        frozenset({ExecStatus.OK}),
     ),
     "relimit": (
         f"import os, resource\nfor pid in {IN_REACH}:\n    try:\n        resource.prlimit(pid, resource.RLIMIT_NPROC,"
@@ -81,7 +88,10 @@ def request(kind: str, rng: random.Random) -> tuple[ExecRequest, bytes]:
     """The request of one run of `kind`: "clean", an attack, or "exec:orphans" (the orphans of an exec'd program)."""
     if kind == "clean":
         stdin = rng.randbytes(rng.randrange(3000))
-        return ExecRequest(command=("python3", "main.py"), files={"main.py": CLEAN.encode()}, stdin=stdin), stdin
+        limits = Limits(wall_seconds=2 * CLEAN_SECONDS)
+        return ExecRequest(
+            command=("python3", "main.py"), files={"main.py": CLEAN.encode()}, stdin=stdin, limits=limits
+        ), stdin
     name = kind.removeprefix("exec:")
     command = ("python3", "-I", "main.py") if kind.startswith("exec:") else ("python3", "main.py")
     return ExecRequest(command=command, files={"main.py": ATTACKS[name][0].encode()}, limits=SHORT), b""
@@ -89,8 +99,7 @@ def request(kind: str, rng: random.Random) -> tuple[ExecRequest, bytes]:
 
 def problem(kind: str, stdin: bytes, result: ExecResult, seconds: float) -> str | None:
     """What is wrong with a run's result, if anything."""
-    wall = Limits().wall_seconds if kind == "clean" else SHORT.wall_seconds
-    if seconds > wall + GRACE_SECONDS:
+    if seconds > (CLEAN_SECONDS if kind == "clean" else SHORT.wall_seconds + GRACE_SECONDS):
         return f"{kind} took {seconds:.1f} s"
     if kind == "clean":
         seen = f"4 [] [] ['main.py'] {len(stdin)} {sum(stdin) % 9973}\n"
