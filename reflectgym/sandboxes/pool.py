@@ -325,7 +325,7 @@ class Worker:
             stdout_truncated=bool(flags & wire.STDOUT_TRUNCATED),
             stderr_truncated=bool(flags & wire.STDERR_TRUNCATED),
             wall_seconds=wall,
-            cpu_seconds=cpu,
+            cpu_seconds=plausible_cpu(cpu, wall),
             killed_for_wall=bool(flags & wire.KILLED_FOR_WALL),
             oom_suspected=self.launcher.sigkill_means_oom and returncode == -9,
         )
@@ -339,6 +339,16 @@ class Worker:
         if size > MAX_ERROR_BYTES:
             return f"error reply of {size} bytes"
         return self.channel.receive(size, deadline).decode(errors="replace")[-500:]
+
+
+def plausible_cpu(reported: float, wall_seconds: float) -> float:
+    """CPU seconds as a number the run could have used: between 0 and its wall time on every CPU (0 for NaN).
+
+    A run that ends on its own reports its CPU time itself (the worker answers before reaping it), so a program can
+    forge it, as it can its exit code; this keeps a forged NaN, negative or absurd figure out of what callers
+    aggregate. Its limits do not depend on it: the kernel enforces RLIMIT_CPU."""
+    ceiling = wall_seconds * (os.cpu_count() or 1)
+    return min(max(reported, 0.0), ceiling) if math.isfinite(reported) else 0.0
 
 
 def worker_command(python: str, preload: Sequence[str], cpu: int | None = None) -> list[str]:

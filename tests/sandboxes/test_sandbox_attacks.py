@@ -367,6 +367,19 @@ def test_a_forged_exit_report_then_a_fork_leaves_no_process(sandbox: Sandbox) ->
     assert host_processes_with(token) == []
 
 
+def test_a_forged_cpu_time_stays_a_plausible_number(sandbox: Sandbox) -> None:
+    """Where the program reports its own CPU time (the pool's fd 4), a forged NaN, negative or huge figure must not
+    reach the result. (Elsewhere the write fails and the run just sleeps.)"""
+    for forged in ("float('nan')", "-5.0", "1e300"):
+        code = (
+            f"import os, struct, time\ntry:\n    os.write(4, struct.pack('<id', 0, {forged}))\nexcept OSError:\n"
+            "    pass\ntime.sleep(0.5)  # (the pool answers at the report and ends the run)"
+        )
+        result = run_py(sandbox, code)
+        assert result.status is ExecStatus.OK
+        assert 0.0 <= result.cpu_seconds <= result.wall_seconds * (os.cpu_count() or 1)
+
+
 def test_killing_the_sandbox_parent_does_not_break_the_sandbox(sandbox: Sandbox) -> None:
     run_py(sandbox, "import os, signal\nos.kill(os.getppid(), signal.SIGKILL)")
     assert os.getpid() > 0  # the test process itself is still here
