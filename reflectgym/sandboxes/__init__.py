@@ -1,8 +1,8 @@
 """Sandboxes: run untrusted programs under limits, with backends chosen by name.
 
-`get_sandbox("bwrap" | "pool" | "docker" | "local" | "auto")` returns a `Sandbox`; `run(ExecRequest)` returns an
-`ExecResult` whose `status` says how the run ended. Each backend's module states its threat model; this package
-imports nothing else of reflectgym.
+`get_sandbox("bwrap" | "pool" | "docker" | "local" | "auto")` returns a `Sandbox` (a context manager that closes it);
+`run(ExecRequest)` returns an `ExecResult` whose `status` says how the run ended. Each backend's module states its
+threat model; this package imports nothing else of reflectgym.
 """
 
 from reflectgym.sandboxes.bwrap import BwrapConfig, BwrapSandbox
@@ -16,6 +16,7 @@ from reflectgym.sandboxes.types import (
     ExecStatus,
     Isolation,
     Limits,
+    ManagedSandbox,
     Sandbox,
     SandboxError,
 )
@@ -32,6 +33,7 @@ __all__ = [
     "LocalConfig",
     "LocalSandbox",
     "LocalSandboxWarning",
+    "ManagedSandbox",
     "PoolConfig",
     "PythonTestReport",
     "Sandbox",

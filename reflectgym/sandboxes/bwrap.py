@@ -45,7 +45,7 @@ from reflectgym.sandboxes.outcome import RawOutcome, classify
 from reflectgym.sandboxes.process import SpawnOptions, run_process
 from reflectgym.sandboxes.rlimits import prlimit_argv, rlimit_table
 from reflectgym.sandboxes.seccomp import bwrap_seccomp
-from reflectgym.sandboxes.types import ExecRequest, ExecResult, Isolation, SandboxError
+from reflectgym.sandboxes.types import ClosedOnExit, ExecRequest, ExecResult, Isolation, SandboxError
 
 WORK_DIR = "/work"
 TMP_DIR = "/tmp"
@@ -189,7 +189,7 @@ def bwrap_unavailable_reason(bwrap: str = "bwrap") -> str | None:
     return None
 
 
-class BwrapSandbox:
+class BwrapSandbox(ClosedOnExit):
     """Runs each request in a fresh bubblewrap sandbox (see the module docstring for what that covers)."""
 
     name = "bwrap"

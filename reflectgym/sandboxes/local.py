@@ -27,7 +27,7 @@ from reflectgym.sandboxes.environment import default_python, program_env, resolv
 from reflectgym.sandboxes.outcome import classify
 from reflectgym.sandboxes.process import SpawnOptions, run_process
 from reflectgym.sandboxes.rlimits import apply_rlimits, rlimit_table
-from reflectgym.sandboxes.types import ExecRequest, ExecResult, Isolation, SandboxError
+from reflectgym.sandboxes.types import ClosedOnExit, ExecRequest, ExecResult, Isolation, SandboxError
 
 UID_BASE = 1_700_000_000
 """First uid of the range `local` hands out to runs when started as root (no account uses it)."""
@@ -49,7 +49,7 @@ class LocalConfig:
     """Set when the code is your own; otherwise choosing `local` warns that it is not a security boundary."""
 
 
-class LocalSandbox:
+class LocalSandbox(ClosedOnExit):
     """Runs each request as a host subprocess under rlimits (see the module docstring for what that covers)."""
 
     name = "local"

@@ -62,7 +62,15 @@ from reflectgym.sandboxes.environment import PYTHON_NAMES, program_env, resolve_
 from reflectgym.sandboxes.outcome import RawOutcome, classify
 from reflectgym.sandboxes.rlimits import rlimit_table
 from reflectgym.sandboxes.seccomp import bwrap_seccomp
-from reflectgym.sandboxes.types import ExecRequest, ExecResult, ExecStatus, Isolation, Limits, SandboxError
+from reflectgym.sandboxes.types import (
+    ClosedOnExit,
+    ExecRequest,
+    ExecResult,
+    ExecStatus,
+    Isolation,
+    Limits,
+    SandboxError,
+)
 
 WORKER_SOURCE = (Path(__file__).parent / "worker_main.py").read_bytes()
 BOOTSTRAP = (
@@ -451,7 +459,7 @@ class _Slot:
         self.worker: Worker | None = None
 
 
-class WarmPool:
+class WarmPool(ClosedOnExit):
     """Runs requests on warm sandboxed workers, up to `PoolConfig.workers` at once."""
 
     def __init__(self, launcher: WorkerLauncher, config: PoolConfig | None = None, python: str = "python3") -> None:
@@ -523,12 +531,6 @@ class WarmPool:
         for slot in self._slots:
             self._retire(slot)
         self.launcher.close()
-
-    def __enter__(self) -> WarmPool:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
 
     def _ensure_started(self, slot: _Slot) -> Worker:
         if slot.worker is None:

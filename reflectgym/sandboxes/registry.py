@@ -12,22 +12,22 @@ from collections.abc import Callable
 
 from reflectgym.sandboxes.bwrap import BwrapSandbox, bwrap_unavailable_reason
 from reflectgym.sandboxes.local import LocalSandbox
-from reflectgym.sandboxes.types import Sandbox, SandboxError
+from reflectgym.sandboxes.types import ManagedSandbox, SandboxError
 
 
-def _pool() -> Sandbox:
+def _pool() -> ManagedSandbox:
     from reflectgym.sandboxes.pool import bwrap_pool
 
     return bwrap_pool()
 
 
-def _docker() -> Sandbox:
+def _docker() -> ManagedSandbox:
     from reflectgym.sandboxes.docker_pool import docker_pool
 
     return docker_pool()
 
 
-BACKENDS: dict[str, Callable[[], Sandbox]] = {
+BACKENDS: dict[str, Callable[[], ManagedSandbox]] = {
     "bwrap": BwrapSandbox,
     "pool": _pool,
     "docker": _docker,
@@ -36,7 +36,7 @@ BACKENDS: dict[str, Callable[[], Sandbox]] = {
 """Name -> factory with default settings; each backend's module documents its threat model."""
 
 
-def get_sandbox(name: str) -> Sandbox:
+def get_sandbox(name: str) -> ManagedSandbox:
     """The backend called `name` with default settings (`auto` = `default_sandbox()`).
 
     Raises:
@@ -50,7 +50,7 @@ def get_sandbox(name: str) -> Sandbox:
     return BACKENDS[name]()
 
 
-def default_sandbox() -> Sandbox:
+def default_sandbox() -> ManagedSandbox:
     """`bwrap` where it works; otherwise `local`, with a warning that says why."""
     reason = bwrap_unavailable_reason()
     if reason is None:

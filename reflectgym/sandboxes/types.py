@@ -9,7 +9,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from typing import Protocol, Self, runtime_checkable
 
 MIB = 1024 * 1024
 
@@ -144,7 +144,10 @@ class ExecResult:
 
 @runtime_checkable
 class Sandbox(Protocol):
-    """Runs untrusted programs under limits; a backend states its isolation level."""
+    """Runs untrusted programs under limits; a backend states its isolation level.
+
+    The built-in backends are also context managers (`ManagedSandbox`); `contextlib.closing` makes any `Sandbox` one.
+    """
 
     name: str
     isolation: Isolation
@@ -160,3 +163,25 @@ class Sandbox(Protocol):
     def close(self) -> None:
         """Release whatever the backend holds (workers, containers); idempotent."""
         ...
+
+
+class ManagedSandbox(Sandbox, Protocol):
+    """A `Sandbox` that is also a context manager: `with get_sandbox("bwrap") as sandbox:` closes it at the end."""
+
+    def __enter__(self) -> Self: ...
+
+    def __exit__(self, *exc_info: object) -> None: ...
+
+
+class _Closable(Protocol):
+    def close(self) -> None: ...
+
+
+class ClosedOnExit:
+    """Makes a backend a `ManagedSandbox`: the `with` block ends with `close()`."""
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self: _Closable, *exc_info: object) -> None:
+        self.close()

@@ -87,6 +87,17 @@ def test_python_test_harness_passes_a_correct_program(sandbox: Sandbox) -> None:
     assert report.passed, report
 
 
+@needs_bwrap
+@pytest.mark.parametrize("name", ["local", "bwrap", "pool"])
+@pytest.mark.filterwarnings("ignore::reflectgym.sandboxes.LocalSandboxWarning")
+def test_every_backend_is_a_context_manager_that_closes(name: str) -> None:
+    with get_sandbox(name) as sandbox:
+        assert sandbox.run(ExecRequest(command=("python3", "-c", "print(7)"))).stdout_text == "7\n"
+    if name == "pool":
+        with pytest.raises(SandboxError, match="closed"):
+            sandbox.run(ExecRequest(command=("python3", "-c", "print(7)")))
+
+
 def test_request_rejects_paths_outside_the_work_dir() -> None:
     for bad in ("/etc/passwd", "../x", "a/../../b", ""):
         with pytest.raises(ValueError):
