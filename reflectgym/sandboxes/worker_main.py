@@ -52,6 +52,7 @@ the next standby's once every process of the run is dead (a standby forked by a 
 change), and a changed one ends the worker; the request it turned away is resent to a fresh worker.
 """
 
+import atexit
 import contextlib
 import ctypes
 import fcntl
@@ -464,7 +465,7 @@ def rehearse(rounds: int) -> None:
                 request = marshal.loads(header)
                 set_environment(request["env"], saved_env)
                 install_stdio()
-                run_inline(*load_inline(request["argv"]))
+                run_inline(*load_inline(request["argv"]), finalize=False)  # (the worker's atexit callbacks stay)
                 sys.argv, sys.path[:] = saved_argv, saved_path
     finally:
         os.environ.clear()
@@ -853,8 +854,14 @@ def load_inline(argv: list[str]) -> tuple[types.CodeType | BaseException, str]:
         return error, filename
 
 
-def run_inline(program: types.CodeType | BaseException, filename: str) -> int:
-    """Run a program `load_inline` compiled in this interpreter as `__main__`; returns the exit code."""
+def run_inline(program: types.CodeType | BaseException, filename: str, finalize: bool = True) -> int:
+    """Run a program `load_inline` compiled in this interpreter as `__main__`; returns the exit code.
+
+    With `finalize`, the run then ends as the interpreter's exit would, as far as a program can see: its threads are
+    waited for and its `atexit` callbacks run (`wait_and_run_exit_callbacks`), then `__main__`'s globals are
+    dropped, the latest first, so that what they held is finalised with the rest still in place (a file object
+    flushes what it buffered, a `__del__` runs and can still use the globals). Unlike the interpreter's exit no
+    collection follows: a `__del__` in a reference cycle among the program's own objects does not run."""
     module = types.ModuleType("__main__")
     module.__dict__["__builtins__"] = __builtins__
     if filename != "<string>":  # `python3 -c` leaves `__file__` undefined
@@ -874,12 +881,30 @@ def run_inline(program: types.CodeType | BaseException, filename: str) -> int:
     except BaseException as error:
         traceback.print_exception(type(error), error, error.__traceback__.tb_next if error.__traceback__ else None)
         code = 1
+    if finalize:
+        wait_and_run_exit_callbacks()
+        namespace = module.__dict__
+        for name in reversed([name for name in namespace if name != "__builtins__"]):
+            namespace[name] = None  # (what a __del__ raises is printed and ignored, as at exit)
     try:
         sys.stdout.flush()
         sys.stderr.flush()
     except BaseException:
         code = code or 120
     return code
+
+
+def wait_and_run_exit_callbacks() -> None:
+    """What the interpreter does first at exit: wait for the non-daemon threads (`threading._shutdown`, which also
+    ends a `concurrent.futures` executor left open), then run the `atexit` callbacks (and so `weakref.finalize`).
+    What they raise goes to stderr, as at exit."""
+    threading = sys.modules.get("threading")
+    if threading is not None:
+        try:
+            threading._shutdown()  # type: ignore[attr-defined]  (what the interpreter's exit calls)
+        except BaseException:
+            traceback.print_exc()
+    atexit._run_exitfuncs()
 
 
 def report(code: int) -> None:

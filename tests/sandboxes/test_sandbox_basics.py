@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -14,6 +15,7 @@ from reflectgym.sandboxes import (
     BwrapConfig,
     BwrapSandbox,
     ExecRequest,
+    ExecResult,
     ExecStatus,
     Limits,
     PoolConfig,
@@ -96,6 +98,47 @@ def test_every_backend_is_a_context_manager_that_closes(name: str) -> None:
     if name == "pool":
         with pytest.raises(SandboxError, match="closed"):
             sandbox.run(ExecRequest(command=("python3", "-c", "print(7)")))
+
+
+EXIT_SEMANTICS = {
+    "thread": (
+        "import threading, time\ndef w():\n    time.sleep(0.1)\n    print('thread')\nthreading.Thread(target=w).start()"
+    ),
+    "thread_raises": (
+        "import threading\ndef w():\n    raise ValueError('boom')\nthreading.Thread(target=w, name='T').start()"
+    ),
+    "daemon_thread": "import threading, time\nthreading.Thread(target=time.sleep, args=(30,), daemon=True).start()",
+    "executor": (
+        "import concurrent.futures as f, time\nf.ThreadPoolExecutor(2).submit(lambda: (time.sleep(0.1), print('task')))"
+    ),
+    "atexit": "import atexit, sys\natexit.register(print, 'bye')\natexit.register(lambda: 1 / 0)\nsys.exit(4)",
+    "atexit_after_error": "import atexit\natexit.register(print, 'bye')\n1 / 0",
+    "finalize": "import weakref\nclass A:\n    pass\na = A()\nweakref.finalize(a, print, 'finalized')",
+    "del": "class A:\n    def __del__(self):\n        print('del', _private, b)\n_private = 1\nb = 2\na = A()",
+    "unflushed_file": "import os\nout = os.fdopen(1, 'w', closefd=False)\nout.write('buffered')",
+    "unflushed_files_in_a_function": (
+        "def main():\n    global files\n    files = [open(1, 'w', closefd=False) for _ in range(2)]\n"
+        "    files[0].write('first')\n    files[1].write('second')\nmain()"
+    ),
+}
+"""Programs whose output depends on what the interpreter does once the main module is done."""
+
+
+@needs_bwrap
+@pytest.mark.parametrize("sandbox", ["pool", pytest.param("docker", marks=pytest.mark.docker)], indirect=True)
+@pytest.mark.parametrize("program", sorted(EXIT_SEMANTICS))
+def test_a_pool_ends_a_program_as_a_fresh_interpreter_does(sandbox: Sandbox, program: str) -> None:
+    """Its threads are waited for, its atexit callbacks and finalizers run, what its globals hold is finalised: the
+    pool's in-process runs end as `python3 main.py` does (checked against a fresh interpreter in a one-shot
+    sandbox)."""
+    request = ExecRequest(command=("python3", "main.py"), files={"main.py": EXIT_SEMANTICS[program].encode()})
+    fresh, pooled = BwrapSandbox().run(request), sandbox.run(request)
+
+    def seen(result: ExecResult) -> tuple[object, ...]:
+        stderr = re.sub(r" at 0x[0-9a-f]+", "", result.stderr_text)
+        return result.status, result.exit_code, result.stdout_text, stderr
+
+    assert seen(pooled) == seen(fresh)
 
 
 def test_request_rejects_paths_outside_the_work_dir() -> None:
