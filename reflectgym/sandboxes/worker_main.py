@@ -595,6 +595,9 @@ def zygote_main(commands: int, answers: int, pipes: Pipes, pristine: Pristine) -
         os.dup2(pipes.stderr_w, 2)
         install_stdio()
         signal.signal(signal.SIGINT, signal.default_int_handler)  # every child's, as in a fresh interpreter
+        # A program's module runs below this chain, `child` and `run_inline`, and two more re-entries of the
+        # interpreter than a fresh one's (the bootstrap's `exec` and `run_inline`'s):
+        match_recursion_headroom(frame_depth() + 2 + 2 * exec_recursion_cost())
         prefer_for_oom_kill(ctypes.CDLL(None))
         while True:
             order = os.read(commands, ORDER.size)
@@ -775,6 +778,9 @@ def child(pipes: Pipes, pristine: Pristine) -> None:
             os._exit(1)
         if program is not None:
             code = run_inline(*program)
+            if code < 0:  # ended by a signal, as the interpreter does on an uncaught KeyboardInterrupt
+                signal.signal(-code, signal.SIG_DFL)
+                os.kill(os.getpid(), -code)
             report(code)
         else:
             for number in (signal.SIGINT, signal.SIGPIPE, signal.SIGXFSZ):
@@ -855,7 +861,8 @@ def load_inline(argv: list[str]) -> tuple[types.CodeType | BaseException, str]:
 
 
 def run_inline(program: types.CodeType | BaseException, filename: str, finalize: bool = True) -> int:
-    """Run a program `load_inline` compiled in this interpreter as `__main__`; returns the exit code.
+    """Run a program `load_inline` compiled in this interpreter as `__main__`; returns the exit code, or minus the
+    signal the process must end by (SIGINT after an uncaught KeyboardInterrupt, as the interpreter does).
 
     With `finalize`, the run then ends as the interpreter's exit would, as far as a program can see: its threads are
     waited for and its `atexit` callbacks run (`wait_and_run_exit_callbacks`), then `__main__`'s globals are
@@ -880,7 +887,7 @@ def run_inline(program: types.CodeType | BaseException, filename: str, finalize:
         code = exit_code_of(stop)
     except BaseException as error:
         traceback.print_exception(type(error), error, error.__traceback__.tb_next if error.__traceback__ else None)
-        code = 1
+        code = -signal.SIGINT if isinstance(error, KeyboardInterrupt) else 1
     if finalize:
         wait_and_run_exit_callbacks()
         namespace = module.__dict__
@@ -892,6 +899,53 @@ def run_inline(program: types.CodeType | BaseException, filename: str, finalize:
     except BaseException:
         code = code or 120
     return code
+
+
+def frame_depth() -> int:
+    """How many Python frames the caller runs in (itself included)."""
+    frame, depth = sys._getframe(1), 0
+    while frame is not None:
+        frame, depth = frame.f_back, depth + 1
+    return depth
+
+
+def exec_recursion_cost() -> int:
+    """What re-entering the interpreter (an `exec`) costs against the recursion limit beyond the frame it runs: 1 on
+    3.11, where C-level calls count too, 0 from 3.12, where only Python frames do. Measured, once."""
+
+    def headroom(depth: int = 0) -> int:
+        try:
+            return headroom(depth + 1)
+        except RecursionError:
+            return depth
+
+    namespace: dict[str, object] = {"headroom": headroom}
+    exec("inside = headroom()", namespace)
+    inside = namespace["inside"]
+    assert isinstance(inside, int)
+    return headroom() - inside - 1
+
+
+def match_recursion_headroom(extra: int) -> None:
+    """In the zygote: give every program the recursion headroom of a fresh interpreter, where its module is the
+    first frame; here it runs `extra` frames deeper. The limit is raised by that much and `sys.getrecursionlimit`
+    and `sys.setrecursionlimit` are replaced by functions that hide the offset."""
+    get_limit, set_limit = sys.getrecursionlimit, sys.setrecursionlimit
+
+    def getrecursionlimit() -> int:
+        """Return the current value of the recursion limit."""
+        return get_limit() - extra
+
+    def setrecursionlimit(limit: int, /) -> None:
+        """Set the maximum depth of the Python interpreter stack to `limit`."""
+        if not isinstance(limit, int):
+            raise TypeError(f"'{type(limit).__name__}' object cannot be interpreted as an integer")
+        if limit < 1:
+            raise ValueError("recursion limit must be greater or equal than 1")
+        set_limit(limit + extra)
+
+    set_limit(get_limit() + extra)
+    sys.getrecursionlimit, sys.setrecursionlimit = getrecursionlimit, setrecursionlimit
 
 
 def wait_and_run_exit_callbacks() -> None:

@@ -100,7 +100,16 @@ def test_every_backend_is_a_context_manager_that_closes(name: str) -> None:
             sandbox.run(ExecRequest(command=("python3", "-c", "print(7)")))
 
 
-EXIT_SEMANTICS = {
+DEEPEST = (
+    "import sys\ndef f(n):\n    return 0 if n == 0 else 1 + f(n - 1)\ndeepest = 0\n"
+    "for n in range(sys.getrecursionlimit() - 20, sys.getrecursionlimit() + 1):\n    try:\n        f(n)\n"
+    "    except RecursionError:\n        break\n    deepest = n\nprint(sys.getrecursionlimit(), deepest)\n"
+)
+"""Prints the recursion limit and the deepest recursion that fits under it."""
+FRESH_INTERPRETER = {
+    "recursion": DEEPEST,
+    "raised_recursion_limit": "import sys\nsys.setrecursionlimit(1500)\n" + DEEPEST,
+    "keyboard_interrupt": "import atexit\natexit.register(print, 'bye')\nraise KeyboardInterrupt",
     "thread": (
         "import threading, time\ndef w():\n    time.sleep(0.1)\n    print('thread')\nthreading.Thread(target=w).start()"
     ),
@@ -121,17 +130,18 @@ EXIT_SEMANTICS = {
         "    files[0].write('first')\n    files[1].write('second')\nmain()"
     ),
 }
-"""Programs whose output depends on what the interpreter does once the main module is done."""
+"""Programs whose outcome depends on how the interpreter runs the main module: how deep it may recurse, and what
+happens once it is done."""
 
 
 @needs_bwrap
 @pytest.mark.parametrize("sandbox", ["pool", pytest.param("docker", marks=pytest.mark.docker)], indirect=True)
-@pytest.mark.parametrize("program", sorted(EXIT_SEMANTICS))
-def test_a_pool_ends_a_program_as_a_fresh_interpreter_does(sandbox: Sandbox, program: str) -> None:
-    """Its threads are waited for, its atexit callbacks and finalizers run, what its globals hold is finalised: the
-    pool's in-process runs end as `python3 main.py` does (checked against a fresh interpreter in a one-shot
-    sandbox)."""
-    request = ExecRequest(command=("python3", "main.py"), files={"main.py": EXIT_SEMANTICS[program].encode()})
+@pytest.mark.parametrize("program", sorted(FRESH_INTERPRETER))
+def test_a_pool_runs_a_program_as_a_fresh_interpreter_does(sandbox: Sandbox, program: str) -> None:
+    """The pool's in-process runs behave as `python3 main.py` in a fresh interpreter (a one-shot sandbox): the
+    same recursion headroom, an uncaught KeyboardInterrupt ending the process by SIGINT, and at the end its threads
+    waited for, its atexit callbacks and finalizers run, what its globals hold finalised."""
+    request = ExecRequest(command=("python3", "main.py"), files={"main.py": FRESH_INTERPRETER[program].encode()})
     fresh, pooled = BwrapSandbox().run(request), sandbox.run(request)
 
     def seen(result: ExecResult) -> tuple[object, ...]:
