@@ -58,6 +58,7 @@ import ctypes
 import fcntl
 import gc
 import marshal
+import operator
 import os
 import resource
 import select
@@ -938,8 +939,7 @@ def match_recursion_headroom(extra: int) -> None:
 
     def setrecursionlimit(limit: int, /) -> None:
         """Set the maximum depth of the Python interpreter stack to `limit`."""
-        if not isinstance(limit, int):
-            raise TypeError(f"'{type(limit).__name__}' object cannot be interpreted as an integer")
+        limit = operator.index(limit)  # (the same TypeError as the real one for a float or a string)
         if limit < 1:
             raise ValueError("recursion limit must be greater or equal than 1")
         set_limit(limit + extra)
