@@ -53,10 +53,12 @@ change), and a changed one ends the worker; the request it turned away is resent
 """
 
 import atexit
+import codecs
 import contextlib
 import ctypes
 import fcntl
 import gc
+import io
 import marshal
 import operator
 import os
@@ -770,6 +772,10 @@ def child(pipes: Pipes, pristine: Pristine) -> None:
             for which, soft, hard in request["rlimits"]:
                 resource.setrlimit(which, (soft, hard))
             set_environment(request["env"], pristine.environment)
+            if request["env"] is not None and any(
+                os.environ.get(name) != pristine.environment.get(name) for name in STDIO_VARIABLES
+            ):
+                install_stdio()  # (the zygote set them up for the default environment)
             argv = request["argv"]
             program = load_inline(argv) if request["inline"] else None
             read_exactly(CHILD_GATE, 1)  # the successor exists: the sandbox's own processes are all there
@@ -832,11 +838,39 @@ def read_exactly(fd: int, count: int) -> bytes:
     return b"".join(chunks)
 
 
+STDIO_VARIABLES = ("PYTHONIOENCODING", "PYTHONUNBUFFERED", "PYTHONDONTWRITEBYTECODE", "LC_ALL", "LC_CTYPE", "LANG")
+"""The environment variables that decide how a fresh interpreter sets up its standard streams (this worker runs
+with `-I`, which ignores the PYTHON* ones for itself: `install_stdio` applies them for the programs)."""
+
+
 def install_stdio() -> None:
-    """Fresh sys.stdin/stdout/stderr on fds 0-2, as a fresh interpreter would have them."""
-    sys.stdin = open(0, encoding="utf-8", errors="surrogateescape", closefd=False)  # noqa: SIM115
-    sys.stdout = open(1, "w", encoding="utf-8", errors="backslashreplace", closefd=False)  # noqa: SIM115
-    sys.stderr = open(2, "w", encoding="utf-8", errors="backslashreplace", closefd=False, buffering=1)  # noqa: SIM115
+    """Fresh sys.stdin/stdout/stderr on fds 0-2, set up as a fresh `python3` with this environment would have them:
+    encoding and error handler from PYTHONIOENCODING (`encoding[:errors]`), else UTF-8, `strict` (`surrogateescape`
+    under the C or POSIX locale; stderr always `backslashreplace`); with PYTHONUNBUFFERED, stdout and stderr
+    unbuffered (what a program printed survives an `os._exit` or a kill), else stdout block-buffered and stderr
+    line-buffered. Also `sys.dont_write_bytecode` from PYTHONDONTWRITEBYTECODE."""
+    environ = os.environ
+    encoding, _, errors = environ.get("PYTHONIOENCODING", "").partition(":")
+    locale = environ.get("LC_ALL") or environ.get("LC_CTYPE") or environ.get("LANG") or "C"
+    errors = errors or ("surrogateescape" if locale in ("C", "POSIX") else "strict")
+    encoding = codecs.lookup(encoding or "utf-8").name
+    unbuffered = bool(environ.get("PYTHONUNBUFFERED"))
+    streams = []
+    for fd, name, mode in ((0, "<stdin>", "r"), (1, "<stdout>", "w"), (2, "<stderr>", "w")):
+        raw = io.FileIO(fd, mode, closefd=False)
+        raw.name = name  # type: ignore[misc]  (as the interpreter names them)
+        buffered = io.BufferedReader(raw) if fd == 0 else raw if unbuffered else io.BufferedWriter(raw)
+        stream = io.TextIOWrapper(
+            buffered,
+            encoding=encoding,
+            errors="backslashreplace" if fd == 2 else errors,
+            line_buffering=fd == 2 and not unbuffered,
+            write_through=unbuffered,
+        )
+        stream.mode = mode  # type: ignore[misc]
+        streams.append(stream)
+    sys.stdin, sys.stdout, sys.stderr = streams
+    sys.dont_write_bytecode = bool(environ.get("PYTHONDONTWRITEBYTECODE"))
 
 
 def load_inline(argv: list[str]) -> tuple[types.CodeType | BaseException, str]:

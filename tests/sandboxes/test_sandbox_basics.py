@@ -110,6 +110,14 @@ FRESH_INTERPRETER = {
     "recursion": DEEPEST,
     "raised_recursion_limit": "import sys\nsys.setrecursionlimit(1500)\n" + DEEPEST,
     "keyboard_interrupt": "import atexit\natexit.register(print, 'bye')\nraise KeyboardInterrupt",
+    "stdio": (
+        "import sys\nfor s in (sys.stdin, sys.stdout, sys.stderr):\n"
+        "    print(type(s.buffer).__name__, s.encoding, s.errors, s.line_buffering, s.write_through, s.name, s.mode)\n"
+        "print(sys.dont_write_bytecode)"
+    ),
+    "undecodable_stdin": "import sys\nprint(repr(sys.stdin.read()))",
+    "unencodable_output": "print('\\udcff')",
+    "output_then_os_exit": "import os, sys\nprint('printed')\nsys.stdout.write('written')\nos._exit(3)",
     "thread": (
         "import threading, time\ndef w():\n    time.sleep(0.1)\n    print('thread')\nthreading.Thread(target=w).start()"
     ),
@@ -138,10 +146,12 @@ happens once it is done."""
 @pytest.mark.parametrize("sandbox", ["pool", pytest.param("docker", marks=pytest.mark.docker)], indirect=True)
 @pytest.mark.parametrize("program", sorted(FRESH_INTERPRETER))
 def test_a_pool_runs_a_program_as_a_fresh_interpreter_does(sandbox: Sandbox, program: str) -> None:
-    """The pool's in-process runs behave as `python3 main.py` in a fresh interpreter (a one-shot sandbox): the
-    same recursion headroom, an uncaught KeyboardInterrupt ending the process by SIGINT, and at the end its threads
-    waited for, its atexit callbacks and finalizers run, what its globals hold finalised."""
-    request = ExecRequest(command=("python3", "main.py"), files={"main.py": FRESH_INTERPRETER[program].encode()})
+    """The pool's in-process runs behave as `python3 main.py` in a fresh interpreter (a one-shot sandbox): the same
+    standard streams (encodings, error handlers, buffering: output survives `os._exit`), the same recursion
+    headroom, an uncaught KeyboardInterrupt ending the process by SIGINT, and at the end its threads waited for,
+    its atexit callbacks and finalizers run, what its globals hold finalised."""
+    files = {"main.py": FRESH_INTERPRETER[program].encode()}
+    request = ExecRequest(command=("python3", "main.py"), files=files, stdin=b"bytes \xff not UTF-8\n")
     fresh, pooled = BwrapSandbox().run(request), sandbox.run(request)
 
     def seen(result: ExecResult) -> tuple[object, ...]:
