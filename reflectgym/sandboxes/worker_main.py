@@ -921,7 +921,7 @@ def run_inline(program: types.CodeType | BaseException, filename: str, finalize:
     except SystemExit as stop:
         code = exit_code_of(stop)
     except BaseException as error:
-        traceback.print_exception(type(error), error, error.__traceback__.tb_next if error.__traceback__ else None)
+        report_uncaught(error)
         code = -signal.SIGINT if isinstance(error, KeyboardInterrupt) else 1
     if finalize:
         wait_and_run_exit_callbacks()
@@ -934,6 +934,20 @@ def run_inline(program: types.CodeType | BaseException, filename: str, finalize:
     except BaseException:
         code = code or 120
     return code
+
+
+def report_uncaught(error: BaseException) -> None:
+    """Print an exception that ended the program as the interpreter does: through `sys.excepthook` (the program's
+    own, if it set one; the default one adds 3.11's "Did you mean" hints), from the program's first frame on."""
+    trace = error.__traceback__.tb_next if error.__traceback__ else None
+    error.__traceback__ = trace  # (the default hook prints the exception's own traceback)
+    try:
+        sys.excepthook(type(error), error, trace)
+    except BaseException as hook_error:
+        print("Error in sys.excepthook:", file=sys.stderr)
+        sys.__excepthook__(type(hook_error), hook_error, hook_error.__traceback__)
+        print("\nOriginal exception was:", file=sys.stderr)
+        sys.__excepthook__(type(error), error, trace)
 
 
 def frame_depth() -> int:

@@ -118,6 +118,8 @@ FRESH_INTERPRETER = {
     "undecodable_stdin": "import sys\nprint(repr(sys.stdin.read()))",
     "unencodable_output": "print('\\udcff')",
     "output_then_os_exit": "import os, sys\nprint('printed')\nsys.stdout.write('written')\nos._exit(3)",
+    "name_error_hint": "value = 1\nprint(valeu)",
+    "own_excepthook": "import sys\nsys.excepthook = lambda kind, error, trace: print('hooked', kind.__name__)\n1 / 0",
     "thread": (
         "import threading, time\ndef w():\n    time.sleep(0.1)\n    print('thread')\nthreading.Thread(target=w).start()"
     ),
