@@ -17,15 +17,20 @@ Three kinds of process:
   but itself, the zygote and the next standby, until none is left, and reaps them (see `Zygote.end_run`; usually
   the child was the run's only process, which the namespace's pid counter tells without a scan of `/proc`).
 - the zygote: forked from the worker once, after the preloads and a rehearsal (see `rehearse`), before any
-  request; it holds every child's stdio (fds 0-2 and Python's `sys.stdin/stdout/stderr` objects, made once). On
-  order it forks a *standby* child, or kills and reaps one of its children (a run's child, a stopped standby). It
-  does nothing else: every page it writes after a fork is copied, since a child always shares its memory.
+  request; it holds every child's stdio (fds 0-2 and Python's `sys.stdin/stdout/stderr` objects, made once as a
+  fresh interpreter with the programs' default environment makes them: see `install_stdio`) and raises the
+  recursion limit by its own depth (see `match_recursion_headroom`). On order it forks a *standby* child, or kills
+  and reaps one of its children (a run's child, a standby a run stopped, signalled or changed). It does nothing
+  else: every page it writes after a fork is copied, since a child always shares its memory.
 - the child: a standby sets up its session and working directory, then blocks on the control pipe (the worker
-  sends it a request only once it has checked that nothing changed the attributes it inherited: see `Pristine`).
+  sends it a request only once it has checked that it is running with no signal pending and that nothing changed
+  the attributes it inherited: see `unsignalled`, `Pristine`).
   Once its request arrives it acknowledges it (the zygote then forks the next standby, while this run executes),
   applies the request's rlimits and environment, compiles a Python program, waits until the next standby exists
   (so that RLIMIT_NPROC, counted per uid, sees all of the sandbox's own processes), then runs the program in the
   already-started, already-warm interpreter (no interpreter start-up: the point of the pool) or execs the command.
+  An inline program ends as the interpreter's exit would end it (see `run_inline`: threads joined, `atexit`
+  callbacks, globals finalised, uncaught errors through `sys.excepthook`, SIGINT after a KeyboardInterrupt).
   A Python program that finishes reports its exit code and CPU time on the status pipe, so the worker can answer
   before the child's address space is torn down. A child that cannot set its run up reports `UNFIT` and runs
   nothing.
