@@ -3,9 +3,10 @@
 Side by side in one run, on the same HumanEval-style program (a function plus its asserts):
 - baseline: a fresh `python3 -I main.py` subprocess per run (no isolation at all), serial and one per core;
 - `bwrap`: a fresh bubblewrap sandbox per run;
-- `pool`: the bubblewrap warm pool (one worker, then the default number for the machine: one per core, less one
-  left to this process on more than 8 cores);
-- `docker`: the Docker warm pool, sized the same way, when an engine answers.
+- `pool`: the bubblewrap warm pool: one worker called serially (`run`), then with every core busy the default number
+  of workers for the machine (one per core, less one left to this process on more than 8 cores) given the runs as
+  one batch (`map`, which one thread drives), and beside it the same workers called from as many threads (`run`);
+- `docker`: the Docker warm pool, sized and driven the same way, when an engine answers.
 The baseline and the pool alternate for `--rounds` rounds at each concurrency, so a change in the machine's speed
 (another job starting) hits both; each row reports the median round, and the pool's ratio in each round (to the
 baseline of the same round) follows the table. Prints the load average before and after, runs per second and each
@@ -28,7 +29,7 @@ import warnings
 from collections.abc import Callable
 from pathlib import Path
 
-from reflectgym.sandboxes import BwrapSandbox, ExecRequest, PoolConfig, bwrap_pool
+from reflectgym.sandboxes import BwrapSandbox, ExecRequest, PoolConfig, WarmPool, bwrap_pool
 
 PROGRAM = """
 from typing import List
@@ -54,6 +55,8 @@ WARM_UP_RUNS = 20
 """Runs before each measurement (a pool is meant to be warm; the baseline gets the same)."""
 BASELINE = "fresh python -I subprocess (baseline)"
 POOL = "pool (bwrap warm workers)"
+POOL_BATCH = "pool (bwrap warm workers), one batch"
+POOL_THREADS = "pool, run from a thread per worker"
 
 
 def fresh_subprocess(work: Path) -> None:
@@ -82,6 +85,22 @@ def rate(run_one: Callable[[], object], runs: int, concurrency: int) -> float:
     return runs / (time.perf_counter() - started)
 
 
+def batch_rate(pool: WarmPool, runs: int) -> float:
+    """Runs per second of the pool given `runs` requests as one batch (`map`), after a warm-up."""
+    for _ in range(WARM_UP_RUNS):
+        checked(pool.run)()
+    started = time.perf_counter()
+    results = pool.map([REQUEST] * runs)
+    elapsed = time.perf_counter() - started
+    assert all(result.stdout == b"ok\n" for result in results), next(r for r in results if r.stdout != b"ok\n")
+    return runs / elapsed
+
+
+def pool_rate(pool: WarmPool, runs: int, concurrency: int) -> float:
+    """The pool's headline rate: serial `run` calls alone, a batch with every core busy."""
+    return rate(checked(pool.run), runs, 1) if concurrency == 1 else batch_rate(pool, runs)
+
+
 def checked(sandbox_run: Callable[[ExecRequest], object]) -> Callable[[], None]:
     def run_one() -> None:
         result = sandbox_run(REQUEST)
@@ -104,16 +123,20 @@ def main() -> None:
         (work / "main.py").write_text(PROGRAM)
         for concurrency in sorted({1, cores}):
             workers = pool_workers(concurrency, cores)
-            baseline, pooled = [], []
+            baseline, pooled, threaded = [], [], []
             with bwrap_pool(PoolConfig(workers=workers)) as pool:
                 for _ in range(args.rounds):
                     baseline.append(rate(lambda: fresh_subprocess(work), args.runs // 4, concurrency))
-                    pooled.append(rate(checked(pool.run), args.runs, workers))
+                    pooled.append(pool_rate(pool, args.runs, concurrency))
+                    if concurrency > 1:
+                        threaded.append(rate(checked(pool.run), args.runs, workers))
             round_ratios[concurrency] = [pool / base for pool, base in zip(pooled, baseline, strict=True)]
             rows += [
                 (BASELINE, concurrency, statistics.median(baseline)),
-                (POOL, concurrency, statistics.median(pooled)),
+                (POOL if concurrency == 1 else POOL_BATCH, concurrency, statistics.median(pooled)),
             ]
+            if threaded:
+                rows.append((POOL_THREADS, concurrency, statistics.median(threaded)))
     bwrap = BwrapSandbox()
     for concurrency in sorted({1, cores}):
         rows.append(
@@ -125,7 +148,7 @@ def main() -> None:
         for concurrency in sorted({1, cores}):
             workers = pool_workers(concurrency, cores)
             with docker_pool(PoolConfig(workers=workers)) as pool:
-                rows.append(("docker (warm containers)", concurrency, rate(checked(pool.run), args.runs, workers)))
+                rows.append(("docker (warm containers)", concurrency, pool_rate(pool, args.runs, concurrency)))
     except Exception as error:  # no engine: say so and report the rest
         print(f"docker: skipped ({error})")
     baseline_rate = {c: r for name, c, r in rows if name == BASELINE}
@@ -133,11 +156,14 @@ def main() -> None:
         f"machine: {os.cpu_count()} cores, {sys.platform}, python {sys.version.split()[0]}; pool runs per round "
         f"{args.runs}, rounds {args.rounds}; load average before {load_before[0]:.2f}, after {os.getloadavg()[0]:.2f}"
     )
-    print(f"pools with every core busy: {pool_workers(cores, cores)} workers (the default here), as many callers")
-    print(f"{'backend':40s} {'conc':>4s} {'runs/s':>9s} {'ms/run':>8s} {'vs baseline':>12s}")
-    for name, concurrency, per_second in sorted(rows, key=lambda row: (row[0] != BASELINE, row[0] != POOL)):
+    print(f"pools with every core busy: {pool_workers(cores, cores)} workers (the default here)")
+    print(f"{'backend':44s} {'conc':>4s} {'runs/s':>9s} {'ms/run':>8s} {'vs baseline':>12s}")
+    headline = (BASELINE, POOL, POOL_BATCH)
+    for name, concurrency, per_second in sorted(
+        rows, key=lambda row: headline.index(row[0]) if row[0] in headline else 3
+    ):
         ratio = per_second / baseline_rate[concurrency]
-        print(f"{name:40s} {concurrency:4d} {per_second:9.1f} {1000 / per_second:8.2f} {ratio:11.2f}x")
+        print(f"{name:44s} {concurrency:4d} {per_second:9.1f} {1000 / per_second:8.2f} {ratio:11.2f}x")
     for concurrency, ratios in round_ratios.items():
         print(
             f"pool against the baseline, round by round, concurrency {concurrency}: "

@@ -26,8 +26,9 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from reflectgym.sandboxes.pool import PoolConfig, WarmPool, WorkerChannel, WorkerLostError, worker_command
+from reflectgym.sandboxes.pool import PoolConfig, WarmPool, worker_command
 from reflectgym.sandboxes.types import MIB, Isolation, Limits, SandboxError
+from reflectgym.sandboxes.worker_link import WorkerChannel, WorkerLostError
 
 UID_BASE = 1_600_000_000
 """Containers run as a random uid above this, one per container."""
@@ -97,6 +98,12 @@ class DockerChannel:
             if not exact:
                 break
         return b"".join(chunks)
+
+    def fileno(self) -> int:
+        return self._sock.fileno()
+
+    def has_buffered(self) -> bool:
+        return bool(self._buffer)
 
     def kill(self) -> None:
         """Remove the container (and so everything in it)."""

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import collections
 import concurrent.futures
 import functools
 import marshal
@@ -43,10 +44,8 @@ import time
 import weakref
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Protocol, TypeVar
+from typing import TypeVar
 
-from reflectgym.sandboxes import worker_main as wire
 from reflectgym.sandboxes.bwrap import (
     TMP_DIR,
     WORK_DIR,
@@ -58,9 +57,7 @@ from reflectgym.sandboxes.bwrap import (
     read_report,
     spawn_identity,
 )
-from reflectgym.sandboxes.environment import PYTHON_NAMES, program_env, resolve_python
-from reflectgym.sandboxes.outcome import RawOutcome, classify
-from reflectgym.sandboxes.rlimits import rlimit_table
+from reflectgym.sandboxes.environment import program_env
 from reflectgym.sandboxes.seccomp import bwrap_seccomp
 from reflectgym.sandboxes.types import (
     ClosedOnExit,
@@ -71,8 +68,16 @@ from reflectgym.sandboxes.types import (
     Limits,
     SandboxError,
 )
+from reflectgym.sandboxes.worker_link import (
+    MARSHAL_VERSION,
+    WORKER_SOURCE,
+    Worker,
+    WorkerChannel,
+    WorkerLauncher,
+    WorkerLostError,
+    WorkerRetiredError,
+)
 
-WORKER_SOURCE = (Path(__file__).parent / "worker_main.py").read_bytes()
 BOOTSTRAP = (
     "import os, sys\n"
     "_size, _source = int(sys.argv[2]), b''\n"
@@ -85,61 +90,12 @@ BOOTSTRAP = (
 )
 """`python3 -c BOOTSTRAP PRELOAD SIZE` reads `worker_main`'s source from stdin (the host sends it first), so every
 process of the sandbox has a short command line."""
-REPLY_GRACE_SECONDS = 10.0
-"""How long past the wall limit the host waits for a worker's reply before it declares the worker lost."""
-MAX_ERROR_BYTES = 1 << 16
 READ_CHUNK = 1 << 16
 INFO_TIMEOUT_SECONDS = 2.0
 """How long a retiring worker's bubblewrap may still take to report its sandbox's init."""
 BREACHES = frozenset({ExecStatus.TIMEOUT, ExecStatus.MEMORY_LIMIT, ExecStatus.OUTPUT_LIMIT})
 DEFAULT_PRELOAD = ("collections", "math", "re", "itertools", "functools", "heapq", "string", "typing", "bisect", "json")
-MARSHAL_VERSION = 4
-"""Request headers are `marshal`ed at this version (plain dicts, lists, strings and numbers: every Python 3 since
-3.4 reads it), so the sandbox's interpreter may differ from the host's."""
 T = TypeVar("T")
-
-
-class WorkerLostError(Exception):
-    """The worker died, hung or broke the protocol during a request."""
-
-
-class WorkerRetiredError(Exception):
-    """The worker turned the request away unrun (a previous run broke its zygote): resend it to a fresh worker."""
-
-
-class WorkerChannel(Protocol):
-    """A byte pipe to one running worker."""
-
-    def send(self, data: bytes) -> None:
-        """Write all of `data` to the worker."""
-        ...
-
-    def receive(self, count: int, deadline: float) -> bytes:
-        """Read exactly `count` bytes before `deadline` (perf_counter) or raise WorkerLostError."""
-        ...
-
-    def kill(self) -> None:
-        """End the worker and everything in its sandbox, and reap what the host started; idempotent."""
-        ...
-
-
-class WorkerLauncher(Protocol):
-    """Starts workers inside one kind of isolation."""
-
-    name: str
-    isolation: Isolation
-    sigkill_means_oom: bool
-    """A SIGKILL the worker did not send comes from the OOM killer (cgroup memory limit)."""
-    extra_processes: int
-    """Processes of the sandbox itself counted by RLIMIT_NPROC beside the program."""
-
-    def start(self, cpu: int | None = None) -> WorkerChannel:
-        """Start one worker, kept on `cpu` when given, and return its channel (before its ready message)."""
-        ...
-
-    def close(self) -> None:
-        """Release what the launcher holds beyond its workers."""
-        ...
 
 
 CALLER_CORE_ABOVE = 8
@@ -222,6 +178,12 @@ class PipeChannel:
         del buffer[:count]
         return data
 
+    def fileno(self) -> int:
+        return self._out
+
+    def has_buffered(self) -> bool:
+        return bool(self._buffer)
+
     def kill(self) -> None:
         """Kill the sandbox's init (the namespace dies with it), then reap bubblewrap once it has exited."""
         init_pid = None
@@ -292,73 +254,6 @@ class BwrapLauncher:
         """Nothing beyond the workers."""
 
 
-class Worker:
-    """One started worker: encodes requests, decodes (and bounds) replies."""
-
-    def __init__(self, channel: WorkerChannel, launcher: WorkerLauncher, python: str, start_timeout: float) -> None:
-        self.channel = channel
-        self.launcher = launcher
-        self.python = python
-        self.runs = 0
-        deadline = time.perf_counter() + start_timeout
-        try:
-            channel.send(WORKER_SOURCE)
-            kind = channel.receive(1, deadline)
-            if kind != wire.READY:
-                raise WorkerLostError(self._error_text(kind, deadline))
-        except WorkerLostError as error:
-            channel.kill()
-            raise SandboxError(f"a {launcher.name} worker did not start: {error}") from error
-
-    def execute(self, request: ExecRequest) -> ExecResult:
-        """Run one request; raises WorkerLostError when the worker breaks during it."""
-        limits = request.limits
-        self.runs += 1
-        self.channel.send(encode_request(request, self.python, self.launcher.extra_processes))
-        deadline = time.perf_counter() + limits.wall_seconds + REPLY_GRACE_SECONDS
-        kind = self.channel.receive(1, deadline)
-        if kind == wire.RETIRED:
-            raise WorkerRetiredError("the worker retired before running the request")
-        if kind != wire.DONE:
-            raise WorkerLostError(f"worker failed: {self._error_text(kind, deadline)}")
-        _, returncode, flags, wall, cpu, out_size, err_size = wire.RESULT.unpack(
-            kind + self.channel.receive(wire.RESULT.size - 1, deadline)
-        )
-        if max(out_size, err_size) > limits.max_output_bytes:
-            raise WorkerLostError("reply announces output past the output limit")
-        raw = RawOutcome(
-            returncode=returncode,
-            stdout=self.channel.receive(out_size, deadline) if out_size else b"",
-            stderr=self.channel.receive(err_size, deadline) if err_size else b"",
-            stdout_truncated=bool(flags & wire.STDOUT_TRUNCATED),
-            stderr_truncated=bool(flags & wire.STDERR_TRUNCATED),
-            wall_seconds=wall,
-            cpu_seconds=plausible_cpu(cpu, wall),
-            killed_for_wall=bool(flags & wire.KILLED_FOR_WALL),
-            oom_suspected=self.launcher.sigkill_means_oom and returncode == -9,
-        )
-        return classify(raw, limits)
-
-    def _error_text(self, kind: bytes, deadline: float) -> str:
-        """The text of an error reply (kind already read), or what was wrong with the reply."""
-        if kind != wire.FAILED:
-            return f"unexpected reply {kind!r}"
-        (size,) = wire.ERROR.unpack(kind + self.channel.receive(wire.ERROR.size - 1, deadline))[1:]
-        if size > MAX_ERROR_BYTES:
-            return f"error reply of {size} bytes"
-        return self.channel.receive(size, deadline).decode(errors="replace")[-500:]
-
-
-def plausible_cpu(reported: float, wall_seconds: float) -> float:
-    """CPU seconds as a number the run could have used: between 0 and its wall time on every CPU (0 for NaN).
-
-    A run that ends on its own reports its CPU time itself (the worker answers before reaping it), so a program can
-    forge it, as it can its exit code; this keeps a forged NaN, negative or absurd figure out of what callers
-    aggregate. Its limits do not depend on it: the kernel enforces RLIMIT_CPU."""
-    ceiling = wall_seconds * (os.cpu_count() or 1)
-    return min(max(reported, 0.0), ceiling) if math.isfinite(reported) else 0.0
-
-
 def worker_command(python: str, preload: Sequence[str], cpu: int | None = None) -> list[str]:
     """The command that starts `worker_main` in a sandbox (its source follows on stdin), kept on `cpu` if given.
 
@@ -376,42 +271,6 @@ def worker_cpus(config: PoolConfig) -> list[int | None]:
     if not config.pin_workers or config.workers < 2 or len(cpus) < 2:
         return [None] * config.workers
     return [cpus[index % len(cpus)] for index in range(config.workers)]
-
-
-def encode_request(request: ExecRequest, python: str, extra_processes: int) -> bytes:
-    """The request frame `worker_main` reads: prefix, worker header, child header, stdin, file contents."""
-    limits = request.limits
-    command = request.command
-    child = {
-        "argv": resolve_python(command, python),
-        "env": program_env(WORK_DIR, TMP_DIR, request.env) if request.env else None,  # None: the worker's own
-        "rlimits": _rlimits(limits, extra_processes),
-        "inline": command[0] in PYTHON_NAMES and len(command) >= 2 and _is_plain_python(command[1:]),
-    }
-    child_header = marshal.dumps(child, MARSHAL_VERSION)
-    header = {
-        "files": [[name, len(content)] for name, content in request.files.items()],
-        "stdin": len(request.stdin),
-        "wall": limits.wall_seconds,
-        "max_output": limits.max_output_bytes,
-        "child": len(child_header),
-    }
-    worker_header = marshal.dumps(header, MARSHAL_VERSION)
-    return b"".join(
-        [wire.PREFIX.pack(len(worker_header)), worker_header, child_header, request.stdin, *request.files.values()]
-    )
-
-
-@functools.lru_cache(maxsize=64)
-def _rlimits(limits: Limits, extra_processes: int) -> list[list[int]]:
-    return [[which, soft, hard] for which, (soft, hard) in rlimit_table(limits, extra_processes).items()]
-
-
-def _is_plain_python(args: Sequence[str]) -> bool:
-    """`FILE ARGS...` or `-c CODE ARGS...`: forms the worker runs in its own interpreter."""
-    if args[0] == "-c":
-        return len(args) >= 2
-    return not args[0].startswith("-")
 
 
 class _Spawner:
@@ -468,7 +327,7 @@ class WarmPool(ClosedOnExit):
         self.name = launcher.name
         self.isolation = launcher.isolation
         self.python = python
-        self._idle: queue.Queue[_Slot] = queue.Queue()
+        self._idle: queue.SimpleQueue[_Slot] = queue.SimpleQueue()
         self._slots = [_Slot(cpu) for cpu in worker_cpus(self.config)]
         self._executor = concurrent.futures.ThreadPoolExecutor(self.config.workers, thread_name_prefix="warm-pool")
         self._closed = False
@@ -485,10 +344,7 @@ class WarmPool(ClosedOnExit):
 
     def run(self, request: ExecRequest) -> ExecResult:
         """Run one request on the next idle worker (waits for one when all are busy)."""
-        if request.limits.network != self.config.limits.network:
-            raise SandboxError(f"this pool was started with network={self.config.limits.network}; start another")
-        if self._closed:
-            raise SandboxError("the pool is closed")
+        self._check(request)
         slot = self._idle.get()
         try:
             worker = self._ensure_started(slot)
@@ -502,9 +358,7 @@ class WarmPool(ClosedOnExit):
             except (WorkerLostError, WorkerRetiredError) as error:
                 self._retire(slot)
                 return ExecResult(status=ExecStatus.SANDBOX_ERROR, exit_code=None, message=f"worker lost: {error}")
-            if worker.runs >= self.config.max_runs_per_worker or (
-                self.config.recycle_on_breach and result.status in BREACHES
-            ):
+            if self._spent(worker, result):
                 self._retire(slot)
             return result
         finally:
@@ -515,8 +369,14 @@ class WarmPool(ClosedOnExit):
         return await asyncio.get_running_loop().run_in_executor(self._executor, self.run, request)
 
     def map(self, requests: Iterable[ExecRequest]) -> list[ExecResult]:
-        """Run a batch concurrently on all workers; results in the order of the requests."""
-        return list(self._executor.map(self.run, requests))
+        """Run a batch concurrently on all workers; results in the order of the requests.
+
+        The caller's thread alone drives the batch (see `_Batch`): far less of the host's CPU per run than a
+        thread per request, which on many cores is what bounds the pool."""
+        batch = list(requests)
+        for request in batch:
+            self._check(request)
+        return _Batch(self, batch).run() if batch else []
 
     def close(self) -> None:
         """Kill every worker, reap its processes and release the launcher; idempotent."""
@@ -532,6 +392,24 @@ class WarmPool(ClosedOnExit):
             self._retire(slot)
         self.launcher.close()
 
+    def _check(self, request: ExecRequest) -> None:
+        if request.limits.network != self.config.limits.network:
+            raise SandboxError(f"this pool was started with network={self.config.limits.network}; start another")
+        if self._closed:
+            raise SandboxError("the pool is closed")
+
+    def _spent(self, worker: Worker, result: ExecResult) -> bool:
+        """Whether `worker` is to be replaced after `result`: it ran its share, or the run breached a limit and the
+        pool recycles on breaches."""
+        return worker.runs >= self.config.max_runs_per_worker or (
+            self.config.recycle_on_breach and result.status in BREACHES
+        )
+
+    def _renew(self, slot: _Slot) -> None:
+        """Retire the slot's worker, if any, and start a fresh one."""
+        self._retire(slot)
+        self._ensure_started(slot)
+
     def _ensure_started(self, slot: _Slot) -> Worker:
         if slot.worker is None:
             channel = _SPAWNER.call(functools.partial(self.launcher.start, slot.cpu))
@@ -542,6 +420,149 @@ class WarmPool(ClosedOnExit):
         if slot.worker is not None:
             slot.worker.channel.kill()
             slot.worker = None
+
+
+class _Batch:
+    """Drives one `WarmPool.map` from the caller's thread alone.
+
+    `run` keeps a thread blocked per request: with a worker per core, the host's share of each run (a GIL handover
+    at every system call, waking the waiting thread) grows with the number of workers, and on many cores it is the
+    host, not the workers, that bounds the pool. A batch instead sends a request to every idle worker it holds,
+    waits on all their channels at once (`select.poll`), reads each answer as it arrives and hands that worker the
+    next request. Replacing a worker (it ran its share, it breached a limit, it was lost) takes a fresh sandbox's
+    start-up, about 0.1 s: that runs on the pool's threads while the other workers stay busy. A worker that turned
+    a request away unrun (`WorkerRetiredError`) gets it resent once, as `run` does.
+    """
+
+    RENEWAL_POLL_MS = 5
+    """How often the batch looks whether a worker being replaced is ready (only while one is)."""
+
+    def __init__(self, pool: WarmPool, requests: list[ExecRequest]) -> None:
+        self.pool = pool
+        self.requests = requests
+        self.results: list[ExecResult | None] = [None] * len(requests)
+        self.unsent = collections.deque(range(len(requests)))
+        self.resent: set[int] = set()
+        self.wanted = min(pool.config.workers, len(requests))
+        self.held: list[_Slot] = []
+        """Every slot the batch took from the pool; all go back at the end."""
+        self.idle: list[_Slot] = []
+        self.busy: dict[int, tuple[_Slot, Worker, int, float]] = {}
+        """Channel descriptor -> (slot, worker, request index, deadline) of every request in flight."""
+        self.renewing: dict[concurrent.futures.Future[None], _Slot] = {}
+        self.poller = select.poll()
+        self.left = len(requests)
+
+    def run(self) -> list[ExecResult]:
+        try:
+            self._take(self.pool._idle.get())
+            while self.left:
+                self._take_idle_slots()
+                while self.idle and self.unsent:
+                    self._send(self.idle.pop(), self.unsent.popleft())
+                self._wait()
+        finally:
+            for future, slot in self.renewing.items():  # back to the pool once ready (or failed), not waited for
+                self.held.remove(slot)
+                future.add_done_callback(lambda _, slot=slot: self.pool._idle.put(slot))
+            for slot in self.held:
+                self.pool._idle.put(slot)
+        done = [result for result in self.results if result is not None]
+        assert len(done) == len(self.results), "a request of the batch got no result"
+        return done
+
+    def _take(self, slot: _Slot) -> None:
+        self.held.append(slot)
+        if slot.worker is None:
+            self._renew(slot)
+        else:
+            self.idle.append(slot)
+
+    def _take_idle_slots(self) -> None:
+        """Take more of the pool's idle slots, up to one per request (`run` from other threads may hold some)."""
+        while len(self.held) < self.wanted and self.unsent:
+            try:
+                self._take(self.pool._idle.get_nowait())
+            except queue.Empty:
+                return
+
+    def _renew(self, slot: _Slot) -> None:
+        """Replace the slot's worker on one of the pool's threads."""
+        try:
+            self.renewing[self.pool._executor.submit(self.pool._renew, slot)] = slot
+        except RuntimeError as error:  # the executor was shut down
+            raise SandboxError("the pool is closed") from error
+
+    def _send(self, slot: _Slot, index: int) -> None:
+        assert slot.worker is not None
+        worker = slot.worker
+        try:
+            deadline = worker.submit(self.requests[index])
+        except WorkerLostError as error:
+            self._lost(slot, index, error)
+            return
+        fd = worker.channel.fileno()
+        self.busy[fd] = (slot, worker, index, deadline)
+        self.poller.register(fd, select.POLLIN)
+
+    def _wait(self) -> None:
+        """Wait for answers (or the first deadline, or a replaced worker) and take in what arrived."""
+        now = time.perf_counter()
+        buffered = [fd for fd, (_, worker, _, _) in self.busy.items() if worker.channel.has_buffered()]
+        timeout_ms = 0 if buffered else self._timeout_ms(now)
+        ready = buffered + [fd for fd, _ in self.poller.poll(timeout_ms)] if self.busy else []
+        if not self.busy and timeout_ms:
+            time.sleep(timeout_ms / 1000)
+        for fd in dict.fromkeys(ready):
+            self._collect(fd)
+        now = time.perf_counter()
+        for fd in [fd for fd, (_, _, _, deadline) in self.busy.items() if deadline <= now]:
+            slot, _, index, _ = self._release(fd)
+            self._lost(slot, index, WorkerLostError("worker did not answer in time"))
+        for future in [future for future in self.renewing if future.done()]:
+            slot = self.renewing.pop(future)
+            future.result()  # a worker that cannot start: raise, as `run` would
+            self.idle.append(slot)
+
+    def _timeout_ms(self, now: float) -> int:
+        waits = [deadline - now for _, _, _, deadline in self.busy.values()]
+        if self.renewing:
+            waits.append(self.RENEWAL_POLL_MS / 1000)
+        return max(0, math.ceil(1000 * min(waits))) if waits else 0
+
+    def _release(self, fd: int) -> tuple[_Slot, Worker, int, float]:
+        self.poller.unregister(fd)
+        return self.busy.pop(fd)
+
+    def _collect(self, fd: int) -> None:
+        slot, worker, index, deadline = self._release(fd)
+        request = self.requests[index]
+        try:
+            result = worker.collect(request, deadline)
+        except WorkerRetiredError as error:
+            if index in self.resent:
+                self._lost(slot, index, error)
+                return
+            self.resent.add(index)
+            self.unsent.appendleft(index)
+            self._renew(slot)
+            return
+        except WorkerLostError as error:
+            self._lost(slot, index, error)
+            return
+        self._done(index, result)
+        if self.pool._spent(worker, result):
+            self._renew(slot)
+        else:
+            self.idle.append(slot)
+
+    def _lost(self, slot: _Slot, index: int, error: Exception) -> None:
+        self._done(index, ExecResult(status=ExecStatus.SANDBOX_ERROR, exit_code=None, message=f"worker lost: {error}"))
+        self._renew(slot)
+
+    def _done(self, index: int, result: ExecResult) -> None:
+        self.results[index] = result
+        self.left -= 1
 
 
 @atexit.register

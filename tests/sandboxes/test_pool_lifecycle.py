@@ -156,3 +156,95 @@ def test_a_standby_counts_as_ready_only_if_running_and_no_signal_is_pending() ->
     finally:
         process.kill()
         process.wait()
+
+
+def counting_starts(pool: WarmPool, monkeypatch: pytest.MonkeyPatch) -> list[int | None]:
+    """Record every worker the pool starts from now on (the CPU it asked for)."""
+    started: list[int | None] = []
+    start = pool.launcher.start
+
+    def counted(cpu: int | None = None):  # type: ignore[no-untyped-def]
+        started.append(cpu)
+        return start(cpu)
+
+    monkeypatch.setattr(pool.launcher, "start", counted)
+    return started
+
+
+def test_a_batch_keeps_each_result_with_its_request_while_workers_are_replaced(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`map` drives the batch from one thread: answers arrive in any order, and workers that ran their share are
+    replaced on the pool's threads meanwhile; every result must still be its own request's."""
+    requests = []
+    for index in range(30):
+        code = f"import sys\nprint({index})\nprint('e{index}', file=sys.stderr)\nsys.exit({index % 4})"
+        if index % 7 == 3:  # a slow one, so that answers come back out of order
+            code = f"import time\ntime.sleep(0.2)\nprint({index})"
+        requests.append(ExecRequest(command=("python3", "-c", code)))
+    requests.append(ExecRequest(command=("python3", "-c", "while True: pass"), limits=Limits(wall_seconds=0.5)))
+    with bwrap_pool(PoolConfig(workers=2, max_runs_per_worker=3)) as pool:
+        started = counting_starts(pool, monkeypatch)
+        results = pool.map(requests)
+    assert len(results) == len(requests)
+    for index, result in enumerate(results[:30]):
+        assert result.stdout_text == f"{index}\n", (index, result)
+        assert result.exit_code == (0 if index % 7 == 3 else index % 4), (index, result)
+    assert results[30].status is ExecStatus.TIMEOUT
+    assert len(started) >= 9  # (each worker runs at most 3: 31 runs take 11 workers, 2 of them started before)
+
+
+def test_a_batch_survives_runs_that_break_their_worker() -> None:
+    """A run that kills its zygote loses its own result (`sandbox_error`); one that changes the worker's process
+    attributes makes it retire, and the request it then turns away is resent to a fresh worker. The rest run."""
+    kill_zygote = ExecRequest(command=("python3", "-c", "import os, signal\nos.kill(2, signal.SIGKILL)"))
+    tamper = ExecRequest(command=("python3", "-c", "import os\nos.setpriority(os.PRIO_PROCESS, 1, 5)"))
+    probe = ExecRequest(command=("python3", "-c", "import os\nprint(os.getpriority(os.PRIO_PROCESS, 0))"))
+    requests = [kill_zygote, probe, tamper, probe, probe, kill_zygote, probe, tamper, *[probe] * 8]
+    with bwrap_pool(PoolConfig(workers=2)) as pool:
+        results = pool.map(requests)
+    for request, result in zip(requests, results, strict=True):
+        if request is kill_zygote:
+            assert result.status is ExecStatus.SANDBOX_ERROR, result
+        elif request is probe:
+            assert (result.status, result.stdout_text) == (ExecStatus.OK, "0\n"), result
+        else:
+            assert result.ok, result
+
+
+def test_a_batch_gives_up_on_a_worker_that_stops_answering(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A worker that does not answer by its request's deadline (wall limit plus the grace) costs that request a
+    `sandbox_error`, is killed and replaced; the batch goes on with the others."""
+    monkeypatch.setattr("reflectgym.sandboxes.worker_link.REPLY_GRACE_SECONDS", 0.5)
+    request = ExecRequest(command=("python3", "-c", "print('hello')"), limits=Limits(wall_seconds=1.0))
+    with bwrap_pool(PoolConfig(workers=2)) as pool:
+        stopped = sandbox_inits(pool)[0]
+        os.kill(stopped, signal.SIGSTOP)
+        started = time.perf_counter()
+        results = pool.map([request] * 8)
+        elapsed = time.perf_counter() - started
+    statuses = [result.status for result in results]
+    assert statuses.count(ExecStatus.SANDBOX_ERROR) == 1, results
+    assert statuses.count(ExecStatus.OK) == 7
+    assert "did not answer in time" in next(r.message for r in results if r.status is ExecStatus.SANDBOX_ERROR)
+    assert 1.5 <= elapsed < 10
+    time.sleep(0.2)
+    assert gone(stopped)
+
+
+def test_a_batch_shares_the_workers_with_callers_of_run() -> None:
+    """`map` takes the workers that are idle (and more as they come free); `run` from another thread meanwhile
+    waits for one as usual. Neither gets another's result."""
+    with bwrap_pool(PoolConfig(workers=2)) as pool:
+        seen: list[str] = []
+
+        def caller() -> None:
+            for index in range(15):
+                seen.append(pool.run(ExecRequest(command=("python3", "-c", f"print('run', {index})"))).stdout_text)
+
+        thread = threading.Thread(target=caller)
+        thread.start()
+        results = pool.map([ExecRequest(command=("python3", "-c", f"print('map', {i})")) for i in range(30)])
+        thread.join()
+    assert [result.stdout_text for result in results] == [f"map {i}\n" for i in range(30)]
+    assert seen == [f"run {i}\n" for i in range(15)]
