@@ -361,6 +361,9 @@ class WarmPool(ClosedOnExit):
             if self._spent(worker, result):
                 self._retire(slot)
             return result
+        except BaseException:  # interrupted (Ctrl-C) mid-request: its answer must not reach the next caller
+            self._retire(slot)
+            raise
         finally:
             self._idle.put(slot)
 
@@ -462,6 +465,8 @@ class _Batch:
                     self._send(self.idle.pop(), self.unsent.popleft())
                 self._wait()
         finally:
+            for busy_slot, _, _, _ in self.busy.values():  # interrupted (Ctrl-C): no answer may reach the next caller
+                self.pool._retire(busy_slot)
             for future, slot in self.renewing.items():  # back to the pool once ready (or failed), not waited for
                 self.held.remove(slot)
                 future.add_done_callback(lambda _, slot=slot: self.pool._idle.put(slot))

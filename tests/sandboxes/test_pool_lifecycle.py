@@ -248,3 +248,38 @@ def test_a_batch_shares_the_workers_with_callers_of_run() -> None:
         thread.join()
     assert [result.stdout_text for result in results] == [f"map {i}\n" for i in range(30)]
     assert seen == [f"run {i}\n" for i in range(15)]
+
+
+class InterruptedByTimerError(Exception):
+    """Raised by a timer in the caller's thread, as a KeyboardInterrupt would arrive."""
+
+
+def interrupt_after(seconds: float) -> None:
+    def raise_interrupted(signum: int, frame: object) -> None:
+        raise InterruptedByTimerError
+
+    signal.signal(signal.SIGALRM, raise_interrupted)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+
+
+SLOW = ExecRequest(command=("python3", "-c", "import time\ntime.sleep(0.6)\nprint('slow')"))
+
+
+def test_a_call_interrupted_while_its_request_runs_leaves_no_answer_for_the_next_one() -> None:
+    """A caller interrupted (Ctrl-C) while its request runs: the request's answer must not be taken for the next
+    caller's, whether the call was `run` or a batch."""
+    previous = signal.getsignal(signal.SIGALRM)
+    try:
+        with bwrap_pool(PoolConfig(workers=2)) as pool:
+            interrupt_after(0.2)
+            with pytest.raises(InterruptedByTimerError):
+                pool.run(SLOW)
+            assert [pool.run(HELLO).stdout_text for _ in range(2)] == ["hello\n"] * 2
+            interrupt_after(0.2)
+            with pytest.raises(InterruptedByTimerError):
+                pool.map([SLOW] * 4)
+            time.sleep(0.6)
+            assert [result.stdout_text for result in pool.map([HELLO] * 4)] == ["hello\n"] * 4
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
