@@ -434,7 +434,8 @@ class _Batch:
     waits on all their channels at once (`select.poll`), reads each answer as it arrives and hands that worker the
     next request. Replacing a worker (it ran its share, it breached a limit, it was lost) takes a fresh sandbox's
     start-up, about 0.1 s: that runs on the pool's threads while the other workers stay busy. A worker that turned
-    a request away unrun (`WorkerRetiredError`) gets it resent once, as `run` does.
+    a request away unrun (`WorkerRetiredError`) gets it resent once, to the fresh worker that replaces it, as `run`
+    does (sent to another worker, it could meet one retiring too).
     """
 
     RENEWAL_POLL_MS = 5
@@ -452,7 +453,8 @@ class _Batch:
         self.idle: list[_Slot] = []
         self.busy: dict[int, tuple[_Slot, Worker, int, float]] = {}
         """Channel descriptor -> (slot, worker, request index, deadline) of every request in flight."""
-        self.renewing: dict[concurrent.futures.Future[None], _Slot] = {}
+        self.renewing: dict[concurrent.futures.Future[None], tuple[_Slot, int | None]] = {}
+        """Worker start-ups in progress -> the slot, and the request kept for its fresh worker."""
         self.poller = select.poll()
         self.left = len(requests)
 
@@ -467,7 +469,7 @@ class _Batch:
         finally:
             for busy_slot, _, _, _ in self.busy.values():  # interrupted (Ctrl-C): no answer may reach the next caller
                 self.pool._retire(busy_slot)
-            for future, slot in self.renewing.items():  # back to the pool once ready (or failed), not waited for
+            for future, (slot, _) in self.renewing.items():  # back to the pool once ready (or failed), not waited for
                 self.held.remove(slot)
                 future.add_done_callback(lambda _, slot=slot: self.pool._idle.put(slot))
             for slot in self.held:
@@ -491,10 +493,10 @@ class _Batch:
             except queue.Empty:
                 return
 
-    def _renew(self, slot: _Slot) -> None:
-        """Replace the slot's worker on one of the pool's threads."""
+    def _renew(self, slot: _Slot, kept: int | None = None) -> None:
+        """Replace the slot's worker on one of the pool's threads; request `kept`, if any, goes to the fresh one."""
         try:
-            self.renewing[self.pool._executor.submit(self.pool._renew, slot)] = slot
+            self.renewing[self.pool._executor.submit(self.pool._renew, slot)] = (slot, kept)
         except RuntimeError as error:  # the executor was shut down
             raise SandboxError("the pool is closed") from error
 
@@ -525,9 +527,12 @@ class _Batch:
             slot, _, index, _ = self._release(fd)
             self._lost(slot, index, WorkerLostError("worker did not answer in time"))
         for future in [future for future in self.renewing if future.done()]:
-            slot = self.renewing.pop(future)
+            slot, kept = self.renewing.pop(future)
             future.result()  # a worker that cannot start: raise, as `run` would
-            self.idle.append(slot)
+            if kept is None:
+                self.idle.append(slot)
+            else:
+                self._send(slot, kept)
 
     def _timeout_ms(self, now: float) -> int:
         waits = [deadline - now for _, _, _, deadline in self.busy.values()]
@@ -549,8 +554,7 @@ class _Batch:
                 self._lost(slot, index, error)
                 return
             self.resent.add(index)
-            self.unsent.appendleft(index)
-            self._renew(slot)
+            self._renew(slot, kept=index)
             return
         except WorkerLostError as error:
             self._lost(slot, index, error)

@@ -50,8 +50,9 @@ A program can write a false exit status on its status pipe: that only ends its o
 could have used anyway, and a CPU time the host keeps within what the run could have used (`pool.plausible_cpu`).
 The worker, the zygote and the standbys are non-dumpable (no ptrace, no `/proc/PID/mem`);
 as pid 1 the worker gets no signal from inside the namespace. A program *can* kill or stop the zygote (the run gets
-`sandbox_error`; the worker kills everything itself and retires, and the host starts a fresh one) or the next
-standby (it is replaced), and it can change the attributes of the worker, the zygote or the standby that a
+`sandbox_error` unless it was already done; the worker kills everything itself and retires, and the host starts a
+fresh one) or the next standby (it is replaced), and it can change the attributes of the worker, the zygote or the
+standby that a
 same-uid process may change (rlimits, nice value, scheduling policy, CPU affinity): the worker checks its own and
 the next standby's once every process of the run is dead (a standby forked by a changed zygote inherits the
 change), and a changed one ends the worker; the request it turned away is resent to a fresh worker.

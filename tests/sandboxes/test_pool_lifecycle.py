@@ -195,8 +195,9 @@ def test_a_batch_keeps_each_result_with_its_request_while_workers_are_replaced(
 
 
 def test_a_batch_survives_runs_that_break_their_worker() -> None:
-    """A run that kills its zygote loses its own result (`sandbox_error`); one that changes the worker's process
-    attributes makes it retire, and the request it then turns away is resent to a fresh worker. The rest run."""
+    """A run that kills its zygote ends its worker (its own result is `sandbox_error`, or its exit status when it was
+    done before the worker needed the zygote again); one that changes the worker's process attributes makes it
+    retire. A request a retiring worker turns away is resent to a fresh worker: every other run runs."""
     kill_zygote = ExecRequest(command=("python3", "-c", "import os, signal\nos.kill(2, signal.SIGKILL)"))
     tamper = ExecRequest(command=("python3", "-c", "import os\nos.setpriority(os.PRIO_PROCESS, 1, 5)"))
     probe = ExecRequest(command=("python3", "-c", "import os\nprint(os.getpriority(os.PRIO_PROCESS, 0))"))
@@ -205,7 +206,7 @@ def test_a_batch_survives_runs_that_break_their_worker() -> None:
         results = pool.map(requests)
     for request, result in zip(requests, results, strict=True):
         if request is kill_zygote:
-            assert result.status is ExecStatus.SANDBOX_ERROR, result
+            assert result.status in (ExecStatus.SANDBOX_ERROR, ExecStatus.OK), result
         elif request is probe:
             assert (result.status, result.stdout_text) == (ExecStatus.OK, "0\n"), result
         else:
