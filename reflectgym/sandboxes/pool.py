@@ -330,6 +330,9 @@ class WarmPool(ClosedOnExit):
         self._idle: queue.SimpleQueue[_Slot] = queue.SimpleQueue()
         self._slots = [_Slot(cpu) for cpu in worker_cpus(self.config)]
         self._executor = concurrent.futures.ThreadPoolExecutor(self.config.workers, thread_name_prefix="warm-pool")
+        """Runs `run_async`'s calls (each waits for a worker)."""
+        self._starter = concurrent.futures.ThreadPoolExecutor(self.config.workers, thread_name_prefix="warm-start")
+        """Starts workers: at `start`, and when a batch replaces one (never behind callers waiting for a worker)."""
         self._closed = False
         self._lock = threading.Lock()
         self._owner_pid = os.getpid()
@@ -339,7 +342,7 @@ class WarmPool(ClosedOnExit):
 
     def start(self) -> WarmPool:
         """Start every worker now (in parallel) instead of on first use; returns the pool."""
-        list(self._executor.map(self._ensure_started, self._slots))
+        list(self._starter.map(self._ensure_started, self._slots))
         return self
 
     def run(self, request: ExecRequest) -> ExecResult:
@@ -391,6 +394,7 @@ class WarmPool(ClosedOnExit):
         if os.getpid() != self._owner_pid:
             return  # a forked copy of this process: the workers belong to the parent
         self._executor.shutdown(wait=True)
+        self._starter.shutdown(wait=True)
         for slot in self._slots:
             self._retire(slot)
         self.launcher.close()
@@ -433,9 +437,9 @@ class _Batch:
     host, not the workers, that bounds the pool. A batch instead sends a request to every idle worker it holds,
     waits on all their channels at once (`select.poll`), reads each answer as it arrives and hands that worker the
     next request. Replacing a worker (it ran its share, it breached a limit, it was lost) takes a fresh sandbox's
-    start-up, about 0.1 s: that runs on the pool's threads while the other workers stay busy. A worker that turned
-    a request away unrun (`WorkerRetiredError`) gets it resent once, to the fresh worker that replaces it, as `run`
-    does (sent to another worker, it could meet one retiring too).
+    start-up, about 0.1 s: that runs on the pool's start-up threads while the other workers stay busy. A worker
+    that turned a request away unrun (`WorkerRetiredError`) gets it resent once, to the fresh worker that replaces
+    it, as `run` does (sent to another worker, it could meet one retiring too).
     """
 
     RENEWAL_POLL_MS = 5
@@ -494,9 +498,10 @@ class _Batch:
                 return
 
     def _renew(self, slot: _Slot, kept: int | None = None) -> None:
-        """Replace the slot's worker on one of the pool's threads; request `kept`, if any, goes to the fresh one."""
+        """Replace the slot's worker on one of the pool's start-up threads; request `kept`, if any, goes to the
+        fresh one."""
         try:
-            self.renewing[self.pool._executor.submit(self.pool._renew, slot)] = (slot, kept)
+            self.renewing[self.pool._starter.submit(self.pool._renew, slot)] = (slot, kept)
         except RuntimeError as error:  # the executor was shut down
             raise SandboxError("the pool is closed") from error
 

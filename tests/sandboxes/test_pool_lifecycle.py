@@ -3,6 +3,7 @@ them, and a worker turns away what it cannot run cleanly."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -284,3 +285,20 @@ def test_a_call_interrupted_while_its_request_runs_leaves_no_answer_for_the_next
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
+
+
+def test_a_batch_replaces_workers_while_async_callers_wait_for_one() -> None:
+    """Callers of `run_async` waiting for a worker (on the pool's threads) must not keep a batch from replacing the
+    workers it holds: with one worker, that would wait forever."""
+    with bwrap_pool(PoolConfig(workers=1, max_runs_per_worker=2)) as pool:
+        batch: list[str] = []
+        mapped = threading.Thread(target=lambda: batch.extend(r.stdout_text for r in pool.map([HELLO] * 6)))
+        mapped.start()
+        time.sleep(0.05)  # the batch holds the worker
+        waited: list[str] = []
+        awaited = threading.Thread(target=lambda: waited.append(asyncio.run(pool.run_async(HELLO)).stdout_text))
+        awaited.start()
+        mapped.join(timeout=30)
+        awaited.join(timeout=30)
+        assert not mapped.is_alive() and not awaited.is_alive(), "the batch and the async caller wait on each other"
+        assert batch == ["hello\n"] * 6 and waited == ["hello\n"]
