@@ -3,9 +3,10 @@
 A fresh interpreter per run costs ~10-20 ms; a child forked from an already-started, already-warm one about 1 ms of
 CPU. The pool keeps up to one worker per core, each inside its own isolation (bubblewrap here, a container for
 `docker`), hands requests to idle workers from a queue, and offers `run` (blocking, on the caller's thread),
-`run_async` (asyncio) and `map` (a batch, concurrently). Inside, a worker is pid 1 of its sandbox; a zygote forked
-from it at start-up forks each run's child *before* the request arrives (while the previous run executes), and the
-worker answers as soon as the program has reported, cleaning up before it reads the next request.
+`run_async` (asyncio) and `map` (a batch, concurrently, driven by the caller's thread alone: see `_Batch`). Inside,
+a worker is pid 1 of its sandbox; a zygote forked from it at start-up forks each run's child *before* the request
+arrives (while the previous run executes), and the worker answers as soon as the program has reported, cleaning up
+before it reads the next request.
 
 Threat model: each worker has the isolation of its launcher (`bwrap`: see `reflectgym.sandboxes.bwrap`); within it,
 every run is a fresh forked child with the request's rlimits, and after each run every process of the run is killed
@@ -106,9 +107,10 @@ def default_workers() -> int:
     """One worker per CPU this process may use, less one left to the caller on machines of more than
     `CALLER_CORE_ABOVE` CPUs.
 
-    Every run also costs the caller's threads about 0.2 ms (encoding the request, reading the reply): with all
-    cores running workers, that work lands on a core whose worker is then late. Measured on 16 cores, 15 workers
-    ran 18 % more requests per second than 16; on 2 cores, 2 workers ran 70 % more than 1 (BENCHMARKS.md)."""
+    Every run also costs the caller some CPU (encoding the request, reading the reply: about 0.2 ms from a thread
+    per request, 0.03-0.15 ms in a batch): with all cores running workers, that work lands on a core whose worker
+    is then late. Measured on 16 cores with a thread per request, 15 workers ran 18 % more requests per second than
+    16; on 2 cores, 2 workers ran 70 % more than 1 (BENCHMARKS.md)."""
     cpus = len(os.sched_getaffinity(0))
     return cpus - 1 if cpus > CALLER_CORE_ABOVE else cpus
 
