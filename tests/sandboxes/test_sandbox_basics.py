@@ -8,6 +8,7 @@ import re
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -21,6 +22,7 @@ from reflectgym.sandboxes import (
     PoolConfig,
     Sandbox,
     SandboxError,
+    WarmPool,
     bwrap_pool,
     get_sandbox,
     run_python_tests,
@@ -259,3 +261,22 @@ def test_default_workers_leave_a_core_to_the_caller_only_on_big_machines(
 ) -> None:
     monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: set(range(cpus)))
     assert PoolConfig().workers == workers
+
+
+@pytest.mark.parametrize("backend", ["pool", pytest.param("docker", marks=pytest.mark.docker)])
+def test_a_warm_pool_runs_a_batch_with_each_result_in_its_place(backend: str, sandbox_cache: Any) -> None:
+    """`map` on every warm pool (bubblewrap and Docker): one thread drives all workers at once (waiting on their
+    channels together), answers come back out of order, and each result must be its own request's."""
+    pool = sandbox_cache.get(backend)
+    assert isinstance(pool, WarmPool)
+    requests = [
+        ExecRequest(
+            command=("python3", "-c", f"import sys, time\ntime.sleep({0.05 * (index % 3)})\nprint({index})"),
+            stdin=f"{index}".encode(),
+        )
+        for index in range(12)
+    ]
+    requests.append(ExecRequest(command=("python3", "-c", "import sys\nsys.stdout.write('x' * 300_000)")))
+    results = pool.map(requests)
+    assert [result.stdout_text for result in results[:12]] == [f"{index}\n" for index in range(12)]
+    assert results[12].stdout == b"x" * 300_000  # (past a pipe's and a socket's buffer: read as it arrives)
