@@ -3,7 +3,7 @@
 A fresh interpreter per run costs ~10-20 ms; a child forked from an already-started, already-warm one about 1 ms of
 CPU. The pool keeps up to one worker per core, each inside its own isolation (bubblewrap here, a container for
 `docker`), hands requests to idle workers from a queue, and offers `run` (blocking, on the caller's thread),
-`run_async` (asyncio) and `map` (a batch, concurrently, driven by the caller's thread alone: see `_Batch`). Inside,
+`run_async` (asyncio) and `map` / `map_async` (a batch, concurrently, driven by one thread: see `_Batch`). Inside,
 a worker is pid 1 of its sandbox; a zygote forked from it at start-up forks each run's child *before* the request
 arrives (while the previous run executes), and the worker answers as soon as the program has reported, cleaning up
 before it reads the next request.
@@ -375,6 +375,12 @@ class WarmPool(ClosedOnExit):
     async def run_async(self, request: ExecRequest) -> ExecResult:
         """`run` without blocking the event loop."""
         return await asyncio.get_running_loop().run_in_executor(self._executor, self.run, request)
+
+    async def map_async(self, requests: Iterable[ExecRequest]) -> list[ExecResult]:
+        """`map` without blocking the event loop: one thread of the loop's default executor drives the batch (a task
+        cancelled meanwhile stops waiting; the batch still runs to its end)."""
+        batch = list(requests)
+        return await asyncio.get_running_loop().run_in_executor(None, self.map, batch)
 
     def map(self, requests: Iterable[ExecRequest]) -> list[ExecResult]:
         """Run a batch concurrently on all workers; results in the order of the requests.

@@ -219,6 +219,13 @@ def test_pool_runs_a_batch_concurrently_and_async() -> None:
 
         assert asyncio.run(both()) == ["0\n", "1\n", "4\n", "9\n"]
 
+        async def batch_beside_single_runs() -> tuple[list[str], list[str]]:
+            batch = asyncio.ensure_future(pool.map_async(requests))
+            singles = await asyncio.gather(*map(pool.run_async, requests[:3]))
+            return [r.stdout_text for r in await batch], [r.stdout_text for r in singles]
+
+        assert asyncio.run(batch_beside_single_runs()) == ([f"{i * i}\n" for i in range(20)], ["0\n", "1\n", "4\n"])
+
 
 @needs_bwrap
 def test_pool_replaces_a_worker_after_max_runs() -> None:
