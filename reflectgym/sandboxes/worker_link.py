@@ -2,7 +2,7 @@
 
 `worker_main` runs inside the sandbox; this module encodes what it reads and decodes (and bounds) what it answers.
 A `Worker` sends a request (`submit`) and reads its answer (`collect`) separately, so one thread can keep many
-workers busy (`pool_batch`); `execute` does both, for a caller that waits on one worker.
+workers busy (`pool._Batch`); `execute` does both, for a caller that waits on one worker.
 """
 
 from __future__ import annotations

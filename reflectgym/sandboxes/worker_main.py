@@ -47,7 +47,7 @@ empty network and hostname). Not shared: files, processes, IPC objects, pipe con
 rlimits, request data.
 
 A program can write a false exit status on its status pipe: that only ends its own run early with an exit code it
-could have used anyway, and a CPU time the host keeps within what the run could have used (`pool.plausible_cpu`).
+could have used anyway, and a CPU time the host keeps within what the run could have used (`worker_link.plausible_cpu`).
 The worker, the zygote and the standbys are non-dumpable (no ptrace, no `/proc/PID/mem`);
 as pid 1 the worker gets no signal from inside the namespace. A program *can* kill or stop the zygote (the run gets
 `sandbox_error` unless it was already done; the worker kills everything itself and retires, and the host starts a
