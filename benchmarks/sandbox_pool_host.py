@@ -32,12 +32,13 @@ from reflectgym.sandboxes.types import Isolation
 from reflectgym.sandboxes.worker_link import WORKER_SOURCE, WorkerChannel
 
 INSTANT_WORKER = r"""
-import marshal, os, struct, sys
+import marshal, os, sys
+from reflectgym.sandboxes.worker_main import DONE, PREFIX, READY, RESULT
 size = int(sys.argv[1])
 while size:
     size -= len(os.read(0, size))
-reply = struct.pack("<ciBddII", b"D", 0, 0, 0.001, 0.001, 3, 0) + b"ok\n"
-os.write(1, b"Y")
+reply = RESULT.pack(DONE, 0, 0, 0.001, 0.001, 3, 0) + b"ok\n"
+os.write(1, READY)
 buffer = b""
 def have(count):
     global buffer
@@ -47,11 +48,11 @@ def have(count):
             sys.exit(0)
         buffer += chunk
 while True:
-    have(4)
-    (header_size,) = struct.unpack(">I", buffer[:4])
-    have(4 + header_size)
-    header = marshal.loads(buffer[4 : 4 + header_size])
-    end = 4 + header_size + header["child"] + header["stdin"] + sum(size for _, size in header["files"])
+    have(PREFIX.size)
+    (header_size,) = PREFIX.unpack_from(buffer)
+    have(PREFIX.size + header_size)
+    header = marshal.loads(buffer[PREFIX.size : PREFIX.size + header_size])
+    end = PREFIX.size + header_size + header["child"] + header["stdin"] + sum(size for _, size in header["files"])
     have(end)
     buffer = buffer[end:]
     os.write(1, reply)
