@@ -130,6 +130,8 @@ class ChatFormat:
         reply_at = self._history.rfind(_PONG)
         if reply_at < 0:
             raise ValueError("the chat template drops the assistant's reply from the history; cannot grow chats")
+        self._closed_reply = self._history[reply_at:]
+        """The dummy reply and the template text that closes it, as the history renders them."""
         self.reply_tail_ids: tuple[int, ...] = tuple(self.encode(self._history[reply_at + len(_PONG) :]))
         """Template tokens closing an assistant reply (e.g. `<|im_end|>`, newline)."""
         self._check_user_delta()
@@ -150,11 +152,15 @@ class ChatFormat:
         return self.encode(self.render(messages, generation_prompt=True))
 
     def user_turn_ids(self, content: str) -> list[int]:
-        """Ids that append one user message and the next generation prompt after a closed assistant reply."""
+        """Ids that append one user message and the next generation prompt after a closed assistant reply: what
+        the template renders after the dummy reply and its closing text once a user turn follows. (Templates may
+        render the reply itself differently then: Qwen3's drop the empty `<think>` block of every reply before
+        the last user turn. A grown context keeps each reply as it was sampled.)"""
         full = self.render([*self._with_reply, {"role": "user", "content": content}], generation_prompt=True)
-        if not full.startswith(self._history):
-            raise ValueError("the chat template re-renders earlier turns when a user turn is added")
-        return self.encode(full[len(self._history) :])
+        closed = full.find(self._closed_reply)  # the first: the dummy chat has nothing before it but _PING
+        if closed < 0:
+            raise ValueError("the chat template closes a reply differently once a user turn follows it")
+        return self.encode(full[closed + len(self._closed_reply) :])
 
     def closing_ids(self, generation: Generation) -> list[int]:
         """Template ids that close a reply: the tail less any part the model already sampled (its stop token)."""

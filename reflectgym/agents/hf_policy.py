@@ -179,13 +179,14 @@ def _stop_token_ids(model: Any, tokenizer: Any) -> tuple[int, ...]:
 
 
 def _reply_end(ids: list[int], stop_ids: Sequence[int], sampling: Sampling, tokenizer: Any) -> tuple[int, FinishReason]:
-    """Where the reply ends in a padded row (its stop token included) and why."""
-    for index, token in enumerate(ids):
-        if token in stop_ids:
-            return index + 1, "stop"
+    """Where the reply ends in a padded row and why: at its first stop token (included) or, sooner, at the token
+    that completes a stop string. The stop string is looked for first: a row that generation ended on one is
+    filled with the pad token, which is the eos (a stop token) for tokenizers without a pad token of their own,
+    and that fill was never sampled."""
+    token_end = next((index + 1 for index, token in enumerate(ids) if token in stop_ids), None)
     if sampling.stop:
-        for index in range(1, len(ids) + 1):
+        for index in range(1, token_end or len(ids) + 1):
             text = tokenizer.decode(ids[:index], skip_special_tokens=True)
             if any(stop in text for stop in sampling.stop):
                 return index, "stop"
-    return len(ids), "length"
+    return (token_end, "stop") if token_end is not None else (len(ids), "length")

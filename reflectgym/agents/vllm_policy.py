@@ -2,17 +2,21 @@
 
 vLLM is imported when a policy is made, never at module import, and its absence is an `ImportError` with the
 install command. Prompts go in as token ids (`{"prompt_token_ids": ...}`), so multi-turn contexts stay
-token-exact; `SamplingParams(logprobs=0)` returns the sampled token's log-prob per position (vLLM's default
-`raw_logprobs`: the model's distribution before temperature and top-p, as `HFPolicy` reports).
+token-exact; `SamplingParams(logprobs=0)` returns the sampled token's log-prob per position, and the engine is
+started with `logprobs_mode="raw_logprobs"` (vLLM ≥ 0.10.2, V1 engine): the model's distribution before
+temperature and top-p, as `HFPolicy` reports.
 
 Weights: `update_weights(pairs)` runs `model.load_weights(pairs)` inside every vLLM worker through
 `LLM.collective_rpc` and resets the prefix cache, so cached KV of old weights is never reused. With vLLM's
-multiprocess workers the callable and tensors are pickled: set `VLLM_ALLOW_INSECURE_SERIALIZATION=1`.
+engine core in a process of its own (its default) the callable and the tensors are serialised: set
+`VLLM_ALLOW_INSECURE_SERIALIZATION=1`, and the tensors travel as host copies. For a trainer and the engine on
+one GPU, `VLLM_ENABLE_V1_MULTIPROCESSING=0` keeps the engine in the trainer's process and the tensors on the GPU.
 """
 
 from __future__ import annotations
 
 import importlib
+import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,6 +50,19 @@ def import_vllm() -> Any:
         return importlib.import_module("vllm")
     except ImportError as error:
         raise ImportError(INSTALL_HINT) from error
+
+
+def engine_arguments(model: str | Path, config: VLLMConfig) -> dict[str, Any]:
+    """Keyword arguments of `vllm.LLM` for `model` under `config`."""
+    return {
+        "model": str(model),
+        "gpu_memory_utilization": config.gpu_memory_utilization,
+        "max_model_len": config.max_model_len,
+        "dtype": config.dtype,
+        "enforce_eager": config.enforce_eager,
+        "seed": config.seed,
+        "logprobs_mode": "raw_logprobs",  # the sampled token's log-prob before temperature and top-p
+    }
 
 
 def to_vllm_sampling(vllm: Any, sampling: Sampling) -> Any:
@@ -98,14 +115,7 @@ class VLLMPolicy:
         vllm = module if module is not None else import_vllm()
         self._vllm = vllm
         if llm is None:
-            llm = vllm.LLM(
-                model=str(model),
-                gpu_memory_utilization=self.config.gpu_memory_utilization,
-                max_model_len=self.config.max_model_len,
-                dtype=self.config.dtype,
-                enforce_eager=self.config.enforce_eager,
-                seed=self.config.seed,
-            )
+            llm = vllm.LLM(**engine_arguments(model, self.config))
         self.llm = llm
         self.chat = ChatFormat(self.tokenizer)
 
@@ -127,6 +137,8 @@ class VLLMPolicy:
     def update_weights(self, weights: Mapping[str, Any] | Iterable[tuple[str, Any]]) -> None:
         """Loads `(name, tensor)` pairs (Hugging Face names) into the running engine without a restart."""
         pairs = list(weights.items() if isinstance(weights, Mapping) else weights)
+        if os.environ.get("VLLM_ENABLE_V1_MULTIPROCESSING", "1") != "0":  # to another process: host copies
+            pairs = [(name, tensor.detach().cpu() if hasattr(tensor, "cpu") else tensor) for name, tensor in pairs]
         self.llm.collective_rpc(_load_weights, args=(pairs,))
         self.llm.reset_prefix_cache()
 

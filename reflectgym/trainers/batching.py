@@ -97,7 +97,11 @@ def collate(sequences: Sequence[TrainingSequence], pad_id: int) -> Batch:
     return Batch(input_ids, attention, mask[:, 1:], old[:, 1:], advantages)
 
 
-def target_logprobs(model: torch.nn.Module, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
-    """(B, T-1) log π(input_ids[:, t] | input_ids[:, :t]) for t ≥ 1, in float32."""
-    logits = model(input_ids=input_ids, attention_mask=attention_mask).logits  # (B, T, V)
+def target_logprobs(
+    model: torch.nn.Module, input_ids: Tensor, attention_mask: Tensor, autocast_dtype: torch.dtype | None = None
+) -> Tensor:
+    """(B, T-1) log π(input_ids[:, t] | input_ids[:, :t]) for t ≥ 1, in float32; the forward pass under
+    `autocast_dtype` autocast when given (every model a loss compares must run under the same precision)."""
+    with torch.autocast(input_ids.device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
+        logits = model(input_ids=input_ids, attention_mask=attention_mask).logits  # (B, T, V)
     return token_logprobs(logits[:, :-1], input_ids[:, 1:])

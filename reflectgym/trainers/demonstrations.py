@@ -4,7 +4,8 @@ into `TrainingSequence`s with the loss on the demonstrator's replies only.
 A demonstration is rendered exactly as the rollout engine would show it to the policy (same system prompt, same
 token-exact growth of the conversation through `TokenLedger`), so what behaviour cloning teaches is what the
 policy sees when it later acts in the env. Trajectories that a token policy recorded (`TokenRecord` in their
-metadata) are used as recorded, token for token.
+metadata) are used as recorded, token for token, when that is what the student would have been shown (see
+`student_records`); otherwise they are rendered anew from their text.
 """
 
 from __future__ import annotations
@@ -77,7 +78,7 @@ def demonstration_sequences_of(
     """One episode as training sequences: loss on every reply's tokens and its stop token, nowhere else.
 
     Args:
-        trajectory: A played episode; its recorded token segments are used when it has them.
+        trajectory: A played episode; its recorded token segments are used when they fit (`student_records`).
         chat: The student's chat template.
         system: The system prompt to open with (`""`: none), as the rollout engine would.
         stop_id: The token that ends a reply (the student learns to stop).
@@ -87,8 +88,8 @@ def demonstration_sequences_of(
     Raises:
         ValueError: If the trajectory has no turns.
     """
-    recorded = TokenRecord.segments_of(trajectory)
-    if recorded:
+    recorded = student_records(trajectory, chat, system, history_turns)
+    if recorded is not None:
         return [TrainingSequence.from_record(record) for record in recorded]
     if not trajectory.turns:
         raise ValueError(f"episode (seed {trajectory.seed}) has no turns to learn from")
@@ -108,6 +109,22 @@ def demonstration_sequences_of(
         messages.append({"role": "assistant", "content": turn.action})
     records.append(ledger.record())
     return [TrainingSequence.from_record(record) for record in records]
+
+
+def student_records(
+    trajectory: Trajectory, chat: ChatFormat, system: str, history_turns: int | None
+) -> list[TokenRecord] | None:
+    """The episode's recorded token segments if the student would have been shown them: they open with the
+    student's own rendering of the first observation (its chat template, its system prompt) and are cut by the
+    same history window (one segment for the whole episode, or one per turn). Else None: ids recorded through
+    another tokenizer, template or prompt would teach the student a context it never sees."""
+    recorded = TokenRecord.segments_of(trajectory)
+    if not recorded or not trajectory.turns:
+        return None
+    if len(recorded) != (1 if history_turns is None else len(trajectory.turns)):
+        return None
+    opening = tuple(chat.prompt_ids(opening_messages(system, trajectory.turns[0].observation)))
+    return recorded if recorded[0].input_ids[: len(opening)] == opening else None
 
 
 def demonstration_sequences(

@@ -12,15 +12,20 @@ Deviations from the paper, on purpose:
 * With a history window (`history_turns`), each turn's context is its own sequence carrying the episode's
   advantage; the token mean runs over all of them.
 * Under `torchrun`, each rank rolls out its share of the step's task instances (whole groups), so advantages
-  never need another rank's returns; the update is the global token mean (see `trainers.data_parallel`).
+  never need another rank's returns; the update is the global mean (see `trainers.data_parallel`).
+* Episodes that ended in an error (env, verifier or policy failure) are left out of their group, not scored 0.
+* Log-probs are the model's own (temperature 1), as samplers report them; with `temperature` ≠ 1 the rollouts
+  come from the tempered distribution, which the update does not correct for (verl and TRL divide the logits by
+  the temperature instead).
 """
 
 from __future__ import annotations
 
 import copy
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -63,8 +68,6 @@ class GRPOConfig(TrainerConfig):
     """PPO clip range of the per-token ratio."""
     kl_coef: float = 0.0
     """β of the k3 KL to the initial model (0: no reference model is kept)."""
-    normalisation: Literal["token", "sequence"] = "token"
-    """Mean over all valid tokens, or per sequence then over sequences."""
     drop_zero_variance_groups: bool = True
     """Skip groups whose returns are all equal: they carry no GRPO signal."""
     temperature: float = 1.0
@@ -96,20 +99,27 @@ class GRPOConfig(TrainerConfig):
 def sequences_from_groups(
     groups: list[list[Trajectory]], drop_zero_variance: bool
 ) -> tuple[list[TrainingSequence], dict[str, float]]:
-    """Advantages per group, then one `TrainingSequence` per token-recorded episode."""
+    """Advantages per group, then one `TrainingSequence` per token-recorded episode.
+
+    An episode that ended in an error (the env, its verifier or the policy failed: `metadata["error"]`) says
+    nothing about its replies, so it is left out and the group's advantages are taken over the rest; a group with
+    fewer than two episodes left is dropped."""
     sequences: list[TrainingSequence] = []
-    dropped = 0
+    dropped = failed = 0
     for index, group in enumerate(groups):
-        returns = torch.tensor([trajectory.total_reward for trajectory in group], dtype=torch.float32)
-        if drop_zero_variance and bool((returns == returns[0]).all()):
+        finished = [trajectory for trajectory in group if "error" not in trajectory.metadata]
+        failed += len(group) - len(finished)
+        returns = torch.tensor([trajectory.total_reward for trajectory in finished], dtype=torch.float32)
+        if len(finished) < 2 or (drop_zero_variance and bool((returns == returns[0]).all())):
             dropped += 1
             continue
-        advantages = group_advantages(returns, len(group))
-        for trajectory, advantage in zip(group, advantages.tolist(), strict=True):
+        advantages = group_advantages(returns, len(finished))
+        for trajectory, advantage in zip(finished, advantages.tolist(), strict=True):
             for record in TokenRecord.segments_of(trajectory):  # one context, or one per turn with a window
                 if any(record.loss_mask):
                     sequences.append(TrainingSequence.from_record(record, float(advantage), group=index))
-    return sequences, {"groups_dropped": float(dropped), "sequences": float(len(sequences))}
+    counts = {"groups_dropped": float(dropped), "episodes_failed": float(failed), "sequences": float(len(sequences))}
+    return sequences, counts
 
 
 class GRPOTrainer:
@@ -155,8 +165,10 @@ class GRPOTrainer:
     def _loss(self, batch: Batch, logprobs: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
         ref_logprobs = None
         if self.reference is not None:
-            with torch.no_grad():
-                ref_logprobs = target_logprobs(self.reference, batch.input_ids, batch.attention_mask)
+            with torch.no_grad():  # under the policy's precision, so the KL measures drift, not rounding
+                ref_logprobs = target_logprobs(
+                    self.reference, batch.input_ids, batch.attention_mask, self.session.autocast_dtype
+                )
         out = grpo_loss(
             logprobs,
             batch.old_logprobs,
@@ -181,7 +193,12 @@ class GRPOTrainer:
 
     def train(self) -> list[dict[str, float]]:
         """Runs the configured steps; returns the logged metrics of each step run here."""
-        return self.session.run(f"GRPO {self.config.env_id}", self._step)
+        return self.session.run(f"GRPO {self.config.env_id}", self._step, restore=self._restore)
+
+    def _restore(self, state: Mapping[str, Any]) -> None:
+        """After a resume, the sampler generates with the checkpoint's weights, as the run it continues did."""
+        if state and self.sampler is not None:
+            self.sampler.update_weights(trained_weights(self.session.model))
 
     def _step(self) -> dict[str, float]:
         started = time.perf_counter()

@@ -19,7 +19,9 @@ class MetricsLogger:
         tensorboard: Also write TensorBoard event files under `RUN_DIR/tensorboard` (needs `tensorboard`).
         wandb_project: Also log to this Weights & Biases project (needs `wandb`; offline unless logged in).
         config: The run's config, written to `RUN_DIR/config.json` and given to W&B.
-        resume: Append to an existing `metrics.jsonl` instead of starting a new one.
+        resumed_at: The step a resumed run continues from: the rows of `metrics.jsonl` up to it are kept and new
+            ones appended (rows of later steps, logged before a crash after the checkpoint, are dropped: those
+            steps run again). None starts a new file.
     """
 
     def __init__(
@@ -29,12 +31,14 @@ class MetricsLogger:
         tensorboard: bool = False,
         wandb_project: str | None = None,
         config: Mapping[str, Any] | None = None,
-        resume: bool = False,
+        resumed_at: int | None = None,
     ) -> None:
         self.run_dir = Path(run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.path = self.run_dir / "metrics.jsonl"
-        self._handle = self.path.open("a" if resume else "w", encoding="utf-8")
+        if resumed_at is not None:
+            keep_rows_until(self.path, resumed_at)
+        self._handle = self.path.open("w" if resumed_at is None else "a", encoding="utf-8")
         self._start = time.time()
         if config is not None:
             (self.run_dir / "config.json").write_text(json.dumps(dict(config), indent=2, default=str) + "\n")
@@ -75,6 +79,24 @@ class MetricsLogger:
             self._tensorboard.close()
         if self._wandb is not None:
             self._wandb.finish()
+
+
+def keep_rows_until(path: Path, step: int) -> None:
+    """Rewrites a metrics file (atomically) without the rows of steps after `step` and without a line a crash cut
+    short; a missing file stays missing."""
+    if not path.exists():
+        return
+    kept = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            row = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(row, dict) and isinstance(row.get("step"), int) and row["step"] <= step:
+            kept.append(line + "\n")
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text("".join(kept), encoding="utf-8")
+    partial.replace(path)
 
 
 def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:

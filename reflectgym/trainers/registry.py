@@ -28,7 +28,7 @@ class TrainerSpec:
 
 
 TRAINERS: dict[str, TrainerSpec] = {}
-"""Registered trainers by name."""
+"""Registered trainers by name (the built-in ones join on first lookup: importing them pulls in torch)."""
 
 
 def register_trainer(name: str, config: type, build: Callable[[Any], Any], summary: str) -> None:
@@ -36,18 +36,22 @@ def register_trainer(name: str, config: type, build: Callable[[Any], Any], summa
     TRAINERS[name] = TrainerSpec(config, build, summary)
 
 
-def _register_builtins() -> None:
+def _builtin_trainers() -> dict[str, TrainerSpec]:
     from reflectgym.trainers.grpo import GRPOConfig, GRPOTrainer
     from reflectgym.trainers.sft import SFTConfig, SFTTrainer
 
-    register_trainer("grpo", GRPOConfig, lambda config: GRPOTrainer(config), "GRPO on an env's reward (DeepSeekMath)")
-    register_trainer("sft", SFTConfig, lambda config: SFTTrainer(config), "behaviour cloning on demonstrations")
+    return {
+        "grpo": TrainerSpec(GRPOConfig, lambda config: GRPOTrainer(config), "GRPO on an env's reward (DeepSeekMath)"),
+        "sft": TrainerSpec(SFTConfig, lambda config: SFTTrainer(config), "behaviour cloning on demonstrations"),
+    }
 
 
 def trainer_spec(name: str | None) -> TrainerSpec:
-    """The spec of `name`, or a `ConfigError` listing the known trainers."""
-    if not TRAINERS:
-        _register_builtins()
+    """The spec of `name`, or a `ConfigError` listing the known trainers. A project's trainer registered under a
+    built-in name replaces the built-in one."""
+    if name is None or name not in TRAINERS:
+        for builtin, spec in _builtin_trainers().items():
+            TRAINERS.setdefault(builtin, spec)
     known = ", ".join(sorted(TRAINERS))
     if name is None:
         raise ConfigError(f"say which trainer to run: `trainer: NAME` in the config or --trainer NAME ({known})")

@@ -23,6 +23,7 @@ from reflectgym.trainers.batching import TrainingSequence
 from reflectgym.trainers.checkpoint import capture_rng_state, latest_checkpoint, load_checkpoint, save_checkpoint
 from reflectgym.trainers.config import ConfigError, to_dict
 from reflectgym.trainers.data_parallel import barrier, current_world, gather_to_main, init_world, wrap_for_training
+from reflectgym.trainers.losses import Normalisation
 from reflectgym.trainers.metrics import MetricsLogger
 from reflectgym.trainers.update import LossFn, UpdateResult, optimizer_step
 
@@ -51,6 +52,9 @@ class TrainerConfig:
     """Sequences per forward pass (gradients accumulate over a step)."""
     max_grad_norm: float = 1.0
     """Gradient clipping norm (0: no clipping)."""
+    normalisation: Normalisation = "token"
+    """What the loss averages over: all valid tokens of the step (`token`), or each sequence's tokens, then the
+    sequences (`sequence`: every sequence counts the same, however long)."""
     seed: int = 0
     """Seeds data order, sampling and initialisation."""
     save_every: int = 10
@@ -135,6 +139,7 @@ def with_lora(model: torch.nn.Module, config: TrainerConfig) -> torch.nn.Module:
         from peft import LoraConfig, get_peft_model
     except ImportError as error:
         raise ImportError("lora_rank > 0 needs peft: pip install 'reflectgym[train]' (or pip install peft)") from error
+    torch.manual_seed(config.seed)  # the adapters' initialisation follows the run's seed
     lora = LoraConfig(
         r=config.lora_rank,
         lora_alpha=config.lora_alpha,
@@ -226,7 +231,7 @@ class TrainingSession:
             tensorboard=self.config.tensorboard,
             wandb_project=self.config.wandb_project,
             config=self._describe,
-            resume=checkpoint is not None,
+            resumed_at=self.step if checkpoint is not None else None,
         )
         self._bar = tqdm(
             total=self.config.steps, initial=self.step, desc=title, disable=not self.config.progress, unit="step"
@@ -249,6 +254,7 @@ class TrainingSession:
             minibatch_size=self.config.minibatch_size,
             max_grad_norm=self.config.max_grad_norm or None,
             autocast_dtype=self.autocast_dtype,
+            normalisation=self.config.normalisation,
         )
         self.model.eval()
         return result

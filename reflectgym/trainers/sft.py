@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -68,8 +68,6 @@ class SFTConfig(TrainerConfig):
     """Batch sequences of similar length together (less padding, as Hugging Face's `group_by_length`: sorted
     within random mega-batches of 50 batches). Off by default: in multi-turn data, length often tracks the
     previous turn's outcome, and such batches bias each step."""
-    normalisation: Literal["token", "sequence"] = "token"
-    """Mean of the loss over all reply tokens of a step, or per sequence then over sequences."""
 
     def __post_init__(self) -> None:
         super().__post_init__()

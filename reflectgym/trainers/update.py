@@ -2,12 +2,16 @@
 
 Shared by every trainer: GRPO passes its clipped-surrogate loss, SFT its masked NLL, Skill-SD the sum of
 GRPO and the self-distillation term. The loss function sees a padded `Batch` and the current log-probs of its
-target tokens, and returns a scalar *mean over its valid tokens*; accumulation weights each minibatch by its
-share of valid tokens, so the step equals one big batch's token-mean no matter how it is split.
+target tokens, and returns a scalar mean over its minibatch: over its valid tokens (`token` normalisation) or over
+its sequences that carry loss (`sequence`). Accumulation weights each minibatch by its share of those units in the
+whole step (over every rank under DDP), so the step equals one big batch's mean no matter how it is split.
+A step whose gradient is not finite is skipped (the weights stay as they were) and says so.
 """
 
 from __future__ import annotations
 
+import math
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -16,6 +20,7 @@ from torch import Tensor
 
 from reflectgym.trainers.batching import Batch, TrainingSequence, collate, target_logprobs
 from reflectgym.trainers.data_parallel import global_max, global_sum, global_sums
+from reflectgym.trainers.losses import Normalisation
 
 LossFn = Callable[[Batch, Tensor], tuple[Tensor, dict[str, float]]]
 """(batch, current target log-probs (B, T-1)) → (scalar loss, metrics to log)."""
@@ -26,16 +31,18 @@ class UpdateResult:
     """What one optimiser step did.
 
     Attributes:
-        loss: Token-weighted mean loss over the whole step.
-        grad_norm: Gradient norm before clipping.
+        loss: Mean loss over the whole step (over its tokens or its sequences, as normalised).
+        grad_norm: Gradient norm before clipping (not finite: the step was skipped).
         tokens: Valid (loss-carrying) tokens in the step.
-        metrics: Token-weighted means of the loss function's extra metrics.
+        metrics: Means of the loss function's extra metrics, weighted as the loss is.
+        applied: False when the gradient was not finite and the optimiser step was skipped.
     """
 
     loss: float
     grad_norm: float
     tokens: int
     metrics: dict[str, float]
+    applied: bool = True
 
 
 def idle_sequence(pad_id: int) -> TrainingSequence:
@@ -61,11 +68,13 @@ def optimizer_step(
     max_grad_norm: float | None = 1.0,
     scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
     autocast_dtype: torch.dtype | None = None,
+    normalisation: Normalisation = "token",
 ) -> UpdateResult:
     """Accumulates gradients over minibatches of `sequences` and takes one optimiser step.
 
-    With a DistributedDataParallel `model`, `sequences` are this rank's share: the token count, the loss and the
-    metrics are global over every rank (see `reflectgym.trainers.data_parallel`), and a rank may hold no sequence.
+    `normalisation` must be the one `loss_fn` averages by: it decides each minibatch's weight. With a
+    DistributedDataParallel `model`, `sequences` are this rank's share: the counts, the loss and the metrics are
+    global over every rank (see `reflectgym.trainers.data_parallel`), and a rank may hold no sequence.
     """
     device = next(model.parameters()).device
     ranks = world_size_of(model)
@@ -78,7 +87,9 @@ def optimizer_step(
     loss_sum = 0.0
     metric_sums: dict[str, float] = {}
     chunks = [sequences[start : start + minibatch_size] for start in range(0, len(sequences), minibatch_size)]
-    weights = [sum(sum(sequence.loss_mask) for sequence in chunk) / total_tokens for chunk in chunks]
+    units = [averaged_units(chunk, normalisation) for chunk in chunks]
+    total_units = int(global_sum(sum(units), device)) if ranks > 1 else sum(units)
+    weights = [count / total_units for count in units]
     if ranks > 1:  # DDP all-reduces once per backward: every rank runs as many (idle ones: zero-weight) passes
         idle = int(global_max(len(chunks), device)) - len(chunks)
         chunks += [[idle_sequence(pad_id)]] * idle
@@ -87,8 +98,7 @@ def optimizer_step(
         if weight == 0 and ranks == 1:
             continue
         batch = collate(chunk, pad_id).to(device)
-        with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
-            logprobs = target_logprobs(model, batch.input_ids, batch.attention_mask)
+        logprobs = target_logprobs(model, batch.input_ids, batch.attention_mask, autocast_dtype)
         loss, metrics = loss_fn(batch, logprobs)
         (loss * weight * ranks).backward()  # DDP averages gradients over ranks; the weights already sum to 1
         loss_sum += loss.item() * weight
@@ -98,8 +108,20 @@ def optimizer_step(
         loss_sum = global_sum(loss_sum, device)
         metric_sums = global_sums(metric_sums, device)
     parameters = [p for p in model.parameters() if p.grad is not None]
-    grad_norm = torch.nn.utils.clip_grad_norm_(parameters, max_grad_norm if max_grad_norm else float("inf"))
-    optimizer.step()
-    if scheduler is not None:
-        scheduler.step()
-    return UpdateResult(loss=loss_sum, grad_norm=float(grad_norm), tokens=total_tokens, metrics=metric_sums)
+    grad_norm = float(torch.nn.utils.clip_grad_norm_(parameters, max_grad_norm if max_grad_norm else float("inf")))
+    applied = math.isfinite(grad_norm)  # the same on every rank: DDP's gradients are already averaged
+    if applied:
+        optimizer.step()
+        if scheduler is not None:
+            scheduler.step()
+    else:  # a NaN or inf would be written into the weights (and every later checkpoint): skip this step
+        warnings.warn(f"gradient norm is {grad_norm}: optimiser step skipped", stacklevel=2)
+    return UpdateResult(loss_sum, grad_norm, total_tokens, metric_sums, applied)
+
+
+def averaged_units(sequences: Sequence[TrainingSequence], normalisation: Normalisation) -> int:
+    """What a loss normalised by `normalisation` averages over in `sequences`: valid tokens, or sequences with at
+    least one valid token."""
+    if normalisation == "token":
+        return sum(sum(sequence.loss_mask) for sequence in sequences)
+    return sum(1 for sequence in sequences if any(sequence.loss_mask))

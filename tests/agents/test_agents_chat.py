@@ -30,6 +30,20 @@ THINK_STRIPPING = (
     "{% endfor %}"
     "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
 )
+QWEN3_LIKE = (  # Qwen3's rule: a reply after the last user turn gets an empty <think> block, earlier ones none
+    "{%- set ns = namespace(last_query=-1) %}"
+    "{%- for m in messages %}{%- if m['role'] == 'user' %}{%- set ns.last_query = loop.index0 %}{%- endif %}"
+    "{%- endfor %}"
+    "{%- for m in messages %}"
+    "{%- if m['role'] == 'assistant' %}"
+    "{%- set content = m['content'].split('</think>')[-1].lstrip() %}"
+    "{%- if loop.index0 > ns.last_query %}"
+    "{{ '<|im_start|>assistant\\n<think>\\n\\n</think>\\n\\n' + content + '<|im_end|>\\n' }}"
+    "{%- else %}{{ '<|im_start|>assistant\\n' + content + '<|im_end|>\\n' }}{%- endif %}"
+    "{%- else %}{{ '<|im_start|>' + m['role'] + '\\n' + m['content'] + '<|im_end|>\\n' }}{%- endif %}"
+    "{%- endfor %}"
+    "{%- if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{%- endif %}"
+)
 ENV = "reflectgym/Sokoban-v0"
 
 
@@ -101,6 +115,21 @@ def test_history_rewriting_template_keeps_the_sampled_thinking_tokens() -> None:
     between = tokenizer.decode(list(record.input_ids[spans[0][1] : spans[1][0]]))
     assert second_observation in between and between.endswith("<|im_start|>assistant\n")
     assert set(record.turns[spans[1][0] : spans[1][1]]) == {1}
+
+
+def test_template_that_renders_the_last_reply_differently_still_grows_exactly() -> None:
+    tokenizer = build_tokenizer(QWEN3_LIKE)
+    chat = ChatFormat(tokenizer)
+    assert tokenizer.decode(chat.user_turn_ids("obs")) == "<|im_start|>user\nobs<|im_end|>\n<|im_start|>assistant\n"
+    policy = ThinkingPolicy(tokenizer)
+    config = RolloutConfig(num_envs=1, max_turns=3, sampling=Sampling(max_new_tokens=64))
+    [trajectory] = RolloutEngine(policy, lambda: gym.make(ENV), ENV, config).collect([0])
+    record = TokenRecord.from_trajectory(trajectory)
+    assert record is not None and len(trajectory.turns) == 3
+    check_token_exact(record, policy.prompts, policy.replies)
+    spans = record.assistant_spans()
+    between = tokenizer.decode(list(record.input_ids[spans[0][1] : spans[1][0]]))
+    assert between == f"\n<|im_start|>user\n{trajectory.turns[1].observation}<|im_end|>\n<|im_start|>assistant\n"
 
 
 def test_record_round_trips_through_jsonl(tmp_path: Path) -> None:

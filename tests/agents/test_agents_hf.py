@@ -12,7 +12,7 @@ pytest.importorskip("transformers")
 
 from reflectgym.agents import Sampling, make_policy  # noqa: E402
 from reflectgym.agents.gguf import smollm2_gguf  # noqa: E402
-from reflectgym.agents.hf_policy import HFPolicy, HFPolicyConfig  # noqa: E402
+from reflectgym.agents.hf_policy import HFPolicy, HFPolicyConfig, _reply_end  # noqa: E402
 from reflectgym.agents.tiny import build_tiny_model  # noqa: E402
 
 CHAT = [{"role": "user", "content": "Which way?"}]
@@ -61,6 +61,23 @@ def test_stop_strings_end_the_reply_inside_the_ids(folder: Path) -> None:
     stop = free.text[2]
     [cut] = policy.generate([CHAT], Sampling(temperature=0, max_new_tokens=16, stop=(stop,)))
     assert cut.finish_reason == "stop" and cut.text.endswith(stop) and len(cut.token_ids or ()) < 16
+
+
+class Letters:
+    """Decodes id i as chr(i); EOS (also the pad token, as for tokenizers without one) is special."""
+
+    EOS = 0
+
+    def decode(self, ids: list[int], skip_special_tokens: bool = True) -> str:
+        return "".join(chr(i) for i in ids if i != self.EOS)
+
+
+def test_a_reply_cut_by_a_stop_string_does_not_take_the_pad_fill_for_a_sampled_eos() -> None:
+    eos, stop = Letters.EOS, Sampling(stop=("!",))
+    assert _reply_end([97, 98, 33, eos, eos], [eos], stop, Letters()) == (3, "stop")  # ends at "!", not the fill
+    assert _reply_end([97, eos, 33, eos], [eos], stop, Letters()) == (2, "stop")  # a sampled eos first
+    assert _reply_end([97, 98], [eos], stop, Letters()) == (2, "length")
+    assert _reply_end([97, 98, eos], [eos], Sampling(), Letters()) == (3, "stop")
 
 
 def test_update_weights_changes_what_it_generates(folder: Path) -> None:

@@ -10,7 +10,14 @@ from typing import Any
 import pytest
 
 from reflectgym.agents import Sampling
-from reflectgym.agents.vllm_policy import INSTALL_HINT, VLLMPolicy, from_vllm_output, to_vllm_sampling
+from reflectgym.agents.vllm_policy import (
+    INSTALL_HINT,
+    VLLMConfig,
+    VLLMPolicy,
+    engine_arguments,
+    from_vllm_output,
+    to_vllm_sampling,
+)
 
 HAS_VLLM = importlib.util.find_spec("vllm") is not None
 needs_no_vllm = pytest.mark.skipif(HAS_VLLM, reason="vLLM is installed: the real-engine tests cover this")
@@ -96,6 +103,27 @@ def test_update_weights_loads_in_every_worker_and_drops_the_prefix_cache(fake: F
     assert fake.calls[1][1] == [("model.embed_tokens.weight", 1)]
 
 
+@needs_no_vllm
+def test_weights_for_an_engine_in_another_process_travel_as_host_copies(
+    fake: FakeVLLM, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    torch = pytest.importorskip("torch")
+    weight = torch.ones(2, requires_grad=True)
+    policy = VLLMPolicy("m", llm=fake, module=fake)
+    policy.update_weights({"w": weight})
+    [(_, sent)] = fake.calls[1][1]
+    assert not sent.requires_grad and torch.equal(sent, torch.ones(2))
+    monkeypatch.setenv("VLLM_ENABLE_V1_MULTIPROCESSING", "0")  # the engine in this process: the tensor itself
+    policy.update_weights({"w": weight})
+    assert fake.calls[4][1][0][1] is weight
+
+
+def test_engine_reports_raw_logprobs() -> None:
+    arguments = engine_arguments("m", VLLMConfig(max_model_len=512, seed=3))
+    assert arguments["logprobs_mode"] == "raw_logprobs"
+    assert arguments["model"] == "m" and arguments["max_model_len"] == 512 and arguments["seed"] == 3
+
+
 def test_length_finish_reason_is_kept() -> None:
     completion = SimpleNamespace(token_ids=[5], logprobs=None, text="a", finish_reason="length")
     reply = from_vllm_output(SimpleNamespace(outputs=[completion], prompt_token_ids=None))
@@ -106,7 +134,6 @@ def test_length_finish_reason_is_kept() -> None:
 @pytest.mark.gpu
 def test_real_engine_generates_ids_with_logprobs(tmp_path: Path) -> None:
     from reflectgym.agents.tiny import build_tiny_model
-    from reflectgym.agents.vllm_policy import VLLMConfig
 
     folder = build_tiny_model(tmp_path / "tiny")
     policy = VLLMPolicy(folder, VLLMConfig(gpu_memory_utilization=0.2, max_model_len=4096, enforce_eager=True))

@@ -85,6 +85,17 @@ def test_metrics_jsonl_survives_a_torn_last_line(tmp_path: Path) -> None:
     assert (tmp_path / "config.json").exists()
 
 
+def test_a_resumed_run_drops_the_rows_of_the_steps_it_runs_again(tmp_path: Path) -> None:
+    logger = MetricsLogger(tmp_path)
+    for step in range(1, 6):  # checkpointed at step 3, killed after step 5 was logged
+        logger.log(step, {"loss": float(step)})
+    logger.close()
+    resumed = MetricsLogger(tmp_path, resumed_at=3)
+    resumed.log(4, {"loss": 40.0})
+    resumed.close()
+    assert [(r["step"], r["loss"]) for r in read_metrics(tmp_path)] == [(1, 1.0), (2, 2.0), (3, 3.0), (4, 40.0)]
+
+
 def test_hugging_face_model_round_trips_with_tied_embeddings(tmp_path: Path) -> None:
     transformers = pytest.importorskip("transformers")
     config = transformers.LlamaConfig(

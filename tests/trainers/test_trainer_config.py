@@ -77,3 +77,15 @@ def test_top_level_must_be_a_mapping(tmp_path: Path) -> None:
     path.write_text("- 1\n- 2\n")
     with pytest.raises(ConfigError, match="expected a mapping"):
         load_config(ToyConfig, path)
+
+
+def test_a_project_trainer_joins_the_built_in_ones(monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("torch", reason="the built-in trainers need torch")
+    from reflectgym.trainers import registry
+
+    monkeypatch.setattr(registry, "TRAINERS", {})
+    registry.register_trainer("mine", ToyConfig, lambda config: config, "a project's own trainer")
+    assert registry.trainer_spec("mine").summary == "a project's own trainer"
+    assert registry.trainer_spec("grpo").config.__name__ == "GRPOConfig"
+    registry.register_trainer("sft", ToyConfig, lambda config: config, "a project's SFT")  # replaces the built-in one
+    assert registry.trainer_spec("sft").config is ToyConfig

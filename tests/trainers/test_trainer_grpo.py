@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -10,12 +11,16 @@ import pytest
 pytest.importorskip("torch", reason="torch is not installed (pip install 'reflectgym[train]')")
 pytest.importorskip("transformers", reason="transformers is not installed")
 
+import torch
+
 import reflectgym
+from reflectgym.agents.chat import TokenRecord
 from reflectgym.agents.hf_policy import HFPolicy
 from reflectgym.agents.tiny import TinyModelConfig, build_tiny_model
 from reflectgym.core import Task
+from reflectgym.core.trajectory import Trajectory, Turn
 from reflectgym.trainers.config import ConfigError
-from reflectgym.trainers.grpo import GRPOConfig, GRPOTrainer
+from reflectgym.trainers.grpo import GRPOConfig, GRPOTrainer, sequences_from_groups
 from reflectgym.trainers.report import write_report
 
 
@@ -26,6 +31,16 @@ def share_of_a(task: Task, answer: str) -> float:
 
 ENV_ID = reflectgym.register_task_env(
     "SayA-v0", [{"id": "a", "prompt": "Say a.", "answer": "aaaaaaaa"}], share_of_a, max_attempts=1
+)
+
+
+def length_share(task: Task, answer: str) -> float:
+    """Dense: a tiny model's reply lengths vary, so nearly every group carries signal."""
+    return min(len(answer.strip()), 6) / 6
+
+
+LONG_ID = reflectgym.register_task_env(
+    "LongReply-v0", [{"id": "a", "prompt": "Talk.", "answer": "aaaaaa"}], length_share, max_attempts=1
 )
 
 
@@ -75,6 +90,51 @@ def test_resume_continues_from_the_latest_checkpoint(tmp_path: Path) -> None:
     assert [h["step"] for h in history] == [4.0, 5.0]
     steps = [json.loads(line)["step"] for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert steps == [1, 2, 3, 4, 5], "the resumed run appends to the same metrics file"
+
+
+def long_config(run_dir: Path, **changes: object) -> GRPOConfig:
+    config = GRPOConfig(
+        env_id=LONG_ID, output_dir=str(run_dir), steps=2, tasks_per_step=2, group_size=4, lr=3e-3, max_new_tokens=6,
+        save_every=1, progress=False, device="cpu",
+    )  # fmt: skip
+    return dataclasses.replace(config, **changes)
+
+
+def test_a_resumed_run_hands_the_checkpoint_weights_to_its_sampler(tmp_path: Path) -> None:
+    model_dir = build_tiny_model(tmp_path / "model", TinyModelConfig(seed=3))
+    config = long_config(tmp_path / "run")
+    history = GRPOTrainer(config, HFPolicy.from_pretrained(model_dir), HFPolicy.from_pretrained(model_dir)).train()
+    assert any("loss" in step for step in history), "no update: the weights never moved, nothing was tested"
+    sampler = HFPolicy.from_pretrained(model_dir)  # the initial weights, as a restarted vLLM engine has them
+    resumed = GRPOTrainer(dataclasses.replace(config, resume=True), HFPolicy.from_pretrained(model_dir), sampler)
+    assert resumed.train() == []  # every step was already taken
+    trained = dict(resumed.model.named_parameters())
+    assert all(torch.equal(value, trained[name]) for name, value in sampler.model.named_parameters())
+
+
+def test_the_kl_reference_runs_under_the_policy_precision(tmp_path: Path) -> None:
+    model_dir = build_tiny_model(tmp_path / "model", TinyModelConfig(seed=3))
+    config = long_config(tmp_path / "run", steps=1, kl_coef=0.1, bf16=True)
+    [step] = GRPOTrainer(config, HFPolicy.from_pretrained(model_dir)).train()
+    assert "kl" in step, "no update: nothing was tested"
+    assert step["kl"] == 0.0  # the same weights under the same precision: nothing has drifted yet
+
+
+def recorded_episode(reward: float, error: str | None = None) -> Trajectory:
+    record = TokenRecord((1, 2, 3), (0, 1, 1), (0.0, -0.1, -0.2), (0, 0, 0))
+    metadata: dict[str, object] = {"tokens": record.to_dict(), **({"error": error} if error else {})}
+    return Trajectory("toy", None, 0, [Turn("o", "a", reward)], metadata=metadata)
+
+
+def test_episodes_that_ended_in_an_error_leave_their_group() -> None:
+    failed = "ConnectionError: the verifier is down"
+    mixed = [recorded_episode(0.0), recorded_episode(1.0), recorded_episode(0.0, failed), recorded_episode(1.0)]
+    broken = [recorded_episode(1.0)] + [recorded_episode(0.0, failed)] * 3
+    sequences, counts = sequences_from_groups([mixed, broken], drop_zero_variance=True)
+    assert counts["episodes_failed"] == 4 and counts["groups_dropped"] == 1  # one episode left: no group
+    returns = torch.tensor([0.0, 1.0, 1.0])  # the failed episode's 0.0 is not among them
+    expected = (returns - returns.mean()) / returns.std(unbiased=False)
+    assert [s.advantage for s in sequences] == pytest.approx(expected.tolist(), rel=1e-4)
 
 
 def test_config_validation_says_what_to_change() -> None:

@@ -111,6 +111,34 @@ def test_windowed_demonstrations_render_the_contexts_the_rollout_engine_samples_
             assert sequence.input_ids[:prompt] == record.input_ids[:prompt]
 
 
+def test_recorded_tokens_are_used_only_when_the_student_would_have_seen_them(tiny: Path) -> None:
+    from reflectgym.agents.chat import TokenRecord
+    from reflectgym.agents.rollout import RolloutEngine
+
+    policy = HFPolicy.from_pretrained(tiny)
+    config = RolloutConfig(num_envs=1, max_turns=2, system_prompt="Recorded.", sampling=Sampling(max_new_tokens=4))
+    [episode] = RolloutEngine(policy, lambda: gym.make(SOKOBAN), SOKOBAN, config).collect([0])
+    [record] = TokenRecord.segments_of(episode)
+    eos = int(policy.tokenizer.eos_token_id)
+    [same] = demonstration_sequences_of(episode, policy.chat, "Recorded.", eos)
+    assert same.input_ids == record.input_ids and same.old_logprobs == record.logprobs  # as sampled
+    [other] = demonstration_sequences_of(episode, policy.chat, "The student's own prompt.", eos)
+    assert policy.tokenizer.decode(list(other.input_ids)).startswith(
+        "<|im_start|>system\nThe student's own prompt.<|im_end|>"
+    )  # another prompt (or template): rendered anew from the text
+
+
+def test_lora_adapters_start_the_same_for_the_same_seed(tmp_path: Path, tiny: Path) -> None:
+    pytest.importorskip("peft", reason="peft is not installed (pip install 'reflectgym[train]')")
+    first, second = (
+        SFTTrainer(toy_config(tmp_path / name, lora_rank=4, steps=1), HFPolicy.from_pretrained(tiny)).model
+        for name in ("a", "b")
+    )
+    adapters = {name: value for name, value in first.named_parameters() if "lora_A" in name}
+    assert adapters
+    assert all(torch.equal(value, adapters[name]) for name, value in second.named_parameters() if name in adapters)
+
+
 @pytest.mark.parametrize("by_length", [False, True])
 def test_an_epoch_visits_every_sequence_once_in_a_seeded_order(by_length: bool) -> None:
     import numpy as np

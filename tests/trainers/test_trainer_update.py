@@ -1,4 +1,5 @@
-"""One optimiser step: minibatch accumulation equals the one-big-batch token mean; parameters change."""
+"""One optimiser step: minibatch accumulation equals the one-big-batch mean (over tokens or over sequences);
+parameters change; a step with a gradient that is not finite leaves them as they were."""
 
 from __future__ import annotations
 
@@ -16,6 +17,10 @@ from reflectgym.trainers.update import optimizer_step  # noqa: E402
 
 def sft(batch: Batch, logprobs: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
     return sft_loss(logprobs, batch.loss_mask), {"tokens_seen": float(batch.loss_mask.sum())}
+
+
+def sft_per_sequence(batch: Batch, logprobs: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+    return sft_loss(logprobs, batch.loss_mask, "sequence"), {}
 
 
 def make_model() -> torch.nn.Module:
@@ -49,6 +54,42 @@ def test_accumulated_step_equals_one_big_batch(minibatch_size: int) -> None:
     assert result_whole.tokens == 6
     for p_whole, p_split in zip(whole.parameters(), split.parameters(), strict=True):
         assert torch.allclose(p_whole, p_split, atol=1e-6)
+
+
+@pytest.mark.parametrize("minibatch_size", [1, 2])
+def test_sequence_normalised_step_is_the_mean_over_sequences_however_it_is_split(minibatch_size: int) -> None:
+    whole, split = make_model(), make_model()
+    sgd_whole = torch.optim.SGD(whole.parameters(), lr=0.1)
+    sgd_split = torch.optim.SGD(split.parameters(), lr=0.1)
+    step = {"pad_id": 0, "normalisation": "sequence"}
+    result_whole = optimizer_step(whole, sgd_whole, SEQUENCES, sft_per_sequence, minibatch_size=3, **step)
+    result_split = optimizer_step(split, sgd_split, SEQUENCES, sft_per_sequence, minibatch_size=minibatch_size, **step)
+    assert result_split.loss == pytest.approx(result_whole.loss, rel=1e-5)
+    for p_whole, p_split in zip(whole.parameters(), split.parameters(), strict=True):
+        assert torch.allclose(p_whole, p_split, atol=1e-6)
+    with torch.no_grad():  # the mean of the three sequences' own means
+        means = []
+        for sequence in SEQUENCES:
+            ids = torch.tensor([sequence.input_ids])
+            logprobs = torch.log_softmax(make_model()(ids).logits[0, :-1], -1).gather(-1, ids[0, 1:, None])[:, 0]
+            mask = torch.tensor(sequence.loss_mask[1:], dtype=torch.float32)
+            means.append(float(-(logprobs * mask).sum() / mask.sum()))
+    assert result_whole.loss == pytest.approx(sum(means) / 3, rel=1e-5)
+
+
+def test_a_step_whose_gradient_is_not_finite_is_skipped() -> None:
+    model = make_model()
+    before = copy.deepcopy(model.state_dict())
+
+    def poisoned(batch: Batch, logprobs: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+        return sft_loss(logprobs, batch.loss_mask) * float("nan"), {}
+
+    with pytest.warns(UserWarning, match="optimiser step skipped"):
+        result = optimizer_step(
+            model, torch.optim.AdamW(model.parameters(), lr=1e-2), SEQUENCES, poisoned, pad_id=0, minibatch_size=2
+        )
+    assert not result.applied
+    assert all(torch.equal(before[name], value) for name, value in model.state_dict().items())
 
 
 def test_parameters_change_and_loss_falls() -> None:
