@@ -8,7 +8,7 @@ threat model; this package imports nothing else of reflectgym.
 from reflectgym.sandboxes.bwrap import BwrapConfig, BwrapSandbox
 from reflectgym.sandboxes.local import LocalConfig, LocalSandbox, LocalSandboxWarning
 from reflectgym.sandboxes.pool import PoolConfig, WarmPool, bwrap_pool
-from reflectgym.sandboxes.python_tests import PythonTestReport, TestOutcome, TestStatus, run_python_tests
+from reflectgym.sandboxes.python_tests import PythonTest, PythonTestReport, TestOutcome, TestStatus, run_python_tests
 from reflectgym.sandboxes.registry import BACKENDS, default_sandbox, get_sandbox, unavailable_reason
 from reflectgym.sandboxes.types import (
     ExecRequest,
@@ -35,6 +35,7 @@ __all__ = [
     "LocalSandboxWarning",
     "ManagedSandbox",
     "PoolConfig",
+    "PythonTest",
     "PythonTestReport",
     "Sandbox",
     "SandboxError",

@@ -1,13 +1,24 @@
 """Runs a Python program plus test snippets in a sandbox and returns one outcome per test, for text feedback.
 
-The harness (written into the work dir as `_harness.py`) executes the program as `solution.py`, then each test
-snippet on its own (`assert f(2) == 4`), with a per-test time limit, and prints one JSON line per test behind a
-random marker. Tracebacks are trimmed to the frames in the user's code (`solution.py` and the test itself).
+The harness (written into the work dir as `_harness.py`) is two processes. The *program's process* runs the
+program as `solution.py`, then each test with a per-test time limit. The *judge*, the process it was forked from,
+never runs the program's code: it takes the tests on stdin only after the fork, gives the program's process what it
+needs of each, reads back what it sends, decides each test, and alone prints the outcome lines (one JSON line per
+test behind a random marker; the program's own output reaches stdout through the judge, and it never knows the
+marker). Tracebacks are trimmed to the frames in the user's code (`solution.py` and the test itself).
 
-Threat model: the outcomes are reported from inside the program's own process, so a hostile program can forge
-them (it can read the marker); the sandbox still contains it. A verifier that must not be fooled should compare the
-process's exit status (`ExecResult`) too: the harness exits 0 only when every test passed, and a forged line cannot
-make a crashed or killed run look `ok`.
+A test that is one final `assert` over an expression is *split* (see `reflectgym.sandboxes.probes`): the program's
+process evaluates only the calls into the program and sends their values as plain data (numbers, strings, bytes,
+lists, tuples, dicts, sets; numpy values as lists and numbers); the judge evaluates the rest of the condition on
+them. Other tests (a loop of asserts, a probe that needs a comprehension's variable) run whole in the program's
+process, which reports their outcome itself.
+
+Threat model: a split test passes only if the values the program sent satisfy the judge's condition, and its
+expected values never reach the program's process; forged reports, a rewritten `assert` or `sys.exit`, an early
+`os._exit(0)` and objects whose `__eq__` always says yes do not pass it. The judge is non-dumpable where `ctypes`
+can make it so (no ptrace, no `/proc/PID/mem` from the program, which runs as the same user). A program *can* kill
+the judge (the run then fails) and forge the outcome of a test that runs whole in its process, whose source it
+also sees. `PythonTestReport.passed` also requires the harness to have exited 0 (every test passed).
 """
 
 from __future__ import annotations
@@ -18,58 +29,303 @@ import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from reflectgym.sandboxes.probes import split_test
 from reflectgym.sandboxes.types import ExecRequest, ExecResult, Limits, Sandbox
 
 SOLUTION_FILE = "solution.py"
 HARNESS_FILE = "_harness.py"
+ACTUAL_PREFIX = "\x00actual:"
+"""Starts the message of a failed comparison test; what follows is `repr` of the value under test."""
 
 _HARNESS = r"""
-import json, signal, sys, traceback
-MARKER, PER_TEST, COUNT = sys.argv[1], float(sys.argv[2]), int(sys.argv[3])
+import builtins, json, os, select, signal, sys, traceback
 KEEP = ("solution.py", "<test ")
-def report(index, status, message="", tb=""):
-    sys.stdout.flush()
-    sys.__stdout__.write(MARKER + json.dumps({"index": index, "status": status, "message": message, "tb": tb}) + "\n")
-    sys.__stdout__.flush()
+ACTUAL_PREFIX = "\x00actual:"
+MAX_DEPTH = 200
+if hasattr(sys, "set_int_max_str_digits"):
+    sys.set_int_max_str_digits(0)
+
+class TestTimeout(BaseException):
+    pass
+
+class Unplain(Exception):
+    pass
+
+def on_alarm(signum, frame):
+    raise TestTimeout("took longer than %g s" % PER_TEST)
+
+def timed(run, *args):
+    signal.setitimer(signal.ITIMER_REAL, PER_TEST)
+    try:
+        return run(*args)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+
 def trimmed(error):
     frames = [f for f in traceback.extract_tb(error.__traceback__) if f.filename.startswith(KEEP)]
     lines = ["Traceback (most recent call last):\n", *traceback.format_list(frames)]
     return "".join(lines + traceback.format_exception_only(type(error), error))
-class TestTimeout(BaseException):
-    pass
-def on_alarm(signum, frame):
-    raise TestTimeout(f"took longer than {PER_TEST:g} s")
-signal.signal(signal.SIGALRM, on_alarm)
-namespace = {"__name__": "solution"}
-try:
-    signal.setitimer(signal.ITIMER_REAL, PER_TEST)
-    exec(compile(open("solution.py", encoding="utf-8").read(), "solution.py", "exec"), namespace)
-    signal.setitimer(signal.ITIMER_REAL, 0)
-except BaseException as error:
-    signal.setitimer(signal.ITIMER_REAL, 0)
-    for index in range(COUNT):
-        report(index, "not_run", "the program itself failed: " + repr(error)[:500], trimmed(error))
-    sys.exit(1)
-failed = 0
-for index in range(COUNT):
-    source = open(f"_test_{index}.py", encoding="utf-8").read()
+
+def plain(value, depth=0):
+    # A value as tagged JSON data, read through the builtin types' own methods (a subclass cannot lie about it).
+    if depth > MAX_DEPTH:
+        raise Unplain("a value nested more than %d deep" % MAX_DEPTH)
+    if value is None or value is True or value is False:
+        return value
+    kind = type(value)
+    if kind.__module__ == "numpy" and hasattr(value, "tolist"):
+        return plain(value.tolist(), depth + 1)
+    if isinstance(value, int):
+        return int.__index__(value)
+    if isinstance(value, float):
+        return float.__float__(value)
+    if isinstance(value, str):
+        return str.__str__(value)
+    if kind is complex:
+        return {"complex": [value.real, value.imag]}
+    if isinstance(value, bytes | bytearray):
+        return {"bytes": bytes.hex(value) if isinstance(value, bytes) else bytearray.hex(value)}
+    if isinstance(value, list):
+        return [plain(item, depth + 1) for item in list.__iter__(value)]
+    if isinstance(value, tuple):
+        return {"tuple": [plain(item, depth + 1) for item in tuple.__iter__(value)]}
+    if isinstance(value, dict):
+        return {"dict": [[plain(k, depth + 1), plain(v, depth + 1)] for k, v in dict.items(value)]}
+    if isinstance(value, set | frozenset):
+        items = set.__iter__(value) if isinstance(value, set) else frozenset.__iter__(value)
+        return {kind is frozenset and "frozenset" or "set": [plain(item, depth + 1) for item in items]}
+    for module, name in (("fractions", "Fraction"), ("decimal", "Decimal")):
+        if kind is getattr(sys.modules.get(module), name, None):
+            return {name.lower(): str(value)}
+    raise Unplain(kind.__qualname__)
+
+def unplain(data):
+    if isinstance(data, list):
+        return [unplain(item) for item in data]
+    if not isinstance(data, dict):
+        return data
+    [(tag, content)] = data.items()
+    if tag == "tuple":
+        return tuple(unplain(item) for item in content)
+    if tag in ("set", "frozenset"):
+        items = [unplain(item) for item in content]
+        return set(items) if tag == "set" else frozenset(items)
+    if tag == "dict":
+        return {unplain(k): unplain(v) for k, v in content}
+    if tag == "bytes":
+        return bytes.fromhex(content)
+    if tag == "complex":
+        return complex(*content)
+    if tag == "fraction":
+        from fractions import Fraction
+        return Fraction(content)
+    if tag == "decimal":
+        from decimal import Decimal
+        return Decimal(content)
+    raise ValueError("unknown tag %r" % tag)
+
+def read_all(fd):
+    chunks = []
+    while True:
+        chunk = os.read(fd, 1 << 16)
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)
+
+def write_all(fd, data):
+    while data:
+        data = data[os.write(fd, data):]
+
+def program_side(task_r, results_w, out_w, err_w):
+    # The program's process: runs the program and each test's share of it, and sends what it found on fd 4.
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, 0)
+    os.dup2(out_w, 1)
+    os.dup2(err_w, 2)
+    os.dup2(task_r, 3)
+    os.dup2(results_w, 4)
+    os.closerange(5, 1 << 16)
+    task = json.loads(read_all(3))
+    os.close(3)
+    global PER_TEST
+    PER_TEST = task["per_test"]
+    signal.signal(signal.SIGALRM, on_alarm)
+
+    def send(record):
+        sys.stdout.flush()
+        sys.stderr.flush()
+        write_all(4, (json.dumps(record) + "\n").encode())
+
+    namespace = {"__name__": "solution"}
     try:
-        signal.setitimer(signal.ITIMER_REAL, PER_TEST)
-        exec(compile(source, f"<test {index}>", "exec"), dict(namespace))
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        report(index, "passed")
-    except AssertionError as error:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        failed += 1
-        report(index, "failed", str(error)[:2000], trimmed(error))
-    except TestTimeout as error:
-        failed += 1
-        report(index, "timeout", str(error))
+        source = open("solution.py", encoding="utf-8").read()
+        timed(exec, compile(source, "solution.py", "exec"), namespace)
     except BaseException as error:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        failed += 1
-        report(index, "error", repr(error)[:2000], trimmed(error))
-sys.exit(1 if failed else 0)
+        for index in range(len(task["tests"])):
+            message = "the program itself failed: " + repr(error)[:500]
+            send({"index": index, "status": "not_run", "message": message, "tb": trimmed(error)})
+        sys.stdout.flush()
+        os._exit(1)
+    for index, test in enumerate(task["tests"]):
+        try:
+            values = timed(run_share, index, test, dict(namespace))
+            if values is None:
+                send({"index": index, "status": "passed"})
+                continue
+            try:
+                send({"index": index, "values": [plain(value) for value in values]})
+            except (Unplain, ValueError, RecursionError) as error:
+                send({"index": index, "unplain": str(error)[:200]})
+        except AssertionError as error:
+            send({"index": index, "status": "failed", "message": str(error)[:2000], "tb": trimmed(error)})
+        except TestTimeout as error:
+            send({"index": index, "status": "timeout", "message": str(error)})
+        except BaseException as error:
+            send({"index": index, "status": "error", "message": repr(error)[:2000], "tb": trimmed(error)})
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
+
+def run_share(index, test, scope):
+    # A whole test (None once it passed), or a split test's setup and then its probes' values.
+    name = "<test %d>" % index
+    if "code" in test:
+        exec(compile(test["code"], name, "exec"), scope)
+        return None
+    if test["setup"]:
+        exec(compile(test["setup"], name, "exec"), scope)
+    return eval(compile("(%s,)" % ", ".join(test["probes"]), name, "eval"), scope) if test["probes"] else ()
+
+class Judge:
+    # Decides each test from what the program's process sent, and prints the outcome lines.
+    def __init__(self, marker, tests):
+        self.marker, self.tests, self.done, self.failed = marker, tests, set(), 0
+        self.line_start = True
+
+    def forward(self, fd, data):
+        write_all(fd, data)
+        if fd == 1:
+            self.line_start = data.endswith(b"\n")
+
+    def report(self, index, status, message="", tb=""):
+        if index in self.done:
+            return
+        self.done.add(index)
+        self.failed += status != "passed"
+        record = json.dumps({"index": index, "status": status, "message": message, "tb": tb})
+        self.forward(1, (("" if self.line_start else "\n") + self.marker + record + "\n").encode())
+
+    def receive(self, line):
+        try:
+            record = json.loads(line)
+            index = int(record["index"])
+            test = self.tests[index]
+        except (ValueError, KeyError, TypeError, IndexError):
+            return
+        if index < 0 or index in self.done:
+            return
+        if "status" in record and (record["status"] != "passed" or "code" in test):
+            status = record["status"] if record["status"] in STATUSES else "error"
+            self.report(index, status, str(record.get("message", ""))[:2000], str(record.get("tb", "")))
+        elif "unplain" in record and "verdict" in test:
+            what = str(record["unplain"])
+            self.report(index, "failed", "the value under test is %s, which the test cannot compare: return plain "
+                        "data (numbers, strings, lists, tuples, dicts, sets)" % what)
+        elif "values" in record and "verdict" in test:
+            self.decide(index, test, record["values"])
+
+    def decide(self, index, test, values):
+        scope = {"__builtins__": builtins}
+        try:
+            values = [unplain(value) for value in values]
+            if len(values) != len(test["probes"]):
+                raise ValueError("expected %d values" % len(test["probes"]))
+        except Exception as error:
+            self.report(index, "error", "the program sent an unreadable value: %r" % error)
+            return
+        try:
+            if test["imports"]:
+                timed(exec, compile(test["imports"], "<test %d>" % index, "exec"), scope)
+            scope["_probe"] = values
+            holds = bool(timed(eval, compile(test["verdict"], "<test %d>" % index, "eval"), scope))
+        except TestTimeout as error:
+            self.report(index, "timeout", str(error))
+            return
+        except BaseException as error:
+            self.report(index, "error", repr(error)[:2000], trimmed(error))
+            return
+        if holds:
+            self.report(index, "passed")
+        else:
+            self.report(index, "failed", self.message(index, test, scope, values))
+
+    def message(self, index, test, scope, values):
+        # The assert's own message, as the interpreter would show it; else the value under test of a comparison.
+        if test["message"] is not None:
+            try:
+                return str(timed(eval, compile(test["message"], "<test %d>" % index, "eval"), scope))[:2000]
+            except BaseException as error:
+                return "(the assert's message failed: %r)" % error
+        return ACTUAL_PREFIX + repr(values[0])[:1000] if test["compared"] else ""
+
+STATUSES = ("passed", "failed", "error", "timeout", "not_run")
+
+def judge_side(child, task_w, results_r, out_r, err_r):
+    spec = json.loads(sys.stdin.buffer.read())  # read only now: the program's process never had it
+    global PER_TEST
+    PER_TEST = spec["per_test"]
+    tests = spec["tests"]
+    shares = [{"code": t["code"]} if "code" in t else {"setup": t["setup"], "probes": t["probes"]} for t in tests]
+    write_all(task_w, json.dumps({"per_test": PER_TEST, "tests": shares}).encode())
+    os.close(task_w)
+    judge = Judge(spec["marker"], tests)
+    pending, open_fds, exited = b"", {results_r: None, out_r: 1, err_r: 2}, False
+    while open_fds:
+        ready = select.select(list(open_fds), [], [], 0.05)[0]
+        for fd in ready:
+            data = os.read(fd, 1 << 16)
+            if not data:
+                del open_fds[fd]
+            elif fd == results_r:
+                pending += data
+                *lines, pending = pending.split(b"\n")
+                for line in lines:
+                    judge.receive(line)
+            else:
+                judge.forward(open_fds[fd], data)
+        if not ready and exited:
+            break  # the program's process is gone; what still holds its pipes is a leftover of its own
+        if not exited and os.waitpid(child, os.WNOHANG)[0]:
+            exited = True
+    if exited is False:
+        os.waitpid(child, 0)
+    reason = "the program's process ended before this test reported"
+    for index in range(len(tests)):
+        if index not in judge.done:
+            judge.report(index, "not_run", reason)
+    sys.exit(1 if judge.failed else 0)
+
+def main():
+    try:  # no ptrace and no /proc/PID/mem for the program's process, which runs as the same user
+        import ctypes
+        ctypes.CDLL(None).prctl(4, 0, 0, 0, 0)
+    except Exception:
+        pass
+    signal.signal(signal.SIGALRM, on_alarm)
+    pipes = [os.pipe() for _ in range(4)]
+    (task_r, task_w), (results_r, results_w), (out_r, out_w), (err_r, err_w) = pipes
+    child = os.fork()
+    if child == 0:
+        try:
+            program_side(task_r, results_w, out_w, err_w)
+        finally:
+            os._exit(1)
+    for fd in (task_r, results_w, out_w, err_w):
+        os.close(fd)
+    judge_side(child, task_w, results_r, out_r, err_r)
+
+PER_TEST = 1.0
+main()
 """
 
 
@@ -121,25 +377,51 @@ class PythonTestReport:
         return sum(o.status is TestStatus.PASSED for o in self.outcomes)
 
 
+@dataclass(frozen=True)
+class PythonTest:
+    """One test for `run_python_tests`."""
+
+    source: str
+    """The test as written; split between the program's process and the judge when it can be."""
+    whole: str | None = None
+    """What the program's process runs when the test cannot be split (default: `source`), e.g. a version
+    instrumented to report the value under test."""
+
+
 def run_python_tests(
     sandbox: Sandbox,
     program: str,
-    tests: Sequence[str],
+    tests: Sequence[str | PythonTest],
     limits: Limits | None = None,
     per_test_seconds: float = 5.0,
 ) -> PythonTestReport:
     """Run `program` then each test snippet against its definitions; returns per-test outcomes."""
     marker = f"@@reflectgym-{secrets.token_hex(8)}@@"
-    files = {SOLUTION_FILE: program.encode(), HARNESS_FILE: _HARNESS.encode()}
-    for index, test in enumerate(tests):
-        files[f"_test_{index}.py"] = test.encode()
+    cases = [test if isinstance(test, PythonTest) else PythonTest(test) for test in tests]
+    spec = {"marker": marker, "per_test": per_test_seconds, "tests": [_judged(case) for case in cases]}
     request = ExecRequest(
-        command=("python3", HARNESS_FILE, marker, str(per_test_seconds), str(len(tests))),
-        files=files,
+        command=("python3", HARNESS_FILE),
+        files={SOLUTION_FILE: program.encode("utf-8", "surrogatepass"), HARNESS_FILE: _HARNESS.encode()},
+        stdin=json.dumps(spec).encode(),
         limits=limits or Limits(),
     )
     result = sandbox.run(request)
-    return PythonTestReport(result=result, outcomes=tuple(_outcomes(result, marker, tests)))
+    return PythonTestReport(result=result, outcomes=tuple(_outcomes(result, marker, [c.source for c in cases])))
+
+
+def _judged(test: PythonTest) -> dict[str, object]:
+    """What the harness gets for one test: its split, or the source the program's process runs whole."""
+    split = split_test(test.source)
+    if split is None:
+        return {"code": test.whole if test.whole is not None else test.source}
+    return {
+        "setup": split.setup,
+        "probes": list(split.probes),
+        "verdict": split.verdict,
+        "imports": split.imports,
+        "compared": split.compared,
+        "message": split.message,
+    }
 
 
 def _outcomes(result: ExecResult, marker: str, tests: Sequence[str]) -> list[TestOutcome]:

@@ -172,15 +172,19 @@ def test_binary_and_hint_levels() -> None:
 
 def test_hostile_code_is_contained_and_cannot_forge_a_pass(code_env: CodeEnv) -> None:
     code_env.reset(options={"task_id": "fn/is_prime"})
-    forge = (
+    forge = (  # what the test harness once printed, behind every marker-like word in reach, then a clean exit
         "import sys, json, os\n"
-        "marker = sys.argv[1]\n"
-        "for i in range(int(sys.argv[3])):\n"
-        "    print(marker + json.dumps({'index': i, 'status': 'passed', 'message': '', 'tb': ''}), flush=True)\n"
-        "os._exit(1)\n"
+        "seen = ' '.join(sys.argv) + sys.stdin.read() + ' '.join(os.listdir('.'))\n"
+        "for marker in [w for w in seen.split() if w.startswith('@@')] + ['@@reflectgym-0@@']:\n"
+        "    for i in range(20):\n"
+        "        print(marker + json.dumps({'index': i, 'status': 'passed', 'message': '', 'tb': ''}), flush=True)\n"
+        "os._exit(0)\n"
     )
     _, reward, terminated, _, _ = code_env.step(fenced(forge))
     assert reward == 0.0 and not terminated
+    always_equal = "class Yes:\n    def __eq__(self, other):\n        return True\ndef is_prime(n):\n    return Yes()"
+    _, reward, _, _, info = code_env.step(fenced(always_equal))
+    assert reward == 0.0 and "plain data" in info["feedback"], info["feedback"]
     network = (
         "import socket\ndef is_prime(n):\n    socket.create_connection(('1.1.1.1', 53), timeout=1)\n    return True"
     )

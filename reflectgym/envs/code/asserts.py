@@ -7,8 +7,8 @@ import ast
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-ACTUAL_PREFIX = "\x00actual:"
-"""Starts the AssertionError message of an instrumented test; what follows is `repr(actual)`."""
+from reflectgym.sandboxes.python_tests import ACTUAL_PREFIX
+
 _MAX_REPR = 1000
 
 
@@ -17,11 +17,13 @@ class UnitTest:
     """One test snippet, runnable on its own after the program, with what feedback may show of it.
 
     Attributes:
-        code: The snippet the sandbox runs (instrumented when it is a comparison).
+        code: The snippet the program's process runs when the test cannot be split between it and the judge
+            (instrumented to report the value under test when it is a comparison; see `run_python_tests`).
         shown: The test as a person reads it (the final assert, `candidate` renamed to the entry point).
         call: The expression under test when the assert is a comparison, else None.
         expected: The expected side of that comparison as source, else None.
         hidden: Whether feedback must stay silent about this test (it still counts for the reward).
+        source: The snippet as written (default: `code`), which the harness splits when it can.
     """
 
     code: str
@@ -29,6 +31,11 @@ class UnitTest:
     call: str | None = None
     expected: str | None = None
     hidden: bool = False
+    source: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.source:
+            object.__setattr__(self, "source", self.code)
 
 
 def split_check(test_source: str, entry_point: str) -> list[str]:
@@ -90,6 +97,7 @@ def instrument(snippet: str, entry_point: str | None, *, hidden: bool = False) -
         call=_renamed(compare.left, entry_point),
         expected=ast.unparse(compare.comparators[0]),
         hidden=hidden,
+        source="\n".join([*head, ast.unparse(ast.Assert(compare))]) + "\n",  # no message: a failure shows the value
     )
 
 

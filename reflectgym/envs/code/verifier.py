@@ -2,8 +2,9 @@
 
 `UnitTestVerifier` runs assert-style tests (one harness process, one outcome per test, see
 `reflectgym.sandboxes.python_tests`); `IOVerifier` runs the program once per input/output case (concurrently on a
-warm pool). Both return a `TestRun`: typed outcomes that `feedback.py` turns into words. A program that forges
-"passed" lines cannot pass: a run passes only when every test passed and the process exited cleanly.
+warm pool). Both return a `TestRun`: typed outcomes that `feedback.py` turns into words. An assert test is judged
+outside the candidate's process wherever it can be split (see `reflectgym.sandboxes.python_tests` for what a
+program can and cannot forge); a run passes only when every test passed and the harness exited cleanly.
 """
 
 from __future__ import annotations
@@ -14,9 +15,9 @@ import traceback
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
-from reflectgym.envs.code.asserts import ACTUAL_PREFIX, UnitTest
+from reflectgym.envs.code.asserts import UnitTest
 from reflectgym.sandboxes.pool import WarmPool
-from reflectgym.sandboxes.python_tests import TestStatus, run_python_tests
+from reflectgym.sandboxes.python_tests import ACTUAL_PREFIX, PythonTest, TestStatus, run_python_tests
 from reflectgym.sandboxes.types import MIB, ExecRequest, ExecResult, ExecStatus, Limits, Sandbox
 
 SOLUTION_FILE = "solution.py"
@@ -193,7 +194,7 @@ class UnitTestVerifier:
         report = run_python_tests(
             self.sandbox,
             program.source,
-            [test.code for test in tests],
+            [PythonTest(test.source, whole=test.code) for test in tests],
             limits=self.config.limits(self.config.run_seconds),
             per_test_seconds=self.config.per_test_seconds,
         )

@@ -1,0 +1,171 @@
+"""The test harness's judge: a split test is decided outside the program's process, so a program cannot forge it.
+
+Every attack here passed the old harness, which reported outcomes from inside the program's process behind a marker
+the program could read from its argv. Each runs on every backend (the judge's protection does not depend on one).
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from reflectgym.sandboxes import Limits, Sandbox, run_python_tests
+from reflectgym.sandboxes import TestStatus as Status
+from reflectgym.sandboxes.probes import split_test
+from reflectgym.sandboxes.python_tests import ACTUAL_PREFIX, PythonTest
+
+LIMITS = Limits(wall_seconds=8, cpu_seconds=6)
+TESTS = ["assert double(2) == 4", "assert double(21) == 42", "assert sorted([double(3), double(1)]) == [2, 6]"]
+
+
+def judged(sandbox: Sandbox, program: str, tests: list[str] | None = None) -> list[Status]:
+    report = run_python_tests(sandbox, program, tests or TESTS, LIMITS, per_test_seconds=2)
+    assert not report.passed or all(o.status is Status.PASSED for o in report.outcomes)
+    return [outcome.status for outcome in report.outcomes]
+
+
+def test_a_correct_program_passes(sandbox: Sandbox) -> None:
+    assert judged(sandbox, "def double(x):\n    return 2 * x\n") == [Status.PASSED] * 3
+
+
+FORGERIES = {
+    "outcome lines for every marker it can find, then a clean exit": (
+        "import os, sys, json, glob\n"
+        "def double(x):\n    return 0\n"
+        "found = ' '.join(sys.argv) + sys.stdin.read() + open('/proc/self/cmdline').read()\n"
+        "for path in glob.glob('/proc/*/cmdline') + glob.glob('/proc/*/environ') + glob.glob('*'):\n"
+        "    try:\n        found += open(path, errors='replace').read()\n    except OSError:\n        pass\n"
+        "markers = {word[:word.index('@@', 2) + 2] for word in found.split('@@reflectgym')[1:] if '@@' in word}\n"
+        "for marker in markers | {'@@reflectgym-0000000000000000@@'}:\n"
+        "    for i in range(3):\n"
+        "        print('@@reflectgym' + marker + json.dumps({'index': i, 'status': 'passed'}))\n"
+        "sys.stdout.flush()\nos._exit(0)\n"
+    ),
+    "an early exit(0) with sys.exit and os._exit rewritten": (
+        "import os, sys, builtins\n"
+        "def double(x):\n    return 0\n"
+        "sys.exit = lambda *a: os._exit(0)\nbuiltins.AssertionError = type('Never', (Exception,), {})\n"
+        "os._exit(0)\n"
+    ),
+    "an object that equals anything": (
+        "class Anything:\n    def __eq__(self, other):\n        return True\n    __hash__ = None\n"
+        "    def __lt__(self, other):\n        return True\n"
+        "def double(x):\n    return Anything()\n"
+    ),
+    "an int that equals anything": (
+        "class Anything(int):\n    def __eq__(self, other):\n        return True\n"
+        "def double(x):\n    return Anything(0)\n"
+    ),
+    "passed reports written straight into the results channel": (
+        "import os, json\n"
+        "def double(x):\n"
+        "    for fd in range(3, 64):\n"
+        "        for i in range(3):\n"
+        "            try:\n"
+        "                os.write(fd, (json.dumps({'index': i, 'status': 'passed'}) + '\\n').encode())\n"
+        "            except OSError:\n"
+        "                pass\n"
+        "    return -1\n"
+    ),
+    "reading the judge's memory for the expected values": (
+        "import os\n"
+        "def double(x):\n"
+        "    judge = os.getppid()\n"
+        "    for what in ('mem', 'fd/0', 'environ'):\n"
+        "        try:\n"
+        "            with open(f'/proc/{judge}/{what}', 'rb') as handle:\n"
+        "                print(what, 'readable', handle.read(64))\n"
+        "        except OSError as error:\n"
+        "            print(what, type(error).__name__)\n"
+        "    return -1\n"
+    ),
+}
+
+
+@pytest.mark.parametrize("attack", list(FORGERIES))
+def test_a_program_cannot_forge_a_split_test(sandbox: Sandbox, attack: str) -> None:
+    report = run_python_tests(sandbox, FORGERIES[attack], TESTS, LIMITS, per_test_seconds=2)
+    assert not report.passed and report.pass_count == 0, [(o.status, o.message) for o in report.outcomes]
+    assert "readable" not in report.result.stdout_text or sandbox.name == "local"
+
+
+def test_a_value_that_is_not_plain_data_fails_and_says_so(sandbox: Sandbox) -> None:
+    program = "class Box:\n    pass\ndef double(x):\n    return Box()\n"
+    report = run_python_tests(sandbox, program, TESTS[:1], LIMITS, per_test_seconds=2)
+    [outcome] = report.outcomes
+    assert outcome.status is Status.FAILED and "Box" in outcome.message and "plain data" in outcome.message
+
+
+def test_the_judge_compares_plain_values_as_python_does(sandbox: Sandbox) -> None:
+    program = (
+        "from fractions import Fraction\n"
+        "def f(kind):\n"
+        "    return {'tuple': (1, [2.5, None]), 'set': frozenset({1, 2}), 'dict': {(1, 'a'): b'x'},\n"
+        "            'nan': float('nan'), 'frac': Fraction(1, 3), 'big': 7 ** 5000, 'bool': True}[kind]\n"
+    )
+    tests = [
+        "assert f('tuple') == (1, [2.5, None])",
+        "assert f('set') == {2, 1}",
+        "assert f('dict') == {(1, 'a'): b'x'}",
+        "import math\nassert math.isnan(f('nan'))",
+        "assert f('nan') == f('nan')",  # NaN equals nothing, itself included
+        "assert f('frac') * 3 == 1",
+        "assert f('big') == 7 ** 5000",
+        "assert f('bool') is True",
+        "assert all(v > 0 for v in f('set'))",
+    ]
+    statuses = judged(sandbox, program, tests)
+    assert statuses == [Status.PASSED] * 4 + [Status.FAILED] + [Status.PASSED] * 4
+
+
+def test_failures_report_the_value_or_the_asserts_own_message(sandbox: Sandbox) -> None:
+    program = "def double(x):\n    return x + 1\n"
+    tests = ["assert double(3) == 6", "assert double(3) == 6, f'double(3) gave {double(3)}'", "assert not double(0)"]
+    report = run_python_tests(sandbox, program, tests, LIMITS, per_test_seconds=2)
+    assert [o.message for o in report.outcomes] == [ACTUAL_PREFIX + "4", "double(3) gave 4", ""]
+    assert all(o.status is Status.FAILED for o in report.outcomes)
+
+
+def test_a_test_that_cannot_be_split_runs_whole_in_the_program(sandbox: Sandbox) -> None:
+    program = "def double(x):\n    return 2 * x\n"
+    loop = "for x in range(5):\n    assert double(x) == x + x\n"
+    assert judged(sandbox, program, [loop, "assert double(1) == 3"]) == [Status.PASSED, Status.FAILED]
+    report = run_python_tests(sandbox, program, [PythonTest(loop, whole="assert False, 'the whole version ran'")])
+    assert report.outcomes[0].message == "the whole version ran"
+
+
+def test_the_programs_own_output_still_reaches_stdout(sandbox: Sandbox) -> None:
+    program = "import sys\nprint('loading', end='')\ndef double(x):\n    print('called with', x)\n    return 2 * x\n"
+    report = run_python_tests(sandbox, program, TESTS[:2], LIMITS, per_test_seconds=2)
+    assert report.passed, report
+    assert "loading" in report.result.stdout_text and "called with 21" in report.result.stdout_text
+
+
+def test_a_program_that_kills_the_judge_fails(sandbox: Sandbox) -> None:
+    program = "import os, signal\ndef double(x):\n    os.kill(os.getppid(), signal.SIGKILL)\n    return 2 * x\n"
+    report = run_python_tests(sandbox, program, TESTS, LIMITS, per_test_seconds=2)
+    assert not report.passed and report.pass_count == 0
+
+
+def test_splitting_keeps_the_program_to_its_calls() -> None:
+    split = split_test("import math\ncandidate = f\nassert math.isclose(candidate(2)[0], 2.5), 'close'")
+    assert split is not None
+    assert split.probes == ("candidate(2)",) and split.verdict == "math.isclose(_probe[0][0], 2.5)"
+    assert split.imports == "import math" and split.message == "'close'" and not split.compared
+    compared = split_test("assert f(3) == [1, 2]")
+    assert compared is not None and compared.compared and compared.verdict == "_probe[0] == [1, 2]"
+    over = split_test("assert all(x > 0 for x in f(3))")
+    assert over is not None and over.probes == ("f(3)",)
+
+
+@pytest.mark.parametrize(
+    "snippet",
+    [
+        "for i in range(3):\n    assert f(i) == i",  # not a single final assert
+        "assert all(f(i) for i in range(3))",  # the probe needs the comprehension's variable
+        "assert list(map(lambda v: f(v), [1])) == [1]",  # ... or a lambda's
+        "assert (y := f(1)) == 2",
+        "f(1)",
+    ],
+)
+def test_what_cannot_be_split_is_left_whole(snippet: str) -> None:
+    assert split_test(snippet) is None
