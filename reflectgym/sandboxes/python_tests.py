@@ -24,8 +24,11 @@ also sees. `PythonTestReport.passed` also requires the harness to have exited 0 
 from __future__ import annotations
 
 import enum
+import functools
 import json
+import marshal
 import secrets
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -34,6 +37,8 @@ from reflectgym.sandboxes.types import ExecRequest, ExecResult, Limits, Sandbox
 
 SOLUTION_FILE = "solution.py"
 HARNESS_FILE = "_harness.py"
+HARNESS_SOURCE_FILE = "_harness_source.py"
+HARNESS_CODE_FILE = "_harness.code"
 ACTUAL_PREFIX = "\x00actual:"
 """Starts the message of a failed comparison test; what follows is `repr` of the value under test."""
 
@@ -377,6 +382,31 @@ class PythonTestReport:
         return sum(o.status is TestStatus.PASSED for o in self.outcomes)
 
 
+_BOOTSTRAP = f"""import marshal, sys
+with open({HARNESS_CODE_FILE!r}, "rb") as handle:
+    tag, _, code = handle.read().partition(b"\\n")
+if tag == sys.implementation.cache_tag.encode():
+    code = marshal.loads(code)
+else:
+    code = compile(open({HARNESS_SOURCE_FILE!r}, encoding="utf-8").read(), {HARNESS_FILE!r}, "exec")
+exec(code)
+"""
+"""What the sandbox runs: the harness as this interpreter compiled it (compiling its source took most of a short
+run's time), or its source where the sandbox's Python is another version."""
+
+
+@functools.cache
+def harness_files() -> dict[str, bytes]:
+    """The harness's files: the bootstrap, the code compiled here (tagged with this interpreter's bytecode
+    version) and the source."""
+    code = marshal.dumps(compile(_HARNESS, HARNESS_FILE, "exec"))
+    return {
+        HARNESS_FILE: _BOOTSTRAP.encode(),
+        HARNESS_CODE_FILE: sys.implementation.cache_tag.encode() + b"\n" + code,
+        HARNESS_SOURCE_FILE: _HARNESS.encode(),
+    }
+
+
 @dataclass(frozen=True)
 class PythonTest:
     """One test for `run_python_tests`."""
@@ -401,7 +431,7 @@ def run_python_tests(
     spec = {"marker": marker, "per_test": per_test_seconds, "tests": [_judged(case) for case in cases]}
     request = ExecRequest(
         command=("python3", HARNESS_FILE),
-        files={SOLUTION_FILE: program.encode("utf-8", "surrogatepass"), HARNESS_FILE: _HARNESS.encode()},
+        files={SOLUTION_FILE: program.encode("utf-8", "surrogatepass"), **harness_files()},
         stdin=json.dumps(spec).encode(),
         limits=limits or Limits(),
     )
