@@ -169,3 +169,13 @@ def test_splitting_keeps_the_program_to_its_calls() -> None:
 )
 def test_what_cannot_be_split_is_left_whole(snippet: str) -> None:
     assert split_test(snippet) is None
+
+
+def test_a_sandbox_python_of_another_version_runs_the_harness_from_source(
+    sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from reflectgym.sandboxes import python_tests
+
+    files = {**python_tests.harness_files(), python_tests.HARNESS_CODE_FILE: b"cpython-0\nnot bytecode"}
+    monkeypatch.setattr(python_tests, "harness_files", lambda: files)
+    assert judged(sandbox, "def double(x):\n    return 2 * x\n") == [Status.PASSED] * 3
