@@ -21,7 +21,7 @@ from tqdm import tqdm
 from reflectgym.agents.policy import Policy
 from reflectgym.agents.rollout import RolloutConfig, RolloutEngine
 from reflectgym.agents.scripted import ScriptedAgent
-from reflectgym.core.trajectory import Trajectory, Turn, write_trajectories
+from reflectgym.core.trajectory import Trajectory, Turn
 
 
 @dataclass(frozen=True)
@@ -132,7 +132,7 @@ def evaluate(
                 env = make_env()
             trajectories.append(trajectory)
             if path is not None:
-                write_trajectories(path, [trajectory], append=True)
+                append_trajectories(path, [trajectory])
             bar.set_postfix(success=f"{sum(t.success for t in trajectories) / len(trajectories):.2f}")
     finally:
         env.close()
@@ -166,7 +166,7 @@ def evaluate_policy(
     for group in engine.run(range(seed, seed + episodes)):
         trajectories.extend(group)
         if path is not None:
-            write_trajectories(path, group, append=True)
+            append_trajectories(path, group)
         bar.update(len(group))
         bar.set_postfix(success=f"{sum(t.success for t in trajectories) / len(trajectories):.2f}")
     bar.close()
@@ -175,6 +175,32 @@ def evaluate_policy(
     if out_dir is not None:
         (Path(out_dir) / "summary.json").write_text(json.dumps(summary.to_dict(), indent=2) + "\n", encoding="utf-8")
     return summary, trajectories
+
+
+def append_trajectories(path: Path, trajectories: list[Trajectory]) -> None:
+    """Appends trajectories to a JSONL file, one line each; one that cannot be serialised is written as a stub
+    naming the error (its turns are lost, the others and the run are not)."""
+    for trajectory in trajectories:
+        try:
+            line = trajectory.to_json()
+        except (TypeError, ValueError, RecursionError) as error:
+            line = _unwritable_stub(trajectory, error).to_json()
+        with open(path, "a", encoding="utf-8") as handle:
+            handle.write(line + "\n")
+
+
+def _unwritable_stub(trajectory: Trajectory, error: Exception) -> Trajectory:
+    """A record of an episode whose trajectory could not be written: what it was and why it is missing."""
+    return Trajectory(
+        env_id=str(trajectory.env_id),
+        task_id=None if trajectory.task_id is None else str(trajectory.task_id),
+        seed=trajectory.seed,
+        metadata={
+            "error": f"the trajectory could not be written: {type(error).__name__}: {error}",
+            "turns": len(trajectory.turns),
+            "total_reward": repr(trajectory.total_reward),
+        },
+    )
 
 
 def wilson_interval(successes: int, trials: int, z: float = 1.96) -> tuple[float, float]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import threading
 import time
 import urllib.error
@@ -23,6 +24,7 @@ from typing import Any
 from reflectgym.agents.policy import Conversation, FinishReason, Generation, Sampling
 
 RETRYABLE_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
+_SECONDS = re.compile(r"[0-9]{1,6}(?:\.[0-9]*)?|\.[0-9]+")
 
 
 @dataclass(frozen=True)
@@ -124,14 +126,21 @@ class OpenAIPolicy:
                 last = f"HTTP {error.code} from {url}: {detail}"
                 if error.code not in RETRYABLE_STATUS:
                     raise OpenAIError(last) from error
-                retry_after = error.headers.get("Retry-After") if error.headers else None
-                if retry_after and retry_after.replace(".", "", 1).isdigit():
-                    delay = max(delay, float(retry_after))
+                retry_after = _seconds(error.headers.get("Retry-After") if error.headers else None)
+                if retry_after is not None:
+                    delay = max(delay, retry_after)
             except (urllib.error.URLError, TimeoutError, ConnectionError) as error:
                 last = f"{type(error).__name__} from {url}: {getattr(error, 'reason', error)}"
             except json.JSONDecodeError as error:
                 last = f"the server at {url} answered with invalid JSON: {error}"
         raise OpenAIError(f"{last} (after {self.config.max_retries + 1} attempts)")
+
+
+def _seconds(value: str | None) -> float | None:
+    """A `Retry-After` delay in seconds, or None unless it is plain ASCII digits (`isdigit` takes '²' too)."""
+    if not value or _SECONDS.fullmatch(value) is None:
+        return None
+    return float(value)
 
 
 def _parse_completion(payload: dict[str, Any]) -> Generation:

@@ -22,6 +22,7 @@ from collections.abc import Mapping
 from typing import Any, ClassVar, Generic, TypeVar
 
 import gymnasium as gym
+from gymnasium.error import ResetNeeded
 
 from reflectgym.core.snapshot import Snapshot
 from reflectgym.core.spaces import FreeText
@@ -30,8 +31,12 @@ from reflectgym.core.types import ActionParseError, FeedbackLevel, Transition, V
 ActionT = TypeVar("ActionT")
 
 
-class EpisodeOverError(RuntimeError):
-    """Raised when `step()` is called after the episode ended and before `reset()`."""
+class EpisodeOverError(ResetNeeded, RuntimeError):
+    """Raised when `step()` is called with no episode running: before the first `reset()`, after the episode
+    ended, or after a `reset()` that failed.
+
+    It is a Gymnasium `ResetNeeded` (what a wrapped env raises before its first reset) and a `RuntimeError`.
+    """
 
 
 class TextEnv(gym.Env[str, str], Generic[ActionT]):
@@ -77,6 +82,7 @@ class TextEnv(gym.Env[str, str], Generic[ActionT]):
         self._start_rng_state: Mapping[str, Any] | None = None
         self._actions: list[str] = []
         self._episode_over = True
+        self._not_running = "no episode has begun"
         self._last_observation = ""
 
     # ----------------------------------------------------------------- hooks for families
@@ -135,17 +141,32 @@ class TextEnv(gym.Env[str, str], Generic[ActionT]):
 
     # ----------------------------------------------------------------- Gymnasium API
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[str, dict[str, Any]]:
-        """Starts a new episode; `options={"task_id": ...}` picks a task where the family has ids."""
+        """Starts a new episode; `options={"task_id": ...}` picks a task where the family has ids.
+
+        The episode counts as started only once `_begin` succeeded: if it raises (an unknown task id), the env
+        is left with no episode, so `step()` and `snapshot()` refuse as before a first reset.
+        """
+        if options is not None and not isinstance(options, Mapping):
+            raise TypeError(f"reset() options must be a dict or None; got {type(options).__name__}")
         super().reset(seed=seed)
+        self._end_episode("the last reset() failed")
+        start_options = dict(options or {})
+        start_rng_state = copy.deepcopy(self.np_random.bit_generator.state)
+        observation = self._begin(dict(start_options))
         self._seed = seed
-        self._options = dict(options or {})
-        self._start_rng_state = copy.deepcopy(self.np_random.bit_generator.state)
-        self._actions = []
+        self._options = start_options
+        self._start_rng_state = start_rng_state
         self._episode_over = False
-        observation = self._begin(dict(self._options))
         self._last_observation = observation
         self._render_if_human()
         return observation, self._info(verdict=None, parse_error=None)
+
+    def _end_episode(self, reason: str) -> None:
+        """Forgets the episode so nothing can step, snapshot or pay for it again; `reason` is said on `step()`."""
+        self._actions = []
+        self._episode_over = True
+        self._not_running = reason
+        self._start_rng_state = None
 
     def step(self, action: str) -> tuple[str, float, bool, bool, dict[str, Any]]:
         """Plays one turn of model text; bad text is a format-penalty turn, never an exception."""
@@ -155,7 +176,7 @@ class TextEnv(gym.Env[str, str], Generic[ActionT]):
                 "Decode token ids to text before stepping."
             )
         if self._episode_over:
-            raise EpisodeOverError("the episode is over (or never began); call reset() before step()")
+            raise EpisodeOverError(f"{self._not_running}; call reset() before step()")
         self._actions.append(action)
         parse_error: str | None = None
         try:
@@ -168,6 +189,7 @@ class TextEnv(gym.Env[str, str], Generic[ActionT]):
         terminated = bool(transition.terminated)
         truncated = not terminated and self.max_turns is not None and len(self._actions) >= self.max_turns
         self._episode_over = terminated or truncated
+        self._not_running = "the episode is over"
         self._last_observation = transition.observation
         self._render_if_human()
         info = self._info(verdict=transition.verdict, parse_error=parse_error)
@@ -196,27 +218,39 @@ class TextEnv(gym.Env[str, str], Generic[ActionT]):
         )
 
     def restore(self, snapshot: Snapshot) -> str:
-        """Puts the env back at `snapshot` and returns the observation the agent saw there."""
+        """Puts the env back at `snapshot` and returns the observation the agent saw there.
+
+        If restoring fails, the env is left with no episode (as after a failed `reset()`), never half-restored.
+        """
+        try:
+            self._restore(snapshot)
+        except BaseException:
+            self._end_episode("the last restore() failed")
+            raise
+        return self._last_observation
+
+    def _restore(self, snapshot: Snapshot) -> None:
         self._seed = snapshot.seed
         self._options = dict(snapshot.options)
-        self._start_rng_state = copy.deepcopy(snapshot.start_rng_state)
         if snapshot.state is not None:
             self._load_state(copy.deepcopy(snapshot.state))
             if snapshot.rng_state is not None:
                 self.np_random.bit_generator.state = copy.deepcopy(snapshot.rng_state)
             self._actions = list(snapshot.actions)
             self._episode_over = snapshot.episode_over
+            self._not_running = "the episode is over"
             self._last_observation = snapshot.last_observation
-            return self._last_observation
-        self._replay(snapshot)
-        return self._last_observation
+        else:
+            self._replay(snapshot)
+        self._start_rng_state = copy.deepcopy(snapshot.start_rng_state)
 
     def _replay(self, snapshot: Snapshot) -> None:
         if snapshot.start_rng_state is not None:
             self.np_random.bit_generator.state = copy.deepcopy(snapshot.start_rng_state)
         self._actions = []
-        self._episode_over = False
+        self._episode_over = True
         self._last_observation = self._begin(dict(self._options))
+        self._episode_over = False
         for action in snapshot.actions:
             self.step(action)
 

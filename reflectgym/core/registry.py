@@ -110,6 +110,12 @@ def register_task_env(
     """Turns a task list and a verify function into a registered env (see `TaskEnv`) and returns its id.
 
     The tasks are loaded now, so a broken task file fails at registration with its file, line and field.
+
+    `verify(task, answer)` (or `verify(task, answer, feedback=level)`) returns a `Verdict`, a bool (pass or
+    fail) or a finite real score (passed at >= 1; numpy scalars such as `np.float32` or `np.bool_` are fine).
+    If it raises, or returns a non-finite score or anything else, the answer counts as one that could not be
+    verified: reward 0, not passed, feedback saying so with the error (except at the `binary` level), and the
+    episode goes on until the attempts run out; a `RuntimeWarning` reports the error.
     """
     source = as_task_source(tasks)
     return register(

@@ -3,12 +3,22 @@
 A task list plus `verify(task, answer) -> Verdict | bool | float` is a complete env: the student answers, the
 verifier judges, and after a failed attempt the feedback is the next observation (a self-correction episode)
 until the answer passes or `max_attempts` run out.
+
+The verify contract: `verify` returns a `Verdict`, a bool or a finite real score (numpy scalars count: anything
+`numbers.Real`, `operator.index`-able, or with a scalar `.item()`). When it raises, or returns anything else (a
+non-finite score, `None`, a string), the answer could not be verified: the turn gets reward 0, is not passed,
+and its feedback says so (naming the error's type at the `diagnostic` and `hint` levels), as the math envs do for an
+answer their checker cannot decide. The turn still uses an attempt, and a `RuntimeWarning` names the problem.
 """
 
 from __future__ import annotations
 
 import inspect
+import math
+import numbers
+import operator
 import os
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar
 
@@ -33,20 +43,71 @@ def whole_reply(text: str) -> str:
 
 
 def as_verdict(result: VerifyResult, feedback_level: FeedbackLevel) -> Verdict:
-    """Turns a verify function's bool or score into a `Verdict` with plain feedback."""
+    """Turns a verify function's bool or score into a `Verdict` with plain feedback.
+
+    Raises `TypeError` for a result that is not a `Verdict`, bool or real number, and `ValueError` for a
+    non-finite reward (nan or infinity would poison every mean and advantage computed from it).
+    """
     if isinstance(result, Verdict):
-        return result
-    if isinstance(result, bool):
-        score = 1.0 if result else 0.0
-    elif isinstance(result, (int, float)):
-        score = float(result)
-    else:
-        raise TypeError(f"verify must return a Verdict, a bool or a number; got {type(result).__name__}")
+        return _checked_verdict(result)
+    score = as_score(result)
     passed = score >= 1.0
     text = "Correct." if passed else "Incorrect."
     if not passed and feedback_level != "binary" and 0.0 < score < 1.0:
         text = f"Partly correct (score {score:.2f})."
     return Verdict(reward=score, passed=passed, feedback=text, details={"score": score})
+
+
+def as_score(result: object) -> float:
+    """A verify result as a finite float score: a bool is 1 or 0; numpy and other scalars are unwrapped."""
+    value = _unwrap(result)
+    try:
+        if isinstance(value, bool):
+            score = 1.0 if value else 0.0
+        elif isinstance(value, numbers.Real):
+            score = float(value)
+        else:
+            score = float(operator.index(value))  # type: ignore[arg-type]
+    except TypeError:
+        raise TypeError(f"verify must return a Verdict, a bool or a number; got {type(result).__name__}") from None
+    except OverflowError:
+        raise ValueError(f"verify returned a score too large for a float: {result!r}") from None
+    if not math.isfinite(score):
+        raise ValueError(f"verify returned a non-finite score: {score}")
+    return score
+
+
+def _unwrap(result: object) -> object:
+    """A numpy (or torch) scalar as its Python value; anything else as it is."""
+    item = getattr(result, "item", None)
+    if isinstance(result, (bool, int, float)) or not callable(item):
+        return result
+    try:
+        return item()
+    except (TypeError, ValueError):  # an array of several values has no single .item()
+        return result
+
+
+def _checked_verdict(verdict: Verdict) -> Verdict:
+    """A `Verdict` from verify with a finite float reward and a bool `passed` (numpy values unwrapped)."""
+    reward = as_score(verdict.reward)
+    passed = _unwrap(verdict.passed)
+    if not isinstance(passed, bool):
+        raise TypeError(f"verify's Verdict.passed must be a bool; got {type(verdict.passed).__name__}")
+    return Verdict(reward=reward, passed=passed, feedback=str(verdict.feedback), details=verdict.details)
+
+
+def unverified_verdict(error: Exception, feedback_level: FeedbackLevel) -> Verdict:
+    """The verdict on an answer `verify` could not judge: reward 0, not passed. Feedback names the error's type
+    only: its message is the verify function's own text, which may quote the reference answer (it is kept in
+    `details["verify_error"]`)."""
+    reason = f"{type(error).__name__}: {error}"
+    feedback = (
+        "Incorrect."
+        if feedback_level == "binary"
+        else f"Incorrect. Your answer could not be verified ({type(error).__name__}), so it does not count."
+    )
+    return Verdict(reward=0.0, passed=False, feedback=feedback, details={"status": "unknown", "verify_error": reason})
 
 
 class TaskEnv(TextEnv[str]):
@@ -63,6 +124,8 @@ class TaskEnv(TextEnv[str]):
 
     ## Feedback
     Whatever `verify` says at the env's `feedback` level (bool or score results get "Correct."/"Incorrect.").
+    An answer `verify` could not judge (it raised, or returned a non-finite or non-numeric result) is
+    "Incorrect." with the reason, at reward 0 (see the module docstring for the contract).
 
     ## Reward
     The verdict's reward per attempt (1 for a pass with a bool verify); minus `format_penalty` for an empty or
@@ -133,14 +196,27 @@ class TaskEnv(TextEnv[str]):
         return self.extract(text)
 
     def _apply(self, action: str) -> Transition:
-        if self._verify_takes_level:
-            result = self.verify(self.task, action, feedback=self.feedback)
-        else:
-            result = self.verify(self.task, action)
-        verdict = as_verdict(result, self.feedback)
+        verdict = self._judge(action)
         if verdict.passed:
             return Transition(observation=verdict.feedback, verdict=verdict, terminated=True)
         return Transition(observation=f"{verdict.feedback}\n\n{self.observation()}", verdict=verdict, terminated=False)
+
+    def _judge(self, action: str) -> Verdict:
+        """`verify`'s verdict on `action`; an error in it, or a result it may not give, is an unverified turn."""
+        try:
+            if self._verify_takes_level:
+                result = self.verify(self.task, action, feedback=self.feedback)
+            else:
+                result = self.verify(self.task, action)
+            return as_verdict(result, self.feedback)
+        except Exception as error:  # the verify function is user code; one odd answer must not end the run
+            warnings.warn(
+                f"verify could not judge an answer to task {self.task.id!r} ({type(error).__name__}: {error}); "
+                "the turn counts as unverified (reward 0)",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+            return unverified_verdict(error, self.feedback)
 
     def observation(self) -> str:
         attempt = len(self._actions) + 1

@@ -193,6 +193,11 @@ def tasks_from_rows(
 ) -> TaskList:
     """Parses rows into a `TaskList`, locating every bad row by `source`, line (or index) and field.
 
+    A row is bad when it is not JSON or not an object, when `parse_row` rejects it (a `RowError`, or a
+    `ValueError`, `TypeError`, `KeyError` or `RecursionError` it lets escape), when a string in it cannot be
+    encoded as UTF-8 (a lone surrogate such as a JSON "\\ud800" escape, which no sandbox or tokenizer takes),
+    or when its task id repeats an earlier row's.
+
     Args:
         rows: Dict rows, or `(line, row)` pairs when `numbered`.
         parse_row: Turns a row into a task; raises `RowError` for a bad field.
@@ -203,18 +208,20 @@ def tasks_from_rows(
     pairs: Iterable[tuple[int, Any]] = rows if numbered else enumerate(rows)  # type: ignore[assignment]
     tasks: list[Task] = []
     skipped: list[str] = []
+    first_line: dict[str, int] = {}
     for line, row in pairs:
         try:
-            if isinstance(row, _InvalidJSON):
-                raise RowError(None, row.message)
-            if not isinstance(row, Mapping):
-                raise RowError(None, f"expected an object (a dict), got {type(row).__name__}")
-            tasks.append(parse_row(row))
+            task = _named(_parse_one(row, parse_row), len(tasks))
+            if task.id in first_line:
+                raise RowError("id", f"duplicate task id {task.id!r} (first used at {source}:{first_line[task.id]})")
         except RowError as error:
             problem = TaskFormatError(source, line, error.field_name, error.message)
             if on_error == "raise":
-                raise problem from None
+                raise problem from error.__cause__
             skipped.append(str(problem))
+            continue
+        first_line[task.id] = line
+        tasks.append(task)
     if skipped:
         warnings.warn(f"skipped {len(skipped)} bad row(s) of {source}; first: {skipped[0]}", stacklevel=2)
     if not tasks:
@@ -222,16 +229,99 @@ def tasks_from_rows(
     return TaskList(tasks, skipped=skipped)
 
 
+def _parse_one(row: Any, parse_row: RowParser) -> Task:
+    """One row as a task; every way a row can be bad comes out as a `RowError`."""
+    if isinstance(row, _InvalidJSON):
+        raise RowError(None, row.message)
+    if not isinstance(row, Mapping):
+        raise RowError(None, f"expected an object (a dict), got {type(row).__name__}")
+    check_encodable(row)
+    try:
+        return parse_row(row)
+    except RowError:
+        raise
+    except (ValueError, TypeError, KeyError, RecursionError) as error:
+        raise RowError(None, f"the row parser failed: {type(error).__name__}: {error}") from error
+
+
+def _named(task: Task, position: int) -> Task:
+    """The task, with its position as id when it has none (as `TaskList` would name it)."""
+    return task if task.id else _with_id(task, str(position))
+
+
+def check_encodable(row: Mapping[str, Any]) -> None:
+    """Raises `RowError` naming the field of the first string in `row` that cannot be encoded as UTF-8.
+
+    Such a string (a lone surrogate, from a JSON "\\ud800" escape) loads fine but breaks every later step that
+    sends it to a sandbox, a tokenizer or a UTF-8 file, so it is refused at load time. Keys and `Task` values are
+    looked into too; the walk is iterative, so a deeply nested row cannot overflow the stack.
+    """
+    stack: list[tuple[str, Any]] = [("", row)]
+    while stack:
+        path, value = stack.pop()
+        if isinstance(value, str):
+            _check_text(path, value)
+        elif isinstance(value, Task):
+            stack.extend(_children(path, {"id": value.id, "prompt": value.prompt, "data": value.data}))
+            stack.append((_join(path, "reference"), value.reference))
+        elif isinstance(value, Mapping):
+            for key in value:
+                _check_text(path or "(keys)", str(key))
+            stack.extend(_children(path, value))
+        elif isinstance(value, (list, tuple)):
+            stack.extend((f"{path}[{index}]", item) for index, item in enumerate(value))
+
+
+def _children(path: str, mapping: Mapping[Any, Any]) -> list[tuple[str, Any]]:
+    return [(_join(path, str(key)), item) for key, item in mapping.items()]
+
+
+def _join(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
+
+
+def _check_text(path: str, text: str) -> None:
+    position = _first_unencodable(text)
+    if position is not None:
+        code = f"\\u{ord(text[position]):04x}"
+        raise RowError(path, f"holds {code} at character {position}, a lone surrogate that UTF-8 cannot encode")
+
+
+def _first_unencodable(text: str) -> int | None:
+    """Where the first lone surrogate of `text` is, or `None` when it all encodes as UTF-8."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as error:
+        return error.start
+    return None
+
+
 def _jsonl_rows(path: Path) -> Iterator[tuple[int, Any]]:
+    """`(line, row)` pairs; a line that is not UTF-8 or not JSON becomes an `_InvalidJSON` at its line.
+
+    Undecodable bytes are read as surrogate escapes, so one bad line cannot stop the others from loading.
+    """
     opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rt", encoding="utf-8") as handle:
+    with opener(path, "rt", encoding="utf-8", errors="surrogateescape") as handle:
         for line, text in enumerate(handle, start=1):
-            if not text.strip():
-                continue
-            try:
-                yield line, json.loads(text)
-            except json.JSONDecodeError as error:
-                yield line, _InvalidJSON(f"not valid JSON ({error.msg} at column {error.colno})")
+            if text.strip():
+                yield line, _json_row(text)
+
+
+def _json_row(text: str) -> Any:
+    """One JSONL line as a value, or an `_InvalidJSON` saying why it is none."""
+    bad_byte = _first_unencodable(text)
+    if bad_byte is not None:
+        byte = ord(text[bad_byte]) - 0xDC00
+        return _InvalidJSON(f"not UTF-8 text (byte 0x{byte:02x} at column {bad_byte + 1})")
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as error:
+        return _InvalidJSON(f"not valid JSON ({error.msg} at column {error.colno})")
+    except ValueError as error:  # an integer too long to convert
+        return _InvalidJSON(f"not loadable JSON ({error})")
+    except RecursionError:
+        return _InvalidJSON("not loadable JSON (nested too deeply)")
 
 
 def load_jsonl(
@@ -279,7 +369,7 @@ def as_task_source(
         return tasks
     if isinstance(tasks, Sequence):
         if all(isinstance(task, Task) for task in tasks):
-            return TaskList(tasks)  # type: ignore[arg-type]
+            return tasks_from_rows([{"__task__": task} for task in tasks], lambda row: row["__task__"])
         return tasks_from_rows(
             [task if not isinstance(task, Task) else _task_as_row(task) for task in tasks], parse_row
         )

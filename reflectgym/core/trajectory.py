@@ -134,13 +134,32 @@ class Trajectory:
         )
 
     def to_json(self) -> str:
-        """One JSONL line (no trailing newline)."""
-        return json.dumps(self.to_dict(), ensure_ascii=False)
+        """One JSONL line (no trailing newline), lossless for any text.
+
+        Non-ASCII is escaped, so a lone surrogate in a model's reply (which UTF-8 cannot encode) still writes and
+        reads back unchanged. Values JSON has no type for (a numpy scalar in verdict details) are written as
+        their `.item()` or, failing that, their `repr`, so one odd value cannot lose the episode.
+        """
+        return json.dumps(self.to_dict(), ensure_ascii=True, default=_json_fallback)
 
     @classmethod
     def from_json(cls, line: str) -> Trajectory:
         """Inverse of `to_json`."""
         return cls.from_dict(json.loads(line))
+
+
+def _json_fallback(value: Any) -> Any:
+    """A JSON-ready stand-in for a value `json` cannot write: numpy scalars and arrays, sets, else the repr."""
+    for method in ("item", "tolist"):
+        convert = getattr(value, method, None)
+        if callable(convert):
+            try:
+                return convert()
+            except (TypeError, ValueError):
+                pass
+    if isinstance(value, (set, frozenset)):
+        return sorted(value, key=repr)
+    return repr(value)
 
 
 def write_trajectories(path: str | os.PathLike[str], trajectories: Iterable[Trajectory], append: bool = False) -> int:

@@ -10,8 +10,9 @@ from typing import Any
 
 import gymnasium as gym
 
-from reflectgym.agents import Generation, RolloutConfig, RolloutEngine, Sampling, evaluate_policy
+from reflectgym.agents import Generation, RolloutConfig, RolloutEngine, Sampling, evaluate, evaluate_policy
 from reflectgym.core.spaces import FreeText
+from reflectgym.core.trajectory import read_trajectories
 from reflectgym.core.types import Verdict
 
 RELEASE = threading.Event()
@@ -163,3 +164,24 @@ def test_a_history_window_shows_the_system_prompt_and_the_last_turns_only() -> N
         last = policy.seen[-1]
         assert last[0] == {"role": "system", "content": "sys"}
         assert [message["content"] for message in last[1:]] == expected, window
+
+
+class SurrogateAgent:
+    """Replies with a lone surrogate, which UTF-8 cannot encode."""
+
+    name = "surrogate"
+
+    def begin(self, env: gym.Env[Any, Any], observation: str, info: dict[str, Any]) -> None:
+        pass
+
+    def act(self, env: gym.Env[Any, Any], observation: str) -> str:
+        return "up \ud800"
+
+
+def test_evaluate_writes_every_episode_even_with_unencodable_text(tmp_path: Any) -> None:
+    summary, _ = evaluate(
+        lambda: ToyEnv(), SurrogateAgent(), env_id="toy", episodes=3, out_dir=tmp_path, progress=False
+    )  # type: ignore[arg-type]
+    written = list(read_trajectories(tmp_path / "trajectories.jsonl"))
+    assert summary.episodes == 3 and len(written) == 3
+    assert written[0].turns[0].action == "up \ud800"

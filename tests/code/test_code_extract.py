@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from reflectgym.envs.code.extract import extract_code, is_function_body
 
 
@@ -39,3 +41,17 @@ def test_prose_and_lone_names_are_not_code() -> None:
     assert extract_code("I think the answer is to sort the list.") is None
     assert extract_code("hello") is None
     assert extract_code("") is None
+
+
+def test_hostile_replies_are_read_in_linear_time() -> None:
+    # Each took 10-25 s when every code-like line, fence or blank line was rescanned to the end of the reply.
+    started = time.perf_counter()
+    assert extract_code("import (\n" * 32_000) is None
+    assert extract_code("```" * 40_000) is None
+    assert extract_code("```python\ndef f():\n    return 1" + "\n" * 40_000, "f") == "def f():\n    return 1\n"
+    assert time.perf_counter() - started < 5
+
+
+def test_bare_code_after_many_failing_code_lines_is_still_found_in_a_normal_reply() -> None:
+    broken = "".join(f"import ({index}\n" for index in range(50))
+    assert extract_code(broken + "def f(x):\n    return x") == "def f(x):\n    return x\n"

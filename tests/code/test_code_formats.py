@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+from typing import Literal
+
 import pytest
 
 from reflectgym.core.tasks import TaskFormatError, TaskList
@@ -77,3 +81,32 @@ def test_the_bundled_sets_hold_at_least_forty_original_tasks_with_references() -
     assert len(function_tasks) + len(io_tasks) >= 40 and len(io_tasks) >= 10
     for task in [*function_tasks, *io_tasks]:
         assert task.reference and task.data["tests"] and task.data["hidden_tests"], task.id
+
+
+FUNCTION_ROW = {
+    "task_id": "s1",
+    "prompt": "def f(x):\n    '''Echo.'''\n",
+    "entry_point": "f",
+    "solution": "def f(x):\n    return x\n",
+    "tests": ["assert f(1) == 1"],
+}
+IO_ROW = {"task_id": "i1", "prompt": "Echo the input.", "tests": [{"input": "a", "output": "a"}]}
+
+
+@pytest.mark.parametrize(
+    ("family", "row", "field"),
+    [
+        ("function", dict(FUNCTION_ROW, tests=["assert f('\ud800') == '\ud800'"]), r"tests\[0\]"),
+        ("function", dict(FUNCTION_ROW, setup="X = '\udc80'"), "setup"),
+        ("function", dict(FUNCTION_ROW, prompt="def f(x):\n    '''\ud800'''\n"), "prompt"),
+        ("io", dict(IO_ROW, tests=[{"input": "a\ud800", "output": "a"}]), r"tests\[0\]\.input"),
+    ],
+    ids=["tests", "setup", "prompt", "io-input"],
+)
+def test_a_lone_surrogate_in_a_row_is_refused_at_load_time(
+    tmp_path: Path, family: Literal["function", "io"], row: dict[str, object], field: str
+) -> None:
+    path = tmp_path / "tasks.jsonl"
+    path.write_text(json.dumps(row) + "\n")  # json.dumps writes the surrogate as a \ud800 escape
+    with pytest.raises(TaskFormatError, match=rf"tasks\.jsonl:1: field '{field}'.*surrogate"):
+        load_code_tasks(path, family)

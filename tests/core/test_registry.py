@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import warnings
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import gymnasium as gym
+import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
 
 import reflectgym
-from reflectgym.core import TaskFormatError, audit_feedback_leaks, check_determinism
+from reflectgym.core import TaskEnv, TaskFormatError, audit_feedback_leaks, check_determinism
 from reflectgym.core.registry import qualify
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -89,3 +93,55 @@ def test_non_string_action_through_gymnasium_make_is_a_type_error() -> None:
     env.reset(seed=0)
     with pytest.raises(TypeError, match="str"):
         env.step(42)
+
+
+def _step_with(verify: Callable[..., object]) -> tuple[Any, ...]:
+    env = TaskEnv(tasks=[{"id": "a", "prompt": "2+2?", "answer": "4"}], verify=verify, max_attempts=2)  # type: ignore[arg-type]
+    env.reset(seed=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return env.step("four")
+
+
+@pytest.mark.parametrize(
+    ("result", "reward", "passed"),
+    [
+        (np.float32(1.0), 1.0, True),
+        (np.bool_(True), 1.0, True),
+        (np.int64(0), 0.0, False),
+        (np.float64(0.5), 0.5, False),
+    ],
+)
+def test_numpy_scalars_from_verify_are_scores(result: object, reward: float, passed: bool) -> None:
+    _, got, terminated, _, info = _step_with(lambda task, answer: result)
+    assert got == reward and type(got) is float and terminated is passed and info["verdict"].passed is passed
+
+
+@pytest.mark.parametrize(
+    "verify",
+    [
+        lambda task, answer: float("nan"),
+        lambda task, answer: float("inf"),
+        lambda task, answer: reflectgym.Verdict(float("nan"), True, "odd"),
+        lambda task, answer: None,
+        lambda task, answer: float(answer) == 4.0,  # ValueError on "four"
+    ],
+    ids=["nan", "inf", "nan-verdict", "none", "raises"],
+)
+def test_an_answer_verify_cannot_judge_is_an_unverified_turn_not_a_crash(verify: Callable[..., object]) -> None:
+    _, reward, terminated, truncated, info = _step_with(verify)
+    assert (reward, terminated, truncated, info["verdict"].passed) == (0.0, False, False, False)
+    assert "could not be verified" in info["feedback"] and "Error)" in info["feedback"]  # the type, not the text
+    assert info["verdict"].details["status"] == "unknown" and "Error: " in info["verdict"].details["verify_error"]
+
+
+def test_a_verify_error_is_warned_and_kept_out_of_binary_feedback() -> None:
+    tasks = [{"id": "a", "prompt": "2+2?", "answer": "4"}]
+    env_id = reflectgym.register_task_env("RaisingVerify-v0", tasks, lambda task, answer: 1 / 0, feedback="binary")
+    env = gym.make(env_id)
+    env.reset(seed=0)
+    with pytest.warns(RuntimeWarning, match="ZeroDivisionError"):
+        *_, truncated, info = env.step("4")
+    assert info["feedback"] == "Incorrect." and truncated
+    assert "ZeroDivisionError" in info["verdict"].details["verify_error"]
+    gym.registry.pop(env_id)

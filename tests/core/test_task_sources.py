@@ -5,12 +5,24 @@ from __future__ import annotations
 import gzip
 import importlib.util
 import json
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from reflectgym.core import RowError, Task, TaskFormatError, TaskList, generic_row, load_hf_dataset, load_jsonl, require
+from reflectgym.core import (
+    RowError,
+    Task,
+    TaskFormatError,
+    TaskList,
+    generic_row,
+    load_hf_dataset,
+    load_jsonl,
+    require,
+    tasks_from_rows,
+)
+from reflectgym.core.tasks import as_task_source
 
 ROWS = [
     {"id": "a", "prompt": "2+2?", "answer": "4", "level": 1},
@@ -97,3 +109,42 @@ def test_hf_datasets_loader_reads_local_files(tmp_path: Path) -> None:
     path = write_jsonl(tmp_path / "hf.jsonl", [ROWS[0], {"id": "b", "prompt": "x", "answer": "y", "level": 2}])
     tasks = load_hf_dataset("json", data_files=str(path), split="train")
     assert tasks.ids() == ["a", "b"] and tasks.get("b").reference == "y"
+
+
+GOOD = '{"id": "t1", "prompt": "2+2?", "answer": "4"}'
+HOSTILE_LINES = {
+    "non_utf8": (b'{"id": "t2", "prompt": "caf\xe9", "answer": "4"}', None, "not UTF-8"),
+    "huge_int": (b'{"id": "t2", "prompt": "x", "answer": ' + b"9" * 5000 + b"}", None, "4300 digits"),
+    "deep": (b'{"id": "t2", "prompt": "x", "x": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", None, "nested"),
+    "duplicate_id": (GOOD.encode(), "id", "duplicate task id 't1'.*:1"),
+    "surrogate": (b'{"id": "t2", "prompt": "x\\ud800", "answer": "4"}', "prompt", "surrogate"),
+}
+
+
+@pytest.mark.parametrize("case", list(HOSTILE_LINES))
+def test_hostile_lines_are_located_and_skippable(tmp_path: Path, case: str) -> None:
+    bad, field, message = HOSTILE_LINES[case]
+    path = tmp_path / "t.jsonl"
+    path.write_bytes(GOOD.encode() + b"\n" + bad + b"\n")
+    with pytest.raises(TaskFormatError, match=message) as caught:
+        load_jsonl(path)
+    assert caught.value.line == 2 and caught.value.field_name == field and str(path) in str(caught.value)
+    with pytest.warns(UserWarning, match="skipped 1 bad row"):
+        tasks = load_jsonl(path, on_error="skip")
+    assert tasks.ids() == ["t1"] and "t.jsonl:2" in tasks.skipped[0]
+
+
+def test_a_surrogate_deep_in_a_row_names_its_path() -> None:
+    rows = [{"id": "a", "prompt": "p", "tests": [{"input": "ok"}, {"input": "x\ud800"}]}]
+    with pytest.raises(TaskFormatError, match=r"tests\[1\]\.input"):
+        tasks_from_rows(rows)
+    with pytest.raises(TaskFormatError, match=r"prompt"):
+        as_task_source([Task(id="a", prompt="x\udc80")])
+
+
+def test_a_parser_crash_is_a_located_row_error() -> None:
+    def parser(row: Mapping[str, object]) -> Task:
+        return Task(id="a", prompt=str(int(str(row["n"]))))
+
+    with pytest.raises(TaskFormatError, match=r"tasks:0: the row parser failed: ValueError"):
+        tasks_from_rows([{"n": "x"}], parser)

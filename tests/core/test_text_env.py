@@ -5,6 +5,7 @@ from __future__ import annotations
 import pickle
 
 import pytest
+from gymnasium.error import ResetNeeded
 from gymnasium.utils.env_checker import check_env
 from support.toy_envs import CounterEnv
 
@@ -98,3 +99,26 @@ def test_oracle_solves() -> None:
         if terminated or truncated:
             break
     assert info["verdict"].passed
+
+
+@pytest.mark.parametrize("native", [True, False], ids=["native", "replay"])
+def test_a_failed_reset_leaves_no_episode_to_play_or_snapshot(native: bool) -> None:
+    env = CounterEnv(native=native)
+    env.reset(seed=0, options={"target": 1})
+    assert env.step("add 1")[1:3] == (1.0, True)
+    with pytest.raises(ValueError):
+        env.reset(options={"target": "not a number"})  # _begin raises
+    assert env.episode_over and env.actions == ()
+    with pytest.raises(EpisodeOverError, match="reset"):
+        env.step("add 1")  # the finished episode does not pay again
+    with pytest.raises(ResetNeeded):
+        env.step("add 1")  # the same kind of error as a wrapped env before its first reset
+    with pytest.raises(RuntimeError, match="call reset"):
+        env.snapshot()
+    env.reset(seed=0, options={"target": 2})
+    assert env.step("add 2")[1:3] == (1.0, True)
+
+
+def test_reset_options_must_be_a_dict() -> None:
+    with pytest.raises(TypeError, match="options must be a dict or None"):
+        CounterEnv().reset(options="notadict")  # type: ignore[arg-type]

@@ -1,5 +1,6 @@
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from reflectgym.core import Trajectory, Turn, Verdict, read_trajectories, write_trajectories
@@ -52,3 +53,18 @@ def test_bad_line_names_file_and_line(tmp_path: Path) -> None:
     path.write_text(make_trajectory(0).to_json() + "\n{not json\n")
     with pytest.raises(ValueError, match=r"t\.jsonl:2"):
         list(read_trajectories(path))
+
+
+def test_any_text_and_numpy_details_write_and_read_back(tmp_path: Path) -> None:
+    path = tmp_path / "t.jsonl"
+    odd = Trajectory(
+        env_id="x",
+        task_id="t",
+        seed=0,
+        turns=[Turn(observation="o", action="up \ud800 \udcff", reward=0.0, feedback="é")],
+        metadata={"score": np.float32(0.5), "flags": np.array([1, 2])},
+    )
+    assert write_trajectories(path, [odd, make_trajectory(1)]) == 2
+    loaded = list(read_trajectories(path))
+    assert loaded[0].turns[0].action == "up \ud800 \udcff" and loaded[0].turns[0].feedback == "é"
+    assert loaded[0].metadata == {"score": 0.5, "flags": [1, 2]} and loaded[1] == make_trajectory(1)

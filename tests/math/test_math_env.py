@@ -15,6 +15,7 @@ from gymnasium.utils.env_checker import check_env
 
 import reflectgym
 from reflectgym.core import (
+    TaskFormatError,
     audit_feedback_leaks,
     check_determinism,
     check_garbage_actions,
@@ -178,3 +179,32 @@ def test_invalid_arguments() -> None:
         MathEnv(max_attempts=0)
     with pytest.raises(ValueError, match="difficulty"):
         MathEnv(difficulty=7)
+
+
+def test_a_failed_reset_does_not_replay_the_finished_episode() -> None:
+    env = gym.make("reflectgym/Math-v0")
+    env.reset(seed=0)
+    oracle = env.unwrapped.oracle_action()  # type: ignore[attr-defined]
+    assert env.step(oracle)[1:3] == (1.0, True)
+    with pytest.raises(KeyError):
+        env.reset(options={"task_id": "nope"})
+    with pytest.raises(gym.error.ResetNeeded, match="reset"):
+        env.step(oracle)
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        (b'{"id": "b", "question": "caf\xe9", "answer": "1"}', "not UTF-8"),
+        (b'{"id": "b", "question": "q", "answer": ' + b"1" * 5000 + b"}", "4300 digits"),
+        (b'{"id": "b", "question": "q", "answer": "1", "x": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", "nested"),
+        (b'{"id": "a", "question": "q", "answer": "1"}', "duplicate task id 'a'"),
+        (b'{"id": "b", "question": "q\\ud800", "answer": "1"}', "field 'question'.*surrogate"),
+    ],
+    ids=["non-utf8", "huge-int", "deep", "duplicate-id", "surrogate"],
+)
+def test_a_hostile_task_file_line_is_a_located_task_format_error(tmp_path: Path, line: bytes, message: str) -> None:
+    path = tmp_path / "tasks.jsonl"
+    path.write_bytes(b'{"id": "a", "question": "1+0?", "answer": "1"}\n' + line + b"\n")
+    with pytest.raises(TaskFormatError, match=rf"tasks\.jsonl:2: .*{message}"):
+        gym.make("reflectgym/Math-v0", tasks=str(path))

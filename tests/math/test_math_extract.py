@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
-from reflectgym.envs.math.extract import ExtractionConfig, boxed_contents, extract_answer
+from reflectgym.core.types import ActionParseError
+from reflectgym.envs.math.env import MathEnv
+from reflectgym.envs.math.extract import ExtractionConfig, boxed_contents, extract_answer, require_answer
 
 
 @pytest.mark.parametrize(
@@ -56,3 +60,46 @@ def test_runaway_answers_are_refused() -> None:
 
 def test_deeply_nested_braces() -> None:
     assert extract_answer("\\boxed{" + "{" * 50 + "3" + "}" * 50 + "}") is not None
+
+
+def test_nested_and_escaped_braces_balance() -> None:
+    assert boxed_contents("\\boxed{a{b}c} \\boxed{\\{x\\}} \\boxed{\\boxed{7}}") == [
+        "a{b}c",
+        "\\{x\\}",
+        "\\boxed{7}",
+        "7",
+    ]
+    assert boxed_contents("\\boxed 5$ and \\boxed{} \\boxed $") == ["5", ""]
+
+
+def test_hostile_boxes_are_read_in_linear_time() -> None:
+    # Each took 6-20 s when every unclosed box or unbraced token was rescanned to the end of the reply.
+    started = time.perf_counter()
+    assert extract_answer("\\boxed{" * 16_000) is None
+    assert boxed_contents("\\boxed{" * 16_000 + "1") == []
+    nested = extract_answer("\\boxed{" * 16_000 + "7" + "}" * 16_000)
+    assert nested is not None and nested.answer == "7"
+    unbraced = extract_answer("\\boxed" * 32_000)  # each box's token runs to the end; the last one's is `\boxed`
+    assert unbraced is not None and unbraced.answer == "\\boxed"
+    assert time.perf_counter() - started < 5
+
+
+def test_a_too_long_answer_says_so_rather_than_none_found() -> None:
+    with pytest.raises(ActionParseError, match=r"\\boxed\{\.\.\.\}, is 2001 characters long; at most 400"):
+        require_answer("\\boxed{" + "1+" * 1000 + "1}")
+    with pytest.raises(ActionParseError, match="no final answer found"):
+        require_answer("I do not know.")
+    env = MathEnv()
+    env.reset(seed=0)
+    observation, reward, _, _, info = env.step("\\boxed{" + "1+" * 1000 + "1}")
+    assert reward == pytest.approx(-0.1) and info["parse_error"]
+    assert "2001 characters long" in observation and "no final answer found" not in observation
+
+
+def test_a_hostile_reply_is_a_quick_format_turn_in_the_env() -> None:
+    env = MathEnv()
+    env.reset(seed=0)
+    started = time.perf_counter()
+    observation, reward, _, _, _ = env.step("\\boxed{" * 16_000)
+    assert reward == pytest.approx(-0.1) and "no final answer found" in observation
+    assert time.perf_counter() - started < 5

@@ -19,6 +19,9 @@ def test_tasks_are_reproducible_and_addressable() -> None:
     assert ReasoningGymTasks("basic_arithmetic", size=20, seed=3).get(task.id) == task
     with pytest.raises(KeyError, match="basic_arithmetic-<index>"):
         source.get("basic_arithmetic-99")
+    for bad in ("basic_arithmetic-²", "basic_arithmetic-" + "9" * 5000):  # `int` refuses both
+        with pytest.raises(KeyError, match="basic_arithmetic-<index>"):
+            source.get(bad)
 
 
 def test_scorer_judges_the_env() -> None:

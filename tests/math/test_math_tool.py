@@ -85,3 +85,13 @@ def test_the_oracle_solves_generated_problems() -> None:
         tool_env.reset(seed=seed)
         assert tool_env.step(tool_env.oracle_action())[1] == 1.0
     tool_env.close()
+
+
+def test_code_with_a_lone_surrogate_is_a_feedback_turn_and_replays(env: MathToolEnv) -> None:
+    observation, reward, terminated, _, info = env.step("```python\nprint('\ud800')\n```")
+    assert (reward, terminated) == (0.0, False) and info["verdict"].details["tool_call"] == "unencodable"
+    assert "not run" in observation and "\\ud800" in observation and "\ud800" not in observation
+    snapshot = env.snapshot()
+    fresh = MathToolEnv(tasks=TASKS, max_attempts=2, max_tool_calls=2, tool_seconds=1.0)
+    assert fresh.restore(snapshot) == observation
+    fresh.close()

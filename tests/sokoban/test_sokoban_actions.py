@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from reflectgym.core import ActionParseError
@@ -62,3 +64,31 @@ def test_no_move_is_a_parse_error(text: str) -> None:
 def test_too_many_moves_in_one_turn() -> None:
     with pytest.raises(ActionParseError, match="at most"):
         parse_moves("u" * 1000, multi_move=True)
+
+
+@pytest.mark.parametrize(
+    ("text", "moves"),
+    [
+        ("<answer>up</answer> <answer>down", (UP,)),
+        ("\\boxed{left} \\boxed{right", (LEFT,)),
+        ("Think.\n\n  \n Moves = right", (RIGHT,)),
+        ("<ANSWER>left</Answer>\nmove: down", (DOWN,)),
+        ("Action: up <answer>down</answer>", (DOWN,)),
+        ("<answer>up\nAction: left</answer>", (LEFT,)),
+    ],
+)
+def test_the_last_answer_part_wins(text: str, moves: tuple[int, ...]) -> None:
+    assert parse_moves(text, multi_move=True)[-1:] == moves
+
+
+@pytest.mark.parametrize("text", ["<answer>" * 16_000, "\\boxed{" * 16_000, "\n" * 20_000, " \n" * 20_000])
+def test_hostile_replies_are_a_quick_parse_error(text: str) -> None:
+    # Each took 7-12 s when every unclosed opener or blank line was rescanned to the end of the reply.
+    started = time.perf_counter()
+    with pytest.raises(ActionParseError):
+        parse_moves(text)
+    assert time.perf_counter() - started < 5
+
+
+def test_hostile_reply_with_a_real_answer_at_the_end() -> None:
+    assert parse_moves("<answer>" * 16_000 + "\nAction: left") == (LEFT,)

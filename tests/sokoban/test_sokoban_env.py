@@ -147,3 +147,21 @@ def test_bad_arguments_fail_clearly() -> None:
         SokobanEnv(feedback="loud")
     with pytest.raises(ValueError, match="no level"):
         SokobanEnv(levels="no level here\n")
+
+
+def test_bad_levels_fail_at_construction_not_at_reset_or_step() -> None:
+    from reflectgym.envs.sokoban.level import LevelFormatError
+
+    for levels in ([], "####\n#@*#\n####", b"#####\n#@$.#\n#####"):
+        with pytest.raises(LevelFormatError):
+            SokobanEnv(levels=levels)  # type: ignore[arg-type]
+
+
+def test_a_task_id_that_only_looks_like_an_index_is_a_clear_error() -> None:
+    from reflectgym.envs.sokoban.level import LevelFormatError
+
+    env = SokobanEnv(levels="#####\n#@$.#\n#####")
+    for task_id in ("²", "9" * 5000):  # `isdigit` is true for both, `int` refuses both
+        with pytest.raises(LevelFormatError, match="no level with title or index"):
+            env.reset(options={"task_id": task_id})
+    env.reset(options={"task_id": "0"})

@@ -56,6 +56,7 @@ def test_sources_path_text_and_list_agree(tmp_path: Path) -> None:
         ("#####\n#@$. \n#####", "not enclosed"),
         ("#######\n#@$.#$#\n#####.#\n#######", "cannot be reached"),
         ("", "empty"),
+        ("####\n#@*#\n####", "every box is already on a goal"),
     ],
 )
 def test_malformed_levels_say_what_is_wrong(text: str, message: str) -> None:
@@ -78,3 +79,26 @@ def test_boxoban_unfiltered_file_loads(shared_data: Path) -> None:
     assert len(levels) == 1000
     assert all(level.num_boxes == 4 and (level.rows, level.cols) == (10, 10) for level in levels)
     assert levels[5].title == "5"
+
+
+@pytest.mark.parametrize(
+    ("source", "message"),
+    [
+        ([], "empty list"),
+        (b"#####\n#@$.#\n#####", "not bytes"),
+        (5, "got int"),
+        (["#####\n#@$.#\n#####", 5], r"levels\[1\] is int"),
+        (["#####\n#@$.#\n#####", "####\n#@*#\n####"], r"levels\[1\].*already on a goal"),
+    ],
+)
+def test_bad_level_sources_are_clear_errors(source: object, message: str) -> None:
+    with pytest.raises(LevelFormatError, match=message):
+        load_levels(source)  # type: ignore[arg-type]
+
+
+def test_a_file_that_is_not_utf8_is_a_level_format_error(tmp_path: Path) -> None:
+    path = tmp_path / "levels.xsb"
+    path.write_bytes(b"; \xff\n#####\n#@$.#\n#####\n")
+    for source in (path, str(path)):
+        with pytest.raises(LevelFormatError, match=r"levels.xsb' is not UTF-8 text \(byte 2"):
+            load_levels(source)

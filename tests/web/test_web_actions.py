@@ -43,6 +43,10 @@ def test_valid_actions_parse(text: str, expected: WebAction) -> None:
         ("hello there", "no action found"),
         ("tap(3)", "'tap' is not an action"),
         ("click(the button)", "needs an element id"),
+        ("click(²)", "needs an element id"),  # `isdigit` is true for '²', `int` refuses it
+        ("scroll(²)", "needs an element id"),
+        ("click(٣)", "needs an element id"),
+        ("click(1234567890)", "needs an element id"),
         ("click(3, 4)", "takes 1 argument"),
         ("type(3, hello)", "needs its text in quotes"),
         ('type(3, "unclosed)', "never closed"),

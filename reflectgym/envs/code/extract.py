@@ -22,6 +22,8 @@ _CODE_NODES = (
     ast.With,
     ast.Try,
 )
+_PARSE_BUDGET = 1_000_000
+"""Characters of bare-code candidates parsed per reply before giving up (the first candidate is always parsed)."""
 
 
 def extract_code(text: str, entry_point: str | None = None) -> str | None:
@@ -32,7 +34,10 @@ def extract_code(text: str, entry_point: str | None = None) -> str | None:
     parses as Python with at least one real statement (a def, an import, an assignment, a call, a loop), after
     dropping leading prose lines; an indented function body counts too.
     """
-    blocks = [body for tag, body in _FENCE.findall(text) if tag.lower() in _PYTHON_TAGS and body.strip()]
+    # The added newline changes no block (a fence opened on a last line with no newline has an empty body), but
+    # spares the regex rescanning that last line to its end at every backtick of it (quadratic on "```" * n).
+    fenced = _FENCE.findall(text + "\n")
+    blocks = [body for tag, body in fenced if tag.lower() in _PYTHON_TAGS and body.strip()]
     if blocks:
         if entry_point:
             defining = [block for block in blocks if _defines(block, entry_point)]
@@ -49,14 +54,25 @@ def is_function_body(code: str) -> bool:
 
 
 def _defines(code: str, name: str) -> bool:
-    return re.search(rf"^\s*(?:async\s+)?def\s+{re.escape(name)}\s*\(", code, re.MULTILINE) is not None
+    # `[^\S\n]*`, not `\s*`: the same lines match, without rescanning a run of blank lines from each of them.
+    return re.search(rf"^[^\S\n]*(?:async\s+)?def\s+{re.escape(name)}\s*\(", code, re.MULTILINE) is not None
 
 
 def _bare_code(text: str) -> str | None:
+    """The reply from its first line where code starts and parses to the end, or None.
+
+    Each try parses the whole rest of the reply, so tries after the first stop once `_PARSE_BUDGET` characters
+    have been parsed: a reply of thousands of code-like lines that never parse costs linear time, not one parse
+    per line.
+    """
     lines = text.strip("\n").splitlines()
     starts = [0] + [index for index, line in enumerate(lines) if index and _CODE_START.match(line)]
+    budget = _PARSE_BUDGET
     for start in starts:
+        if budget <= 0:
+            return None
         candidate = "\n".join(lines[start:]).rstrip() + "\n"
+        budget -= len(candidate)
         if is_function_body(candidate):
             if _parses(f"def _body():\n{candidate}", require_code=False):
                 return candidate

@@ -8,9 +8,9 @@ from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from reflectgym.core.env import TextEnv
 from reflectgym.core.tasks import Task, TaskSource
-from reflectgym.core.types import ActionParseError, FeedbackLevel, Transition, Verdict
+from reflectgym.core.types import FeedbackLevel, Transition, Verdict
 from reflectgym.envs.math.equivalence import AnswerChecker, EquivalenceConfig
-from reflectgym.envs.math.extract import Extraction, ExtractionConfig, extract_answer
+from reflectgym.envs.math.extract import Extraction, ExtractionConfig, require_answer
 from reflectgym.envs.math.feedback import judge, scored_verdict
 from reflectgym.envs.math.formats import gold_of, load_math_tasks
 from reflectgym.envs.math.generators import GeneratedTasks
@@ -141,10 +141,7 @@ class MathEnv(TextEnv[Extraction]):
         return f"{self.instructions}\n\n{self._task.prompt}" if self.instructions else self._task.prompt
 
     def parse_action(self, text: str) -> Extraction:
-        extraction = extract_answer(text, self.extraction)
-        if extraction is None:
-            raise ActionParseError("no final answer found (no \\boxed{...}, '####' line or 'the answer is')")
-        return extraction
+        return require_answer(text, self.extraction)
 
     def _apply(self, action: Extraction) -> Transition:
         if isinstance(self.tasks, ScoredTaskSource):  # a source with its own scorer (reasoning-gym) judges itself

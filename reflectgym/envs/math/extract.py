@@ -10,9 +10,22 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
+from reflectgym.core.types import ActionParseError
+
 ExtractionMethod = Literal["boxed", "gsm8k", "answer_is", "last_number"]
 
+HOW_FOUND: dict[ExtractionMethod, str] = {
+    "boxed": "the last \\boxed{...}",
+    "gsm8k": "the '####' line",
+    "answer_is": "the 'answer is' phrase",
+    "last_number": "the last number in your reply",
+}
+"""Where each method reads the answer, as feedback says it."""
+NO_ANSWER = "no final answer found (no \\boxed{...}, '####' line or 'the answer is')"
+
 _BOXED = re.compile(r"\\(?:boxed|fbox)\s*")
+_BRACE = re.compile(r"(?<!\\)[{}]")
+_TOKEN_END = re.compile(r"[\s$]")
 _GSM8K = re.compile(r"####\s*([^\n]*)")
 _ANSWER_IS = re.compile(
     r"(?:final answer|the answer|answer)\s*(?:is|:|=)\s*:?\s*(.+?)\s*(?:\n|$)",
@@ -48,25 +61,57 @@ class Extraction:
 
 def boxed_contents(text: str) -> list[str]:
     """The contents of every `\\boxed{...}` / `\\fbox{...}` in `text`, braces balanced; unclosed ones are skipped."""
-    found: list[str] = []
-    for match in _BOXED.finditer(text):
-        start = match.end()
-        if start < len(text) and text[start] == "{":
-            depth = 0
-            for index in range(start, len(text)):
-                char = text[index]
-                if char == "{" and text[index - 1] != "\\":
-                    depth += 1
-                elif char == "}" and text[index - 1] != "\\":
-                    depth -= 1
-                    if depth == 0:
-                        found.append(text[start + 1 : index].strip())
-                        break
-        else:  # `\boxed 5`: one token
-            token = re.match(r"[^\s$]+", text[start:])
-            if token:
-                found.append(token.group(0))
-    return found
+    return [_content(text, span) for span in _boxed_spans(text)]
+
+
+def last_boxed(text: str) -> str | None:
+    """The last non-empty content of `boxed_contents(text)`, without building the others (they can nest deeply)."""
+    for span in reversed(_boxed_spans(text)):
+        content = _content(text, span)
+        if content:
+            return content
+    return None
+
+
+def _content(text: str, span: tuple[int, int, bool]) -> str:
+    start, end, braced = span
+    return text[start:end].strip() if braced else text[start:end]
+
+
+def _boxed_spans(text: str) -> list[tuple[int, int, bool]]:
+    """(start, end, braced) of every box's content, in order, in one pass over the text.
+
+    A braced box runs to its balancing `}` (a brace after a backslash does not count); `\\boxed 5` is one token,
+    up to the next space or `$`. One pass, so unclosed boxes and long tokens are not rescanned from each box.
+    """
+    boxes = [match.end() for match in _BOXED.finditer(text)]
+    braced = [start for start in boxes if text.startswith("{", start)]
+    closes = _closing_braces(text, braced[0]) if braced else {}
+    spans: list[tuple[int, int, bool]] = []
+    stop = -1  # the end of the token at the latest box, reused by the boxes inside that token
+    for start in boxes:
+        if text.startswith("{", start):
+            if start in closes:
+                spans.append((start + 1, closes[start], True))
+            continue
+        if stop < start:
+            found = _TOKEN_END.search(text, start)
+            stop = found.start() if found else len(text)
+        if stop > start:
+            spans.append((start, stop, False))
+    return spans
+
+
+def _closing_braces(text: str, start: int) -> dict[int, int]:
+    """Where each unescaped `{` from `start` on is closed: one stack over the text, not one scan per box."""
+    closes: dict[int, int] = {}
+    opened: list[int] = []
+    for match in _BRACE.finditer(text, start):
+        if match.group() == "{":
+            opened.append(match.start())
+        elif opened:
+            closes[opened.pop()] = match.start()
+    return closes
 
 
 def _clean_phrase(answer: str) -> str:
@@ -77,24 +122,45 @@ def _clean_phrase(answer: str) -> str:
 
 
 def extract_answer(text: str, config: ExtractionConfig | None = None) -> Extraction | None:
-    """Finds the final answer in `text`, or `None` when there is none."""
+    """Finds the final answer in `text`, or `None` when there is none (or it is empty or too long)."""
+    try:
+        return require_answer(text, config)
+    except ActionParseError:
+        return None
+
+
+def require_answer(text: str, config: ExtractionConfig | None = None) -> Extraction:
+    """The final answer in `text`.
+
+    Raises:
+        ActionParseError: saying why there is none: nothing found, or an answer over `max_answer_chars`.
+    """
     config = config or ExtractionConfig()
-    boxed = [content for content in boxed_contents(text) if content]
-    if boxed:
-        return _checked(Extraction(boxed[-1], "boxed"), config)
+    found = _find_answer(text, config)
+    if found is None or not found.answer:
+        raise ActionParseError(NO_ANSWER)
+    if len(found.answer) > config.max_answer_chars:
+        raise ActionParseError(
+            f"your final answer, read from {HOW_FOUND[found.method]}, is {len(found.answer)} characters long; "
+            f"at most {config.max_answer_chars} are read (give only the final answer there, not the working)"
+        )
+    return found
+
+
+def _find_answer(text: str, config: ExtractionConfig) -> Extraction | None:
+    """The first form that matches wins, even when its answer is then refused (empty or too long)."""
+    boxed = last_boxed(text)
+    if boxed is not None:
+        return Extraction(boxed, "boxed")
     gsm8k = [found.strip() for found in _GSM8K.findall(text) if found.strip()]
     if gsm8k:
-        return _checked(Extraction(_clean_phrase(gsm8k[-1]), "gsm8k"), config)
+        return Extraction(_clean_phrase(gsm8k[-1]), "gsm8k")
     phrases = [_clean_phrase(found) for found in _ANSWER_IS.findall(text)]
     phrases = [phrase for phrase in phrases if phrase]
     if phrases:
-        return _checked(Extraction(phrases[-1], "answer_is"), config)
+        return Extraction(phrases[-1], "answer_is")
     if config.last_number_fallback:
         numbers = _NUMBER.findall(text)
         if numbers:
-            return _checked(Extraction(numbers[-1], "last_number"), config)
+            return Extraction(numbers[-1], "last_number")
     return None
-
-
-def _checked(extraction: Extraction, config: ExtractionConfig) -> Extraction | None:
-    return extraction if 0 < len(extraction.answer) <= config.max_answer_chars else None

@@ -18,15 +18,9 @@ from typing import Any
 
 from reflectgym.core.types import FeedbackLevel, Verdict
 from reflectgym.envs.math.equivalence import AnswerChecker, Match, kind_of, values_equal
-from reflectgym.envs.math.extract import NUMBER_PATTERN, Extraction
+from reflectgym.envs.math.extract import HOW_FOUND, NUMBER_PATTERN, Extraction
 from reflectgym.envs.math.values import Num, Seq, Value, read_answer
 
-_HOW_FOUND = {
-    "boxed": "the last \\boxed{...}",
-    "gsm8k": "the '####' line",
-    "answer_is": "the 'answer is' phrase",
-    "last_number": "the last number in your reply",
-}
 _NUMBER = re.compile(rf"(?<![\w.])(?:{NUMBER_PATTERN})")
 
 
@@ -60,7 +54,7 @@ def judge(
 
 def diagnose(extraction: Extraction, gold: str, match: Match) -> str:
     """What was read, whether it parsed, its kind against the expected kind, and how close it is."""
-    lines = [f"Incorrect. Your final answer was read from {_HOW_FOUND[extraction.method]}: {extraction.answer}"]
+    lines = [f"Incorrect. Your final answer was read from {HOW_FOUND[extraction.method]}: {extraction.answer}"]
     if match.status == "unknown":
         reason = "the check ran out of time" if match.method == "timeout" else "it could not be parsed"
         lines.append(f"It could not be verified against the expected answer ({reason}), so it does not count.")
@@ -134,7 +128,7 @@ def scored_verdict(extraction: Extraction, score: float, *, level: FeedbackLevel
         return Verdict(reward=1.0, passed=True, feedback="Correct.", details=details)
     if level == "binary":
         return Verdict(reward=score, passed=False, feedback="Incorrect.", details=details)
-    found = _HOW_FOUND[extraction.method]
+    found = HOW_FOUND[extraction.method]
     text = f"Incorrect (score {score:.2f} of 1). Your final answer was read from {found}: {extraction.answer}"
     if level == "hint":
         text += "\nHint: re-read the format the question asks for, then recheck each step."

@@ -8,6 +8,7 @@ extracted answer with the dataset's `score_answer` instead of the math checker (
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import numpy as np
@@ -45,7 +46,7 @@ class ReasoningGymTasks:
     def get(self, task_id: str) -> Task:
         """The entry named `<dataset>-<index>`."""
         prefix, _, index = str(task_id).rpartition("-")
-        if prefix != self.name or not index.isdigit() or not 0 <= int(index) < self.size:
+        if prefix != self.name or not re.fullmatch(r"[0-9]{1,18}", index) or int(index) >= self.size:
             raise KeyError(
                 f"no task {task_id!r} in {self.name}: ids are '{self.name}-<index>' with index < {self.size}"
             )

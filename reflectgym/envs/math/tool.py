@@ -190,8 +190,20 @@ class MathToolEnv(MathEnv):
         return Transition(observation=f"{verdict.feedback}\n\n{self.observation()}", verdict=verdict, terminated=False)
 
     def run_tool(self, code: str) -> tuple[str, str]:
-        """Runs `code` in the sandbox; returns the text the model sees and the run's status."""
-        request = ExecRequest(command=("python3", "tool.py"), files={"tool.py": code.encode()}, limits=self.tool_limits)
+        """Runs `code` in the sandbox; returns the text the model sees and the run's status.
+
+        Code that cannot be encoded as UTF-8 (a lone surrogate) is not run: the model is told why instead.
+        """
+        try:
+            source = code.encode("utf-8")
+        except UnicodeEncodeError as error:
+            character = f"\\u{ord(code[error.start]):04x}"
+            text = (
+                f"The code was not run: it holds {character} (character {error.start} of the code), a lone "
+                "surrogate that cannot be encoded as UTF-8. Remove it and try again."
+            )
+            return text, "unencodable"
+        request = ExecRequest(command=("python3", "tool.py"), files={"tool.py": source}, limits=self.tool_limits)
         result = self.sandbox.run(request)
         output = result.stdout_text
         if result.status is ExecStatus.RUNTIME_ERROR:

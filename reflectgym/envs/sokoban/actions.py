@@ -26,10 +26,15 @@ _WORDS = {
     "wait": WAIT, "noop": WAIT, "stay": WAIT, "pass": WAIT,
 }  # fmt: skip
 _LETTERS = {"u": 0, "d": 1, "l": 2, "r": 3}
-_ANSWER = re.compile(
-    r"<answer>(.*?)</answer>|\\boxed\{([^}]*)\}|^\s*(?:action|answer|move|moves)\s*[:=]\s*(.+)$",
-    re.IGNORECASE | re.MULTILINE | re.DOTALL,
-)
+# An answer part is `<answer>(.*?)</answer>`, `\\boxed\{([^}]*)\}` or `^\s*(?:action|answer|move|moves)\s*[:=]\s*(.+)$`
+# (case-insensitive, `.` spanning lines, `^` at line starts); `_answer_part` finds them as `re.finditer` over that
+# alternation would, in one pass.
+_ANSWER_START = re.compile(r"(?=<answer>|\\boxed\{)|^", re.IGNORECASE | re.MULTILINE)
+_TAG_OPEN = re.compile(r"<answer>", re.IGNORECASE)
+_TAG_CLOSE = re.compile(r"</answer>", re.IGNORECASE)
+_BOX_OPEN = re.compile(r"\\boxed\{", re.IGNORECASE)
+_NON_SPACE = re.compile(r"\S")
+_LABELLED = re.compile(r"(?:action|answer|move|moves)\s*[:=]\s*(.+)$", re.IGNORECASE | re.MULTILINE | re.DOTALL)
 _TOKENS = re.compile(r"[a-z]+|[↑↓←→]")
 _FAST = {word: (code,) for word, code in _WORDS.items()} | {letter: (code,) for letter, code in _LETTERS.items()}
 
@@ -68,10 +73,37 @@ def parse_moves(text: str, multi_move: bool = False) -> tuple[int, ...]:
 
 
 def _answer_part(text: str) -> str:
-    matches = list(_ANSWER.finditer(text))
-    if not matches:
-        return text
-    return next(group for group in matches[-1].groups() if group is not None)
+    """The last answer part of `text`, or all of it when it has none.
+
+    Linear in the text: once a tag or box is found unclosed, no later one can close either, so they are not
+    looked for again (a regex would rescan to the end from each `<answer>`); a line that is not a labelled answer
+    skips the blank lines after it, which lead to the same verdict.
+    """
+    part, position = text, 0
+    tags = boxes = True
+    while position <= len(text) and (start := _ANSWER_START.search(text, position)) is not None:
+        at = start.start()  # (a search from past the end would find the end again)
+        if tags and (opened := _TAG_OPEN.match(text, at)):
+            closed = _TAG_CLOSE.search(text, opened.end())
+            if closed is not None:
+                part, position = text[opened.end() : closed.start()], closed.end()
+                continue
+            tags = False
+        if boxes and (opened := _BOX_OPEN.match(text, at)):
+            closed_at = text.find("}", opened.end())
+            if closed_at >= 0:
+                part, position = text[opened.end() : closed_at], closed_at + 1
+                continue
+            boxes = False
+        position = at + 1
+        if at == 0 or text[at - 1] == "\n":
+            found = _NON_SPACE.search(text, at)
+            word = found.start() if found is not None else len(text)
+            labelled = _LABELLED.match(text, word)
+            if labelled is not None:
+                return labelled.group(1)  # it runs to the end of the text, so it is the last part
+            position = max(word, position)
+    return part
 
 
 def _is_letters(token: str) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, ClassVar
@@ -21,6 +22,9 @@ SOLVE_SECONDS = 10.0
 
 SHAPING = 0.1
 """Shaped reward per box put on a goal (taken back when it leaves the goal)."""
+
+_INDEX = re.compile(r"[0-9]{1,9}")
+"""A level index as a task_id: ASCII digits only (`str.isdigit` also takes '²', which `int` refuses)."""
 
 
 class SokobanEnv(TextEnv[tuple[int, ...]]):
@@ -153,7 +157,7 @@ class SokobanEnv(TextEnv[tuple[int, ...]]):
         for index, level in enumerate(self.levels):
             if level.title is not None and level.title == str(task_id):
                 return index
-        if str(task_id).isdigit() and int(task_id) < len(self.levels):
+        if _INDEX.fullmatch(str(task_id)) and int(task_id) < len(self.levels):
             return int(task_id)
         raise LevelFormatError(f"no level with title or index {task_id!r} among the {len(self.levels)} loaded")
 

@@ -80,7 +80,8 @@ def parse_level(text: str, title: str | None = None) -> Level:
 
     Raises:
         LevelFormatError: unknown characters, no player or several, no boxes, unequal boxes and goals, an open
-            level the player could walk out of, or a box or goal the player can never reach.
+            level the player could walk out of, a box or goal the player can never reach, or every box already
+            on a goal (a solved level would pay out for any move).
     """
     where = f"level {title!r}" if title is not None else "level"
     lines = [line.rstrip("\r") for line in text.replace("|", "\n").split("\n")]
@@ -125,6 +126,8 @@ def parse_level(text: str, title: str | None = None) -> Level:
         stray = sorted(cells - region)
         if stray:
             raise LevelFormatError(f"{where}: the {kind} at {_name(stray[0])} cannot be reached from the player")
+    if boxes == goals:
+        raise LevelFormatError(f"{where}: every box is already on a goal, so there is nothing to solve")
     return Level(rows, cols, frozenset(walls), frozenset(goals), frozenset(boxes), players[0], title)
 
 
@@ -185,17 +188,50 @@ def parse_levels(text: str) -> list[Level]:
 
 
 def load_levels(source: str | Path | Iterable[str]) -> list[Level]:
-    """Levels from a file path, a text of one or more levels, or a list of level texts."""
+    """Levels from a file path, a text of one or more levels, or a list of level texts.
+
+    Raises:
+        LevelFormatError: a malformed level (its list index named), a file that is not UTF-8, bytes or another
+            type instead of text, or no level at all.
+        FileNotFoundError: a path-like string that names no file.
+    """
     if isinstance(source, Path):
-        return parse_levels(source.read_text(encoding="utf-8"))
+        return parse_levels(_read(source))
     if isinstance(source, str):
         if "\n" not in source and "|" not in source and "#" not in source:
             path = Path(source)
             if not path.is_file():
                 raise FileNotFoundError(f"no level file at {source!r} (pass a path, XSB text, or a list of levels)")
-            return parse_levels(path.read_text(encoding="utf-8"))
+            return parse_levels(_read(path))
         return parse_levels(source.replace("|", "\n")) if "\n" not in source else parse_levels(source)
-    return [level for text in source for level in parse_levels(text)]
+    if isinstance(source, (bytes, bytearray)):
+        raise LevelFormatError("levels must be a path, XSB text or a list of level texts, not bytes: decode them first")
+    if not isinstance(source, Iterable):
+        raise LevelFormatError(f"levels must be a path, XSB text or a list of level texts; got {type(source).__name__}")
+    levels = [level for index, text in enumerate(source) for level in _listed_levels(index, text)]
+    if not levels:
+        raise LevelFormatError("levels is an empty list: give at least one level")
+    return levels
+
+
+def _listed_levels(index: int, text: object) -> list[Level]:
+    """The levels of item `index` of a list of level texts; errors name the item."""
+    if not isinstance(text, str):
+        raise LevelFormatError(f"levels[{index}] is {type(text).__name__}, not XSB text")
+    try:
+        return parse_levels(text)
+    except LevelFormatError as error:
+        raise LevelFormatError(f"levels[{index}]: {error}") from None
+
+
+def _read(path: Path) -> str:
+    """A level file's text; one that is not UTF-8 is a `LevelFormatError` naming the file and the bad byte."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as error:
+        raise LevelFormatError(
+            f"level file {str(path)!r} is not UTF-8 text (byte {error.start}: {error.reason})"
+        ) from None
 
 
 def format_levels(levels: Iterable[Level]) -> str:

@@ -49,6 +49,7 @@ _KEY_ALIASES = {name.lower(): name for name in _NAMED_KEYS} | {"esc": "Escape", 
 _MODIFIERS = {"control": "Control", "ctrl": "Control", "shift": "Shift", "alt": "Alt", "meta": "Meta"}
 _CALL = re.compile(r"\b([A-Za-z_]+)\s*\(")
 _BARE = re.compile(r"^\W*(wait|done)\W*$", re.IGNORECASE)
+_ELEMENT_ID = re.compile(r"[0-9]{1,9}")
 _MAX_TEXT = 2000
 
 
@@ -185,7 +186,7 @@ def _expect(kind: str, args: list[str], count: int, form: str) -> None:
 
 def _element(kind: str, raw: str) -> int:
     cleaned = _unquote(raw).strip().strip("[]").strip()
-    if not cleaned.isdigit() or len(cleaned) > 9:
+    if _ELEMENT_ID.fullmatch(cleaned) is None:  # not `str.isdigit`: it takes '²', which `int` refuses
         raise ActionParseError(f"{kind} needs an element id (a number from the page), got {raw[:30]!r}")
     return int(cleaned)
 
