@@ -7,8 +7,9 @@ The base owns the Gymnasium mechanics every family shares, so a family writes on
   feedback saying what was expected;
 * `info` always carries `feedback`, `verdict`, `privileged`, `task_id`, `parse_error` and `turn`;
 * the turn limit (`max_steps` in sequential families, `max_attempts` in single-answer ones) truncates;
-* `snapshot()` / `restore()` replay the episode by default, or copy state natively when a family overrides
-  `_save_state` / `_load_state`.
+* `snapshot()` / `restore()` copy the episode state natively when a family names it (`episode_fields`) or
+  overrides `_save_state` / `_load_state`, and replay the episode's actions otherwise (which re-runs whatever a
+  turn runs: a family whose turns run code or call out should name its state instead).
 
 Subclass hooks: `_begin`, `parse_action`, `_apply`, `observation`, and optionally `task_id`, `privileged`,
 `_save_state`/`_load_state`, `oracle_action`, `leak_markers`.
@@ -56,6 +57,9 @@ class TextEnv(gym.Env[str, str], Generic[ActionT]):
     """A few valid actions (shown by `reflectgym play`, sampled by the random scripted agent)."""
     min_leak_marker_length: ClassVar[int] = 8
     """Privileged strings shorter than this (a bare number, one move) are not audited: they occur innocently."""
+    episode_fields: ClassVar[tuple[str, ...]] = ()
+    """Attributes that hold the episode's whole state beyond the base's (the task, counters): snapshots copy
+    them instead of replaying the actions. Empty: replay."""
 
     def __init__(
         self,
@@ -132,12 +136,18 @@ class TextEnv(gym.Env[str, str], Generic[ActionT]):
         return [reference.strip()]
 
     def _save_state(self) -> Any:
-        """A picklable copy of the episode state, or `None` to make snapshots replay actions instead."""
-        return None
+        """A picklable copy of the episode state (by default the `episode_fields`), or `None` to make snapshots
+        replay actions instead."""
+        if not self.episode_fields:
+            return None
+        return {name: getattr(self, name) for name in self.episode_fields}
 
     def _load_state(self, state: Any) -> None:
         """Puts back a state made by `_save_state`."""
-        raise TypeError(f"{type(self).__name__} saves no native state, so it cannot load one")
+        if not self.episode_fields:
+            raise TypeError(f"{type(self).__name__} saves no native state, so it cannot load one")
+        for name in self.episode_fields:
+            setattr(self, name, state[name])
 
     # ----------------------------------------------------------------- Gymnasium API
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[str, dict[str, Any]]:

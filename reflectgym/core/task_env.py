@@ -142,6 +142,7 @@ class TaskEnv(TextEnv[str]):
     """
 
     action_format: ClassVar[str] = "your answer as text"
+    episode_fields: ClassVar[tuple[str, ...]] = ("_task",)
     min_leak_marker_length: ClassVar[int] = 4
 
     def __init__(

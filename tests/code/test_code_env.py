@@ -192,6 +192,20 @@ def test_hostile_code_is_contained_and_cannot_forge_a_pass(code_env: CodeEnv) ->
     assert "raised an exception" in feedback and "OSError" in feedback
 
 
+def test_restoring_a_snapshot_puts_the_episode_back_without_running_any_code(code_env: CodeEnv) -> None:
+    code_env.reset(options={"task_id": "fn/is_prime"})
+    code_env.step(fenced("import random\ndef is_prime(n):\n    return random.random() < 0.5"))
+    snapshot = code_env.snapshot()
+    code_env.step(fenced("def is_prime(n):\n    return False"))
+
+    def no_runs(code: str) -> None:
+        raise AssertionError("restore() ran the candidate's code again")
+
+    code_env.run_tests = no_runs  # type: ignore[method-assign]
+    assert code_env.restore(snapshot) == snapshot.last_observation
+    assert code_env.snapshot().actions == snapshot.actions and code_env.task_id == "fn/is_prime"
+
+
 def test_io_wrong_output_shows_input_expected_and_actual(io_env: CodeIOEnv) -> None:
     io_env.reset(options={"task_id": "io/gcd_lcm"})
     info = io_env.step(fenced("a, b = map(int, input().split())\nprint(1, a * b)"))[4]

@@ -95,3 +95,16 @@ def test_code_with_a_lone_surrogate_is_a_feedback_turn_and_replays(env: MathTool
     fresh = MathToolEnv(tasks=TASKS, max_attempts=2, max_tool_calls=2, tool_seconds=1.0)
     assert fresh.restore(snapshot) == observation
     fresh.close()
+
+
+def test_restoring_a_snapshot_runs_no_tool_call_again(env: MathToolEnv) -> None:
+    env.step("```python\nimport random\nprint(random.random())\n```")
+    snapshot = env.snapshot()
+    env.step("\\boxed{1}")
+
+    def no_runs(code: str) -> tuple[str, str]:
+        raise AssertionError("restore() ran the tool again")
+
+    env.run_tool = no_runs  # type: ignore[method-assign]
+    assert env.restore(snapshot) == snapshot.last_observation  # the random output the agent saw, unchanged
+    assert "Answers left: 2. Tool calls left: 1." in env.observation()

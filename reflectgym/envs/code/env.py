@@ -75,6 +75,7 @@ class CodeEnv(TextEnv[str]):
     default_tasks: ClassVar[str] = str(FUNCTION_TASKS)
     default_instructions: ClassVar[str] = FUNCTION_INSTRUCTIONS
     action_format: ClassVar[str] = "your code in a ```python code block"
+    episode_fields: ClassVar[tuple[str, ...]] = ("_task",)
     action_examples: ClassVar[tuple[str, ...]] = ("```python\ndef solve(x):\n    return x\n```",)
 
     def __init__(

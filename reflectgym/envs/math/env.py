@@ -67,6 +67,7 @@ class MathEnv(TextEnv[Extraction]):
     """
 
     action_format: ClassVar[str] = "your work, then the final answer as \\boxed{...}"
+    episode_fields: ClassVar[tuple[str, ...]] = ("_task",)
     action_examples: ClassVar[tuple[str, ...]] = ("The answer is \\boxed{42}.", "#### 18", "\\boxed{\\frac{1}{2}}")
     min_leak_marker_length: ClassVar[int] = 3
     """Gold answers this long or longer are audited (shorter ones, like `7`, occur innocently in any text)."""

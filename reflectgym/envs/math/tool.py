@@ -71,6 +71,7 @@ class MathToolEnv(MathEnv):
     """
 
     action_format: ClassVar[str] = "a ```python block to run code, or your final answer as \\boxed{...}"
+    episode_fields: ClassVar[tuple[str, ...]] = ("_task", "_tool_calls", "_answers", "max_turns")
     action_examples: ClassVar[tuple[str, ...]] = ("```python\nprint(17 * 23)\n```", "The answer is \\boxed{391}.")
 
     def __init__(
