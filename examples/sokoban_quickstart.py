@@ -95,7 +95,7 @@ def main() -> None:
     sft = SFTConfig(
         output_dir=str(out / "bc"), env_id=ENV_ID, env_kwargs=ENV_KWARGS, system_prompt=SYSTEM_PROMPT,
         history_turns=HISTORY_TURNS, num_demonstrations=args.demos, steps=args.bc_steps, lr=3e-3,
-        batch_size=64, minibatch_size=64, save_every=0, seed=args.seed,
+        batch_size=64, minibatch_size=64, save_every=0, seed=args.seed, overwrite_output_dir=True,
     )  # fmt: skip
     SFTTrainer(sft, policy).train()
     summaries.append(evaluate_stage(policy, "after-BC", args.episodes, out))
@@ -105,6 +105,7 @@ def main() -> None:
         output_dir=str(out / "grpo"), env_id=ENV_ID, env_kwargs=ENV_KWARGS, system_prompt=SYSTEM_PROMPT,
         history_turns=HISTORY_TURNS, steps=args.grpo_steps, tasks_per_step=8, group_size=8, num_envs=64,
         lr=3e-4, max_new_tokens=8, minibatch_size=64, save_every=0, seed=args.seed, first_seed=200_000,
+        overwrite_output_dir=True,  # a rerun of the quickstart starts over
     )  # fmt: skip
     GRPOTrainer(grpo, policy).train()
     summaries.append(evaluate_stage(policy, "after-GRPO", args.episodes, out))

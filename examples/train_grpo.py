@@ -37,7 +37,7 @@ def main() -> None:
     policy = HFPolicy.from_pretrained(model_dir, HFPolicyConfig(dtype="float32"))  # bf16 autocast on CUDA
     config = GRPOConfig(
         env_id=env_id, output_dir=args.out, steps=args.steps, tasks_per_step=2, group_size=8, lr=3e-3,
-        max_new_tokens=8, save_every=0,
+        max_new_tokens=8, save_every=0, overwrite_output_dir=True,
     )  # fmt: skip
     history = GRPOTrainer(config, policy).train()
     for record in history[:: max(1, len(history) // 10)]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import os
 import runpy
 import sys
 from collections.abc import Sequence
@@ -36,6 +37,7 @@ from reflectgym.agents import (
 )
 from reflectgym.agents.specs import POLICY_SPECS
 from reflectgym.core.registry import qualify
+from reflectgym.core.trajectory import Trajectory
 
 PLAY_HELP = "commands: :reset (new episode)  :quit  :help — anything else is your action"
 
@@ -54,17 +56,36 @@ def parse_env_args(pairs: Sequence[str]) -> dict[str, Any]:
     return kwargs
 
 
+class UsageError(Exception):
+    """A command line that cannot run as given: said in one line, exit status 2."""
+
+
 def load_user_modules(modules: Sequence[str]) -> None:
-    """Imports modules (or runs .py files) that register custom envs."""
+    """Imports modules (or runs .py files) that register custom envs; modules are found in the current folder
+    first, as `python -m` finds them. Raises `UsageError` for a missing file or module."""
+    if modules and os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.insert(0, os.getcwd())
     for module in modules:
         if module.endswith(".py"):
-            runpy.run_path(module, run_name="reflectgym_user_module")
-        else:
+            if not Path(module).is_file():
+                raise UsageError(f"--import {module}: no such file")
+            try:
+                runpy.run_path(module, run_name="reflectgym_user_module")
+            except ImportError as error:
+                raise UsageError(f"--import {module}: {error}") from error
+            continue
+        try:
             importlib.import_module(module)
+        except ImportError as error:
+            where = " (looked in the current folder and the installed packages)" if error.name == module else ""
+            raise UsageError(f"--import {module}: {error}{where}") from error
 
 
 def cmd_envs(args: argparse.Namespace) -> int:
     envs = reflectgym.list_envs(family=args.family)
+    if not envs and args.family:
+        families = sorted({info.family for info in reflectgym.list_envs()})
+        raise UsageError(f"no envs in family {args.family!r}; families: {', '.join(families)}")
     width = max((len(info.id) for info in envs), default=10)
     for info in envs:
         needs = f"  [needs {', '.join(info.requires)}]" if info.requires else ""
@@ -81,50 +102,112 @@ def eval_env_ids(args: argparse.Namespace) -> list[str]:
         family = None if args.suite == "all" else args.suite
         suite = [info.id for info in reflectgym.list_envs(family=family)]
         if not suite:
-            raise ValueError(f"no envs in suite {args.suite!r}")
+            families = sorted({info.family for info in reflectgym.list_envs()})
+            raise UsageError(f"no envs in suite {args.suite!r}; suites: {', '.join(families)}, all")
         ids += [env_id for env_id in suite if env_id not in ids]
     if not ids:
         raise ValueError("name at least one env, or a suite with --suite FAMILY")
     return ids
 
 
-def cmd_eval(args: argparse.Namespace) -> int:
-    env_ids = eval_env_ids(args)
-    kwargs = parse_env_args(args.env_arg)
-    out_dir = Path(args.out) if args.out else None
-    policy = make_policy(args.policy, model=args.model, device=args.device) if args.policy else None
-    config = RolloutConfig(
-        num_envs=args.num_envs,
-        group_size=args.group_size,
+POLICY_ONLY = {
+    "model": "--model",
+    "device": "--device",
+    "num_envs": "--num-envs",
+    "group_size": "--group-size",
+    "max_seconds": "--max-seconds",
+    "max_tokens": "--max-tokens",
+    "max_new_tokens": "--max-new-tokens",
+    "temperature": "--temperature",
+}
+"""Eval options (dest → flag) that only a model policy honours; their argparse default is None."""
+
+
+def rollout_config(args: argparse.Namespace) -> RolloutConfig:
+    """The rollout options of `eval --policy`, with the documented defaults for those not given."""
+    return RolloutConfig(
+        num_envs=8 if args.num_envs is None else args.num_envs,
+        group_size=1 if args.group_size is None else args.group_size,
         max_turns=args.max_turns,
         max_episode_seconds=args.max_seconds,
         max_episode_tokens=args.max_tokens,
-        sampling=Sampling(temperature=args.temperature, max_new_tokens=args.max_new_tokens, seed=args.seed),
+        sampling=Sampling(
+            temperature=0.0 if args.temperature is None else args.temperature,
+            max_new_tokens=256 if args.max_new_tokens is None else args.max_new_tokens,
+            seed=args.seed,
+        ),
     )
+
+
+def reject_policy_options(args: argparse.Namespace) -> None:
+    """A scripted agent plays one episode at a time without sampling: options it cannot honour are errors."""
+    given = [flag for dest, flag in POLICY_ONLY.items() if getattr(args, dest) is not None]
+    if given:
+        raise UsageError(f"{', '.join(given)}: only for model policies (--policy), not for --agent {args.agent}")
+
+
+def html_target(out: Path) -> Path:
+    """`--out` of a report: a `.html` path as given, anything else a folder that gets `report.html`."""
+    return out if out.suffix == ".html" else out / "report.html"
+
+
+def episode_error(trajectories: Sequence[Trajectory]) -> str | None:
+    """The first error's message (one line) when every episode errored, else None."""
+    errors = [str(t.metadata["error"]) for t in trajectories if "error" in t.metadata]
+    if not trajectories or len(errors) < len(trajectories):
+        return None
+    return errors[0].strip().splitlines()[0] if errors[0].strip() else "unknown error"
+
+
+def play_env(
+    args: argparse.Namespace, env_id: str, env_out: Path | None, policy: Any
+) -> tuple[EvalSummary, list[Trajectory]]:
+    """Evaluates one env with the policy, or the scripted agent (its episodes cut at --max-turns)."""
+    kwargs = parse_env_args(args.env_arg)
+    if policy is not None:
+        make_env = lambda: gym.make(env_id, **kwargs)  # noqa: E731
+        return evaluate_policy(
+            policy, make_env, env_id=env_id, episodes=args.episodes, seed=args.seed, out_dir=env_out,
+            config=rollout_config(args), progress=not args.quiet,
+        )  # fmt: skip
+    make_limited = lambda: gym.make(env_id, max_episode_steps=args.max_turns, **kwargs)  # noqa: E731
+    agent = scripted_agent(args.agent, seed=args.seed)
+    return evaluate(
+        make_limited, agent, env_id=env_id, episodes=args.episodes, seed=args.seed, out_dir=env_out,
+        progress=not args.quiet,
+    )  # fmt: skip
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    env_ids = eval_env_ids(args)
+    parse_env_args(args.env_arg)  # a malformed --env-arg fails before any model loads
+    if args.max_turns < 1:
+        raise UsageError(f"--max-turns must be at least 1; got {args.max_turns}")
+    if args.policy is None:
+        reject_policy_options(args)
+    out_dir = Path(args.out) if args.out else None
+    policy = make_policy(args.policy, model=args.model, device=args.device) if args.policy else None
     summaries: list[EvalSummary] = []
+    played: list[Trajectory] = []
+    failures: list[str] = []
     for env_id in env_ids:
         env_out = out_dir / env_id.replace("/", "_") if out_dir is not None and len(env_ids) > 1 else out_dir
-        make_env = lambda env_id=env_id: gym.make(env_id, **kwargs)  # noqa: E731
-        if policy is not None:
-            summary, _ = evaluate_policy(
-                policy, make_env, env_id=env_id, episodes=args.episodes, seed=args.seed, out_dir=env_out,
-                config=config, progress=not args.quiet,
-            )  # fmt: skip
-        else:
-            agent = scripted_agent(args.agent, seed=args.seed)
-            summary, _ = evaluate(
-                make_env, agent, env_id=env_id, episodes=args.episodes, seed=args.seed, out_dir=env_out,
-                progress=not args.quiet,
-            )  # fmt: skip
+        summary, trajectories = play_env(args, env_id, env_out, policy)
         summaries.append(summary)
+        played.extend(trajectories)
+        error = episode_error(trajectories)
+        if error is not None:
+            failures.append(f"every episode of {env_id} failed; the first with: {error}")
     print(format_table(summaries))
     if out_dir is not None:
         if len(env_ids) > 1:
             text = json.dumps([summary.to_dict() for summary in summaries], indent=2) + "\n"
             (out_dir / "summaries.json").write_text(text, encoding="utf-8")
-        report = write_report(load_run(out_dir), out_dir / "report.html")
+        report = write_report(played, out_dir / "report.html")  # this run's episodes only
         print(f"\ntrajectories and summaries: {out_dir}/\nreport:                     {report}")
-    return 0
+    for failure in failures:
+        print(f"reflectgym eval: {failure}", file=sys.stderr)
+    return 1 if failures else 0
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -136,9 +219,35 @@ def cmd_report(args: argparse.Namespace) -> int:
         return 0
     trajectories = load_run(run)
     out = Path(args.out) if args.out else (run if run.is_dir() else run.parent)
-    path = write_report(trajectories, out if out.suffix == ".html" else out / "report.html", args.title)
+    path = write_report(trajectories, html_target(out), args.title)
     print(f"report: {path} ({len(trajectories)} episodes)")
     return 0
+
+
+def producing_config(config: Path, model: str) -> Path | None:
+    """A config beside `config` whose run writes `model` (its `output_dir/model`), e.g. sokoban_bc.yaml for
+    sokoban_grpo.yaml's `runs/sokoban-bc/model`."""
+    import yaml
+
+    for candidate in sorted(config.parent.glob("*.y*ml")):
+        try:
+            values = yaml.safe_load(candidate.read_text(encoding="utf-8"))
+        except (OSError, yaml.YAMLError):
+            continue
+        if isinstance(values, dict) and Path(str(values.get("output_dir", ""))) / "model" == Path(model):
+            return candidate
+    return None
+
+
+def missing_model_hint(config: str, overrides: Sequence[str], error: FileNotFoundError) -> str:
+    """The error of a model that is not there, with the config that trains it when one is beside `config`."""
+    from reflectgym.trainers.config import load_values
+
+    model = str(load_values(config, overrides).get("model", ""))
+    producer = producing_config(Path(config), model) if model else None
+    if producer is None or Path(model).exists():
+        return str(error)
+    return f"{error}; it is what `reflectgym train {producer}` writes: run that first"
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -147,12 +256,17 @@ def cmd_train(args: argparse.Namespace) -> int:
     from reflectgym.trainers.registry import build_from_config, options_help
     from reflectgym.trainers.report import write_report
 
+    if not Path(args.config).is_file():
+        raise UsageError(f"no config file {args.config}")
     overrides = list(args.overrides)
     if "-h" in overrides or "--help" in overrides:
         values = load_values(args.config, [item for item in overrides if item not in ("-h", "--help")])
-        print(options_help(str(values.get("trainer", "grpo"))))
+        print(options_help(str(values.get("trainer", "grpo")), values, source=args.config))
         return 0
-    name, trainer = build_from_config(args.config, overrides)
+    try:
+        name, trainer = build_from_config(args.config, overrides)
+    except FileNotFoundError as error:
+        raise UsageError(missing_model_hint(args.config, overrides, error)) from error
     history = trainer.train()
     if not current_world().is_main:  # under torchrun, rank 0 reports
         return 0
@@ -228,6 +342,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="import a module (or run a .py file) that registers custom envs first; repeatable",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    parser.set_defaults(subparsers=commands.choices)
 
     envs = commands.add_parser("envs", help="list registered environments with one-line descriptions")
     envs.add_argument("--family", help="only this family (sokoban, code, math, web, custom)")
@@ -251,13 +366,13 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate_cmd.add_argument("--policy", help=f"a model instead of a scripted agent: {POLICY_SPECS}")
     evaluate_cmd.add_argument("--model", help="model name for openai: servers")
     evaluate_cmd.add_argument("--device", help="cpu | cuda | cuda:N for hf: policies (default: cuda if available)")
-    evaluate_cmd.add_argument("--num-envs", type=int, default=8, help="episodes in flight at once (default: 8)")
-    evaluate_cmd.add_argument("--group-size", type=int, default=1, help="episodes per seed (default: 1)")
+    evaluate_cmd.add_argument("--num-envs", type=int, help="--policy: episodes in flight at once (default: 8)")
+    evaluate_cmd.add_argument("--group-size", type=int, help="--policy: episodes per seed (default: 1)")
     evaluate_cmd.add_argument("--max-turns", type=int, default=100, help="turns per episode at most (default: 100)")
-    evaluate_cmd.add_argument("--max-seconds", type=float, help="wall seconds per episode at most")
-    evaluate_cmd.add_argument("--max-tokens", type=int, help="sampled tokens per episode at most")
-    evaluate_cmd.add_argument("--max-new-tokens", type=int, default=256, help="tokens per reply (default: 256)")
-    evaluate_cmd.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default: 0)")
+    evaluate_cmd.add_argument("--max-seconds", type=float, help="--policy: wall seconds per episode at most")
+    evaluate_cmd.add_argument("--max-tokens", type=int, help="--policy: sampled tokens per episode at most")
+    evaluate_cmd.add_argument("--max-new-tokens", type=int, help="--policy: tokens per reply (default: 256)")
+    evaluate_cmd.add_argument("--temperature", type=float, help="--policy: 0 = greedy (default: 0)")
     evaluate_cmd.add_argument("--episodes", type=int, default=10, help="episodes to play (default: 10)")
     evaluate_cmd.add_argument("--seed", type=int, default=0, help="seed of the first episode (default: 0)")
     evaluate_cmd.add_argument("--out", help="folder for trajectories.jsonl, summary.json and report.html")
@@ -268,7 +383,7 @@ def build_parser() -> argparse.ArgumentParser:
         "report", help="write the HTML report of an eval folder, a trajectories file, or a training run's curves"
     )
     report.add_argument("folder", metavar="RUN", help="an eval --out folder, a trajectories.jsonl, or a train run")
-    report.add_argument("--out", help="report file or folder (default: report.html beside the trajectories)")
+    report.add_argument("--out", help="a .html file, or a folder that gets report.html (default: the run folder)")
     report.add_argument("--title", default="reflectgym evaluation", help="the report's title")
     report.set_defaults(run=cmd_report)
 
@@ -278,8 +393,10 @@ def build_parser() -> argparse.ArgumentParser:
         description="Runs the trainer named in the config (`trainer: grpo` or `sft`). Any option of the config can "
         "be overridden as --name value. `reflectgym train run.yaml --help` lists that trainer's options.",
     )
-    train.add_argument("config", help="a YAML file of options, with `trainer: NAME`")
-    train.add_argument("overrides", nargs=argparse.REMAINDER, help="--name value pairs that override the file")
+    train.add_argument("config", nargs="?", metavar="CONFIG", help="a YAML file of options, with `trainer: NAME`")
+    train.add_argument(
+        "overrides", nargs=argparse.REMAINDER, metavar="--NAME VALUE", help="options that override the file's"
+    )
     train.set_defaults(run=cmd_train)
 
     play = commands.add_parser("play", help="play an env yourself in the terminal")
@@ -289,12 +406,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def parse_command_line(argv: Sequence[str] | None) -> argparse.Namespace:
+    """Parses the command line; a bad option is reported with the usage of its subcommand."""
+    args, extra = build_parser().parse_known_args(argv)
+    subparser = args.subparsers[args.command]
+    if extra:
+        subparser.error(f"unrecognized arguments: {' '.join(extra)}")
+    if args.command == "train" and args.config is None:
+        subparser.error("name a config file: reflectgym train CONFIG [--NAME VALUE ...] (see examples/configs/)")
+    return args
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `reflectgym` command."""
-    args = build_parser().parse_args(argv)
-    load_user_modules(args.imports)
+    args = parse_command_line(argv)
     try:
+        load_user_modules(args.imports)
         return int(args.run(args))
+    except UsageError as error:
+        print(f"reflectgym {args.command}: {error}", file=sys.stderr)
+        return 2
     except (KeyError, ValueError, TypeError, ImportError, FileNotFoundError, gym.error.Error) as error:
         # ConfigError is a ValueError: a bad option says what to change, without a traceback
         print(f"reflectgym {args.command}: {error}", file=sys.stderr)

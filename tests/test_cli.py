@@ -145,3 +145,104 @@ def test_train_option_errors_and_help_name_the_options(tmp_path: Path) -> None:
     assert "say which trainer" in run("train", str(unnamed)).stderr
     helped = run("train", str(config), "--help")
     assert helped.returncode == 0 and "--kl-coef" in helped.stdout and "--lora-rank" in helped.stdout
+
+
+def cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    """Runs the command in this process (faster than a subprocess); returns (status, stdout, stderr)."""
+    from reflectgym.cli import main
+
+    try:
+        code = main(list(args))
+    except SystemExit as exit_:
+        code = int(exit_.code or 0)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture
+def own_sys_path(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    monkeypatch.setattr(sys, "path", [entry for entry in sys.path if entry not in ("", str(tmp_path))])
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def test_import_errors_are_one_line(capsys: pytest.CaptureFixture[str], own_sys_path: Path) -> None:
+    code, _, err = cli(capsys, "--import", "missing.py", "envs")
+    assert code == 2 and err.strip() == "reflectgym envs: --import missing.py: no such file"
+    code, _, err = cli(capsys, "--import", "nosuchmod_reflectgym", "envs")
+    assert code == 2 and "No module named 'nosuchmod_reflectgym'" in err and "Traceback" not in err
+
+
+def test_import_finds_modules_in_the_current_folder(own_sys_path: Path) -> None:
+    script = Path(sys.executable).parent / "reflectgym"
+    if not script.is_file():
+        pytest.skip("no reflectgym console script beside this Python")
+    (own_sys_path / "my_cli_envs.py").write_text(Path(CUSTOM).read_text())
+    result = subprocess.run(
+        [str(script), "--import", "my_cli_envs", "eval", "Capitals-v0", "--episodes", "1", "--quiet"],
+        capture_output=True, text=True, timeout=300, cwd=own_sys_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+
+
+def test_unknown_family_and_suite_are_usage_errors(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = cli(capsys, "envs", "--family", "nope")
+    assert code == 2 and "no envs in family 'nope'; families:" in err
+    code, _, err = cli(capsys, "eval", "--suite", "nope")
+    assert code == 2 and "no envs in suite 'nope'" in err
+
+
+def test_a_misspelled_option_shows_the_subcommands_usage(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = cli(capsys, "eval", "Sokoban-v0", "--episdoes", "2")
+    assert code == 2 and "usage: reflectgym eval" in err and "unrecognized arguments: --episdoes 2" in err
+    code, _, err = cli(capsys, "train")
+    assert code == 2 and "name a config file" in err and "overrides" not in err
+
+
+def test_scripted_agents_stop_at_max_turns_and_refuse_policy_options(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = cli(capsys, "eval", "Sokoban-v0", "--agent", "random", "--max-turns", "3", "--episodes", "2",
+                       "--quiet")  # fmt: skip
+    assert code == 0 and " 3.0 " in out.splitlines()[-1]
+    code, _, err = cli(capsys, "eval", "Sokoban-v0", "--agent", "random", "--group-size", "4", "--max-tokens", "9")
+    assert code == 2 and "--group-size, --max-tokens: only for model policies (--policy)" in err
+
+
+def test_eval_with_every_episode_failed_says_why_and_fails(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = cli(capsys, "eval", "Code-v0", "--env-arg", 'sandbox="nope"', "--episodes", "2", "--quiet")
+    assert code == 1 and "errors" in out
+    assert "every episode of reflectgym/Code-v0 failed; the first with: ValueError: unknown sandbox 'nope'" in err
+
+
+def test_eval_report_holds_only_this_runs_episodes(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    out = str(tmp_path / "ev")
+    assert cli(capsys, "eval", "Sokoban-v0", "Math-v0", "--episodes", "2", "--out", out, "--quiet")[0] == 0
+    assert cli(capsys, "eval", "Sokoban-v0", "--episodes", "3", "--out", out, "--quiet")[0] == 0
+    assert "Trajectories (3)" in (tmp_path / "ev" / "report.html").read_text()
+
+
+def test_train_errors_name_the_file_the_line_and_the_missing_model(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("steps: [1\n")
+    code, _, err = cli(capsys, "train", str(bad))
+    assert code == 2 and f"{bad}: line 2: invalid YAML" in err
+    monkeypatch.chdir(tmp_path)  # a fresh folder: runs/sokoban-bc/model is not there
+    code, _, err = cli(capsys, "train", str(ROOT / "examples" / "configs" / "sokoban_grpo.yaml"), "--steps", "1")
+    assert code == 2 and "no checkpoint at runs/sokoban-bc/model" in err and "sokoban_bc.yaml" in err
+
+
+def test_train_help_shows_the_config_files_values(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = cli(capsys, "train", str(ROOT / "examples" / "configs" / "sokoban_grpo.yaml"), "--help")
+    assert code == 0 and "(default: runs/sokoban-bc/model, from the config file)" in out
+    assert "--model TEXT" in out and "--env-kwargs MAPPING" in out and "required" not in out
+
+
+def test_report_out_is_a_folder_for_a_training_run_too(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    from reflectgym.trainers.metrics import MetricsLogger
+
+    logger = MetricsLogger(tmp_path / "run")
+    logger.log(1, {"loss": 1.0})
+    logger.close()
+    code, out, _ = cli(capsys, "report", str(tmp_path / "run"), "--out", str(tmp_path / "rep"))
+    assert code == 0 and (tmp_path / "rep" / "report.html").is_file(), out

@@ -44,7 +44,6 @@ class HFPolicy:
     """
 
     def __init__(self, model: Any, tokenizer: Any, config: HFPolicyConfig | None = None, name: str = "hf") -> None:
-        import torch
 
         self.config = config or HFPolicyConfig()
         self.name = name
@@ -52,8 +51,7 @@ class HFPolicy:
         self._tokenizer = tokenizer
         if tokenizer.pad_token_id is None:
             tokenizer.pad_token = tokenizer.eos_token
-        device = self.config.device or ("cuda" if torch.cuda.is_available() else "cpu")
-        self.device = torch.device(device)
+        self.device = resolve_device(self.config.device)
         self.model.to(self.device)
         self.model.eval()
         self.chat = ChatFormat(tokenizer)
@@ -70,19 +68,29 @@ class HFPolicy:
         from reflectgym.agents.gguf import convert_gguf
 
         config = config or HFPolicyConfig()
-        path = Path(source)
-        if path.suffix == ".gguf":
+        cuda = resolve_device(config.device).type == "cuda"
+        path = checkpoint_path(source)
+        if path is not None and path.suffix == ".gguf":
             path = convert_gguf(path)
-        elif path.is_dir() and not (path / "config.json").is_file():
+        elif path is not None and not (path / "config.json").is_file():
             ggufs = sorted(path.glob("*.gguf"))
             if not ggufs:
-                raise FileNotFoundError(f"{path} holds neither a checkpoint (config.json) nor a .gguf file")
+                raise FileNotFoundError(
+                    f"no checkpoint at {path}: it holds neither a checkpoint (config.json) nor a .gguf file"
+                )
             path = convert_gguf(ggufs[0])
-        cuda = (config.device or ("cuda" if torch.cuda.is_available() else "cpu")).startswith("cuda")
         dtype = getattr(torch, config.dtype) if config.dtype else (torch.bfloat16 if cuda else torch.float32)
-        where = str(path) if path.exists() else str(source)
-        tokenizer = AutoTokenizer.from_pretrained(where)
-        model = AutoModelForCausalLM.from_pretrained(where, dtype=dtype)
+        where = str(path) if path is not None else str(source)
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(where)
+            model = AutoModelForCausalLM.from_pretrained(where, dtype=dtype)
+        except OSError as error:
+            if path is not None:
+                raise
+            first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            raise FileNotFoundError(
+                f"no checkpoint at {source}: no such local folder, and the hub could not give it ({first})"
+            ) from error
         return cls(model, tokenizer, config, name=name or f"hf:{Path(where).name}")
 
     @property
@@ -164,6 +172,55 @@ class HFPolicy:
         ids, logprobs = ids[:end], logprobs[:end]
         text = self._tokenizer.decode(ids, skip_special_tokens=True)
         return Generation(text, tuple(ids), tuple(logprobs), reason, prompt_tokens)
+
+
+def resolve_device(name: str | None) -> Any:
+    """The `torch.device` named (default: CUDA when available, else CPU); a device this machine lacks is a
+    `ValueError` in one line."""
+    import torch
+
+    cuda_available = torch.cuda.is_available()
+    try:
+        device = torch.device(name or ("cuda" if cuda_available else "cpu"))
+    except RuntimeError as error:
+        raise ValueError(f"unknown device {name!r}: use cpu, cuda or cuda:N") from error
+    if device.type == "cuda" and not cuda_available:
+        why = "this torch is a CPU-only build" if torch.version.cuda is None else "no GPU is visible"
+        raise ValueError(f"device {name!r} asked for, but {why}: use cpu (--device cpu)")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise ValueError(f"device {name!r} asked for, but only {torch.cuda.device_count()} GPU(s) are visible")
+    return device
+
+
+def looks_local(source: str | os.PathLike[str]) -> bool:
+    """Whether `source` names a local path rather than a hub name: it exists, starts with ./ ../ / or ~, or has
+    more parts than a hub's `namespace/name`."""
+    text = os.fspath(source)
+    prefixes = ("./", "../", "/", "~", ".\\", "..\\")
+    return Path(text).expanduser().exists() or text.startswith(prefixes) or len(Path(text).parts) > 2
+
+
+def checkpoint_path(source: str | os.PathLike[str]) -> Path | None:
+    """The local folder or .gguf file `source` names, None for a hub name; a local path that holds no
+    checkpoint is a `FileNotFoundError` saying what to load instead."""
+    if not looks_local(source) and not os.fspath(source).endswith(".gguf"):
+        return None
+    path = Path(source).expanduser()
+    if not path.exists():
+        raise FileNotFoundError(f"no checkpoint at {source}: no such file or folder")
+    if path.is_dir() and _is_training_run(path):
+        if (path / "model" / "config.json").is_file():
+            raise FileNotFoundError(f"no checkpoint at {source}: it is a training run; its model is {path / 'model'}")
+        raise FileNotFoundError(
+            f"no checkpoint at {source}: it is a training run without a final model yet; load one of its "
+            f"checkpoints ({path / 'checkpoints' / 'step-N' / 'model'}) or resume the run"
+        )
+    return path
+
+
+def _is_training_run(path: Path) -> bool:
+    """A `reflectgym train` output folder: metrics and checkpoints, the model under `model/`."""
+    return (path / "metrics.jsonl").is_file() or (path / "checkpoints").is_dir()
 
 
 def _stop_token_ids(model: Any, tokenizer: Any) -> tuple[int, ...]:

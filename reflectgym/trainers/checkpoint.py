@@ -148,7 +148,8 @@ def save_checkpoint(
         shutil.rmtree(final)
     os.replace(temporary, final)
     write_text_atomic(root / LATEST, final.name)
-    for old in sorted(root.glob("step-*"))[:-keep] if keep > 0 else []:
+    others = [old for old in sorted(root.glob("step-*")) if old != final]  # the one just written always stays
+    for old in others[: max(len(others) - keep + 1, 0)] if keep > 0 else []:
         shutil.rmtree(old, ignore_errors=True)
     return final
 
@@ -161,6 +162,47 @@ def latest_checkpoint(run_dir: str | Path) -> Path | None:
         return None
     candidate = root / pointer.read_text().strip()
     return candidate if (candidate / "trainer_state.json").exists() else None
+
+
+class CheckpointError(ValueError):
+    """A run folder whose checkpoints cannot serve as asked: a resume without its checkpoint, or a fresh run
+    beside an earlier run's checkpoints."""
+
+
+def saved_checkpoints(run_dir: str | Path) -> list[Path]:
+    """The checkpoint folders of a run, oldest first (complete or not)."""
+    root = Path(run_dir) / "checkpoints"
+    return sorted(path for path in root.glob("step-*") if path.is_dir()) if root.is_dir() else []
+
+
+def resume_checkpoint(run_dir: str | Path) -> Path | None:
+    """The checkpoint a resumed run continues from (the one `latest` names), None when the run has none yet.
+
+    Raises:
+        CheckpointError: If `latest` names a missing or incomplete checkpoint, or checkpoints lie there without
+            a `latest` pointer: resuming from anything else would silently restart or mix runs."""
+    root = Path(run_dir) / "checkpoints"
+    pointer = root / LATEST
+    found = ", ".join(path.name for path in saved_checkpoints(run_dir)) or "none"
+    if not pointer.is_file():
+        if found != "none":
+            raise CheckpointError(f"cannot resume: {root} has no `latest` pointer (checkpoints there: {found})")
+        return None
+    name = pointer.read_text(encoding="utf-8").strip()
+    candidate = root / name
+    if not (candidate / "trainer_state.json").is_file():
+        raise CheckpointError(
+            f"cannot resume: {pointer} names {name!r}, which is missing or incomplete (checkpoints there: "
+            f"{found}); point `latest` at one of them, or start over with overwrite_output_dir: true"
+        )
+    return candidate
+
+
+def clear_checkpoints(run_dir: str | Path) -> list[Path]:
+    """Deletes a run's checkpoints (the whole `checkpoints/` folder); returns the checkpoint folders it held."""
+    removed = saved_checkpoints(run_dir)
+    shutil.rmtree(Path(run_dir) / "checkpoints", ignore_errors=True)
+    return removed
 
 
 def load_checkpoint(

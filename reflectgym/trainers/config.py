@@ -145,14 +145,28 @@ def load_values(path: str | Path | None = None, overrides: Sequence[str] = ()) -
     """The raw option values of a YAML file (optional) with `--name value` overrides applied (later wins)."""
     values: dict[str, Any] = {}
     if path is not None:
-        import yaml
-
-        loaded = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+        loaded = read_yaml(path) or {}
         if not isinstance(loaded, Mapping):
             raise ConfigError(f"{path}: expected a mapping of option: value at the top level")
         values.update(loaded)
     values.update(parse_overrides(overrides))
     return values
+
+
+def read_yaml(path: str | Path) -> Any:
+    """The YAML document in `path`; invalid YAML is a `ConfigError` saying "FILE: line N: what is wrong"."""
+    import yaml
+
+    try:
+        return yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None) or getattr(error, "context_mark", None)
+        where = f"line {mark.line + 1}: " if mark is not None else ""
+        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+        context, opened = getattr(error, "context", None), getattr(error, "context_mark", None)
+        if context and opened is not None:
+            problem += f" ({context} started on line {opened.line + 1})"
+        raise ConfigError(f"{path}: {where}invalid YAML: {problem}") from None
 
 
 def parse_overrides(overrides: Sequence[str]) -> dict[str, str]:
@@ -176,18 +190,50 @@ def parse_overrides(overrides: Sequence[str]) -> dict[str, str]:
     return values
 
 
-def add_config_help(parser: argparse.ArgumentParser, cls: type) -> None:
-    """Lists every option of `cls` with its default and docstring in `parser`'s help."""
+def field_default(field: dataclasses.Field[Any]) -> Any:
+    """A field's default value (built by its factory when it has one), or `dataclasses.MISSING`."""
+    if field.default is not dataclasses.MISSING:
+        return field.default
+    if field.default_factory is not dataclasses.MISSING:
+        return field.default_factory()
+    return dataclasses.MISSING
+
+
+def value_metavar(annotation: Any) -> str:
+    """The placeholder of an option's value in help: N, X, BOOL, TEXT, {a,b}, MAPPING, LIST."""
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin in (typing.Union, types.UnionType):
+        options = [value_metavar(arg) for arg in args if arg is not type(None)]
+        return options[0] if len(options) == 1 else "|".join(options)
+    if origin is typing.Literal:
+        return "{" + ",".join(map(str, args)) + "}"
+    if origin is dict or annotation is dict:
+        return "MAPPING"
+    if origin in (tuple, list):
+        return "LIST"
+    names = {int: "N", float: "X", bool: "BOOL", str: "TEXT", Path: "PATH"}
+    return names.get(annotation, "VALUE")
+
+
+def add_config_help(parser: argparse.ArgumentParser, cls: type, values: Mapping[str, Any] | None = None) -> None:
+    """Lists every option of `cls` with its default and docstring in `parser`'s help; `values` (a config
+    file's) are shown as the defaults they replace."""
     docs = field_docs(cls)
+    hints = _resolved_types(cls)
+    given = dict(values or {})
     group = parser.add_argument_group(f"{cls.__name__} options (--name value, or in the YAML file)")
     for field in dataclasses.fields(cls):
-        default = field.default if field.default is not dataclasses.MISSING else "required"
+        if field.name in given:
+            shown = f"{given[field.name]}, from the config file"
+        else:
+            default = field_default(field)
+            shown = "required" if default is dataclasses.MISSING else default
         group.add_argument(
             f"--{field.name.replace('_', '-')}",
             dest=f"_doc_{field.name}",
             default=argparse.SUPPRESS,
-            metavar="",
-            help=f"{docs.get(field.name, '')} (default: {default})",
+            metavar=value_metavar(hints.get(field.name, Any)),
+            help=f"{docs.get(field.name, '')} (default: {shown})",
         )
 
 

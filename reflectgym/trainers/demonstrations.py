@@ -42,19 +42,33 @@ def play_demonstrations(
     return [episode for episode in episodes if episode.success or not successful_only]
 
 
+def demonstration_files(path: str | Path) -> list[Path]:
+    """The JSONL files `path` names: itself, or every `trajectories.jsonl` under a folder (an eval `--out`)."""
+    source = Path(path)
+    if not source.exists():
+        raise FileNotFoundError(f"demonstrations: no such file or folder: {source}")
+    if not source.is_dir():
+        return [source]
+    files = sorted(source.rglob("trajectories.jsonl"))
+    if not files:
+        raise FileNotFoundError(f"demonstrations: no trajectories.jsonl under {source}")
+    return files
+
+
 def read_demonstrations(path: str | Path) -> tuple[list[Trajectory], list[str]]:
-    """The trajectories of a JSONL file, and one line per unreadable row saying where and why (a broken row is
-    left out, never the end of the run)."""
+    """The trajectories of a JSONL file (or of every `trajectories.jsonl` under a folder), and one line per
+    unreadable row saying where and why (a broken row is left out, never the end of the run)."""
     episodes: list[Trajectory] = []
     skipped: list[str] = []
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                episodes.append(Trajectory.from_json(line))
-            except (ValueError, KeyError, TypeError) as error:
-                skipped.append(f"{path}:{number}: not a trajectory: {error}")
+    for file in demonstration_files(path):
+        with open(file, encoding="utf-8") as handle:
+            for number, line in enumerate(handle, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    episodes.append(Trajectory.from_json(line))
+                except (ValueError, KeyError, TypeError) as error:
+                    skipped.append(f"{file}:{number}: not a trajectory: {error}")
     return episodes, skipped
 
 

@@ -7,7 +7,7 @@ and runs it. Projects add their own with `register_trainer`.
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -68,9 +68,15 @@ def build_from_config(path: str | Path | None, overrides: Sequence[str] = ()) ->
     return str(name), spec.build(from_dict(spec.config, values))
 
 
-def options_help(name: str) -> str:
-    """Every option of trainer `name` with its default and docstring."""
+def options_help(name: str, values: Mapping[str, Any] | None = None, source: str | Path | None = None) -> str:
+    """Every option of trainer `name` with its default and docstring; the values of a config file (`values`,
+    read from `source`) are shown as the defaults they become."""
     spec = trainer_spec(name)
-    parser = argparse.ArgumentParser(prog=f"reflectgym train CONFIG (trainer: {name})", add_help=False)
-    add_config_help(parser, spec.config)
+    parser = argparse.ArgumentParser(
+        prog="reflectgym train",
+        usage=f"reflectgym train {source or 'CONFIG'} [--NAME VALUE ...]   (trainer: {name})",
+        add_help=False,
+    )
+    shown = {key: value for key, value in (values or {}).items() if key != "trainer"}
+    add_config_help(parser, spec.config, shown)
     return parser.format_help()

@@ -1,5 +1,6 @@
 """`reflectgym report RUN_DIR`: learning curves of a run as a self-contained HTML page (inline SVG, no
-JavaScript, no network) and, when matplotlib is installed, one PNG per metric."""
+JavaScript, no network) and, when matplotlib is installed, one PNG per metric in a folder beside the page
+(`report.html` → `report_curves/loss.png`)."""
 
 from __future__ import annotations
 
@@ -53,15 +54,28 @@ def svg_chart(title: str, points: Sequence[tuple[float, float]]) -> str:
     )
 
 
+def report_path(run_dir: str | Path, output: str | Path | None = None) -> Path:
+    """Where the report goes: `output` when it ends in .html, else `output/report.html` (default: the run's)."""
+    target = Path(output) if output is not None else Path(run_dir)
+    return target if target.suffix == ".html" else target / "report.html"
+
+
+def curves_folder(report: Path) -> Path:
+    """The folder of a report's PNG curves: beside it, named after it (`report.html` → `report_curves/`)."""
+    return report.with_name(f"{report.stem}_curves")
+
+
 def write_report(run_dir: str | Path, output: str | Path | None = None, png: bool = True) -> Path:
-    """Writes `report.html` (and PNGs when matplotlib is available) for a run; returns the HTML path."""
+    """Writes the run's report to `output` (a .html path, or a folder that gets `report.html`; default: the run
+    folder) and, when matplotlib is available, one PNG per metric in `curves_folder`; returns the HTML path."""
     run = Path(run_dir)
     records = read_metrics(run)
     if not records:
         raise ValueError(f"{run / 'metrics.jsonl'} has no records to plot")
     keys = sorted({key for record in records for key in record if key not in {"step", "time"}})
     charts = [svg_chart(key, points) for key in keys if (points := _series(records, key))]
-    target = Path(output) if output is not None else run / "report.html"
+    target = report_path(run, output)
+    target.parent.mkdir(parents=True, exist_ok=True)
     page = (
         "<!doctype html><html><head><meta charset='utf-8'>"
         f"<title>reflectgym run {html.escape(run.name)}</title>"
@@ -71,7 +85,7 @@ def write_report(run_dir: str | Path, output: str | Path | None = None, png: boo
     )
     target.write_text(page, encoding="utf-8")
     if png:
-        _write_pngs(records, keys, target.parent)
+        _write_pngs(records, keys, curves_folder(target))
     return target
 
 
@@ -83,6 +97,7 @@ def _write_pngs(records: Sequence[dict[str, float]], keys: Sequence[str], folder
         import matplotlib.pyplot as plt
     except ImportError:
         return
+    folder.mkdir(parents=True, exist_ok=True)
     for key in keys:
         points = _series(records, key)
         if not points:
@@ -92,5 +107,5 @@ def _write_pngs(records: Sequence[dict[str, float]], keys: Sequence[str], folder
         axis.set_title(key)
         axis.set_xlabel("step")
         figure.tight_layout()
-        figure.savefig(folder / f"curve_{key.replace('/', '_')}.png", dpi=100)
+        figure.savefig(folder / f"{key.replace('/', '_')}.png", dpi=100)
         plt.close(figure)

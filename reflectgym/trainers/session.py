@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import os
+import sys
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -20,7 +21,15 @@ from tqdm.auto import tqdm
 from reflectgym.agents.hf_policy import HFPolicy, HFPolicyConfig
 from reflectgym.agents.policy import TokenPolicy
 from reflectgym.trainers.batching import TrainingSequence
-from reflectgym.trainers.checkpoint import capture_rng_state, latest_checkpoint, load_checkpoint, save_checkpoint
+from reflectgym.trainers.checkpoint import (
+    CheckpointError,
+    capture_rng_state,
+    clear_checkpoints,
+    load_checkpoint,
+    resume_checkpoint,
+    save_checkpoint,
+    saved_checkpoints,
+)
 from reflectgym.trainers.config import ConfigError, to_dict
 from reflectgym.trainers.data_parallel import barrier, current_world, gather_to_main, init_world, wrap_for_training
 from reflectgym.trainers.losses import Normalisation
@@ -60,7 +69,11 @@ class TrainerConfig:
     save_every: int = 10
     """Steps between checkpoints (0: only at the end)."""
     resume: bool = False
-    """Continue from the latest checkpoint in `output_dir`, exactly where it stopped."""
+    """Continue from the latest checkpoint in `output_dir`, exactly where it stopped (from step 0 when there is
+    none yet; an error when `latest` names a checkpoint that is gone)."""
+    overwrite_output_dir: bool = False
+    """Start afresh in an `output_dir` that holds an earlier run's checkpoints, deleting them first (as in
+    Hugging Face's Trainer scripts). Without it such a run stops and says so, rather than mixing with them."""
     lora_rank: int = 0
     """Rank of LoRA adapters trained instead of the full model (0: full fine-tuning). Needs `peft`."""
     lora_alpha: int = 16
@@ -90,6 +103,31 @@ class TrainerConfig:
             raise ConfigError(f"lora_rank must be 0 (full fine-tuning) or positive; got {self.lora_rank}")
         if self.save_every < 0:
             raise ConfigError(f"save_every must be 0 (only at the end) or positive; got {self.save_every}")
+        if self.resume and self.overwrite_output_dir:
+            raise ConfigError("resume continues the run in output_dir, overwrite_output_dir deletes it: pick one")
+
+
+def checkpoint_to_resume(config: TrainerConfig, is_main: bool = True) -> Path | None:
+    """The checkpoint a run continues from (None: a fresh start). A fresh run into an `output_dir` that holds
+    an earlier run's checkpoints stops with a `CheckpointError` unless `overwrite_output_dir` (then rank 0
+    deletes them, and says so): new checkpoints pruned among old ones would make a later resume restart."""
+    run_dir = Path(config.output_dir)
+    if config.resume:
+        checkpoint = resume_checkpoint(run_dir)
+        if checkpoint is None and is_main:
+            print(f"resume: no checkpoint in {run_dir} yet; starting at step 0", file=sys.stderr)
+        return checkpoint
+    earlier = saved_checkpoints(run_dir)
+    if earlier and not config.overwrite_output_dir:
+        raise CheckpointError(
+            f"{run_dir} holds checkpoints of an earlier run (up to {earlier[-1].name}): continue it with resume: "
+            "true (--resume true), delete them and start over with overwrite_output_dir: true "
+            "(--overwrite-output-dir true), or choose another output_dir"
+        )
+    if earlier and is_main:
+        clear_checkpoints(run_dir)
+        print(f"overwrite_output_dir: deleted {len(earlier)} earlier checkpoint(s) in {run_dir}", file=sys.stderr)
+    return None
 
 
 def load_policy(config: TrainerConfig) -> HFPolicy:
@@ -116,7 +154,10 @@ def load_policy(config: TrainerConfig) -> HFPolicy:
                 "processes per node, or train on CPU with device: cpu"
             )
         device = f"cuda:{world.local_rank}"
-    return HFPolicy.from_pretrained(source, HFPolicyConfig(device=device, dtype="float32"))
+    try:
+        return HFPolicy.from_pretrained(source, HFPolicyConfig(device=device, dtype="float32"))
+    except FileNotFoundError as error:
+        raise FileNotFoundError(f"model: {error}") from error
 
 
 def warn_if_half_precision(trainable: Sequence[torch.nn.Parameter]) -> None:
@@ -201,6 +242,7 @@ class TrainingSession:
         cuda = policy.device.type == "cuda"
         self.autocast_dtype = torch.bfloat16 if (config.bf16 if config.bf16 is not None else cuda) else None
         self.run_dir = Path(config.output_dir)
+        self._resume_from = checkpoint_to_resume(config, self.world.is_main)
         self.step = 0
         self._describe = to_dict(describe if describe is not None else config)
         self._logger: MetricsLogger | None = None
@@ -209,7 +251,7 @@ class TrainingSession:
     def begin(self, title: str) -> dict[str, Any]:
         """Restores the latest checkpoint when resuming, else seeds every generator; opens metrics and the
         progress bar. Returns the restored trainer state (`{}` on a fresh start)."""
-        checkpoint = latest_checkpoint(self.run_dir) if self.config.resume else None
+        checkpoint = self._resume_from
         state: dict[str, Any] = {}
         own_generators = False
         if checkpoint is not None:

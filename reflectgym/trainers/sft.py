@@ -13,6 +13,7 @@ interrupted run resumes on the very next batch.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -51,7 +52,8 @@ class SFTConfig(TrainerConfig):
     env_kwargs: dict[str, Any] = field(default_factory=dict)
     """Arguments for `gymnasium.make(env_id, ...)`."""
     demonstrations: str = ORACLE
-    """"oracle" (the env's solver plays seeds first_seed...) or a trajectories JSONL file (`reflectgym eval --out`)."""
+    """"oracle" (the env's solver plays seeds first_seed...), a trajectories JSONL file, or a `reflectgym eval --out`
+    folder (every trajectories.jsonl in it)."""
     num_demonstrations: int = 1000
     """Episodes the oracle plays (ignored for a file)."""
     first_seed: int = 100_000
@@ -75,6 +77,16 @@ class SFTConfig(TrainerConfig):
             raise ConfigError(f"num_demonstrations must be at least 1; got {self.num_demonstrations}")
         if self.batch_size < 1:
             raise ConfigError(f"batch_size must be at least 1; got {self.batch_size}")
+
+
+def no_demonstration_message(read: int, kept: int, skipped: Sequence[str], successful_only: bool) -> str:
+    """Why no demonstration is left to learn from: none read, none solved, or every one unusable."""
+    why = f" ({'; '.join(skipped[:3])})" if skipped else ""
+    if read == 0:
+        return f"no demonstration: 0 episodes read{why}"
+    if kept == 0 and successful_only:
+        return f"no demonstration: {read} episodes read, none solved (successful_only: true){why}"
+    return f"no usable demonstration among {kept} episodes{why}"
 
 
 def epoch_batches(
@@ -121,6 +133,7 @@ class SFTTrainer:
             system = env_system_prompt(config.env_id, env, config.system_prompt)
         finally:
             env.close()
+        read = len(episodes)
         if config.successful_only:
             episodes = [episode for episode in episodes if episode.success]
         stop_id = int(self.policy.tokenizer.eos_token_id)
@@ -130,7 +143,7 @@ class SFTTrainer:
         self.skipped = unreadable + self.skipped
         """The training sequences, and why each unreadable row or unusable episode was left out."""
         if not self.sequences:
-            raise ValueError(f"no usable demonstration among {len(episodes)} episodes: {self.skipped[:3]}")
+            raise ValueError(no_demonstration_message(read, len(episodes), self.skipped, config.successful_only))
         self.batches_per_epoch = -(-len(self.sequences) // config.batch_size)
         self._epoch_batches: tuple[int, list[list[int]]] | None = None
         self.position = 0

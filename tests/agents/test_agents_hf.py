@@ -111,3 +111,38 @@ def test_smollm2_from_gguf_answers_and_is_cached(tmp_path: Path, monkeypatch: py
     )
     assert "5" in reply.text and reply.finish_reason == "stop"
     assert any((cache / "gguf").glob("SmolLM2*/config.json"))
+
+
+def test_a_missing_local_checkpoint_says_so_before_any_hub_lookup(tmp_path: Path) -> None:
+    for source in (tmp_path / "nope", "runs/sokoban-bc/model", "./nope", "~/nope-reflectgym"):
+        with pytest.raises(FileNotFoundError, match=r"no checkpoint at .*no such file or folder"):
+            HFPolicy.from_pretrained(source)
+
+
+def test_a_training_run_folder_points_at_its_model(tmp_path: Path) -> None:
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "config.json").write_text("{}")
+    (tmp_path / "config.json").write_text("{}")  # the trainer's config, not a model's
+    (tmp_path / "metrics.jsonl").write_text("")
+    with pytest.raises(FileNotFoundError, match=f"training run; its model is {tmp_path / 'model'}"):
+        HFPolicy.from_pretrained(tmp_path)
+
+
+def test_an_unreachable_hub_name_is_a_one_line_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    import transformers
+
+    def offline(*args: object, **kwargs: object) -> None:
+        raise OSError("We couldn't connect to 'https://huggingface.co' to load the files.\nCheck your connection.")
+
+    monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained", offline)
+    with pytest.raises(FileNotFoundError, match=r"no checkpoint at nope_model: .*couldn't connect") as caught:
+        HFPolicy.from_pretrained("nope_model")
+    assert "\n" not in str(caught.value)
+
+
+def test_cuda_on_a_machine_without_it_is_a_one_line_error(folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ValueError, match=r"device 'cuda' asked for, but .*--device cpu"):
+        HFPolicy.from_pretrained(folder, HFPolicyConfig(device="cuda"))
+    with pytest.raises(ValueError, match="unknown device 'gpu'"):
+        HFPolicy.from_pretrained(folder, HFPolicyConfig(device="gpu"))

@@ -149,3 +149,35 @@ def test_each_rank_gets_its_own_generators_back_when_the_world_size_is_unchanged
     assert first_draws() == expected[1]
     load_checkpoint(folder, model=model, rank=1, world_size=3)  # another world size: the first rank's
     assert first_draws() == expected[0]
+
+
+def test_pruning_never_deletes_the_checkpoint_just_written(tmp_path: Path) -> None:
+    model, optimizer, _ = make(0)
+    for step in (3, 4, 1):  # an older run's step-3/4 sort after the new step-1
+        save_checkpoint(tmp_path, step, model=model, optimizer=optimizer, keep=2)
+    assert latest_checkpoint(tmp_path).name == "step-00000001"
+
+
+def test_a_fresh_run_refuses_a_folder_with_an_earlier_runs_checkpoints(tmp_path: Path) -> None:
+    from reflectgym.trainers.checkpoint import CheckpointError
+    from reflectgym.trainers.session import TrainerConfig, checkpoint_to_resume
+
+    model, optimizer, _ = make(0)
+    save_checkpoint(tmp_path, 4, model=model, optimizer=optimizer)
+    with pytest.raises(CheckpointError, match=r"--resume true.*--overwrite-output-dir true"):
+        checkpoint_to_resume(TrainerConfig(output_dir=str(tmp_path)))
+    assert checkpoint_to_resume(TrainerConfig(output_dir=str(tmp_path), resume=True)).name == "step-00000004"
+    assert checkpoint_to_resume(TrainerConfig(output_dir=str(tmp_path), overwrite_output_dir=True)) is None
+    assert not (tmp_path / "checkpoints").exists()
+
+
+def test_resume_from_a_latest_pointer_to_a_missing_checkpoint_fails_loudly(tmp_path: Path) -> None:
+    from reflectgym.trainers.checkpoint import CheckpointError
+    from reflectgym.trainers.session import TrainerConfig, checkpoint_to_resume
+
+    model, optimizer, _ = make(0)
+    save_checkpoint(tmp_path, 3, model=model, optimizer=optimizer)
+    (tmp_path / "checkpoints" / "latest").write_text("step-00000009")
+    with pytest.raises(CheckpointError, match=r"'step-00000009', which is missing.*step-00000003"):
+        checkpoint_to_resume(TrainerConfig(output_dir=str(tmp_path), resume=True))
+    assert checkpoint_to_resume(TrainerConfig(output_dir=str(tmp_path / "new"), resume=True)) is None

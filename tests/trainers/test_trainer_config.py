@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -89,3 +89,27 @@ def test_a_project_trainer_joins_the_built_in_ones(monkeypatch: pytest.MonkeyPat
     assert registry.trainer_spec("grpo").config.__name__ == "GRPOConfig"
     registry.register_trainer("sft", ToyConfig, lambda config: config, "a project's SFT")  # replaces the built-in one
     assert registry.trainer_spec("sft").config is ToyConfig
+
+
+def test_invalid_yaml_names_the_file_and_line(tmp_path: Path) -> None:
+    path = tmp_path / "run.yaml"
+    path.write_text("lr: 1e-4\nsize: [1\n")
+    with pytest.raises(ConfigError, match=r"run.yaml: line \d+: invalid YAML: .*line 2"):
+        load_config(ToyConfig, path)
+
+
+@dataclass
+class FactoryConfig:
+    kwargs: dict[str, int] = field(default_factory=dict)
+    """Env arguments."""
+    steps: int = 3
+    """Steps."""
+
+
+def test_help_shows_factory_defaults_placeholders_and_the_files_values() -> None:
+    parser = argparse.ArgumentParser(add_help=False)
+    add_config_help(parser, FactoryConfig, {"steps": 7})
+    text = parser.format_help()
+    assert "required" not in text and "(default: {})" in text
+    assert "--kwargs MAPPING" in text and "--steps N" in text
+    assert "(default: 7, from the config file)" in text

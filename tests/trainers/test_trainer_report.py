@@ -51,3 +51,16 @@ def test_report_renders_in_headless_chromium(tmp_path: Path) -> None:
         page.screenshot(path=str(tmp_path / "report.png"))
         browser.close()
     assert (tmp_path / "report.png").stat().st_size > 5_000
+
+
+@pytest.mark.parametrize("out", ["rep", "rep/page.html"])
+def test_out_is_a_folder_or_an_html_path_with_the_curves_in_a_folder_of_their_own(tmp_path: Path, out: str) -> None:
+    pytest.importorskip("matplotlib")
+    page = write_report(make_run(tmp_path / "run"), tmp_path / out)
+    assert page == tmp_path / ("rep/report.html" if out == "rep" else out)
+    assert sorted(path.name for path in (page.parent / f"{page.stem}_curves").iterdir()) == [
+        "kl.png",
+        "loss.png",
+        "reward.png",
+    ]
+    assert not list(tmp_path.glob("*.png")) and not list(page.parent.glob("*.png"))

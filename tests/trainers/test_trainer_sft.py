@@ -261,3 +261,16 @@ def test_training_half_precision_weights_warns(tmp_path: Path, tiny: Path) -> No
     policy = HFPolicy.from_pretrained(tiny, HFPolicyConfig(device="cpu", dtype="bfloat16"))
     with pytest.warns(UserWarning, match="float32"):
         SFTTrainer(toy_config(tmp_path, steps=1), policy)
+
+
+def test_demonstrations_from_an_eval_folder_and_none_solved_says_so(tmp_path: Path, tiny: Path) -> None:
+    unsolved = [
+        Trajectory(env_id=TOY, task_id="greet", seed=seed, turns=[Turn("Greet.", "no", 0.0, terminated=True)])
+        for seed in range(5)
+    ]
+    write_trajectories(tmp_path / "demo6" / "trajectories.jsonl", unsolved)
+    config = toy_config(tmp_path, demonstrations=str(tmp_path / "demo6"), steps=1)
+    with pytest.raises(ValueError, match=r"5 episodes read, none solved \(successful_only: true\)"):
+        SFTTrainer(config, HFPolicy.from_pretrained(tiny))
+    trainer = SFTTrainer(dataclasses.replace(config, successful_only=False), HFPolicy.from_pretrained(tiny))
+    assert len(trainer.sequences) == 5
