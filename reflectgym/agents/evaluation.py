@@ -112,9 +112,9 @@ def evaluate(
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text("", encoding="utf-8")
     env = make_env()
-    bar = tqdm(range(episodes), desc=f"{env_id} [{agent.name}]", disable=not progress, leave=False)
+    bar = tqdm(total=episodes, desc=f"{env_id} [{agent.name}]", disable=not progress, leave=False)
     try:
-        for episode in bar:
+        for episode in range(episodes):
             try:
                 trajectory = run_episode(env, agent, seed + episode, env_id)
             except Exception as error:  # one broken episode must not end the run
@@ -133,8 +133,10 @@ def evaluate(
             trajectories.append(trajectory)
             if path is not None:
                 append_trajectories(path, [trajectory])
-            bar.set_postfix(success=f"{sum(t.success for t in trajectories) / len(trajectories):.2f}")
+            bar.set_postfix(success=f"{sum(t.success for t in trajectories) / len(trajectories):.2f}", refresh=False)
+            bar.update(1)  # (counted by hand: an iterated bar shows a stale count when the postfix refreshes it)
     finally:
+        bar.close()
         env.close()
     summary = summarize(trajectories, env_id=env_id, agent=agent.name, seconds=time.perf_counter() - start)
     if out_dir is not None:

@@ -155,4 +155,15 @@ def _parse_completion(payload: dict[str, Any]) -> Generation:
     if content:
         logprobs = tuple(float(item["logprob"]) for item in content)
     usage = payload.get("usage") or {}
-    return Generation(text=text, logprobs=logprobs, finish_reason=reason, prompt_tokens=usage.get("prompt_tokens"))
+    return Generation(
+        text=text,
+        logprobs=logprobs,
+        finish_reason=reason,
+        prompt_tokens=_count(usage.get("prompt_tokens")),
+        completion_tokens=_count(usage.get("completion_tokens")),
+    )
+
+
+def _count(value: object) -> int | None:
+    """A token count from a server's `usage`, or None when it sent none (or not a count)."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None

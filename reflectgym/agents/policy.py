@@ -74,6 +74,8 @@ class Generation:
         finish_reason: Why generation ended.
         prompt_tokens: Tokens in the prompt, when known.
         error: What went wrong when `finish_reason == "error"`.
+        completion_tokens: Tokens generated, when the backend counts them without giving the ids (an
+            OpenAI-compatible server's `usage`).
     """
 
     text: str
@@ -82,6 +84,7 @@ class Generation:
     finish_reason: FinishReason = "stop"
     prompt_tokens: int | None = None
     error: str | None = None
+    completion_tokens: int | None = None
 
     def __post_init__(self) -> None:
         if self.token_ids is not None and self.logprobs is not None and len(self.token_ids) != len(self.logprobs):
@@ -89,8 +92,10 @@ class Generation:
 
     @property
     def num_tokens(self) -> int:
-        """Generated tokens (0 when the backend reports no ids)."""
-        return len(self.token_ids) if self.token_ids is not None else 0
+        """Generated tokens: the ids' count, else the backend's own count, else 0."""
+        if self.token_ids is not None:
+            return len(self.token_ids)
+        return self.completion_tokens or 0
 
 
 @runtime_checkable

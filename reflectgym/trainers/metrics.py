@@ -36,10 +36,9 @@ class MetricsLogger:
         self.run_dir = Path(run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.path = self.run_dir / "metrics.jsonl"
-        if resumed_at is not None:
-            keep_rows_until(self.path, resumed_at)
+        elapsed = keep_rows_until(self.path, resumed_at) if resumed_at is not None else 0.0
         self._handle = self.path.open("w" if resumed_at is None else "a", encoding="utf-8")
-        self._start = time.time()
+        self._start = time.time() - elapsed  # a resumed run's clock goes on from its last kept row
         if config is not None:
             (self.run_dir / "config.json").write_text(json.dumps(dict(config), indent=2, default=str) + "\n")
         self._tensorboard = None
@@ -81,12 +80,13 @@ class MetricsLogger:
             self._wandb.finish()
 
 
-def keep_rows_until(path: Path, step: int) -> None:
+def keep_rows_until(path: Path, step: int) -> float:
     """Rewrites a metrics file (atomically) without the rows of steps after `step` and without a line a crash cut
-    short; a missing file stays missing."""
+    short; a missing file stays missing. Returns the `time` of the last row kept (0.0 without one)."""
     if not path.exists():
-        return
+        return 0.0
     kept = []
+    elapsed = 0.0
     for line in path.read_text(encoding="utf-8").splitlines():
         try:
             row = json.loads(line)
@@ -94,9 +94,11 @@ def keep_rows_until(path: Path, step: int) -> None:
             continue
         if isinstance(row, dict) and isinstance(row.get("step"), int) and row["step"] <= step:
             kept.append(line + "\n")
+            elapsed = float(row.get("time", elapsed)) if isinstance(row.get("time"), int | float) else elapsed
     partial = path.with_name(path.name + ".partial")
     partial.write_text("".join(kept), encoding="utf-8")
     partial.replace(path)
+    return elapsed
 
 
 def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:

@@ -50,7 +50,7 @@ class Server:
                         "finish_reason": "stop",
                         "logprobs": {"content": [{"token": "echo", "logprob": -0.5}]} if body.get("logprobs") else None,
                     }
-                    self.reply(200, {"choices": [choice], "usage": {"prompt_tokens": 7}})
+                    self.reply(200, {"choices": [choice], "usage": {"prompt_tokens": 7, "completion_tokens": 3}})
                 finally:
                     with server.lock:
                         server.in_flight -= 1
@@ -90,6 +90,7 @@ def test_generates_over_http_with_the_request_fields(server: Server) -> None:
     )
     assert [r.text for r in replies] == ["echo: a", "echo: b"]
     assert replies[0].logprobs == (-0.5,) and replies[0].prompt_tokens == 7 and replies[0].token_ids is None
+    assert replies[0].num_tokens == 3  # the server's count, without the ids
     body = server.requests[0]["body"]
     assert body["model"] == "m" and body["max_tokens"] == 9 and body["stop"] == ["\n"] and body["seed"] == 3
     assert server.requests[0]["auth"] == "Bearer k"

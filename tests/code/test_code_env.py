@@ -192,6 +192,12 @@ def test_hostile_code_is_contained_and_cannot_forge_a_pass(code_env: CodeEnv) ->
     assert "raised an exception" in feedback and "OSError" in feedback
 
 
+def test_a_reply_that_does_not_define_the_function_says_so(code_env: CodeEnv) -> None:
+    code_env.reset(options={"task_id": "fn/valid_ipv4"})
+    feedback = code_env.step(fenced("def helper():\n    return 1"))[4]["feedback"]
+    assert "does not define valid_ipv4" in feedback and "actual: None" not in feedback
+
+
 def test_restoring_a_snapshot_puts_the_episode_back_without_running_any_code(code_env: CodeEnv) -> None:
     code_env.reset(options={"task_id": "fn/is_prime"})
     code_env.step(fenced("import random\ndef is_prime(n):\n    return random.random() < 0.5"))

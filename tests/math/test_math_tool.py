@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import warnings
 from collections.abc import Iterator
 
@@ -108,3 +109,11 @@ def test_restoring_a_snapshot_runs_no_tool_call_again(env: MathToolEnv) -> None:
     env.run_tool = no_runs  # type: ignore[method-assign]
     assert env.restore(snapshot) == snapshot.last_observation  # the random output the agent saw, unchanged
     assert "Answers left: 2. Tool calls left: 1." in env.observation()
+
+
+@pytest.mark.parametrize("reply", ["```" + " " * 150_000, "```python" + "\t" * 150_000 + "x", "```\n" * 20000])
+def test_hostile_fences_are_read_in_linear_time(env: MathToolEnv, reply: str) -> None:
+    started = time.perf_counter()
+    _, reward, _, _, info = env.step(reply)
+    assert time.perf_counter() - started < 5.0
+    assert info["parse_error"] and reward < 0  # no code to run and no answer: a format turn

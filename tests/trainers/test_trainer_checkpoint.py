@@ -96,6 +96,14 @@ def test_a_resumed_run_drops_the_rows_of_the_steps_it_runs_again(tmp_path: Path)
     assert [(r["step"], r["loss"]) for r in read_metrics(tmp_path)] == [(1, 1.0), (2, 2.0), (3, 3.0), (4, 40.0)]
 
 
+def test_a_resumed_runs_clock_goes_on_from_its_last_row(tmp_path: Path) -> None:
+    (tmp_path / "metrics.jsonl").write_text('{"step": 1, "time": 100.0, "loss": 1.0}\n')
+    logger = MetricsLogger(tmp_path, resumed_at=1)
+    logger.log(2, {"loss": 0.5})
+    logger.close()
+    assert read_metrics(tmp_path)[1]["time"] >= 100.0
+
+
 def test_hugging_face_model_round_trips_with_tied_embeddings(tmp_path: Path) -> None:
     transformers = pytest.importorskip("transformers")
     config = transformers.LlamaConfig(

@@ -16,7 +16,15 @@ from reflectgym.envs.code.extract import extract_code, is_function_body
 from reflectgym.envs.code.feedback import code_verdict
 from reflectgym.envs.code.formats import FUNCTION_TASKS, IO_TASKS, TaskFamily, humaneval_row, load_code_tasks
 from reflectgym.envs.code.sandbox import SandboxArg, SandboxHandle
-from reflectgym.envs.code.verifier import IOCase, IOVerifier, Program, TestRun, UnitTestVerifier, VerifierConfig
+from reflectgym.envs.code.verifier import (
+    IOCase,
+    IOVerifier,
+    Program,
+    TestRun,
+    UnitTestVerifier,
+    VerifierConfig,
+    not_run,
+)
 
 TasksArg = str | os.PathLike[str] | Sequence[Mapping[str, Any] | Task] | TaskSource
 FUNCTION_INSTRUCTIONS = (
@@ -174,8 +182,14 @@ class CodeEnv(TextEnv[str]):
         entry_point = str(data["entry_point"])
         public, hidden = self._split(list(data["tests"]), list(data["hidden_tests"]))
         tests = instrument_all(public, entry_point) + instrument_all(hidden, entry_point, hidden=True)
+        preamble = str(data.get("preamble") or "")
+        if preamble.strip() and not is_function_body(code) and entry_point not in code:
+            # The preamble's stub (a signature and a docstring) would answer every call with None.
+            return not_run(
+                tests, f"it does not define {entry_point}: reply with the whole `def {entry_point}(...)` or its body"
+            )
         verifier = UnitTestVerifier(self.sandbox.get(), self.verifier_config)
-        return verifier.verify(compose(str(data.get("preamble") or ""), code), tests)
+        return verifier.verify(compose(preamble, code), tests)
 
     def verdict_for(self, code: str) -> Verdict:
         """The verdict `step()` would give `code` now, without playing a turn."""

@@ -190,7 +190,7 @@ class UnitTestVerifier:
         """Every test's outcome; a program that does not compile runs nothing."""
         error = syntax_error(program)
         if error:
-            return _not_run(tests, error)
+            return not_run(tests, error)
         report = run_python_tests(
             self.sandbox,
             program.source,
@@ -249,7 +249,8 @@ def _breach(status: ExecStatus) -> CaseStatus:
     }.get(status, CaseStatus.NOT_RUN)
 
 
-def _not_run(tests: Sequence[UnitTest] | Sequence[IOCase], error: str) -> TestRun:
+def not_run(tests: Sequence[UnitTest] | Sequence[IOCase], error: str) -> TestRun:
+    """The run of a program that failed before any test (`error` says why): every test not run."""
     results = tuple(
         CaseResult(index=index, hidden=test.hidden, status=CaseStatus.NOT_RUN, shown="", message=error)
         for index, test in enumerate(tests)
@@ -268,7 +269,7 @@ class IOVerifier:
         """Every case's outcome; a program that does not compile runs nothing."""
         error = syntax_error(program)
         if error:
-            return _not_run(cases, error)
+            return not_run(cases, error)
         limits = self.config.limits(self.config.per_test_seconds)
         files = {SOLUTION_FILE: program.source.encode()}
         requests = [

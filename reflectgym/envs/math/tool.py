@@ -18,7 +18,8 @@ TOOL_INSTRUCTIONS = (
     "Solve the problem. You may run Python: reply with a ```python code block and what it prints comes back to "
     "you. When you are done, give the final answer as \\boxed{...}."
 )
-_FENCE = re.compile(r"```[ \t]*(?:python|py|python3)?[ \t]*\n(.*?)(?:```|\Z)", re.DOTALL | re.IGNORECASE)
+_FENCE = re.compile(r"```[ \t]*(?:(?:python3|python|py)[ \t]*)?\n(.*?)(?:```|\Z)", re.DOTALL | re.IGNORECASE)
+"""A fenced block (one run of blanks around the optional tag: two runs side by side backtrack quadratically)."""
 _EXPLICIT = ExtractionConfig(last_number_fallback=False)
 MAX_TOOL_OUTPUT = 2000
 """Characters of tool output shown in the observation (the tail is kept when it is longer)."""
