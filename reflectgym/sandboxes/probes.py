@@ -1,27 +1,32 @@
 """Splitting an assert test into what the program's process must evaluate and what a judge can evaluate without it.
 
 A test such as `assert math.isclose(candidate(x)[0], 2.5)` needs the program for one thing only: the value of
-`candidate(x)`. That call is a *probe*: the program's process evaluates it (after the test's setup lines) and sends
-the value back as plain data. The rest, `math.isclose(_probe[0][0], 2.5)`, is the *verdict*: a judge process that
-never runs the program's code evaluates it on those values. So a program cannot make a split test pass by forging a
-report, rewriting `assert`, exiting early or returning an object whose `__eq__` always says yes; and the verdict's
-expected values never reach the program's process.
+`candidate(x)`. That call is a *probe*: the program's process evaluates it (after the setup lines it needs) and
+sends the value back as plain data. The rest, `math.isclose(_probe[0][0], 2.5)`, is the *verdict*: a judge process
+that never runs the program's code evaluates it on those values. So a program cannot make a split test pass by
+forging a report, rewriting `assert`, exiting early or returning an object whose `__eq__` always says yes; and the
+verdict's expected values never reach the program's process.
 
-Which calls are probes: every call whose callee is not a builtin or a module the test's setup imports (those stay
-in the verdict, evaluated by the judge), and every other name the verdict would need (a setup variable). A test
-that is not a single final `assert` over such an expression (a loop of asserts, a probe that uses a comprehension's
-variable, a walrus) cannot be split; it runs whole in the program's process, as before.
+Which names the judge evaluates itself: builtins, modules of the standard library the test imports, and names that
+setup lines bind from those alone (`expected = sorted(data)`); the judge runs those lines too, and the program's
+process runs only the setup lines its probes need. A name the program binds at its top level (a function called
+`max`) or a setup line binds from the program (`candidate = double`) is the program's, whatever it shadows. Every
+call of a program's name, and every other name the verdict needs, is a probe. A test that is not one final
+`assert`, that imports anything beyond the standard library, whose probe needs a comprehension's or a lambda's
+variable, or whose verdict would use nothing of the program, is not split: it runs whole in the program's process.
 """
 
 from __future__ import annotations
 
 import ast
 import builtins
+import sys
 from dataclasses import dataclass
 
 PROBES = "_probe"
 """The name under which the verdict sees the probes' values, in order."""
 _BUILTIN_NAMES = frozenset(dir(builtins))
+_STANDARD_LIBRARY = frozenset(sys.stdlib_module_names)
 _UNSPLITTABLE = (ast.NamedExpr, ast.Await, ast.Yield, ast.YieldFrom)
 
 
@@ -30,24 +35,45 @@ class SplitTest:
     """An assert test split into the program's share and the judge's.
 
     Attributes:
-        setup: Source the program's process runs before the probes (the statements before the assert).
+        setup: The setup lines the program's process runs before the probes: its own (those binding or using the
+            program's names) and the imports.
+        shared: Names the judge's setup binds that the program's process needs too (`data` in
+            `data = [3, 1]; assert candidate(data) == sorted(data)`): the judge sends their values, so both sides
+            see the same data, and the program's process never runs the judge's lines.
         probes: Expressions the program's process evaluates, in order; their values travel as plain data.
         verdict: The assert's condition with each probe replaced by `_probe[k]`; the judge evaluates it.
-        imports: The setup's import statements, which the judge runs too (for names like `math` in the verdict).
+        judge_setup: The setup lines the judge runs first: standard-library imports, and assignments made from
+            builtins, those modules and earlier such assignments alone.
         compared: Whether the verdict is `_probe[0] OP value` (a failure then reports the probe's value).
         message: The assert's message as the judge evaluates it (probes cut the same way), or None.
     """
 
     setup: str
+    shared: tuple[str, ...]
     probes: tuple[str, ...]
     verdict: str
-    imports: str
+    judge_setup: str
     compared: bool
     message: str | None = None
 
 
-def split_test(snippet: str) -> SplitTest | None:
-    """The split of `snippet`, or None when it must run whole in the program's process."""
+def program_names(program: str) -> frozenset[str]:
+    """The names a program binds at its top level (functions, classes, assignments, imports), which shadow the
+    builtins of the same name in the tests; every builtin name when it star-imports (it could bind any)."""
+    try:
+        module = ast.parse(program)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return frozenset()
+    names: set[str] = set()
+    for statement in module.body:
+        if isinstance(statement, ast.ImportFrom) and any(alias.name == "*" for alias in statement.names):
+            return _BUILTIN_NAMES
+        names |= _bound_names(statement)
+    return frozenset(names)
+
+
+def split_test(snippet: str, shadowed: frozenset[str] = frozenset()) -> SplitTest | None:
+    """The split of `snippet` (run after a program that binds `shadowed`), or None when it must run whole."""
     try:
         module = ast.parse(snippet)
     except (SyntaxError, ValueError, RecursionError, MemoryError):
@@ -56,14 +82,19 @@ def split_test(snippet: str) -> SplitTest | None:
         return None
     head, test, message = module.body[:-1], module.body[-1].test, module.body[-1].msg
     parts = [test] if message is None else [test, message]
-    if any(isinstance(node, _UNSPLITTABLE) for part in parts for node in ast.walk(part)):
+    if any(isinstance(node, _UNSPLITTABLE) for part in [*head, *parts] for node in ast.walk(part)):
         return None
-    imports = [node for node in head if isinstance(node, ast.Import | ast.ImportFrom)]
-    local = _locally_bound(test) | (_locally_bound(message) if message is not None else frozenset())
+    judged = _JudgeSetup(_BUILTIN_NAMES - shadowed)
+    for statement in head:
+        if not judged.take(statement):
+            return None
+    local = frozenset().union(*(_locally_bound(part) for part in parts))
     probes: list[ast.expr] = []
-    cutter = _ProbeCutter(_BUILTIN_NAMES | _imported_names(imports) | local, probes)
+    cutter = _ProbeCutter(judged.names | local, probes)
     verdict = cutter.visit(test)
     shown = cutter.visit(message) if message is not None else None
+    if not probes:
+        return None  # nothing of the program in it: the judge could not tell a program that shadows a builtin
     if any(isinstance(name, ast.Name) and name.id in local for probe in probes for name in ast.walk(probe)):
         return None  # the probe would need a comprehension's or a lambda's variable, which only the verdict has
     compared = (
@@ -72,20 +103,66 @@ def split_test(snippet: str) -> SplitTest | None:
         and _is_probe(verdict.left, 0)
         and not any(_is_probe(node, None) for node in ast.walk(verdict.comparators[0]))
     )
+    setup, shared = judged.program_share(probes)
     return SplitTest(
-        setup="\n".join(ast.unparse(node) for node in head),
+        setup="\n".join(ast.unparse(node) for node in setup),
+        shared=shared,
         probes=tuple(ast.unparse(probe) for probe in probes),
         verdict=ast.unparse(verdict),
-        imports="\n".join(ast.unparse(node) for node in imports),
+        judge_setup="\n".join(ast.unparse(node) for node in judged.statements),
         compared=compared,
         message=ast.unparse(shown) if shown is not None else None,
     )
 
 
+class _JudgeSetup:
+    """Sorts a test's setup lines into the judge's (made of builtins and standard-library modules alone) and the
+    program's (everything else), keeping track of which names the judge can evaluate."""
+
+    def __init__(self, names: frozenset[str]) -> None:
+        self.names = set(names)
+        self.statements: list[ast.stmt] = []
+        self.head: list[tuple[ast.stmt, bool]] = []
+        """Every setup line in order, with whether the judge runs it."""
+
+    def take(self, statement: ast.stmt) -> bool:
+        """Files one setup line; False when the test cannot be split (an import from outside the standard
+        library: the judge must not import it, and it may be the program itself)."""
+        if isinstance(statement, ast.Import | ast.ImportFrom):
+            if not _standard_import(statement):
+                return False
+            self._judge(statement)
+        elif isinstance(statement, ast.Assign | ast.AnnAssign) and _free_names(statement) <= self.names:
+            self._judge(statement)
+        else:
+            self.names -= _bound_names(statement)  # bound by the program's side: whatever it shadows
+            self.head.append((statement, False))
+        return True
+
+    def _judge(self, statement: ast.stmt) -> None:
+        self.names |= _bound_names(statement)
+        self.statements.append(statement)
+        self.head.append((statement, True))
+
+    def program_share(self, probes: list[ast.expr]) -> tuple[list[ast.stmt], tuple[str, ...]]:
+        """The setup lines the program's process runs (its own and the imports), and the names of the judge's
+        assignments that they or the probes need, whose values the judge sends."""
+        needed = {name.id for probe in probes for name in ast.walk(probe) if isinstance(name, ast.Name)}
+        kept: list[ast.stmt] = []
+        for statement, judge_side in reversed(self.head):
+            if not judge_side or isinstance(statement, ast.Import | ast.ImportFrom):
+                kept.append(statement)
+                needed |= _free_names(statement)
+        assigned = set().union(
+            *(_bound_names(s) for s in self.statements if not isinstance(s, ast.Import | ast.ImportFrom))
+        )
+        return kept[::-1], tuple(sorted(needed & assigned & self.names))
+
+
 class _ProbeCutter(ast.NodeTransformer):
     """Replaces each program-dependent call or name with `_probe[k]`, collecting the replaced expressions."""
 
-    def __init__(self, judge_names: frozenset[str], probes: list[ast.expr]) -> None:
+    def __init__(self, judge_names: frozenset[str] | set[str], probes: list[ast.expr]) -> None:
         self.judge_names = judge_names
         self.probes = probes
 
@@ -104,6 +181,41 @@ class _ProbeCutter(ast.NodeTransformer):
         return node if node.id in self.judge_names else self._cut(node)
 
 
+def _standard_import(statement: ast.Import | ast.ImportFrom) -> bool:
+    if isinstance(statement, ast.ImportFrom):
+        return statement.level == 0 and (statement.module or "").split(".")[0] in _STANDARD_LIBRARY
+    return all(alias.name.split(".")[0] in _STANDARD_LIBRARY for alias in statement.names)
+
+
+def _bound_names(statement: ast.stmt) -> set[str]:
+    """Names a top-level statement binds (not those bound inside functions or classes it defines)."""
+    if isinstance(statement, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+        return {statement.name}
+    if isinstance(statement, ast.Import | ast.ImportFrom):
+        return {alias.asname or alias.name.split(".")[0] for alias in statement.names}
+    names: set[str] = set()
+    nested = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda, ast.comprehension)
+    pending: list[ast.AST] = [statement]
+    while pending:
+        node = pending.pop()
+        if isinstance(node, nested) and node is not statement:
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+                names.add(node.name)
+            continue
+        if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store | ast.Del):
+            names.add(node.id)
+        elif isinstance(node, ast.alias):
+            names.add(node.asname or node.name.split(".")[0])
+        pending.extend(ast.iter_child_nodes(node))
+    return names
+
+
+def _free_names(statement: ast.AST) -> set[str]:
+    """Names a statement reads that it does not bind itself (a comprehension's variables excluded)."""
+    read = {node.id for node in ast.walk(statement) if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load)}
+    return read - _locally_bound(statement)
+
+
 def _root_name(func: ast.expr) -> str | None:
     """`math` for `math.isclose`, `f` for `f`; None for a callee that is itself computed (`f(x)(y)`, a lambda)."""
     while isinstance(func, ast.Attribute):
@@ -111,22 +223,14 @@ def _root_name(func: ast.expr) -> str | None:
     return func.id if isinstance(func, ast.Name) else None
 
 
-def _imported_names(imports: list[ast.Import | ast.ImportFrom]) -> frozenset[str]:
-    names = set()
-    for node in imports:
-        for alias in node.names:
-            names.add(alias.asname or alias.name.split(".")[0])
-    return frozenset(names) - {"*"}
-
-
-def _locally_bound(test: ast.expr) -> frozenset[str]:
-    """Names the expression binds itself: comprehension variables and lambda arguments."""
+def _locally_bound(node: ast.AST) -> frozenset[str]:
+    """Names an expression binds itself: comprehension variables and lambda arguments."""
     bound: set[str] = set()
-    for node in ast.walk(test):
-        if isinstance(node, ast.comprehension):
-            bound |= {name.id for name in ast.walk(node.target) if isinstance(name, ast.Name)}
-        elif isinstance(node, ast.Lambda):
-            bound |= {argument.arg for argument in ast.walk(node.args) if isinstance(argument, ast.arg)}
+    for child in ast.walk(node):
+        if isinstance(child, ast.comprehension):
+            bound |= {name.id for name in ast.walk(child.target) if isinstance(name, ast.Name)}
+        elif isinstance(child, ast.Lambda):
+            bound |= {argument.arg for argument in ast.walk(child.args) if isinstance(argument, ast.arg)}
     return frozenset(bound)
 
 

@@ -18,7 +18,9 @@ expected values never reach the program's process; forged reports, a rewritten `
 `os._exit(0)` and objects whose `__eq__` always says yes do not pass it. The judge is non-dumpable where `ctypes`
 can make it so (no ptrace, no `/proc/PID/mem` from the program, which runs as the same user). A program *can* kill
 the judge (the run then fails) and forge the outcome of a test that runs whole in its process, whose source it
-also sees. `PythonTestReport.passed` also requires the harness to have exited 0 (every test passed).
+also sees. `PythonTestReport.passed` also requires the harness to have exited 0 (every test passed). The judge
+imports only from the interpreter's own folders (never from the work dir, where the program can write modules),
+and only standard-library modules a test names; a test importing anything else runs whole.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from reflectgym.sandboxes.probes import split_test
+from reflectgym.sandboxes.probes import program_names, split_test
 from reflectgym.sandboxes.types import ExecRequest, ExecResult, Limits, Sandbox
 
 SOLUTION_FILE = "solution.py"
@@ -197,9 +199,10 @@ def run_share(index, test, scope):
     if "code" in test:
         exec(compile(test["code"], name, "exec"), scope)
         return None
+    scope.update({key: unplain(value) for key, value in test["shared"].items()})  # the judge's data, as sent
     if test["setup"]:
         exec(compile(test["setup"], name, "exec"), scope)
-    return eval(compile("(%s,)" % ", ".join(test["probes"]), name, "eval"), scope) if test["probes"] else ()
+    return eval(compile("(%s,)" % ", ".join(test["probes"]), name, "eval"), scope)
 
 class Judge:
     # Decides each test from what the program's process sent, and prints the outcome lines.
@@ -225,22 +228,39 @@ class Judge:
             record = json.loads(line)
             index = int(record["index"])
             test = self.tests[index]
-        except (ValueError, KeyError, TypeError, IndexError):
+        except (ValueError, KeyError, TypeError, IndexError, RecursionError):
             return
         if index < 0 or index in self.done:
             return
-        if "status" in record and (record["status"] != "passed" or "code" in test):
+        split = test["split"]
+        if "status" in record and (record["status"] != "passed" or split is None):
             status = record["status"] if record["status"] in STATUSES else "error"
             self.report(index, status, str(record.get("message", ""))[:2000], str(record.get("tb", "")))
-        elif "unplain" in record and "verdict" in test:
+        elif "unplain" in record and split is not None:
             what = str(record["unplain"])
             self.report(index, "failed", "the value under test is %s, which the test cannot compare: return plain "
                         "data (numbers, strings, lists, tuples, dicts, sets)" % what)
-        elif "values" in record and "verdict" in test:
-            self.decide(index, test, record["values"])
+        elif "values" in record and split is not None:
+            self.decide(index, split, test["scope"], record["values"])
 
-    def decide(self, index, test, values):
-        scope = {"__builtins__": builtins}
+    def share(self, index):
+        # What the program's process gets for a test: a split test's setup, probes and the judge's data it needs,
+        # once the judge ran its own setup lines; else (or if those fail) the whole test.
+        test = self.tests[index]
+        split = test["split"]
+        if split is not None:
+            scope = {"__builtins__": builtins, "__name__": "judge"}
+            try:
+                if split["judge_setup"]:
+                    timed(exec, compile(split["judge_setup"], "<test %d>" % index, "exec"), scope)
+                shared = {name: plain(scope[name]) for name in split["shared"]}
+                test["scope"] = scope
+                return {"setup": split["setup"], "probes": split["probes"], "shared": shared}
+            except BaseException:
+                test["split"] = None  # the test runs whole, as the interpreter would run it
+        return {"code": test["whole"]}
+
+    def decide(self, index, test, scope, values):
         try:
             values = [unplain(value) for value in values]
             if len(values) != len(test["probes"]):
@@ -249,8 +269,7 @@ class Judge:
             self.report(index, "error", "the program sent an unreadable value: %r" % error)
             return
         try:
-            if test["imports"]:
-                timed(exec, compile(test["imports"], "<test %d>" % index, "exec"), scope)
+            scope = dict(scope)
             scope["_probe"] = values
             holds = bool(timed(eval, compile(test["verdict"], "<test %d>" % index, "eval"), scope))
         except TestTimeout as error:
@@ -279,11 +298,11 @@ def judge_side(child, task_w, results_r, out_r, err_r):
     spec = json.loads(sys.stdin.buffer.read())  # read only now: the program's process never had it
     global PER_TEST
     PER_TEST = spec["per_test"]
-    tests = spec["tests"]
-    shares = [{"code": t["code"]} if "code" in t else {"setup": t["setup"], "probes": t["probes"]} for t in tests]
+    tests = [{"whole": t["whole"], "split": t["split"], "scope": None} for t in spec["tests"]]
+    judge = Judge(spec["marker"], tests)
+    shares = [judge.share(index) for index in range(len(tests))]
     write_all(task_w, json.dumps({"per_test": PER_TEST, "tests": shares}).encode())
     os.close(task_w)
-    judge = Judge(spec["marker"], tests)
     pending, open_fds, exited = b"", {results_r: None, out_r: 1, err_r: 2}, False
     while open_fds:
         ready = select.select(list(open_fds), [], [], 0.05)[0]
@@ -327,7 +346,24 @@ def main():
             os._exit(1)
     for fd in (task_r, results_w, out_w, err_w):
         os.close(fd)
+    trusted_imports()
     judge_side(child, task_w, results_r, out_r, err_r)
+
+def trusted_imports():
+    # The judge imports only from the interpreter's own folders and others the program cannot write: never the
+    # work dir (the program's files); and it imports now what it may need later, before the program runs.
+    here = os.path.realpath(os.getcwd())
+    own = tuple(os.path.realpath(p) for p in (sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix))
+
+    def trusted(path):
+        real = os.path.realpath(path)
+        inside = real == here or (here != os.sep and real.startswith(here + os.sep))
+        return not inside and (real.startswith(own) or not os.access(path, os.W_OK))
+
+    sys.path[:] = [path for path in sys.path if path and trusted(path)]
+    sys.path_importer_cache.clear()
+    os.chdir("/")
+    import decimal, fractions
 
 PER_TEST = 1.0
 main()
@@ -428,7 +464,8 @@ def run_python_tests(
     """Run `program` then each test snippet against its definitions; returns per-test outcomes."""
     marker = f"@@reflectgym-{secrets.token_hex(8)}@@"
     cases = [test if isinstance(test, PythonTest) else PythonTest(test) for test in tests]
-    spec = {"marker": marker, "per_test": per_test_seconds, "tests": [_judged(case) for case in cases]}
+    shadowed = program_names(program)
+    spec = {"marker": marker, "per_test": per_test_seconds, "tests": [_judged(case, shadowed) for case in cases]}
     request = ExecRequest(
         command=("python3", HARNESS_FILE),
         files={SOLUTION_FILE: program.encode("utf-8", "surrogatepass"), **harness_files()},
@@ -439,18 +476,23 @@ def run_python_tests(
     return PythonTestReport(result=result, outcomes=tuple(_outcomes(result, marker, [c.source for c in cases])))
 
 
-def _judged(test: PythonTest) -> dict[str, object]:
-    """What the harness gets for one test: its split, or the source the program's process runs whole."""
-    split = split_test(test.source)
+def _judged(test: PythonTest, shadowed: frozenset[str]) -> dict[str, object]:
+    """What the harness gets for one test: the source its program's process runs whole, and its split if any."""
+    split = split_test(test.source, shadowed)
+    whole = test.whole if test.whole is not None else test.source
     if split is None:
-        return {"code": test.whole if test.whole is not None else test.source}
+        return {"whole": whole, "split": None}
     return {
-        "setup": split.setup,
-        "probes": list(split.probes),
-        "verdict": split.verdict,
-        "imports": split.imports,
-        "compared": split.compared,
-        "message": split.message,
+        "whole": whole,
+        "split": {
+            "setup": split.setup,
+            "shared": list(split.shared),
+            "probes": list(split.probes),
+            "verdict": split.verdict,
+            "judge_setup": split.judge_setup,
+            "compared": split.compared,
+            "message": split.message,
+        },
     }
 
 

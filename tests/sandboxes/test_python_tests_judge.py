@@ -150,16 +150,32 @@ def test_splitting_keeps_the_program_to_its_calls() -> None:
     split = split_test("import math\ncandidate = f\nassert math.isclose(candidate(2)[0], 2.5), 'close'")
     assert split is not None
     assert split.probes == ("candidate(2)",) and split.verdict == "math.isclose(_probe[0][0], 2.5)"
-    assert split.imports == "import math" and split.message == "'close'" and not split.compared
+    assert split.judge_setup == "import math" and split.message == "'close'" and not split.compared
     compared = split_test("assert f(3) == [1, 2]")
     assert compared is not None and compared.compared and compared.verdict == "_probe[0] == [1, 2]"
     over = split_test("assert all(x > 0 for x in f(3))")
     assert over is not None and over.probes == ("f(3)",)
 
 
+def test_the_judge_keeps_expected_values_from_setup_lines_and_sends_only_the_data() -> None:
+    split = split_test("data = [3, 1, 2]\nwant = sorted(data)\ncandidate = f\nassert candidate(data) == want")
+    assert split is not None and split.shared == ("data",) and split.probes == ("candidate(data)",)
+    assert "want" not in split.setup and "want = sorted(data)" in split.judge_setup
+    assert split.verdict == "_probe[0] == want"
+
+
+def test_names_the_program_binds_are_its_own_even_when_they_are_builtins() -> None:
+    split = split_test("assert max([1, 5, 3]) == 5", frozenset({"max"}))
+    assert split is not None and split.probes == ("max([1, 5, 3])",)
+    rebound = split_test("sum = candidate\nassert sum([1, 2]) == 3")
+    assert rebound is not None and rebound.probes == ("sum([1, 2])",)
+
+
 @pytest.mark.parametrize(
     "snippet",
     [
+        "assert max([1, 5, 3]) == 5",  # nothing of the program in it
+        "from solution import candidate\nassert candidate(3) == 4",  # an import from outside the standard library
         "for i in range(3):\n    assert f(i) == i",  # not a single final assert
         "assert all(f(i) for i in range(3))",  # the probe needs the comprehension's variable
         "assert list(map(lambda v: f(v), [1])) == [1]",  # ... or a lambda's
@@ -179,3 +195,50 @@ def test_a_sandbox_python_of_another_version_runs_the_harness_from_source(
     files = {**python_tests.harness_files(), python_tests.HARNESS_CODE_FILE: b"cpython-0\nnot bytecode"}
     monkeypatch.setattr(python_tests, "harness_files", lambda: files)
     assert judged(sandbox, "def double(x):\n    return 2 * x\n") == [Status.PASSED] * 3
+
+
+REDTEAM = {
+    "a module planted in the work dir for the judge to import": (
+        "import fractions\n"
+        "planted = (\n"
+        "    'import gc\\n'\n"
+        "    'for obj in gc.get_objects():\\n'\n"
+        "    '    if isinstance(obj, type) and obj.__name__ == \"Judge\":\\n'\n"
+        "    '        obj.report = lambda self, i, *rest, _report=obj.report: _report(self, i, \"passed\")\\n'\n"
+        "    'class Fraction:\\n    pass\\n'\n"
+        ")\n"
+        "for name in ('fractions', 'decimal', 'statistics', 'string'):\n"
+        "    with open(name + '.py', 'w') as handle:\n"
+        "        handle.write(planted)\n"
+        "def candidate(*args):\n    return fractions.Fraction(1)\n"
+    ),
+    "a program function named like a builtin": "def max(values):\n    return 0\ncandidate = max\n",
+    "eval rewritten to send the expected values back": (
+        "import builtins\nreal_eval = builtins.eval\n"
+        "def forged(source, scope=None, *rest):\n"
+        "    values = real_eval(source, scope, *rest)\n"
+        "    return tuple(scope.get('expected', value) if scope else value for value in values)\n"
+        "builtins.eval = forged\n"
+        "def candidate(x):\n    return 0\n"
+    ),
+}
+REDTEAM_TESTS = [
+    "import statistics\nassert candidate([1, 2, 3]) == 2",
+    "assert max([1, 5, 3]) == 5",
+    "expected = [1, 2]\nassert candidate(3) == expected",
+    "assert candidate(5) == 'hello'",
+]
+
+
+@pytest.mark.parametrize("attack", list(REDTEAM))
+def test_the_judge_runs_nothing_of_the_program(sandbox: Sandbox, attack: str) -> None:
+    report = run_python_tests(sandbox, REDTEAM[attack], REDTEAM_TESTS, LIMITS, per_test_seconds=2)
+    statuses = [outcome.status for outcome in report.outcomes]
+    assert not report.passed and Status.PASSED not in [statuses[0], statuses[2], statuses[3]], statuses
+    assert attack != "a program function named like a builtin" or statuses[1] is not Status.PASSED
+
+
+def test_data_the_judge_sends_is_what_both_sides_see(sandbox: Sandbox) -> None:
+    program = "def candidate(values):\n    return sorted(values)\n"
+    tests = ["import random\ndata = [random.random() for _ in range(9)]\nassert candidate(data) == sorted(data)"]
+    assert judged(sandbox, program, tests) == [Status.PASSED]
