@@ -73,12 +73,21 @@ def load_user_modules(modules: Sequence[str]) -> None:
                 runpy.run_path(module, run_name="reflectgym_user_module")
             except ImportError as error:
                 raise UsageError(f"--import {module}: {error}") from error
+            except SyntaxError as error:
+                raise UsageError(f"--import {module}: {_syntax_error(error)}") from error
             continue
         try:
             importlib.import_module(module)
         except ImportError as error:
             where = " (looked in the current folder and the installed packages)" if error.name == module else ""
             raise UsageError(f"--import {module}: {error}{where}") from error
+        except SyntaxError as error:
+            raise UsageError(f"--import {module}: {_syntax_error(error)}") from error
+
+
+def _syntax_error(error: SyntaxError) -> str:
+    """Where a module fails to parse, in one line: `path:line: message`."""
+    return f"{error.filename}:{error.lineno}: {type(error).__name__}: {error.msg}"
 
 
 def cmd_envs(args: argparse.Namespace) -> int:

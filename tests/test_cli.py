@@ -171,6 +171,10 @@ def test_import_errors_are_one_line(capsys: pytest.CaptureFixture[str], own_sys_
     assert code == 2 and err.strip() == "reflectgym envs: --import missing.py: no such file"
     code, _, err = cli(capsys, "--import", "nosuchmod_reflectgym", "envs")
     assert code == 2 and "No module named 'nosuchmod_reflectgym'" in err and "Traceback" not in err
+    (own_sys_path / "broken_envs.py").write_text("x = 1\ndef f(:\n")
+    for target in ("broken_envs", "broken_envs.py"):
+        code, _, err = cli(capsys, "--import", target, "envs")
+        assert code == 2 and "broken_envs.py:2: SyntaxError: " in err and "Traceback" not in err, err
 
 
 def test_import_finds_modules_in_the_current_folder(own_sys_path: Path) -> None:

@@ -2,9 +2,10 @@
 
 Standard library HTTP only (no SDK to install). Requests of one batch run concurrently up to
 `max_concurrency`; each has a timeout; connection errors, timeouts, 429 and 5xx are retried with exponential
-backoff (honouring `Retry-After`); other 4xx fail at once. A request that still fails becomes a generation with
-`finish_reason="error"`, which ends that episode only. Log-probs are recorded when the server returns them;
-token ids are not (chat completions report tokens as text), so trainers should use a token policy.
+backoff (honouring `Retry-After` up to `max_backoff`); other 4xx fail at once. A request that still fails
+becomes a generation with `finish_reason="error"`, which ends that episode only. Log-probs are recorded when the
+server returns them; token ids are not (chat completions report tokens as text), so trainers should use a token
+policy.
 """
 
 from __future__ import annotations
@@ -43,6 +44,9 @@ class OpenAIConfig:
     """Retries per request after the first try."""
     backoff: float = 0.5
     """First retry delay in seconds; doubles per retry."""
+    max_backoff: float = 60.0
+    """The longest wait before a retry, in seconds, whatever the doubling or a server's `Retry-After` asks
+    (a server asking for an hour would otherwise stall the whole batch for it)."""
     max_concurrency: int = 16
     """Requests in flight at once."""
     logprobs: bool = False
@@ -51,8 +55,8 @@ class OpenAIConfig:
     def __post_init__(self) -> None:
         if self.max_concurrency < 1:
             raise ValueError(f"max_concurrency must be at least 1; got {self.max_concurrency}")
-        if self.max_retries < 0 or self.timeout <= 0 or self.backoff < 0:
-            raise ValueError("max_retries and backoff must be >= 0 and timeout > 0")
+        if self.max_retries < 0 or self.timeout <= 0 or self.backoff < 0 or self.max_backoff < 0:
+            raise ValueError("max_retries, backoff and max_backoff must be >= 0 and timeout > 0")
 
 
 class OpenAIError(RuntimeError):
@@ -113,7 +117,7 @@ class OpenAIPolicy:
         last = "no attempt made"
         for attempt in range(self.config.max_retries + 1):
             if attempt:
-                time.sleep(delay)
+                time.sleep(min(delay, self.config.max_backoff))
                 delay *= 2
             with self._lock:
                 self.requests_sent += 1

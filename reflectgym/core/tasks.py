@@ -132,10 +132,14 @@ class TaskList(Sequence[Task]):
             raise ValueError("a task list needs at least one task")
         named = [task if task.id else _with_id(task, str(index)) for index, task in enumerate(tasks)]
         self._by_id: dict[str, Task] = {}
-        for task in named:
+        first_position: dict[str, int] = {}
+        for position, task in enumerate(named):
             if task.id in self._by_id:
-                raise ValueError(f"duplicate task id {task.id!r}")
+                raise ValueError(
+                    f"duplicate task id {task.id!r}: tasks {first_position[task.id]} and {position} (0-based) share it"
+                )
             self._by_id[task.id] = task
+            first_position[task.id] = position
         self._tasks = named
         self.skipped: tuple[str, ...] = tuple(skipped)
 

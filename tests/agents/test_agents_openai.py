@@ -21,6 +21,7 @@ class Server:
         self.fail_first = 0
         self.delay = 0.0
         self.status = 503
+        self.retry_after: str | None = None
         self.requests: list[dict[str, Any]] = []
         self.in_flight = 0
         self.max_in_flight = 0
@@ -43,7 +44,7 @@ class Server:
                     if self.path != "/v1/chat/completions":
                         return self.reply(404, {"error": "no such route"})
                     if failing:
-                        return self.reply(server.status, {"error": "try again"})
+                        return self.reply(server.status, {"error": "try again"}, server.retry_after)
                     last = body["messages"][-1]["content"]
                     choice = {
                         "message": {"role": "assistant", "content": f"echo: {last}"},
@@ -55,9 +56,11 @@ class Server:
                     with server.lock:
                         server.in_flight -= 1
 
-            def reply(self, status: int, payload: dict[str, Any]) -> None:
+            def reply(self, status: int, payload: dict[str, Any], retry_after: str | None = None) -> None:
                 data = json.dumps(payload).encode()
                 self.send_response(status)
+                if retry_after is not None:
+                    self.send_header("Retry-After", retry_after)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
@@ -101,6 +104,18 @@ def test_server_errors_are_retried_with_backoff(server: Server) -> None:
     client = policy(server, max_concurrency=1)
     [reply] = client.generate([conversation("x")], Sampling())
     assert reply.text == "echo: x" and client.requests_sent == 3
+
+
+def test_retry_after_is_honoured_up_to_max_backoff(server: Server) -> None:
+    server.fail_first, server.status, server.retry_after = 1, 429, "1"
+    start = time.perf_counter()
+    [reply] = policy(server).generate([conversation("x")], Sampling())
+    assert reply.text == "echo: x" and time.perf_counter() - start >= 1  # the server asked for a second
+    server.requests.clear()
+    server.fail_first, server.retry_after = 1, "3600"  # an hour would stall the whole batch
+    start = time.perf_counter()
+    [reply] = policy(server, max_backoff=0.2).generate([conversation("y")], Sampling())
+    assert reply.text == "echo: y" and time.perf_counter() - start < 5
 
 
 def test_retries_run_out_into_an_error_generation(server: Server) -> None:

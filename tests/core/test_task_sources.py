@@ -100,8 +100,8 @@ def test_task_list_sampling_and_lookup() -> None:
     assert {tasks.sample(rng).id for _ in range(60)} == {"a", "7", "2"}
     with pytest.raises(KeyError, match="no task with id 'zz'"):
         tasks.get("zz")
-    with pytest.raises(ValueError, match="duplicate task id"):
-        TaskList([Task(id="a", prompt="x"), Task(id="a", prompt="y")])
+    with pytest.raises(ValueError, match="duplicate task id 'a': tasks 0 and 2"):
+        TaskList([Task(id="a", prompt="x"), Task(id="b", prompt="y"), Task(id="a", prompt="z")])
 
 
 @pytest.mark.skipif(importlib.util.find_spec("datasets") is None, reason="Hugging Face datasets is not installed")

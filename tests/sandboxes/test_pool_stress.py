@@ -15,6 +15,9 @@ from reflectgym.sandboxes import ExecRequest, ExecResult, ExecStatus, Limits, Sa
 
 RUNS = 160
 SHORT = Limits(wall_seconds=1.0, cpu_seconds=1.0)
+BOMB = Limits(wall_seconds=2.0, cpu_seconds=2.0, memory_bytes=128 << 20)
+"""The memory bomb's: filling the default 512 MiB took longer than 1 s on a machine just booted (every page a
+first touch for the hypervisor too), and the bomb ended as a timeout instead of at its memory limit."""
 GRACE_SECONDS = 8.0
 """A hostile run may take this much past its wall limit (a worker being replaced) before it counts as stuck."""
 CLEAN_SECONDS = 5.0
@@ -94,12 +97,13 @@ def request(kind: str, rng: random.Random) -> tuple[ExecRequest, bytes]:
         ), stdin
     name = kind.removeprefix("exec:")
     command = ("python3", "-I", "main.py") if kind.startswith("exec:") else ("python3", "main.py")
-    return ExecRequest(command=command, files={"main.py": ATTACKS[name][0].encode()}, limits=SHORT), b""
+    limits = BOMB if name == "memory_bomb" else SHORT
+    return ExecRequest(command=command, files={"main.py": ATTACKS[name][0].encode()}, limits=limits), b""
 
 
 def problem(kind: str, stdin: bytes, result: ExecResult, seconds: float) -> str | None:
     """What is wrong with a run's result, if anything."""
-    if seconds > (CLEAN_SECONDS if kind == "clean" else SHORT.wall_seconds + GRACE_SECONDS):
+    if seconds > (CLEAN_SECONDS if kind == "clean" else BOMB.wall_seconds + GRACE_SECONDS):
         return f"{kind} took {seconds:.1f} s"
     if kind == "clean":
         seen = f"4 [] [] ['main.py'] {len(stdin)} {sum(stdin) % 9973}\n"
