@@ -30,6 +30,9 @@ from reflectgym.envs.web.actions import WebAction, parse_web_action
         ("I will press the button.\nAction: click(3)", WebAction("click", element=3)),
         ("First click(2) then click(3)", WebAction("click", element=2)),
         ("Thinking about click(1)...\nAction: done", WebAction("done")),
+        ("hover([7])", WebAction("hover", element=7)),
+        ('press("+")', WebAction("press", text="+")),  # the plus key itself
+        ('press("shift++")', WebAction("press", text="Shift++")),
     ],
 )
 def test_valid_actions_parse(text: str, expected: WebAction) -> None:
@@ -49,6 +52,8 @@ def test_valid_actions_parse(text: str, expected: WebAction) -> None:
         ("click(1234567890)", "needs an element id"),
         ("click(3, 4)", "takes 1 argument"),
         ("type(3, hello)", "needs its text in quotes"),
+        ('type(3, "a" "b")', "needs its text in quotes, one string"),  # not the text `a" "b`
+        ("hover(3, 4)", "takes 1 argument"),
         ('type(3, "unclosed)', "never closed"),
         ("click(3", "never closed"),
         ('press("Hyper+x")', "not a modifier"),
@@ -63,7 +68,15 @@ def test_invalid_actions_say_what_is_wrong(text: str, message: str) -> None:
 
 
 def test_actions_print_back_in_the_grammar() -> None:
-    for text in ['type(4, "say \\"hi\\"")', "click(3)", 'select(2, "A")', 'press("Enter")', "scroll(down)", "wait"]:
+    for text in [
+        'type(4, "say \\"hi\\"")',
+        "click(3)",
+        "hover(5)",
+        'select(2, "A")',
+        'press("Enter")',
+        "scroll(down)",
+        "wait",
+    ]:
         action = parse_web_action(text)
         assert parse_web_action(str(action)) == action
 

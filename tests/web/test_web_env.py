@@ -44,8 +44,9 @@ def play_oracle(env: WebEnv, task: str, seed: int) -> tuple[float, bool, list[st
     for _ in range(env.max_turns or 20):
         action = env.oracle_action()
         actions.append(action)
-        _, reward, terminated, truncated, info = env.step(action)
+        observation, reward, terminated, truncated, info = env.step(action)
         assert info["error"] is None, info["error"]
+        assert '"null"' not in observation and '"undefined"' not in observation, observation  # a rendering slip
         if terminated or truncated:
             break
     return reward, terminated, actions

@@ -3,6 +3,7 @@
 One action per turn::
 
     click(12)                 click element 12
+    hover(12)                 move the pointer over element 12 (menus and tooltips that open on hover)
     type(12, "some text")     replace the text of field 12
     select(12, "Option")      choose an option of dropdown 12 by its label
     press("Enter")            press a key (Enter, Tab, Escape, Backspace, ArrowDown, Control+a, ...)
@@ -22,11 +23,12 @@ from typing import Literal
 
 from reflectgym.core.types import ActionParseError
 
-ActionKind = Literal["click", "type", "select", "press", "scroll", "wait", "done"]
-ACTION_KINDS: tuple[ActionKind, ...] = ("click", "type", "select", "press", "scroll", "wait", "done")
+ActionKind = Literal["click", "hover", "type", "select", "press", "scroll", "wait", "done"]
+ACTION_KINDS: tuple[ActionKind, ...] = ("click", "hover", "type", "select", "press", "scroll", "wait", "done")
 
 ACTION_FORMAT = (
-    'one action: click(ID), type(ID, "text"), select(ID, "option"), press("Key"), scroll(down|up|ID), wait or done'
+    'one action: click(ID), hover(ID), type(ID, "text"), select(ID, "option"), press("Key"), scroll(down|up|ID), '
+    "wait or done"
 )
 
 _NAMED_KEYS = {
@@ -64,8 +66,8 @@ class WebAction:
     def __str__(self) -> str:
         if self.kind in ("wait", "done"):
             return self.kind
-        if self.kind == "click":
-            return f"click({self.element})"
+        if self.kind in ("click", "hover"):
+            return f"{self.kind}({self.element})"
         if self.kind in ("type", "select"):
             return f"{self.kind}({self.element}, {_quote(self.text or '')})"
         if self.kind == "press":
@@ -161,8 +163,8 @@ def _build(name: str, raw: str) -> WebAction:
         if args:
             raise ActionParseError(f"{kind} takes no arguments; write {kind}")
         return WebAction(kind=kind)
-    if kind == "click":
-        _expect(kind, args, 1, "click(ID)")
+    if kind in ("click", "hover"):
+        _expect(kind, args, 1, f"{kind}(ID)")
         return WebAction(kind=kind, element=_element(kind, args[0]))
     if kind in ("type", "select"):
         _expect(kind, args, 2, f'{kind}(ID, "text")')
@@ -193,15 +195,29 @@ def _element(kind: str, raw: str) -> int:
 
 def _unquote(raw: str) -> str:
     raw = raw.strip()
-    if len(raw) >= 2 and raw[0] == raw[-1] and raw[0] in "\"'":
+    if _quoted(raw):
         return _unescape(raw[1:-1])
     return raw
 
 
+def _quoted(raw: str) -> bool:
+    """Whether `raw` is one quoted string: its opening quote closes at its last character and nowhere before."""
+    if len(raw) < 2 or raw[0] not in "\"'" or raw[-1] != raw[0]:
+        return False
+    index = 1
+    while index < len(raw) - 1:
+        if raw[index] == "\\":
+            index += 1
+        elif raw[index] == raw[0]:
+            return False
+        index += 1
+    return index == len(raw) - 1
+
+
 def _string(kind: str, raw: str) -> str:
     raw = raw.strip()
-    if len(raw) < 2 or raw[0] != raw[-1] or raw[0] not in "\"'":
-        raise ActionParseError(f'{kind} needs its text in quotes, e.g. {kind}(3, "text"); got {raw[:30]!r}')
+    if not _quoted(raw):
+        raise ActionParseError(f'{kind} needs its text in quotes, one string, e.g. {kind}(3, "text"); got {raw[:30]!r}')
     value = _unescape(raw[1:-1])
     if len(value) > _MAX_TEXT:
         raise ActionParseError(f"the text is {len(value)} characters long; at most {_MAX_TEXT} can be typed at once")
@@ -224,8 +240,14 @@ def _unescape(text: str) -> str:
 
 
 def _key(raw: str) -> str:
-    parts = [part.strip() for part in raw.split("+")]
-    if not raw.strip() or any(not part for part in parts):
+    stripped = raw.strip()
+    if stripped == "+":
+        parts = ["+"]
+    elif stripped.endswith("++"):  # a chord ending in the plus key ("Shift++")
+        parts = [part.strip() for part in stripped[:-2].split("+")] + ["+"]
+    else:
+        parts = [part.strip() for part in stripped.split("+")]
+    if not stripped or any(not part for part in parts):
         raise ActionParseError(f'{raw[:30]!r} is not a key; try press("Enter") or press("Control+a")')
     *modifiers, key = parts
     named = []

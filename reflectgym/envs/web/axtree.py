@@ -1,15 +1,21 @@
 """A compact accessibility-tree text of a page, with element ids that stay put for the whole episode.
 
-A walker (JavaScript, added to every page) visits the rendered DOM and keeps what a person would act on or
-read: interactive elements (links, buttons, fields, checkboxes, tabs, options, ...), headings and landmarks,
-and elements with text of their own. Each kept element gets a `data-rg-id` once; ids only grow within an
-episode (a new page continues the count), so an id the agent saw never silently means another element.
+A walker (JavaScript, added to every page) visits the rendered DOM, SVG included, and keeps what a person would
+act on or read: interactive elements (links, buttons, fields, checkboxes, tabs, options, ...), headings and
+landmarks, elements with text of their own, and elements the page made clickable without text or role (an icon,
+a coloured box, an SVG shape: a pointer listener, an inline handler, a `tabindex`, or where a pointer cursor
+starts). Those show as `clickable`, described by their tag, classes and colour. Each kept element gets a
+`data-rg-id` once; ids only grow within an episode (a new page continues the count), so an id the agent saw never
+silently means another element.
 
 One line per element, indented by depth::
 
     [4] textbox "Email" value="ann@example.com" focused
     [5] combobox "Country" value="Chile" options=["Chile", "Peru"]
     [6] button "Send"
+    [7] textbox "Arrival" value="" date (YYYY-MM-DD)
+    [8] clickable "span.star"
+    [9] clickable "circle fill=red"
 """
 
 from __future__ import annotations
@@ -22,6 +28,15 @@ AXTREE_JS = r"""
 (() => {
   if (window.__rgAx) return;
   window.addEventListener('beforeunload', () => { window.__rgLeaving = true; });
+  // Elements the page listens to for the pointer (added before any page script runs, so every listener is seen).
+  const POINTER_EVENTS = new Set(['click', 'dblclick', 'mousedown', 'mouseup', 'pointerdown', 'pointerup',
+    'touchstart', 'contextmenu', 'mouseover', 'mouseenter', 'pointerover', 'pointerenter']);
+  const listened = new WeakSet();
+  const addListener = EventTarget.prototype.addEventListener;
+  EventTarget.prototype.addEventListener = function (type, listener, options) {
+    if (this instanceof Element && POINTER_EVENTS.has(String(type))) listened.add(this);
+    return addListener.call(this, type, listener, options);
+  };
   const TAG_ROLES = {A: 'link', BUTTON: 'button', SELECT: 'combobox', TEXTAREA: 'textbox', H1: 'heading',
     H2: 'heading', H3: 'heading', H4: 'heading', H5: 'heading', H6: 'heading', IMG: 'img', UL: 'list', OL: 'list',
     LI: 'listitem', TABLE: 'table', TR: 'row', TH: 'columnheader', TD: 'cell', NAV: 'navigation', DIALOG: 'dialog',
@@ -34,6 +49,30 @@ AXTREE_JS = r"""
     'spinbutton', 'listbox', 'tablist', 'dialog', 'alertdialog', 'img', 'list', 'table', 'navigation', 'alert',
     'status', 'columnheader', 'progressbar']);
   const VALUE_ROLES = new Set(['textbox', 'searchbox', 'spinbutton', 'slider', 'combobox']);
+  const FORMATS = {date: 'YYYY-MM-DD', time: 'HH:MM', 'datetime-local': 'YYYY-MM-DDTHH:MM', month: 'YYYY-MM',
+    week: 'YYYY-Www', color: '#rrggbb'};
+  const formatOf = (el) => el.tagName === 'INPUT' ? FORMATS[(el.getAttribute('type') || '').toLowerCase()] : undefined;
+  const actionable = (el, cursor, parentCursor) => listened.has(el) || typeof el.onclick === 'function'
+    || typeof el.onmousedown === 'function' || (el.hasAttribute('tabindex') && el.tabIndex >= 0)
+    || (cursor === 'pointer' && parentCursor !== 'pointer');
+  const TRANSPARENT = new Set(['', 'none', 'transparent', 'rgba(0, 0, 0, 0)']);
+  const describe = (el, style) => {
+    const classes = Array.from(el.classList).filter((name) => !name.startsWith('rg-')).slice(0, 3);
+    const parts = [el.tagName.toLowerCase() + classes.map((name) => '.' + name).join('')];
+    if (!(el instanceof SVGElement)) {  // (an SVG shape's colour is a state: see `fillOf`)
+      const background = el.style.backgroundColor || style.backgroundColor;
+      if (!TRANSPARENT.has(background)) parts.push('background=' + background);
+      const image = /url\(["']?([^"')]*)/.exec(style.backgroundImage || '');
+      if (image) parts.push('image=' + image[1].split('/').pop());
+    }
+    return clean(parts.join(' '), 100);
+  };
+  const SVG_SHAPES = new Set(['rect', 'circle', 'ellipse', 'polygon', 'polyline', 'path', 'line', 'text']);
+  const fillOf = (el) => {  // the colour an SVG shape or text is drawn in, as the page wrote it where it did
+    if (!(el instanceof SVGElement) || !SVG_SHAPES.has(el.tagName)) return '';
+    const fill = el.getAttribute('fill') || el.style.fill || getComputedStyle(el).fill;
+    return TRANSPARENT.has(fill) ? '' : 'fill=' + fill.replace(/\s+/g, '');
+  };
   const clean = (text, limit) => {
     const flat = (text || '').replace(/\s+/g, ' ').trim();
     return flat.length > limit ? flat.slice(0, limit - 1) + '…' : flat;
@@ -101,44 +140,52 @@ AXTREE_JS = r"""
     if (el.disabled || aria('disabled') === 'true') states.push('disabled');
     if (el.readOnly) states.push('readonly');
     if (el.required || aria('required') === 'true') states.push('required');
+    const fill = fillOf(el);
+    if (fill) states.push(fill);
+    const format = formatOf(el);
+    if (format) states.push(`${el.getAttribute('type').toLowerCase()} (${format})`);
     if (el.tagName === 'INPUT' && (el.type || '').toLowerCase() === 'password') states.push('password');
     if (document.activeElement === el && el !== document.body) states.push('focused');
     return states.join(' ');
   };
-  const hidden = (el) => {
-    if (el.getAttribute('aria-hidden') === 'true' || el.getClientRects().length === 0) return true;
-    const style = getComputedStyle(el);
-    return style.visibility === 'hidden' || style.display === 'none';
-  };
-  const SKIP_TAGS = new Set(['SCRIPT', 'STYLE', 'NOSCRIPT', 'TEMPLATE', 'SVG', 'svg', 'CANVAS', 'HEAD', 'OPTION']);
+  const hidden = (el, style = getComputedStyle(el)) => el.getAttribute('aria-hidden') === 'true'
+    || el.getClientRects().length === 0 || style.visibility === 'hidden' || style.display === 'none';
+  const SKIP_TAGS = new Set(['SCRIPT', 'STYLE', 'NOSCRIPT', 'TEMPLATE', 'CANVAS', 'HEAD', 'OPTION', 'defs', 'clipPath',
+    'mask', 'symbol', 'marker', 'pattern', 'filter', 'linearGradient', 'radialGradient', 'title', 'desc', 'style',
+    'script']);
   window.__rgAx = {
     snapshot(startId, skipSelectors, limit) {
       let nextId = startId;
       const skip = skipSelectors.length ? skipSelectors.join(',') : null;
       const nodes = [];
-      const visit = (el, depth) => {
-        if (nodes.length >= limit || SKIP_TAGS.has(el.tagName) || (skip && el.matches(skip)) || hidden(el)) return;
+      const visit = (el, depth, parentCursor) => {
+        if (nodes.length >= limit || SKIP_TAGS.has(el.tagName) || (skip && el.matches(skip))) return;
+        const style = getComputedStyle(el);
+        if (hidden(el, style)) return;
         const role = roleOf(el);
         if (role === 'hidden' || role === 'presentation' || role === 'none') return;
         let text = ownText(el);
         const labelsControl = role === 'label' && el.control;
         if (labelsControl) text = '';
         const keep = KEEP.has(role) || (text && role !== 'label') || (role === 'label' && text);
+        const clickable = !keep && role === 'generic' && el !== document.body
+          && actionable(el, style.cursor, parentCursor);
         let childDepth = depth;
-        if (keep) {
+        if (keep || clickable) {
           let id = el.getAttribute('data-rg-id');
           if (id === null) { id = String(nextId++); el.setAttribute('data-rg-id', id); }
-          const named = nameOf(el, role);
-          const node = [Number(id), role === 'generic' || role === 'label' ? 'text' : role,
-            named || text, VALUE_ROLES.has(role) ? valueOf(el, role) : null, statesOf(el, role), depth, null];
+          const named = nameOf(el, role) || (clickable ? describe(el, style) : '');
+          const shown = clickable ? 'clickable' : role === 'generic' || role === 'label' ? 'text' : role;
+          const node = [Number(id), shown, named || text, VALUE_ROLES.has(role) ? valueOf(el, role) : null,
+            statesOf(el, role), depth, null];
           if (el.tagName === 'SELECT') node[6] = Array.from(el.options).map((option) => clean(option.text, 60));
           nodes.push(node);
           childDepth = depth + 1;
           if (NAMED_BY_CONTENT.has(role) || el.tagName === 'SELECT' || el.tagName === 'TEXTAREA') return;
         }
-        for (const child of el.children) visit(child, childDepth);
+        for (const child of el.children) visit(child, childDepth, style.cursor);
       };
-      if (document.body) visit(document.body, 0);
+      if (document.body) visit(document.body, 0, 'auto');
       return {nodes, nextId, truncated: nodes.length >= limit};
     },
     element(id) {

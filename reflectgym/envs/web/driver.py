@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import weakref
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
 
 ACTION_EXAMPLES: tuple[str, ...] = (
     "click(3)",
+    "hover(3)",
     'type(4, "hello")',
     'select(5, "Blue")',
     'press("Enter")',
@@ -140,6 +142,8 @@ class BrowserDriver:
         self._error: str | None = None
         self._blocked: list[str] = []
         self._screenshot: bytes | None = None
+        self._closer: weakref.finalize | None = None
+        """Closes the episode's context if this driver is dropped without `release()` (an env never closed)."""
 
     # ------------------------------------------------------------------ episodes
     def begin(self, task: PageTask, seed: int) -> None:
@@ -206,6 +210,9 @@ class BrowserDriver:
 
     def release(self) -> None:
         """Lets the episode's context go (closed in idle time); the worker's browser stays up."""
+        if self._closer is not None:
+            self._closer.detach()
+            self._closer = None
         if self.session is not None:
             self.service.close_later(self.session)
             self.session = None
@@ -214,6 +221,8 @@ class BrowserDriver:
     async def _start(self, task: PageTask, seed: int) -> tuple[TaskStart, PageState]:
         session = await self.service.open_session(task.task_url())
         self.session = session
+        self._closer = weakref.finalize(self, self.service.close_later, session)
+        self._closer.atexit = False  # (at exit the browser goes down whole)
         start = await task.open_task(session.page, seed)
         state = await self._observe(session)
         return start, state

@@ -58,7 +58,8 @@ class WebEnv(TextEnv[WebAction]):
     holds a PNG of the page.
 
     ## Actions
-    One action per reply: `click(ID)`, `type(ID, "text")` (replaces the field's text), `select(ID, "option")`,
+    One action per reply: `click(ID)`, `hover(ID)`, `type(ID, "text")` (replaces the field's text; a field that
+    does not take it, such as a date in another format, says so), `select(ID, "option")`,
     `press("Enter")`, `scroll(down|up|ID)`, `wait` (lets time-dependent content move on) and `done`. A line
     starting with `Action:` wins; otherwise the first action in the reply is played.
 
@@ -224,6 +225,9 @@ class WebEnv(TextEnv[WebAction]):
         return _format_step(step)
 
 
+UNSOLVED_REWARD = -1.0
+"""What MiniWoB++ pays an episode that times out; here also one ended by `done` or `max_steps` unsolved."""
+
 MINIWOB_STATE_JS = (
     "typeof WOB_DONE_GLOBAL === 'undefined' ? null : "
     "{done: WOB_DONE_GLOBAL, reward: WOB_REWARD_GLOBAL, raw: WOB_RAW_REWARD_GLOBAL, "
@@ -246,8 +250,11 @@ class MiniWoBEnv(TextEnv[WebAction]):
     own reward display and timer are left out). With `screenshot=True`, `info["screenshot"]` is a PNG.
 
     ## Actions
-    As `WebEnv`: `click(ID)`, `type(ID, "text")`, `select(ID, "option")`, `press("Key")`, `scroll(...)`,
-    `wait` (lets 300 ms of real time pass, for animated tasks) and `done`.
+    As `WebEnv`: `click(ID)`, `hover(ID)`, `type(ID, "text")`, `select(ID, "option")`, `press("Key")`,
+    `scroll(...)`, `wait` (lets 300 ms of real time pass, for animated tasks) and `done`. Elements a page made
+    clickable without text (colour boxes, icons, SVG shapes) show as `clickable`, described by tag, classes and
+    colour. Tasks that need a pointer position, a drag or exact timing (hot-cold, drag-*, chase-circle, ...) load
+    and play, but this grammar cannot solve them.
 
     ## Feedback
     MiniWoB pages only report a reward, so: `binary` says solved or not; `diagnostic` adds the page's reward
@@ -257,7 +264,9 @@ class MiniWoBEnv(TextEnv[WebAction]):
     ## Reward
     The task's own reward when the page ends the episode: `WOB_RAW_REWARD_GLOBAL` (1.0 solved, -1.0 failed,
     partial credit on some tasks), or the time-scaled `WOB_REWARD_GLOBAL` with `time_limit_s` set. 0.0 while
-    the episode runs; -`format_penalty` for a reply with no action.
+    the episode runs; -`format_penalty` for a reply with no action. An episode that ends unsolved without the
+    page ending it, on `done` or on the last of `max_steps`, scores -1.0, as MiniWoB's own time-out does:
+    giving up never pays more than a wrong attempt.
 
     ## Episode end
     Terminates when the page ends its episode (`WOB_DONE_GLOBAL`), on `done`, or when the browser fails
@@ -400,11 +409,31 @@ class MiniWoBEnv(TextEnv[WebAction]):
 
     def judge(self, action: WebAction, outcome: ActionOutcome, state: PageState) -> tuple[Verdict, bool]:
         task = state.task or {}
-        if task.get("done"):
-            return self._ended(task, prefix=outcome.message), True
+        if task.get("done"):  # (an action that could not be played met a page that had ended already)
+            return self._ended(task, prefix=outcome.message if outcome.played else ""), True
+        if self._last_turn():
+            return self._unsolved(f"{outcome.message} That was the last step, and the task is not solved."), False
         if not outcome.played:
             return Verdict(0.0, False, outcome.message, details={"action_error": outcome.message}), False
         return Verdict(0.0, False, f"{outcome.message} The task is not complete yet."), False
+
+    def _format_turn(self, error: str) -> Transition:
+        """An unreadable reply; on the last step it ends the episode unsolved like any other (-1, not the format
+        penalty alone, which would make a garbled last reply pay more than a real attempt)."""
+        transition = super()._format_turn(error)
+        if not self._last_turn():
+            return transition
+        verdict = self._unsolved(f"{transition.verdict.feedback} That was the last step.")
+        verdict = Verdict(verdict.reward, False, verdict.feedback, details=dict(transition.verdict.details))
+        return Transition(f"{verdict.feedback}\n\n{self.observation()}", verdict, terminated=False)
+
+    def _last_turn(self) -> bool:
+        """Whether the turn being judged is the last `max_steps` allows."""
+        return self.max_turns is not None and len(self.actions) >= self.max_turns
+
+    def _unsolved(self, text: str) -> Verdict:
+        """An episode ending unsolved without the page ending it: MiniWoB's time-out reward, -1."""
+        return Verdict(UNSOLVED_REWARD, False, f"{text} MiniWoB scores an unsolved episode {UNSOLVED_REWARD:g}.")
 
     def _ended(self, task: dict[str, Any], prefix: str = "") -> Verdict:
         reward = self._reward(task)
@@ -429,7 +458,7 @@ class MiniWoBEnv(TextEnv[WebAction]):
         text = "You said done, but the page has not registered the task as complete."
         if self.feedback == "hint":
             text += " Hint: most tasks end with a click on a submit button or the target element."
-        return Verdict(0.0, False, text)
+        return self._unsolved(text)
 
     def oracle_action(self) -> str:
         """A scripted solver's next action for click-test, click-button, enter-text and login-user."""

@@ -8,6 +8,7 @@ browser or page escapes as an exception.
 from __future__ import annotations
 
 import asyncio
+import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -17,10 +18,17 @@ from reflectgym.envs.web.axtree import AxNode, AxTree
 if TYPE_CHECKING:
     from playwright.async_api import Page
 
-CLICKABLE = ("button", "link", "checkbox", "radio", "tab", "switch", "option", "menuitem", "text", "listitem", "cell")
+CLICKABLE = (
+    "button", "link", "checkbox", "radio", "tab", "switch", "option", "menuitem", "clickable", "img", "text",
+    "listitem", "cell",
+)  # fmt: skip
 EDITABLE = ("textbox", "searchbox", "spinbutton", "combobox")
 _TYPEABLE = ("textbox", "searchbox", "spinbutton")
 _DEAD = ("Target closed", "has been closed", "Target crashed", "Browser closed", "crashed")
+HOVER_SETTLE_MS = 400
+"""How long a hover waits before the page is read: menus and tooltips open after a delay (jQuery UI's: 300 ms)."""
+_FORMAT = re.compile(r"\b(date|time|datetime-local|month|week|color) \(([^)]*)\)")
+"""A field's input format as the tree states it: `date (YYYY-MM-DD)`."""
 
 
 @dataclass(frozen=True)
@@ -71,7 +79,8 @@ async def perform(page: Page, action: WebAction, tree: AxTree, wait_ms: int) -> 
     node = tree.get(action.element)
     if node is None:
         wanted = {
-            "click": (CLICKABLE, "clickable elements"),
+            "click": (CLICKABLE + EDITABLE, "clickable elements"),
+            "hover": (CLICKABLE, "elements"),
             "type": (_TYPEABLE, "text fields"),
             "select": (("combobox",), "dropdowns"),
             "scroll": (CLICKABLE, "elements"),
@@ -83,18 +92,12 @@ async def perform(page: Page, action: WebAction, tree: AxTree, wait_ms: int) -> 
             "(id) => { const el = window.__rgAx.element(id); if (el) el.scrollIntoView({block: 'center'}); }", node.id
         )
         return ActionOutcome(True, f"Scrolled {_describe(node)} into view.")
-    if kind == "click":
-        return await _click(page, node)
+    if kind in ("click", "hover"):
+        return await _point_at(page, node, kind)
     if kind == "type":
         if node.role not in _TYPEABLE:
             return ActionOutcome(False, f"{_describe(node)} cannot take text; {_ids(tree, _TYPEABLE, 'text fields')}.")
-        try:
-            await page.locator(selector).fill(action.text or "", timeout=2000)
-        except Exception as error:
-            if is_dead_page_error(error):
-                raise
-            return ActionOutcome(False, f"Could not type into {_describe(node)}: it is not editable right now.")
-        return ActionOutcome(True, f"Typed into {_describe(node)}.")
+        return await _type(page, node, action.text or "")
     # select
     if node.role != "combobox" or node.options is None:
         return ActionOutcome(False, f"{_describe(node)} is not a dropdown; {_ids(tree, ('combobox',), 'dropdowns')}.")
@@ -111,17 +114,51 @@ async def perform(page: Page, action: WebAction, tree: AxTree, wait_ms: int) -> 
     return ActionOutcome(True, f"Selected an option in {_describe(node)}.")
 
 
-async def _click(page: Page, node: AxNode) -> ActionOutcome:
+async def _type(page: Page, node: AxNode, text: str) -> ActionOutcome:
+    """Fills field `node` with `text`, then reads it back: a field that drops or reshapes what was typed (a date
+    field given another format, a length limit) says so instead of reporting success."""
+    locator = page.locator(f'[data-rg-id="{node.id}"]')
+    expected = _FORMAT.search(node.states)
+    needs = f"; it takes a {expected.group(1)} written {expected.group(2)}" if expected else ""
+    try:
+        await locator.fill(text, timeout=2000)
+    except Exception as error:
+        if is_dead_page_error(error):
+            raise
+        why = next((state for state in ("read-only", "disabled") if state.replace("-", "") in node.states), None)
+        reason = f"it is {why}" if why else f"it did not take {text!r}{needs}" if needs else "it is not editable now"
+        return ActionOutcome(False, f"Could not type into {_describe(node)}: {reason}.")
+    try:
+        held = await locator.input_value(timeout=2000)
+    except Exception as error:  # a contenteditable element has no value to read back
+        if is_dead_page_error(error):
+            raise
+        held = text
+    if held == text:
+        return ActionOutcome(True, f"Typed into {_describe(node)}.")
+    if expected:
+        return ActionOutcome(False, f"{_describe(node)} did not take {text!r}{needs}.")
+    return ActionOutcome(True, f"Typed into {_describe(node)}; it now holds {held!r}.")
+
+
+async def _point_at(page: Page, node: AxNode, kind: str) -> ActionOutcome:
+    """Clicks `node`, or moves the pointer over it (`hover`), at its centre once it is in view and uncovered."""
     target = await page.evaluate("(id) => window.__rgAx.clickPoint(id)", node.id)
     error = target.get("error")
     if error == "missing":
         return ActionOutcome(False, f"Element {node.id} is no longer on the page.")
     if error == "hidden":
-        return ActionOutcome(False, f"{_describe(node)} is hidden and cannot be clicked.")
+        return ActionOutcome(
+            False, f"{_describe(node)} is hidden and cannot be {'clicked' if kind == 'click' else 'reached'}."
+        )
     if error == "covered":
         return ActionOutcome(
             False, f"{_describe(node)} is covered by element {target.get('by')}; deal with that first."
         )
+    if kind == "hover":
+        await page.mouse.move(float(target["x"]), float(target["y"]))
+        await asyncio.sleep(HOVER_SETTLE_MS / 1000)
+        return ActionOutcome(True, f"Moved the pointer over {_describe(node)}.")
     if target.get("disabled"):
         return ActionOutcome(False, f"{_describe(node)} is disabled.")
     await page.mouse.click(float(target["x"]), float(target["y"]))

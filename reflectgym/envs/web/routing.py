@@ -106,12 +106,15 @@ class SiteServer:
                 if response.status != 200:
                     log.info("no file for %s (%s)", self.path, response.reason)
                 body = response.body or b""
-                self.send_response(response.status or 404)
-                self.send_header("Content-Type", response.content_type or "text/plain")
-                self.send_header("Content-Length", str(len(body)))
-                self.send_header("Cache-Control", "no-store")
-                self.end_headers()
-                self.wfile.write(body)
+                try:
+                    self.send_response(response.status or 404)
+                    self.send_header("Content-Type", response.content_type or "text/plain")
+                    self.send_header("Content-Length", str(len(body)))
+                    self.send_header("Cache-Control", "no-store")
+                    self.end_headers()
+                    self.wfile.write(body)
+                except ConnectionError:  # the page went away mid-load (its context was closed): nothing to say
+                    self.close_connection = True
 
             def log_message(self, format: str, *args: object) -> None:
                 return None

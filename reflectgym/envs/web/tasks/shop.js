@@ -31,8 +31,8 @@
         const product = (inst.products[RG.param('d')] || []).find((p) => p.name === RG.param('p'));
         if (!product) { root.append(h('h1', {text: 'No such product'})); return; }
         root.append(h('h1', {text: product.name}), h('p', {text: `$${product.price.toFixed(2)}`}),
-          h('button', {text: 'Add to cart', onclick: () => { cart(data).push(product.name); RG.redraw(); }}),
-          cart(data).includes(product.name) ? h('p', {role: 'status', text: 'Added to your cart.'}) : null);
+          h('button', {text: 'Add to cart', onclick: () => { cart(data).push(product.name); RG.redraw(); }}));
+        if (cart(data).includes(product.name)) root.append(h('p', {role: 'status', text: 'Added to your cart.'}));
       } else {
         root.append(h('h1', {text: 'Your cart'}),
           cart(data).length ? h('ul', {}, cart(data).map((name, k) => h('li', {}, name + ' ',
