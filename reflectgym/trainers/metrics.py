@@ -3,12 +3,24 @@ Weights & Biases when asked for and installed."""
 
 from __future__ import annotations
 
+import importlib
 import json
 import math
 import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+
+
+def require_sinks(*, tensorboard: bool, wandb: bool) -> None:
+    """Raises `ImportError` saying what to install when an asked-for logging sink is missing."""
+    wanted = [("torch.utils.tensorboard", "tensorboard logging needs the tensorboard package")] if tensorboard else []
+    wanted += [("wandb", "W&B logging needs wandb")] if wandb else []
+    for module, need in wanted:
+        try:
+            importlib.import_module(module)
+        except ImportError as error:
+            raise ImportError(f"{need}: pip install {module.rsplit('.', 1)[-1]}") from error
 
 
 class MetricsLogger:
@@ -33,6 +45,7 @@ class MetricsLogger:
         config: Mapping[str, Any] | None = None,
         resumed_at: int | None = None,
     ) -> None:
+        require_sinks(tensorboard=tensorboard, wandb=wandb_project is not None)  # before any file is touched
         self.run_dir = Path(run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.path = self.run_dir / "metrics.jsonl"
@@ -43,19 +56,13 @@ class MetricsLogger:
             (self.run_dir / "config.json").write_text(json.dumps(dict(config), indent=2, default=str) + "\n")
         self._tensorboard = None
         if tensorboard:
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-            except ImportError as error:
-                raise ImportError(
-                    "tensorboard logging needs the tensorboard package: pip install tensorboard"
-                ) from error
+            from torch.utils.tensorboard import SummaryWriter
+
             self._tensorboard = SummaryWriter(str(self.run_dir / "tensorboard"))
         self._wandb = None
         if wandb_project is not None:
-            try:
-                import wandb
-            except ImportError as error:
-                raise ImportError("W&B logging needs wandb: pip install wandb") from error
+            import wandb
+
             self._wandb = wandb.init(project=wandb_project, config=dict(config or {}), dir=str(self.run_dir))
 
     def log(self, step: int, metrics: Mapping[str, float]) -> None:

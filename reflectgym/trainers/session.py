@@ -33,7 +33,7 @@ from reflectgym.trainers.checkpoint import (
 from reflectgym.trainers.config import ConfigError, to_dict
 from reflectgym.trainers.data_parallel import barrier, current_world, gather_to_main, init_world, wrap_for_training
 from reflectgym.trainers.losses import Normalisation
-from reflectgym.trainers.metrics import MetricsLogger
+from reflectgym.trainers.metrics import MetricsLogger, require_sinks
 from reflectgym.trainers.update import LossFn, UpdateResult, optimizer_step
 
 TINY_MODEL = "tiny"
@@ -109,8 +109,9 @@ class TrainerConfig:
 
 def checkpoint_to_resume(config: TrainerConfig, is_main: bool = True) -> Path | None:
     """The checkpoint a run continues from (None: a fresh start). A fresh run into an `output_dir` that holds
-    an earlier run's checkpoints stops with a `CheckpointError` unless `overwrite_output_dir` (then rank 0
-    deletes them, and says so): new checkpoints pruned among old ones would make a later resume restart."""
+    an earlier run's checkpoints stops with a `CheckpointError` unless `overwrite_output_dir` (then they are
+    deleted once the run begins: see `clear_earlier_run`): new checkpoints pruned among old ones would make a
+    later resume restart."""
     run_dir = Path(config.output_dir)
     if config.resume:
         checkpoint = resume_checkpoint(run_dir)
@@ -124,10 +125,17 @@ def checkpoint_to_resume(config: TrainerConfig, is_main: bool = True) -> Path | 
             "true (--resume true), delete them and start over with overwrite_output_dir: true "
             "(--overwrite-output-dir true), or choose another output_dir"
         )
-    if earlier and is_main:
+    return None
+
+
+def clear_earlier_run(run_dir: Path) -> None:
+    """Deletes an earlier run's checkpoints (`overwrite_output_dir`), saying so. Called when the new run begins,
+    after the trainer was built: a config that cannot run (a typo in an env id, a missing file, a logging sink
+    not installed) stops before anything of the earlier run is gone."""
+    earlier = saved_checkpoints(run_dir)
+    if earlier:
         clear_checkpoints(run_dir)
         print(f"overwrite_output_dir: deleted {len(earlier)} earlier checkpoint(s) in {run_dir}", file=sys.stderr)
-    return None
 
 
 def load_policy(config: TrainerConfig) -> HFPolicy:
@@ -243,6 +251,8 @@ class TrainingSession:
         self.autocast_dtype = torch.bfloat16 if (config.bf16 if config.bf16 is not None else cuda) else None
         self.run_dir = Path(config.output_dir)
         self._resume_from = checkpoint_to_resume(config, self.world.is_main)
+        if self.world.is_main:
+            require_sinks(tensorboard=config.tensorboard, wandb=config.wandb_project is not None)
         self.step = 0
         self._describe = to_dict(describe if describe is not None else config)
         self._logger: MetricsLogger | None = None
@@ -268,6 +278,8 @@ class TrainingSession:
             torch.manual_seed(self.config.seed * 1_000_003 + self.world.rank * 7919 + self.step)
         if not self.world.is_main:
             return state
+        if checkpoint is None and self.config.overwrite_output_dir:
+            clear_earlier_run(self.run_dir)
         self._logger = MetricsLogger(
             self.run_dir,
             tensorboard=self.config.tensorboard,

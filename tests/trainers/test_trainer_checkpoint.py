@@ -168,7 +168,7 @@ def test_pruning_never_deletes_the_checkpoint_just_written(tmp_path: Path) -> No
 
 def test_a_fresh_run_refuses_a_folder_with_an_earlier_runs_checkpoints(tmp_path: Path) -> None:
     from reflectgym.trainers.checkpoint import CheckpointError
-    from reflectgym.trainers.session import TrainerConfig, checkpoint_to_resume
+    from reflectgym.trainers.session import TrainerConfig, checkpoint_to_resume, clear_earlier_run
 
     model, optimizer, _ = make(0)
     save_checkpoint(tmp_path, 4, model=model, optimizer=optimizer)
@@ -176,6 +176,8 @@ def test_a_fresh_run_refuses_a_folder_with_an_earlier_runs_checkpoints(tmp_path:
         checkpoint_to_resume(TrainerConfig(output_dir=str(tmp_path)))
     assert checkpoint_to_resume(TrainerConfig(output_dir=str(tmp_path), resume=True)).name == "step-00000004"
     assert checkpoint_to_resume(TrainerConfig(output_dir=str(tmp_path), overwrite_output_dir=True)) is None
+    assert (tmp_path / "checkpoints" / "step-00000004").is_dir()  # deleted only when the run begins
+    clear_earlier_run(tmp_path)
     assert not (tmp_path / "checkpoints").exists()
 
 

@@ -4,6 +4,7 @@ LoRA trains adapters only, and a separate sampler is sent the new weights."""
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import json
 from pathlib import Path
 
@@ -274,3 +275,29 @@ def test_demonstrations_from_an_eval_folder_and_none_solved_says_so(tmp_path: Pa
         SFTTrainer(config, HFPolicy.from_pretrained(tiny))
     trainer = SFTTrainer(dataclasses.replace(config, successful_only=False), HFPolicy.from_pretrained(tiny))
     assert len(trainer.sequences) == 5
+
+
+def test_overwriting_deletes_the_earlier_run_only_once_the_new_one_can_run(tmp_path: Path, tiny: Path) -> None:
+    SFTTrainer(toy_config(tmp_path, steps=2, save_every=1), policy=HFPolicy.from_pretrained(tiny)).train()
+    checkpoints = tmp_path / "run" / "checkpoints"
+    earlier = sorted(path.name for path in checkpoints.iterdir())
+    broken_configs: list[dict[str, object]] = [
+        {"env_id": "reflectgym/Nope-v0"},
+        {"demonstrations": str(tmp_path / "none.jsonl")},
+    ]
+    if importlib.util.find_spec("tensorboard") is None:
+        broken_configs.append({"tensorboard": True})  # a sink that is not installed
+    for broken in broken_configs:
+        with pytest.raises(Exception):  # noqa: B017  (whatever the typo raises)
+            SFTTrainer(toy_config(tmp_path, overwrite_output_dir=True, **broken), policy=HFPolicy.from_pretrained(tiny))
+        assert sorted(path.name for path in checkpoints.iterdir()) == earlier, broken
+    with pytest.raises(gym.error.Error, match="Nope"):
+        GRPOTrainer(
+            GRPOConfig(env_id="reflectgym/Nope-v0", output_dir=str(tmp_path / "run"), overwrite_output_dir=True),
+            policy=HFPolicy.from_pretrained(tiny),
+        )
+    assert sorted(path.name for path in checkpoints.iterdir()) == earlier
+    trainer = SFTTrainer(toy_config(tmp_path, steps=1, overwrite_output_dir=True), HFPolicy.from_pretrained(tiny))
+    assert sorted(path.name for path in checkpoints.iterdir()) == earlier  # built, not begun: nothing deleted yet
+    trainer.train()
+    assert sorted(path.name for path in checkpoints.iterdir() if path.name.startswith("step-")) == ["step-00000001"]
