@@ -173,18 +173,31 @@ def play_env(
 ) -> tuple[EvalSummary, list[Trajectory]]:
     """Evaluates one env with the policy, or the scripted agent (its episodes cut at --max-turns)."""
     kwargs = parse_env_args(args.env_arg)
+    task_ids = every_task(env_id, kwargs) if args.all_tasks else None
     if policy is not None:
         make_env = lambda: gym.make(env_id, **kwargs)  # noqa: E731
         return evaluate_policy(
             policy, make_env, env_id=env_id, episodes=args.episodes, seed=args.seed, out_dir=env_out,
-            config=rollout_config(args), progress=not args.quiet,
+            config=rollout_config(args), progress=not args.quiet, task_ids=task_ids,
         )  # fmt: skip
     make_limited = lambda: gym.make(env_id, max_episode_steps=args.max_turns, **kwargs)  # noqa: E731
     agent = scripted_agent(args.agent, seed=args.seed)
     return evaluate(
         make_limited, agent, env_id=env_id, episodes=args.episodes, seed=args.seed, out_dir=env_out,
-        progress=not args.quiet,
+        progress=not args.quiet, task_ids=task_ids,
     )  # fmt: skip
+
+
+def every_task(env_id: str, kwargs: dict[str, Any]) -> list[str]:
+    """The ids of every task `env_id` plays (`--all-tasks`); a `UsageError` for an env that generates its tasks."""
+    env = gym.make(env_id, **kwargs)
+    try:
+        ids = getattr(env.unwrapped, "task_ids", lambda: None)()
+    finally:
+        env.close()
+    if not ids:
+        raise UsageError(f"--all-tasks: {env_id} generates its tasks and has no list to play through; use --episodes")
+    return list(ids)
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
@@ -383,6 +396,12 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate_cmd.add_argument("--max-new-tokens", type=int, help="--policy: tokens per reply (default: 256)")
     evaluate_cmd.add_argument("--temperature", type=float, help="--policy: 0 = greedy (default: 0)")
     evaluate_cmd.add_argument("--episodes", type=int, default=10, help="episodes to play (default: 10)")
+    evaluate_cmd.add_argument(
+        "--all-tasks",
+        action="store_true",
+        help="play every task of the env's list once, in order (HumanEval-v0: 164 episodes), instead of --episodes "
+        "seeded draws, which repeat some tasks and miss others",
+    )
     evaluate_cmd.add_argument("--seed", type=int, default=0, help="seed of the first episode (default: 0)")
     evaluate_cmd.add_argument("--out", help="folder for trajectories.jsonl, summary.json and report.html")
     evaluate_cmd.add_argument("--quiet", action="store_true", help="no progress bar")

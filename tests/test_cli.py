@@ -189,6 +189,21 @@ def test_import_finds_modules_in_the_current_folder(own_sys_path: Path) -> None:
     assert result.returncode == 0, result.stderr
 
 
+def test_all_tasks_plays_every_task_of_the_list_once(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import gymnasium as gym
+
+    env = gym.make("reflectgym/Code-v0")
+    ids = env.unwrapped.task_ids()  # type: ignore[attr-defined]
+    env.close()
+    assert ids is not None and len(ids) == len(set(ids)) > 10
+    code, _, err = cli(capsys, "eval", "Code-v0", "--all-tasks", "--out", str(tmp_path), "--quiet")
+    assert code == 0, err
+    played = [json.loads(line) for line in (tmp_path / "trajectories.jsonl").read_text().splitlines()]
+    assert [episode["task_id"] for episode in played] == ids and all(episode["success"] for episode in played)
+    code, _, err = cli(capsys, "eval", "Math-v0", "--all-tasks")
+    assert code == 2 and "generates its tasks" in err
+
+
 def test_unknown_family_and_suite_are_usage_errors(capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = cli(capsys, "envs", "--family", "nope")
     assert code == 2 and "no envs in family 'nope'; families:" in err

@@ -10,7 +10,7 @@ import json
 import math
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -60,10 +60,15 @@ class EvalSummary:
 
 
 def run_episode(
-    env: gym.Env[Any, Any], agent: ScriptedAgent, seed: int, env_id: str, max_turns: int = 1000
+    env: gym.Env[Any, Any],
+    agent: ScriptedAgent,
+    seed: int,
+    env_id: str,
+    max_turns: int = 1000,
+    task_id: str | None = None,
 ) -> Trajectory:
-    """Plays one episode; `max_turns` guards against envs without their own limit."""
-    observation, info = env.reset(seed=seed)
+    """Plays one episode (of task `task_id` when given); `max_turns` guards against envs without their own limit."""
+    observation, info = env.reset(seed=seed, options=None if task_id is None else {"task_id": task_id})
     trajectory = Trajectory(
         env_id=env_id,
         task_id=info.get("task_id"),
@@ -103,8 +108,12 @@ def evaluate(
     seed: int = 0,
     out_dir: str | Path | None = None,
     progress: bool = True,
+    task_ids: Sequence[str] | None = None,
 ) -> tuple[EvalSummary, list[Trajectory]]:
-    """Plays `episodes` episodes (seeds `seed`, `seed+1`, ...), writing JSONL as it goes when `out_dir` is set."""
+    """Plays `episodes` episodes (seeds `seed`, `seed+1`, ...), writing JSONL as it goes when `out_dir` is set.
+    With `task_ids` (e.g. `env.unwrapped.task_ids()`), plays each of those tasks once instead, in order: a full
+    pass over a benchmark, where seeded draws would repeat some tasks and miss others."""
+    episodes = len(task_ids) if task_ids is not None else episodes
     start = time.perf_counter()
     trajectories: list[Trajectory] = []
     path = Path(out_dir) / "trajectories.jsonl" if out_dir is not None else None
@@ -116,11 +125,12 @@ def evaluate(
     try:
         for episode in range(episodes):
             try:
-                trajectory = run_episode(env, agent, seed + episode, env_id)
+                task_id = None if task_ids is None else task_ids[episode]
+                trajectory = run_episode(env, agent, seed + episode, env_id, task_id=task_id)
             except Exception as error:  # one broken episode must not end the run
                 trajectory = Trajectory(
                     env_id=env_id,
-                    task_id=None,
+                    task_id=None if task_ids is None else task_ids[episode],
                     seed=seed + episode,
                     metadata={
                         "agent": agent.name,
@@ -154,8 +164,11 @@ def evaluate_policy(
     out_dir: str | Path | None = None,
     config: RolloutConfig | None = None,
     progress: bool = True,
+    task_ids: Sequence[str] | None = None,
 ) -> tuple[EvalSummary, list[Trajectory]]:
-    """Plays `episodes` episodes (seeds `seed`, `seed+1`, ...) with the rollout engine, writing JSONL as groups end."""
+    """Plays `episodes` episodes (seeds `seed`, `seed+1`, ...) with the rollout engine, writing JSONL as groups end;
+    with `task_ids`, each of those tasks once instead (see `evaluate`)."""
+    episodes = len(task_ids) if task_ids is not None else episodes
     start = time.perf_counter()
     path = Path(out_dir) / "trajectories.jsonl" if out_dir is not None else None
     if path is not None:
@@ -165,7 +178,7 @@ def evaluate_policy(
     trajectories: list[Trajectory] = []
     size = engine.config.group_size
     bar = tqdm(total=episodes * size, desc=f"{env_id} [{policy.name}]", disable=not progress, leave=False)
-    for group in engine.run(range(seed, seed + episodes)):
+    for group in engine.run(range(seed, seed + episodes), task_ids=task_ids):
         trajectories.extend(group)
         if path is not None:
             append_trajectories(path, group)

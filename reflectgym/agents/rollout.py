@@ -16,7 +16,7 @@ import queue
 import threading
 import time
 import traceback
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ALL_COMPLETED, FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass, field
 from typing import Any
@@ -163,14 +163,26 @@ class RolloutEngine:
         self.stats = {"policy_seconds": 0.0, "policy_calls": 0, "steps": 0}
         """Totals over this engine's runs: seconds inside the policy, policy calls, env steps."""
 
-    def collect(self, seeds: Iterable[int], options: dict[str, Any] | None = None) -> list[Trajectory]:
+    def collect(
+        self, seeds: Iterable[int], options: dict[str, Any] | None = None, *, task_ids: Sequence[str] | None = None
+    ) -> list[Trajectory]:
         """Every trajectory of `run(seeds)`, in seed order (groups stay together)."""
-        groups = sorted(self.run(seeds, options), key=lambda group: group[0].metadata["group"])
+        groups = sorted(self.run(seeds, options, task_ids=task_ids), key=lambda group: group[0].metadata["group"])
         return [trajectory for group in groups for trajectory in group]
 
-    def run(self, seeds: Iterable[int], options: dict[str, Any] | None = None) -> Iterator[list[Trajectory]]:
-        """Plays `group_size` episodes per seed; yields each group (episodes in order) as soon as it ends."""
+    def run(
+        self, seeds: Iterable[int], options: dict[str, Any] | None = None, *, task_ids: Sequence[str] | None = None
+    ) -> Iterator[list[Trajectory]]:
+        """Plays `group_size` episodes per seed; yields each group (episodes in order) as soon as it ends.
+        `options` go to every `reset`; with `task_ids` (one per seed), group i plays task `task_ids[i]`."""
         config = self.config
+        seeds = list(seeds)
+        if task_ids is not None and len(task_ids) != len(seeds):
+            raise ValueError(f"{len(task_ids)} task ids for {len(seeds)} seeds: give one per seed")
+        group_options = [
+            options if task_ids is None else {**(options or {}), "task_id": task_ids[group]}
+            for group in range(len(seeds))
+        ]
         todo = [(group, index, seed) for group, seed in enumerate(seeds) for index in range(config.group_size)]
         todo.reverse()
         workers = [EnvWorker(self.make_env) for _ in range(min(config.num_envs, len(todo)))]
@@ -181,7 +193,7 @@ class RolloutEngine:
             while todo or active:
                 while free and todo:
                     group, index, seed = todo.pop()
-                    active.append(self._start(free.pop(), group, index, seed, options))
+                    active.append(self._start(free.pop(), group, index, seed, group_options[group]))
                 ready, ended = self._advance(active)
                 for episode in ended:
                     active.remove(episode)

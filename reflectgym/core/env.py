@@ -121,6 +121,13 @@ class TextEnv(gym.Env[str, str], Generic[ActionT]):
         """The id of the task being played, for families with task ids."""
         return None
 
+    def task_ids(self) -> list[str] | None:
+        """Every id `reset(options={"task_id": ...})` takes, in order, when the env plays a finite list of tasks
+        (None for a generator): what an evaluation walks through to play each task once. By default the ids of
+        a `tasks` attribute that has them (a `TaskList`)."""
+        ids = getattr(getattr(self, "tasks", None), "ids", None)
+        return [str(task_id) for task_id in ids()] if callable(ids) else None
+
     def privileged(self) -> str | None:
         """Teacher-only text for this episode (reference solution, optimal plan); students never see it."""
         return None

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import gymnasium as gym
+import pytest
 
 from reflectgym.agents import Generation, RolloutConfig, RolloutEngine, Sampling, evaluate, evaluate_policy
 from reflectgym.core.spaces import FreeText
@@ -31,7 +32,8 @@ class ToyEnv(gym.Env[str, str]):
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[str, dict[str, Any]]:
         super().reset(seed=seed)
         self.seed_, self.steps = seed, 0
-        return f"task {seed}", {"task_id": f"t{seed}", "privileged": "say ok twice", "feedback": ""}
+        task_id = (options or {}).get("task_id", f"t{seed}")
+        return f"task {seed}", {"task_id": task_id, "privileged": "say ok twice", "feedback": ""}
 
     def step(self, action: str) -> tuple[str, float, bool, bool, dict[str, Any]]:
         if self.seed_ == self.crash:
@@ -132,6 +134,15 @@ def test_evaluate_policy_summarises_with_an_interval(tmp_path: Any) -> None:
     assert 0.3 < summary.ci_low < 0.8 < summary.ci_high <= 1.0
     assert (tmp_path / "trajectories.jsonl").read_text().count("\n") == 5
     assert [t.seed for t in trajectories] == [0, 1, 2, 3, 4]
+
+
+def test_evaluate_policy_plays_each_listed_task_once() -> None:
+    summary, trajectories = evaluate_policy(
+        OkPolicy(), lambda: ToyEnv(), env_id="toy", task_ids=["b", "a", "c"], seed=7, progress=False
+    )
+    assert summary.episodes == 3 and [(t.task_id, t.seed) for t in trajectories] == [("b", 7), ("a", 8), ("c", 9)]
+    with pytest.raises(ValueError, match="2 task ids for 3 seeds"):
+        engine().collect(range(3), task_ids=["a", "b"])
 
 
 class RecordingPolicy(OkPolicy):

@@ -132,6 +132,10 @@ class SokobanEnv(TextEnv[tuple[int, ...]]):
         observation = self.observation()
         return f"{words.LEGEND}\n\n{observation}" if self.show_legend else observation
 
+    def task_ids(self) -> list[str] | None:
+        """The loaded levels' indices (None for generated levels)."""
+        return None if self.levels is None else [str(index) for index in range(len(self.levels))]
+
     def _choose_level(self, task_id: Any) -> tuple[Level, str, Solution | None]:
         if self.levels is not None and (task_id is None or not _looks_like_level(task_id)):
             index = self._level_index(task_id)

@@ -144,6 +144,9 @@ class WebEnv(TextEnv[WebAction]):
     def task_id(self) -> str | None:
         return self._task.id
 
+    def task_ids(self) -> list[str] | None:
+        return [self.task] if self.task is not None else list(TASK_IDS)
+
     # ------------------------------------------------------------------ Gymnasium API additions
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[str, dict[str, Any]]:
         """Starts a new episode in a fresh browser context (see `TextEnv.reset`)."""
@@ -326,6 +329,9 @@ class MiniWoBEnv(TextEnv[WebAction]):
     @property
     def task_id(self) -> str | None:
         return self._task
+
+    def task_ids(self) -> list[str] | None:
+        return [self.task] if self.task is not None else list(self.pages.tasks)
 
     # ------------------------------------------------------------------ TextEnv hooks (the browser does the work)
     def parse_action(self, text: str) -> WebAction:
