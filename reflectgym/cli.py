@@ -39,7 +39,10 @@ from reflectgym.agents.specs import POLICY_SPECS
 from reflectgym.core.registry import qualify
 from reflectgym.core.trajectory import Trajectory
 
-PLAY_HELP = "commands: :reset (new episode)  :quit  :help — anything else is your action"
+PLAY_HELP = (
+    "commands: :reset (new episode)  :quit  :help — anything else is your action; one that starts with ``` (a code "
+    "block) goes on over several lines up to its closing ```"
+)
 
 
 def parse_env_args(pairs: Sequence[str]) -> dict[str, Any]:
@@ -300,6 +303,22 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def whole_reply(line: str) -> str:
+    """A reply typed at `play`'s prompt: one line, or a fenced code block read on to its closing fence (or the end
+    of input), as a model would write it."""
+    if not line.lstrip().startswith("```") or line.strip().count("```") > 1:
+        return line
+    lines = [line]
+    while True:
+        try:
+            lines.append(input("... "))
+        except EOFError:
+            break
+        if lines[-1].strip() == "```":
+            break
+    return "\n".join(lines)
+
+
 def cmd_play(args: argparse.Namespace) -> int:
     env_id = qualify(args.env)
     env = gym.make(env_id, **parse_env_args(args.env_arg))
@@ -332,7 +351,7 @@ def cmd_play(args: argparse.Namespace) -> int:
         if env.unwrapped.episode_over:  # type: ignore[attr-defined]
             print("The episode is over: :reset for another, :quit to leave.")
             continue
-        observation, reward, terminated, truncated, info = env.step(line)
+        observation, reward, terminated, truncated, info = env.step(whole_reply(line))
         total += float(reward)
         print(f"\n{observation}\n[reward {reward:+.2f}, total {total:+.2f}]")
         if terminated or truncated:

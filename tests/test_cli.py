@@ -83,6 +83,17 @@ def test_play_takes_moves_from_the_terminal() -> None:
     assert "starts with 'N'" in result.stdout and "Correct." in result.stdout and "Episode solved" in result.stdout
 
 
+def test_play_takes_a_code_block_over_several_lines() -> None:
+    solution = "```python\ndef add(a, b):\n    return a + b\n```\n"
+    task = {
+        "task_id": "add", "prompt": "def add(a, b):\n", "canonical_solution": "    return a + b\n",
+        "test": "def check(candidate):\n    assert candidate(2, 3) == 5\n", "entry_point": "add",
+    }  # fmt: skip
+    result = run("play", "Code-v0", "--env-arg", f"tasks={json.dumps([task])}", stdin=solution + ":quit\n")
+    assert result.returncode == 0, result.stderr
+    assert "Episode solved" in result.stdout and "no Python code" not in result.stdout, result.stdout
+
+
 def test_eval_a_tiny_hf_model_on_every_family_writes_a_report(tmp_path: Path) -> None:
     pytest.importorskip("transformers")
     from support.resources import resource_missing
@@ -191,6 +202,8 @@ def test_import_finds_modules_in_the_current_folder(own_sys_path: Path) -> None:
 
 def test_all_tasks_plays_every_task_of_the_list_once(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     import gymnasium as gym
+
+    import reflectgym  # noqa: F401  (registers the built-in envs)
 
     env = gym.make("reflectgym/Code-v0")
     ids = env.unwrapped.task_ids()  # type: ignore[attr-defined]

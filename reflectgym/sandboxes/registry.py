@@ -43,11 +43,14 @@ def get_sandbox(name: str) -> ManagedSandbox:
         ValueError: no backend has that name.
         SandboxError: the backend cannot start here (the message says why).
     """
-    if name == "auto":
-        return default_sandbox()
-    if name not in BACKENDS:
+    check_sandbox_name(name)
+    return default_sandbox() if name == "auto" else BACKENDS[name]()
+
+
+def check_sandbox_name(name: str) -> None:
+    """Raises `ValueError` naming the choices unless `name` is a backend's name (or `auto`); starts nothing."""
+    if name != "auto" and name not in BACKENDS:
         raise ValueError(f"unknown sandbox {name!r}; choose one of {', '.join(['auto', *BACKENDS])}")
-    return BACKENDS[name]()
 
 
 def default_sandbox() -> ManagedSandbox:

@@ -232,6 +232,25 @@ def test_io_outputs_compare_by_tokens(io_env: CodeIOEnv) -> None:
     assert io_env.step(fenced(code))[1] == 1.0
 
 
+def test_an_unknown_sandbox_name_fails_when_the_env_is_made() -> None:
+    with pytest.raises(ValueError, match="unknown sandbox 'nosuch'; choose one of auto, "):
+        CodeEnv(sandbox="nosuch")
+
+
+def test_a_full_definition_replaces_a_prompt_that_is_only_a_signature() -> None:
+    task = {
+        "task_id": "add", "prompt": "import functools\nimport math\n\n\n@functools.cache\ndef add(a, b):\n",
+        "canonical_solution": "    return a + b\n", "test": "def check(candidate):\n    assert candidate(2, 3) == 5\n",
+        "entry_point": "add",
+    }  # fmt: skip
+    env = CodeEnv(tasks=[task], verifier=FAST)
+    env.reset(seed=0)
+    assert env.step(fenced("def add(a, b):\n    return a + math.floor(b)\n"))[1] == 1.0  # the imports stay
+    env.reset(seed=0)
+    assert env.step("    return a + b")[1] == 1.0
+    env.close()
+
+
 def test_a_named_sandbox_backend_is_used_and_closed() -> None:
     env = CodeIOEnv(sandbox="bwrap", verifier=FAST)
     env.reset(options={"task_id": "io/distinct_count"})

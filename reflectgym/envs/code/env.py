@@ -335,4 +335,26 @@ def compose(preamble: str, code: str) -> Program:
     head = preamble.rstrip("\n")
     if is_function_body(code):
         return Program(f"{head}\n{code}", offset=head.count("\n") + 1)
+    head = without_bodiless_stub(head)
+    if not head.strip():
+        return Program(code)
     return Program(f"{head}\n\n\n{code}", offset=head.count("\n") + 3)
+
+
+@functools.lru_cache(maxsize=1024)
+def without_bodiless_stub(head: str) -> str:
+    """`head` without a last signature that has no body (a prompt of only `def f(x):`, its decorators too): a full
+    definition replaces it, and left in, the file would not parse. Other preambles come back as they are."""
+    try:
+        compile(head, "<preamble>", "exec")
+        return head
+    except SyntaxError:
+        pass
+    lines = head.split("\n")
+    starts = [index for index, line in enumerate(lines) if line.startswith(("def ", "async def "))]
+    if not starts:
+        return head
+    start = starts[-1]
+    while start > 0 and lines[start - 1].startswith("@"):
+        start -= 1
+    return "\n".join(lines[:start]).rstrip("\n")

@@ -11,7 +11,7 @@ import threading
 import weakref
 
 from reflectgym.sandboxes.bwrap import bwrap_unavailable_reason
-from reflectgym.sandboxes.registry import default_sandbox, get_sandbox
+from reflectgym.sandboxes.registry import check_sandbox_name, default_sandbox, get_sandbox
 from reflectgym.sandboxes.types import Sandbox
 
 SandboxArg = str | Sandbox | None
@@ -46,6 +46,8 @@ class SandboxHandle:
     def __init__(self, sandbox: SandboxArg = None) -> None:
         if sandbox is not None and not isinstance(sandbox, (str, Sandbox)):
             raise TypeError(f"sandbox must be None, a backend name or a Sandbox; got {type(sandbox).__name__}")
+        if isinstance(sandbox, str):
+            check_sandbox_name(sandbox)  # a typo fails when the env is made, not at its first program
         self.spec = sandbox
         self._sandbox: Sandbox | None = sandbox if isinstance(sandbox, Sandbox) else None
         self._finalizer: weakref.finalize | None = None
