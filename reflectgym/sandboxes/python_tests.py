@@ -393,9 +393,11 @@ class TestOutcome:
     status: TestStatus
     """How it ended."""
     message: str = ""
-    """The assertion or exception message."""
+    """The assertion or exception message (for a failed comparison without a message of its own: `actual: ...`)."""
     traceback: str = ""
     """Traceback trimmed to the user's code."""
+    actual: str | None = None
+    """For a failed comparison (`assert f(x) == y`), `repr` of the value under test (at most 1000 characters)."""
 
 
 @dataclass(frozen=True)
@@ -508,6 +510,13 @@ def _outcomes(result: ExecResult, marker: str, tests: Sequence[str]) -> list[Tes
         except (ValueError, KeyError, TypeError):
             continue
         if 0 <= index < len(tests) and index not in found:
-            found[index] = TestOutcome(tests[index], status, str(record.get("message", "")), str(record.get("tb", "")))
+            message, trace = str(record.get("message", "")), str(record.get("tb", ""))
+            actual = (
+                message[len(ACTUAL_PREFIX) :]
+                if status is TestStatus.FAILED and message.startswith(ACTUAL_PREFIX)
+                else None
+            )
+            shown = message if actual is None else f"actual: {actual}"
+            found[index] = TestOutcome(tests[index], status, shown, trace, actual)
     note = result.message or "the run ended before this test reported"
     return [found.get(i, TestOutcome(test, TestStatus.NOT_RUN, note)) for i, test in enumerate(tests)]

@@ -11,7 +11,7 @@ import pytest
 from reflectgym.sandboxes import Limits, Sandbox, run_python_tests
 from reflectgym.sandboxes import TestStatus as Status
 from reflectgym.sandboxes.probes import split_test
-from reflectgym.sandboxes.python_tests import ACTUAL_PREFIX, PythonTest
+from reflectgym.sandboxes.python_tests import PythonTest
 
 LIMITS = Limits(wall_seconds=8, cpu_seconds=6)
 TESTS = ["assert double(2) == 4", "assert double(21) == 42", "assert sorted([double(3), double(1)]) == [2, 6]"]
@@ -121,7 +121,8 @@ def test_failures_report_the_value_or_the_asserts_own_message(sandbox: Sandbox) 
     program = "def double(x):\n    return x + 1\n"
     tests = ["assert double(3) == 6", "assert double(3) == 6, f'double(3) gave {double(3)}'", "assert not double(0)"]
     report = run_python_tests(sandbox, program, tests, LIMITS, per_test_seconds=2)
-    assert [o.message for o in report.outcomes] == [ACTUAL_PREFIX + "4", "double(3) gave 4", ""]
+    assert [o.message for o in report.outcomes] == ["actual: 4", "double(3) gave 4", ""]  # no internal encoding
+    assert [o.actual for o in report.outcomes] == ["4", None, None]
     assert all(o.status is Status.FAILED for o in report.outcomes)
 
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 
 from reflectgym.envs.code.asserts import UnitTest
 from reflectgym.sandboxes.pool import WarmPool
-from reflectgym.sandboxes.python_tests import ACTUAL_PREFIX, PythonTest, TestStatus, run_python_tests
+from reflectgym.sandboxes.python_tests import PythonTest, TestOutcome, TestStatus, run_python_tests
 from reflectgym.sandboxes.types import MIB, ExecRequest, ExecResult, ExecStatus, Limits, Sandbox
 
 SOLUTION_FILE = "solution.py"
@@ -206,7 +206,7 @@ class UnitTestVerifier:
             trace = renumber(outcome.traceback, program.offset)
             if outcome.status is TestStatus.NOT_RUN and message.startswith("the program itself failed"):
                 program_error = trace or message
-            status, actual = _unit_status(outcome.status, message, report.result, stopped)
+            status, actual = _unit_status(outcome, report.result, stopped)
             if stopped and not program_error:
                 message = "not run: the run was stopped at an earlier test"
             stopped = stopped or outcome.status is TestStatus.NOT_RUN
@@ -226,16 +226,16 @@ class UnitTestVerifier:
         return TestRun(tuple(results), program_error=program_error, clean_exit=report.result.ok)
 
 
-def _unit_status(status: TestStatus, message: str, run: ExecResult, stopped: bool) -> tuple[CaseStatus, str | None]:
+def _unit_status(outcome: TestOutcome, run: ExecResult, stopped: bool) -> tuple[CaseStatus, str | None]:
+    status = outcome.status
     if status is TestStatus.PASSED:
         return CaseStatus.PASSED, None
     if status is TestStatus.FAILED:
-        actual = message[len(ACTUAL_PREFIX) :] if message.startswith(ACTUAL_PREFIX) else None
-        return CaseStatus.WRONG, actual
+        return CaseStatus.WRONG, outcome.actual
     if status is TestStatus.TIMEOUT:
         return CaseStatus.TIMEOUT, None
     if status is TestStatus.ERROR:
-        return (CaseStatus.MEMORY if message.startswith("MemoryError") else CaseStatus.ERROR), None
+        return (CaseStatus.MEMORY if outcome.message.startswith("MemoryError") else CaseStatus.ERROR), None
     if not stopped:  # the first test the run did not reach: the run's own end explains it
         return _breach(run.status), None
     return CaseStatus.NOT_RUN, None
