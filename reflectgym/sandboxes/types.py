@@ -94,9 +94,18 @@ class ExecRequest:
     """Extra environment variables; the rest of the environment is scrubbed to a fixed minimum."""
 
     def __post_init__(self) -> None:
+        if isinstance(self.command, (str, bytes)):
+            raise TypeError(f"command is an argv, a sequence of strings: ({self.command!r},) or shlex.split(...)")
         if not self.command:
             raise ValueError("command must name a program")
         object.__setattr__(self, "command", tuple(self.command))
+        if not all(isinstance(part, str) for part in self.command):
+            raise TypeError(f"every item of command must be a str; got {self.command!r}")
+        if not isinstance(self.stdin, (bytes, bytearray, memoryview)):
+            raise TypeError(f"stdin must be bytes (encode text first); got {type(self.stdin).__name__}")
+        for name, content in self.files.items():
+            if not isinstance(content, (bytes, bytearray, memoryview)):
+                raise TypeError(f"the content of file {name!r} must be bytes (encode text first)")
         for name in self.files:
             parts = name.split("/")
             if name.startswith("/") or ".." in parts or not name or "" in parts or "\0" in name:

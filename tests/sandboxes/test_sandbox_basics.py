@@ -64,6 +64,20 @@ def test_program_sees_exactly_the_fixed_environment_and_its_own(sandbox: Sandbox
         assert result.stdout_text == f"{sorted(program_env(WORK_DIR, TMP_DIR, extra))}\n", command
 
 
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"command": "python3 -c 'print(1)'"}, "command is an argv"),  # not one character per argument
+        ({"command": ("python3", 3)}, "every item of command must be a str"),
+        ({"command": ("python3",), "stdin": "text"}, "stdin must be bytes"),
+        ({"command": ("python3", "a.py"), "files": {"a.py": "print(1)"}}, "file 'a.py' must be bytes"),
+    ],
+)
+def test_a_request_of_the_wrong_types_says_what_to_pass(fields: dict[str, Any], message: str) -> None:
+    with pytest.raises(TypeError, match=re.escape(message)):
+        ExecRequest(**fields)
+
+
 def test_python_dash_c_and_exit_codes(sandbox: Sandbox) -> None:
     result = sandbox.run(ExecRequest(command=("python3", "-c", "import sys; print('hi'); sys.exit(3)")))
     assert result.status is ExecStatus.RUNTIME_ERROR and result.exit_code == 3 and result.stdout_text == "hi\n"
