@@ -14,7 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from reflectgym.agents.chat import ChatFormat
-from reflectgym.agents.policy import Conversation, FinishReason, Generation, Sampling
+from reflectgym.agents.policy import Conversation, FinishReason, Generation, Sampling, check_conversations
+
+DTYPES = ("float32", "bfloat16", "float16")
+"""The weight precisions `HFPolicyConfig.dtype` names."""
 
 
 @dataclass(frozen=True)
@@ -31,6 +34,10 @@ class HFPolicyConfig:
     def __post_init__(self) -> None:
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be at least 1; got {self.batch_size}")
+        if self.dtype is not None and self.dtype not in DTYPES:
+            raise ValueError(
+                f"dtype must be one of {', '.join(DTYPES)} (or None for the device's default); got {self.dtype!r}"
+            )
 
 
 class HFPolicy:
@@ -100,6 +107,7 @@ class HFPolicy:
 
     def generate(self, conversations: Sequence[Conversation], sampling: Sampling) -> list[Generation]:
         """Renders each conversation through the chat template and generates."""
+        check_conversations(conversations)
         return self.generate_ids([self.chat.prompt_ids(conversation) for conversation in conversations], sampling)
 
     def generate_ids(self, prompts: Sequence[Sequence[int]], sampling: Sampling) -> list[Generation]:
@@ -193,11 +201,18 @@ def resolve_device(name: str | None) -> Any:
 
 
 def looks_local(source: str | os.PathLike[str]) -> bool:
-    """Whether `source` names a local path rather than a hub name: it exists, starts with ./ ../ / or ~, or has
-    more parts than a hub's `namespace/name`."""
+    """Whether `source` names a local path rather than a hub name: it exists, starts with ./ ../ / or ~, has more
+    parts than a hub's `namespace/name`, or its first part is a folder here (`runs/typo`: a mistyped run, not a
+    hub repo to wait for offline)."""
     text = os.fspath(source)
     prefixes = ("./", "../", "/", "~", ".\\", "..\\")
-    return Path(text).expanduser().exists() or text.startswith(prefixes) or len(Path(text).parts) > 2
+    parts = Path(text).parts
+    return (
+        Path(text).expanduser().exists()
+        or text.startswith(prefixes)
+        or len(parts) > 2
+        or (len(parts) == 2 and Path(parts[0]).is_dir())
+    )
 
 
 def checkpoint_path(source: str | os.PathLike[str]) -> Path | None:

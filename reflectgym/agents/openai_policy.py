@@ -22,7 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from reflectgym.agents.policy import Conversation, FinishReason, Generation, Sampling
+from reflectgym.agents.policy import Conversation, FinishReason, Generation, Sampling, check_conversations
 
 RETRYABLE_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
 _SECONDS = re.compile(r"[0-9]{1,6}(?:\.[0-9]*)?|\.[0-9]+")
@@ -82,6 +82,7 @@ class OpenAIPolicy:
 
     def generate(self, conversations: Sequence[Conversation], sampling: Sampling) -> list[Generation]:
         """One chat completion per conversation, concurrently; failures become `finish_reason="error"`."""
+        check_conversations(conversations)
         return list(self._pool.map(lambda conversation: self._complete(conversation, sampling), conversations))
 
     def close(self) -> None:

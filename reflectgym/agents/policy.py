@@ -20,6 +20,17 @@ Message = Mapping[str, str]
 Conversation = Sequence[Message]
 """A chat so far, oldest message first."""
 
+
+def check_conversations(conversations: Sequence[Conversation]) -> None:
+    """Raises `TypeError` for what is not a batch of conversations: the common slip is one conversation (a list of
+    messages) passed where a list of them belongs."""
+    if isinstance(conversations, (str, Mapping)) or any(isinstance(item, (str, Mapping)) for item in conversations):
+        raise TypeError(
+            "generate takes a batch of conversations, each a list of {'role', 'content'} messages; for one "
+            "conversation, pass [conversation]"
+        )
+
+
 FinishReason = Literal["stop", "length", "error"]
 """Why generation ended: a stop token/string, the token limit, or a backend failure."""
 

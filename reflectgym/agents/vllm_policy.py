@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from reflectgym.agents.chat import ChatFormat
-from reflectgym.agents.policy import Conversation, FinishReason, Generation, Sampling
+from reflectgym.agents.policy import Conversation, FinishReason, Generation, Sampling, check_conversations
 
 INSTALL_HINT = "VLLMPolicy needs vLLM on a CUDA machine: pip install 'reflectgym[vllm]' (or pip install vllm)"
 
@@ -126,6 +126,7 @@ class VLLMPolicy:
 
     def generate(self, conversations: Sequence[Conversation], sampling: Sampling) -> list[Generation]:
         """Renders each conversation through the chat template and generates."""
+        check_conversations(conversations)
         return self.generate_ids([self.chat.prompt_ids(conversation) for conversation in conversations], sampling)
 
     def generate_ids(self, prompts: Sequence[Sequence[int]], sampling: Sampling) -> list[Generation]:

@@ -119,6 +119,21 @@ def test_a_missing_local_checkpoint_says_so_before_any_hub_lookup(tmp_path: Path
             HFPolicy.from_pretrained(source)
 
 
+def test_a_two_part_name_under_a_folder_here_is_a_local_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "runs").mkdir()
+    monkeypatch.chdir(tmp_path)  # `runs/typo` names a run folder here, not a hub repo to wait for offline
+    with pytest.raises(FileNotFoundError, match=r"no checkpoint at runs/typo: no such file or folder"):
+        HFPolicy.from_pretrained("runs/typo")
+
+
+def test_misuses_of_the_api_say_what_to_pass(folder: Path) -> None:
+    with pytest.raises(ValueError, match="dtype must be one of float32, bfloat16, float16"):
+        HFPolicyConfig(dtype="fp33")
+    policy = HFPolicy.from_pretrained(folder)
+    with pytest.raises(TypeError, match=r"for one conversation, pass \[conversation\]"):
+        policy.generate([{"role": "user", "content": "hi"}], Sampling(max_new_tokens=2))  # type: ignore[list-item]
+
+
 def test_a_training_run_folder_points_at_its_model(tmp_path: Path) -> None:
     (tmp_path / "model").mkdir()
     (tmp_path / "model" / "config.json").write_text("{}")
