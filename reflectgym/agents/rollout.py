@@ -40,7 +40,7 @@ class RolloutConfig:
     group_size: int = 1
     """Episodes per seed; a group is yielded when all of its episodes have ended."""
     max_turns: int = 100
-    """Turns per episode at most, for envs without a limit of their own."""
+    """Turns per episode at most: an episode still running then ends, truncated (on top of the env's own limit)."""
     max_episode_seconds: float | None = None
     """Wall seconds per episode at most (checked before each policy call)."""
     max_episode_tokens: int | None = None

@@ -75,7 +75,7 @@ class GRPOConfig(TrainerConfig):
     max_new_tokens: int = 32
     """Tokens per reply at most."""
     max_turns: int = 40
-    """Turns per episode at most (for envs without their own limit)."""
+    """Turns per episode at most: an episode still running then ends, truncated (on top of the env's own limit)."""
     num_envs: int = 8
     """Episodes in flight at once."""
     system_prompt: str | None = None

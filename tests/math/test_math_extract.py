@@ -87,8 +87,10 @@ def test_hostile_boxes_are_read_in_linear_time() -> None:
 def test_a_too_long_answer_says_so_rather_than_none_found() -> None:
     with pytest.raises(ActionParseError, match=r"\\boxed\{\.\.\.\}, is 2001 characters long; at most 400"):
         require_answer("\\boxed{" + "1+" * 1000 + "1}")
-    with pytest.raises(ActionParseError, match="no final answer found"):
+    with pytest.raises(ActionParseError, match=r"no final answer found .*nor a number to take as the answer\)"):
         require_answer("I do not know.")
+    with pytest.raises(ActionParseError, match=r"'the answer is'\)$"):  # without the fallback, not mentioned
+        require_answer("I do not know.", ExtractionConfig(last_number_fallback=False))
     env = MathEnv()
     env.reset(seed=0)
     observation, reward, _, _, info = env.step("\\boxed{" + "1+" * 1000 + "1}")

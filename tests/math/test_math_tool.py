@@ -68,7 +68,8 @@ def test_errors_and_endless_loops_in_the_tool_are_reported_not_raised(env: MathT
 
 def test_tool_calls_past_the_budget_run_nothing(env: MathToolEnv) -> None:
     for _ in range(2):
-        env.step("```python\nprint(1)\n```")
+        observation = env.step("```python\nprint(1)\n```")[0]
+    assert observation.endswith("No tool calls left: give your final answer as \\boxed{...}.")  # not "Run code"
     observation, _, _, truncated, info = env.step("```python\nprint('should not run')\n```")
     assert "No tool calls left" in observation and "should not run" not in observation
     assert info["verdict"].details["tool_call"] == "refused" and not truncated

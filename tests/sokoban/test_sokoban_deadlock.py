@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from reflectgym.envs.sokoban.board import Board
 from reflectgym.envs.sokoban.deadlock import dead_squares, deadlock_at
 from reflectgym.envs.sokoban.env import SokobanEnv
@@ -70,6 +72,7 @@ def test_freeze_feedback_lists_the_partner_box() -> None:
     assert info["verdict"].details["deadlock"] == "frozen"
 
 
+@pytest.mark.filterwarnings("ignore:level 0. it has no solution")  # (the second level is stuck on purpose)
 def test_blocked_moves_say_why() -> None:
     env = SokobanEnv(levels="#######\n#@$$. #\n#   . #\n#######", feedback="diagnostic", max_steps=10)
     env.reset(seed=0)

@@ -165,3 +165,22 @@ def test_a_task_id_that_only_looks_like_an_index_is_a_clear_error() -> None:
         with pytest.raises(LevelFormatError, match="no level with title or index"):
             env.reset(options={"task_id": task_id})
     env.reset(options={"task_id": "0"})
+
+
+def test_one_number_is_a_square_size() -> None:
+    env = SokobanEnv(size=7, num_boxes=1)
+    observation, _ = env.reset(seed=0)
+    assert env.size == (7, 7) and observation.count("\n#######") >= 1
+    env.close()
+
+
+def test_a_loaded_level_without_a_solution_warns_once() -> None:
+    stuck = "######\n#@ $.#\n#   $#\n#   .#\n######"  # a box in a corner off its goal: no solution
+    env = SokobanEnv(levels=stuck)
+    with pytest.warns(UserWarning, match="level 0: it has no solution .*the oracle cannot play it"):
+        _, info = env.reset(seed=0)
+    assert info["privileged"] is None
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        env.reset(seed=1)  # the same level again: said once
+    assert env.task_ids() == ["0"]

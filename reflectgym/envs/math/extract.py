@@ -138,7 +138,8 @@ def require_answer(text: str, config: ExtractionConfig | None = None) -> Extract
     config = config or ExtractionConfig()
     found = _find_answer(text, config)
     if found is None or not found.answer:
-        raise ActionParseError(NO_ANSWER)
+        fallback = ", nor a number to take as the answer" if config.last_number_fallback else ""
+        raise ActionParseError(f"{NO_ANSWER[:-1]}{fallback})")
     if len(found.answer) > config.max_answer_chars:
         raise ActionParseError(
             f"your final answer, read from {HOW_FOUND[found.method]}, is {len(found.answer)} characters long; "

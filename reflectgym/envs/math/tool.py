@@ -16,7 +16,8 @@ from reflectgym.sandboxes.types import MIB, ExecRequest, ExecStatus, Limits, San
 
 TOOL_INSTRUCTIONS = (
     "Solve the problem. You may run Python: reply with a ```python code block and what it prints comes back to "
-    "you. When you are done, give the final answer as \\boxed{...}."
+    "you (each block runs in a fresh interpreter: nothing is kept from earlier blocks). When you are done, give the "
+    "final answer as \\boxed{...}."
 )
 _FENCE = re.compile(r"```[ \t]*(?:(?:python3|python|py)[ \t]*)?\n(.*?)(?:```|\Z)", re.DOTALL | re.IGNORECASE)
 """A fenced block (one run of blanks around the optional tag: two runs side by side backtrack quadratically)."""
@@ -38,7 +39,9 @@ class MathToolEnv(MathEnv):
     ## Description
     `MathEnv`'s problems (procedural generators by default, or `tasks=`), with a tool: a reply holding a
     ```python block and no final answer runs the code in a sandbox, and its output is the next observation
-    (ExIt's multi-turn tool-use domain). The seed picks the problem, or `reset(options={"task_id": ...})`.
+    (ExIt's multi-turn tool-use domain). Each call runs in a fresh interpreter: nothing carries over from one
+    call to the next (define what a call uses in that call), and the instructions say so. The seed picks the
+    problem, or `reset(options={"task_id": ...})`.
 
     ## Observation
     First the instructions and the problem; after a tool call, its printed output (or the trimmed traceback,
@@ -175,9 +178,11 @@ class MathToolEnv(MathEnv):
         if answers <= 0 or len(self._actions) >= (self.max_turns or 0):
             return "No attempts left."
         calls = max(0, self.max_tool_calls - self._tool_calls)
+        if calls == 0:
+            return f"Answers left: {answers}. No tool calls left: give your final answer as \\boxed{{...}}."
         return (
-            f"Answers left: {answers}. Tool calls left: {calls}. Run code in a ```python block, or give your "
-            "final answer as \\boxed{...}."
+            f"Answers left: {answers}. Tool calls left: {calls}. Run code in a ```python block (a fresh interpreter "
+            "each time), or give your final answer as \\boxed{...}."
         )
 
     # ----------------------------------------------------------------- the tool

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import warnings
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, ClassVar
@@ -63,7 +64,8 @@ class SokobanEnv(TextEnv[tuple[int, ...]]):
     episode (the feedback says it is lost; `reset()` starts over).
 
     ## Arguments
-    * `size` — `(rows, cols)` of generated levels, outer walls included (default `(6, 6)`).
+    * `size` — `(rows, cols)` of generated levels, outer walls included, or one number for a square (default
+      `(6, 6)`).
     * `num_boxes` — boxes in generated levels (default 2).
     * `max_steps` — turns per episode (default 40); generated levels are solvable in that many moves.
     * `levels` — play these instead of generating: a path to an XSB / Boxoban file, XSB text of one or more
@@ -92,7 +94,7 @@ class SokobanEnv(TextEnv[tuple[int, ...]]):
     def __init__(
         self,
         *,
-        size: tuple[int, int] | list[int] = (6, 6),
+        size: int | tuple[int, int] | list[int] = (6, 6),
         num_boxes: int = 2,
         max_steps: int | None = 40,
         levels: str | Path | Iterable[str] | None = None,
@@ -104,7 +106,7 @@ class SokobanEnv(TextEnv[tuple[int, ...]]):
         show_legend: bool = True,
     ) -> None:
         super().__init__(feedback=feedback, max_turns=max_steps, render_mode=render_mode)
-        rows, cols = (int(value) for value in size)
+        rows, cols = (int(size), int(size)) if isinstance(size, int) else (int(value) for value in size)
         self.size = (rows, cols)
         self.num_boxes = int(num_boxes)
         self.max_steps = max_steps
@@ -141,7 +143,16 @@ class SokobanEnv(TextEnv[tuple[int, ...]]):
             index = self._level_index(task_id)
             level = self.levels[index]
             if index not in self._solutions:
-                self._solutions[index] = SokobanSolver(level).solve(time_limit=SOLVE_SECONDS)
+                solution = SokobanSolver(level).solve(time_limit=SOLVE_SECONDS)
+                self._solutions[index] = solution
+                if not solution.solved:
+                    name = level.title if level.title is not None else f"level {index}"
+                    why = "it has no solution" if solution.status == "unsolvable" else "the solver gave up on it"
+                    warnings.warn(
+                        f"{name}: {why} ({solution.status} after {solution.seconds:.1f} s): episodes of it have no "
+                        "teacher solution and the oracle cannot play it",
+                        stacklevel=2,
+                    )
             return level, level.title if level.title is not None else str(index), self._solutions[index]
         if task_id is not None:
             if not _looks_like_level(task_id):
