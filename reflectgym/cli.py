@@ -211,6 +211,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.policy is None:
         reject_policy_options(args)
     out_dir = Path(args.out) if args.out else None
+    if args.quiet and args.policy:
+        from reflectgym.agents.hf_policy import silence_library_bars
+
+        silence_library_bars()
     policy = make_policy(args.policy, model=args.model, device=args.device) if args.policy else None
     summaries: list[EvalSummary] = []
     played: list[Trajectory] = []

@@ -200,6 +200,16 @@ def resolve_device(name: str | None) -> Any:
     return device
 
 
+def silence_library_bars() -> None:
+    """Turns off transformers' own progress bars (loading and writing weights) for this process: what a quiet run
+    (`progress: false`, `eval --quiet`) asks for beside its own bars."""
+    try:
+        from transformers.utils import logging as transformers_logging
+    except ImportError:  # (an openai: policy needs no transformers)
+        return
+    transformers_logging.disable_progress_bar()
+
+
 def looks_local(source: str | os.PathLike[str]) -> bool:
     """Whether `source` names a local path rather than a hub name: it exists, starts with ./ ../ / or ~, has more
     parts than a hub's `namespace/name`, or its first part is a folder here (`runs/typo`: a mistyped run, not a

@@ -39,7 +39,10 @@ class OracleAgent:
 
     def begin(self, env: gym.Env[Any, Any], observation: str, info: dict[str, Any]) -> None:
         if not callable(getattr(env.unwrapped, "oracle_action", None)):
-            raise TypeError(f"{type(env.unwrapped).__name__} has no oracle_action(); the oracle agent cannot play it")
+            raise TypeError(
+                f"{type(env.unwrapped).__name__} has no oracle_action(); the oracle agent cannot play it "
+                "(use --agent random, a --policy, or give the env an oracle_action())"
+            )
 
     def act(self, env: gym.Env[Any, Any], observation: str) -> str:
         return str(env.unwrapped.oracle_action())  # type: ignore[attr-defined]

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from reflectgym.agents.hf_policy import HFPolicy, HFPolicyConfig
+from reflectgym.agents.hf_policy import HFPolicy, HFPolicyConfig, silence_library_bars
 from reflectgym.agents.policy import TokenPolicy
 from reflectgym.trainers.batching import TrainingSequence
 from reflectgym.trainers.checkpoint import (
@@ -141,6 +141,8 @@ def clear_earlier_run(run_dir: Path) -> None:
 def load_policy(config: TrainerConfig) -> HFPolicy:
     """The policy named by `config.model`, in float32 (mixed precision comes from autocast, see `bf16`); under
     `torchrun` with CUDA, on this rank's GPU."""
+    if not config.progress:
+        silence_library_bars()
     source: str | os.PathLike[str] = config.model
     world = current_world()
     if config.model == TINY_MODEL:
@@ -236,6 +238,8 @@ class TrainingSession:
     def __init__(self, config: TrainerConfig, policy: HFPolicy, describe: Any | None = None) -> None:
         self.config = config
         self.policy = policy
+        if not config.progress:
+            silence_library_bars()  # (the final model's save)
         policy.model = with_lora(policy.model, config)
         self.model: torch.nn.Module = policy.model
         self.world = current_world()

@@ -301,3 +301,14 @@ def test_overwriting_deletes_the_earlier_run_only_once_the_new_one_can_run(tmp_p
     assert sorted(path.name for path in checkpoints.iterdir()) == earlier  # built, not begun: nothing deleted yet
     trainer.train()
     assert sorted(path.name for path in checkpoints.iterdir() if path.name.startswith("step-")) == ["step-00000001"]
+
+
+def test_a_quiet_run_silences_the_libraries_bars_too(tmp_path: Path, tiny: Path) -> None:
+    from transformers.utils import logging as transformers_logging
+
+    transformers_logging.enable_progress_bar()
+    try:
+        SFTTrainer(toy_config(tmp_path, steps=1), HFPolicy.from_pretrained(tiny))  # progress: false
+        assert not transformers_logging.is_progress_bar_enabled()  # no "Writing model shards" bar at the end
+    finally:
+        transformers_logging.enable_progress_bar()
