@@ -137,8 +137,12 @@ def test_train_runs_the_trainer_named_in_the_config_with_overrides(tmp_path: Pat
                  "--progress", "false")  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert "sft: 2 steps run" in result.stdout
-    assert json.loads((out / "config.json").read_text())["num_demonstrations"] == 4
+    recorded = json.loads((out / "config.json").read_text())
+    assert recorded["num_demonstrations"] == 4 and recorded["trainer"] == "sft"
     assert (out / "model" / "config.json").is_file() and (out / "checkpoints" / "latest").is_file()
+    rerun = run("train", str(out / "config.json"), "--steps", "1", "--output-dir", str(tmp_path / "rerun"),
+                "--progress", "false")  # fmt: skip
+    assert rerun.returncode == 0 and "sft: 1 steps run" in rerun.stdout, rerun.stderr  # a run's record reruns it
     report = run("report", str(out))
     assert report.returncode == 0, report.stderr
     assert "<svg" in (out / "report.html").read_text()

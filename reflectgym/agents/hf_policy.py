@@ -54,6 +54,8 @@ class HFPolicy:
 
         self.config = config or HFPolicyConfig()
         self.name = name
+        self.source: str | None = None
+        """Where `from_pretrained` loaded it from (the folder, hub name or .gguf file), for run records."""
         self.model = model
         self._tokenizer = tokenizer
         if tokenizer.pad_token_id is None:
@@ -98,7 +100,9 @@ class HFPolicy:
             raise FileNotFoundError(
                 f"no checkpoint at {source}: no such local folder, and the hub could not give it ({first})"
             ) from error
-        return cls(model, tokenizer, config, name=name or f"hf:{Path(where).name}")
+        policy = cls(model, tokenizer, config, name=name or f"hf:{Path(where).name}")
+        policy.source = os.fspath(source)
+        return policy
 
     @property
     def tokenizer(self) -> Any:

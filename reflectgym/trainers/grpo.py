@@ -135,7 +135,7 @@ class GRPOTrainer:
     def __init__(self, config: GRPOConfig, policy: HFPolicy | None = None, sampler: WeightSyncedSampler | None = None):
         self.config = config
         self.policy = policy if policy is not None else load_policy(config)
-        self.session = TrainingSession(config, self.policy, describe=config)
+        self.session = TrainingSession(config, self.policy, describe=config, trainer="grpo")
         self.sampler = sampler
         self.reference = None
         if config.kl_coef > 0:

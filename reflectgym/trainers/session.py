@@ -138,6 +138,15 @@ def clear_earlier_run(run_dir: Path) -> None:
         print(f"overwrite_output_dir: deleted {len(earlier)} earlier checkpoint(s) in {run_dir}", file=sys.stderr)
 
 
+def run_record(config: Any, policy: HFPolicy, trainer: str | None) -> dict[str, Any]:
+    """The config as `config.json` records it: with the trainer's name, and the model the policy was loaded from
+    (a policy a script passed in may not be `config.model`)."""
+    record = {"trainer": trainer, **to_dict(config)} if trainer else to_dict(config)
+    if policy.source is not None and "model" in record:
+        record["model"] = policy.source
+    return record
+
+
 def load_policy(config: TrainerConfig) -> HFPolicy:
     """The policy named by `config.model`, in float32 (mixed precision comes from autocast, see `bf16`); under
     `torchrun` with CUDA, on this rank's GPU."""
@@ -165,9 +174,11 @@ def load_policy(config: TrainerConfig) -> HFPolicy:
             )
         device = f"cuda:{world.local_rank}"
     try:
-        return HFPolicy.from_pretrained(source, HFPolicyConfig(device=device, dtype="float32"))
+        policy = HFPolicy.from_pretrained(source, HFPolicyConfig(device=device, dtype="float32"))
     except FileNotFoundError as error:
         raise FileNotFoundError(f"model: {error}") from error
+    policy.source = config.model  # what the config named (`tiny` stays `tiny` in the run's record)
+    return policy
 
 
 def warn_if_half_precision(trainable: Sequence[torch.nn.Parameter]) -> None:
@@ -233,9 +244,12 @@ class TrainingSession:
         config: The run's shared options.
         policy: The policy whose model trains in place; with LoRA, its model is replaced by the adapted one.
         describe: The full config to record beside the metrics (a trainer's own config).
+        trainer: The trainer's registered name, recorded with it: `reflectgym train RUN/config.json` reruns it.
     """
 
-    def __init__(self, config: TrainerConfig, policy: HFPolicy, describe: Any | None = None) -> None:
+    def __init__(
+        self, config: TrainerConfig, policy: HFPolicy, describe: Any | None = None, trainer: str | None = None
+    ) -> None:
         self.config = config
         self.policy = policy
         if not config.progress:
@@ -258,7 +272,7 @@ class TrainingSession:
         if self.world.is_main:
             require_sinks(tensorboard=config.tensorboard, wandb=config.wandb_project is not None)
         self.step = 0
-        self._describe = to_dict(describe if describe is not None else config)
+        self._describe = run_record(describe if describe is not None else config, policy, trainer)
         self._logger: MetricsLogger | None = None
         self._bar: Any = None
 

@@ -120,7 +120,7 @@ class SFTTrainer:
     ) -> None:
         self.config = config
         self.policy = policy if policy is not None else load_policy(config)
-        self.session = TrainingSession(config, self.policy, describe=config)
+        self.session = TrainingSession(config, self.policy, describe=config, trainer="sft")
         unreadable: list[str] = []
         if trajectories is not None:
             episodes = trajectories

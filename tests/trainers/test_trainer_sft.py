@@ -254,6 +254,8 @@ def test_metrics_and_checkpoints_are_written(tmp_path: Path, tiny: Path) -> None
     assert [r["step"] for r in records] == [1, 2, 3, 4] and all({"loss", "epoch", "tokens"} <= set(r) for r in records)
     state = json.loads((tmp_path / "run" / "checkpoints" / "step-00000004" / "trainer_state.json").read_text())
     assert state["position"] == 4 and state["config"]["env_id"] == TOY
+    recorded = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert recorded["trainer"] == "sft" and recorded["model"] == str(tiny)  # the policy passed in, not `tiny`
 
 
 def test_training_half_precision_weights_warns(tmp_path: Path, tiny: Path) -> None:
