@@ -6,7 +6,9 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
+import gymnasium as gym
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -243,10 +245,30 @@ def test_scripted_agents_stop_at_max_turns_and_refuse_policy_options(capsys: pyt
     assert code == 2 and "--group-size, --max-tokens: only for model policies (--policy)" in err
 
 
+class ResetFailsEnv(gym.Env[str, str]):
+    """Made fine; every reset fails (a dataset server down, say)."""
+
+    observation_space = action_space = gym.spaces.Text(10)
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[str, dict[str, Any]]:
+        raise RuntimeError("the task server is down")
+
+    def step(self, action: str) -> tuple[str, float, bool, bool, dict[str, Any]]:
+        raise AssertionError("never reached")
+
+
 def test_eval_with_every_episode_failed_says_why_and_fails(capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, err = cli(capsys, "eval", "Code-v0", "--env-arg", 'sandbox="nope"', "--episodes", "2", "--quiet")
+    import reflectgym
+
+    env_id = reflectgym.register("ResetFails-v0", ResetFailsEnv)
+    code, out, err = cli(capsys, "eval", env_id, "--episodes", "2", "--quiet")
     assert code == 1 and "errors" in out
-    assert "every episode of reflectgym/Code-v0 failed; the first with: ValueError: unknown sandbox 'nope'" in err
+    assert f"every episode of {env_id} failed; the first with: RuntimeError: the task server is down" in err
+
+
+def test_an_unknown_sandbox_fails_before_any_episode(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = cli(capsys, "eval", "Code-v0", "--env-arg", 'sandbox="nope"', "--episodes", "2", "--quiet")
+    assert code == 2 and "unknown sandbox 'nope'; choose one of" in err
 
 
 def test_eval_report_holds_only_this_runs_episodes(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:

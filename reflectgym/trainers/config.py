@@ -12,6 +12,7 @@ import dataclasses
 import difflib
 import inspect
 import itertools
+import numbers
 import textwrap
 import types
 import typing
@@ -117,6 +118,35 @@ def coerce(value: Any, annotation: Any, name: str) -> Any:
     if annotation is Path:
         return Path(value)
     return value
+
+
+_PLAIN_TYPES: dict[Any, tuple[type, ...]] = {
+    int: (numbers.Integral,),
+    float: (numbers.Real,),  # (an int, or a NumPy number, is fine where a float is asked for)
+    bool: (bool,),
+    str: (str,),
+}
+
+
+def check_field_types(config: Any) -> None:
+    """Raises `ConfigError` for a field whose value is not of its plain type (int, float, bool, str, or one of them
+    or None): a config built in Python is not converted the way YAML and command-line values are."""
+    hints = _resolved_types(type(config))
+    for field in dataclasses.fields(config):
+        annotation, value = hints[field.name], getattr(config, field.name)
+        args = typing.get_args(annotation)
+        if typing.get_origin(annotation) in (typing.Union, types.UnionType) and len(args) == 2 and type(None) in args:
+            if value is None:
+                continue
+            annotation = next(arg for arg in args if arg is not type(None))
+        expected = _PLAIN_TYPES.get(annotation)
+        if expected is None:
+            continue
+        if not isinstance(value, expected) or (annotation is not bool and isinstance(value, bool)):
+            raise ConfigError(
+                f"{field.name}: expected {annotation.__name__}, got {type(value).__name__} {value!r} (YAML and "
+                "command-line values are converted; values given in Python are not)"
+            )
 
 
 def from_dict(cls: type[ConfigT], values: Mapping[str, Any]) -> ConfigT:

@@ -30,7 +30,7 @@ from reflectgym.trainers.checkpoint import (
     save_checkpoint,
     saved_checkpoints,
 )
-from reflectgym.trainers.config import ConfigError, to_dict
+from reflectgym.trainers.config import ConfigError, check_field_types, to_dict
 from reflectgym.trainers.data_parallel import barrier, current_world, gather_to_main, init_world, wrap_for_training
 from reflectgym.trainers.losses import Normalisation
 from reflectgym.trainers.metrics import MetricsLogger, require_sinks
@@ -94,6 +94,7 @@ class TrainerConfig:
     """Show a progress bar with live reward, success and loss."""
 
     def __post_init__(self) -> None:
+        check_field_types(self)
         for name in ("steps", "minibatch_size"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1; got {getattr(self, name)}")

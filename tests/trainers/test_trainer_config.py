@@ -113,3 +113,23 @@ def test_help_shows_factory_defaults_placeholders_and_the_files_values() -> None
     assert "required" not in text and "(default: {})" in text
     assert "--kwargs MAPPING" in text and "--steps N" in text
     assert "(default: 7, from the config file)" in text
+
+
+def test_values_of_the_wrong_type_given_in_python_say_which_field() -> None:
+    from reflectgym.trainers.config import check_field_types
+
+    check_field_types(ToyConfig(lr=1, output=None))  # an int is a float; None where None is allowed
+    for bad, message in [
+        (ToyConfig(lr="1e-4"), "lr: expected float, got str '1e-4'"),  # type: ignore[arg-type]
+        (ToyConfig(group_size=8.5), "group_size: expected int, got float 8.5"),  # type: ignore[arg-type]
+        (ToyConfig(lora="yes"), "lora: expected bool"),  # type: ignore[arg-type]
+        (ToyConfig(lora=1), "lora: expected bool, got int 1"),  # type: ignore[arg-type]
+        (ToyConfig(output=3), "output: expected str, got int 3"),  # type: ignore[arg-type]
+    ]:
+        with pytest.raises(ConfigError, match=message):
+            check_field_types(bad)
+    pytest.importorskip("torch")
+    from reflectgym.trainers.grpo import GRPOConfig
+
+    with pytest.raises(ConfigError, match="lr: expected float"):
+        GRPOConfig(lr="1e-4")  # type: ignore[arg-type]
