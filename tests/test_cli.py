@@ -219,8 +219,9 @@ def test_all_tasks_plays_every_task_of_the_list_once(tmp_path: Path, capsys: pyt
     assert code == 0, err
     played = [json.loads(line) for line in (tmp_path / "trajectories.jsonl").read_text().splitlines()]
     assert [episode["task_id"] for episode in played] == ids and all(episode["success"] for episode in played)
-    code, _, err = cli(capsys, "eval", "Math-v0", "--all-tasks")
-    assert code == 2 and "generates its tasks" in err
+    code, out, err = cli(capsys, "eval", "Code-v0", "Math-v0", "--all-tasks", "--out", str(tmp_path / "two"))
+    assert code == 2 and "Math-v0 generates its tasks" in err  # found before Code-v0's episodes are played
+    assert not (tmp_path / "two").exists() and out == ""
 
 
 def test_unknown_family_and_suite_are_usage_errors(capsys: pytest.CaptureFixture[str]) -> None:

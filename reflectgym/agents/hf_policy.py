@@ -7,6 +7,7 @@ the quantity a trainer's importance ratio compares with, and the one vLLM report
 
 from __future__ import annotations
 
+import itertools
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -111,7 +112,7 @@ class HFPolicy:
 
     def generate(self, conversations: Sequence[Conversation], sampling: Sampling) -> list[Generation]:
         """Renders each conversation through the chat template and generates."""
-        check_conversations(conversations)
+        conversations = check_conversations(conversations)
         return self.generate_ids([self.chat.prompt_ids(conversation) for conversation in conversations], sampling)
 
     def generate_ids(self, prompts: Sequence[Sequence[int]], sampling: Sampling) -> list[Generation]:
@@ -216,8 +217,9 @@ def silence_library_bars() -> None:
 
 def looks_local(source: str | os.PathLike[str]) -> bool:
     """Whether `source` names a local path rather than a hub name: it exists, starts with ./ ../ / or ~, has more
-    parts than a hub's `namespace/name`, or its first part is a folder here (`runs/typo`: a mistyped run, not a
-    hub repo to wait for offline)."""
+    parts than a hub's `namespace/name`, or its first part is a folder here that holds models or training runs
+    (`runs/typo`: a mistyped run, not a hub repo to wait for offline; a folder `openai/` of other things leaves
+    `openai/gpt-oss-20b` a hub name)."""
     text = os.fspath(source)
     prefixes = ("./", "../", "/", "~", ".\\", "..\\")
     parts = Path(text).parts
@@ -225,8 +227,18 @@ def looks_local(source: str | os.PathLike[str]) -> bool:
         Path(text).expanduser().exists()
         or text.startswith(prefixes)
         or len(parts) > 2
-        or (len(parts) == 2 and Path(parts[0]).is_dir())
+        or (len(parts) == 2 and _holds_models(Path(parts[0])))
     )
+
+
+def _holds_models(folder: Path, look_at: int = 64) -> bool:
+    """Whether `folder` holds a model or a training run among its first `look_at` entries."""
+    if not folder.is_dir():
+        return False
+    for entry in itertools.islice(folder.iterdir(), look_at):
+        if entry.suffix == ".gguf" or (entry / "config.json").is_file() or _is_training_run(entry):
+            return True
+    return False
 
 
 def checkpoint_path(source: str | os.PathLike[str]) -> Path | None:

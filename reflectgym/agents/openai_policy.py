@@ -82,7 +82,7 @@ class OpenAIPolicy:
 
     def generate(self, conversations: Sequence[Conversation], sampling: Sampling) -> list[Generation]:
         """One chat completion per conversation, concurrently; failures become `finish_reason="error"`."""
-        check_conversations(conversations)
+        conversations = check_conversations(conversations)
         return list(self._pool.map(lambda conversation: self._complete(conversation, sampling), conversations))
 
     def close(self) -> None:

@@ -10,7 +10,7 @@ Two protocols, because backends differ in what they can see:
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, runtime_checkable
 
@@ -21,14 +21,16 @@ Conversation = Sequence[Message]
 """A chat so far, oldest message first."""
 
 
-def check_conversations(conversations: Sequence[Conversation]) -> None:
-    """Raises `TypeError` for what is not a batch of conversations: the common slip is one conversation (a list of
-    messages) passed where a list of them belongs."""
-    if isinstance(conversations, (str, Mapping)) or any(isinstance(item, (str, Mapping)) for item in conversations):
+def check_conversations(conversations: Iterable[Conversation]) -> list[Conversation]:
+    """The batch as a list; raises `TypeError` for what is not a batch of conversations: the common slip is one
+    conversation (a list of messages) passed where a list of them belongs."""
+    batch: list[Any] = [conversations] if isinstance(conversations, (str, Mapping)) else list(conversations)
+    if any(isinstance(conversation, (str, Mapping)) for conversation in batch):
         raise TypeError(
             "generate takes a batch of conversations, each a list of {'role', 'content'} messages; for one "
             "conversation, pass [conversation]"
         )
+    return batch
 
 
 FinishReason = Literal["stop", "length", "error"]

@@ -126,7 +126,7 @@ class VLLMPolicy:
 
     def generate(self, conversations: Sequence[Conversation], sampling: Sampling) -> list[Generation]:
         """Renders each conversation through the chat template and generates."""
-        check_conversations(conversations)
+        conversations = check_conversations(conversations)
         return self.generate_ids([self.chat.prompt_ids(conversation) for conversation in conversations], sampling)
 
     def generate_ids(self, prompts: Sequence[Sequence[int]], sampling: Sampling) -> list[Generation]:

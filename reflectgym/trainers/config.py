@@ -13,12 +13,15 @@ import difflib
 import inspect
 import itertools
 import numbers
+import os
 import textwrap
 import types
 import typing
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
+
+import numpy as np
 
 ConfigT = TypeVar("ConfigT")
 
@@ -120,18 +123,29 @@ def coerce(value: Any, annotation: Any, name: str) -> Any:
     return value
 
 
-_PLAIN_TYPES: dict[Any, tuple[type, ...]] = {
-    int: (numbers.Integral,),
-    float: (numbers.Real,),  # (an int, or a NumPy number, is fine where a float is asked for)
-    bool: (bool,),
-    str: (str,),
-}
+def _fits(value: Any, annotation: Any) -> bool:
+    """Whether `value` can stand for a plain `annotation` (int, float, bool, str); True for other annotations."""
+    if annotation is bool:
+        return isinstance(value, (bool, np.bool_))
+    if isinstance(value, bool):
+        return False
+    if annotation is int:
+        return isinstance(value, numbers.Integral) or (isinstance(value, numbers.Real) and float(value).is_integer())
+    if annotation is float:
+        return isinstance(value, numbers.Real)  # (an int, or a NumPy number, is fine where a float is asked for)
+    if annotation is str:
+        return isinstance(value, (str, os.PathLike))  # (a `Path` where a path is asked for)
+    return True
 
 
 def check_field_types(config: Any) -> None:
     """Raises `ConfigError` for a field whose value is not of its plain type (int, float, bool, str, or one of them
-    or None): a config built in Python is not converted the way YAML and command-line values are."""
-    hints = _resolved_types(type(config))
+    or None): a config built in Python is not converted the way YAML and command-line values are. Annotations
+    that do not resolve at run time (a name imported only for type checking) are not checked."""
+    try:
+        hints = _resolved_types(type(config))
+    except NameError:
+        return
     for field in dataclasses.fields(config):
         annotation, value = hints[field.name], getattr(config, field.name)
         args = typing.get_args(annotation)
@@ -139,10 +153,7 @@ def check_field_types(config: Any) -> None:
             if value is None:
                 continue
             annotation = next(arg for arg in args if arg is not type(None))
-        expected = _PLAIN_TYPES.get(annotation)
-        if expected is None:
-            continue
-        if not isinstance(value, expected) or (annotation is not bool and isinstance(value, bool)):
+        if not _fits(value, annotation):
             raise ConfigError(
                 f"{field.name}: expected {annotation.__name__}, got {type(value).__name__} {value!r} (YAML and "
                 "command-line values are converted; values given in Python are not)"

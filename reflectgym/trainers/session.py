@@ -6,6 +6,7 @@ seeding or exact resume, metrics, the progress bar and atomic checkpoints (`Trai
 from __future__ import annotations
 
 import copy
+import importlib
 import os
 import sys
 import warnings
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+import gymnasium as gym
 import numpy as np
 import torch
 from tqdm.auto import tqdm
@@ -137,6 +139,15 @@ def clear_earlier_run(run_dir: Path) -> None:
     if earlier:
         clear_checkpoints(run_dir)
         print(f"overwrite_output_dir: deleted {len(earlier)} earlier checkpoint(s) in {run_dir}", file=sys.stderr)
+
+
+def check_env_id(env_id: str) -> None:
+    """Raises Gymnasium's error for an env id `gym.make` would not find; `module:Name-v0` imports the module first,
+    as `gym.make` does."""
+    module, _, name = env_id.rpartition(":")
+    if module:
+        importlib.import_module(module)
+    gym.spec(name)
 
 
 def run_record(config: Any, policy: HFPolicy, trainer: str | None) -> dict[str, Any]:

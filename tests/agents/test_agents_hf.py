@@ -12,7 +12,7 @@ pytest.importorskip("transformers")
 
 from reflectgym.agents import Sampling, make_policy  # noqa: E402
 from reflectgym.agents.gguf import smollm2_gguf  # noqa: E402
-from reflectgym.agents.hf_policy import HFPolicy, HFPolicyConfig, _reply_end  # noqa: E402
+from reflectgym.agents.hf_policy import HFPolicy, HFPolicyConfig, _reply_end, checkpoint_path  # noqa: E402
 from reflectgym.agents.tiny import build_tiny_model  # noqa: E402
 
 CHAT = [{"role": "user", "content": "Which way?"}]
@@ -120,10 +120,13 @@ def test_a_missing_local_checkpoint_says_so_before_any_hub_lookup(tmp_path: Path
 
 
 def test_a_two_part_name_under_a_folder_here_is_a_local_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    (tmp_path / "runs").mkdir()
+    (tmp_path / "runs" / "sokoban-bc" / "checkpoints").mkdir(parents=True)  # a folder of training runs
+    (tmp_path / "openai").mkdir()  # a folder of something else
+    (tmp_path / "openai" / "README.md").write_text("not models")
     monkeypatch.chdir(tmp_path)  # `runs/typo` names a run folder here, not a hub repo to wait for offline
     with pytest.raises(FileNotFoundError, match=r"no checkpoint at runs/typo: no such file or folder"):
         HFPolicy.from_pretrained("runs/typo")
+    assert checkpoint_path("openai/gpt-oss-20b") is None  # still a hub name
 
 
 def test_misuses_of_the_api_say_what_to_pass(folder: Path) -> None:

@@ -184,3 +184,14 @@ def test_a_loaded_level_without_a_solution_warns_once() -> None:
         warnings.simplefilter("error")
         env.reset(seed=1)  # the same level again: said once
     assert env.task_ids() == ["0"]
+
+
+def test_task_ids_play_every_loaded_level_once() -> None:
+    numbered = "\n\n".join(f"; {n}\n#####\n#@$.#\n#####" for n in (1, 2, 3))  # titled as level files number them
+    untitled = "#####\n#@$.#\n#####\n\n######\n#@$ .#\n######"
+    for levels, expected in [(numbered, ["1", "2", "3"]), (untitled, ["0", "1"])]:
+        env = SokobanEnv(levels=levels)
+        ids = env.task_ids()
+        assert ids == expected
+        played = [env.reset(options={"task_id": task_id})[1]["task_id"] for task_id in ids]
+        assert played == ids  # each level once, none twice

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+import numpy as np
 import pytest
 
 from reflectgym.trainers.config import ConfigError, add_config_help, field_docs, load_config, parse_overrides
@@ -119,6 +120,7 @@ def test_values_of_the_wrong_type_given_in_python_say_which_field() -> None:
     from reflectgym.trainers.config import check_field_types
 
     check_field_types(ToyConfig(lr=1, output=None))  # an int is a float; None where None is allowed
+    check_field_types(ToyConfig(group_size=8.0, output=Path("runs/x"), lora=np.True_))  # as before: accepted
     for bad, message in [
         (ToyConfig(lr="1e-4"), "lr: expected float, got str '1e-4'"),  # type: ignore[arg-type]
         (ToyConfig(group_size=8.5), "group_size: expected int, got float 8.5"),  # type: ignore[arg-type]
@@ -133,3 +135,17 @@ def test_values_of_the_wrong_type_given_in_python_say_which_field() -> None:
 
     with pytest.raises(ConfigError, match="lr: expected float"):
         GRPOConfig(lr="1e-4")  # type: ignore[arg-type]
+
+
+def test_env_ids_are_checked_as_gym_make_finds_them() -> None:
+    pytest.importorskip("torch")
+    import gymnasium as gym
+
+    from reflectgym.trainers.session import check_env_id
+
+    check_env_id("reflectgym/Sokoban-v0")
+    check_env_id("reflectgym:reflectgym/Sokoban-v0")  # `module:id` imports the module first, as gym.make does
+    with pytest.raises(gym.error.Error, match="Nope"):
+        check_env_id("reflectgym/Nope-v0")
+    with pytest.raises(ModuleNotFoundError):
+        check_env_id("no_such_module_here:reflectgym/Sokoban-v0")

@@ -33,6 +33,8 @@ from reflectgym.envs.web.actions import WebAction, parse_web_action
         ("hover([7])", WebAction("hover", element=7)),
         ('press("+")', WebAction("press", text="+")),  # the plus key itself
         ('press("shift++")', WebAction("press", text="Shift++")),
+        ('type(3, "The "best" lamp")', WebAction("type", element=3, text='The "best" lamp')),  # as models write it
+        ('Action: type(2, "say "hi"")', WebAction("type", element=2, text='say "hi"')),
     ],
 )
 def test_valid_actions_parse(text: str, expected: WebAction) -> None:

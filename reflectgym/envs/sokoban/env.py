@@ -135,8 +135,20 @@ class SokobanEnv(TextEnv[tuple[int, ...]]):
         return f"{words.LEGEND}\n\n{observation}" if self.show_legend else observation
 
     def task_ids(self) -> list[str] | None:
-        """The loaded levels' indices (None for generated levels)."""
-        return None if self.levels is None else [str(index) for index in range(len(self.levels))]
+        """The loaded levels' ids as `reset` reports them: each level's title where the titles tell the levels apart
+        (level files number them from 1), else its index (None for generated levels). Titles win over indices
+        when a task id is looked up, so indices alone would be off by one in a file titled 1, 2, 3..."""
+        if self.levels is None:
+            return None
+        titles = [level.title for level in self.levels]
+        if all(title is not None for title in titles) and len(set(titles)) == len(titles):
+            return [str(title) for title in titles]
+        if any(title is not None and _INDEX.fullmatch(title) for title in titles):
+            raise LevelFormatError(
+                "some levels are titled with numbers and titles repeat or are missing: an index could name another "
+                "level; give every level a distinct title"
+            )
+        return [str(index) for index in range(len(self.levels))]
 
     def _choose_level(self, task_id: Any) -> tuple[Level, str, Solution | None]:
         if self.levels is not None and (task_id is None or not _looks_like_level(task_id)):

@@ -201,17 +201,12 @@ def _unquote(raw: str) -> str:
 
 
 def _quoted(raw: str) -> bool:
-    """Whether `raw` is one quoted string: its opening quote closes at its last character and nowhere before."""
+    """Whether `raw` is one quoted string: it opens and closes with the same quote and holds no second string beside
+    the first (`"a" "b"`). Quotes inside need no escaping (`"the "best" lamp"` is `the "best" lamp`): models often
+    write them so."""
     if len(raw) < 2 or raw[0] not in "\"'" or raw[-1] != raw[0]:
         return False
-    index = 1
-    while index < len(raw) - 1:
-        if raw[index] == "\\":
-            index += 1
-        elif raw[index] == raw[0]:
-            return False
-        index += 1
-    return index == len(raw) - 1
+    return re.search(re.escape(raw[0]) + r"\s+" + re.escape(raw[0]), raw[1:-1]) is None
 
 
 def _string(kind: str, raw: str) -> str:
