@@ -63,7 +63,8 @@ AXTREE_JS = r"""
       const background = el.style.backgroundColor || style.backgroundColor;
       if (!TRANSPARENT.has(background)) parts.push('background=' + background);
       const image = /url\(["']?([^"')]*)/.exec(style.backgroundImage || '');
-      if (image) parts.push('image=' + (image[1].startsWith('data:') ? 'inline' : clean(image[1].split('/').pop(), 40)));
+      const file = image && (image[1].startsWith('data:') ? 'inline' : clean(image[1].split('/').pop(), 40));
+      if (file) parts.push('image=' + file);
     }
     return clean(parts.join(' '), 100);
   };

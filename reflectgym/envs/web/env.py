@@ -7,6 +7,7 @@ only what differs: which task page is opened, how it starts, and how its state i
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -429,17 +430,17 @@ class MiniWoBEnv(TextEnv[WebAction]):
         transition = super()._format_turn(error)
         if not self._last_turn():
             return transition
-        verdict = self._unsolved(f"{transition.verdict.feedback} That was the last step.")
-        verdict = Verdict(verdict.reward, False, verdict.feedback, details=dict(transition.verdict.details))
+        verdict = self._unsolved(f"{transition.verdict.feedback} That was the last step.", transition.verdict.details)
         return Transition(f"{verdict.feedback}\n\n{self.observation()}", verdict, terminated=False)
 
     def _last_turn(self) -> bool:
         """Whether the turn being judged is the last `max_steps` allows."""
         return self.max_turns is not None and len(self.actions) >= self.max_turns
 
-    def _unsolved(self, text: str) -> Verdict:
+    def _unsolved(self, text: str, details: Mapping[str, Any] | None = None) -> Verdict:
         """An episode ending unsolved without the page ending it: MiniWoB's time-out reward, -1."""
-        return Verdict(UNSOLVED_REWARD, False, f"{text} MiniWoB scores an unsolved episode {UNSOLVED_REWARD:g}.")
+        feedback = f"{text} MiniWoB scores an unsolved episode {UNSOLVED_REWARD:g}."
+        return Verdict(UNSOLVED_REWARD, False, feedback, details=dict(details or {}))
 
     def _ended(self, task: dict[str, Any], prefix: str = "") -> Verdict:
         reward = self._reward(task)
