@@ -17,6 +17,7 @@ import contextlib
 import fcntl
 import os
 import signal
+import sys
 import tempfile
 import time
 import warnings
@@ -33,6 +34,16 @@ UID_BASE = 1_700_000_000
 """First uid of the range `local` hands out to runs when started as root (no account uses it)."""
 UID_SLOTS = 64
 """How many runs may hold a uid at once, across all processes on the machine."""
+
+
+def outside_caller_level() -> int:
+    """The `stacklevel` that makes a warning point at the first frame outside reflectgym: at the user's line,
+    however many of the package's frames (a registry lookup, a code env opening its sandbox) lie between."""
+    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
+    frame, level = sys._getframe(1), 1
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(package):
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 class LocalSandboxWarning(UserWarning):
@@ -61,7 +72,7 @@ class LocalSandbox(ClosedOnExit):
             warnings.warn(
                 "the 'local' sandbox does not isolate network or world-readable files; use 'bwrap' for untrusted code",
                 LocalSandboxWarning,
-                stacklevel=2,
+                stacklevel=outside_caller_level(),
             )
 
     def run(self, request: ExecRequest) -> ExecResult:

@@ -11,7 +11,7 @@ import warnings
 from collections.abc import Callable
 
 from reflectgym.sandboxes.bwrap import BwrapSandbox, bwrap_unavailable_reason
-from reflectgym.sandboxes.local import LocalSandbox
+from reflectgym.sandboxes.local import LocalSandbox, outside_caller_level
 from reflectgym.sandboxes.types import ManagedSandbox, SandboxError
 
 
@@ -58,7 +58,7 @@ def default_sandbox() -> ManagedSandbox:
     reason = bwrap_unavailable_reason()
     if reason is None:
         return BwrapSandbox()
-    warnings.warn(f"falling back to the 'local' sandbox: {reason}", RuntimeWarning, stacklevel=2)
+    warnings.warn(f"falling back to the 'local' sandbox: {reason}", RuntimeWarning, stacklevel=outside_caller_level())
     return LocalSandbox()
 
 

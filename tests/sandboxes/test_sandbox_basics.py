@@ -301,3 +301,11 @@ def test_a_warm_pool_runs_a_batch_with_each_result_in_its_place(backend: str, sa
     results = pool.map(requests)
     assert [result.stdout_text for result in results[:12]] == [f"{index}\n" for index in range(12)]
     assert results[12].stdout == b"x" * 300_000  # (past a pipe's and a socket's buffer: read as it arrives)
+
+
+def test_the_local_sandbox_warning_points_at_the_users_line() -> None:
+    from reflectgym.sandboxes import LocalSandboxWarning
+
+    with pytest.warns(LocalSandboxWarning) as caught:
+        get_sandbox("local").close()  # through the registry: the warning still names this file, not the library's
+    assert caught[0].filename == __file__
