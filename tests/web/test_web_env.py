@@ -352,3 +352,25 @@ def test_screenshot_in_info_when_asked() -> None:
     *_, info = env.step("wait")
     assert info["screenshot"][:4] == b"\x89PNG"
     env.close()
+
+
+def test_a_large_drawing_cannot_crowd_out_the_rest_of_the_page(tmp_path: Path) -> None:
+    from reflectgym.envs.web.axtree import AXTREE_JS, AxTree
+    from reflectgym.envs.web.browser import shared_service
+
+    labels = "".join(f'<text x="{k % 50 * 12}" y="{k // 50 * 14 + 14}">{k}</text>' for k in range(500))
+    page = f'<html><body><svg width="640" height="160">{labels}</svg><button>Save</button></body></html>'
+    (tmp_path / "chart.html").write_text(page)
+    service = shared_service(BrowserConfig(spare_contexts=0, viewport=(800, 604)), AXTREE_JS)
+    url = service.router.mount(tmp_path) + "chart.html"
+
+    async def read() -> dict[str, object]:
+        session = await service.open_session(url)
+        try:
+            return await session.page.evaluate("() => window.__rgAx.snapshot(1, [], 400)")
+        finally:
+            await service.close_session(session)
+
+    tree = AxTree.from_js(service.run(read, 60))
+    assert [node.name for node in tree.nodes if node.role == "button"] == ["Save"]
+    assert sum(node.role == "text" for node in tree.nodes) == 120 and not tree.truncated

@@ -4,9 +4,10 @@ A walker (JavaScript, added to every page) visits the rendered DOM, SVG included
 act on or read: interactive elements (links, buttons, fields, checkboxes, tabs, options, ...), headings and
 landmarks, elements with text of their own, and elements the page made clickable without text or role (an icon,
 a coloured box, an SVG shape: a pointer listener, an inline handler, a `tabindex`, or where a pointer cursor
-starts). Those show as `clickable`, described by their tag, classes and colour. Each kept element gets a
-`data-rg-id` once; ids only grow within an episode (a new page continues the count), so an id the agent saw never
-silently means another element.
+starts). Those show as `clickable`, described by their tag, classes and colour; at most 120 elements are kept
+per SVG drawing, so a chart's every label cannot crowd out the rest of the page. Each kept element gets a
+`data-rg-id` once; ids only grow within an episode (a new page continues the count), so an id the agent saw
+never silently means another element.
 
 One line per element, indented by depth::
 
@@ -154,13 +155,15 @@ AXTREE_JS = r"""
   const SKIP_TAGS = new Set(['SCRIPT', 'STYLE', 'NOSCRIPT', 'TEMPLATE', 'CANVAS', 'HEAD', 'OPTION', 'defs', 'clipPath',
     'mask', 'symbol', 'marker', 'pattern', 'filter', 'linearGradient', 'radialGradient', 'title', 'desc', 'style',
     'script']);
+  const SVG_NODES = 120;  // elements kept per drawing: enough for a game board or a menu, not a chart's every label
   window.__rgAx = {
     snapshot(startId, skipSelectors, limit) {
       let nextId = startId;
       const skip = skipSelectors.length ? skipSelectors.join(',') : null;
       const nodes = [];
-      const visit = (el, depth, parentCursor) => {
+      const visit = (el, depth, parentCursor, drawing) => {
         if (nodes.length >= limit || SKIP_TAGS.has(el.tagName) || (skip && el.matches(skip))) return;
+        if (el.tagName === 'svg' && !drawing) drawing = {left: SVG_NODES};
         const style = getComputedStyle(el);
         if (hidden(el, style)) return;
         const role = roleOf(el);
@@ -172,6 +175,7 @@ AXTREE_JS = r"""
         const clickable = !keep && role === 'generic' && el !== document.body
           && actionable(el, style.cursor, parentCursor);
         let childDepth = depth;
+        if ((keep || clickable) && drawing && drawing.left-- <= 0) return;  // a chart's labels crowd out the page
         if (keep || clickable) {
           let id = el.getAttribute('data-rg-id');
           if (id === null) { id = String(nextId++); el.setAttribute('data-rg-id', id); }
@@ -184,9 +188,9 @@ AXTREE_JS = r"""
           childDepth = depth + 1;
           if (NAMED_BY_CONTENT.has(role) || el.tagName === 'SELECT' || el.tagName === 'TEXTAREA') return;
         }
-        for (const child of el.children) visit(child, childDepth, style.cursor);
+        for (const child of el.children) visit(child, childDepth, style.cursor, drawing);
       };
-      if (document.body) visit(document.body, 0, 'auto');
+      if (document.body) visit(document.body, 0, 'auto', null);
       return {nodes, nextId, truncated: nodes.length >= limit};
     },
     element(id) {
