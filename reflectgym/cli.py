@@ -172,11 +172,15 @@ def episode_error(trajectories: Sequence[Trajectory]) -> str | None:
 
 
 def play_env(
-    args: argparse.Namespace, env_id: str, env_out: Path | None, policy: Any, task_ids: list[str] | None
+    args: argparse.Namespace,
+    env_id: str,
+    kwargs: dict[str, Any],
+    env_out: Path | None,
+    policy: Any,
+    task_ids: list[str] | None,
 ) -> tuple[EvalSummary, list[Trajectory]]:
-    """Evaluates one env with the policy, or the scripted agent (its episodes cut at --max-turns); with `task_ids`
-    (--all-tasks), each of those tasks once."""
-    kwargs = parse_env_args(args.env_arg)
+    """Evaluates one env, made with `kwargs`, with the policy or the scripted agent (its episodes cut at
+    --max-turns); with `task_ids` (--all-tasks), each of those tasks once."""
     if policy is not None:
         make_env = lambda: gym.make(env_id, **kwargs)  # noqa: E731
         return evaluate_policy(
@@ -205,13 +209,12 @@ def every_task(env_id: str, kwargs: dict[str, Any]) -> list[str]:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     env_ids = eval_env_ids(args)
-    parse_env_args(args.env_arg)  # a malformed --env-arg fails before any model loads
+    kwargs = parse_env_args(args.env_arg)  # a malformed --env-arg fails before any model loads
     if args.max_turns < 1:
         raise UsageError(f"--max-turns must be at least 1; got {args.max_turns}")
     if args.policy is None:
         reject_policy_options(args)
     out_dir = Path(args.out) if args.out else None
-    kwargs = parse_env_args(args.env_arg)
     # every env's tasks before any model loads or episode runs: an env with no list stops the run at once
     task_lists = {env_id: every_task(env_id, kwargs) for env_id in env_ids} if args.all_tasks else {}
     if args.quiet and args.policy:
@@ -224,7 +227,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     failures: list[str] = []
     for env_id in env_ids:
         env_out = out_dir / env_id.replace("/", "_") if out_dir is not None and len(env_ids) > 1 else out_dir
-        summary, trajectories = play_env(args, env_id, env_out, policy, task_lists.get(env_id))
+        summary, trajectories = play_env(args, env_id, kwargs, env_out, policy, task_lists.get(env_id))
         summaries.append(summary)
         played.extend(trajectories)
         error = episode_error(trajectories)

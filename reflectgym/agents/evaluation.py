@@ -124,13 +124,13 @@ def evaluate(
     bar = tqdm(total=episodes, desc=f"{env_id} [{agent.name}]", disable=not progress, leave=False)
     try:
         for episode in range(episodes):
+            task_id = None if task_ids is None else task_ids[episode]
             try:
-                task_id = None if task_ids is None else task_ids[episode]
                 trajectory = run_episode(env, agent, seed + episode, env_id, task_id=task_id)
             except Exception as error:  # one broken episode must not end the run
                 trajectory = Trajectory(
                     env_id=env_id,
-                    task_id=None if task_ids is None else task_ids[episode],
+                    task_id=task_id,
                     seed=seed + episode,
                     metadata={
                         "agent": agent.name,

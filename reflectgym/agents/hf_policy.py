@@ -49,14 +49,22 @@ class HFPolicy:
         tokenizer: Its tokenizer, with a chat template.
         config: Device and batching.
         name: A label for reports.
+        source: What the model was loaded from, for run records (`from_pretrained` sets it).
     """
 
-    def __init__(self, model: Any, tokenizer: Any, config: HFPolicyConfig | None = None, name: str = "hf") -> None:
+    def __init__(
+        self,
+        model: Any,
+        tokenizer: Any,
+        config: HFPolicyConfig | None = None,
+        name: str = "hf",
+        source: str | None = None,
+    ) -> None:
 
         self.config = config or HFPolicyConfig()
         self.name = name
-        self.source: str | None = None
-        """Where `from_pretrained` loaded it from (the folder, hub name or .gguf file), for run records."""
+        self.source = source
+        """What the model was loaded from (a folder, hub name or .gguf file), for run records; None if unknown."""
         self.model = model
         self._tokenizer = tokenizer
         if tokenizer.pad_token_id is None:
@@ -101,9 +109,7 @@ class HFPolicy:
             raise FileNotFoundError(
                 f"no checkpoint at {source}: no such local folder, and the hub could not give it ({first})"
             ) from error
-        policy = cls(model, tokenizer, config, name=name or f"hf:{Path(where).name}")
-        policy.source = os.fspath(source)
-        return policy
+        return cls(model, tokenizer, config, name=name or f"hf:{Path(where).name}", source=os.fspath(source))
 
     @property
     def tokenizer(self) -> Any:

@@ -118,6 +118,12 @@ class TextEnv(gym.Env[str, str], Generic[ActionT]):
         return tuple(self._actions)
 
     @property
+    def on_last_turn(self) -> bool:
+        """Whether the turn being played (or the one just played) is the last the turn limit allows: it truncates
+        the episode unless the episode terminates. Families whose unsolved end is scored read it in `_apply`."""
+        return self.max_turns is not None and len(self._actions) >= self.max_turns
+
+    @property
     def task_id(self) -> str | None:
         """The id of the task being played, for families with task ids."""
         return None
@@ -205,7 +211,7 @@ class TextEnv(gym.Env[str, str], Generic[ActionT]):
         else:
             transition = self._apply(parsed)
         terminated = bool(transition.terminated)
-        truncated = not terminated and self.max_turns is not None and len(self._actions) >= self.max_turns
+        truncated = not terminated and self.on_last_turn
         self._episode_over = terminated or truncated
         self._not_running = "the episode is over"
         self._last_observation = transition.observation

@@ -151,7 +151,7 @@ class GRPOTrainer:
             lockstep=True,  # batches independent of thread timing: same seed, same run, exact resume
         )
         env_id, env_kwargs = config.env_id, dict(config.env_kwargs)
-        check_env_id(env_id)  # an unknown id stops here, before the run begins (and an overwrite deletes anything)
+        check_env_id(env_id)  # an unknown id stops here, before the run begins and an overwrite deletes anything
         self.engine = RolloutEngine(sampler or self.policy, lambda: gym.make(env_id, **env_kwargs), env_id, rollout)
 
     @property

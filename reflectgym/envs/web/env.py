@@ -418,7 +418,7 @@ class MiniWoBEnv(TextEnv[WebAction]):
         task = state.task or {}
         if task.get("done"):  # (an action that could not be played met a page that had ended already)
             return self._ended(task, prefix=outcome.message if outcome.played else ""), True
-        if self._last_turn():
+        if self.on_last_turn:
             return self._unsolved(f"{outcome.message} That was the last step, and the task is not solved."), False
         if not outcome.played:
             return Verdict(0.0, False, outcome.message, details={"action_error": outcome.message}), False
@@ -428,14 +428,10 @@ class MiniWoBEnv(TextEnv[WebAction]):
         """An unreadable reply; on the last step it ends the episode unsolved like any other (-1, not the format
         penalty alone, which would make a garbled last reply pay more than a real attempt)."""
         transition = super()._format_turn(error)
-        if not self._last_turn():
+        if not self.on_last_turn:
             return transition
         verdict = self._unsolved(f"{transition.verdict.feedback} That was the last step.", transition.verdict.details)
         return Transition(f"{verdict.feedback}\n\n{self.observation()}", verdict, terminated=False)
-
-    def _last_turn(self) -> bool:
-        """Whether the turn being judged is the last `max_steps` allows."""
-        return self.max_turns is not None and len(self.actions) >= self.max_turns
 
     def _unsolved(self, text: str, details: Mapping[str, Any] | None = None) -> Verdict:
         """An episode ending unsolved without the page ending it: MiniWoB's time-out reward, -1."""
