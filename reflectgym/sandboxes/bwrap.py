@@ -12,9 +12,9 @@ Threat model:
   (scrubbed).
   Writes: `/work`, `/tmp` and `/dev/shm` only (private tmpfs, each sized by `Limits.disk_bytes`; the rest of `/dev`
   is read-only). A seccomp filter (see `reflectgym.sandboxes.seccomp`) refuses what no namespace contains or no
-  rlimit bounds: the key store, other processes' I/O priority, and memory held outside the address space
-  (`memfd_create`, `memfd_secret`, SysV shared memory and message queues, extended attributes). `/proc/sys` is
-  read-only.
+  rlimit bounds: the key store, other processes' I/O priority, memory held outside the address space
+  (`memfd_create`, `memfd_secret`, SysV shared memory, message queues and semaphores, extended attributes), and
+  setting another process's limits, priority, scheduling or CPU affinity. `/proc/sys` is read-only.
 - Not covered: kernel bugs reachable through the system calls that remain, CPU and memory-bandwidth side
   channels, the total memory of many processes (each is bounded by RLIMIT_AS and their count by RLIMIT_NPROC;
   the `docker` backend's cgroup bounds the sum).

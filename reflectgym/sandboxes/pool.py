@@ -14,8 +14,9 @@ and reaped and `/work`, `/tmp`, `/dev/shm`, SysV IPC objects and POSIX message q
 pipes' sizes restored; each run's stdio are open files of its own) before the next request is read. What one run
 shares with the next on the same worker is only the zygote's start-up state (preloaded modules, read-only to a
 child) and the namespaces themselves; see `worker_main` for the list, and for what a program can do to the sandbox's
-own processes (kill, stop or re-limit them: a changed standby is replaced; a broken zygote or worker ends the
-worker, the run gets `sandbox_error`, and a request it turned away is resent once to a fresh one). Processes: the
+own processes (kill or stop them, and re-limit them where no seccomp filter refuses it: a changed standby is
+replaced; a broken zygote or worker ends the worker, the run gets `sandbox_error`, and a request it turned away is
+resent once to a fresh one). Processes: the
 worker, the zygote and the next run's standby count against `Limits.max_processes` beside the program (RLIMIT_NPROC
 is per uid). Per-pool, not per-request: the network setting and the work dir size (`Limits.network`,
 `Limits.disk_bytes` of `PoolConfig.limits`).
@@ -226,7 +227,8 @@ class BwrapLauncher:
         info_read, info_write = os.pipe()
         args += ["--info-fd", str(info_write)]
         with bwrap_seccomp() as (seccomp_args, seccomp_fds):  # bubblewrap reads it before it starts the worker
-            argv = [*args, *seccomp_args, "--", *worker_command(self.config.python, self.preload, cpu)]
+            command = worker_command(self.config.python, self.preload, cpu, sealed=bool(seccomp_args))
+            argv = [*args, *seccomp_args, "--", *command]
             return self._spawn(argv, info_read, info_write, (info_write, *seccomp_fds))
 
     def _spawn(self, argv: list[str], info_read: int, info_write: int, pass_fds: tuple[int, ...]) -> PipeChannel:
@@ -256,15 +258,20 @@ class BwrapLauncher:
         """Nothing beyond the workers."""
 
 
-def worker_command(python: str, preload: Sequence[str], cpu: int | None = None) -> list[str]:
+def worker_command(python: str, preload: Sequence[str], cpu: int | None = None, sealed: bool = False) -> list[str]:
     """The command that starts `worker_main` in a sandbox (its source follows on stdin), kept on `cpu` if given.
 
-    The last argument is the programs' default environment (marshalled, in hex): the worker makes it its own, so
-    that a child asked for it inherits it as it is, whatever the launcher added (bubblewrap's `PWD`, Docker's
-    `HOSTNAME`)."""
+    Then comes the programs' default environment (marshalled, in hex): the worker makes it its own, so that a child
+    asked for it inherits it as it is, whatever the launcher added (bubblewrap's `PWD`, Docker's `HOSTNAME`). Last,
+    `sealed` says that the sandbox runs under `seccomp.filter_program`: no process in it can change another's
+    limits, priority or scheduling, nor make extended attributes or SysV IPC objects, so the worker need not look
+    for any of them after a run."""
     environment = marshal.dumps(program_env(WORK_DIR, TMP_DIR, {}), MARSHAL_VERSION).hex()
     cpu_text = "" if cpu is None else str(cpu)
-    return [python, "-I", "-c", BOOTSTRAP, ",".join(preload), str(len(WORKER_SOURCE)), cpu_text, environment]
+    return [
+        *(python, "-I", "-c", BOOTSTRAP, ",".join(preload), str(len(WORKER_SOURCE)), cpu_text, environment),
+        "sealed" if sealed else "",
+    ]
 
 
 def worker_cpus(config: PoolConfig) -> list[int | None]:

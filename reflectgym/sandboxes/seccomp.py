@@ -5,11 +5,20 @@ Bubblewrap's namespaces leave two kinds of kernel state shared with whatever els
 hand data to another running at the same time, or to the next run of a warm worker) and the I/O priority of other
 processes (`ioprio_set`: a run could slow every later run of its warm worker). And without a cgroup, memory a
 process holds outside its address space escapes RLIMIT_AS: files made with `memfd_create` or `memfd_secret`, SysV
-segments (`shmget`) written and unmapped, SysV message queues (`msgget`) filled, extended attributes (the setxattr
+segments (`shmget`) written and unmapped, SysV message queues (`msgget`) filled, SysV semaphore sets (`semget`: 2 MiB
+of kernel memory for a set of 32000, and 32000 sets allowed by default), extended attributes (the setxattr
 family: a tmpfs keeps them in kernel memory its size does not bound); `/dev/shm` and `/tmp` are sized tmpfs
 instead, and POSIX message queues are bounded by RLIMIT_MSGQUEUE. The filter makes those calls fail
 with EPERM, as Docker's default profile does for the keys, and refuses system calls made through another ABI than
 the native one (x32, or 32-bit calls from a 64-bit process), which would slip past a filter keyed on numbers.
+
+It also keeps every process to its own scheduling and limits (`OWN_PROCESS_ONLY`): setting another process's rlimits
+(`prlimit64` with a pid), nice value (`setpriority` but on itself), scheduling policy or parameters, or CPU affinity
+(the `sched_set*` calls with a pid) fails with EPERM. A warm pool's worker, zygote and next standby run as the
+program's uid in its namespace; without this a program could cripple the next run through them, and the worker would
+have to check their attributes after every run. The price: a program cannot set these on its own child processes or
+threads by pid either (`os.sched_setaffinity(0, ...)`, `os.nice`, `resource.setrlimit` work; `pthread_setaffinity_np`
+does not). Reading them (`prlimit64` without new limits, the `sched_get*` calls) stays allowed.
 
 It is a classic BPF program in the form bubblewrap's `--seccomp FD` reads (what `seccomp_export_bpf` writes), built
 here for x86_64 and aarch64; on other architectures no filter is installed (and `filter_program` says so with None).
@@ -28,25 +37,64 @@ AUDIT_ARCH = {"x86_64": 0xC000003E, "aarch64": 0xC00000B7}
 DENIED_CALLS = {
     "x86_64": {
         "add_key": 248, "request_key": 249, "keyctl": 250, "ioprio_set": 251,
-        "memfd_create": 319, "memfd_secret": 447, "shmget": 29, "msgget": 68,
+        "memfd_create": 319, "memfd_secret": 447, "shmget": 29, "msgget": 68, "semget": 64,
         "setxattr": 188, "lsetxattr": 189, "fsetxattr": 190, "setxattrat": 463,
     },
     "aarch64": {
         "add_key": 217, "request_key": 218, "keyctl": 219, "ioprio_set": 30,
-        "memfd_create": 279, "memfd_secret": 447, "shmget": 194, "msgget": 186,
+        "memfd_create": 279, "memfd_secret": 447, "shmget": 194, "msgget": 186, "semget": 190,
         "setxattr": 5, "lsetxattr": 6, "fsetxattr": 7, "setxattrat": 463,
     },
 }  # fmt: skip
 """System call numbers (from each architecture's unistd.h) that the filter refuses."""
+OWN_PROCESS_ONLY = {
+    "x86_64": {
+        "prlimit64": 302, "setpriority": 141, "sched_setparam": 142, "sched_setscheduler": 144,
+        "sched_setaffinity": 203, "sched_setattr": 314,
+    },
+    "aarch64": {
+        "prlimit64": 261, "setpriority": 140, "sched_setparam": 118, "sched_setscheduler": 119,
+        "sched_setaffinity": 122, "sched_setattr": 274,
+    },
+}  # fmt: skip
+"""System calls (numbers from each architecture's unistd.h) that the filter allows only on the calling process
+itself, as `ALLOWED_WHEN` says."""
 X32_SYSCALL_BIT = 0x40000000
 LOAD_WORD, JUMP_EQUAL, JUMP_AT_LEAST, RETURN = 0x20, 0x15, 0x35, 0x06
 """BPF_LD|BPF_W|BPF_ABS, BPF_JMP|BPF_JEQ|BPF_K, BPF_JMP|BPF_JGE|BPF_K, BPF_RET|BPF_K."""
-NUMBER_OFFSET, ARCH_OFFSET = 0, 4
-"""Where `struct seccomp_data` holds the system call number and the audit architecture."""
+NUMBER_OFFSET, ARCH_OFFSET, ARGS_OFFSET = 0, 4, 16
+"""Where `struct seccomp_data` holds the system call number, the audit architecture and the six 64-bit arguments
+(little-endian on both architectures: an argument's low word comes first)."""
 ALLOW, REFUSE = 0x7FFF0000, 0x00050000 | errno.EPERM
 """SECCOMP_RET_ALLOW; SECCOMP_RET_ERRNO with EPERM."""
 INSTRUCTION = struct.Struct("=HBBI")
 """struct sock_filter: code, jump if true, jump if false, constant."""
+PRIO_PROCESS = 0
+
+
+def low_word(argument: int) -> int:
+    """Offset of argument `argument`'s low 32 bits: all of an `int` or `pid_t` (the kernel ignores the rest)."""
+    return ARGS_OFFSET + 8 * argument
+
+
+def high_word(argument: int) -> int:
+    return low_word(argument) + 4
+
+
+Conditions = tuple[tuple[int, int], ...]
+"""(offset of a word of `struct seccomp_data`, the value it must have): all must hold."""
+ALLOWED_WHEN: dict[str, tuple[Conditions, ...]] = {
+    "prlimit64": (((low_word(0), 0),), ((low_word(2), 0), (high_word(2), 0))),  # pid 0, or no new limits
+    "setpriority": (((low_word(0), PRIO_PROCESS), (low_word(1), 0)),),  # which PRIO_PROCESS, who 0: itself
+    "sched_setparam": (((low_word(0), 0),),),
+    "sched_setscheduler": (((low_word(0), 0),),),
+    "sched_setaffinity": (((low_word(0), 0),),),
+    "sched_setattr": (((low_word(0), 0),),),
+}
+"""For each call of `OWN_PROCESS_ONLY`: the alternatives, any of which allows it."""
+
+Instruction = tuple[int, int | str, int | str, int]
+"""An instruction whose jump targets may still be labels (str): see `assemble`."""
 
 
 def filter_program(machine: str | None = None) -> bytes | None:
@@ -54,19 +102,51 @@ def filter_program(machine: str | None = None) -> bytes | None:
     machine = machine or platform.machine()
     if machine not in AUDIT_ARCH:
         return None
-    denied = sorted(DENIED_CALLS[machine].values())
-    refuse_at = 4 + len(denied) + 1
-    """Index of the REFUSE instruction: arch load, arch check, number load, x32 check, one check per call, ALLOW."""
-    program = [
+    program: list[Instruction | str] = [
         (LOAD_WORD, 0, 0, ARCH_OFFSET),
-        (JUMP_EQUAL, 0, refuse_at - 2, AUDIT_ARCH[machine]),
+        (JUMP_EQUAL, 0, "refuse", AUDIT_ARCH[machine]),
         (LOAD_WORD, 0, 0, NUMBER_OFFSET),
-        (JUMP_AT_LEAST, refuse_at - 4, 0, X32_SYSCALL_BIT),
+        (JUMP_AT_LEAST, "refuse", 0, X32_SYSCALL_BIT),
     ]
-    for index, number in enumerate(denied):
-        program.append((JUMP_EQUAL, refuse_at - (4 + index) - 1, 0, number))
-    program += [(RETURN, 0, 0, ALLOW), (RETURN, 0, 0, REFUSE)]
-    return b"".join(INSTRUCTION.pack(*instruction) for instruction in program)
+    program += [(JUMP_EQUAL, "refuse", 0, number) for number in sorted(DENIED_CALLS[machine].values())]
+    guarded = sorted(OWN_PROCESS_ONLY[machine].items())
+    program += [(JUMP_EQUAL, name, 0, number) for name, number in guarded]
+    program += [(RETURN, 0, 0, ALLOW), "refuse", (RETURN, 0, 0, REFUSE)]
+    for name, _ in guarded:
+        program.append(name)
+        alternatives = ALLOWED_WHEN[name]
+        for index, conditions in enumerate(alternatives):
+            otherwise = f"{name}/{index + 1}"  # the next alternative, or the block's final refusal
+            program.append(f"{name}/{index}")
+            for offset, value in conditions:
+                program += [(LOAD_WORD, 0, 0, offset), (JUMP_EQUAL, 0, otherwise, value)]
+            program.append((RETURN, 0, 0, ALLOW))  # every condition held
+        program += [f"{name}/{len(alternatives)}", (RETURN, 0, 0, REFUSE)]  # (BPF jumps only forward)
+    return b"".join(INSTRUCTION.pack(*instruction) for instruction in assemble(program))
+
+
+def assemble(program: list[Instruction | str]) -> list[tuple[int, int, int, int]]:
+    """Resolve labels (the str items, each naming the instruction after it) into the forward jump offsets BPF takes."""
+    labels: dict[str, int] = {}
+    instructions: list[Instruction] = []
+    for item in program:
+        if isinstance(item, str):
+            labels[item] = len(instructions)
+        else:
+            instructions.append(item)
+
+    def offset(target: int | str, at: int) -> int:
+        if isinstance(target, int):
+            return target
+        distance = labels[target] - at - 1
+        if not 0 <= distance <= 255:
+            raise ValueError(f"a jump to {target!r} is out of a BPF instruction's reach")
+        return distance
+
+    return [
+        (code, offset(if_true, at), offset(if_false, at), constant)
+        for at, (code, if_true, if_false, constant) in enumerate(instructions)
+    ]
 
 
 @contextlib.contextmanager

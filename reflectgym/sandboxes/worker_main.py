@@ -38,13 +38,13 @@ Three kinds of process:
 The pipes between the worker and the children (control, stdout, stderr, status, the gate, and an unnamed file
 for stdin) are made once, before the zygote is forked, so a standby is forked with nothing to hand over. After
 answering and before reading the next request, the worker has the zygote kill and reap every process of the run
-and restore the output pipes' sizes, drains what the run left in the pipes, removes SysV IPC
-objects and POSIX message queues (`/dev/mqueue`), and wipes `/work`, `/tmp` and `/dev/shm` (their own extended
-attributes too): nothing of one run is left for the next. Shared between runs: the zygote's memory as it was at
-start-up (copy-on-write; a child cannot change it), the modules it preloaded, and the sandbox's namespaces (the same
-empty network and hostname). Not shared: files, processes, IPC objects, pipe contents, open file descriptions
-(each child reopens its stdio: flags, locks and leases end with the run), environment,
-rlimits, request data.
+and restore the output pipes' sizes, drains what the run left in the pipes, removes SysV IPC objects and POSIX
+message queues (`/dev/mqueue`), and wipes `/work`, `/tmp` and `/dev/shm` (their own extended attributes too; on
+tmpfs an empty directory is known from its size): nothing of one run is left for the next. Shared between runs: the
+zygote's memory as it was at start-up (copy-on-write; a child cannot change it), the modules it preloaded, and the
+sandbox's namespaces (the same empty network and hostname). Not shared: files, processes, IPC objects, pipe
+contents, open file descriptions (each child reopens its stdio: flags, locks and leases end with the run),
+environment, rlimits, request data.
 
 A program can write a false exit status on its status pipe: that only ends its own run early with an exit code it
 could have used anyway, and a CPU time the host keeps within what the run could have used (`worker_link.plausible_cpu`).
@@ -55,7 +55,9 @@ fresh one) or the next standby (it is replaced), and it can change the attribute
 standby that a
 same-uid process may change (rlimits, nice value, scheduling policy, CPU affinity): the worker checks its own and
 the next standby's once every process of the run is dead (a standby forked by a changed zygote inherits the
-change), and a changed one ends the worker; the request it turned away is resent to a fresh worker.
+change), and a changed one ends the worker; the request it turned away is resent to a fresh worker. Under
+reflectgym's seccomp filter (a bubblewrap worker started `sealed`) no process can change another's attributes, make
+extended attributes or SysV IPC objects: the worker skips those checks and clean-ups.
 """
 
 import atexit
@@ -82,6 +84,10 @@ WORK = "/work"
 WIPED = ("/work", "/tmp", "/dev/shm", "/dev/mqueue")
 """Emptied after every run (`/dev/mqueue`: the POSIX message queues of the sandbox's IPC namespace)."""
 LAST_PID = "/proc/sys/kernel/ns_last_pid"
+COUNTING_FILESYSTEMS = (0x01021994, 0x19800202)
+"""tmpfs and mqueue (`statfs` magic numbers): a directory's size there grows by 20 with each entry of any kind and
+shrinks back as it goes, so an empty one (size 40, two links) is known from its `stat` alone."""
+EMPTY_DIR_SIZE = 40
 CHUNK = 65536
 PR_SET_DUMPABLE = 4
 IPC_RMID = 0
@@ -151,10 +157,13 @@ class Pristine:
     change them between the check and the run (a child's own program may change its own: they are the program's).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, sealed: bool) -> None:
         self.values = self.current()
         self.environment = dict(os.environ)
         """The environment every child inherits (no other process can change it)."""
+        self.sealed = sealed
+        """The sandbox's seccomp filter refuses to set any of them on another process (see `reflectgym.sandboxes.
+        seccomp.OWN_PROCESS_ONLY`): they cannot change, and are not read again."""
 
     LIMITS = tuple(getattr(resource, name) for name in dir(resource) if name.startswith("RLIMIT_"))
 
@@ -166,6 +175,8 @@ class Pristine:
 
     def intact(self, pid: int = 0) -> bool:
         """Whether process `pid` (0: this one) still has them; False once it is gone."""
+        if self.sealed:
+            return True
         try:
             return self.current(pid) == self.values
         except OSError:
@@ -244,21 +255,21 @@ class Output:
             self.buffer = bytearray(limit + CHUNK)
         self.used, self.limit, self.truncated = 0, limit, False
 
-    def read(self, fd: int) -> bool:
-        """Read once from `fd` (non-blocking); False when nothing was there."""
+    def read(self, fd: int) -> int:
+        """Read once from `fd` (non-blocking): how many bytes came (0: none were there)."""
         try:
             with memoryview(self.buffer) as view:
                 count = os.readv(fd, [view[self.used : self.used + CHUNK]])
         except BlockingIOError:
-            return False
+            return 0
         self.used += count
         if self.used > self.limit:
             self.used, self.truncated = self.limit, True
-        return count > 0
+        return count
 
     def drain(self, fd: int) -> None:
-        """Read what is in the pipe now, up to the limit."""
-        while not self.truncated and self.read(fd):
+        """Read what is in the pipe now, up to the limit. Its writers are done: a read that comes short emptied it."""
+        while not self.truncated and self.read(fd) == CHUNK:
             pass
 
 
@@ -283,7 +294,8 @@ class Pipes:
     def drain(self, control: bool) -> None:
         """Drop whatever is left in the output, status and gate pipes (and in the control pipe, when no standby is
         alive to read it)."""
-        for fd in (self.control_r, self.stdout, self.stderr, self.status, self.gate_r)[0 if control else 1 :]:
+        pipes = (self.control_r, self.stdout, self.stderr, self.status, self.gate_r)[0 if control else 1 :]
+        for fd in select.select(pipes, [], [], 0)[0]:
             with contextlib.suppress(BlockingIOError):
                 while os.read(fd, CHUNK):
                     pass
@@ -313,7 +325,7 @@ class Zygote:
         for fd in (commands, answers, pipes.stdout_w, pipes.stderr_w, pipes.status_w, pipes.gate):
             os.close(fd)
         self.forking = False
-        self.stdio = SharedStdio(pipes)
+        self.stdio = SharedStdio(pipes, pristine.sealed)
         self.counter = open_pid_counter()
 
     def fork(self) -> None:
@@ -395,13 +407,14 @@ def main() -> None:
     pin(sys.argv[3] if len(sys.argv) > 3 else "")
     if len(sys.argv) > 4:  # before `rehearse` and `Pristine`: the environment every child inherits
         set_environment(marshal.loads(bytes.fromhex(sys.argv[4])), dict(os.environ))
+    sealed = len(sys.argv) > 5 and sys.argv[5] == "sealed"  # under reflectgym's seccomp filter (see `Pristine`)
     for name in sys.argv[1].split(",") if len(sys.argv) > 1 and sys.argv[1] else ():
         __import__(name)
     rehearse(REHEARSAL_ROUNDS)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # pid 1 gets only the signals it handles: none, then
     gc.collect()
     gc.freeze()  # children then never walk (and so never copy) the preloaded objects in a collection
-    pipes, pristine = Pipes(), Pristine()
+    pipes, pristine, cleaner = Pipes(), Pristine(sealed), Cleaner(libc, sealed)
     zygote = Zygote(pipes, pristine)
     inbox, stdout, stderr = Inbox(), Output(), Output()
     standby = zygote.spare(pipes)
@@ -413,7 +426,7 @@ def main() -> None:
         try:
             reply, following, ended = serve(request, standby, pipes, zygote, stdout, stderr)
         except ZygoteLostError as error:
-            end_alone(libc)
+            end_alone(cleaner)
             text = f"the run broke its sandbox: {error}".encode()
             write_all([ERROR.pack(FAILED, len(text)), text])
             return
@@ -435,11 +448,11 @@ def main() -> None:
                 if not pristine.intact(following):  # forked by a zygote whose attributes a program changed
                     raise RuntimeError("the zygote's process attributes were changed")
             standby = following
-            clean_up(libc)
+            cleaner.clean_up()
             if not pristine.intact():  # a program changed this worker's attributes
                 raise RuntimeError("the worker's process attributes were changed")
         except Exception:  # the run killed, stopped or changed the zygote or this worker, or clean-up failed
-            end_alone(libc)
+            end_alone(cleaner)
             if inbox.receive() is not None:
                 write_all([RETIRED])  # (this worker exiting, as pid 1, takes every process of the sandbox along)
             return
@@ -579,8 +592,8 @@ def watch(
     else:
         ended = zygote.end_run(child_pid, following)
         returncode, cpu = os.waitstatus_to_exitcode(ended[0]), ended[1]
-    for fd, stream in streams.items():  # the child wrote everything before its status, or every writer is dead
-        stream.drain(fd)
+    for fd in select.select(list(streams), [], [], 0)[0]:  # the child wrote all before its status, or is dead
+        streams[fd].drain(fd)
     wall_seconds = time.perf_counter() - started
     flags = (
         KILLED_FOR_WALL * killed_for_wall + STDOUT_TRUNCATED * stdout.truncated + STDERR_TRUNCATED * stderr.truncated
@@ -635,8 +648,9 @@ class SharedStdio:
     child's reopen fail), timestamps, the stdin file's extended attributes, the pipes' sizes. Taken by the worker
     (through its own fds on the same file and pipes) before any program ran; restored after every run."""
 
-    def __init__(self, pipes: Pipes) -> None:
+    def __init__(self, pipes: Pipes, sealed: bool) -> None:
         self.stdin = pipes.stdin
+        self.attributes = not sealed  # (the seccomp filter refuses to set extended attributes)
         self.files = [(fd, os.fstat(fd)) for fd in (pipes.stdin, pipes.stdout, pipes.stderr)]
         self.pipe_sizes = [(fd, fcntl.fcntl(fd, fcntl.F_GETPIPE_SZ)) for fd in (pipes.stdout, pipes.stderr)]
 
@@ -644,9 +658,8 @@ class SharedStdio:
         for fd, info in self.files:
             os.fchmod(fd, stat.S_IMODE(info.st_mode))
             os.utime(fd, ns=(info.st_atime_ns, info.st_mtime_ns))
-        with contextlib.suppress(OSError):  # (pipes have no user attributes)
-            for name in os.listxattr(self.stdin):
-                os.removexattr(self.stdin, name)
+        if self.attributes:
+            remove_attributes(self.stdin)  # (pipes have no user attributes)
         for fd, size in self.pipe_sizes:
             if fcntl.fcntl(fd, fcntl.F_GETPIPE_SZ) != size:
                 fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, size)
@@ -746,7 +759,7 @@ def process_state(pid: int) -> bytes:
         os.close(fd)
 
 
-def end_alone(libc: ctypes.CDLL) -> None:
+def end_alone(cleaner: "Cleaner") -> None:
     """Without the zygote: kill and reap everything (as pid 1, every orphan is ours) and wipe, as far as it goes
     (a program may have crippled this worker's limits; its exit ends the sandbox anyway)."""
     with contextlib.suppress(Exception):
@@ -755,7 +768,7 @@ def end_alone(libc: ctypes.CDLL) -> None:
         with contextlib.suppress(ChildProcessError):
             while True:
                 os.waitpid(-1, 0)
-        clean_up(libc)
+        cleaner.clean_up()
 
 
 def child(pipes: Pipes, pristine: Pristine) -> None:
@@ -1034,23 +1047,62 @@ def exit_code_of(stop: SystemExit) -> int:
     return 1
 
 
-def clean_up(libc: ctypes.CDLL) -> None:
-    """Leave nothing of this run for the next one: IPC objects and files."""
-    for kind, remove in (("shm", libc.shmctl), ("msg", libc.msgctl), ("sem", libc.semctl)):
-        try:
-            fd = os.open(f"/proc/sysvipc/{kind}", os.O_RDONLY)
-        except OSError:
-            continue
-        try:
-            listing = read_all(fd)
-        finally:
-            os.close(fd)
-        for line in listing.splitlines()[1:]:
-            if fields := line.split():
-                remove(int(fields[1]), IPC_RMID, None) if kind != "sem" else remove(int(fields[1]), 0, IPC_RMID)
-    for root in WIPED:
-        with contextlib.suppress(FileNotFoundError):
-            wipe(root, top=True)
+class Cleaner:
+    """Leaves nothing of a run for the next one: IPC objects and files."""
+
+    def __init__(self, libc: ctypes.CDLL, sealed: bool) -> None:
+        self.libc = libc
+        self.uid = os.getuid()
+        self.attributes = not sealed
+        """Whether extended attributes can exist (the seccomp filter refuses to set them)."""
+        self.ipc = () if sealed else (("shm", libc.shmctl), ("msg", libc.msgctl), ("sem", libc.semctl))
+        """SysV IPC objects a program can make (the seccomp filter refuses `shmget`, `msgget` and `semget`)."""
+        self.counting = {root: counts_entries(libc, root) for root in WIPED}
+
+    def clean_up(self) -> None:
+        for kind, remove in self.ipc:
+            try:
+                fd = os.open(f"/proc/sysvipc/{kind}", os.O_RDONLY)
+            except OSError:
+                continue
+            try:
+                listing = read_all(fd)
+            finally:
+                os.close(fd)
+            for line in listing.splitlines()[1:]:
+                if fields := line.split():
+                    remove(int(fields[1]), IPC_RMID, None) if kind != "sem" else remove(int(fields[1]), 0, IPC_RMID)
+        for root, counting in self.counting.items():
+            with contextlib.suppress(FileNotFoundError):
+                self.wipe_root(root, counting)
+
+    def wipe_root(self, root: str, counting: bool) -> None:
+        """Empty `root` and give it back its mode (1777) and attributes; a root the sandbox's user may not write
+        (no program could have either) is left alone."""
+        info = os.stat(root)
+        mine = info.st_uid == self.uid
+        if not mine and not os.access(root, os.W_OK):
+            return
+        if mine and stat.S_IMODE(info.st_mode) != 0o1777:
+            os.chmod(root, 0o1777)
+        if self.attributes:
+            remove_attributes(root)
+        if not (counting and info.st_size == EMPTY_DIR_SIZE and info.st_nlink == 2):
+            wipe(root, self.uid)
+
+
+def counts_entries(libc: ctypes.CDLL, path: str) -> bool:
+    """Whether `path` is on a filesystem whose directory sizes count their entries (`COUNTING_FILESYSTEMS`)."""
+    buffer = ctypes.create_string_buffer(512)  # struct statfs; f_type, a long, comes first
+    if libc.statfs(path.encode(), buffer) != 0:
+        return False
+    return ctypes.c_long.from_buffer(buffer).value in COUNTING_FILESYSTEMS
+
+
+def remove_attributes(target: "str | int") -> None:
+    with contextlib.suppress(OSError):
+        for name in os.listxattr(target):
+            os.removexattr(target, name)
 
 
 def read_all(fd: int) -> bytes:
@@ -1060,23 +1112,15 @@ def read_all(fd: int) -> bytes:
     return b"".join(chunks)
 
 
-def wipe(path: str, top: bool = False) -> None:
+def wipe(path: str, uid: int) -> None:
     """Remove everything under `path`, giving back permissions the program took away; raises if it cannot."""
-    info = os.stat(path)
-    mine = info.st_uid == os.getuid()
-    if top and not mine and not os.access(path, os.W_OK):
-        return
-    mode = 0o1777 if top else 0o700
-    if mine and stat.S_IMODE(info.st_mode) != mode:
-        os.chmod(path, mode)
-    if top:  # attributes of the kept directory itself (the rest go with the files)
-        with contextlib.suppress(OSError):
-            for name in os.listxattr(path):
-                os.removexattr(path, name)
     with os.scandir(path) as entries:
         for entry in entries:
             if entry.is_dir(follow_symlinks=False):
-                wipe(entry.path)
+                info = entry.stat(follow_symlinks=False)
+                if info.st_uid == uid and stat.S_IMODE(info.st_mode) != 0o700:
+                    os.chmod(entry.path, 0o700)
+                wipe(entry.path, uid)
                 os.rmdir(entry.path)
             else:
                 os.unlink(entry.path)

@@ -515,6 +515,42 @@ def test_limits_and_priority_set_on_other_processes_do_not_reach_the_next_run(sa
     assert seen == [untouched] * 4
 
 
+def test_bubblewrap_keeps_every_process_to_its_own_limits_priority_and_affinity(sandbox: Sandbox) -> None:
+    # The seccomp filter's argument checks, as the kernel runs them: on another process (here the program's own
+    # child) setting limits, priority, scheduling or affinity is refused; on itself, and reading, all still work.
+    if sandbox.name not in ("bwrap", "pool"):
+        pytest.skip(f"{sandbox.name}: no reflectgym seccomp filter (Docker's default profile; the worker checks)")
+    attempts = (
+        "import os, resource, subprocess, sys\n"
+        "other = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(30)'])\n"
+        "changes = {\n"
+        "    'limits': lambda pid: resource.prlimit(pid, resource.RLIMIT_NOFILE, (32, 32)),\n"
+        "    'nice': lambda pid: os.setpriority(os.PRIO_PROCESS, pid, 5),\n"
+        "    'affinity': lambda pid: os.sched_setaffinity(pid, os.sched_getaffinity(0)),\n"
+        "    'policy': lambda pid: os.sched_setscheduler(pid, os.SCHED_BATCH, os.sched_param(0)),\n"
+        "}\n"
+        "for name, change in changes.items():\n"
+        "    try:\n"
+        "        change(other.pid)\n"
+        "        print(name, 'changed')\n"
+        "    except PermissionError:\n"
+        "        print(name, 'refused')\n"
+        "    change(0)\n"
+        "print('read', resource.prlimit(other.pid, resource.RLIMIT_NOFILE)[1] > 32)  # (its own is 32 by now)\n"
+        "print('own', resource.getrlimit(resource.RLIMIT_NOFILE), os.getpriority(os.PRIO_PROCESS, 0), os.nice(1))\n"
+        "other.kill()"
+    )
+    result = run_py(sandbox, attempts)
+    assert result.stdout_text.splitlines() == [
+        "limits refused",
+        "nice refused",
+        "affinity refused",
+        "policy refused",
+        "read True",
+        "own (32, 32) 5 6",
+    ], result
+
+
 def test_limits_set_on_the_newest_other_process_do_not_reach_the_next_run(sandbox: Sandbox) -> None:
     # In a warm pool the newest process but the program's own is the standby that runs the next request.
     skip_local_reaching_the_host(sandbox)
@@ -669,6 +705,10 @@ def test_memory_held_outside_the_address_space_is_refused_or_bounded(sandbox: Sa
         "        break\n"
         "    queued += 2\n"
         "held += queued // 128\n"
+        "while held < 192:  # SysV semaphores: a set of 32000 holds 2 MiB of kernel memory\n"
+        "    if libc.semget(0, 32000, 0o1600) < 0:\n"
+        "        break\n"
+        "    held += 2\n"
         "print('held MiB', held, flush=True)"
     )
     result = run_py(sandbox, hold, limits=limits)
