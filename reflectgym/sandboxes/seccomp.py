@@ -8,17 +8,20 @@ process holds outside its address space escapes RLIMIT_AS: files made with `memf
 segments (`shmget`) written and unmapped, SysV message queues (`msgget`) filled, SysV semaphore sets (`semget`: 2 MiB
 of kernel memory for a set of 32000, and 32000 sets allowed by default), extended attributes (the setxattr
 family: a tmpfs keeps them in kernel memory its size does not bound); `/dev/shm` and `/tmp` are sized tmpfs
-instead, and POSIX message queues are bounded by RLIMIT_MSGQUEUE. The filter makes those calls fail
-with EPERM, as Docker's default profile does for the keys, and refuses system calls made through another ABI than
-the native one (x32, or 32-bit calls from a 64-bit process), which would slip past a filter keyed on numbers.
+instead, and POSIX message queues are bounded by RLIMIT_MSGQUEUE. io_uring is refused too: its operations (extended
+attributes among them) never pass through seccomp, so it would get around every rule here. The filter makes those
+calls fail with EPERM, as Docker's default profile does for the keys (and, from Docker 25, io_uring), and refuses
+system calls made through another ABI than the native one (x32, or 32-bit calls from a 64-bit process), which would
+slip past a filter keyed on numbers.
 
 It also keeps every process to its own scheduling and limits (`OWN_PROCESS_ONLY`): setting another process's rlimits
 (`prlimit64` with a pid), nice value (`setpriority` but on itself), scheduling policy or parameters, or CPU affinity
 (the `sched_set*` calls with a pid) fails with EPERM. A warm pool's worker, zygote and next standby run as the
 program's uid in its namespace; without this a program could cripple the next run through them, and the worker would
-have to check their attributes after every run. The price: a program cannot set these on its own child processes or
-threads by pid either (`os.sched_setaffinity(0, ...)`, `os.nice`, `resource.setrlimit` work; `pthread_setaffinity_np`
-does not). Reading them (`prlimit64` without new limits, the `sched_get*` calls) stays allowed.
+have to check their attributes after every run. The price: a program cannot set these by pid at all, not even its
+own pid or those of its children and threads: pid 0 works (`os.sched_setaffinity(0, ...)`, `os.nice`,
+`resource.setrlimit`), `resource.prlimit(os.getpid(), ...)`, psutil's `nice()` and `cpu_affinity()` and OpenMP's
+thread pinning do not. Reading them (`prlimit64` without new limits, the `sched_get*` calls) stays allowed.
 
 It is a classic BPF program in the form bubblewrap's `--seccomp FD` reads (what `seccomp_export_bpf` writes), built
 here for x86_64 and aarch64; on other architectures no filter is installed (and `filter_program` says so with None).
@@ -39,11 +42,13 @@ DENIED_CALLS = {
         "add_key": 248, "request_key": 249, "keyctl": 250, "ioprio_set": 251,
         "memfd_create": 319, "memfd_secret": 447, "shmget": 29, "msgget": 68, "semget": 64,
         "setxattr": 188, "lsetxattr": 189, "fsetxattr": 190, "setxattrat": 463,
+        "io_uring_setup": 425, "io_uring_enter": 426, "io_uring_register": 427,
     },
     "aarch64": {
         "add_key": 217, "request_key": 218, "keyctl": 219, "ioprio_set": 30,
         "memfd_create": 279, "memfd_secret": 447, "shmget": 194, "msgget": 186, "semget": 190,
         "setxattr": 5, "lsetxattr": 6, "fsetxattr": 7, "setxattrat": 463,
+        "io_uring_setup": 425, "io_uring_enter": 426, "io_uring_register": 427,
     },
 }  # fmt: skip
 """System call numbers (from each architecture's unistd.h) that the filter refuses."""

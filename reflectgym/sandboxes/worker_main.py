@@ -64,6 +64,7 @@ import atexit
 import codecs
 import contextlib
 import ctypes
+import errno
 import fcntl
 import gc
 import io
@@ -174,7 +175,8 @@ class Pristine:
         return limits, os.getpriority(os.PRIO_PROCESS, pid), os.sched_getscheduler(pid), os.sched_getaffinity(pid)
 
     def intact(self, pid: int = 0) -> bool:
-        """Whether process `pid` (0: this one) still has them; False once it is gone."""
+        """Whether process `pid` (0: this one) still has them; False once it is gone. Always True when `sealed`
+        (a standby that is gone is noticed when its request is sent)."""
         if self.sealed:
             return True
         try:
@@ -415,6 +417,7 @@ def main() -> None:
     gc.collect()
     gc.freeze()  # children then never walk (and so never copy) the preloaded objects in a collection
     pipes, pristine, cleaner = Pipes(), Pristine(sealed), Cleaner(libc, sealed)
+    cleaner.clean_up()  # (the first run then finds the roots as every later one does)
     zygote = Zygote(pipes, pristine)
     inbox, stdout, stderr = Inbox(), Output(), Output()
     standby = zygote.spare(pipes)
@@ -1051,13 +1054,15 @@ class Cleaner:
     """Leaves nothing of a run for the next one: IPC objects and files."""
 
     def __init__(self, libc: ctypes.CDLL, sealed: bool) -> None:
-        self.libc = libc
         self.uid = os.getuid()
         self.attributes = not sealed
         """Whether extended attributes can exist (the seccomp filter refuses to set them)."""
         self.ipc = () if sealed else (("shm", libc.shmctl), ("msg", libc.msgctl), ("sem", libc.semctl))
         """SysV IPC objects a program can make (the seccomp filter refuses `shmget`, `msgget` and `semget`)."""
         self.counting = {root: counts_entries(libc, root) for root in WIPED}
+        self.times: dict[str, tuple[int, int]] = {}
+        """Each root's access and modification times as first seen, put back after every run (a program could
+        otherwise leave a value in them for the next)."""
 
     def clean_up(self) -> None:
         for kind, remove in self.ipc:
@@ -1077,8 +1082,8 @@ class Cleaner:
                 self.wipe_root(root, counting)
 
     def wipe_root(self, root: str, counting: bool) -> None:
-        """Empty `root` and give it back its mode (1777) and attributes; a root the sandbox's user may not write
-        (no program could have either) is left alone."""
+        """Empty `root` and give it back its mode (1777), times and attributes; a root the sandbox's user may not
+        write (no program could have either) is left alone."""
         info = os.stat(root)
         mine = info.st_uid == self.uid
         if not mine and not os.access(root, os.W_OK):
@@ -1087,8 +1092,12 @@ class Cleaner:
             os.chmod(root, 0o1777)
         if self.attributes:
             remove_attributes(root)
-        if not (counting and info.st_size == EMPTY_DIR_SIZE and info.st_nlink == 2):
+        emptied = not (counting and info.st_size == EMPTY_DIR_SIZE and info.st_nlink == 2)
+        if emptied:
             wipe(root, self.uid)
+        times = self.times.setdefault(root, (info.st_atime_ns, info.st_mtime_ns))
+        if mine and (emptied or times != (info.st_atime_ns, info.st_mtime_ns)):
+            os.utime(root, ns=times)
 
 
 def counts_entries(libc: ctypes.CDLL, path: str) -> bool:
@@ -1100,8 +1109,15 @@ def counts_entries(libc: ctypes.CDLL, path: str) -> bool:
 
 
 def remove_attributes(target: "str | int") -> None:
-    with contextlib.suppress(OSError):
-        for name in os.listxattr(target):
+    """Remove `target`'s extended attributes; raises if there are too many to list (the worker then retires)."""
+    try:
+        names = os.listxattr(target)
+    except OSError as error:
+        if error.errno == errno.E2BIG:
+            raise
+        return  # (a filesystem without them)
+    for name in names:
+        with contextlib.suppress(OSError):  # (one the program could not have set either)
             os.removexattr(target, name)
 
 

@@ -195,6 +195,16 @@ def test_a_batch_keeps_each_result_with_its_request_while_workers_are_replaced(
     assert len(started) >= 9  # (each worker runs at most 3: 31 runs take 11 workers, 2 of them started before)
 
 
+def test_a_fresh_workers_first_run_finds_the_shared_directories_as_every_later_run_does() -> None:
+    probe = ExecRequest(
+        command=("python3", "-c", "import os\nprint([oct(os.stat(r).st_mode) for r in ('/tmp', '/dev/shm', '/work')])")
+    )
+    with bwrap_pool(PoolConfig(workers=1)) as pool:
+        first, *later = [pool.run(probe).stdout_text for _ in range(3)]
+    assert later == [first] * 2
+    assert "0o41777" in first
+
+
 @pytest.mark.parametrize("sealed", [True, False], ids=["seccomp filter", "no filter"])
 def test_a_batch_survives_runs_that_break_their_worker(sealed: bool, monkeypatch: pytest.MonkeyPatch) -> None:
     """A run that kills its zygote ends its worker (its own result is `sandbox_error`, or its exit status when it was

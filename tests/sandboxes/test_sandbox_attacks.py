@@ -6,6 +6,7 @@ ever starts containing one, the test says so.
 
 from __future__ import annotations
 
+import errno
 import os
 import resource
 import secrets
@@ -668,6 +669,34 @@ def test_io_priority_set_on_other_processes_does_not_reach_the_next_run(sandbox:
     run_py(sandbox, idle_everyone)
     probe = "import ctypes\nprint(ctypes.CDLL(None).syscall(252, 1, 0) >> 13)  # ioprio_get: the class"
     assert later_outputs(sandbox, probe) == ["0"] * 4
+
+
+def test_io_uring_is_refused_where_the_filter_relies_on_seeing_every_call(sandbox: Sandbox) -> None:
+    # io_uring's operations (extended attributes among them) never pass through seccomp.
+    if sandbox.name not in ("bwrap", "pool"):
+        pytest.skip(f"{sandbox.name}: no reflectgym seccomp filter (Docker's profile refuses io_uring from Docker 25)")
+    setup = (
+        "import ctypes\n"
+        "libc = ctypes.CDLL(None, use_errno=True)\n"
+        "ring = libc.syscall(425, 4, ctypes.create_string_buffer(120))  # io_uring_setup(4 entries, params)\n"
+        "print(ring, ctypes.get_errno())"
+    )
+    assert run_py(sandbox, setup).stdout_text.split() == ["-1", str(errno.EPERM)]
+
+
+def test_times_set_on_the_shared_directories_do_not_reach_the_next_run(sandbox: Sandbox) -> None:
+    skip_local_reaching_the_host(sandbox)  # it would touch the host's /tmp
+    roots = ("/tmp", "/dev/shm", "/dev/mqueue", "/work")
+    touch = (
+        f"import os\nfor root in {roots!r}:\n"
+        "    try:\n"
+        "        os.utime(root, ns=(987654321, 987654321))\n"
+        "    except OSError:\n"
+        "        pass"
+    )
+    run_py(sandbox, touch)
+    probe = f"import os\nprint([(os.stat(r).st_atime_ns, os.stat(r).st_mtime_ns) for r in {roots!r}])"
+    assert all("987654321" not in output for output in later_outputs(sandbox, probe))
 
 
 def test_memory_held_outside_the_address_space_is_refused_or_bounded(sandbox: Sandbox, known_gap: Gap) -> None:
