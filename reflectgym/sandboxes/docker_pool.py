@@ -18,6 +18,7 @@ worker did not send is read as the OOM killer (`memory_limit`).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import secrets
 import select
 import socket
@@ -183,16 +184,7 @@ class DockerLauncher:
 
 def docker_pool(pool: PoolConfig | None = None, docker: DockerConfig | None = None, *, start: bool = True) -> WarmPool:
     """A warm pool of containers; recycles a container after any breach of a limit."""
-    pool = pool or PoolConfig()
-    if not pool.recycle_on_breach:
-        pool = PoolConfig(
-            workers=pool.workers,
-            max_runs_per_worker=pool.max_runs_per_worker,
-            recycle_on_breach=True,
-            preload=pool.preload,
-            limits=pool.limits,
-            start_timeout_seconds=pool.start_timeout_seconds,
-        )
+    pool = dataclasses.replace(pool or PoolConfig(), recycle_on_breach=True)
     launcher = DockerLauncher(docker or DockerConfig(), pool.limits, pool.preload)
     warm = WarmPool(launcher, pool, python="/usr/bin/python3")
     return warm.start() if start else warm

@@ -318,3 +318,21 @@ def test_a_batch_replaces_workers_while_async_callers_wait_for_one() -> None:
         awaited.join(timeout=30)
         assert not mapped.is_alive() and not awaited.is_alive(), "the batch and the async caller wait on each other"
         assert batch == ["hello\n"] * 6 and waited == ["hello\n"]
+
+
+@pytest.mark.docker
+def test_a_docker_pool_keeps_every_setting_it_is_given_and_always_recycles_on_a_breach() -> None:
+    from reflectgym.sandboxes.docker_pool import docker_pool
+    from reflectgym.sandboxes.types import SandboxError
+
+    given = PoolConfig(workers=2, max_runs_per_worker=7, pin_workers=False, start_timeout_seconds=9.0)
+    try:
+        pool = docker_pool(given, start=False)
+    except SandboxError as error:
+        pytest.skip(f"[docker] {error}")
+    try:
+        assert pool.config == PoolConfig(
+            workers=2, max_runs_per_worker=7, pin_workers=False, start_timeout_seconds=9.0, recycle_on_breach=True
+        )
+    finally:
+        pool.close()
