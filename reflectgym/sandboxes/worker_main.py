@@ -176,7 +176,7 @@ class Pristine:
 
     def intact(self, pid: int = 0) -> bool:
         """Whether process `pid` (0: this one) still has them; False once it is gone. Always True when `sealed`
-        (a standby that is gone is noticed when its request is sent)."""
+        (a standby that is gone or stopped is found out by `unsignalled`)."""
         if self.sealed:
             return True
         try:
@@ -1092,12 +1092,12 @@ class Cleaner:
             os.chmod(root, 0o1777)
         if self.attributes:
             remove_attributes(root)
-        emptied = not (counting and info.st_size == EMPTY_DIR_SIZE and info.st_nlink == 2)
-        if emptied:
+        empty = counting and info.st_size == EMPTY_DIR_SIZE and info.st_nlink == 2
+        if not empty:
             wipe(root, self.uid)
         times = self.times.setdefault(root, (info.st_atime_ns, info.st_mtime_ns))
-        if mine and (emptied or times != (info.st_atime_ns, info.st_mtime_ns)):
-            os.utime(root, ns=times)
+        if mine and (not empty or times != (info.st_atime_ns, info.st_mtime_ns)):
+            os.utime(root, ns=times)  # (after the wipe, which changes them)
 
 
 def counts_entries(libc: ctypes.CDLL, path: str) -> bool:
