@@ -486,6 +486,12 @@ def skip_local_reaching_the_host(sandbox: Sandbox) -> None:
         pytest.skip("local: the program's uid is shared with other host processes, which this would reach")
 
 
+def skip_without_the_seccomp_filter(sandbox: Sandbox, elsewhere: str) -> None:
+    """Skip on the backends reflectgym's seccomp filter does not guard; `elsewhere` says what holds there."""
+    if sandbox.name not in ("bwrap", "pool"):
+        pytest.skip(f"{sandbox.name}: no reflectgym seccomp filter ({elsewhere})")
+
+
 def test_limits_and_priority_set_on_other_processes_do_not_reach_the_next_run(sandbox: Sandbox) -> None:
     # Whatever the program may reach (a warm pool's worker, zygote or next standby) it tries to cripple; the
     # affinity it narrows to one CPU, or widens to all where a pool keeps the worker on one.
@@ -519,8 +525,7 @@ def test_limits_and_priority_set_on_other_processes_do_not_reach_the_next_run(sa
 def test_bubblewrap_keeps_every_process_to_its_own_limits_priority_and_affinity(sandbox: Sandbox) -> None:
     # The seccomp filter's argument checks, as the kernel runs them: on another process (here the program's own
     # child) setting limits, priority, scheduling or affinity is refused; on itself, and reading, all still work.
-    if sandbox.name not in ("bwrap", "pool"):
-        pytest.skip(f"{sandbox.name}: no reflectgym seccomp filter (Docker's default profile; the worker checks)")
+    skip_without_the_seccomp_filter(sandbox, "Docker's default profile; the worker checks")
     attempts = (
         "import os, resource, subprocess, sys\n"
         "other = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(30)'])\n"
@@ -673,8 +678,7 @@ def test_io_priority_set_on_other_processes_does_not_reach_the_next_run(sandbox:
 
 def test_io_uring_is_refused_where_the_filter_relies_on_seeing_every_call(sandbox: Sandbox) -> None:
     # io_uring's operations (extended attributes among them) never pass through seccomp.
-    if sandbox.name not in ("bwrap", "pool"):
-        pytest.skip(f"{sandbox.name}: no reflectgym seccomp filter (Docker's profile refuses io_uring from Docker 25)")
+    skip_without_the_seccomp_filter(sandbox, "Docker's profile refuses io_uring from Docker 25")
     setup = (
         "import ctypes\n"
         "libc = ctypes.CDLL(None, use_errno=True)\n"
