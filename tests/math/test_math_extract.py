@@ -23,6 +23,20 @@ from reflectgym.envs.math.extract import ExtractionConfig, boxed_contents, extra
         ("#### $1,050.", "$1,050", "gsm8k"),
         ("Thus the answer is 3/4.", "3/4", "answer_is"),
         ("Final answer: $x = 5$", "x = 5", "answer_is"),
+        ("The answer is 42, since 6*7=42.", "42", "answer_is"),
+        ("The answer is 42 because 6 times 7 is 42.", "42", "answer_is"),
+        ("So the answer is **42**. Let me know if you need more.", "42", "answer_is"),
+        ("The answer is 42.\nI double-checked my answer: it holds.", "42", "answer_is"),
+        ("Final Answer: The final answer is $42$. I hope it is correct.", "42", "answer_is"),
+        ("The answer is 3.5.", "3.5", "answer_is"),
+        ("The answer is 1, 2, 3.", "1, 2, 3", "answer_is"),
+        ("The answer is $\\frac{1}{2}$, as shown", "\\frac{1}{2}", "answer_is"),
+        ("the answer isn't 41, it's 42", "42", "last_number"),
+        ("<answer>\\frac{1}{2}</answer>", "\\frac{1}{2}", "answer_tag"),
+        ("<answer>42</answer>\nThat took 3 steps.", "42", "answer_tag"),
+        ("<think>try \\boxed{41}</think><answer>42</answer>", "42", "answer_tag"),
+        ("<ANSWER> \\boxed{5} </Answer> then 9", "5", "answer_tag"),
+        ("<think>maybe \\boxed{41}</think>\nSo \\boxed{42}", "42", "boxed"),
         ("I computed 3 then 4 then 17", "17", "last_number"),
         ("the total is -2.5 meters", "-2.5", "last_number"),
         ("it costs 1,250 in total", "1,250", "last_number"),
@@ -37,6 +51,18 @@ def test_finds_the_final_answer(reply: str, answer: str, method: str) -> None:
 def test_boxed_beats_every_other_form() -> None:
     extraction = extract_answer("The answer is 3.\n#### 4\n\\boxed{5}")
     assert extraction is not None and extraction.answer == "5"
+
+
+def test_reasoning_before_the_end_of_thinking_is_not_read() -> None:
+    assert extract_answer("<think>the answer is \\boxed{41}</think>") is None
+    assert extract_answer("an unclosed <think> \\boxed{41}") is not None  # (no end of thinking: all of it is read)
+
+
+def test_hostile_tags_and_phrases_are_read_in_linear_time() -> None:
+    started = time.perf_counter()
+    for reply in ("<answer>" * 20000, "</think>" * 20000, "The answer is " * 20000, ("answer: " * 60 + "\n") * 2000):
+        extract_answer(reply)
+    assert time.perf_counter() - started < 2.0
 
 
 def test_unclosed_box_is_skipped() -> None:

@@ -1,7 +1,11 @@
 """Answer extraction: finds the final answer in a model's reply.
 
-Tried in order, the first that matches wins: the last `\\boxed{...}` (nested braces balanced), a GSM8K `#### n`
-line, an "answer is ..." / "Answer: ..." phrase, and, when enabled, the last number in the reply.
+Reasoning in `<think>...</think>` is not read: only what follows the last `</think>` (DeepSeek-R1 and its kin).
+Then, tried in order, the first that matches wins: the last `<answer>...</answer>` (the R1 / reasoning-gym
+convention; a `\\boxed{}` inside it is unwrapped), the last `\\boxed{...}` (nested braces balanced), a GSM8K
+`#### n` line, an "answer is ..." / "Answer: ..." phrase (up to the end of its sentence: "The answer is 42, since
+..." reads 42; a "final answer" phrase beats "the answer is", which beats a bare "answer:"), and, when enabled, the
+last number in the reply.
 """
 
 from __future__ import annotations
@@ -12,25 +16,35 @@ from typing import Literal
 
 from reflectgym.core.types import ActionParseError
 
-ExtractionMethod = Literal["boxed", "gsm8k", "answer_is", "last_number"]
+ExtractionMethod = Literal["answer_tag", "boxed", "gsm8k", "answer_is", "last_number"]
 
 HOW_FOUND: dict[ExtractionMethod, str] = {
+    "answer_tag": "the last <answer>...</answer>",
     "boxed": "the last \\boxed{...}",
     "gsm8k": "the '####' line",
     "answer_is": "the 'answer is' phrase",
     "last_number": "the last number in your reply",
 }
 """Where each method reads the answer, as feedback says it."""
-NO_ANSWER = "no final answer found (no \\boxed{...}, '####' line or 'the answer is')"
+NO_ANSWER = "no final answer found (no <answer>...</answer>, \\boxed{...}, '####' line or 'the answer is')"
 
 _BOXED = re.compile(r"\\(?:boxed|fbox)\s*")
 _BRACE = re.compile(r"(?<!\\)[{}]")
 _TOKEN_END = re.compile(r"[\s$]")
 _GSM8K = re.compile(r"####\s*([^\n]*)")
 _ANSWER_IS = re.compile(
-    r"(?:final answer|the answer|answer)\s*(?:is|:|=)\s*:?\s*(.+?)\s*(?:\n|$)",
+    r"(final answer|the answer|answer)\s*(?:is\b|:|=)\s*:?\s*(.+?)\s*(?:\n|$)",
     re.IGNORECASE,
 )
+_PHRASE_RANK = {"final answer": 2, "the answer": 1, "answer": 0}
+_SENTENCE_END = re.compile(
+    r"\.(?=\s|$)"
+    r"|[,;]?\s+(?:since|because|as|which|so|given|from|by|where|when|thus|hence)\b"
+    r"|[,;]\s+(?:and|but)\b",
+    re.IGNORECASE,
+)
+"""Where an "answer is" phrase's sentence ends: a full stop (not a decimal point), or a clause that explains it."""
+
 NUMBER_PATTERN = r"-?\d{1,3}(?:,\d{3})+(?:\.\d+)?|-?\d+(?:\.\d+)?(?:/\d+)?|-?\.\d+"
 _NUMBER = re.compile(rf"(?<![\w.])(?:{NUMBER_PATTERN})")
 _MAX_ANSWER_CHARS = 400
@@ -150,18 +164,53 @@ def require_answer(text: str, config: ExtractionConfig | None = None) -> Extract
 
 def _find_answer(text: str, config: ExtractionConfig) -> Extraction | None:
     """The first form that matches wins, even when its answer is then refused (empty or too long)."""
+    text = after_thinking(text)
+    inside = last_answer_tag(text)
+    if inside is not None:
+        boxed = last_boxed(inside)
+        return Extraction(boxed if boxed is not None else _clean_phrase(inside), "answer_tag")
     boxed = last_boxed(text)
     if boxed is not None:
         return Extraction(boxed, "boxed")
     gsm8k = [found.strip() for found in _GSM8K.findall(text) if found.strip()]
     if gsm8k:
         return Extraction(_clean_phrase(gsm8k[-1]), "gsm8k")
-    phrases = [_clean_phrase(found) for found in _ANSWER_IS.findall(text)]
-    phrases = [phrase for phrase in phrases if phrase]
-    if phrases:
-        return Extraction(phrases[-1], "answer_is")
+    phrase = _answer_phrase(text)
+    if phrase:
+        return Extraction(phrase, "answer_is")
     if config.last_number_fallback:
         numbers = _NUMBER.findall(text)
         if numbers:
             return Extraction(numbers[-1], "last_number")
     return None
+
+
+def after_thinking(text: str) -> str:
+    """What follows the last `</think>`: the reply without its reasoning (all of it when there is no `</think>`)."""
+    end = text.lower().rfind("</think>")
+    return text if end < 0 else text[end + len("</think>") :]
+
+
+def last_answer_tag(text: str) -> str | None:
+    """The content of the last `<answer>...</answer>`, stripped; None when there is none (linear in the text)."""
+    lowered = text.lower()
+    close = lowered.rfind("</answer>")
+    start = lowered.rfind("<answer>", 0, close) if close >= 0 else -1
+    return None if start < 0 else text[start + len("<answer>") : close].strip()
+
+
+def _answer_phrase(text: str) -> str | None:
+    """The answer of the strongest "answer is" phrase (the last of those), cut at the end of its sentence."""
+    found: list[tuple[int, str]] = []
+    for match in _ANSWER_IS.finditer(text):
+        rest = match.group(2)
+        end = _SENTENCE_END.search(rest)
+        answer = _clean_phrase(rest[: end.start()] if end else rest)
+        if len(answer) <= _MAX_ANSWER_CHARS:  # "Final Answer: The final answer is $42$." (Minerva) reads 42
+            answer = _answer_phrase(answer) or answer
+        if answer:
+            found.append((_PHRASE_RANK[match.group(1).lower()], answer))
+    if not found:
+        return None
+    strongest = max(rank for rank, _ in found)
+    return [answer for rank, answer in found if rank == strongest][-1]
