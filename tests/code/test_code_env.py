@@ -13,7 +13,7 @@ from gymnasium.utils.env_checker import check_env
 import reflectgym
 from reflectgym.core import audit_feedback_leaks, check_determinism, check_garbage_actions, check_snapshot_roundtrip
 from reflectgym.envs.code.env import CodeEnv, CodeIOEnv
-from reflectgym.envs.code.verifier import VerifierConfig
+from reflectgym.envs.code.verifier import VerifierConfig, outputs_match
 
 FAST = VerifierConfig(per_test_seconds=0.5, run_seconds=2.0)
 IDS = {"function": "reflectgym/CodeTest-v0", "io": "reflectgym/CodeIOTest-v0"}
@@ -230,6 +230,23 @@ def test_io_outputs_compare_by_tokens(io_env: CodeIOEnv) -> None:
     io_env.reset(options={"task_id": "io/gcd_lcm"})
     code = "import math\na, b = map(int, input().split())\nprint(math.gcd(a, b), '  ')\nprint(a * b // math.gcd(a, b))"
     assert io_env.step(fenced(code))[1] == 1.0
+
+
+@pytest.mark.parametrize(
+    ("actual", "expected", "same"),
+    [
+        ("1000000000001\n", "1000000000000\n", False),  # integers compare exactly, however large
+        ("999999999", "1000000000", False),
+        ("7  8\n", "7\n8", True),
+        ("0.3333333", "0.33333333", True),  # floats within the relative tolerance
+        ("2", "2.0000000001", True),
+        ("2.5", "2.6", False),
+    ],
+)
+def test_io_numbers_compare_exactly_as_integers_and_within_a_tolerance_as_floats(
+    actual: str, expected: str, same: bool
+) -> None:
+    assert outputs_match(actual, expected) is same
 
 
 def test_an_unknown_sandbox_name_fails_when_the_env_is_made() -> None:

@@ -87,3 +87,19 @@ def test_config_validation() -> None:
         EquivalenceConfig(timeout_s=0)
     with pytest.raises(ValueError, match="rel_tol"):
         EquivalenceConfig(rel_tol=2)
+
+
+@pytest.mark.parametrize(
+    "answer",
+    ["2 3", "1 2 3", "3 \\text{ feet } 4 \\text{ inches}", "2 \\text{ hours and } 30 \\text{ minutes}"],
+)
+def test_numbers_side_by_side_name_no_value_and_are_never_multiplied(answer: str) -> None:
+    for gold in ("6", "12", "60", "230"):
+        assert AnswerChecker().check(answer, gold).status == "unknown", (answer, gold)
+
+
+def test_spaced_thousands_and_implicit_products_still_read() -> None:
+    checker = AnswerChecker(EquivalenceConfig(symbolic=False))
+    assert [checker.check(a, g).status for a, g in [("1 000", "1000"), ("2(3)", "6"), ("2\\cdot 3", "6")]] == [
+        "equal"
+    ] * 3

@@ -23,6 +23,7 @@ from reflectgym.sandboxes.types import MIB, ExecRequest, ExecResult, ExecStatus,
 SOLUTION_FILE = "solution.py"
 _LINE = re.compile(r'File "solution\.py", line (\d+)')
 _FRAME_PATH = re.compile(r'File "[^"]*/solution\.py"')
+_INTEGER = re.compile(r"[+-]?\d+")
 
 
 @dataclass(frozen=True)
@@ -309,7 +310,8 @@ def _run_all(sandbox: Sandbox, requests: list[ExecRequest]) -> list[ExecResult]:
 
 
 def outputs_match(actual: str, expected: str, float_tolerance: float | None = 1e-6) -> bool:
-    """Token-by-token comparison (whitespace and line breaks are separators), numbers within a tolerance."""
+    """Token-by-token comparison (whitespace and line breaks are separators); numbers within a relative tolerance
+    when either is written as a float (two integers compare exactly: 1000000000001 is not 1000000000000)."""
     got, want = actual.split(), expected.split()
     if len(got) != len(want):
         return False
@@ -317,7 +319,7 @@ def outputs_match(actual: str, expected: str, float_tolerance: float | None = 1e
 
 
 def _close(a: str, b: str, tolerance: float | None) -> bool:
-    if tolerance is None:
+    if tolerance is None or (_INTEGER.fullmatch(a) and _INTEGER.fullmatch(b)):
         return False
     try:
         x, y = float(a), float(b)

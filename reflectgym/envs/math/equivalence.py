@@ -10,6 +10,7 @@ matrices) go to the symbolic path; when that is not installed or runs out of tim
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import product
@@ -58,6 +59,10 @@ class Match:
         return self.status == "equal"
 
 
+_SIDE_BY_SIDE = re.compile(r"(?<![\w.])\d+(?:\.\d+)?\s+\.?\d")
+"""Two numbers with only space between them (after units are dropped: "3 \\text{ft} 4 \\text{in}")."""
+
+
 class AnswerChecker:
     """Compares answers with gold answers: fast path first, math-verify (time-limited) for the rest.
 
@@ -77,6 +82,8 @@ class AnswerChecker:
         same_text = bool(answer_norm.text) and answer_norm.text.replace(" ", "") == gold_norm.text.replace(" ", "")
         if same_text and (answer_norm.percent == gold_norm.percent or not _decidable(answer_value)):
             return Match("equal", "identical")
+        if _SIDE_BY_SIDE.search(answer_norm.text) or _SIDE_BY_SIDE.search(gold_norm.text):
+            return Match("unknown", "unreadable")  # "2 3" names no one value (math-verify would multiply)
         if isinstance(answer_value, Word) and isinstance(gold_value, Word):
             return Match("equal" if answer_value == gold_value else "not_equal", "text")
         if _decidable(answer_value) and _decidable(gold_value):

@@ -340,6 +340,10 @@ def _evaluate(s: str) -> Num:
     return value
 
 
+def _is_number(token: str) -> bool:
+    return token[0].isdigit() or token[0] == "."
+
+
 class _Parser:
     """Recursive descent over constant arithmetic: + - * / ^, \\frac, \\sqrt, \\pi, \\infty, implicit products."""
 
@@ -375,6 +379,8 @@ class _Parser:
                 value = _mul(value, right) if token == "*" else _div(value, right)
             elif token is not None and (token in _ATOM_START or token[0].isdigit() or token[0] == "."):
                 previous = self.tokens[self.position - 1]
+                if _is_number(previous) and _is_number(token):  # "2 3", or "3 \text{ft} 4 \text{in}" unitless
+                    raise UnreadableError("two numbers side by side")
                 right = self.unary()
                 mixed = token == "\\frac" and previous[0].isdigit() and value.exact is not None and value.exact > 0
                 value = _add(value, right) if mixed else _mul(value, right)  # 2\frac{1}{2} is a mixed number
