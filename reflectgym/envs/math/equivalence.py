@@ -60,7 +60,13 @@ class Match:
 
 
 _SIDE_BY_SIDE = re.compile(r"(?<![\w.])\d+(?:\.\d+)?\s+\.?\d")
-"""Two numbers with only space between them (after units are dropped: "3 \\text{ft} 4 \\text{in}")."""
+_SPACED_THOUSANDS = re.compile(r"(?<![\w.])\d{1,3}(?: \d{3})+(?![\d.])")
+
+
+def side_by_side(text: str) -> bool:
+    """Whether two numbers stand with only space between them ("2 3"; "3 \\text{ft} 4 \\text{in}" once its units
+    are dropped), other than a number grouped in thousands ("1 000 000")."""
+    return bool(_SIDE_BY_SIDE.search(_SPACED_THOUSANDS.sub(lambda found: found.group().replace(" ", ""), text)))
 
 
 class AnswerChecker:
@@ -79,11 +85,11 @@ class AnswerChecker:
             return Match("equal", "identical")
         answer_value, answer_norm = read_answer(answer)
         gold_value, gold_norm = read_answer(gold)
+        if side_by_side(answer_norm.text) or side_by_side(gold_norm.text):
+            return Match("unknown", "unreadable")  # "2 3" names no one value (math-verify would multiply)
         same_text = bool(answer_norm.text) and answer_norm.text.replace(" ", "") == gold_norm.text.replace(" ", "")
         if same_text and (answer_norm.percent == gold_norm.percent or not _decidable(answer_value)):
             return Match("equal", "identical")
-        if _SIDE_BY_SIDE.search(answer_norm.text) or _SIDE_BY_SIDE.search(gold_norm.text):
-            return Match("unknown", "unreadable")  # "2 3" names no one value (math-verify would multiply)
         if isinstance(answer_value, Word) and isinstance(gold_value, Word):
             return Match("equal" if answer_value == gold_value else "not_equal", "text")
         if _decidable(answer_value) and _decidable(gold_value):
