@@ -108,6 +108,15 @@ def test_an_exception_shows_a_traceback_trimmed_to_the_candidates_lines(code_env
     assert 'File "solution.py", line 3, in digit_root' in feedback and "_harness" not in feedback
 
 
+def test_a_long_traceback_keeps_its_innermost_frames_and_the_exception_line(code_env: CodeEnv) -> None:
+    code_env.reset(options={"task_id": "fn/digit_root"})
+    padding = "  # " + "a long comment that makes every frame line long " * 2
+    code = f"def digit_root(n):\n    return digit_root(n + 1){padding}"
+    feedback = code_env.step(fenced(code))[4]["feedback"]
+    assert "RecursionError: maximum recursion depth exceeded" in feedback, feedback
+    assert "earlier lines cut)" in feedback
+
+
 def test_an_endless_loop_is_reported_as_a_timeout_and_the_episode_goes_on(code_env: CodeEnv) -> None:
     code_env.reset(options={"task_id": "fn/is_prime"})
     _, reward, terminated, _, info = code_env.step(fenced("def is_prime(n):\n    while True:\n        pass"))

@@ -44,7 +44,7 @@ def code_verdict(run: TestRun, level: FeedbackLevel, *, partial_credit: bool = F
 
 def _diagnosis(run: TestRun, hidden_failed: int) -> tuple[str, CaseStatus]:
     if run.program_error:
-        return f"Your code failed before any test ran:\n{clip(run.program_error)}", CaseStatus.NOT_RUN
+        return f"Your code failed before any test ran:\n{clip_traceback(run.program_error)}", CaseStatus.NOT_RUN
     failing = next((result for result in run.results if not result.passed and not result.hidden), None)
     if failing is not None:
         return describe(failing), failing.status
@@ -73,7 +73,7 @@ def describe(result: CaseResult) -> str:
         message = f"\n  message: {clip(result.message)}" if result.message else ""
         return f"{head} failed: the assertion is false.{test}{message}"
     if result.status is CaseStatus.ERROR:
-        return f"{head} raised an exception.{test}\n{clip(result.traceback or result.message)}"
+        return f"{head} raised an exception.{test}\n{clip_traceback(result.traceback or result.message)}"
     return f"{head} {_breach_words(result)}{test}"
 
 
@@ -85,7 +85,7 @@ def _describe_io(head: str, result: CaseResult) -> str:
             f"  your output:\n{_block(result.actual or '')}"
         )
     if result.status is CaseStatus.ERROR:
-        return f"{head} raised an exception.{given}\n{clip(result.traceback or result.message)}"
+        return f"{head} raised an exception.{given}\n{clip_traceback(result.traceback or result.message)}"
     return f"{head} {_breach_words(result)}{given}"
 
 
@@ -109,3 +109,18 @@ def clip(text: str, limit: int = MAX_SHOWN) -> str:
     if len(text) <= limit:
         return text
     return f"{text[:limit]}... ({len(text) - limit} more characters)"
+
+
+def clip_traceback(text: str, limit: int = MAX_SHOWN) -> str:
+    """A traceback cut to about `limit` characters from its end: its last line (the exception's type and message)
+    and the innermost frames before it are what a fix needs; whole earlier lines are dropped, saying how many."""
+    if len(text) <= limit:
+        return text
+    lines = text.rstrip("\n").split("\n")
+    kept = [clip(lines.pop(), limit)]
+    size = len(kept[0])
+    while lines and size + len(lines[-1]) + 1 <= limit:
+        size += len(lines[-1]) + 1
+        kept.insert(0, lines.pop())
+    dropped = f"... ({len(lines)} earlier line{'s' if len(lines) != 1 else ''} cut)" if lines else ""
+    return "\n".join([dropped, *kept] if dropped else kept)
