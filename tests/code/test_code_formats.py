@@ -10,6 +10,7 @@ import pytest
 
 from reflectgym.core.tasks import TaskFormatError, TaskList
 from reflectgym.envs.code.asserts import instrument, split_check
+from reflectgym.envs.code.env import CodeEnv
 from reflectgym.envs.code.formats import FUNCTION_TASKS, IO_TASKS, load_code_tasks
 
 HUMANEVAL_ROW = {
@@ -36,6 +37,25 @@ def test_a_humaneval_check_is_split_into_one_test_per_assert_keeping_setup_lines
     snippets = split_check(str(HUMANEVAL_ROW["test"]), "double")
     assert len(snippets) == 2
     assert "candidate = double" in snippets[1] and "k = 5" in snippets[1] and "candidate(1)" not in snippets[1]
+
+
+def test_a_test_that_calls_check_itself_and_asserts_that_test_nothing_are_handled() -> None:
+    # HumanEvalPack and MultiPL-E end `test` with `check(<entry_point>)`; HumanEval has `assert True, "..."` lines.
+    test = str(HUMANEVAL_ROW["test"]) + '    assert True, "This prints if this assert fails"\n\ncheck(double)\n'
+    snippets = split_check(test, "double")
+    assert len(snippets) == 2 and not any("check(" in snippet or "assert True" in snippet for snippet in snippets)
+    whole = split_check("def check(candidate):\n    for x in (1, 2):\n        pass\n\ncheck(double)\n", "double")
+    assert len(whole) == 1 and whole[0].count("check(double)") == 1
+
+
+def test_the_humaneval_row_that_calls_check_passes_with_its_canonical_solution() -> None:
+    row = {**HUMANEVAL_ROW, "test": str(HUMANEVAL_ROW["test"]) + "\ncheck(double)\n"}
+    env = CodeEnv(tasks=[row])
+    try:
+        env.reset()
+        assert env.step("```python\n" + str(row["prompt"]) + str(row["canonical_solution"]) + "```")[1] == 1.0
+    finally:
+        env.close()
 
 
 def test_an_instrumented_comparison_shows_the_call_with_the_entry_point_name() -> None:

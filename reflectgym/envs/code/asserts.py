@@ -50,19 +50,37 @@ def split_check(test_source: str, entry_point: str) -> list[str]:
     except SyntaxError as error:
         raise ValueError(f"the test code does not parse: {error.msg} (line {error.lineno})") from None
     check = next((node for node in module.body if isinstance(node, ast.FunctionDef) and node.name == "check"), None)
-    whole = [f"{test_source.rstrip()}\n\ncheck({entry_point})\n"]
+    calls_check = any(_calls_check(node) for node in module.body)
+    whole = [f"{test_source.rstrip()}\n" + ("" if calls_check else f"\ncheck({entry_point})\n")]
     if check is None:
         return whole
-    prefix = [ast.unparse(node) for node in module.body if node is not check]
+    # (HumanEvalPack and MultiPL-E end the test with `check(<entry_point>)` themselves: each snippet calls nothing)
+    prefix = [ast.unparse(node) for node in module.body if node is not check and not _calls_check(node)]
     prefix.append(f"candidate = {entry_point}")
     setup: list[str] = []
     snippets: list[str] = []
     for statement in check.body:
+        if _always_true(statement):
+            continue  # HumanEval's `assert True, "This prints if this assert fails..."` tests nothing
         if _holds_assert(statement):
             snippets.append("\n".join([*prefix, *setup, ast.unparse(statement)]) + "\n")
         else:
             setup.append(ast.unparse(statement))
     return snippets or whole
+
+
+def _calls_check(node: ast.stmt) -> bool:
+    """A top-level `check(...)` call."""
+    return (
+        isinstance(node, ast.Expr)
+        and isinstance(node.value, ast.Call)
+        and isinstance(node.value.func, ast.Name)
+        and node.value.func.id == "check"
+    )
+
+
+def _always_true(node: ast.stmt) -> bool:
+    return isinstance(node, ast.Assert) and isinstance(node.test, ast.Constant) and bool(node.test.value)
 
 
 def instrument(snippet: str, entry_point: str | None, *, hidden: bool = False) -> UnitTest:
