@@ -73,6 +73,12 @@ def test_formats_are_recognised_by_their_fields() -> None:
     assert "assert add(1, 2) == 3" in mbpp.prompt and "add(-1, 1)" not in mbpp.prompt
 
 
+def test_tasks_and_rows_mixed_in_one_list_all_load_in_order() -> None:
+    ready = load_code_tasks([HUMANEVAL_ROW], "function").get("Toy/0")
+    tasks = load_code_tasks([MBPP_ROW, ready], "function")
+    assert isinstance(tasks, TaskList) and [task.id for task in tasks] == ["7", "Toy/0"]
+
+
 def test_codecontests_style_columns_become_public_and_hidden_cases() -> None:
     row = {
         "name": "echo",

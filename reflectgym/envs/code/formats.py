@@ -168,10 +168,8 @@ def load_code_tasks(
     if isinstance(tasks, TaskSource):
         return tasks
     if isinstance(tasks, Sequence) and not isinstance(tasks, (str, bytes)):
-        ready = [task for task in tasks if isinstance(task, Task)]
-        if len(ready) == len(tasks):
-            return tasks_from_rows([{"__task__": task} for task in ready], lambda row: _check_task(row, family))
-        return tasks_from_rows([task for task in tasks if not isinstance(task, Task)], parser)
+        rows = [{"__task__": task} if isinstance(task, Task) else task for task in tasks]  # (in order, mixed too)
+        return tasks_from_rows(rows, lambda row: _check_task(row, family) if "__task__" in row else parser(row))
     raise TypeError(f"tasks must be a JSONL path, a list of rows or Tasks, or a TaskSource; got {type(tasks).__name__}")
 
 
