@@ -55,3 +55,22 @@ def test_hostile_replies_are_read_in_linear_time() -> None:
 def test_bare_code_after_many_failing_code_lines_is_still_found_in_a_normal_reply() -> None:
     broken = "".join(f"import ({index}\n" for index in range(50))
     assert extract_code(broken + "def f(x):\n    return x") == "def f(x):\n    return x\n"
+
+
+def test_bare_code_followed_by_prose_is_found() -> None:
+    code = "def add_one(x):\n    return x + 1\n"
+    assert extract_code("Sure:\n" + code + "Let me know if you need more!") == code
+    assert extract_code(code + "\nThis adds one.\nHope it helps.") == code
+
+
+def test_a_sample_output_in_a_plain_fence_after_the_program_is_not_taken_for_it() -> None:
+    program = "print(int(input()) + 1)\n"
+    assert extract_code(f"```python\n{program}```\nFor input 2 it prints:\n```\n3\n```") == program
+    assert extract_code(f"```\n{program}```\nOutput:\n```\n3\n```") == program  # untagged: the block that is code
+    assert extract_code("```\ndef f(:\n```") == "def f(:\n"  # (a broken untagged block is still the code)
+
+
+def test_hostile_bare_code_with_prose_at_the_end_stays_linear() -> None:
+    started = time.perf_counter()
+    assert extract_code("def f(:\n" * 20_000 + "prose\n" * 20) is None
+    assert time.perf_counter() - started < 5

@@ -6,7 +6,7 @@ import ast
 import re
 
 _FENCE = re.compile(r"```[ \t]*([A-Za-z0-9_+-]*)[^\n]*\n(.*?)(?:```|\Z)", re.DOTALL)
-_PYTHON_TAGS = frozenset({"", "python", "py", "python3", "py3"})
+_PYTHON_TAGS = frozenset({"python", "py", "python3", "py3"})
 _CODE_START = re.compile(r"^(?:def |async def |class |import |from \S+ import |@)")
 _CODE_NODES = (
     ast.FunctionDef,
@@ -24,20 +24,26 @@ _CODE_NODES = (
 )
 _PARSE_BUDGET = 1_000_000
 """Characters of bare-code candidates parsed per reply before giving up (the first candidate is always parsed)."""
+_MAX_TRAILING_PROSE = 8
+"""Unindented lines that may follow bare code and are dropped to make it parse ("Let me know if ...")."""
 
 
 def extract_code(text: str, entry_point: str | None = None) -> str | None:
     """The code in a reply, or None when there is none.
 
-    Fenced blocks win: the last Python (or untagged) block that defines `entry_point` when one is given, else the
-    last such block; an unclosed fence (a cut-off reply) runs to the end. Without fences, the reply itself when it
-    parses as Python with at least one real statement (a def, an import, an assignment, a call, a loop), after
-    dropping leading prose lines; an indented function body counts too.
+    Fenced blocks win: the last block tagged Python that defines `entry_point` when one is given, else the last
+    such block. Without a Python tag, untagged blocks stand in: those that read as code first (so a sample output
+    shown after the program is not taken for it), else all of them. An unclosed fence (a cut-off reply) runs to
+    the end. Without fences, the reply itself when it parses as Python with at least one real statement (a def, an
+    import, an assignment, a call, a loop), after dropping leading prose lines and a few trailing ones; an indented
+    function body counts too.
     """
     # The added newline changes no block (a fence opened on a last line with no newline has an empty body), but
     # spares the regex rescanning that last line to its end at every backtick of it (quadratic on "```" * n).
     fenced = _FENCE.findall(text + "\n")
-    blocks = [body for tag, body in fenced if tag.lower() in _PYTHON_TAGS and body.strip()]
+    tagged = [body for tag, body in fenced if tag.lower() in _PYTHON_TAGS and body.strip()]
+    untagged = [body for tag, body in fenced if not tag and body.strip()]
+    blocks = tagged or [body for body in untagged if _reads_as_code(body)] or untagged
     if blocks:
         if entry_point:
             defining = [block for block in blocks if _defines(block, entry_point)]
@@ -69,17 +75,25 @@ def _bare_code(text: str) -> str | None:
     starts = [0] + [index for index, line in enumerate(lines) if index and _CODE_START.match(line)]
     budget = _PARSE_BUDGET
     for start in starts:
-        if budget <= 0:
-            return None
-        candidate = "\n".join(lines[start:]).rstrip() + "\n"
-        budget -= len(candidate)
-        if is_function_body(candidate):
-            if _parses(f"def _body():\n{candidate}", require_code=False):
+        end = len(lines)
+        while True:
+            if budget <= 0:
+                return None
+            candidate = "\n".join(lines[start:end]).rstrip() + "\n"
+            budget -= len(candidate)
+            if _reads_as_code(candidate):
                 return candidate
-            continue
-        if _parses(candidate, require_code=True):
-            return candidate
+            if end - 1 <= start or len(lines) - end >= _MAX_TRAILING_PROSE or lines[end - 1][:1] in (" ", "\t"):
+                break  # (only unindented lines at the end may be prose)
+            end -= 1
     return None
+
+
+def _reads_as_code(candidate: str) -> bool:
+    """Top-level code with a real statement, or an indented function body; either parses."""
+    if is_function_body(candidate):
+        return _parses(f"def _body():\n{candidate}", require_code=False)
+    return _parses(candidate, require_code=True)
 
 
 def _parses(code: str, *, require_code: bool) -> bool:
