@@ -102,3 +102,14 @@ def test_a_file_that_is_not_utf8_is_a_level_format_error(tmp_path: Path) -> None
     for source in (path, str(path)):
         with pytest.raises(LevelFormatError, match=r"levels.xsb' is not UTF-8 text \(byte 2"):
             load_levels(source)
+
+
+def test_sok_and_xsb_field_lines_name_their_levels_and_are_never_board_rows() -> None:
+    board = "#####\n#@$.#\n#####"
+    sok = f"{board}\nTitle: Level #1\nAuthor: A #1 fan\n\n{board}\nTitle: Two\n"  # SOK: fields after the board
+    assert [level.title for level in parse_levels(sok)] == ["Level #1", "Two"]
+    assert [level.title for level in parse_levels(f"Title: Level #1\n{board}")] == ["Level #1"]
+    assert [level.title for level in parse_levels(f"; Level 1\n\n{board}")] == ["Level 1"]  # a blank line between
+    assert [level.title for level in parse_levels(f"; 1\n{board}\n\n; 2\n{board}")] == ["1", "2"]
+    with pytest.raises(LevelFormatError, match="unknown character 'x'"):
+        parse_levels("#####\n#@x.#\n#####")  # (a row that starts like a board row is still read as one)

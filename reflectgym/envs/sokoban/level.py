@@ -9,7 +9,7 @@ comments.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 Cell = tuple[int, int]
@@ -153,34 +153,44 @@ def _name(cell: Cell) -> str:
 
 
 def parse_levels(text: str) -> list[Level]:
-    """Parses every level of an XSB or Boxoban text; titles come from the comment line before each level."""
+    """Parses every level of an XSB, SOK or Boxoban text.
+
+    A board row holds a `#` and starts with a board character; other lines are comments (`; 12`) and fields
+    (`Title: Level #1`, `Author: ...`). A level's title is the comment or title line before its board (blank lines
+    between allowed), or a `Title:` line after it, as SOK files write them (that one wins).
+    """
     levels: list[Level] = []
     block: list[str] = []
     title: str | None = None
     start_line = 0
+    after_board = False  # no board started since the last level was flushed
 
     def flush() -> None:
-        nonlocal block, title
+        nonlocal block, title, after_board
         if block:
             try:
                 levels.append(parse_level("\n".join(block), title=title))
             except LevelFormatError as error:
                 raise LevelFormatError(f"{error} (text line {start_line + 1})") from None
-        block, title = [], None
+            block, title, after_board = [], None, True
 
     for number, raw in enumerate(text.splitlines()):
         line = raw.rstrip()
-        if "#" in line and not line.lstrip().startswith(";"):
+        stripped = line.strip()
+        if "#" in line and stripped[:1] in _LEVEL_CHARS:
             if not block:
                 start_line = number
             block.append(line)
             continue
         flush()
-        stripped = line.strip()
         if stripped.startswith(";"):
-            title = stripped.lstrip(";").strip() or None
+            title, after_board = stripped.lstrip(";").strip() or None, False
         elif stripped.lower().startswith("title:"):
-            title = stripped.split(":", 1)[1].strip() or None
+            named = stripped.split(":", 1)[1].strip() or None
+            if after_board and named:  # SOK: the title follows its board
+                levels[-1] = replace(levels[-1], title=named)
+            else:
+                title = named
     flush()
     if not levels:
         raise LevelFormatError("no level found in the text (a level's rows contain # walls)")
