@@ -92,3 +92,10 @@ def test_hostile_replies_are_a_quick_parse_error(text: str) -> None:
 
 def test_hostile_reply_with_a_real_answer_at_the_end() -> None:
     assert parse_moves("<answer>" * 16_000 + "\nAction: left") == (LEFT,)
+
+
+def test_a_labelled_answer_after_a_sentence_is_the_answer_part() -> None:
+    reasoning = "The box is to my right, so I should not go left."
+    assert parse_moves(f"{reasoning} Action: right", multi_move=True) == (3,)
+    assert parse_moves(f"{reasoning} Moves: right, up", multi_move=True) == (3, 0)
+    assert parse_moves("I would go left and then up", multi_move=True) == (2, 0)  # (free text: every move word)

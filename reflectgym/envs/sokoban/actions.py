@@ -2,9 +2,9 @@
 
 Accepted: `up down left right` (also `north south west east`, arrows `↑ ↓ ← →`), the letters `U D L R` when the
 text is only moves (`"UURD"`, `"u, l"`), and `wait` (also `noop`, `stay`, `pass`) for a turn without a move.
-If the text has an answer part — `<answer>…</answer>`, `\\boxed{…}` or a line `Action: …` / `Answer: …` /
-`Move: …` — only that part is read. In free text only whole move words count, and with one move per turn the
-last one named is played (models reason first and answer last).
+If the text has an answer part — `<answer>…</answer>`, `\\boxed{…}` or `Action: …` / `Answer: …` / `Move: …` at a
+line's start or after a sentence — only that part is read. In free text only whole move words count, and with one
+move per turn the last one named is played (models reason first and answer last).
 """
 
 from __future__ import annotations
@@ -27,9 +27,11 @@ _WORDS = {
 }  # fmt: skip
 _LETTERS = {"u": 0, "d": 1, "l": 2, "r": 3}
 # An answer part is `<answer>(.*?)</answer>`, `\\boxed\{([^}]*)\}` or `^\s*(?:action|answer|move|moves)\s*[:=]\s*(.+)$`
-# (case-insensitive, `.` spanning lines, `^` at line starts); `_answer_part` finds them as `re.finditer` over that
+# (case-insensitive, `.` spanning lines, `^` at line starts and after a sentence's end); `_answer_part` finds them as `re.finditer` over that
 # alternation would, in one pass.
-_ANSWER_START = re.compile(r"(?=<answer>|\\boxed\{)|^", re.IGNORECASE | re.MULTILINE)
+_ANSWER_START = re.compile(
+    r"(?=<answer>|\\boxed\{)|^|(?<=[.!?] )(?=(?:action|answer|move|moves)\s*[:=])", re.IGNORECASE | re.MULTILINE
+)
 _TAG_OPEN = re.compile(r"<answer>", re.IGNORECASE)
 _TAG_CLOSE = re.compile(r"</answer>", re.IGNORECASE)
 _BOX_OPEN = re.compile(r"\\boxed\{", re.IGNORECASE)
@@ -96,7 +98,7 @@ def _answer_part(text: str) -> str:
                 continue
             boxes = False
         position = at + 1
-        if at == 0 or text[at - 1] == "\n":
+        if at == 0 or text[at - 1] in "\n ":  # a line's start, or a label after a sentence ("... left. Action: up")
             found = _NON_SPACE.search(text, at)
             word = found.start() if found is not None else len(text)
             labelled = _LABELLED.match(text, word)
