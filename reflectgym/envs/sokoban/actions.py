@@ -27,8 +27,8 @@ _WORDS = {
 }  # fmt: skip
 _LETTERS = {"u": 0, "d": 1, "l": 2, "r": 3}
 # An answer part is `<answer>(.*?)</answer>`, `\\boxed\{([^}]*)\}` or `^\s*(?:action|answer|move|moves)\s*[:=]\s*(.+)$`
-# (case-insensitive, `.` spanning lines, `^` at line starts and after a sentence's end); `_answer_part` finds them as `re.finditer` over that
-# alternation would, in one pass.
+# (case-insensitive, `.` spanning lines, `^` at line starts and after a sentence's end); `_answer_part` finds them
+# as `re.finditer` over that alternation would, in one pass.
 _ANSWER_START = re.compile(
     r"(?=<answer>|\\boxed\{)|^|(?<=[.!?] )(?=(?:action|answer|move|moves)\s*[:=])", re.IGNORECASE | re.MULTILINE
 )
