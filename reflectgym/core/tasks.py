@@ -306,7 +306,7 @@ def _jsonl_rows(path: Path) -> Iterator[tuple[int, Any]]:
     Undecodable bytes are read as surrogate escapes, so one bad line cannot stop the others from loading.
     """
     opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rt", encoding="utf-8", errors="surrogateescape") as handle:
+    with opener(path, "rt", encoding="utf-8-sig", errors="surrogateescape") as handle:  # (a BOM is skipped)
         for line, text in enumerate(handle, start=1):
             if text.strip():
                 yield line, _json_row(text)

@@ -103,3 +103,10 @@ def test_spaced_thousands_and_implicit_products_still_read() -> None:
     assert [checker.check(a, g).status for a, g in [("1 000", "1000"), ("2(3)", "6"), ("2\\cdot 3", "6")]] == [
         "equal"
     ] * 3
+
+
+def test_a_float_gold_with_all_its_digits_matches_the_exact_value_it_rounds() -> None:
+    checker = AnswerChecker(EquivalenceConfig(symbolic=False))
+    assert checker.check("\\frac{1}{3}", "0.3333333333333333").status == "equal"
+    assert checker.check("0.33", "0.3333333333333333").status == "not_equal"
+    assert checker.check("123456789012345678", "123456789012345679").status == "not_equal"  # integers stay exact

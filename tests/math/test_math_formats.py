@@ -52,3 +52,32 @@ def test_task_objects_need_a_gold() -> None:
     assert source.get("a").reference == "2"
     with pytest.raises(TaskFormatError, match="gold"):
         load_math_tasks([Task(id="b", prompt="?")])
+
+
+def test_capitalised_fields_load_as_their_lower_case_names() -> None:
+    tasks = load_math_tasks([{"ID": "2024-I-1", "Problem": "Find x.", "Solution": "...", "Answer": 204}])
+    (task,) = list(tasks)
+    assert (task.id, task.prompt, task.data["gold"], task.data["format"]) == ("2024-I-1", "Find x.", "204", "math")
+
+
+def test_numeric_answers_become_text_a_reply_can_match() -> None:
+    rows = [{"id": str(i), "question": "q", "answer": value} for i, value in enumerate([0.00001, 1e16, 2.5, 7])]
+    assert [task.data["gold"] for task in load_math_tasks(rows)] == ["0.00001", "10000000000000000", "2.5", "7"]
+
+
+def test_an_empty_math_answer_falls_back_to_the_solutions_box() -> None:
+    for empty in ("", None):
+        (task,) = list(load_math_tasks([{"problem": "p", "solution": "so \\boxed{7}", "answer": empty}]))
+        assert task.data["gold"] == "7"
+
+
+@pytest.mark.parametrize("answer", ["proof", "notfound"])
+def test_rows_without_a_checkable_answer_are_refused(answer: str) -> None:
+    with pytest.raises(TaskFormatError, match="no final answer to check"):
+        load_math_tasks([{"problem": "Prove it.", "solution": "...", "answer": answer}])
+
+
+def test_a_file_that_starts_with_a_byte_order_mark_loads(tmp_path: Path) -> None:
+    path = tmp_path / "bom.jsonl"
+    path.write_text('{"question": "q", "answer": "3"}\n', encoding="utf-8-sig")
+    assert [task.data["gold"] for task in load_math_tasks(path)] == ["3"]

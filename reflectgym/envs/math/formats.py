@@ -5,6 +5,10 @@
   (or `type`).
 * plain: `question` or `prompt`, and `answer` (just the answer).
 
+Field names are matched case-insensitively (AIME_2024's `Problem`, `Answer`). A numeric answer field becomes text
+without an exponent (`0.00001`, not `1e-05`). Rows whose answer is NuminaMath's `proof` or `notfound` are refused:
+there is nothing to check a reply against.
+
 Every task gets its gold answer in `Task.data["gold"]`; the worked solution, where there is one, is the
 teacher-only `Task.reference`.
 """
@@ -14,6 +18,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping, Sequence
+from decimal import Decimal
 from typing import Any, Literal
 
 from reflectgym.core.tasks import (
@@ -30,6 +35,28 @@ from reflectgym.envs.math.extract import boxed_contents
 
 TaskFormat = Literal["gsm8k", "math", "plain"]
 _CALCULATOR = re.compile(r"<<[^>]*>>")
+UNANSWERABLE = frozenset({"proof", "notfound"})
+"""Answers NuminaMath gives problems without a final answer to check."""
+
+
+def answer_text(value: str | int | float) -> str:
+    """An answer field as text: floats without an exponent (`str(0.00001)` is `1e-05`, which no reply matches)."""
+    if isinstance(value, float) and not isinstance(value, bool):
+        return format(Decimal(repr(value)), "f")
+    return str(value).strip()
+
+
+def _gold(row: Mapping[str, Any], name: str) -> str:
+    """The gold answer in field `name` as text, refused when empty or unanswerable."""
+    return _checked_gold(answer_text(require(row, name, (str, int, float))), name)
+
+
+def _checked_gold(gold: str, name: str) -> str:
+    if not gold:
+        raise RowError(name, "is empty")
+    if gold.lower() in UNANSWERABLE:
+        raise RowError(name, f"is {gold!r}: the problem has no final answer to check a reply against")
+    return gold
 
 
 def _row_id(row: Mapping[str, Any]) -> str:
@@ -53,18 +80,16 @@ def gsm8k_row(row: Mapping[str, Any]) -> Task:
 def math_row(row: Mapping[str, Any]) -> Task:
     """A MATH row: the gold answer is `answer`, or else the last `\\boxed{}` of `solution`."""
     problem = require(row, "problem", str)
-    solution = require(row, "solution", str) if "solution" in row else None
-    if "answer" in row:
-        gold = str(require(row, "answer", (str, int, float))).strip()
-    elif solution is not None:
+    solution = require(row, "solution", str) if row.get("solution") is not None else None
+    if row.get("answer") not in (None, "") or solution is None:  # an empty answer falls back to the solution's box
+        if "answer" not in row:
+            raise RowError("answer", "missing (a MATH row needs 'answer' or a 'solution' with \\boxed{...})")
+        gold = _gold(row, "answer")
+    else:
         boxed = boxed_contents(solution)
         if not boxed:
-            raise RowError("solution", "has no \\boxed{...} answer and the row has no 'answer' field")
-        gold = boxed[-1]
-    else:
-        raise RowError("answer", "missing (a MATH row needs 'answer' or a 'solution' with \\boxed{...})")
-    if not gold:
-        raise RowError("answer", "is empty")
+            raise RowError("solution", "has no \\boxed{...} answer and the row's 'answer' is missing or empty")
+        gold = _checked_gold(boxed[-1], "solution")
     data: dict[str, Any] = {"gold": gold, "format": "math"}
     for key in ("level", "subject", "type"):
         if key in row:
@@ -76,11 +101,10 @@ def plain_row(row: Mapping[str, Any]) -> Task:
     """A plain row: `question`/`prompt` and `answer`."""
     prompt_key = first_present(row, ("question", "prompt"))
     if prompt_key is None:
-        raise RowError("question", "missing (a math task needs 'question' or 'prompt')")
+        fields = ", ".join(sorted(map(str, row))) or "no fields"
+        raise RowError("question", f"missing (a math task needs 'question' or 'prompt'; the row has: {fields})")
     prompt = require(row, prompt_key, str)
-    gold = str(require(row, "answer", (str, int, float))).strip()
-    if not gold:
-        raise RowError("answer", "is empty")
+    gold = _gold(row, "answer")
     extra = {key: value for key, value in row.items() if key not in (prompt_key, "answer", "id", "task_id")}
     return Task(id=_row_id(row), prompt=prompt, reference=gold, data={**extra, "gold": gold, "format": "plain"})
 
@@ -105,10 +129,23 @@ def any_math_row(row: Mapping[str, Any]) -> Task:
 def row_parser(task_format: str | None) -> RowParser:
     """The parser for `task_format` (`None` or `"auto"`: recognise each row by its fields)."""
     if task_format in (None, "auto"):
-        return any_math_row
-    if task_format not in ROW_PARSERS:
+        parser = any_math_row
+    elif task_format in ROW_PARSERS:
+        parser = ROW_PARSERS[task_format]
+    else:
         raise ValueError(f"task_format must be one of 'auto', {', '.join(map(repr, ROW_PARSERS))}; got {task_format!r}")
-    return ROW_PARSERS[task_format]
+    return lambda row: parser(lowercase_fields(row))
+
+
+def lowercase_fields(row: Mapping[str, Any]) -> Mapping[str, Any]:
+    """`row` with its field names in lower case too (AIME_2024's `Problem`, `Answer`), where that names no other."""
+    if all(not isinstance(key, str) or key == key.lower() for key in row):
+        return row
+    lowered = dict(row)
+    for key, value in row.items():
+        if isinstance(key, str) and key.lower() not in lowered:
+            lowered[key.lower()] = value
+    return lowered
 
 
 def load_math_tasks(

@@ -340,6 +340,10 @@ def _evaluate(s: str) -> Num:
     return value
 
 
+ROUNDED_DIGITS = 15
+"""A decimal with this many significant digits or more is taken for a rounded float, not an exact value."""
+
+
 def _is_number(token: str) -> bool:
     return token[0].isdigit() or token[0] == "."
 
@@ -414,6 +418,8 @@ class _Parser:
         if token[0].isdigit() or token[0] == ".":
             if len(token) > 40:
                 raise UnreadableError("number too long for the fast path")
+            if "." in token and len(token.replace(".", "").lstrip("0")) >= ROUNDED_DIGITS:
+                return Num(float(token))  # a float's digits (0.3333333333333333 for 1/3): compared within a tolerance
             return _number(Fraction(token))
         if token in _CONSTANTS:
             return _CONSTANTS[token]
