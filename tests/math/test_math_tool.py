@@ -118,3 +118,17 @@ def test_hostile_fences_are_read_in_linear_time(env: MathToolEnv, reply: str) ->
     _, reward, _, _, info = env.step(reply)
     assert time.perf_counter() - started < 5.0
     assert info["parse_error"] and reward < 0  # no code to run and no answer: a format turn
+
+
+def test_an_unknown_sandbox_name_fails_when_the_env_is_made() -> None:
+    with pytest.raises(ValueError, match="unknown sandbox 'bwarp'"):
+        MathToolEnv(tasks=TASKS, sandbox="bwarp")
+
+
+def test_envs_without_a_named_sandbox_share_one_pool() -> None:
+    envs = [MathToolEnv(tasks=TASKS) for _ in range(3)]
+    try:
+        assert len({id(env.sandbox) for env in envs}) == 1
+    finally:
+        for env in envs:
+            env.close()

@@ -15,7 +15,6 @@ from reflectgym.envs.code.asserts import instrument_all
 from reflectgym.envs.code.extract import extract_code, is_function_body
 from reflectgym.envs.code.feedback import code_verdict
 from reflectgym.envs.code.formats import FUNCTION_TASKS, IO_TASKS, TaskFamily, humaneval_row, load_code_tasks
-from reflectgym.envs.code.sandbox import SandboxArg, SandboxHandle
 from reflectgym.envs.code.verifier import (
     IOCase,
     IOVerifier,
@@ -25,6 +24,7 @@ from reflectgym.envs.code.verifier import (
     VerifierConfig,
     not_run,
 )
+from reflectgym.sandboxes.handle import SandboxArg, SandboxHandle
 
 TasksArg = str | os.PathLike[str] | Sequence[Mapping[str, Any] | Task] | TaskSource
 FUNCTION_INSTRUCTIONS = (

@@ -3,21 +3,20 @@
 from __future__ import annotations
 
 import re
-import weakref
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from reflectgym.core.types import FeedbackLevel, Transition, Verdict
 from reflectgym.envs.math.env import MathEnv, TasksArg
 from reflectgym.envs.math.extract import Extraction, ExtractionConfig, extract_answer
-from reflectgym.sandboxes.bwrap import bwrap_unavailable_reason
-from reflectgym.sandboxes.registry import default_sandbox, get_sandbox
+from reflectgym.sandboxes.handle import SandboxHandle
 from reflectgym.sandboxes.types import MIB, ExecRequest, ExecStatus, Limits, Sandbox
 
 TOOL_INSTRUCTIONS = (
     "Solve the problem. You may run Python: reply with a ```python code block and what it prints comes back to "
-    "you (each block runs in a fresh interpreter: nothing is kept from earlier blocks). When you are done, give the "
-    "final answer as \\boxed{...}."
+    "you (each block runs in a fresh interpreter: nothing is kept from earlier blocks; count on the standard "
+    "library only, packages such as numpy or sympy may be missing). When you are done, give the final answer as "
+    "\\boxed{...}."
 )
 _FENCE = re.compile(r"```[ \t]*(?:(?:python3|python|py)[ \t]*)?\n(.*?)(?:```|\Z)", re.DOTALL | re.IGNORECASE)
 """A fenced block (one run of blanks around the optional tag: two runs side by side backtrack quadratically)."""
@@ -100,8 +99,7 @@ class MathToolEnv(MathEnv):
     ) -> None:
         if max_tool_calls < 0:
             raise ValueError(f"max_tool_calls must be >= 0; got {max_tool_calls}")
-        if sandbox is not None and not isinstance(sandbox, (str, Sandbox)):
-            raise TypeError(f"sandbox must be None, a backend name or a Sandbox; got {type(sandbox).__name__}")
+        handle = SandboxHandle(sandbox)  # (a wrong type or an unknown name fails here, not at the first tool call)
         super().__init__(
             tasks=tasks,
             task_format=task_format,
@@ -124,29 +122,19 @@ class MathToolEnv(MathEnv):
             memory_bytes=tool_memory_mib * MIB,
             max_output_bytes=MIB,
         )
-        self._sandbox_spec = sandbox
-        self._sandbox: Sandbox | None = sandbox if isinstance(sandbox, Sandbox) else None
-        self._release: weakref.finalize | None = None
+        self._sandbox = handle
         self._tool_calls = 0
         self._answers = 0
 
     @property
     def sandbox(self) -> Sandbox:
-        """The tool's sandbox, opened on the first tool call."""
-        if self._sandbox is None:
-            if self._sandbox_spec is None:
-                self._sandbox = get_sandbox("pool") if bwrap_unavailable_reason() is None else default_sandbox()
-            else:
-                self._sandbox = get_sandbox(str(self._sandbox_spec))
-            self._release = weakref.finalize(self, self._sandbox.close)
-        return self._sandbox
+        """The tool's sandbox, opened on the first tool call (see `reflectgym.sandboxes.handle`: by default one warm
+        pool shared by every such env of the process)."""
+        return self._sandbox.get()
 
     def close(self) -> None:
         """Releases the sandbox this env opened (one passed in stays open)."""
-        if self._release is not None:
-            self._release()
-            self._release = None
-            self._sandbox = None
+        self._sandbox.close()
         super().close()
 
     # ----------------------------------------------------------------- TextEnv hooks

@@ -1,6 +1,6 @@
-"""Which sandbox a code env runs programs in, opened on first use and shared by default.
+"""Which sandbox an env runs programs in (code envs, MathTool's tool), opened on first use and shared by default.
 
-`sandbox=None` means one warm bubblewrap pool shared by every code env of the process (started when the first
+`sandbox=None` means one warm bubblewrap pool shared by every such env of the process (started when the first
 program runs, closed when the last env using it closes), or the project's default sandbox where bubblewrap cannot
 run. A name opens that backend for this env alone; a `Sandbox` instance is used as given and never closed here.
 """
