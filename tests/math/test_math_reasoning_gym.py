@@ -9,6 +9,8 @@ pytest.importorskip("reasoning_gym")
 
 from reflectgym.core import check_determinism, check_snapshot_roundtrip
 from reflectgym.envs.math.env import MathEnv
+from reflectgym.envs.math.extract import Extraction
+from reflectgym.envs.math.feedback import scored_verdict
 from reflectgym.envs.math.reasoning_gym import ReasoningGymTasks
 
 
@@ -34,3 +36,26 @@ def test_scorer_judges_the_env() -> None:
     assert (reward, terminated) == (1.0, True)
     check_determinism(lambda: MathEnv(tasks=ReasoningGymTasks("basic_arithmetic", size=20, seed=3)), seeds=(0, 1))
     check_snapshot_roundtrip(MathEnv(tasks=source, max_attempts=4))
+
+
+def test_an_answer_equal_to_the_gold_passes_whatever_the_scorer_says_and_a_partial_score_pays_nothing() -> None:
+    source = ReasoningGymTasks("basic_arithmetic", size=20, seed=3)
+    env = MathEnv(tasks=source, max_attempts=3)
+    env.reset(seed=0)
+    marked_down = f"{env.gold}.0"
+    assert 0 < source.score(env.task, marked_down) < 1  # (this scorer gives a trailing .0 partial credit)
+    _, reward, terminated, _, info = env.step(f"\\boxed{{{int(env.gold) + 1}}}")
+    assert (reward, terminated) == (0.0, False) and "score 0.00" in info["feedback"]
+    _, reward, terminated, _, _ = env.step(f"\\boxed{{{marked_down}}}")
+    assert (reward, terminated) == (1.0, True)
+
+
+def test_a_partial_score_is_shown_but_pays_nothing() -> None:
+    extraction = Extraction("a, c", "answer_tag")
+    verdict = scored_verdict(extraction, 0.5, level="diagnostic")
+    assert (verdict.reward, verdict.passed) == (0.0, False) and "score 0.50 of 1" in verdict.feedback
+
+
+def test_an_evaluation_can_play_every_entry_once() -> None:
+    env = MathEnv(tasks=ReasoningGymTasks("basic_arithmetic", size=5, seed=3))
+    assert env.task_ids() == [f"basic_arithmetic-{index}" for index in range(5)]

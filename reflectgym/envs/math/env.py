@@ -41,9 +41,10 @@ class MathEnv(TextEnv[Extraction]):
     First the instructions and the problem; after a wrong attempt, the feedback and the attempt count.
 
     ## Actions
-    Free text. The final answer is the last `\\boxed{...}`, else a `#### n` line, else "the answer is ...",
-    else (if `last_number_fallback`) the last number. `1,000`, `\\$18`, `0.5` for `1/2`, `x = 2` for `2`,
-    `(1, 2]`, `\\{3, 1\\}` and LaTeX are all read as what they mean.
+    Free text; reasoning inside `<think>...</think>` is not read. The final answer is the last
+    `<answer>...</answer>`, else the last `\\boxed{...}`, else a `#### n` line, else "the answer is ..." (to the end
+    of its sentence), else (if `last_number_fallback`) the last number. `1,000`, `\\$18`, `0.5` for `1/2`,
+    `x = 2` for `2`, `(1, 2]`, `\\{3, 1\\}` and LaTeX are all read as what they mean.
 
     ## Feedback
     `binary`: Correct / Incorrect. `diagnostic`: what was read, whether it parsed, whether it is the right
@@ -52,7 +53,8 @@ class MathEnv(TextEnv[Extraction]):
 
     ## Reward
     1 for a correct answer, 0 for a wrong one or one that could not be verified (symbolic check timed out);
-    minus `format_penalty` for a reply with no answer in it.
+    minus `format_penalty` for a reply with no answer in it. reasoning-gym tasks: 1 when the dataset's scorer
+    gives 1 or the answer equals the gold, else 0 (the scorer's partial score is in the feedback).
 
     ## Episode end
     Terminated when an answer is correct; truncated after `max_attempts` replies.
@@ -146,7 +148,9 @@ class MathEnv(TextEnv[Extraction]):
 
     def _apply(self, action: Extraction) -> Transition:
         if isinstance(self.tasks, ScoredTaskSource):  # a source with its own scorer (reasoning-gym) judges itself
-            verdict = scored_verdict(action, self.tasks.score(self.task, action.answer), level=self.feedback)
+            score = self.tasks.score(self.task, action.answer)
+            equal = score < 1.0 and self.checker.check(action.answer, self.gold).status == "equal"
+            verdict = scored_verdict(action, score, level=self.feedback, equal=equal)
         else:
             verdict = self._judge(action)
         if verdict.passed:

@@ -121,15 +121,16 @@ def hint(reply: str, steps: Sequence[Mapping[str, Any]], final_hint: str) -> str
     return "Hint: re-read what the question asks for (which quantity, which form, which units) and recheck each step."
 
 
-def scored_verdict(extraction: Extraction, score: float, *, level: FeedbackLevel) -> Verdict:
-    """A verdict from a task source's own scorer (reasoning-gym): a score of 1 passes."""
+def scored_verdict(extraction: Extraction, score: float, *, level: FeedbackLevel, equal: bool = False) -> Verdict:
+    """A verdict from a task source's own scorer (reasoning-gym): a score of 1 passes, and so does an answer the
+    math checker found `equal` to the gold; anything else pays 0 (as a wrong answer does in every math task)."""
     details = {"extracted": extraction.answer, "method": extraction.method, "score": score}
-    if score >= 1.0:
+    if score >= 1.0 or equal:
         return Verdict(reward=1.0, passed=True, feedback="Correct.", details=details)
     if level == "binary":
-        return Verdict(reward=score, passed=False, feedback="Incorrect.", details=details)
+        return Verdict(reward=0.0, passed=False, feedback="Incorrect.", details=details)
     found = HOW_FOUND[extraction.method]
     text = f"Incorrect (score {score:.2f} of 1). Your final answer was read from {found}: {extraction.answer}"
     if level == "hint":
         text += "\nHint: re-read the format the question asks for, then recheck each step."
-    return Verdict(reward=score, passed=False, feedback=text, details=details)
+    return Verdict(reward=0.0, passed=False, feedback=text, details=details)

@@ -3,7 +3,9 @@
 `reasoning-gym` (PyPI) has 100+ seeded procedural generators, each with a scorer. `ReasoningGymTasks` makes
 `size` entries of one of them; task ids are `<dataset>-<index>`, so the same (dataset, size, seed, config)
 rebuilds the same tasks anywhere. `MathEnv(tasks=ReasoningGymTasks("basic_arithmetic"))` then scores each
-extracted answer with the dataset's `score_answer` instead of the math checker (a score of 1 passes).
+extracted answer with the dataset's `score_answer`: a score of 1 passes, and so does an answer the math checker
+finds equal to the gold (`-989.0` for `-989`, which some scorers mark down); a lower score is shown in the
+feedback and pays nothing, as any wrong answer (reasoning-gym's scorers give 0.01 for a readable wrong one).
 """
 
 from __future__ import annotations
@@ -51,6 +53,10 @@ class ReasoningGymTasks:
                 f"no task {task_id!r} in {self.name}: ids are '{self.name}-<index>' with index < {self.size}"
             )
         return self._task(int(index))
+
+    def ids(self) -> list[str]:
+        """Every entry's id, in order (an evaluation plays each once)."""
+        return [f"{self.name}-{index}" for index in range(self.size)]
 
     def score(self, task: Task, answer: str) -> float:
         """The dataset's own score for `answer` (1.0 is fully correct)."""
