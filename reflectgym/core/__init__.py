@@ -9,6 +9,7 @@ from reflectgym.core.snapshot import Snapshot
 from reflectgym.core.spaces import FreeText
 from reflectgym.core.task_env import TaskEnv
 from reflectgym.core.tasks import (
+    ListedTaskSource,
     RowError,
     Task,
     TaskFormatError,
@@ -31,6 +32,7 @@ __all__ = [
     "FeedbackLevel",
     "FreeText",
     "LeakReport",
+    "ListedTaskSource",
     "RowError",
     "Snapshot",
     "Task",

@@ -27,6 +27,7 @@ from gymnasium.error import ResetNeeded
 
 from reflectgym.core.snapshot import Snapshot
 from reflectgym.core.spaces import FreeText
+from reflectgym.core.tasks import ListedTaskSource
 from reflectgym.core.types import ActionParseError, FeedbackLevel, Transition, Verdict, check_feedback_level
 
 ActionT = TypeVar("ActionT")
@@ -130,9 +131,9 @@ class TextEnv(gym.Env[str, str], Generic[ActionT]):
     def task_ids(self) -> list[str] | None:
         """Every id `reset(options={"task_id": ...})` takes, in order, when the env plays a finite list of tasks
         (None for a generator): what an evaluation walks through to play each task once. By default the ids of
-        a `tasks` attribute that lists them (`TaskList.ids`, `ReasoningGymTasks.ids`)."""
-        ids = getattr(getattr(self, "tasks", None), "ids", None)
-        return list(ids()) if callable(ids) else None
+        a `tasks` attribute that lists them (a `ListedTaskSource`: `TaskList`, `ReasoningGymTasks`)."""
+        tasks = getattr(self, "tasks", None)
+        return tasks.ids() if isinstance(tasks, ListedTaskSource) else None
 
     def privileged(self) -> str | None:
         """Teacher-only text for this episode (reference solution, optimal plan); students never see it."""

@@ -49,6 +49,15 @@ class TaskSource(Protocol):
         ...
 
 
+@runtime_checkable
+class ListedTaskSource(TaskSource, Protocol):
+    """A finite task source that can name every task it holds (what an evaluation walks through)."""
+
+    def ids(self) -> list[str]:
+        """Every task id, in order."""
+        ...
+
+
 class RowError(ValueError):
     """A row parser's complaint about one field of one row; loaders add the file and line."""
 
