@@ -136,3 +136,65 @@ def test_a_lone_surrogate_in_a_row_is_refused_at_load_time(
     path.write_text(json.dumps(row) + "\n")  # json.dumps writes the surrogate as a \ud800 escape
     with pytest.raises(TaskFormatError, match=rf"tasks\.jsonl:1: field '{field}'.*surrogate"):
         load_code_tasks(path, family)
+
+
+APPS_ROW = {
+    "problem_id": 17,
+    "question": "Read n, print n + 1.",
+    "solutions": json.dumps(["print(int(input()) + 1)"]),
+    "input_output": json.dumps({"inputs": ["1\n", "5\n", ["7"]], "outputs": ["2\n", "6\n", ["8"]]}),
+}
+LIVECODEBENCH_ROW = {
+    "question_id": "abc301_a",
+    "question_content": "Print the sum of two numbers.",
+    "public_test_cases": json.dumps([{"input": "1 2\n", "output": "3\n", "testtype": "stdin"}]),
+    "private_test_cases": json.dumps([{"input": "5 5\n", "output": "10\n", "testtype": "stdin"}]),
+}
+
+
+def test_apps_and_livecodebench_rows_become_io_tasks() -> None:
+    tasks = load_code_tasks([APPS_ROW, LIVECODEBENCH_ROW], "io")
+    apps, lcb = tasks.get("17"), tasks.get("abc301_a")
+    assert (apps.data["format"], apps.reference) == ("apps", "print(int(input()) + 1)")
+    assert apps.data["tests"] == [{"input": "1\n", "output": "2\n"}]
+    assert apps.data["hidden_tests"][-1] == {"input": "7\n", "output": "8\n"}  # (lines given as a list)
+    assert lcb.data["tests"] == [{"input": "1 2\n", "output": "3\n"}]
+    assert lcb.data["hidden_tests"] == [{"input": "5 5\n", "output": "10\n"}]
+
+
+def test_livecodebench_private_cases_it_cannot_read_are_dropped_with_a_warning() -> None:
+    row = {**LIVECODEBENCH_ROW, "private_test_cases": "eJzLSM3JyVcozy/KSQEAGgQEXQ=="}  # (zlib + pickle, base64)
+    with pytest.warns(UserWarning, match="playing its public cases only"):
+        task = load_code_tasks([row], "io").get("abc301_a")
+    assert task.data["hidden_tests"] == []
+
+
+@pytest.mark.parametrize(
+    ("row", "message"),
+    [
+        ({**APPS_ROW, "input_output": json.dumps({"fn_name": "f", "inputs": [[1]], "outputs": [[2]]})}, "call-based"),
+        ({**APPS_ROW, "input_output": "{not json"}, "not valid JSON"),
+        (
+            {
+                **LIVECODEBENCH_ROW,
+                "public_test_cases": json.dumps([{"input": "[1]", "output": "2", "testtype": "functional"}]),
+            },
+            "functional",
+        ),
+    ],
+)
+def test_rows_that_cannot_play_say_why(row: dict[str, object], message: str) -> None:
+    with pytest.raises(TaskFormatError, match=message):
+        load_code_tasks([row], "io")
+
+
+def test_mbpp_sanitized_rows_use_prompt_and_test_imports() -> None:
+    row = {
+        "task_id": 2,
+        "prompt": "Write a function that floors a number.",
+        "code": "import math\ndef f(a):\n    return math.floor(a)",
+        "test_imports": ["import math"],
+        "test_list": ["assert f(2.5) == math.floor(2.5)"],
+    }
+    task = load_code_tasks([row], "function").get("2")
+    assert task.prompt.startswith("Write a function that floors") and task.data["tests"][0].startswith("import math")

@@ -3,8 +3,8 @@
 Function tasks (`Task.data["family"] == "function"`):
 * `humaneval`: `task_id`, `prompt` (signature + docstring), `canonical_solution` (the body), `test` (a
   `check(candidate)` function, split into one test per assert), `entry_point`.
-* `mbpp`: `task_id`, `text`, `code`, `test_list` (asserts), optional `test_setup_code` and
-  `challenge_test_list` (kept as hidden tests).
+* `mbpp`: `task_id`, `text` (`prompt` in MBPP sanitized and MBPP+), `code`, `test_list` (asserts), optional
+  `test_setup_code`, `test_imports` (sanitized) and `challenge_test_list` (kept as hidden tests).
 * `function` (this project's): `task_id`, `prompt`, `entry_point`, `solution`, `tests` (asserts), optional
   `hidden_tests` and `setup`.
 
@@ -12,6 +12,12 @@ Stdin/stdout tasks (`family == "io"`):
 * `io`: `task_id`, `prompt`, `solution` (optional), `tests` and optional `hidden_tests`, each a list of
   `{"input": ..., "output": ...}`; or CodeContests-style `public_tests` / `private_tests`, each
   `{"input": [...], "output": [...]}`.
+* `apps`: APPS / TACO rows: `question`, `input_output` (JSON text `{"inputs": [...], "outputs": [...]}`; the first
+  case is public, the rest hidden), optional `solutions` (JSON list, the first is the reference). Call-based
+  problems (`fn_name`) are refused with a clear error: their argument lists need a function harness.
+* `livecodebench`: `question_content`, `public_test_cases` (JSON list of `{"input", "output", "testtype"}`) and
+  `private_test_cases` when it is plain JSON (LiveCodeBench ships it compressed and pickled: never unpickled here,
+  so those rows play their public cases only, with a warning). Functional (LeetCode) problems are refused.
 
 `Task.reference` is the complete reference program; `Task.data["preamble"]` is code run before the candidate
 (a HumanEval prompt, so helpers and imports it defines exist), or "" when the prompt is prose.
@@ -20,7 +26,9 @@ Stdin/stdout tasks (`family == "io"`):
 from __future__ import annotations
 
 import ast
+import json
 import os
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -52,11 +60,12 @@ def humaneval_row(row: Mapping[str, Any]) -> Task:
 
 def mbpp_row(row: Mapping[str, Any]) -> Task:
     """An MBPP row; the prompt lists the public asserts, as in the MBPP paper."""
-    text = require(row, "text", str)
+    text = require(row, "text" if "text" in row else "prompt", str)  # (MBPP sanitized and MBPP+ say `prompt`)
     tests = _strings(row, "test_list")
     if not tests:
         raise RowError("test_list", "needs at least one assert")
-    setup = str(row.get("test_setup_code") or "")
+    imports = _strings(row, "test_imports") if row.get("test_imports") else []
+    setup = "\n".join([*imports, str(row.get("test_setup_code") or "")])
     hidden = _strings(row, "challenge_test_list") if row.get("challenge_test_list") else []
     entry_point = called_function(tests[0])
     if entry_point is None:
@@ -117,13 +126,80 @@ def io_row(row: Mapping[str, Any]) -> Task:
     )
 
 
+def apps_row(row: Mapping[str, Any]) -> Task:
+    """An APPS / TACO row: stdin/stdout cases in the JSON text `input_output`."""
+    cases = _json_field(row, "input_output")
+    if not isinstance(cases, Mapping) or not isinstance(cases.get("inputs"), list):
+        raise RowError("input_output", 'expected JSON {"inputs": [...], "outputs": [...]}')
+    if cases.get("fn_name"):
+        raise RowError(
+            "input_output", f"a call-based problem (fn_name {cases['fn_name']!r}): only stdin/stdout ones play"
+        )
+    inputs, outputs = cases["inputs"], cases.get("outputs")
+    if not isinstance(outputs, list) or len(outputs) != len(inputs) or not inputs:
+        raise RowError("input_output", "needs as many outputs as inputs, and at least one case")
+    tests = [
+        {"input": _io_text(given), "output": _io_text(wanted)} for given, wanted in zip(inputs, outputs, strict=True)
+    ]
+    solutions = _json_field(row, "solutions") if row.get("solutions") else []
+    reference = solutions[0] if isinstance(solutions, list) and solutions and isinstance(solutions[0], str) else None
+    return Task(
+        id=_row_id(row),
+        prompt=require(row, "question", str),
+        reference=reference,
+        data={"family": "io", "format": "apps", "tests": tests[:1], "hidden_tests": tests[1:]},
+    )
+
+
+def livecodebench_row(row: Mapping[str, Any]) -> Task:
+    """A LiveCodeBench code-generation row (stdin problems)."""
+    public = _json_field(row, "public_test_cases")
+    if not isinstance(public, list):
+        raise RowError("public_test_cases", "expected a JSON list of {input, output, testtype}")
+    try:
+        private = json.loads(str(row.get("private_test_cases") or "[]"))
+    except json.JSONDecodeError:  # LiveCodeBench's own encoding: base64 of zlib of a pickle, never unpickled here
+        warnings.warn(
+            f"LiveCodeBench task {_row_id(row)!r}: private_test_cases is not plain JSON (decode it first); "
+            "playing its public cases only",
+            stacklevel=2,
+        )
+        private = []
+    cases = [*public, *private]
+    if any(not isinstance(case, Mapping) or case.get("testtype", "stdin") != "stdin" for case in cases):
+        raise RowError("public_test_cases", "a functional (LeetCode) problem: only stdin ones play")
+    tests = [{"input": _io_text(case.get("input")), "output": _io_text(case.get("output"))} for case in cases]
+    if not tests:
+        raise RowError("public_test_cases", "needs at least one case")
+    return Task(
+        id=_row_id(row),
+        prompt=require(row, "question_content", str),
+        reference=None,
+        data={
+            "family": "io",
+            "format": "livecodebench",
+            "tests": tests[: len(public)],
+            "hidden_tests": tests[len(public) :],
+        },
+    )
+
+
 PARSERS: dict[str, Callable[[Mapping[str, Any]], Task]] = {
     "humaneval": humaneval_row,
     "mbpp": mbpp_row,
     "function": function_row,
     "io": io_row,
+    "apps": apps_row,
+    "livecodebench": livecodebench_row,
 }
-FAMILY_OF = {"humaneval": "function", "mbpp": "function", "function": "function", "io": "io"}
+FAMILY_OF = {
+    "humaneval": "function",
+    "mbpp": "function",
+    "function": "function",
+    "io": "io",
+    "apps": "io",
+    "livecodebench": "io",
+}
 
 
 def detect_format(row: Mapping[str, Any]) -> str:
@@ -134,12 +210,18 @@ def detect_format(row: Mapping[str, Any]) -> str:
         return "humaneval"
     if "public_tests" in row or "private_tests" in row:
         return "io"
+    if "input_output" in row:
+        return "apps"
+    if "public_test_cases" in row:
+        return "livecodebench"
     tests = row.get("tests")
     if isinstance(tests, list) and tests and isinstance(tests[0], Mapping):
         return "io"
     if "entry_point" in row:
         return "function"
-    raise RowError(None, "unknown code task format (expected HumanEval, MBPP, function or I/O fields)")
+    raise RowError(
+        None, "unknown code task format (expected HumanEval, MBPP, APPS, LiveCodeBench, function or I/O fields)"
+    )
 
 
 def row_parser(task_format: str | None, family: TaskFamily) -> Callable[[Mapping[str, Any]], Task]:
@@ -196,7 +278,7 @@ def _function_data(
 
 
 def _row_id(row: Mapping[str, Any]) -> str:
-    key = first_present(row, ("task_id", "id", "name"))
+    key = first_present(row, ("task_id", "id", "name", "problem_id", "question_id"))
     return str(require(row, key, (str, int))) if key else ""
 
 
@@ -224,6 +306,26 @@ def _column_cases(row: Mapping[str, Any], name: str) -> list[dict[str, str]]:
     if not isinstance(inputs, list) or not isinstance(outputs, list) or len(inputs) != len(outputs):
         raise RowError(name, "expected {'input': [...], 'output': [...]} of equal length")
     return [{"input": str(given), "output": str(wanted)} for given, wanted in zip(inputs, outputs, strict=True)]
+
+
+def _json_field(row: Mapping[str, Any], name: str) -> Any:
+    """A field holding JSON text (as APPS and LiveCodeBench store their cases), parsed; a parsed value passes."""
+    value = row.get(name)
+    if not isinstance(value, str):
+        return require(row, name, (list, dict))
+    try:
+        return json.loads(value)
+    except json.JSONDecodeError as error:
+        raise RowError(name, f"is not valid JSON: {error.msg} (at character {error.pos})") from None
+
+
+def _io_text(value: Any) -> str:
+    """A case's input or output as text: lines given as a list are joined (TACO writes some that way)."""
+    if isinstance(value, list):
+        return "".join(line if str(line).endswith("\n") else f"{line}\n" for line in map(str, value))
+    if not isinstance(value, str):
+        raise RowError("input_output", f"a case's input or output must be text, got {type(value).__name__}")
+    return value
 
 
 def _with_setup(setup: str, tests: list[str]) -> list[str]:
