@@ -371,6 +371,14 @@ def load_hf_dataset(
     return tasks_from_rows(iter(dataset), parse_row, source=f"{path}[{split}]", on_error=on_error)  # type: ignore[arg-type]
 
 
+def listed(tasks: object) -> list[Any] | None:
+    """The items of `tasks` when it is a list of rows or `Task`s: any sequence, or any other iterable of rows
+    (a Hugging Face `datasets.Dataset`, a generator); None for text, bytes, a single row or anything else."""
+    if isinstance(tasks, (str, bytes, Mapping)) or not isinstance(tasks, Iterable):
+        return None
+    return list(tasks)
+
+
 def as_task_source(
     tasks: str | os.PathLike[str] | Sequence[Mapping[str, Any] | Task] | TaskSource,
     parse_row: RowParser = generic_row,
@@ -380,11 +388,11 @@ def as_task_source(
         return load_jsonl(tasks, parse_row)
     if isinstance(tasks, TaskSource):
         return tasks
-    if isinstance(tasks, Sequence):
-        if all(isinstance(task, Task) for task in tasks):
-            return tasks_from_rows([{"__task__": task} for task in tasks], lambda row: row["__task__"])
+    if (items := listed(tasks)) is not None:
+        if all(isinstance(task, Task) for task in items):
+            return tasks_from_rows([{"__task__": task} for task in items], lambda row: row["__task__"])
         return tasks_from_rows(
-            [task if not isinstance(task, Task) else _task_as_row(task) for task in tasks], parse_row
+            [task if not isinstance(task, Task) else _task_as_row(task) for task in items], parse_row
         )
     raise TypeError(
         f"tasks must be a JSONL path, a list of dicts or Tasks, or a TaskSource; got {type(tasks).__name__}"

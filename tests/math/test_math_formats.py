@@ -81,3 +81,12 @@ def test_a_file_that_starts_with_a_byte_order_mark_loads(tmp_path: Path) -> None
     path = tmp_path / "bom.jsonl"
     path.write_text('{"question": "q", "answer": "3"}\n', encoding="utf-8-sig")
     assert [task.data["gold"] for task in load_math_tasks(path)] == ["3"]
+
+
+def test_a_hugging_face_dataset_or_any_iterable_of_rows_loads() -> None:
+    datasets = pytest.importorskip("datasets")
+    rows = [{"id": "a", "question": "q", "answer": "3"}]
+    assert [task.id for task in load_math_tasks(datasets.Dataset.from_list(rows))] == ["a"]
+    assert [task.id for task in load_math_tasks(iter(rows))] == ["a"]
+    with pytest.raises(TypeError, match="got dict"):  # (one row where a list of them belongs)
+        load_math_tasks(rows[0])  # type: ignore[arg-type]

@@ -33,7 +33,16 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-from reflectgym.core.tasks import RowError, Task, TaskSource, first_present, load_jsonl, require, tasks_from_rows
+from reflectgym.core.tasks import (
+    RowError,
+    Task,
+    TaskSource,
+    first_present,
+    listed,
+    load_jsonl,
+    require,
+    tasks_from_rows,
+)
 from reflectgym.envs.code.asserts import called_function, split_check
 
 TaskFamily = Literal["function", "io"]
@@ -249,8 +258,8 @@ def load_code_tasks(
         return load_jsonl(tasks, parser)
     if isinstance(tasks, TaskSource):
         return tasks
-    if isinstance(tasks, Sequence) and not isinstance(tasks, (str, bytes)):
-        rows = [{"__task__": task} if isinstance(task, Task) else task for task in tasks]  # (in order, mixed too)
+    if (items := listed(tasks)) is not None:  # (a list, a Hugging Face Dataset, any iterable of rows)
+        rows = [{"__task__": task} if isinstance(task, Task) else task for task in items]  # (in order, mixed too)
         return tasks_from_rows(rows, lambda row: _check_task(row, family) if "__task__" in row else parser(row))
     raise TypeError(f"tasks must be a JSONL path, a list of rows or Tasks, or a TaskSource; got {type(tasks).__name__}")
 

@@ -27,6 +27,7 @@ from reflectgym.core.tasks import (
     Task,
     TaskSource,
     first_present,
+    listed,
     load_jsonl,
     require,
     tasks_from_rows,
@@ -158,8 +159,8 @@ def load_math_tasks(
         return load_jsonl(tasks, parser)
     if isinstance(tasks, TaskSource):
         return tasks
-    if isinstance(tasks, Sequence) and not isinstance(tasks, (str, bytes)):
-        rows = [_task_row(task) if isinstance(task, Task) else task for task in tasks]
+    if (items := listed(tasks)) is not None:  # (a list, a Hugging Face Dataset, any iterable of rows)
+        rows = [_task_row(task) if isinstance(task, Task) else task for task in items]
         return tasks_from_rows(rows, lambda row: _keep_task(row, parser))
     raise TypeError(f"tasks must be a JSONL path, a list of rows or Tasks, or a TaskSource; got {type(tasks).__name__}")
 
