@@ -246,6 +246,8 @@ def test_io_outputs_compare_by_tokens(io_env: CodeIOEnv) -> None:
     [
         ("1000000000001\n", "1000000000000\n", False),  # integers compare exactly, however large
         ("999999999", "1000000000", False),
+        ("1000000000001.0", "1000000000000", False),  # an expected integer comes back as exactly that integer
+        ("7.0", "7", True),
         ("7  8\n", "7\n8", True),
         ("0.3333333", "0.33333333", True),  # floats within the relative tolerance
         ("2", "2.0000000001", True),

@@ -74,3 +74,10 @@ def test_hostile_bare_code_with_prose_at_the_end_stays_linear() -> None:
     started = time.perf_counter()
     assert extract_code("def f(:\n" * 20_000 + "prose\n" * 20) is None
     assert time.perf_counter() - started < 5
+
+
+def test_the_block_defining_the_entry_point_wins_tagged_or_not() -> None:
+    untagged_solution = "```\ndef add(a, b):\n    return a + b\n```\nUsage:\n```python\nprint(add(1, 2))\n```"
+    assert extract_code(untagged_solution, "add") == "def add(a, b):\n    return a + b\n"
+    both = "```python\ndef add(a, b):\n    return a + b\n```\n```\ndef add(a, b):\n    return 0\n```"
+    assert extract_code(both, "add") == "def add(a, b):\n    return a + b\n"  # (a tagged one first)

@@ -46,6 +46,9 @@ def test_a_test_that_calls_check_itself_and_asserts_that_test_nothing_are_handle
     assert len(snippets) == 2 and not any("check(" in snippet or "assert True" in snippet for snippet in snippets)
     whole = split_check("def check(candidate):\n    for x in (1, 2):\n        pass\n\ncheck(double)\n", "double")
     assert len(whole) == 1 and whole[0].count("check(double)") == 1
+    multipl_e = str(HUMANEVAL_ROW["test"]) + "\ndef test_check():\n    check(double)\n\ntest_check()\n"
+    snippets = split_check(multipl_e, "double")
+    assert len(snippets) == 2 and all("test_check()" not in snippet.splitlines() for snippet in snippets)
 
 
 def test_the_humaneval_row_that_calls_check_passes_with_its_canonical_solution() -> None:

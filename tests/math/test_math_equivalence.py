@@ -109,4 +109,8 @@ def test_a_float_gold_with_all_its_digits_matches_the_exact_value_it_rounds() ->
     checker = AnswerChecker(EquivalenceConfig(symbolic=False))
     assert checker.check("\\frac{1}{3}", "0.3333333333333333").status == "equal"
     assert checker.check("0.33", "0.3333333333333333").status == "not_equal"
+    assert checker.check("\\frac{2}{3}", "0.6666666666666666").status == "equal"  # (a float's shortest repr)
     assert checker.check("123456789012345678", "123456789012345679").status == "not_equal"  # integers stay exact
+    for written, other in [("1000000000.00000", "1000000001"), ("12345678901200.00", "12345678901234")]:
+        assert checker.check(written, other).status == "not_equal"  # (trailing zeros are not digits of a float)
+    assert checker.check("1.00000000000000", "1.0000000001").status == "not_equal"

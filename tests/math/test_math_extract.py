@@ -26,7 +26,12 @@ from reflectgym.envs.math.extract import ExtractionConfig, boxed_contents, extra
         ("The answer is 42, since 6*7=42.", "42", "answer_is"),
         ("The answer is 42 because 6 times 7 is 42.", "42", "answer_is"),
         ("So the answer is **42**. Let me know if you need more.", "42", "answer_is"),
-        ("The answer is 42.\nI double-checked my answer: it holds.", "42", "answer_is"),
+        ("So the answer is 12.\n\nHmm, that's wrong; 3*5 = 15.\n\nAnswer: 15", "15", "answer_is"),  # corrected
+        ("Final answer: 12 ... The answer is 15.", "15", "answer_is"),
+        ("The answer is approx. 3.5", "approx. 3.5", "answer_is"),
+        ("The answer is 1, 2, and 3.", "1, 2, and 3", "answer_is"),
+        ("I'll answer in <answer></answer> tags.\n\nSo \\boxed{5}", "5", "boxed"),
+        ("İstanbul İzmir İ İ <answer>12</answer>", "12", "answer_tag"),
         ("Final Answer: The final answer is $42$. I hope it is correct.", "42", "answer_is"),
         ("The answer is 3.5.", "3.5", "answer_is"),
         ("The answer is 1, 2, 3.", "1, 2, 3", "answer_is"),
@@ -60,7 +65,14 @@ def test_reasoning_before_the_end_of_thinking_is_not_read() -> None:
 
 def test_hostile_tags_and_phrases_are_read_in_linear_time() -> None:
     started = time.perf_counter()
-    for reply in ("<answer>" * 20000, "</think>" * 20000, "The answer is " * 20000, ("answer: " * 60 + "\n") * 2000):
+    for reply in (
+        "<answer>" * 20000,
+        "</think>" * 20000,
+        "The answer is " * 20000,
+        ("answer: " * 60 + "\n") * 2000,
+        "answer: 1" + " " * 20000 + "x",
+        "answer is 1," + " " * 20000 + "so",
+    ):
         extract_answer(reply)
     assert time.perf_counter() - started < 2.0
 

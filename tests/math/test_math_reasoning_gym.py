@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -59,3 +61,20 @@ def test_a_partial_score_is_shown_but_pays_nothing() -> None:
 def test_an_evaluation_can_play_every_entry_once() -> None:
     env = MathEnv(tasks=ReasoningGymTasks("basic_arithmetic", size=5, seed=3))
     assert env.task_ids() == [f"basic_arithmetic-{index}" for index in range(5)]
+
+
+@pytest.mark.parametrize(
+    ("dataset", "wrong_form"), [("fraction_simplification", "double"), ("word_sorting", "reverse")]
+)
+def test_a_gold_whose_form_counts_keeps_the_datasets_verdict(dataset: str, wrong_form: str) -> None:
+    source = ReasoningGymTasks(dataset, size=5, seed=1)
+    env = MathEnv(tasks=source, max_attempts=2)
+    env.reset(seed=0)
+    gold = env.gold
+    if wrong_form == "double":  # 138/583 as 276/1166: equal, not simplest
+        numerator, denominator = (int(part) for part in re.findall(r"\d+", gold))
+        answer = f"$\\frac{{{2 * numerator}}}{{{2 * denominator}}}$"
+    else:  # the words in reverse order
+        answer = ", ".join(reversed([word.strip() for word in gold.split(",")]))
+    assert source.score(env.task, answer) < 1
+    assert env.step(f"<answer>{answer}</answer>")[1] == 0.0

@@ -109,6 +109,8 @@ def test_sok_and_xsb_field_lines_name_their_levels_and_are_never_board_rows() ->
     sok = f"{board}\nTitle: Level #1\nAuthor: A #1 fan\n\n{board}\nTitle: Two\n"  # SOK: fields after the board
     assert [level.title for level in parse_levels(sok)] == ["Level #1", "Two"]
     assert [level.title for level in parse_levels(f"Title: Level #1\n{board}")] == ["Level #1"]
+    before_each = f"Title: Level 1\n{board}\n\nTitle: Level 2\n{board}"  # (titles before their boards)
+    assert [level.title for level in parse_levels(before_each)] == ["Level 1", "Level 2"]
     assert [level.title for level in parse_levels(f"; Level 1\n\n{board}")] == ["Level 1"]  # a blank line between
     assert [level.title for level in parse_levels(f"; 1\n{board}\n\n; 2\n{board}")] == ["1", "2"]
     with pytest.raises(LevelFormatError, match="unknown character 'x'"):

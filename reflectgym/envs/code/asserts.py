@@ -50,12 +50,13 @@ def split_check(test_source: str, entry_point: str) -> list[str]:
     except SyntaxError as error:
         raise ValueError(f"the test code does not parse: {error.msg} (line {error.lineno})") from None
     check = next((node for node in module.body if isinstance(node, ast.FunctionDef) and node.name == "check"), None)
-    calls_check = any(_calls_check(node) for node in module.body)
-    whole = [f"{test_source.rstrip()}\n" + ("" if calls_check else f"\ncheck({entry_point})\n")]
+    runs_itself = any(_is_call(node) for node in module.body)
+    whole = [f"{test_source.rstrip()}\n" + ("" if runs_itself else f"\ncheck({entry_point})\n")]
     if check is None:
         return whole
-    # (HumanEvalPack and MultiPL-E end the test with `check(<entry_point>)` themselves: each snippet calls nothing)
-    prefix = [ast.unparse(node) for node in module.body if node is not check and not _calls_check(node)]
+    # (HumanEvalPack ends the test with `check(<entry_point>)`, MultiPL-E with `test_check()`: top-level calls run
+    # the tests, so no snippet keeps them)
+    prefix = [ast.unparse(node) for node in module.body if node is not check and not _is_call(node)]
     prefix.append(f"candidate = {entry_point}")
     setup: list[str] = []
     snippets: list[str] = []
@@ -69,14 +70,9 @@ def split_check(test_source: str, entry_point: str) -> list[str]:
     return snippets or whole
 
 
-def _calls_check(node: ast.stmt) -> bool:
-    """A top-level `check(...)` call."""
-    return (
-        isinstance(node, ast.Expr)
-        and isinstance(node.value, ast.Call)
-        and isinstance(node.value.func, ast.Name)
-        and node.value.func.id == "check"
-    )
+def _is_call(node: ast.stmt) -> bool:
+    """A statement that is only a call (at the top of a test: the call that runs it)."""
+    return isinstance(node, ast.Expr) and isinstance(node.value, ast.Call)
 
 
 def _always_true(node: ast.stmt) -> bool:

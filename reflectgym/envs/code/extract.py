@@ -31,24 +31,23 @@ _MAX_TRAILING_PROSE = 8
 def extract_code(text: str, entry_point: str | None = None) -> str | None:
     """The code in a reply, or None when there is none.
 
-    Fenced blocks win: the last block tagged Python that defines `entry_point` when one is given, else the last
-    such block. Without a Python tag, untagged blocks stand in: those that read as code first (so a sample output
-    shown after the program is not taken for it), else all of them. An unclosed fence (a cut-off reply) runs to
-    the end. Without fences, the reply itself when it parses as Python with at least one real statement (a def, an
-    import, an assignment, a call, a loop), after dropping leading prose lines and a few trailing ones; an indented
-    function body counts too.
+    Fenced blocks win: the last block that defines `entry_point` when one is given (a Python-tagged one first, then
+    an untagged one), else the last Python-tagged block; without one, the untagged blocks that read as code (so a
+    sample output shown after the program is not taken for it), else the last untagged block. An unclosed fence (a
+    cut-off reply) runs to the end. Without fences, the reply itself when it parses as Python with at least one
+    real statement (a def, an import, an assignment, a call, a loop), after dropping leading prose lines and a few
+    trailing ones; an indented function body counts too.
     """
     # The added newline changes no block (a fence opened on a last line with no newline has an empty body), but
     # spares the regex rescanning that last line to its end at every backtick of it (quadratic on "```" * n).
     fenced = _FENCE.findall(text + "\n")
     tagged = [body for tag, body in fenced if tag.lower() in _PYTHON_TAGS and body.strip()]
     untagged = [body for tag, body in fenced if not tag and body.strip()]
-    blocks = tagged or [body for body in untagged if _reads_as_code(body)] or untagged
+    defining = [block for block in tagged if entry_point and _defines(block, entry_point)] or [
+        block for block in untagged if entry_point and _defines(block, entry_point)
+    ]
+    blocks = defining[-1:] or tagged or [body for body in untagged if _reads_as_code(body)] or untagged
     if blocks:
-        if entry_point:
-            defining = [block for block in blocks if _defines(block, entry_point)]
-            if defining:
-                return defining[-1].rstrip() + "\n"
         return blocks[-1].rstrip() + "\n"
     return _bare_code(text)
 

@@ -14,6 +14,7 @@ import re
 import traceback
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from decimal import Decimal, InvalidOperation
 
 from reflectgym.envs.code.asserts import UnitTest
 from reflectgym.sandboxes.pool import WarmPool
@@ -310,8 +311,9 @@ def _run_all(sandbox: Sandbox, requests: list[ExecRequest]) -> list[ExecResult]:
 
 
 def outputs_match(actual: str, expected: str, float_tolerance: float | None = 1e-6) -> bool:
-    """Token-by-token comparison (whitespace and line breaks are separators); numbers within a relative tolerance
-    when either is written as a float (two integers compare exactly: 1000000000001 is not 1000000000000)."""
+    """Token-by-token comparison (whitespace and line breaks are separators). An expected integer must come back as
+    exactly that integer (`7` or `7.0`; 1000000000001 is not 1000000000000); an expected float within a relative
+    tolerance."""
     got, want = actual.split(), expected.split()
     if len(got) != len(want):
         return False
@@ -319,8 +321,13 @@ def outputs_match(actual: str, expected: str, float_tolerance: float | None = 1e
 
 
 def _close(a: str, b: str, tolerance: float | None) -> bool:
-    if tolerance is None or (_INTEGER.fullmatch(a) and _INTEGER.fullmatch(b)):
+    if tolerance is None:
         return False
+    if _INTEGER.fullmatch(b):
+        try:
+            return Decimal(a) == int(b)
+        except (InvalidOperation, ValueError):
+            return False
     try:
         x, y = float(a), float(b)
     except ValueError:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
@@ -54,7 +55,8 @@ class MathEnv(TextEnv[Extraction]):
     ## Reward
     1 for a correct answer, 0 for a wrong one or one that could not be verified (symbolic check timed out);
     minus `format_penalty` for a reply with no answer in it. reasoning-gym tasks: 1 when the dataset's scorer
-    gives 1 or the answer equals the gold, else 0 (the scorer's partial score is in the feedback).
+    gives 1, or the gold is an integer the answer equals (`-989.0`), else 0 (the scorer's partial score is in the
+    feedback).
 
     ## Episode end
     Terminated when an answer is correct; truncated after `max_attempts` replies.
@@ -149,13 +151,19 @@ class MathEnv(TextEnv[Extraction]):
     def _apply(self, action: Extraction) -> Transition:
         if isinstance(self.tasks, ScoredTaskSource):  # a source with its own scorer (reasoning-gym) judges itself
             score = self.tasks.score(self.task, action.answer)
-            equal = score < 1.0 and self.checker.check(action.answer, self.gold).status == "equal"
+            equal = score < 1.0 and self._equals_integer_gold(action.answer)
             verdict = scored_verdict(action, score, level=self.feedback, equal=equal)
         else:
             verdict = self._judge(action)
         if verdict.passed:
             return Transition(observation=verdict.feedback, verdict=verdict, terminated=True)
         return Transition(observation=f"{verdict.feedback}\n\n{self.observation()}", verdict=verdict, terminated=False)
+
+    def _equals_integer_gold(self, answer: str) -> bool:
+        """Whether the gold is an integer that `answer` equals (a scorer may mark `-989.0` down). Other golds are
+        the dataset's own to judge: `138/583` asks for the simplest form, a sorted list for its order."""
+        integer = re.fullmatch(r"[-+]?\d+", self.gold.strip()) is not None
+        return integer and self.checker.check(answer, self.gold).status == "equal"
 
     def _judge(self, action: Extraction) -> Verdict:
         return judge(

@@ -85,7 +85,7 @@ class AnswerChecker:
             return Match("equal", "identical")
         answer_value, answer_norm = read_answer(answer)
         gold_value, gold_norm = read_answer(gold)
-        if side_by_side(answer_norm.text) or side_by_side(gold_norm.text):
+        if side_by_side(answer_norm.text) and not side_by_side(gold_norm.text):
             return Match("unknown", "unreadable")  # "2 3" names no one value (math-verify would multiply)
         same_text = bool(answer_norm.text) and answer_norm.text.replace(" ", "") == gold_norm.text.replace(" ", "")
         if same_text and (answer_norm.percent == gold_norm.percent or not _decidable(answer_value)):

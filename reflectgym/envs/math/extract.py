@@ -1,11 +1,10 @@
 """Answer extraction: finds the final answer in a model's reply.
 
 Reasoning in `<think>...</think>` is not read: only what follows the last `</think>` (DeepSeek-R1 and its kin).
-Then, tried in order, the first that matches wins: the last `<answer>...</answer>` (the R1 / reasoning-gym
-convention; a `\\boxed{}` inside it is unwrapped), the last `\\boxed{...}` (nested braces balanced), a GSM8K
-`#### n` line, an "answer is ..." / "Answer: ..." phrase (up to the end of its sentence: "The answer is 42, since
-..." reads 42; a "final answer" phrase beats "the answer is", which beats a bare "answer:"), and, when enabled, the
-last number in the reply.
+Then, tried in order, the first that matches wins: the last non-empty `<answer>...</answer>` (the R1 /
+reasoning-gym convention; a `\\boxed{}` inside it is unwrapped), the last `\\boxed{...}` (nested braces balanced), a
+GSM8K `#### n` line, the last "answer is ..." / "Answer: ..." phrase (up to the end of its sentence: "The answer is
+42, since ..." reads 42; "Final Answer: The final answer is $42$." too), and, when enabled, the last number.
 """
 
 from __future__ import annotations
@@ -32,18 +31,18 @@ _BOXED = re.compile(r"\\(?:boxed|fbox)\s*")
 _BRACE = re.compile(r"(?<!\\)[{}]")
 _TOKEN_END = re.compile(r"[\s$]")
 _GSM8K = re.compile(r"####\s*([^\n]*)")
-_ANSWER_IS = re.compile(
-    r"(final answer|the answer|answer)\s*(?:is\b|:|=)\s*:?\s*(.+?)\s*(?:\n|$)",
-    re.IGNORECASE,
-)
-_PHRASE_RANK = {"final answer": 2, "the answer": 1, "answer": 0}
+_ANSWER_IS = re.compile(r"(?:final answer|the answer|answer)[^\S\n]*(?:is\b|:|=)[^\S\n]*:?", re.IGNORECASE)
+"""An "answer is" phrase; its answer is the rest of its line, up to the end of its sentence."""
 _SENTENCE_END = re.compile(
-    r"\.(?=\s|$)"
-    r"|[,;]?\s+(?:since|because|as|which|so|given|from|by|where|when|thus|hence)\b"
-    r"|[,;]\s+(?:and|but)\b",
-    re.IGNORECASE,
+    r"\.(?=\s+[A-Z]|\s*$)"
+    r"|(?<!\s)[,;]?\s+(?:since|because|as|which|so|given|from|by|where|when|thus|hence)\b"
+    r"|(?<!\s)[,;]\s+but\b"
 )
-"""Where an "answer is" phrase's sentence ends: a full stop (not a decimal point), or a clause that explains it."""
+"""Where an "answer is" phrase's sentence ends: a full stop before a capital or the end (not a decimal point, not
+"approx. 3.5"), or a clause that explains the answer. (`(?<!\\s)`: a run of spaces is tried once, not from each.)"""
+_THINK_END = re.compile(r"</think>", re.IGNORECASE)
+_TAG_OPEN = re.compile(r"<answer>", re.IGNORECASE)
+_TAG_CLOSE = re.compile(r"</answer>", re.IGNORECASE)
 
 NUMBER_PATTERN = r"-?\d{1,3}(?:,\d{3})+(?:\.\d+)?|-?\d+(?:\.\d+)?(?:/\d+)?|-?\.\d+"
 _NUMBER = re.compile(rf"(?<![\w.])(?:{NUMBER_PATTERN})")
@@ -166,7 +165,7 @@ def _find_answer(text: str, config: ExtractionConfig) -> Extraction | None:
     """The first form that matches wins, even when its answer is then refused (empty or too long)."""
     text = after_thinking(text)
     inside = last_answer_tag(text)
-    if inside is not None:
+    if inside:  # (an empty tag is a model naming the format: "I'll answer in <answer></answer> tags")
         boxed = last_boxed(inside)
         return Extraction(boxed if boxed is not None else _clean_phrase(inside), "answer_tag")
     boxed = last_boxed(text)
@@ -187,30 +186,34 @@ def _find_answer(text: str, config: ExtractionConfig) -> Extraction | None:
 
 def after_thinking(text: str) -> str:
     """What follows the last `</think>`: the reply without its reasoning (all of it when there is no `</think>`)."""
-    end = text.lower().rfind("</think>")
-    return text if end < 0 else text[end + len("</think>") :]
+    end = _last(_THINK_END, text, len(text))
+    return text if end is None else text[end.end() :]
 
 
 def last_answer_tag(text: str) -> str | None:
     """The content of the last `<answer>...</answer>`, stripped; None when there is none (linear in the text)."""
-    lowered = text.lower()
-    close = lowered.rfind("</answer>")
-    start = lowered.rfind("<answer>", 0, close) if close >= 0 else -1
-    return None if start < 0 else text[start + len("<answer>") : close].strip()
+    close = _last(_TAG_CLOSE, text, len(text))
+    start = _last(_TAG_OPEN, text, close.start()) if close is not None else None
+    return None if start is None or close is None else text[start.end() : close.start()].strip()
+
+
+def _last(pattern: re.Pattern[str], text: str, end: int) -> re.Match[str] | None:
+    """The last match of `pattern` in `text[:end]` (a case-insensitive search: `lower()` can change lengths)."""
+    last = None
+    for match in pattern.finditer(text, 0, end):
+        last = match
+    return last
 
 
 def _answer_phrase(text: str) -> str | None:
-    """The answer of the strongest "answer is" phrase (the last of those), cut at the end of its sentence."""
-    found: list[tuple[int, str]] = []
-    for match in _ANSWER_IS.finditer(text):
-        rest = match.group(2)
+    """The answer of the last "answer is" phrase with one (models correct themselves; Minerva's "Final Answer: The
+    final answer is $42$." reads 42), cut at the end of its sentence. Only the phrases from the last one back to
+    the first with an answer are cut, so many phrases on one long line cost linear time."""
+    for match in reversed(list(_ANSWER_IS.finditer(text))):
+        line_end = text.find("\n", match.end())
+        rest = text[match.end() : line_end if line_end >= 0 else len(text)].strip()
         end = _SENTENCE_END.search(rest)
         answer = _clean_phrase(rest[: end.start()] if end else rest)
-        if len(answer) <= _MAX_ANSWER_CHARS:  # "Final Answer: The final answer is $42$." (Minerva) reads 42
-            answer = _answer_phrase(answer) or answer
         if answer:
-            found.append((_PHRASE_RANK[match.group(1).lower()], answer))
-    if not found:
-        return None
-    strongest = max(rank for rank, _ in found)
-    return [answer for rank, answer in found if rank == strongest][-1]
+            return answer
+    return None

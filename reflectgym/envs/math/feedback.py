@@ -123,7 +123,7 @@ def hint(reply: str, steps: Sequence[Mapping[str, Any]], final_hint: str) -> str
 
 def scored_verdict(extraction: Extraction, score: float, *, level: FeedbackLevel, equal: bool = False) -> Verdict:
     """A verdict from a task source's own scorer (reasoning-gym): a score of 1 passes, and so does an answer the
-    math checker found `equal` to the gold; anything else pays 0 (as a wrong answer does in every math task)."""
+    env found `equal` to an integer gold; anything else pays 0 (as a wrong answer does in every math task)."""
     details = {"extracted": extraction.answer, "method": extraction.method, "score": score}
     if score >= 1.0 or equal:
         return Verdict(reward=1.0, passed=True, feedback="Correct.", details=details)

@@ -15,6 +15,7 @@ teacher-only `Task.reference`.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from collections.abc import Mapping, Sequence
@@ -42,7 +43,7 @@ UNANSWERABLE = frozenset({"proof", "notfound"})
 
 def answer_text(value: str | int | float) -> str:
     """An answer field as text: floats without an exponent (`str(0.00001)` is `1e-05`, which no reply matches)."""
-    if isinstance(value, float) and not isinstance(value, bool):
+    if isinstance(value, float) and math.isfinite(value):
         return format(Decimal(repr(value)), "f")
     return str(value).strip()
 
@@ -82,7 +83,7 @@ def math_row(row: Mapping[str, Any]) -> Task:
     """A MATH row: the gold answer is `answer`, or else the last `\\boxed{}` of `solution`."""
     problem = require(row, "problem", str)
     solution = require(row, "solution", str) if row.get("solution") is not None else None
-    if row.get("answer") not in (None, "") or solution is None:  # an empty answer falls back to the solution's box
+    if str(row.get("answer") or "").strip() or solution is None:  # an empty answer falls back to the solution's box
         if "answer" not in row:
             raise RowError("answer", "missing (a MATH row needs 'answer' or a 'solution' with \\boxed{...})")
         gold = _gold(row, "answer")

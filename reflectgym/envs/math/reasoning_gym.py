@@ -3,9 +3,10 @@
 `reasoning-gym` (PyPI) has 100+ seeded procedural generators, each with a scorer. `ReasoningGymTasks` makes
 `size` entries of one of them; task ids are `<dataset>-<index>`, so the same (dataset, size, seed, config)
 rebuilds the same tasks anywhere. `MathEnv(tasks=ReasoningGymTasks("basic_arithmetic"))` then scores each
-extracted answer with the dataset's `score_answer`: a score of 1 passes, and so does an answer the math checker
-finds equal to the gold (`-989.0` for `-989`, which some scorers mark down); a lower score is shown in the
-feedback and pays nothing, as any wrong answer (reasoning-gym's scorers give 0.01 for a readable wrong one).
+extracted answer with the dataset's `score_answer`: a score of 1 passes, and so does an answer equal to an integer
+gold (`-989.0` for `-989`, which some scorers mark down; other golds keep the dataset's verdict, whose form may
+count: a simplest fraction, a list's order); a lower score is shown in the feedback and pays nothing, as any wrong
+answer (some reasoning-gym scorers give 0.01 for a readable wrong one).
 """
 
 from __future__ import annotations

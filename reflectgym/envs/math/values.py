@@ -341,7 +341,29 @@ def _evaluate(s: str) -> Num:
 
 
 ROUNDED_DIGITS = 15
-"""A decimal with this many significant digits or more is taken for a rounded float, not an exact value."""
+"""A decimal with this many significant digits or more (trailing zeros aside) is taken for a rounded float."""
+
+
+def decimal_value(token: str) -> Fraction:
+    """An unsigned decimal's value: exact, unless it has `ROUNDED_DIGITS` significant digits or more, the mark of a
+    float printed in full (`0.3333333333333333`); that is read as the simplest fraction within one unit of its last
+    digit (1/3: a float's shortest repr, `0.6666666666666666` for 2/3, may be that far off), so it equals the value
+    it stands for and nothing measurably further away."""
+    value = Fraction(token)
+    whole, _, decimals = token.partition(".")
+    decimals = decimals.rstrip("0")
+    if len((whole + decimals).lstrip("0")) < ROUNDED_DIGITS or not decimals:
+        return value
+    unit = Fraction(1, 10 ** len(decimals))
+    return simplest_between(value - unit, value + unit)
+
+
+def simplest_between(low: Fraction, high: Fraction) -> Fraction:
+    """The fraction with the smallest denominator in `[low, high]` (0 <= low <= high), by continued fractions."""
+    if math.ceil(low) <= high:
+        return Fraction(math.ceil(low))
+    whole = math.floor(low)  # (the same for `high`: no integer lies between them)
+    return whole + 1 / simplest_between(1 / (high - whole), 1 / (low - whole))
 
 
 def _is_number(token: str) -> bool:
@@ -418,9 +440,7 @@ class _Parser:
         if token[0].isdigit() or token[0] == ".":
             if len(token) > 40:
                 raise UnreadableError("number too long for the fast path")
-            if "." in token and len(token.replace(".", "").lstrip("0")) >= ROUNDED_DIGITS:
-                return Num(float(token))  # a float's digits (0.3333333333333333 for 1/3): compared within a tolerance
-            return _number(Fraction(token))
+            return _number(decimal_value(token))
         if token in _CONSTANTS:
             return _CONSTANTS[token]
         if token in ("(", "{"):

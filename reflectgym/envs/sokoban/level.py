@@ -157,13 +157,13 @@ def parse_levels(text: str) -> list[Level]:
 
     A board row holds a `#` and starts with a board character; other lines are comments (`; 12`) and fields
     (`Title: Level #1`, `Author: ...`). A level's title is the comment or title line before its board (blank lines
-    between allowed), or a `Title:` line after it, as SOK files write them (that one wins).
+    between allowed), or a `Title:` line right after it with no blank line between, as SOK files write them.
     """
     levels: list[Level] = []
     block: list[str] = []
     title: str | None = None
     start_line = 0
-    after_board = False  # no board started since the last level was flushed
+    after_board = False  # right after a level's board: no blank line, comment or board since
 
     def flush() -> None:
         nonlocal block, title, after_board
@@ -183,7 +183,9 @@ def parse_levels(text: str) -> list[Level]:
             block.append(line)
             continue
         flush()
-        if stripped.startswith(";"):
+        if not stripped:
+            after_board = False
+        elif stripped.startswith(";"):
             title, after_board = stripped.lstrip(";").strip() or None, False
         elif stripped.lower().startswith("title:"):
             named = stripped.split(":", 1)[1].strip() or None
