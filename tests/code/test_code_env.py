@@ -12,7 +12,7 @@ from gymnasium.utils.env_checker import check_env
 
 import reflectgym
 from reflectgym.core import audit_feedback_leaks, check_determinism, check_garbage_actions, check_snapshot_roundtrip
-from reflectgym.envs.code.env import CodeEnv, CodeIOEnv
+from reflectgym.envs.code.env import CodeEnv, CodeIOEnv, HumanEvalEnv
 from reflectgym.envs.code.verifier import VerifierConfig, outputs_match
 
 FAST = VerifierConfig(per_test_seconds=0.5, run_seconds=2.0)
@@ -92,6 +92,20 @@ def test_a_body_only_reply_completes_the_prompt(code_env: CodeEnv) -> None:
     code_env.reset(options={"task_id": "fn/chunk"})
     body = "    return [items[i:i + size] for i in range(0, len(items), size)]"
     assert code_env.step(body)[1] == 1.0
+
+
+def test_a_body_only_reply_indented_deeper_or_shallower_still_completes_the_prompt() -> None:
+    env = HumanEvalEnv(max_attempts=1)
+    try:
+        env.reset(options={"task_id": "HumanEval/0"})
+        body = "for i, a in enumerate(numbers):\n    for j, b in enumerate(numbers):\n"
+        body += "        if i != j and abs(a - b) < threshold:\n            return True\nreturn False\n"
+        for indent in ("        ", "  "):
+            env.reset(options={"task_id": "HumanEval/0"})
+            reply = "".join(indent + line + "\n" for line in body.splitlines())
+            assert env.step(reply)[1] == 1.0, indent
+    finally:
+        env.close()
 
 
 def test_a_syntax_error_is_reported_with_the_candidates_own_line_number(code_env: CodeEnv) -> None:

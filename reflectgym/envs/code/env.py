@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import os
+import textwrap
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
@@ -328,17 +329,32 @@ def humaneval_tasks() -> TaskList:
 def compose(preamble: str, code: str) -> Program:
     """The file that runs: the task's preamble (imports, helpers, the signature) then the candidate's code.
 
-    A body-only reply completes the preamble's last signature; a full definition replaces it.
+    A body-only reply completes the preamble's last signature, indented as that function's body is (a body written
+    8 or 2 spaces deep would not parse after a docstring at 4); a full definition replaces it.
     """
     if not preamble.strip():
         return Program(code)
     head = preamble.rstrip("\n")
     if is_function_body(code):
-        return Program(f"{head}\n{code}", offset=head.count("\n") + 1)
+        return Program(f"{head}\n{reindented(code, body_indent(head))}", offset=head.count("\n") + 1)
     head = without_bodiless_stub(head)
     if not head.strip():
         return Program(code)
     return Program(f"{head}\n\n\n{code}", offset=head.count("\n") + 3)
+
+
+def body_indent(head: str) -> str:
+    """The indentation of the body that completes `head`: its last line's (a docstring's) when that is indented,
+    else four spaces (a bare signature)."""
+    last = head.rsplit("\n", 1)[-1]
+    indent = last[: len(last) - len(last.lstrip())]
+    return indent or "    "
+
+
+def reindented(body: str, indent: str) -> str:
+    """`body` with its common indentation replaced by `indent` (blank lines kept as they are)."""
+    dedented = textwrap.dedent(body)
+    return body if dedented == body else textwrap.indent(dedented, indent)
 
 
 @functools.lru_cache(maxsize=1024)
