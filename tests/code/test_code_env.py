@@ -223,7 +223,7 @@ def test_a_reply_that_does_not_define_the_function_says_so(code_env: CodeEnv) ->
 
 def test_restoring_a_snapshot_puts_the_episode_back_without_running_any_code(code_env: CodeEnv) -> None:
     code_env.reset(options={"task_id": "fn/is_prime"})
-    code_env.step(fenced("import random\ndef is_prime(n):\n    return random.random() < 0.5"))
+    code_env.step(fenced("def is_prime(n):\n    return n == 2"))  # (wrong: the episode goes on)
     snapshot = code_env.snapshot()
     code_env.step(fenced("def is_prime(n):\n    return False"))
 

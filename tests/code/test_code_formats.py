@@ -201,3 +201,13 @@ def test_mbpp_sanitized_rows_use_prompt_and_test_imports() -> None:
     }
     task = load_code_tasks([row], "function").get("2")
     assert task.prompt.startswith("Write a function that floors") and task.data["tests"][0].startswith("import math")
+
+
+def test_a_code_env_can_skip_bad_rows_with_a_warning() -> None:
+    broken = {"task_id": "bad", "prompt": "p", "entry_point": "f"}  # (no solution, no tests)
+    with pytest.raises(TaskFormatError):
+        CodeEnv(tasks=[HUMANEVAL_ROW, broken])
+    with pytest.warns(UserWarning, match="skipped"):
+        env = CodeEnv(tasks=[HUMANEVAL_ROW, broken], on_error="skip")
+    assert env.task_ids() == ["Toy/0"]
+    env.close()

@@ -90,3 +90,15 @@ def test_a_hugging_face_dataset_or_any_iterable_of_rows_loads() -> None:
     assert [task.id for task in load_math_tasks(iter(rows))] == ["a"]
     with pytest.raises(TypeError, match="got dict"):  # (one row where a list of them belongs)
         load_math_tasks(rows[0])  # type: ignore[arg-type]
+
+
+def test_an_env_can_skip_bad_rows_with_a_warning(tmp_path: Path) -> None:
+    from reflectgym.envs.math.env import MathEnv
+
+    path = tmp_path / "mixed.jsonl"
+    path.write_text('{"id": "a", "question": "q", "answer": "3"}\n{"id": "b", "question": "q"}\n')
+    with pytest.raises(TaskFormatError, match="answer"):
+        MathEnv(tasks=path)
+    with pytest.warns(UserWarning, match="skipped"):
+        env = MathEnv(tasks=path, on_error="skip")
+    assert env.task_ids() == ["a"]

@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 from reflectgym.core.env import TextEnv
-from reflectgym.core.tasks import Task, TaskList, TaskSource, load_jsonl
+from reflectgym.core.tasks import OnError, Task, TaskList, TaskSource, load_jsonl
 from reflectgym.core.types import ActionParseError, FeedbackLevel, Transition, Verdict
 from reflectgym.envs.code.asserts import instrument_all
 from reflectgym.envs.code.extract import extract_code, is_function_body
@@ -71,7 +71,8 @@ class CodeEnv(TextEnv[str]):
     Terminated when every test passes; truncated after `max_attempts` replies.
 
     ## Arguments
-    tasks, task_format ("auto", "humaneval", "mbpp", "function"), max_attempts (3), sandbox (None: a warm pool
+    tasks, task_format ("auto", "humaneval", "mbpp", "function"), on_error ("raise" at a bad row, or "skip" it
+    with a warning), max_attempts (3), sandbox (None: a warm pool
     shared by the process; a backend name; or a `Sandbox`), feedback, partial_credit, hidden_tests (keep tests a
     task marks hidden out of feedback), public_tests (only the first N tests of each task are public), verifier
     (a `VerifierConfig`: time, memory and output limits), instructions, format_penalty, render_mode.
@@ -92,6 +93,7 @@ class CodeEnv(TextEnv[str]):
         *,
         tasks: TasksArg | None = None,
         task_format: str | None = None,
+        on_error: OnError = "raise",
         max_attempts: int = 3,
         sandbox: SandboxArg = None,
         feedback: FeedbackLevel | str = "diagnostic",
@@ -110,7 +112,7 @@ class CodeEnv(TextEnv[str]):
         super().__init__(
             feedback=feedback, max_turns=max_attempts, format_penalty=format_penalty, render_mode=render_mode
         )
-        self.tasks = self._load_tasks(tasks, task_format)
+        self.tasks = load_code_tasks(self.default_tasks if tasks is None else tasks, self.family, task_format, on_error)
         self.max_attempts = max_attempts
         self.partial_credit = partial_credit
         self.hidden_tests = hidden_tests
@@ -119,9 +121,6 @@ class CodeEnv(TextEnv[str]):
         self.instructions = (self.default_instructions if instructions is None else instructions).strip()
         self.sandbox = SandboxHandle(sandbox)
         self._task: Task | None = None
-
-    def _load_tasks(self, tasks: TasksArg | None, task_format: str | None) -> TaskSource:
-        return load_code_tasks(self.default_tasks if tasks is None else tasks, self.family, task_format)
 
     # ----------------------------------------------------------------- what the episode is about
     @property
@@ -234,7 +233,8 @@ class CodeIOEnv(CodeEnv):
     Terminated when every case passes; truncated after `max_attempts` replies.
 
     ## Arguments
-    tasks, task_format ("auto", "io"), max_attempts (3), sandbox, feedback, partial_credit, hidden_tests,
+    tasks, task_format ("auto", "io", "apps", "livecodebench"), on_error, max_attempts (3), sandbox, feedback,
+    partial_credit, hidden_tests,
     public_tests, verifier, instructions, format_penalty, render_mode (as `CodeEnv`).
 
     ## Version history

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from reflectgym.core.tasks import (
+    OnError,
     RowError,
     Task,
     TaskSource,
@@ -251,16 +252,20 @@ def load_code_tasks(
     tasks: str | os.PathLike[str] | Sequence[Mapping[str, Any] | Task] | TaskSource,
     family: TaskFamily,
     task_format: str | None = None,
+    on_error: OnError = "raise",
 ) -> TaskSource:
-    """What the code envs accept as `tasks=`: a JSONL path, a list of rows or `Task`s, or a `TaskSource`."""
+    """What the code envs accept as `tasks=`: a JSONL path, a list of rows or `Task`s, or a `TaskSource`. A bad row
+    stops the load (`on_error="raise"`) or is skipped, warned about and listed in `TaskList.skipped`."""
     parser = row_parser(task_format, family)
     if isinstance(tasks, (str, os.PathLike)):
-        return load_jsonl(tasks, parser)
+        return load_jsonl(tasks, parser, on_error=on_error)
     if isinstance(tasks, TaskSource):
         return tasks
     if (items := listed(tasks)) is not None:  # (a list, a Hugging Face Dataset, any iterable of rows)
         rows = [{"__task__": task} if isinstance(task, Task) else task for task in items]  # (in order, mixed too)
-        return tasks_from_rows(rows, lambda row: _check_task(row, family) if "__task__" in row else parser(row))
+        return tasks_from_rows(
+            rows, lambda row: _check_task(row, family) if "__task__" in row else parser(row), on_error=on_error
+        )
     raise TypeError(f"tasks must be a JSONL path, a list of rows or Tasks, or a TaskSource; got {type(tasks).__name__}")
 
 

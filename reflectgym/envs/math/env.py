@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from reflectgym.core.env import TextEnv
-from reflectgym.core.tasks import Task, TaskSource
+from reflectgym.core.tasks import OnError, Task, TaskSource
 from reflectgym.core.types import FeedbackLevel, Transition, Verdict
 from reflectgym.envs.math.equivalence import AnswerChecker, EquivalenceConfig
 from reflectgym.envs.math.extract import Extraction, ExtractionConfig, require_answer
@@ -62,7 +62,8 @@ class MathEnv(TextEnv[Extraction]):
     Terminated when an answer is correct; truncated after `max_attempts` replies.
 
     ## Arguments
-    tasks, task_format ("auto", "gsm8k", "math", "plain"), generator, difficulty (1-5), max_attempts,
+    tasks, task_format ("auto", "gsm8k", "math", "plain"), on_error ("raise" at a bad row, or "skip" it with a
+    warning), generator, difficulty (1-5), max_attempts,
     feedback, last_number_fallback, symbolic (use math-verify for what the fast path cannot read),
     timeout_s (limit per symbolic check), instructions, format_penalty, render_mode.
 
@@ -81,6 +82,7 @@ class MathEnv(TextEnv[Extraction]):
         *,
         tasks: TasksArg | None = None,
         task_format: str | None = None,
+        on_error: OnError = "raise",
         generator: str | Sequence[str] = "mixed",
         difficulty: int = 1,
         max_attempts: int = 3,
@@ -98,7 +100,9 @@ class MathEnv(TextEnv[Extraction]):
             feedback=feedback, max_turns=max_attempts, format_penalty=format_penalty, render_mode=render_mode
         )
         self.tasks: TaskSource = (
-            load_math_tasks(tasks, task_format) if tasks is not None else GeneratedTasks(generator, difficulty)
+            load_math_tasks(tasks, task_format, on_error)
+            if tasks is not None
+            else GeneratedTasks(generator, difficulty)
         )
         self.max_attempts = max_attempts
         self.extraction = ExtractionConfig(last_number_fallback=last_number_fallback)

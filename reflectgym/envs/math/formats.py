@@ -23,6 +23,7 @@ from decimal import Decimal
 from typing import Any, Literal
 
 from reflectgym.core.tasks import (
+    OnError,
     RowError,
     RowParser,
     Task,
@@ -153,16 +154,18 @@ def lowercase_fields(row: Mapping[str, Any]) -> Mapping[str, Any]:
 def load_math_tasks(
     tasks: str | os.PathLike[str] | Sequence[Mapping[str, Any] | Task] | TaskSource,
     task_format: str | None = None,
+    on_error: OnError = "raise",
 ) -> TaskSource:
-    """What `MathEnv(tasks=...)` accepts: a JSONL path, a list of rows or `Task`s, or a `TaskSource`."""
+    """What `MathEnv(tasks=...)` accepts: a JSONL path, a list of rows or `Task`s, or a `TaskSource`. A bad row
+    stops the load (`on_error="raise"`) or is skipped, warned about and listed in `TaskList.skipped`."""
     parser = row_parser(task_format)
     if isinstance(tasks, (str, os.PathLike)):
-        return load_jsonl(tasks, parser)
+        return load_jsonl(tasks, parser, on_error=on_error)
     if isinstance(tasks, TaskSource):
         return tasks
     if (items := listed(tasks)) is not None:  # (a list, a Hugging Face Dataset, any iterable of rows)
         rows = [_task_row(task) if isinstance(task, Task) else task for task in items]
-        return tasks_from_rows(rows, lambda row: _keep_task(row, parser))
+        return tasks_from_rows(rows, lambda row: _keep_task(row, parser), on_error=on_error)
     raise TypeError(f"tasks must be a JSONL path, a list of rows or Tasks, or a TaskSource; got {type(tasks).__name__}")
 
 

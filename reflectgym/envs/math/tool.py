@@ -6,6 +6,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from reflectgym.core.tasks import OnError
 from reflectgym.core.types import FeedbackLevel, Transition, Verdict
 from reflectgym.envs.math.env import MathEnv, TasksArg
 from reflectgym.envs.math.extract import Extraction, ExtractionConfig, extract_answer
@@ -64,7 +65,7 @@ class MathToolEnv(MathEnv):
     max_tool_calls` turns, whichever comes first. A tool call past `max_tool_calls` runs nothing.
 
     ## Arguments
-    As `MathEnv` (tasks, task_format, generator, difficulty, max_attempts, feedback, last_number_fallback,
+    As `MathEnv` (tasks, task_format, on_error, generator, difficulty, max_attempts, feedback, last_number_fallback,
     symbolic, timeout_s, instructions, format_penalty, render_mode), plus max_tool_calls (4), sandbox (None:
     a warm pool; a backend name; or a `Sandbox`, never closed by the env), tool_seconds (time per call),
     tool_memory_mib.
@@ -82,6 +83,7 @@ class MathToolEnv(MathEnv):
         *,
         tasks: TasksArg | None = None,
         task_format: str | None = None,
+        on_error: OnError = "raise",
         generator: str | tuple[str, ...] = "mixed",
         difficulty: int = 1,
         max_attempts: int = 3,
@@ -103,6 +105,7 @@ class MathToolEnv(MathEnv):
         super().__init__(
             tasks=tasks,
             task_format=task_format,
+            on_error=on_error,
             generator=generator,
             difficulty=difficulty,
             max_attempts=max_attempts,
