@@ -175,14 +175,13 @@ def test_livecodebench_private_cases_it_cannot_read_are_dropped_with_a_warning()
 @pytest.mark.parametrize(
     ("row", "message"),
     [
-        ({**APPS_ROW, "input_output": json.dumps({"fn_name": "f", "inputs": [[1]], "outputs": [[2]]})}, "call-based"),
         ({**APPS_ROW, "input_output": "{not json"}, "not valid JSON"),
         (
             {
                 **LIVECODEBENCH_ROW,
                 "public_test_cases": json.dumps([{"input": "[1]", "output": "2", "testtype": "functional"}]),
             },
-            "functional",
+            "a function task",
         ),
     ],
 )
@@ -211,3 +210,57 @@ def test_a_code_env_can_skip_bad_rows_with_a_warning() -> None:
         env = CodeEnv(tasks=[HUMANEVAL_ROW, broken], on_error="skip")
     assert env.task_ids() == ["Toy/0"]
     env.close()
+
+
+def test_call_based_apps_rows_become_function_tasks_that_accept_apps_outputs() -> None:
+    plain = {
+        "problem_id": 3,
+        "question": "Return the sum of a list.",
+        "input_output": json.dumps({"fn_name": "add_all", "inputs": [[[1, 2]], [[5]], [[]]], "outputs": [[3], [5], 0]}),
+    }
+    leetcode = {
+        "problem_id": 4,
+        "question": "Reverse a string.",
+        "starter_code": "class Solution:\n    def rev(self, s: str) -> str:\n        ",
+        "input_output": json.dumps({"fn_name": "rev", "inputs": [["ab"], ["xyz"]], "outputs": [["ba"], ["zyx"]]}),
+    }
+    tasks = load_code_tasks([plain, leetcode], "function")
+    assert tasks.get("3").data["tests"] == ["assert add_all([1, 2]) in ([3], 3)"]
+    assert tasks.get("4").data["tests"] == ["assert Solution().rev('ab') in (['ba'], 'ba')"]
+    assert "class Solution" in tasks.get("4").prompt
+    env = CodeEnv(tasks=[plain, leetcode])
+    try:
+        for task_id, code, reward in [
+            ("3", "def add_all(xs):\n    return sum(xs)", 1.0),
+            ("4", "class Solution:\n    def rev(self, s):\n        return s[::-1]", 1.0),
+            ("4", "class Solution:\n    def rev(self, s):\n        return s", 0.0),
+        ]:
+            env.reset(options={"task_id": task_id})
+            assert env.step(f"```python\n{code}\n```")[1] == reward, (task_id, code)
+    finally:
+        env.close()
+
+
+def test_functional_livecodebench_rows_call_the_solution_method_with_json_arguments() -> None:
+    row = {
+        "question_id": "two-sum",
+        "question_content": "Return the indices of the two numbers that add up to target.",
+        "starter_code": "class Solution:\n    def twoSum(self, nums: List[int], target: int) -> List[int]:\n        ",
+        "public_test_cases": json.dumps([{"input": "[2,7,11,15]\n9", "output": "[0, 1]", "testtype": "functional"}]),
+        "private_test_cases": json.dumps([{"input": "[3,3]\n6", "output": "[0, 1]", "testtype": "functional"}]),
+        "metadata": json.dumps({"func_name": "twoSum"}),
+    }
+    task = load_code_tasks([row], "function").get("two-sum")
+    assert task.data["tests"] == ["assert Solution().twoSum([2, 7, 11, 15], 9) == [0, 1]"]
+    solution = (
+        "class Solution:\n    def twoSum(self, nums: List[int], target: int) -> List[int]:\n"
+        "        seen = {}\n        for i, n in enumerate(nums):\n            if target - n in seen:\n"
+        "                return [seen[target - n], i]\n            seen[n] = i\n"
+    )
+    env = CodeEnv(tasks=[row])
+    try:
+        observation, _ = env.reset()
+        assert "```python\nReturn the indices" not in observation  # (a prose prompt is not shown as code)
+        assert env.step(f"```python\n{solution}```")[1] == 1.0  # (List comes imported, as on LeetCode)
+    finally:
+        env.close()

@@ -153,7 +153,7 @@ class CodeEnv(TextEnv[str]):
         task_id = options.get("task_id")
         self._task = self.tasks.get(str(task_id)) if task_id is not None else self.tasks.sample(self.np_random)
         body = self._task.prompt
-        if self._task.data.get("preamble"):
+        if body.strip() and body.strip() == str(self._task.data.get("preamble") or "").strip():  # a prompt in code
             body = f"```python\n{body.rstrip()}\n```"
         return f"{self.instructions}\n\n{body}" if self.instructions else body
 

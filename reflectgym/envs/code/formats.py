@@ -8,16 +8,22 @@ Function tasks (`Task.data["family"] == "function"`):
 * `function` (this project's): `task_id`, `prompt`, `entry_point`, `solution`, `tests` (asserts), optional
   `hidden_tests` and `setup`.
 
+* `livecodebench_call`: a functional LiveCodeBench row (LeetCode): `Solution().<metadata func_name>` is called with
+  each case's input lines read as JSON, and must return the output read as JSON; typing, collections, math, heapq,
+  bisect, itertools and functools come imported, as on LeetCode.
+* `apps_call`: a call-based APPS / TACO row (`input_output` names an `fn_name`): each case calls it (a method of
+  `Solution` when `starter_code` declares that class) with the case's argument list, and the result must equal the
+  expected output or, as APPS's own checker also accepts, that output's only element.
+
 Stdin/stdout tasks (`family == "io"`):
 * `io`: `task_id`, `prompt`, `solution` (optional), `tests` and optional `hidden_tests`, each a list of
   `{"input": ..., "output": ...}`; or CodeContests-style `public_tests` / `private_tests`, each
   `{"input": [...], "output": [...]}`.
 * `apps`: APPS / TACO rows: `question`, `input_output` (JSON text `{"inputs": [...], "outputs": [...]}`; the first
-  case is public, the rest hidden), optional `solutions` (JSON list, the first is the reference). Call-based
-  problems (`fn_name`) are refused with a clear error: their argument lists need a function harness.
+  case is public, the rest hidden), optional `solutions` (JSON list, the first is the reference).
 * `livecodebench`: `question_content`, `public_test_cases` (JSON list of `{"input", "output", "testtype"}`) and
   `private_test_cases` when it is plain JSON (LiveCodeBench ships it compressed and pickled: never unpickled here,
-  so those rows play their public cases only, with a warning). Functional (LeetCode) problems are refused.
+  so those rows play their public cases only, with a warning).
 
 `Task.reference` is the complete reference program; `Task.data["preamble"]` is code run before the candidate
 (a HumanEval prompt, so helpers and imports it defines exist), or "" when the prompt is prose.
@@ -28,6 +34,7 @@ from __future__ import annotations
 import ast
 import json
 import os
+import re
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -142,45 +149,65 @@ def apps_row(row: Mapping[str, Any]) -> Task:
     if not isinstance(cases, Mapping) or not isinstance(cases.get("inputs"), list):
         raise RowError("input_output", 'expected JSON {"inputs": [...], "outputs": [...]}')
     if cases.get("fn_name"):
-        raise RowError(
-            "input_output", f"a call-based problem (fn_name {cases['fn_name']!r}): only stdin/stdout ones play"
-        )
-    inputs, outputs = cases["inputs"], cases.get("outputs")
-    if not isinstance(outputs, list) or len(outputs) != len(inputs) or not inputs:
-        raise RowError("input_output", "needs as many outputs as inputs, and at least one case")
+        raise RowError("input_output", f"names fn_name {cases['fn_name']!r}: a call-based (function) task")
+    inputs, outputs = _apps_cases(cases)
     tests = [
         {"input": _io_text(given), "output": _io_text(wanted)} for given, wanted in zip(inputs, outputs, strict=True)
     ]
-    solutions = _json_field(row, "solutions") if row.get("solutions") else []
-    reference = solutions[0] if isinstance(solutions, list) and solutions and isinstance(solutions[0], str) else None
     return Task(
         id=_row_id(row),
         prompt=require(row, "question", str),
-        reference=reference,
+        reference=_apps_reference(row),
         data={"family": "io", "format": "apps", "tests": tests[:1], "hidden_tests": tests[1:]},
     )
 
 
+def apps_call_row(row: Mapping[str, Any]) -> Task:
+    """A call-based APPS / TACO row: `fn_name` is called with each case's arguments."""
+    cases = _json_field(row, "input_output")
+    if not isinstance(cases, Mapping) or not isinstance(cases.get("fn_name"), str):
+        raise RowError("input_output", 'expected JSON {"fn_name": ..., "inputs": [...], "outputs": [...]}')
+    name = cases["fn_name"]
+    inputs, outputs = _apps_cases(cases)
+    starter = str(row.get("starter_code") or "")
+    call = f"Solution().{name}" if re.search(r"^class Solution\b", starter, re.MULTILINE) else name
+    tests = []
+    for arguments, wanted in zip(inputs, outputs, strict=True):
+        if not isinstance(arguments, list):
+            raise RowError("input_output", "each input of a call-based problem is a list of arguments")
+        accepted = f"({wanted!r}, {wanted[0]!r})" if isinstance(wanted, list) and len(wanted) == 1 else None
+        called = f"{call}({', '.join(map(repr, arguments))})"
+        tests.append(f"assert {called} " + (f"in {accepted}" if accepted else f"== {wanted!r}"))
+    prompt = require(row, "question", str)
+    if starter.strip():
+        prompt += f"\n\nStart from:\n{starter.rstrip()}\n"
+    return Task(
+        id=_row_id(row),
+        prompt=prompt,
+        reference=_apps_reference(row),
+        data=_function_data(name, "", tests[:1], tests[1:], "apps_call"),
+    )
+
+
+def _apps_cases(cases: Mapping[str, Any]) -> tuple[list[Any], list[Any]]:
+    inputs, outputs = cases.get("inputs"), cases.get("outputs")
+    if not isinstance(inputs, list) or not isinstance(outputs, list) or len(outputs) != len(inputs) or not inputs:
+        raise RowError("input_output", "needs as many outputs as inputs, and at least one case")
+    return inputs, outputs
+
+
+def _apps_reference(row: Mapping[str, Any]) -> str | None:
+    """The first of `solutions` (JSON text of a list of programs), if any."""
+    solutions = _json_field(row, "solutions") if row.get("solutions") else []
+    return solutions[0] if isinstance(solutions, list) and solutions and isinstance(solutions[0], str) else None
+
+
 def livecodebench_row(row: Mapping[str, Any]) -> Task:
     """A LiveCodeBench code-generation row (stdin problems)."""
-    public = _json_field(row, "public_test_cases")
-    if not isinstance(public, list):
-        raise RowError("public_test_cases", "expected a JSON list of {input, output, testtype}")
-    try:
-        private = json.loads(str(row.get("private_test_cases") or "[]"))
-    except json.JSONDecodeError:  # LiveCodeBench's own encoding: base64 of zlib of a pickle, never unpickled here
-        warnings.warn(
-            f"LiveCodeBench task {_row_id(row)!r}: private_test_cases is not plain JSON (decode it first); "
-            "playing its public cases only",
-            stacklevel=2,
-        )
-        private = []
-    cases = [*public, *private]
-    if any(not isinstance(case, Mapping) or case.get("testtype", "stdin") != "stdin" for case in cases):
-        raise RowError("public_test_cases", "a functional (LeetCode) problem: only stdin ones play")
+    public, cases = _livecodebench_cases(row)
+    if any(case.get("testtype", "stdin") != "stdin" for case in cases):
+        raise RowError("public_test_cases", "has functional cases: a function (LeetCode) task")
     tests = [{"input": _io_text(case.get("input")), "output": _io_text(case.get("output"))} for case in cases]
-    if not tests:
-        raise RowError("public_test_cases", "needs at least one case")
     return Task(
         id=_row_id(row),
         prompt=require(row, "question_content", str),
@@ -194,13 +221,62 @@ def livecodebench_row(row: Mapping[str, Any]) -> Task:
     )
 
 
+def livecodebench_call_row(row: Mapping[str, Any]) -> Task:
+    """A functional LiveCodeBench row (LeetCode): `metadata`'s `func_name`, a method of `Solution`, is called with
+    each case's input lines read as JSON arguments, and must return the output read as JSON."""
+    public, cases = _livecodebench_cases(row)
+    metadata = _json_field(row, "metadata") if row.get("metadata") else {}
+    name = metadata.get("func_name") if isinstance(metadata, Mapping) else None
+    if not isinstance(name, str):
+        raise RowError("metadata", "a functional problem needs its func_name")
+    tests = []
+    for case in cases:
+        try:
+            arguments = [json.loads(line) for line in str(case.get("input", "")).splitlines() if line.strip()]
+            wanted = json.loads(str(case.get("output", "")))
+        except json.JSONDecodeError as error:
+            raise RowError("public_test_cases", f"a functional case is not JSON: {error.msg}") from None
+        tests.append(f"assert Solution().{name}({', '.join(map(repr, arguments))}) == {wanted!r}")
+    starter = str(row.get("starter_code") or "")
+    prompt = require(row, "question_content", str) + (f"\n\nStart from:\n{starter.rstrip()}\n" if starter else "")
+    preamble = "from typing import *\nfrom collections import *\nimport math, heapq, bisect, itertools, functools\n"
+    return Task(
+        id=_row_id(row),
+        prompt=prompt,
+        reference=None,
+        data=_function_data(name, preamble, tests[: len(public)], tests[len(public) :], "livecodebench_call"),
+    )
+
+
+def _livecodebench_cases(row: Mapping[str, Any]) -> tuple[list[Mapping[str, Any]], list[Mapping[str, Any]]]:
+    """(public cases, all cases); private ones only when they are plain JSON (else with a warning)."""
+    public = _json_field(row, "public_test_cases")
+    if not isinstance(public, list):
+        raise RowError("public_test_cases", "expected a JSON list of {input, output, testtype}")
+    try:
+        private = json.loads(str(row.get("private_test_cases") or "[]"))
+    except json.JSONDecodeError:  # LiveCodeBench's own encoding: base64 of zlib of a pickle, never unpickled here
+        warnings.warn(
+            f"LiveCodeBench task {_row_id(row)!r}: private_test_cases is not plain JSON (decode it first); "
+            "playing its public cases only",
+            stacklevel=3,
+        )
+        private = []
+    cases = [*public, *(private if isinstance(private, list) else [])]
+    if not cases or not all(isinstance(case, Mapping) for case in cases):
+        raise RowError("public_test_cases", "needs at least one case, each {input, output, testtype}")
+    return public, cases
+
+
 PARSERS: dict[str, Callable[[Mapping[str, Any]], Task]] = {
     "humaneval": humaneval_row,
     "mbpp": mbpp_row,
     "function": function_row,
     "io": io_row,
     "apps": apps_row,
+    "apps_call": apps_call_row,
     "livecodebench": livecodebench_row,
+    "livecodebench_call": livecodebench_call_row,
 }
 FAMILY_OF = {
     "humaneval": "function",
@@ -208,7 +284,9 @@ FAMILY_OF = {
     "function": "function",
     "io": "io",
     "apps": "io",
+    "apps_call": "function",
     "livecodebench": "io",
+    "livecodebench_call": "function",
 }
 
 
@@ -221,9 +299,9 @@ def detect_format(row: Mapping[str, Any]) -> str:
     if "public_tests" in row or "private_tests" in row:
         return "io"
     if "input_output" in row:
-        return "apps"
+        return "apps_call" if "fn_name" in str(row["input_output"]) else "apps"
     if "public_test_cases" in row:
-        return "livecodebench"
+        return "livecodebench_call" if "functional" in str(row["public_test_cases"]) else "livecodebench"
     tests = row.get("tests")
     if isinstance(tests, list) and tests and isinstance(tests[0], Mapping):
         return "io"
