@@ -264,3 +264,13 @@ def test_functional_livecodebench_rows_call_the_solution_method_with_json_argume
         assert env.step(f"```python\n{solution}```")[1] == 1.0  # (List comes imported, as on LeetCode)
     finally:
         env.close()
+
+
+def test_the_words_fn_name_or_functional_inside_a_case_do_not_make_a_stdin_row_call_based() -> None:
+    apps = {**APPS_ROW, "input_output": json.dumps({"inputs": ["fn_name\n"], "outputs": ["7\n"]})}
+    lcb = {
+        **LIVECODEBENCH_ROW,
+        "public_test_cases": json.dumps([{"input": "functional\n", "output": "1\n", "testtype": "stdin"}]),
+    }
+    tasks = load_code_tasks([apps, lcb], "io")
+    assert [task.data["format"] for task in tasks] == ["apps", "livecodebench"]

@@ -299,9 +299,14 @@ def detect_format(row: Mapping[str, Any]) -> str:
     if "public_tests" in row or "private_tests" in row:
         return "io"
     if "input_output" in row:
-        return "apps_call" if "fn_name" in str(row["input_output"]) else "apps"
+        cases = _json_or_none(row["input_output"])
+        return "apps_call" if isinstance(cases, Mapping) and cases.get("fn_name") else "apps"
     if "public_test_cases" in row:
-        return "livecodebench_call" if "functional" in str(row["public_test_cases"]) else "livecodebench"
+        cases = _json_or_none(row["public_test_cases"])
+        functional = isinstance(cases, list) and any(
+            isinstance(case, Mapping) and case.get("testtype") == "functional" for case in cases
+        )
+        return "livecodebench_call" if functional else "livecodebench"
     tests = row.get("tests")
     if isinstance(tests, list) and tests and isinstance(tests[0], Mapping):
         return "io"
@@ -409,6 +414,17 @@ def _json_field(row: Mapping[str, Any], name: str) -> Any:
         return json.loads(value)
     except json.JSONDecodeError as error:
         raise RowError(name, f"is not valid JSON: {error.msg} (at character {error.pos})") from None
+
+
+def _json_or_none(value: Any) -> Any:
+    """`value` parsed when it is JSON text, as it is when already parsed, None when it is text but not JSON (the
+    row's parser then says what is wrong)."""
+    if not isinstance(value, str):
+        return value
+    try:
+        return json.loads(value)
+    except json.JSONDecodeError:
+        return None
 
 
 def _io_text(value: Any) -> str:
