@@ -16,6 +16,7 @@ from reflectgym.envs.code.asserts import instrument_all
 from reflectgym.envs.code.extract import extract_code, is_function_body
 from reflectgym.envs.code.feedback import code_verdict
 from reflectgym.envs.code.formats import FUNCTION_TASKS, IO_TASKS, TaskFamily, humaneval_row, load_code_tasks
+from reflectgym.envs.code.imports import warn_missing_modules
 from reflectgym.envs.code.verifier import (
     IOCase,
     IOVerifier,
@@ -120,6 +121,8 @@ class CodeEnv(TextEnv[str]):
         self.verifier_config = verifier or VerifierConfig()
         self.instructions = (self.default_instructions if instructions is None else instructions).strip()
         self.sandbox = SandboxHandle(sandbox)
+        if isinstance(self.tasks, TaskList):
+            warn_missing_modules(self.tasks, sandbox)
         self._task: Task | None = None
 
     # ----------------------------------------------------------------- what the episode is about
