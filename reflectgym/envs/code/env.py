@@ -72,9 +72,9 @@ class CodeEnv(TextEnv[str]):
     Terminated when every test passes; truncated after `max_attempts` replies.
 
     ## Arguments
-    tasks, task_format ("auto", "humaneval", "mbpp", "function"), on_error ("raise" at a bad row, or "skip" it
-    with a warning), max_attempts (3), sandbox (None: a warm pool
-    shared by the process; a backend name; or a `Sandbox`), feedback, partial_credit, hidden_tests (keep tests a
+    tasks, task_format ("auto", "humaneval", "mbpp", "function", "apps_call", "livecodebench_call"), on_error
+    ("raise" at a bad row, or "skip" it with a warning), max_attempts (3), sandbox (None: a warm pool shared by
+    the process; a backend name; or a `Sandbox`), feedback, partial_credit, hidden_tests (keep tests a
     task marks hidden out of feedback), public_tests (only the first N tests of each task are public), verifier
     (a `VerifierConfig`: time, memory and output limits), instructions, format_penalty, render_mode.
 

@@ -7,7 +7,6 @@ Function tasks (`Task.data["family"] == "function"`):
   `test_setup_code`, `test_imports` (sanitized) and `challenge_test_list` (kept as hidden tests).
 * `function` (this project's): `task_id`, `prompt`, `entry_point`, `solution`, `tests` (asserts), optional
   `hidden_tests` and `setup`.
-
 * `livecodebench_call`: a functional LiveCodeBench row (LeetCode): `Solution().<metadata func_name>` is called with
   each case's input lines read as JSON, and must return the output read as JSON; typing, collections, math, heapq,
   bisect, itertools and functools come imported, as on LeetCode.
@@ -175,18 +174,24 @@ def apps_call_row(row: Mapping[str, Any]) -> Task:
     for arguments, wanted in zip(inputs, outputs, strict=True):
         if not isinstance(arguments, list):
             raise RowError("input_output", "each input of a call-based problem is a list of arguments")
-        accepted = f"({wanted!r}, {wanted[0]!r})" if isinstance(wanted, list) and len(wanted) == 1 else None
-        called = f"{call}({', '.join(map(repr, arguments))})"
-        tests.append(f"assert {called} " + (f"in {accepted}" if accepted else f"== {wanted!r}"))
-    prompt = require(row, "question", str)
-    if starter.strip():
-        prompt += f"\n\nStart from:\n{starter.rstrip()}\n"
+        accepted = f"in ({wanted!r}, {wanted[0]!r})" if isinstance(wanted, list) and len(wanted) == 1 else None
+        tests.append(_call_test(call, arguments, accepted or f"== {wanted!r}"))
     return Task(
         id=_row_id(row),
-        prompt=prompt,
+        prompt=_with_starter(require(row, "question", str), starter),
         reference=_apps_reference(row),
         data=_function_data(name, "", tests[:1], tests[1:], "apps_call"),
     )
+
+
+def _call_test(call: str, arguments: list[Any], check: str) -> str:
+    """An assert that calls `call` with `arguments` (JSON values: their repr is Python) and applies `check`."""
+    return f"assert {call}({', '.join(map(repr, arguments))}) {check}"
+
+
+def _with_starter(prompt: str, starter: str) -> str:
+    """The prompt, then the starter code the problem gives (a signature or a `Solution` class), if any."""
+    return f"{prompt}\n\nStart from:\n{starter.rstrip()}\n" if starter.strip() else prompt
 
 
 def _apps_cases(cases: Mapping[str, Any]) -> tuple[list[Any], list[Any]]:
@@ -236,9 +241,8 @@ def livecodebench_call_row(row: Mapping[str, Any]) -> Task:
             wanted = json.loads(str(case.get("output", "")))
         except json.JSONDecodeError as error:
             raise RowError("public_test_cases", f"a functional case is not JSON: {error.msg}") from None
-        tests.append(f"assert Solution().{name}({', '.join(map(repr, arguments))}) == {wanted!r}")
-    starter = str(row.get("starter_code") or "")
-    prompt = require(row, "question_content", str) + (f"\n\nStart from:\n{starter.rstrip()}\n" if starter else "")
+        tests.append(_call_test(f"Solution().{name}", arguments, f"== {wanted!r}"))
+    prompt = _with_starter(require(row, "question_content", str), str(row.get("starter_code") or ""))
     preamble = "from typing import *\nfrom collections import *\nimport math, heapq, bisect, itertools, functools\n"
     return Task(
         id=_row_id(row),
@@ -262,7 +266,9 @@ def _livecodebench_cases(row: Mapping[str, Any]) -> tuple[list[Mapping[str, Any]
             stacklevel=3,
         )
         private = []
-    cases = [*public, *(private if isinstance(private, list) else [])]
+    if not isinstance(private, list):
+        raise RowError("private_test_cases", "expected a JSON list of {input, output, testtype}")
+    cases = [*public, *private]
     if not cases or not all(isinstance(case, Mapping) for case in cases):
         raise RowError("public_test_cases", "needs at least one case, each {input, output, testtype}")
     return public, cases
