@@ -122,8 +122,10 @@ class PoolConfig:
 
     workers: int = field(default_factory=default_workers)
     """Workers running at once; default: `default_workers()` (one per core is the most that helps)."""
-    max_runs_per_worker: int = 1000
-    """Runs before a worker is replaced by a fresh one."""
+    max_runs_per_worker: int = 10_000
+    """Runs before a worker is replaced by a fresh one. Every run is a fresh child and leaves nothing behind, so this
+    bounds only how long one worker and zygote live; a bubblewrap worker's start costs 60-70 ms of CPU, about
+    0.007 ms per run here (2-3 % of a run at 1000)."""
     recycle_on_breach: bool = False
     """Replace a worker after any run that hit a limit (timeout, memory, output)."""
     preload: tuple[str, ...] = DEFAULT_PRELOAD

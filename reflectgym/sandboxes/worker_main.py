@@ -416,6 +416,7 @@ def main() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # pid 1 gets only the signals it handles: none, then
     gc.collect()
     gc.freeze()  # children then never walk (and so never copy) the preloaded objects in a collection
+    release_free_memory(libc)
     pipes, pristine, cleaner = Pipes(), Pristine(sealed), Cleaner(libc, sealed)
     cleaner.clean_up()  # (the first run then finds the roots as every later one does)
     zygote = Zygote(pipes, pristine)
@@ -501,6 +502,16 @@ def rehearse(rounds: int) -> None:
         __import__("linecache").clearcache()
         with contextlib.suppress(OSError):
             os.unlink(path)
+
+
+def release_free_memory(libc: ctypes.CDLL) -> None:
+    """Hand the allocator's free pages back to the kernel before the zygote is forked (glibc's `malloc_trim`; a
+    no-op elsewhere). Fork copies, and every child's exit tears down, one page-table entry per resident page of the
+    zygote: the start-up's and the rehearsal's garbage is about 1.2 MB of them (of 7.1 MB), and each MB costs about
+    0.03 ms of CPU per run. A child that allocates there later gets a zero-filled page instead of a copied one."""
+    trim = getattr(libc, "malloc_trim", None)
+    if trim is not None:
+        trim(0)
 
 
 def write_all(parts: list) -> None:
