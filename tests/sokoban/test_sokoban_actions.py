@@ -98,4 +98,17 @@ def test_a_labelled_answer_after_a_sentence_is_the_answer_part() -> None:
     reasoning = "The box is to my right, so I should not go left."
     assert parse_moves(f"{reasoning} Action: right", multi_move=True) == (3,)
     assert parse_moves(f"{reasoning} Moves: right, up", multi_move=True) == (3, 0)
-    assert parse_moves("I would go left and then up", multi_move=True) == (2, 0)  # (free text: every move word)
+    assert parse_moves("I would go left and then up", multi_move=True) == (2, 0)
+
+
+@pytest.mark.parametrize(
+    ("text", "moves"),
+    [
+        ("Down is blocked by a wall, so left, then up and up.", (LEFT, UP, UP)),
+        ("I thought of going right. Instead: left left", (LEFT, LEFT)),
+        ("up and then, after that, down", (DOWN,)),
+        ("left then", (LEFT,)),
+    ],
+)
+def test_free_text_with_several_moves_plays_the_last_run_of_move_words(text: str, moves: tuple[int, ...]) -> None:
+    assert parse_moves(text, multi_move=True) == moves

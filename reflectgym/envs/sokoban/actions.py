@@ -3,8 +3,9 @@
 Accepted: `up down left right` (also `north south west east`, arrows `↑ ↓ ← →`), the letters `U D L R` when the
 text is only moves (`"UURD"`, `"u, l"`), and `wait` (also `noop`, `stay`, `pass`) for a turn without a move.
 If the text has an answer part — `<answer>…</answer>`, `\\boxed{…}` or `Action: …` / `Answer: …` / `Move: …` at a
-line's start or after a sentence — only that part is read. In free text only whole move words count, and with one
-move per turn the last one named is played (models reason first and answer last).
+line's start or after a sentence — only that part is read. In free text only whole move words count, and the last
+ones named are played (models reason first and answer last): with one move per turn the last move word, with several
+the last run of move words joined only by punctuation, `then` or `and` ("not down: left, then up" plays left, up).
 """
 
 from __future__ import annotations
@@ -39,6 +40,8 @@ _NON_SPACE = re.compile(r"\S")
 _LABELLED = re.compile(r"(?:action|answer|move|moves)\s*[:=]\s*(.+)$", re.IGNORECASE | re.MULTILINE | re.DOTALL)
 _TOKENS = re.compile(r"[a-z]+|[↑↓←→]")
 _FAST = {word: (code,) for word, code in _WORDS.items()} | {letter: (code,) for letter, code in _LETTERS.items()}
+_JOINERS = frozenset({"then", "and"})
+"""Words that may join the moves of one run in free text ("left, then up and up")."""
 
 
 def parse_moves(text: str, multi_move: bool = False) -> tuple[int, ...]:
@@ -63,15 +66,25 @@ def parse_moves(text: str, multi_move: bool = False) -> tuple[int, ...]:
         if not multi_move and len(moves) > 1:
             raise ActionParseError(f"found {len(moves)} moves, but this game takes one move per turn")
     else:
-        moves = [_WORDS[token] for token in tokens if token in _WORDS]
-        if moves and not multi_move:
-            moves = moves[-1:]
+        moves = _last_run(tokens) if multi_move else [_WORDS[token] for token in tokens if token in _WORDS][-1:]
     if not moves:
         shown = text.strip()[:40]
         raise ActionParseError(f"no move found in {shown!r}" if shown else "the reply is empty")
     if len(moves) > MAX_MOVES_PER_TURN:
         raise ActionParseError(f"{len(moves)} moves in one turn; at most {MAX_MOVES_PER_TURN}")
     return tuple(moves)
+
+
+def _last_run(tokens: list[str]) -> list[int]:
+    """The moves of the last run of move words in free text: consecutive but for `_JOINERS` between them (the
+    moves named earlier belong to the reasoning, as in "down is blocked, so left then up")."""
+    run: list[int] = []
+    for token in reversed(tokens):
+        if token in _WORDS:
+            run.append(_WORDS[token])
+        elif run and token not in _JOINERS:
+            break
+    return run[::-1]
 
 
 def _answer_part(text: str) -> str:

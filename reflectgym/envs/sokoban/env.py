@@ -45,8 +45,9 @@ class SokobanEnv(TextEnv[tuple[int, ...]]):
     Text. `up`, `down`, `left`, `right` (also `north/south/west/east`, arrows, or `U D L R` when the reply is
     only moves), and `wait`, a no-op that still costs a step. An `<answer>…</answer>`, `\\boxed{…}` or
     `Action: …` part is read if present; in free text the last move word counts. With `multi_move=True` a turn
-    may hold several moves (`"up up left"`, `"UUL"`), played in order until one is blocked or the level is
-    solved. Text without a move is a turn with a format penalty.
+    may hold several moves (`"up up left"`, `"UUL"`; in free text the last run of move words, as in "so left,
+    then up"), played in order until one is blocked or the level is solved. Text without a move is a turn with a
+    format penalty.
 
     ## Feedback
     `binary`: solved or not. `diagnostic`: what the move did — moved, pushed a box to row R, column C (onto a
