@@ -25,15 +25,17 @@ Three kinds of process:
 - the child: a standby sets up its session and working directory, then blocks on the control pipe (the worker
   sends it a request only once it has checked that it is running with no signal pending and that nothing changed
   the attributes it inherited: see `unsignalled`, `Pristine`).
-  Once its request arrives it acknowledges it (the zygote then forks the next standby, while this run executes),
-  applies the request's rlimits and environment, compiles a Python program, waits until the next standby exists
+  Once its request arrives it applies the request's rlimits and environment, then acknowledges it (the zygote then
+  forks the next standby, while this run executes), compiles a Python program, waits until the next standby exists
   (so that RLIMIT_NPROC, counted per uid, sees all of the sandbox's own processes), then runs the program in the
   already-started, already-warm interpreter (no interpreter start-up: the point of the pool) or execs the command.
   An inline program ends as the interpreter's exit would end it (see `run_inline`: threads joined, `atexit`
   callbacks, globals finalised, uncaught errors through `sys.excepthook`, SIGINT after a KeyboardInterrupt).
   A Python program that finishes reports its exit code and CPU time on the status pipe, so the worker can answer
-  before the child's address space is torn down. A child that cannot set its run up reports `UNFIT` and runs
-  nothing.
+  before the child's address space is torn down (a process the program forked that ends the same way does not).
+  A child that cannot set its run up exits without acknowledging it: the run is then the sandbox's failure, the
+  worker retires and the request goes to a fresh one. Only that tells "not run": once the program may run, the
+  status pipe is the program's too, and anything on it is an exit status the program could have had anyway.
 
 The pipes between the worker and the children (control, stdout, stderr, status, the gate, and an unnamed file
 for stdin) are made once, before the zygote is forked, so a standby is forked with nothing to hand over. After
@@ -67,6 +69,7 @@ import ctypes
 import errno
 import fcntl
 import gc
+import importlib.machinery
 import io
 import marshal
 import operator
@@ -115,12 +118,7 @@ ACK = b"A"
 """Child -> worker, on the status pipe: the request has been read (so the next standby may be forked: it cannot
 take this request any more)."""
 STATUS = struct.Struct("<id")
-"""Child -> worker: exit code (or UNFIT), CPU seconds (itself and its waited-for children)."""
-UNFIT = -1
-"""Status of a child that could not set its run up (its own code failed before the program started): it ran
-nothing, and the worker retires."""
-UNFIT_STATUS = STATUS.pack(UNFIT, 0.0)
-"""Made ahead, so a child whose memory limit was crippled can still send it."""
+"""Child -> worker: exit code, CPU seconds (itself and its waited-for children)."""
 ZYGOTE_POLL_SECONDS = 0.05
 """How often the worker looks whether a slow zygote was stopped (by a program) while it waits for an answer."""
 FORK, KILL = b"F", b"K"
@@ -362,7 +360,7 @@ class Zygote:
         """
         wait_status, cpu = self.reap(child_pid)
         if not standby or self.counter < 0 or last_pid(self.counter) != standby:
-            sweep(self.pid, standby)
+            sweep(self, standby)
         usable = standby != 0 and unsignalled(standby) and self.pristine.intact(standby)
         if standby and not usable:  # stopped, signalled, killed or changed by the run: replace it
             self.reap(standby)
@@ -438,7 +436,7 @@ def main() -> None:
             text = traceback.format_exc()[-2000:].encode()
             write_all([ERROR.pack(FAILED, len(text)), text])
             return
-        if reply is None:  # the child could not set its run up (see UNFIT): it ran nothing here, nor will anything
+        if reply is None:  # the child could not set its run up (exited unacknowledged): nothing ran, nor will
             write_all([RETIRED])
             return
         write_all(reply)
@@ -481,6 +479,7 @@ def rehearse(rounds: int) -> None:
     """
     saved_env, saved_argv, saved_path = dict(os.environ), sys.argv, list(sys.path)
     saved_streams, saved_main = (sys.stdin, sys.stdout, sys.stderr), sys.modules["__main__"]
+    saved_originals = (sys.__stdin__, sys.__stdout__, sys.__stderr__)
     path = os.path.join(WORK, "rehearsal.py")
     header = marshal.dumps({"argv": [sys.executable, "rehearsal.py", "x"], "env": None, "rlimits": [[0, 1, 2]] * 6})
     try:
@@ -498,6 +497,7 @@ def rehearse(rounds: int) -> None:
         os.environ.update(saved_env)
         sys.argv, sys.path[:] = saved_argv, saved_path
         sys.stdin, sys.stdout, sys.stderr = saved_streams
+        sys.__stdin__, sys.__stdout__, sys.__stderr__ = saved_originals
         sys.modules["__main__"] = saved_main
         __import__("linecache").clearcache()
         with contextlib.suppress(OSError):
@@ -598,7 +598,7 @@ def watch(
             elif streams[fd].read(fd) and streams[fd].truncated:
                 exited = True
     following = zygote.forked() if zygote.forking else 0
-    if not acknowledged or (status is not None and status[0] == UNFIT):  # the program never started: retire
+    if not acknowledged:  # the child exited before its program could start: retire
         return None, following, None
     ended = None
     if status is not None and not killed_for_wall and not stdout.truncated and not stderr.truncated:
@@ -708,25 +708,46 @@ def kill_and_reap(pid: int) -> tuple[int, int, float]:
     return 1, wait_status, usage.ru_utime + usage.ru_stime
 
 
-def sweep(zygote: int, standby: int) -> None:
+def sweep(zygote: Zygote, standby: int) -> None:
     """In the worker, once the run's child is reaped: SIGKILL every process but this one, the zygote and `standby`
     until none is left, reaping them.
 
     Every other process of a run is an orphan by now, or becomes one when its parent dies, and so the worker's
-    (pid 1) to reap. A killed process cannot fork any more, and one forked before its parent was killed shows up in
-    the next round; RLIMIT_NPROC bounds how many there can be.
+    (pid 1) to reap; but for one made the zygote's own child (`clone` with CLONE_PARENT from the run's child), which
+    only the zygote can reap (a blocking wait for it here would wait for ever). A killed process cannot fork any
+    more, and one forked before its parent was killed shows up in the next round; RLIMIT_NPROC bounds how many
+    there can be.
     """
-    spared = (1, zygote, standby)
+    spared = (1, zygote.pid, standby)
     for _ in range(MAX_SWEEPS):
         victims = [int(entry) for entry in os.listdir("/proc") if entry.isdigit() and int(entry) not in spared]
         if not victims:
             return
+        orphans = False
         for pid in victims:
+            if parent_of(pid) == zygote.pid:
+                zygote.reap(pid)
+                continue
+            orphans = True
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-        if os.waitpid(-1, 0)[0] == zygote:
+        if orphans and os.waitpid(-1, 0)[0] == zygote.pid:
             raise ZygoteLostError("the run killed the zygote")
     raise ZygoteLostError("the run outran every kill-and-reap round")
+
+
+def parent_of(pid: int) -> int:
+    """The parent pid of process `pid` (0 once it is gone)."""
+    try:
+        fd = os.open(f"/proc/{pid}/stat", os.O_RDONLY)
+    except OSError:
+        return 0
+    try:
+        return int(os.read(fd, 4096).rsplit(b")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return 0
+    finally:
+        os.close(fd)
 
 
 def open_pid_counter() -> int:
@@ -788,6 +809,7 @@ def end_alone(cleaner: "Cleaner") -> None:
 def child(pipes: Pipes, pristine: Pristine) -> None:
     """In the forked child: set up, wait for the request, become the program. Never returns."""
     code = 1
+    own_pid = os.getpid()
     try:
         os.setsid()  # fds 0-2 and sys.stdin/stdout/stderr come set up from the zygote
         os.dup2(pipes.control_r, CHILD_CONTROL, inheritable=False)  # replaces the worker's protocol fds here
@@ -799,29 +821,26 @@ def child(pipes: Pipes, pristine: Pristine) -> None:
         (size,) = PREFIX.unpack(read_exactly(CHILD_CONTROL, PREFIX.size))
         header = read_exactly(CHILD_CONTROL, size)
         os.close(CHILD_CONTROL)
-        os.write(CHILD_STATUS, ACK)
-        try:
-            request = marshal.loads(header)
-            for which, soft, hard in request["rlimits"]:
-                resource.setrlimit(which, (soft, hard))
-            set_environment(request["env"], pristine.environment)
-            if request["env"] is not None and any(
-                os.environ.get(name) != pristine.environment.get(name) for name in STDIO_VARIABLES
-            ):
-                install_stdio()  # (the zygote set them up for the default environment)
-            argv = request["argv"]
-            program = load_inline(argv) if request["inline"] else None
-            read_exactly(CHILD_GATE, 1)  # the successor exists: the sandbox's own processes are all there
-            os.close(CHILD_GATE)
-        except BaseException:  # nothing of the program ran: the run is the sandbox's failure, not the program's
-            os.write(CHILD_STATUS, UNFIT_STATUS)
-            os._exit(1)
+        request = marshal.loads(header)
+        for which, soft, hard in request["rlimits"]:
+            resource.setrlimit(which, (soft, hard))
+        set_environment(request["env"], pristine.environment)
+        if request["env"] is not None and any(
+            os.environ.get(name) != pristine.environment.get(name) for name in STDIO_VARIABLES
+        ):
+            install_stdio()  # (the zygote set them up for the default environment)
+        os.write(CHILD_STATUS, ACK)  # (a failure before it is the sandbox's: the worker sees no ACK and retires)
+        argv = request["argv"]
+        program = load_inline(argv) if request["inline"] else None
+        read_exactly(CHILD_GATE, 1)  # the successor exists: the sandbox's own processes are all there
+        os.close(CHILD_GATE)
         if program is not None:
             code = run_inline(*program)
             if code < 0:  # ended by a signal, as the interpreter does on an uncaught KeyboardInterrupt
                 signal.signal(-code, signal.SIG_DFL)
                 os.kill(os.getpid(), -code)
-            report(code)
+            if os.getpid() == own_pid:  # (a process the program forked ends without reporting, as it would fresh)
+                report(code)
         else:
             for number in (signal.SIGINT, signal.SIGPIPE, signal.SIGXFSZ):
                 signal.signal(number, signal.SIG_DFL)  # an exec'd program starts with default dispositions
@@ -837,13 +856,18 @@ def child(pipes: Pipes, pristine: Pristine) -> None:
 
 
 def reopen_stdio() -> None:
-    """Give this child open file descriptions of its own for fds 0-2 (the same stdin file and output pipes): what
-    a program sets on a description (flags, `flock` and OFD locks, a lease, `F_SETOWN`/`F_SETSIG`) then ends with
-    its process instead of reaching the next run through the descriptions every child would otherwise share."""
-    for fd in (0, 1, 2):
-        fresh = os.open(f"/proc/self/fd/{fd}", os.O_RDONLY if fd == 0 else os.O_WRONLY)
-        os.dup2(fresh, fd)
+    """Give this child open file descriptions of its own for fds 0-2 and its status pipe (the same stdin file and
+    pipes): what a program sets on a description (flags, `O_ASYNC`, `flock` and OFD locks, a lease,
+    `F_SETOWN`/`F_SETSIG`) then ends with its process instead of reaching the next run through the descriptions
+    every child would otherwise share (`F_SETOWN` + `O_ASYNC` on the shared status pipe had the next run's child
+    killed by SIGIO when it acknowledged its request)."""
+    for fd, path in REOPENED:
+        fresh = os.open(path, os.O_RDONLY if fd == 0 else os.O_WRONLY)
+        os.dup2(fresh, fd, inheritable=fd != CHILD_STATUS)
         os.close(fresh)
+
+
+REOPENED = tuple((fd, f"/proc/self/fd/{fd}") for fd in (0, 1, 2, CHILD_STATUS))
 
 
 def set_environment(wanted: dict[str, str] | None, inherited: dict[str, str]) -> None:
@@ -903,6 +927,7 @@ def install_stdio() -> None:
         stream.mode = mode  # type: ignore[misc]
         streams.append(stream)
     sys.stdin, sys.stdout, sys.stderr = streams
+    sys.__stdin__, sys.__stdout__, sys.__stderr__ = streams  # (a fresh interpreter's are the same objects)
     sys.dont_write_bytecode = bool(environ.get("PYTHONDONTWRITEBYTECODE"))
 
 
@@ -938,9 +963,14 @@ def run_inline(program: types.CodeType | BaseException, filename: str, finalize:
     flushes what it buffered, a `__del__` runs and can still use the globals). Unlike the interpreter's exit no
     collection follows: a `__del__` in a reference cycle among the program's own objects does not run."""
     module = types.ModuleType("__main__")
-    module.__dict__["__builtins__"] = __builtins__
-    if filename != "<string>":  # `python3 -c` leaves `__file__` undefined
-        module.__dict__["__file__"] = filename
+    namespace = module.__dict__
+    namespace["__annotations__"] = {}
+    namespace["__builtins__"] = __builtins__
+    if filename == "<string>":  # `python3 -c` leaves `__file__` and `__cached__` undefined
+        namespace["__loader__"] = importlib.machinery.BuiltinImporter
+    else:
+        namespace["__loader__"] = importlib.machinery.SourceFileLoader("__main__", filename)
+        namespace["__file__"], namespace["__cached__"] = filename, None
     sys.modules["__main__"] = module
     if isinstance(program, OSError):
         message = f"{sys.executable}: can't open file {filename!r}: [Errno {program.errno}] {program.strerror}"
@@ -958,15 +988,37 @@ def run_inline(program: types.CodeType | BaseException, filename: str, finalize:
         code = -signal.SIGINT if isinstance(error, KeyboardInterrupt) else 1
     if finalize:
         wait_and_run_exit_callbacks()
-        namespace = module.__dict__
         for name in reversed([name for name in namespace if name != "__builtins__"]):
             namespace[name] = None  # (what a __del__ raises is printed and ignored, as at exit)
+    return 120 if not flush_std_files() else code
+
+
+def flush_std_files() -> bool:
+    """Flush `sys.stdout` and `sys.stderr` as the interpreter's exit does (`flush_std_files` in CPython): a stream
+    set to None or closed is left alone; a failure on stdout is printed as an ignored exception, on stderr
+    dropped, and either makes the exit status 120. Whether both flushed."""
+    flushed = True
+    for name in ("stdout", "stderr"):
+        stream = getattr(sys, name, None)
+        try:
+            if stream is None or is_closed(stream):
+                continue
+            stream.flush()
+        except BaseException as error:
+            flushed = False
+            if name == "stdout":
+                with contextlib.suppress(BaseException):
+                    print(f"Exception ignored in: {stream!r}", file=sys.stderr)
+                    traceback.print_exception(error, file=sys.stderr)
+    return flushed
+
+
+def is_closed(stream: io.IOBase) -> bool:
+    """`stream.closed`, False where reading it fails (as CPython's `file_is_closed`)."""
     try:
-        sys.stdout.flush()
-        sys.stderr.flush()
+        return bool(stream.closed)
     except BaseException:
-        code = code or 120
-    return code
+        return False
 
 
 def report_uncaught(error: BaseException) -> None:

@@ -819,3 +819,59 @@ def test_stdin_and_output_files_changed_by_one_run_are_restored_for_the_next(san
     )
     after = later_runs(sandbox, probe, stdin=b"victim\n")
     assert [result.stdout_text for result in after] == ["victim [True, True, True]\n"] * 4, after
+
+
+def test_a_process_made_a_sibling_of_the_run_does_not_hang_the_next_run(sandbox: Sandbox) -> None:
+    # clone(CLONE_PARENT) makes the new process a child of the run's parent (a warm pool's zygote, which alone can
+    # reap it): the worker's clean-up waited for ever and the next run got `sandbox_error`.
+    attack = (
+        "import ctypes, os, time\n"
+        "pid = ctypes.CDLL(None).syscall(56, 0x8000 | 17, 0, 0, 0, 0)  # clone(CLONE_PARENT | SIGCHLD)\n"
+        "if pid == 0:\n"
+        "    time.sleep(30)\n"
+        "    os._exit(0)\n"
+        "print('parent', pid > 0)\n"
+    )
+    run_py(sandbox, attack)
+    assert [(r.status, r.stdout_text) for r in later_runs(sandbox, "print('innocent')")] == [
+        (ExecStatus.OK, "innocent\n")
+    ] * 4
+
+
+def test_signals_asked_for_on_inherited_descriptors_do_not_reach_the_next_run(sandbox: Sandbox) -> None:
+    # F_SETOWN + O_ASYNC on every open descriptor but 0-2 (a warm pool's children shared their status pipe's):
+    # the next run's child got SIGIO when it wrote its first byte there, before its program started.
+    attack = (
+        "import fcntl, os\n"
+        "me = os.getpid()\n"
+        "others = [int(p) for p in os.listdir('/proc') if p.isdigit() and int(p) not in (1, me)]\n"
+        "for fd in map(int, os.listdir('/proc/self/fd')):\n"
+        "    for pid in others:\n"
+        "        try:\n"
+        "            fcntl.fcntl(fd, fcntl.F_SETOWN, pid)\n"
+        "            fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) | os.O_ASYNC)\n"
+        "        except OSError:\n"
+        "            pass\n"
+        "os._exit(0)\n"
+    )
+    run_py(sandbox, attack)
+    assert [(r.status, r.stdout_text) for r in later_runs(sandbox, "print('innocent')")] == [
+        (ExecStatus.OK, "innocent\n")
+    ] * 4
+
+
+def test_a_program_cannot_pass_its_run_off_as_the_sandboxs_failure(sandbox: Sandbox) -> None:
+    # Writing what a warm pool's child wrote when it could not set its run up (a status of -1) made the run
+    # `sandbox_error`, "never a verdict on the program" (a trainer skips those), after running it twice.
+    attack = (
+        "import os, struct, time\n"
+        "try:\n"
+        "    os.write(4, struct.pack('<id', -1, 0.0))\n"
+        "except OSError:\n"
+        "    pass\n"
+        "time.sleep(0.5)\n"
+        "raise SystemExit(3)\n"
+    )
+    result = run_py(sandbox, attack)
+    assert result.status is ExecStatus.RUNTIME_ERROR, result
+    assert result.exit_code in (3, 255), result  # (255: the forged status, an exit code it could have had anyway)

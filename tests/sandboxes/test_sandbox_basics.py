@@ -151,6 +151,17 @@ FRESH_INTERPRETER = {
     "finalize": "import weakref\nclass A:\n    pass\na = A()\nweakref.finalize(a, print, 'finalized')",
     "del": "class A:\n    def __del__(self):\n        print('del', _private, b)\n_private = 1\nb = 2\na = A()",
     "unflushed_file": "import os\nout = os.fdopen(1, 'w', closefd=False)\nout.write('buffered')",
+    "forked_child_exits": (
+        "import os, sys\npid = os.fork()\nif pid == 0:\n    print('child')\n    sys.exit(5)\n"
+        "print('parent', os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))"
+    ),
+    "closed_stdout": "import sys\nprint('x')\nsys.stdout.close()",
+    "stdout_set_to_none": "import sys\nprint('x')\nsys.stdout = None",
+    "original_stdout": "import sys\nsys.__stdout__.write('original\\n')\nprint(sys.__stdout__ is sys.stdout)",
+    "main_globals": (
+        "print(list(globals()))\n"
+        "print(__annotations__, __cached__, type(__loader__).__name__, __loader__.get_source('__main__')[:5])"
+    ),
     "unflushed_files_in_a_function": (
         "def main():\n    global files\n    files = [open(1, 'w', closefd=False) for _ in range(2)]\n"
         "    files[0].write('first')\n    files[1].write('second')\nmain()"
