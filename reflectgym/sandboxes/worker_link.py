@@ -12,7 +12,7 @@ import marshal
 import math
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Protocol
 
@@ -168,7 +168,10 @@ def encode_request(request: ExecRequest, python: str, extra_processes: int) -> b
         "argv": resolve_python(command, python),
         "env": program_env(WORK_DIR, TMP_DIR, request.env) if request.env else None,  # None: the worker's own
         "rlimits": _rlimits(limits, extra_processes),
-        "inline": command[0] in PYTHON_NAMES and len(command) >= 2 and _is_plain_python(command[1:]),
+        "inline": command[0] in PYTHON_NAMES
+        and len(command) >= 2
+        and _is_plain_python(command[1:])
+        and _starts_as_the_worker(request.env),
     }
     child_header = marshal.dumps(child, MARSHAL_VERSION)
     header = {
@@ -187,6 +190,25 @@ def encode_request(request: ExecRequest, python: str, extra_processes: int) -> b
 @functools.lru_cache(maxsize=64)
 def _rlimits(limits: Limits, extra_processes: int) -> list[list[int]]:
     return [[which, soft, hard] for which, (soft, hard) in rlimit_table(limits, extra_processes).items()]
+
+
+INLINE_PYTHON_VARIABLES = frozenset({"PYTHONIOENCODING", "PYTHONUNBUFFERED", "PYTHONDONTWRITEBYTECODE"})
+"""The PYTHON* variables a worker applies to a program it runs in its own interpreter (its standard streams)."""
+LOCALE_VARIABLES = ("LC_ALL", "LC_CTYPE", "LANG")
+UTF8_LOCALES = frozenset({"C.UTF-8", "C.utf8"})
+
+
+def _starts_as_the_worker(env: Mapping[str, str]) -> bool:
+    """Whether a fresh interpreter with these extra variables would start as the worker's did, so that the program
+    may run in it. Any other PYTHON* variable (import path, hash seed, warnings, optimisation, UTF-8 mode...) or a
+    locale other than the default UTF-8 one (the C locale's coercion) changes that: such a program is exec'd
+    instead, in the same sandbox, paying an interpreter's start."""
+    for name, value in env.items():
+        if name.startswith("PYTHON") and name not in INLINE_PYTHON_VARIABLES:
+            return False
+        if name in LOCALE_VARIABLES and value not in UTF8_LOCALES:
+            return False
+    return True
 
 
 def _is_plain_python(args: Sequence[str]) -> bool:

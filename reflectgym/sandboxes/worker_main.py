@@ -107,6 +107,10 @@ ZYGOTE_TIMEOUT_SECONDS = 10.0
 """How long the zygote may take to end a run or to fork; past it the worker retires."""
 MAX_SWEEPS = 10_000
 """Kill-and-reap rounds `sweep` tries before the worker gives up (and retires)."""
+WIPE_BUDGET = 10_000
+"""Entries the worker removes after a run before it gives up and retires instead (the sandbox's files go with it):
+a run that leaves millions of them (empty files or directories, which the work dirs' size limit does not count)
+would otherwise keep the worker wiping for longer than the next request may wait for it."""
 PREFIX = struct.Struct(">I")
 READY, DONE, FAILED, RETIRED = b"Y", b"D", b"E", b"R"
 """Reply kinds: ready; a run's `RESULT`; the worker's own failure (`ERROR`); not run, use a fresh worker."""
@@ -911,7 +915,7 @@ def install_stdio() -> None:
     locale = environ.get("LC_ALL") or environ.get("LC_CTYPE") or environ.get("LANG") or "C"
     errors = errors or ("surrogateescape" if locale in ("C", "POSIX") else "strict")
     encoding = codecs.lookup(encoding or "utf-8").name
-    unbuffered = bool(environ.get("PYTHONUNBUFFERED"))
+    unbuffered = env_flag("PYTHONUNBUFFERED")
     streams = []
     for fd, name, mode in ((0, "<stdin>", "r"), (1, "<stdout>", "w"), (2, "<stderr>", "w")):
         raw = io.FileIO(fd, mode, closefd=False)
@@ -928,7 +932,19 @@ def install_stdio() -> None:
         streams.append(stream)
     sys.stdin, sys.stdout, sys.stderr = streams
     sys.__stdin__, sys.__stdout__, sys.__stderr__ = streams  # (a fresh interpreter's are the same objects)
-    sys.dont_write_bytecode = bool(environ.get("PYTHONDONTWRITEBYTECODE"))
+    sys.dont_write_bytecode = env_flag("PYTHONDONTWRITEBYTECODE")
+
+
+def env_flag(name: str) -> bool:
+    """A PYTHON* on/off variable as the interpreter reads it: unset, empty or "0" is off; any other number or text
+    is on."""
+    value = os.environ.get(name)
+    if not value:
+        return False
+    try:
+        return int(value) != 0
+    except ValueError:
+        return True
 
 
 def load_inline(argv: list[str]) -> tuple[types.CodeType | BaseException, str]:
@@ -1140,11 +1156,12 @@ class Cleaner:
             for line in listing.splitlines()[1:]:
                 if fields := line.split():
                     remove(int(fields[1]), IPC_RMID, None) if kind != "sem" else remove(int(fields[1]), 0, IPC_RMID)
+        budget = [WIPE_BUDGET]
         for root, counting in self.counting.items():
             with contextlib.suppress(FileNotFoundError):
-                self.wipe_root(root, counting)
+                self.wipe_root(root, counting, budget)
 
-    def wipe_root(self, root: str, counting: bool) -> None:
+    def wipe_root(self, root: str, counting: bool, budget: list[int]) -> None:
         """Empty `root` and give it back its mode (1777), times and attributes; a root the sandbox's user may not
         write (no program could have either) is left alone."""
         info = os.stat(root)
@@ -1157,7 +1174,7 @@ class Cleaner:
             remove_attributes(root)
         empty = counting and info.st_size == EMPTY_DIR_SIZE and info.st_nlink == 2
         if not empty:
-            wipe(root, self.uid)
+            wipe(root, self.uid, budget)
         times = self.times.setdefault(root, (info.st_atime_ns, info.st_mtime_ns))
         if mine and (not empty or times != (info.st_atime_ns, info.st_mtime_ns)):
             os.utime(root, ns=times)  # (after the wipe, which changes them)
@@ -1191,15 +1208,19 @@ def read_all(fd: int) -> bytes:
     return b"".join(chunks)
 
 
-def wipe(path: str, uid: int) -> None:
-    """Remove everything under `path`, giving back permissions the program took away; raises if it cannot."""
+def wipe(path: str, uid: int, budget: list[int]) -> None:
+    """Remove everything under `path`, giving back permissions the program took away; raises if it cannot, or
+    once it has removed `budget[0]` entries (counted down in place) and more are left."""
     with os.scandir(path) as entries:
         for entry in entries:
+            budget[0] -= 1
+            if budget[0] < 0:
+                raise RuntimeError(f"the run left more than {WIPE_BUDGET} files to wipe")
             if entry.is_dir(follow_symlinks=False):
                 info = entry.stat(follow_symlinks=False)
                 if info.st_uid == uid and stat.S_IMODE(info.st_mode) != 0o700:
                     os.chmod(entry.path, 0o700)
-                wipe(entry.path, uid)
+                wipe(entry.path, uid, budget)
                 os.rmdir(entry.path)
             else:
                 os.unlink(entry.path)

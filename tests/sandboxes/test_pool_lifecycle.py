@@ -336,3 +336,22 @@ def test_a_docker_pool_keeps_every_setting_it_is_given_and_always_recycles_on_a_
         )
     finally:
         pool.close()
+
+
+def test_a_run_that_leaves_too_many_files_to_wipe_retires_its_worker() -> None:
+    """Millions of empty files cost no disk quota but take the worker longer to wipe than the next request may
+    wait: past `WIPE_BUDGET` entries the worker retires instead, and the next request goes to a fresh one."""
+    started = ExecRequest(command=("python3", "-c", "print(open('/proc/1/stat').read().rsplit(')', 1)[1].split()[19])"))
+    litter = ExecRequest(
+        command=("python3", "-c", "import os\nfor n in range(12_000):\n    os.close(os.open(f'/tmp/{n}', os.O_CREAT))")
+    )
+    with bwrap_pool(PoolConfig(workers=1)) as pool:
+        first = pool.run(started).stdout_text
+        assert pool.run(litter).status is ExecStatus.OK
+        after = pool.run(started)
+        assert after.status is ExecStatus.OK, after
+        assert after.stdout_text != first  # (a worker started later)
+        assert (
+            pool.run(ExecRequest(command=("python3", "-c", "import os; print(len(os.listdir('/tmp')))"))).stdout_text
+            == "0\n"
+        )

@@ -190,6 +190,40 @@ def test_a_pool_runs_a_program_as_a_fresh_interpreter_does(sandbox: Sandbox, pro
     assert seen(pooled) == seen(fresh)
 
 
+STARTUP_PROBE = (
+    "import json, sys\nprint(sys.flags.optimize, sys.flags.utf8_mode, sys.flags.hash_randomization)\n"
+    "print(sys.stdout.encoding, sys.stdout.errors, sys.stdout.line_buffering, sys.stdout.write_through)\n"
+    "print(json.__file__, hash('x') if sys.flags.hash_randomization == 0 else '')"
+)
+
+
+@needs_bwrap
+@pytest.mark.parametrize("sandbox", ["pool"], indirect=True)
+@pytest.mark.parametrize(
+    "env",
+    [
+        {"PYTHONOPTIMIZE": "1"},
+        {"PYTHONHASHSEED": "0"},
+        {"PYTHONPATH": "/work/lib"},
+        {"PYTHONUNBUFFERED": "0"},
+        {"PYTHONIOENCODING": "latin-1"},
+        {"LC_ALL": "C"},
+    ],
+    ids=str,
+)
+def test_a_pool_honours_variables_that_change_how_an_interpreter_starts(sandbox: Sandbox, env: dict) -> None:
+    """Variables the warm interpreter cannot take on after its start (import path, optimisation, hash seed, the C
+    locale's UTF-8 mode) make the pool start a fresh interpreter for that run; stream settings it applies itself."""
+    files = {"main.py": STARTUP_PROBE.encode(), "lib/json.py": b""}
+    request = ExecRequest(command=("python3", "main.py"), files=files, env=env)
+    fresh, pooled = BwrapSandbox().run(request), sandbox.run(request)
+    assert (pooled.status, pooled.stdout_text, pooled.stderr_text) == (
+        fresh.status,
+        fresh.stdout_text,
+        fresh.stderr_text,
+    )
+
+
 def test_request_rejects_paths_outside_the_work_dir() -> None:
     for bad in ("/etc/passwd", "../x", "a/../../b", ""):
         with pytest.raises(ValueError):
