@@ -21,6 +21,18 @@ worker, the zygote and the next run's standby count against `Limits.max_processe
 is per uid). Per-pool, not per-request: the network setting and the work dir size (`Limits.network`,
 `Limits.disk_bytes` of `PoolConfig.limits`).
 
+Known gaps. Shared with later runs on the same worker: the namespaces' counters (the last pid given out, tmpfs
+inode numbers), so a run learns how many processes and files earlier runs made, and two colluding runs have a
+covert channel; the zygote's hash seed, object ids and addresses (fixed per worker, random per fresh interpreter).
+Not bounded by `Limits.memory_bytes` (kernel memory): inodes of empty files (`disk_bytes` bounds bytes, not files;
+a run leaving more than `worker_main.WIPE_BUDGET` of them retires its worker) and socket buffers (bounded by the
+open-files limit); a Docker pool's cgroup bounds its containers. Where a program could tell it is not a fresh
+`python3` (differential tests against `BwrapSandbox` cover the rest): preloaded modules are in `sys.modules`, so a
+file next to the program named like one (`json.py`) does not shadow it; `sys.flags` show `-I`; the worker's frames
+are on the stack; the stdin is a regular file; with several workers each run keeps to one CPU (`pin_workers`).
+Variables that change how an interpreter starts (PYTHON* but the stream ones, a non-UTF-8 locale) make a run exec a
+fresh interpreter in the sandbox instead.
+
 The host treats everything a worker says as untrusted: replies are fixed structs and raw bytes with bounded sizes,
 never pickle. Every bubblewrap process the pool starts is reaped by the pool: workers are retired by killing their
 sandbox's init (not bubblewrap, whose orphaned init would become a zombie of the host's pid 1), workers are started
