@@ -48,6 +48,12 @@ def assert_attack_changes_no_later_run(sandbox: Sandbox, attack: str, probe: str
     assert [result.stdout_text for result in later_runs(sandbox, probe)] == [before] * 4
 
 
+def assert_later_runs_run_as_usual(sandbox: Sandbox) -> None:
+    """Each of `later_runs` of an innocent program after an attack runs and prints what it should."""
+    results = later_runs(sandbox, "print('innocent')")
+    assert [(result.status, result.stdout_text) for result in results] == [(ExecStatus.OK, "innocent\n")] * 4
+
+
 def host_processes_with(token: str) -> list[int]:
     """Host pids whose command line contains `token` (the host sees every container and namespace)."""
     found = []
@@ -833,9 +839,7 @@ def test_a_process_made_a_sibling_of_the_run_does_not_hang_the_next_run(sandbox:
         "print('parent', pid > 0)\n"
     )
     run_py(sandbox, attack)
-    assert [(r.status, r.stdout_text) for r in later_runs(sandbox, "print('innocent')")] == [
-        (ExecStatus.OK, "innocent\n")
-    ] * 4
+    assert_later_runs_run_as_usual(sandbox)
 
 
 def test_signals_asked_for_on_inherited_descriptors_do_not_reach_the_next_run(sandbox: Sandbox) -> None:
@@ -855,9 +859,7 @@ def test_signals_asked_for_on_inherited_descriptors_do_not_reach_the_next_run(sa
         "os._exit(0)\n"
     )
     run_py(sandbox, attack)
-    assert [(r.status, r.stdout_text) for r in later_runs(sandbox, "print('innocent')")] == [
-        (ExecStatus.OK, "innocent\n")
-    ] * 4
+    assert_later_runs_run_as_usual(sandbox)
 
 
 def test_a_program_cannot_pass_its_run_off_as_the_sandboxs_failure(sandbox: Sandbox) -> None:
