@@ -27,11 +27,11 @@ covert channel; the zygote's hash seed, object ids and addresses (fixed per work
 Not bounded by `Limits.memory_bytes` (kernel memory): inodes of empty files (`disk_bytes` bounds bytes, not files;
 a run leaving more than `worker_main.WIPE_BUDGET` of them retires its worker) and socket buffers (bounded by the
 open-files limit); a Docker pool's cgroup bounds its containers. Where a program could tell it is not a fresh
-`python3` (differential tests against `BwrapSandbox` cover the rest): preloaded modules are in `sys.modules`, so a
-file next to the program named like one (`json.py`) does not shadow it; `sys.flags` show `-I`; the worker's frames
+`python3` (differential tests against `BwrapSandbox` cover the rest): the preloaded modules are in `sys.modules`
+(a file beside the program named like one, `json.py`, still shadows it); `sys.flags` show `-I`; the worker's frames
 are on the stack; the stdin is a regular file; with several workers each run keeps to one CPU (`pin_workers`).
-Variables that change how an interpreter starts (PYTHON* but the stream ones, a non-UTF-8 locale) make a run exec a
-fresh interpreter in the sandbox instead.
+Variables that change how an interpreter starts (PYTHON* but the stream ones, a non-UTF-8 locale) and a directory or
+zip file to run make a run exec a fresh interpreter in the sandbox instead.
 
 The host treats everything a worker says as untrusted: replies are fixed structs and raw bytes with bounded sizes,
 never pickle. Every bubblewrap process the pool starts is reaped by the pool: workers are retired by killing their
@@ -94,6 +94,7 @@ from reflectgym.sandboxes.worker_link import (
 
 BOOTSTRAP = (
     "import os, sys\n"
+    "_STARTUP_MODULES = frozenset(sys.modules)\n"
     "_size, _source = int(sys.argv[2]), b''\n"
     "while len(_source) < _size:\n"
     "    _chunk = os.read(0, _size - len(_source))\n"

@@ -135,6 +135,9 @@ REAPED = struct.Struct("<iid")
 RUNNABLE = (b"S", b"R", b"D")
 """Process states (`/proc/PID/stat`) of a process that is neither stopped, traced nor dead."""
 KILLED_FOR_WALL, STDOUT_TRUNCATED, STDERR_TRUNCATED = 1, 2, 4
+STARTUP_MODULES = frozenset(globals().get("_STARTUP_MODULES", sys.modules))
+"""The modules the interpreter had imported by itself before the worker ran (recorded by the bootstrap): a file in a
+program's directory does not shadow those in a fresh interpreter either."""
 REHEARSAL_ROUNDS = 40
 """Dummy runs at start-up (3.11 specialises a function's bytecode after a few calls)."""
 REHEARSALS = (
@@ -494,7 +497,9 @@ def rehearse(rounds: int) -> None:
                 request = marshal.loads(header)
                 set_environment(request["env"], saved_env)
                 install_stdio()
-                run_inline(*load_inline(request["argv"]), finalize=False)  # (the worker's atexit callbacks stay)
+                program = load_inline(request["argv"])
+                assert program is not None  # (a file)
+                run_inline(*program, finalize=False)  # (the worker's atexit callbacks stay)
                 sys.argv, sys.path[:] = saved_argv, saved_path
     finally:
         os.environ.clear()
@@ -835,7 +840,7 @@ def child(pipes: Pipes, pristine: Pristine) -> None:
             install_stdio()  # (the zygote set them up for the default environment)
         os.write(CHILD_STATUS, ACK)  # (a failure before it is the sandbox's: the worker sees no ACK and retires)
         argv = request["argv"]
-        program = load_inline(argv) if request["inline"] else None
+        program = load_inline(argv) if request["inline"] else None  # (None: exec a fresh interpreter)
         read_exactly(CHILD_GATE, 1)  # the successor exists: the sandbox's own processes are all there
         os.close(CHILD_GATE)
         if program is not None:
@@ -947,26 +952,55 @@ def env_flag(name: str) -> bool:
         return True
 
 
-def load_inline(argv: list[str]) -> tuple[types.CodeType | BaseException, str]:
+def load_inline(argv: list[str]) -> tuple[types.CodeType | BaseException, str] | None:
     """For `python3 FILE ARGS...` or `python3 -c CODE ARGS...`: set argv and path as the interpreter would, and
-    compile the program; returns the code (or the error that compiling or reading raised) and the file name."""
+    compile the program; returns the code (or the error that compiling or reading raised) and the file name, or
+    None for a directory or zip file to run (`__main__.py` in it, through `runpy`: left to a fresh interpreter)."""
     if argv[1] == "-c":
         source, filename, sys.argv = argv[2], "<string>", ["-c", *argv[3:]]
         sys.path[0:0] = [""]
+        forget_shadowed_modules(WORK)
     else:
         filename = os.path.join(WORK, argv[1]) if not argv[1].startswith("/") else argv[1]
+        if os.path.isdir(filename):
+            return None
         sys.argv = argv[1:]
-        sys.path[0:0] = [os.path.dirname(filename)]
+        directory = os.path.dirname(os.path.realpath(filename))  # (as the interpreter's sys.path[0])
+        sys.path[0:0] = [directory]
         try:
             with open(filename, "rb") as handle:
                 source = handle.read()
         except OSError as error:
             return error, filename
+        if source.startswith(ZIP_MAGIC):
+            return None
+        forget_shadowed_modules(directory)
     try:
         return compile(source, filename, "exec"), filename
     except BaseException as error:  # SyntaxError and friends: reported when the program would have started
         error.__traceback__ = None
         return error, filename
+
+
+ZIP_MAGIC = b"PK\x03\x04"
+
+
+def forget_shadowed_modules(directory: str) -> None:
+    """Drop from `sys.modules` what the worker imported ahead of the program (preloads, its own imports) that a file
+    in the program's directory would shadow in a fresh interpreter (`json.py` beside `main.py`), so that the
+    program's `import json` finds its own file; a fresh interpreter's start-up modules stay, as they would there."""
+    try:
+        entries = os.listdir(directory)
+    except OSError:
+        return
+    for entry in entries:
+        name = entry[:-3] if entry.endswith(".py") else entry
+        if name not in sys.modules or name in STARTUP_MODULES:
+            continue
+        if name == entry and not os.path.isfile(os.path.join(directory, entry, "__init__.py")):
+            continue  # (not a module, or a namespace portion: an installed package wins over it)
+        for loaded in [loaded for loaded in sys.modules if loaded == name or loaded.startswith(name + ".")]:
+            del sys.modules[loaded]
 
 
 def run_inline(program: types.CodeType | BaseException, filename: str, finalize: bool = True) -> int:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import os
 import re
 import shutil
 import tempfile
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -188,6 +190,48 @@ def test_a_pool_runs_a_program_as_a_fresh_interpreter_does(sandbox: Sandbox, pro
         return result.status, result.exit_code, result.stdout_text, stderr
 
     assert seen(pooled) == seen(fresh)
+
+
+def zipped_app() -> bytes:
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as app:
+        app.writestr("__main__.py", "import sys\nprint('zip', sys.path[0][-7:])\n")
+    return archive.getvalue()
+
+
+FILE_LAYOUTS = {
+    "module_beside_the_program": (("main.py",), {"main.py": b"import json\nprint(json.__file__)", "json.py": b""}),
+    "package_beside_the_program": (
+        ("main.py",),
+        {"main.py": b"import typing\nprint(typing)", "typing/__init__.py": b""},
+    ),
+    "directory_without_init": (("main.py",), {"main.py": b"import json\nprint(json.__file__)", "json/x": b""}),
+    "startup_module_beside": (("main.py",), {"main.py": b"import os\nprint(os.__file__)", "os.py": b""}),
+    "module_beside_a_command": (("-c", "import string; print(string.__file__)"), {"string.py": b""}),
+    "dotted_path": (("./m.py",), {"m.py": b"import sys\nprint(sys.path[0], __file__)"}),
+    "subdirectory": (("sub/m.py",), {"sub/m.py": b"import sys\nprint(sys.path[0], __file__)"}),
+    "directory": (("d",), {"d/__main__.py": b"import sys\nprint(sys.path[0], __file__)"}),
+    "zip_app": (("app.pyz",), {"app.pyz": zipped_app()}),
+}
+"""Programs whose imports or path depend on the files beside them: a file named like a module the warm worker
+imported ahead of the program shadows it, as in a fresh interpreter (but for the interpreter's own start-up
+modules); a directory or zip file runs its `__main__.py`."""
+
+
+@needs_bwrap
+@pytest.mark.parametrize("sandbox", ["pool"], indirect=True)
+@pytest.mark.parametrize("layout", sorted(FILE_LAYOUTS))
+def test_a_pool_finds_a_programs_own_files_as_a_fresh_interpreter_does(sandbox: Sandbox, layout: str) -> None:
+    args, files = FILE_LAYOUTS[layout]
+    request = ExecRequest(command=("python3", *args), files=files)
+    fresh, pooled = BwrapSandbox().run(request), sandbox.run(request)
+    assert (pooled.status, pooled.stdout_text, pooled.stderr_text) == (
+        fresh.status,
+        fresh.stdout_text,
+        fresh.stderr_text,
+    )
+    later = sandbox.run(ExecRequest(command=("python3", "-c", "import json, typing, string; print(json.__file__)")))
+    assert later.stdout_text.startswith("/usr/lib/")  # (what one run dropped is there again for the next)
 
 
 STARTUP_PROBE = (
