@@ -27,6 +27,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from reflectgym.sandboxes.bwrap import TMP_DIR, WORK_DIR
+from reflectgym.sandboxes.environment import program_env
 from reflectgym.sandboxes.pool import PoolConfig, WarmPool, worker_command
 from reflectgym.sandboxes.types import MIB, Isolation, Limits, SandboxError
 from reflectgym.sandboxes.worker_link import WorkerChannel, WorkerLostError
@@ -35,6 +37,9 @@ UID_BASE = 1_600_000_000
 """Containers run as a random uid above this, one per container."""
 WORKER_OVERHEAD_BYTES = 64 * MIB
 """Memory the container gets beyond the program's limit, for the worker, its zygote and the next standby."""
+TMPFS_INODES = 65_536
+"""Files and directories each of a container's `/work` and `/tmp` may hold: their size limit counts bytes only, and
+every empty file is kernel memory outside the container's memory limit."""
 LABEL = "reflectgym.sandbox"
 
 
@@ -144,7 +149,7 @@ class DockerLauncher:
         then start it."""
         uid = UID_BASE + secrets.randbelow(100_000_000)
         limits = self.limits
-        tmpfs_options = f"size={limits.disk_bytes},mode=1777,exec"
+        tmpfs_options = f"size={limits.disk_bytes},nr_inodes={TMPFS_INODES},mode=1777,exec"
         memory = limits.memory_bytes + 2 * limits.disk_bytes + WORKER_OVERHEAD_BYTES
         try:
             container = self.client.containers.create(
@@ -164,7 +169,7 @@ class DockerLauncher:
                 ipc_mode="private",
                 hostname="sandbox",
                 working_dir="/work",
-                environment={},
+                environment=program_env(WORK_DIR, TMP_DIR, {}),  # (the worker starts as `python3 main.py` would)
                 labels={LABEL: "1"},
             )
             wrapped = self.client.api.attach_socket(str(container.id), params={"stdin": 1, "stdout": 1, "stream": 1})

@@ -5,7 +5,8 @@ Threat model (weaker than `bwrap`; choosing it for untrusted code warns):
   variables (scrubbed); zombies/orphans in its process group (killed when the program exits). Started as root, each
   run gets its own unprivileged uid from a range no one else uses, so RLIMIT_NPROC binds (fork bombs stop), root's
   files (`/root`, `~/.ssh`, `/etc/shadow`) are unreadable, and every process left with that uid is killed after the
-  run, even ones that left the process group.
+  run, even ones that left the process group, and reaped where a program made it a child of the caller's process
+  (`clone` with CLONE_PARENT).
 - Not covered: the network (the program shares the host's), world-readable host files (the project dir, `/etc`),
   world-writable dirs outside the work dir (`/tmp`, `/dev/shm`), signals to other processes of the same uid when
   not started as root, `/proc` of other processes. Use `bwrap` for untrusted code.
@@ -139,14 +140,19 @@ def _uid_slot() -> Iterator[int | None]:
 
 
 def _kill_uid(uid: int) -> None:
-    """SIGKILL every process whose real uid is `uid`, until none is left."""
+    """SIGKILL every process whose real uid is `uid`, until none is left, and reap those that are this process's
+    own children: a program can make one so (`clone` with CLONE_PARENT), and its zombie would count against the
+    uid's process limit in every later run given the uid (no one else here waits for it)."""
     for _ in range(50):
         found = False
         for entry in os.listdir("/proc"):
             if not entry.isdigit():
                 continue
             try:
-                if os.stat(f"/proc/{entry}").st_uid != uid or _is_zombie(entry):
+                if os.stat(f"/proc/{entry}").st_uid != uid:
+                    continue
+                if _is_zombie(entry):
+                    _reap_if_ours(int(entry))
                     continue
                 found = True
                 os.kill(int(entry), signal.SIGKILL)
@@ -156,6 +162,15 @@ def _kill_uid(uid: int) -> None:
             return
         time.sleep(0.002)
     raise SandboxError(f"processes of uid {uid} kept coming back after SIGKILL")
+
+
+def _reap_if_ours(pid: int) -> None:
+    """Reap zombie `pid` if it is a child of this process (of the run's uid: no child of the caller's own)."""
+    with contextlib.suppress(ChildProcessError, FileNotFoundError, ValueError):
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            parent = int(handle.read().rsplit(b")", 1)[1].split()[1])
+        if parent == os.getpid():
+            os.waitpid(pid, os.WNOHANG)
 
 
 def _is_zombie(pid: str) -> bool:

@@ -25,13 +25,14 @@ Known gaps. Shared with later runs on the same worker: the namespaces' counters 
 inode numbers), so a run learns how many processes and files earlier runs made, and two colluding runs have a
 covert channel; the zygote's hash seed, object ids and addresses (fixed per worker, random per fresh interpreter).
 Not bounded by `Limits.memory_bytes` (kernel memory): inodes of empty files (`disk_bytes` bounds bytes, not files;
-a run leaving more than `worker_main.WIPE_BUDGET` of them retires its worker) and socket buffers (bounded by the
-open-files limit); a Docker pool's cgroup bounds its containers. Where a program could tell it is not a fresh
-`python3` (differential tests against `BwrapSandbox` cover the rest): the preloaded modules are in `sys.modules`
-(a file beside the program named like one, `json.py`, still shadows it); `sys.flags` show `-I`; the worker's frames
-are on the stack; the stdin is a regular file; with several workers each run keeps to one CPU (`pin_workers`).
-Variables that change how an interpreter starts (PYTHON* but the stream ones, a non-UTF-8 locale) and a directory or
-zip file to run make a run exec a fresh interpreter in the sandbox instead.
+a run leaving more than `worker_main.WIPE_BUDGET` of them retires its worker; a Docker pool's tmpfs also caps
+their number) and socket buffers (bounded by the open-files limit; a Docker pool's cgroup bounds them). Where a
+program could tell it is not a fresh `python3` (differential tests against `BwrapSandbox` cover the rest): the
+preloaded modules are in `sys.modules` (a file beside the program named like one, `json.py`, still shadows it);
+the worker's frames are on the stack; the stdin is a regular file; with several workers each run keeps to one CPU
+(`pin_workers`). What changes how an interpreter starts (PYTHON* variables but the stream ones, a non-UTF-8
+locale, another HOME or files in the user site directory) and a directory or zip file to run make a run exec a
+fresh interpreter in the sandbox instead.
 
 The host treats everything a worker says as untrusted: replies are fixed structs and raw bytes with bounded sizes,
 never pickle. Every bubblewrap process the pool starts is reaped by the pool: workers are retired by killing their
@@ -94,6 +95,7 @@ from reflectgym.sandboxes.worker_link import (
 
 BOOTSTRAP = (
     "import os, sys\n"
+    "sys.path[:] = [entry for entry in sys.path if entry]\n"
     "_STARTUP_MODULES = frozenset(sys.modules)\n"
     "_size, _source = int(sys.argv[2]), b''\n"
     "while len(_source) < _size:\n"
@@ -104,7 +106,10 @@ BOOTSTRAP = (
     "exec(compile(_source, 'worker_main.py', 'exec'))\n"
 )
 """`python3 -c BOOTSTRAP PRELOAD SIZE` reads `worker_main`'s source from stdin (the host sends it first), so every
-process of the sandbox has a short command line."""
+process of the sandbox has a short command line. The worker starts as `python3 main.py` would, with the programs'
+default environment and no `-I` (a program then sees the flags of a fresh interpreter, and so do the interpreters
+it starts: `subprocess` and `multiprocessing` pass them on), but first drops the current directory (`/work`, the
+programs' own) from its import path: nothing a program leaves there can be imported by the worker."""
 READ_CHUNK = 1 << 16
 INFO_TIMEOUT_SECONDS = 2.0
 """How long a retiring worker's bubblewrap may still take to report its sandbox's init."""
@@ -235,7 +240,7 @@ class BwrapLauncher:
         self.preload = tuple(preload)
 
     def start(self, cpu: int | None = None) -> WorkerChannel:
-        """bwrap ... --as-pid-1 --info-fd N -- python3 -I -c BOOTSTRAP preload size cpu (the source follows)."""
+        """bwrap ... --as-pid-1 --info-fd N -- python3 -c BOOTSTRAP preload size cpu (the source follows)."""
         args = [*namespace_args(self.config, self.limits.network, self.limits.disk_bytes), "--as-pid-1"]
         for key, value in program_env(WORK_DIR, TMP_DIR, {}).items():
             args += ["--setenv", key, value]
@@ -284,7 +289,7 @@ def worker_command(python: str, preload: Sequence[str], cpu: int | None = None, 
     environment = marshal.dumps(program_env(WORK_DIR, TMP_DIR, {}), MARSHAL_VERSION).hex()
     cpu_text = "" if cpu is None else str(cpu)
     return [
-        *(python, "-I", "-c", BOOTSTRAP, ",".join(preload), str(len(WORKER_SOURCE)), cpu_text, environment),
+        *(python, "-c", BOOTSTRAP, ",".join(preload), str(len(WORKER_SOURCE)), cpu_text, environment),
         "sealed" if sealed else "",
     ]
 

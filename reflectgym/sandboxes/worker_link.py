@@ -12,7 +12,7 @@ import marshal
 import math
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
 
@@ -171,7 +171,7 @@ def encode_request(request: ExecRequest, python: str, extra_processes: int) -> b
         "inline": command[0] in PYTHON_NAMES
         and len(command) >= 2
         and _is_plain_python(command[1:])
-        and _starts_as_the_worker(request.env),
+        and _starts_as_the_worker(request),
     }
     child_header = marshal.dumps(child, MARSHAL_VERSION)
     header = {
@@ -198,12 +198,15 @@ LOCALE_VARIABLES = ("LC_ALL", "LC_CTYPE", "LANG")
 UTF8_LOCALES = frozenset({"C.UTF-8", "C.utf8"})
 
 
-def _starts_as_the_worker(env: Mapping[str, str]) -> bool:
-    """Whether a fresh interpreter with these extra variables would start as the worker's did, so that the program
-    may run in it. Any other PYTHON* variable (import path, hash seed, warnings, optimisation, UTF-8 mode...) or a
-    locale other than the default UTF-8 one (the C locale's coercion) changes that: such a program is exec'd
-    instead, in the same sandbox, paying an interpreter's start."""
-    for name, value in env.items():
+def _starts_as_the_worker(request: ExecRequest) -> bool:
+    """Whether a fresh interpreter for this request would start as the worker's did, so that the program may run in
+    it. Any other PYTHON* variable (import path, hash seed, warnings, optimisation, UTF-8 mode...), a locale other
+    than the default UTF-8 one (the C locale's coercion), another HOME or files in the user's site directory
+    (`.local/`, whose `.pth` files an interpreter's start processes) change that: such a program is exec'd instead,
+    in the same sandbox, paying an interpreter's start."""
+    if "HOME" in request.env or any(name.startswith(".local/") for name in request.files):
+        return False
+    for name, value in request.env.items():
         if name.startswith("PYTHON") and name not in INLINE_PYTHON_VARIABLES:
             return False
         if name in LOCALE_VARIABLES and value not in UTF8_LOCALES:

@@ -1,7 +1,7 @@
 """The warm worker: a long-lived Python process, pid 1 of its sandbox, that runs each request in a fresh child.
 
 This file runs *inside* the isolation (bubblewrap with `--as-pid-1`, or as a container's main process); the host
-starts `python3 -I -c BOOTSTRAP` (see `pool.worker_command`) and sends this source on stdin first, so it uses the
+starts `python3 -c BOOTSTRAP` (see `pool.worker_command`) and sends this source on stdin first, so it uses the
 standard library only and imports nothing of reflectgym. It refuses to run unless it is pid 1 of its own pid
 namespace (on the host, its clean-up would wipe `/work` and kill every process it may signal). It talks to the host
 over its stdin/stdout (moved to fds 3 and 4). A request is `>I` (length of the worker header), the worker header
@@ -72,8 +72,10 @@ import gc
 import importlib.machinery
 import io
 import marshal
+import math
 import operator
 import os
+import re
 import resource
 import select
 import signal
@@ -666,7 +668,7 @@ def zygote_main(commands: int, answers: int, pipes: Pipes, pristine: Pristine) -
 
 
 class SharedStdio:
-    """What a program can change of the stdin file and output pipes every child reopens (see `reopen_stdio`): the
+    """What a program can change of the stdin file, output and status pipes every child reopens (`reopen_stdio`): the
     files themselves, not its own open file descriptions of them — their modes (mode 0 would make every later
     child's reopen fail), timestamps, the stdin file's extended attributes, the pipes' sizes. Taken by the worker
     (through its own fds on the same file and pipes) before any program ran; restored after every run."""
@@ -674,7 +676,7 @@ class SharedStdio:
     def __init__(self, pipes: Pipes, sealed: bool) -> None:
         self.stdin = pipes.stdin
         self.attributes = not sealed  # (the seccomp filter refuses to set extended attributes)
-        self.files = [(fd, os.fstat(fd)) for fd in (pipes.stdin, pipes.stdout, pipes.stderr)]
+        self.files = [(fd, os.fstat(fd)) for fd in (pipes.stdin, pipes.stdout, pipes.stderr, pipes.status)]
         self.pipe_sizes = [(fd, fcntl.fcntl(fd, fcntl.F_GETPIPE_SZ)) for fd in (pipes.stdout, pipes.stderr)]
 
     def restore(self) -> None:
@@ -723,26 +725,61 @@ def sweep(zygote: Zygote, standby: int) -> None:
 
     Every other process of a run is an orphan by now, or becomes one when its parent dies, and so the worker's
     (pid 1) to reap; but for one made the zygote's own child (`clone` with CLONE_PARENT from the run's child), which
-    only the zygote can reap (a blocking wait for it here would wait for ever). A killed process cannot fork any
-    more, and one forked before its parent was killed shows up in the next round; RLIMIT_NPROC bounds how many
-    there can be.
+    only the zygote can reap. Each round kills every process first (a killed process cannot fork any more: one
+    forked before shows up in the next round; RLIMIT_NPROC bounds how many there can be), then has the zygote reap
+    its own, waits until the others have exited and reaps whichever are the worker's (a process may reap its own
+    children first: nothing here blocks on a child that may never come).
     """
     spared = (1, zygote.pid, standby)
     for _ in range(MAX_SWEEPS):
         victims = [int(entry) for entry in os.listdir("/proc") if entry.isdigit() and int(entry) not in spared]
         if not victims:
             return
-        orphans = False
+        for pid in victims:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        exits = select.poll()
+        opened = []
         for pid in victims:
             if parent_of(pid) == zygote.pid:
                 zygote.reap(pid)
                 continue
-            orphans = True
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-        if orphans and os.waitpid(-1, 0)[0] == zygote.pid:
-            raise ZygoteLostError("the run killed the zygote")
+            with contextlib.suppress(OSError):  # (gone already)
+                opened.append(os.pidfd_open(pid))
+                exits.register(opened[-1], select.POLLIN)
+        try:
+            wait_for_exits(exits, len(opened))
+        finally:
+            for fd in opened:
+                os.close(fd)
+        reap_exited_children(zygote.pid)
     raise ZygoteLostError("the run outran every kill-and-reap round")
+
+
+def wait_for_exits(exits: select.poll, count: int) -> None:
+    """Wait until the `count` processes whose pidfds are registered in `exits` have all exited."""
+    deadline = time.perf_counter() + ZYGOTE_TIMEOUT_SECONDS
+    exited: set[int] = set()
+    while len(exited) < count:
+        remaining = deadline - time.perf_counter()
+        if remaining <= 0:
+            raise ZygoteLostError("a killed process of the run did not exit")
+        for fd, _ in exits.poll(math.ceil(remaining * 1000)):
+            exits.unregister(fd)
+            exited.add(fd)
+
+
+def reap_exited_children(zygote: int) -> None:
+    """Reap every child of the worker that has exited (without waiting for one that has not)."""
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+        if pid == zygote:
+            raise ZygoteLostError("the run killed the zygote")
 
 
 def parent_of(pid: int) -> int:
@@ -834,13 +871,10 @@ def child(pipes: Pipes, pristine: Pristine) -> None:
         for which, soft, hard in request["rlimits"]:
             resource.setrlimit(which, (soft, hard))
         set_environment(request["env"], pristine.environment)
-        if request["env"] is not None and any(
-            os.environ.get(name) != pristine.environment.get(name) for name in STDIO_VARIABLES
-        ):
-            install_stdio()  # (the zygote set them up for the default environment)
         os.write(CHILD_STATUS, ACK)  # (a failure before it is the sandbox's: the worker sees no ACK and retires)
         argv = request["argv"]
-        program = load_inline(argv) if request["inline"] else None  # (None: exec a fresh interpreter)
+        inline = request["inline"] and streams_for(request["env"], pristine.environment)
+        program = load_inline(argv) if inline else None  # (None: exec a fresh interpreter)
         read_exactly(CHILD_GATE, 1)  # the successor exists: the sandbox's own processes are all there
         os.close(CHILD_GATE)
         if program is not None:
@@ -904,9 +938,23 @@ def read_exactly(fd: int, count: int) -> bytes:
     return b"".join(chunks)
 
 
+INTEGER = re.compile(r"[ \t\n\v\f\r]*[+-]?[0-9]+")
 STDIO_VARIABLES = ("PYTHONIOENCODING", "PYTHONUNBUFFERED", "PYTHONDONTWRITEBYTECODE", "LC_ALL", "LC_CTYPE", "LANG")
-"""The environment variables that decide how a fresh interpreter sets up its standard streams (this worker runs
-with `-I`, which ignores the PYTHON* ones for itself: `install_stdio` applies them for the programs)."""
+"""The environment variables that decide how a fresh interpreter sets up its standard streams (`install_stdio`
+applies a run's own for its program)."""
+
+
+def streams_for(wanted: dict[str, str] | None, inherited: dict[str, str]) -> bool:
+    """Set up the standard streams for a program to run inline with environment `wanted` (None: the default one,
+    for which the zygote set them up); False where that fails (an unknown PYTHONIOENCODING): a fresh interpreter
+    then says so itself."""
+    if wanted is None or all(os.environ.get(name) == inherited.get(name) for name in STDIO_VARIABLES):
+        return True
+    try:
+        install_stdio()
+    except Exception:
+        return False
+    return True
 
 
 def install_stdio() -> None:
@@ -946,10 +994,8 @@ def env_flag(name: str) -> bool:
     value = os.environ.get(name)
     if not value:
         return False
-    try:
-        return int(value) != 0
-    except ValueError:
-        return True
+    number = INTEGER.fullmatch(value)  # (what C's strtol reads whole; anything else counts as on)
+    return number is None or int(number.group()) != 0
 
 
 def load_inline(argv: list[str]) -> tuple[types.CodeType | BaseException, str] | None:
@@ -1040,7 +1086,8 @@ def run_inline(program: types.CodeType | BaseException, filename: str, finalize:
         wait_and_run_exit_callbacks()
         for name in reversed([name for name in namespace if name != "__builtins__"]):
             namespace[name] = None  # (what a __del__ raises is printed and ignored, as at exit)
-    return 120 if not flush_std_files() else code
+    flushed = flush_std_files()
+    return code if flushed or code < 0 else 120  # (an uncaught KeyboardInterrupt still ends it by SIGINT)
 
 
 def flush_std_files() -> bool:
@@ -1059,7 +1106,7 @@ def flush_std_files() -> bool:
             if name == "stdout":
                 with contextlib.suppress(BaseException):
                     print(f"Exception ignored in: {stream!r}", file=sys.stderr)
-                    traceback.print_exception(error, file=sys.stderr)
+                    traceback.print_exception(type(error), error, None, file=sys.stderr)
     return flushed
 
 

@@ -355,3 +355,16 @@ def test_a_run_that_leaves_too_many_files_to_wipe_retires_its_worker() -> None:
             pool.run(ExecRequest(command=("python3", "-c", "import os; print(len(os.listdir('/tmp')))"))).stdout_text
             == "0\n"
         )
+
+
+def test_modes_and_times_set_on_the_status_pipe_do_not_reach_the_next_run() -> None:
+    """Every child reopens its status pipe (fd 4): a run that made it mode 0 made the next child fail to, and its
+    worker retire; the pipe's mode and times are put back after every run, as the stdio's are."""
+    started = ExecRequest(command=("python3", "-c", "print(open('/proc/1/stat').read().rsplit(')', 1)[1].split()[19])"))
+    attack = ExecRequest(command=("python3", "-c", "import os\nos.utime(4, (1, 1))\nos.fchmod(4, 0)"))
+    times = ExecRequest(command=("python3", "-c", "import os\nprint(os.stat(4).st_mtime > 1)"))
+    with bwrap_pool(PoolConfig(workers=1)) as pool:
+        first = pool.run(started).stdout_text
+        pool.run(attack)
+        assert pool.run(started).stdout_text == first  # (the same worker)
+        assert pool.run(times).stdout_text == "True\n"

@@ -829,17 +829,22 @@ def test_stdin_and_output_files_changed_by_one_run_are_restored_for_the_next(san
 
 def test_a_process_made_a_sibling_of_the_run_does_not_hang_the_next_run(sandbox: Sandbox) -> None:
     # clone(CLONE_PARENT) makes the new process a child of the run's parent (a warm pool's zygote, which alone can
-    # reap it): the worker's clean-up waited for ever and the next run got `sandbox_error`.
+    # reap it): the worker's clean-up waited for ever and the next run got `sandbox_error`; then, reaping them one
+    # by one while the others kept cloning, it never caught up. Under `local` they were left to the test process as
+    # zombies, holding the run uid's process count against later runs.
     attack = (
-        "import ctypes, os, time\n"
-        "pid = ctypes.CDLL(None).syscall(56, 0x8000 | 17, 0, 0, 0, 0)  # clone(CLONE_PARENT | SIGCHLD)\n"
-        "if pid == 0:\n"
-        "    time.sleep(30)\n"
-        "    os._exit(0)\n"
-        "print('parent', pid > 0)\n"
+        "import ctypes, time\n"
+        "libc = ctypes.CDLL(None)\n"
+        "if libc.syscall(56, 0x8000 | 17, 0, 0, 0, 0) == 0:  # clone(CLONE_PARENT | SIGCHLD)\n"
+        "    while True:  # each sibling makes more siblings, up to the process limit\n"
+        "        libc.syscall(56, 0x8000 | 17, 0, 0, 0, 0)\n"
+        "time.sleep(0.5)\n"
     )
     run_py(sandbox, attack)
     assert_later_runs_run_as_usual(sandbox)
+    children = Path(f"/proc/{os.getpid()}/task/{os.getpid()}/children").read_text().split()
+    zombies = [pid for pid in children if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"]
+    assert zombies == []  # (`local`'s made the test process their parent: none may be left to it)
 
 
 def test_signals_asked_for_on_inherited_descriptors_do_not_reach_the_next_run(sandbox: Sandbox) -> None:
