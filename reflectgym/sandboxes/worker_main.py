@@ -1011,7 +1011,7 @@ def load_inline(argv: list[str]) -> tuple[types.CodeType | BaseException, str] |
         if os.path.isdir(filename):
             return None
         sys.argv = argv[1:]
-        directory = os.path.dirname(os.path.realpath(filename))  # (as the interpreter's sys.path[0])
+        directory = os.path.dirname(script_path(filename))  # (as the interpreter's sys.path[0])
         sys.path[0:0] = [directory]
         try:
             with open(filename, "rb") as handle:
@@ -1029,6 +1029,13 @@ def load_inline(argv: list[str]) -> tuple[types.CodeType | BaseException, str] |
 
 
 ZIP_MAGIC = b"PK\x03\x04"
+
+
+def script_path(filename: str) -> str:
+    """`filename` with symbolic links resolved, as the interpreter takes it for `sys.path[0]`; under the work dir
+    only normalised (everything there was written by the worker: no links), which spares a system call per part."""
+    normal = os.path.normpath(filename)
+    return normal if normal.startswith(WORK + "/") else os.path.realpath(normal)
 
 
 def forget_shadowed_modules(directory: str) -> None:
