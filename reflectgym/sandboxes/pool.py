@@ -23,7 +23,9 @@ is per uid). Per-pool, not per-request: the network setting and the work dir siz
 
 Known gaps. Shared with later runs on the same worker: the namespaces' counters (the last pid given out, tmpfs
 inode numbers), so a run learns how many processes and files earlier runs made, and two colluding runs have a
-covert channel; the zygote's hash seed, object ids and addresses (fixed per worker, random per fresh interpreter).
+covert channel; the zygote's hash seed, object ids and addresses (fixed per worker, random per fresh interpreter);
+what `/proc` shows of the worker and the zygote (the CPU time and faults of the runs the zygote reaped, the worker's
+memory, grown to the largest request and output so far).
 Not bounded by `Limits.memory_bytes` (kernel memory): inodes of empty files (`disk_bytes` bounds bytes, not files;
 a run leaving more than `worker_main.WIPE_BUDGET` of them retires its worker; a Docker pool's tmpfs also caps
 their number) and socket buffers (bounded by the open-files limit; a Docker pool's cgroup bounds them). Where a

@@ -286,7 +286,7 @@ class Pipes:
     """The channels between the worker and every child, made once, before the zygote is forked.
 
     The children's ends (the control reader, the output and status writers, the stdin memfd) stay open in the
-    zygote, so a standby is forked with nothing to hand over; the worker's read ends are non-blocking. Between
+    zygote, so a standby is forked with nothing to hand over; the worker's ends are non-blocking. Between
     runs (every process of the last run dead) the worker drains whatever the run left in them.
     """
 
@@ -297,7 +297,7 @@ class Pipes:
         self.stderr, self.stderr_w = os.pipe()
         self.status, self.status_w = os.pipe()
         self.gate_r, self.gate = os.pipe()
-        for fd in (self.control_r, self.stdout, self.stderr, self.status, self.gate_r):
+        for fd in (self.control_r, self.control, self.stdout, self.stderr, self.status, self.gate_r):
             os.set_blocking(fd, False)
 
     def drain(self, control: bool) -> None:
@@ -451,6 +451,7 @@ def main() -> None:
         write_all(reply)
         try:
             usable = ended[2] if ended else zygote.end_run(standby, following)[2]
+            cleaner.clean_up()  # (before a spare standby is forked: it must find `/work` as every standby does)
             if following and usable:
                 pipes.drain(control=False)
             else:  # no standby is alive to read the control pipe: drop what a dead child left there, then fork
@@ -459,7 +460,6 @@ def main() -> None:
                 if not pristine.intact(following):  # forked by a zygote whose attributes a program changed
                     raise RuntimeError("the zygote's process attributes were changed")
             standby = following
-            cleaner.clean_up()
             if not pristine.intact():  # a program changed this worker's attributes
                 raise RuntimeError("the worker's process attributes were changed")
         except Exception:  # the run killed, stopped or changed the zygote or this worker, or clean-up failed
@@ -559,10 +559,24 @@ def serve(
     pidfd = os.pidfd_open(standby)
     try:
         started = time.perf_counter()
-        write_fd(pipes.control, memoryview(PREFIX.pack(len(child_header)) + child_header), positioned=False)
+        if not hand_over(pipes.control, memoryview(PREFIX.pack(len(child_header)) + child_header), pidfd):
+            return None, 0, None  # (the standby died before it took its request: nothing ran)
         return watch(standby, pidfd, pipes, zygote, stdout, stderr, started, request.wall)
     finally:
         os.close(pidfd)
+
+
+def hand_over(control: int, data: memoryview, exited: int) -> bool:
+    """Write a request's child header to the (non-blocking) control pipe as the standby reads it; False if the
+    standby (pidfd `exited`) exits first: a header larger than the pipe would otherwise block the worker for ever."""
+    offset = 0
+    while offset < len(data):
+        try:
+            offset += os.write(control, data[offset:])
+        except BlockingIOError:
+            if select.select([exited], [control], [])[0]:
+                return False
+    return True
 
 
 def write_fd(fd: int, data: memoryview, positioned: bool) -> None:
@@ -677,7 +691,9 @@ class SharedStdio:
         self.stdin = pipes.stdin
         self.attributes = not sealed  # (the seccomp filter refuses to set extended attributes)
         self.files = [(fd, os.fstat(fd)) for fd in (pipes.stdin, pipes.stdout, pipes.stderr, pipes.status)]
-        self.pipe_sizes = [(fd, fcntl.fcntl(fd, fcntl.F_GETPIPE_SZ)) for fd in (pipes.stdout, pipes.stderr)]
+        self.pipe_sizes = [
+            (fd, fcntl.fcntl(fd, fcntl.F_GETPIPE_SZ)) for fd in (pipes.stdout, pipes.stderr, pipes.status)
+        ]
 
     def restore(self) -> None:
         for fd, info in self.files:

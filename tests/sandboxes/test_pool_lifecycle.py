@@ -357,14 +357,43 @@ def test_a_run_that_leaves_too_many_files_to_wipe_retires_its_worker() -> None:
         )
 
 
-def test_modes_and_times_set_on_the_status_pipe_do_not_reach_the_next_run() -> None:
+def test_modes_times_and_size_set_on_the_status_pipe_do_not_reach_the_next_run() -> None:
     """Every child reopens its status pipe (fd 4): a run that made it mode 0 made the next child fail to, and its
-    worker retire; the pipe's mode and times are put back after every run, as the stdio's are."""
+    worker retire; the pipe's mode, times and size are put back after every run, as the stdio's are."""
     started = ExecRequest(command=("python3", "-c", "print(open('/proc/1/stat').read().rsplit(')', 1)[1].split()[19])"))
-    attack = ExecRequest(command=("python3", "-c", "import os\nos.utime(4, (1, 1))\nos.fchmod(4, 0)"))
-    times = ExecRequest(command=("python3", "-c", "import os\nprint(os.stat(4).st_mtime > 1)"))
+    attack = ExecRequest(
+        command=(
+            "python3",
+            "-c",
+            "import fcntl, os\nfcntl.fcntl(4, 1031, 1 << 20)\nos.utime(4, (1, 1))\nos.fchmod(4, 0)",
+        )
+    )
+    seen = ExecRequest(
+        command=("python3", "-c", "import fcntl, os\nprint(os.stat(4).st_mtime > 1, fcntl.fcntl(4, 1032))")
+    )
     with bwrap_pool(PoolConfig(workers=1)) as pool:
-        first = pool.run(started).stdout_text
+        first, before = pool.run(started).stdout_text, pool.run(seen).stdout_text
         pool.run(attack)
         assert pool.run(started).stdout_text == first  # (the same worker)
-        assert pool.run(times).stdout_text == "True\n"
+        assert pool.run(seen).stdout_text == before
+
+
+def test_a_standby_killed_with_the_work_dir_locked_does_not_lose_a_large_request() -> None:
+    """A run that locks `/work` (mode 0) and kills the next standby: the spare standby was forked before the wipe
+    put `/work` back, could die in `chdir`, and a request too large for the control pipe then blocked the worker
+    until its deadline (`sandbox_error`). Spares are now forked after the clean-up, and a standby that dies before
+    taking its request has it resent."""
+    attack = ExecRequest(
+        command=(
+            "python3",
+            "-c",
+            "import os, signal\nos.chmod('/work', 0)\nfor pid in os.listdir('/proc'):\n"
+            "    if pid.isdigit() and int(pid) not in (1, 2, os.getpid()):\n        os.kill(int(pid), signal.SIGKILL)",
+        )
+    )
+    large = ExecRequest(command=("python3", "-c", "#" + "a" * 100_000 + "\nprint('ok')"), limits=Limits(wall_seconds=2))
+    with bwrap_pool(PoolConfig(workers=1)) as pool:
+        for _ in range(10):
+            pool.run(attack)
+            result = pool.run(large)
+            assert (result.status, result.stdout_text) == (ExecStatus.OK, "ok\n"), result
