@@ -116,7 +116,10 @@ READ_CHUNK = 1 << 16
 INFO_TIMEOUT_SECONDS = 2.0
 """How long a retiring worker's bubblewrap may still take to report its sandbox's init."""
 BREACHES = frozenset({ExecStatus.TIMEOUT, ExecStatus.MEMORY_LIMIT, ExecStatus.OUTPUT_LIMIT})
-DEFAULT_PRELOAD = ("collections", "math", "re", "itertools", "functools", "heapq", "string", "typing", "bisect", "json")
+DEFAULT_PRELOAD = (
+    *("collections", "math", "re", "itertools", "functools", "heapq", "string", "typing", "bisect", "json"),
+    *("decimal", "fractions"),  # (the test harness's judge imports them: 4 ms a run otherwise, 0.2 MB preloaded)
+)
 T = TypeVar("T")
 
 
