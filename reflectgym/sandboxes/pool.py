@@ -30,11 +30,11 @@ Not bounded by `Limits.memory_bytes` (kernel memory): inodes of empty files (`di
 a run leaving more than `worker_main.WIPE_BUDGET` of them retires its worker; a Docker pool's tmpfs also caps
 their number) and socket buffers (bounded by the open-files limit; a Docker pool's cgroup bounds them). Where a
 program could tell it is not a fresh `python3` (differential tests against `BwrapSandbox` cover the rest): the
-preloaded modules are in `sys.modules` (a file beside the program named like one, `json.py`, still shadows it);
-the worker's frames are on the stack; the stdin is a regular file; with several workers each run keeps to one CPU
-(`pin_workers`). What changes how an interpreter starts (PYTHON* variables but the stream ones, a non-UTF-8
-locale, another HOME or files in the user site directory) and a directory or zip file to run make a run exec a
-fresh interpreter in the sandbox instead.
+preloaded modules are in `sys.modules`; the worker's frames are on the stack; the stdin is a regular file; with
+several workers each run keeps to one CPU (`pin_workers`). What changes how an interpreter starts (PYTHON*
+variables but the stream ones, a non-UTF-8 locale, another HOME or files in the user site directory), a directory
+or zip file to run, and a file beside the program named like a preloaded module (`json.py`, `numbers.py`) make a
+run exec a fresh interpreter in the sandbox instead.
 
 The host treats everything a worker says as untrusted: replies are fixed structs and raw bytes with bounded sizes,
 never pickle. Every bubblewrap process the pool starts is reaped by the pool: workers are retired by killing their

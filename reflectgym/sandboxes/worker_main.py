@@ -1017,11 +1017,14 @@ def env_flag(name: str) -> bool:
 def load_inline(argv: list[str]) -> tuple[types.CodeType | BaseException, str] | None:
     """For `python3 FILE ARGS...` or `python3 -c CODE ARGS...`: set argv and path as the interpreter would, and
     compile the program; returns the code (or the error that compiling or reading raised) and the file name, or
-    None for a directory or zip file to run (`__main__.py` in it, through `runpy`: left to a fresh interpreter)."""
+    None where a fresh interpreter must run it: a directory or zip file (`__main__.py` in it, through `runpy`), or a
+    program with a file beside it named like a module the worker imported ahead of it (`shadows_a_loaded_module`)."""
+    sys.orig_argv = list(argv)
     if argv[1] == "-c":
         source, filename, sys.argv = argv[2], "<string>", ["-c", *argv[3:]]
         sys.path[0:0] = [""]
-        forget_shadowed_modules(WORK)
+        if shadows_a_loaded_module(WORK):
+            return None
     else:
         filename = os.path.join(WORK, argv[1]) if not argv[1].startswith("/") else argv[1]
         if os.path.isdir(filename):
@@ -1034,9 +1037,8 @@ def load_inline(argv: list[str]) -> tuple[types.CodeType | BaseException, str] |
                 source = handle.read()
         except OSError as error:
             return error, filename
-        if source.startswith(ZIP_MAGIC):
+        if source.startswith(ZIP_MAGIC) or shadows_a_loaded_module(directory):
             return None
-        forget_shadowed_modules(directory)
     try:
         return compile(source, filename, "exec"), filename
     except BaseException as error:  # SyntaxError and friends: reported when the program would have started
@@ -1054,22 +1056,17 @@ def script_path(filename: str) -> str:
     return normal if normal.startswith(WORK + "/") else os.path.realpath(normal)
 
 
-def forget_shadowed_modules(directory: str) -> None:
-    """Drop from `sys.modules` what the worker imported ahead of the program (preloads, its own imports) that a file
-    in the program's directory would shadow in a fresh interpreter (`json.py` beside `main.py`), so that the
-    program's `import json` finds its own file; a fresh interpreter's start-up modules stay, as they would there."""
+def shadows_a_loaded_module(directory: str) -> bool:
+    """Whether something in the program's directory is named like a module the worker imported ahead of the
+    program, a preload or one of its own imports (`json.py`, `json/`, `numbers.cpython-311-x86_64-linux-gnu.so`;
+    a fresh interpreter's own start-up modules aside). In a fresh interpreter the program would import that file,
+    and so would every module it imports that imports that name (`fractions` imports `numbers`): such a program
+    is left to a fresh interpreter."""
     try:
         entries = os.listdir(directory)
     except OSError:
-        return
-    for entry in entries:
-        name = entry[:-3] if entry.endswith(".py") else entry
-        if name not in sys.modules or name in STARTUP_MODULES:
-            continue
-        if name == entry and not os.path.isfile(os.path.join(directory, entry, "__init__.py")):
-            continue  # (not a module, or a namespace portion: an installed package wins over it)
-        for loaded in [loaded for loaded in sys.modules if loaded == name or loaded.startswith(name + ".")]:
-            del sys.modules[loaded]
+        return False
+    return any((stem := entry.partition(".")[0]) in sys.modules and stem not in STARTUP_MODULES for entry in entries)
 
 
 def run_inline(program: types.CodeType | BaseException, filename: str, finalize: bool = True) -> int:
@@ -1077,10 +1074,12 @@ def run_inline(program: types.CodeType | BaseException, filename: str, finalize:
     signal the process must end by (SIGINT after an uncaught KeyboardInterrupt, as the interpreter does).
 
     With `finalize`, the run then ends as the interpreter's exit would, as far as a program can see: its threads are
-    waited for and its `atexit` callbacks run (`wait_and_run_exit_callbacks`), then `__main__`'s globals are
-    dropped, the latest first, so that what they held is finalised with the rest still in place (a file object
-    flushes what it buffered, a `__del__` runs and can still use the globals). Unlike the interpreter's exit no
-    collection follows: a `__del__` in a reference cycle among the program's own objects does not run."""
+    waited for and its `atexit` callbacks run (`wait_and_run_exit_callbacks`), its `sys.stdout` and `sys.stderr`
+    are flushed (a wrapper of its own still finds its globals) and set back to the originals, then `__main__`'s
+    globals are dropped, the latest first, so that what they held is finalised with the rest still in place (a file
+    object flushes what it buffered, a `__del__` runs and can still use the globals), and the streams are flushed
+    again. Unlike the interpreter's exit no collection follows: a `__del__` in a reference cycle among the
+    program's own objects does not run."""
     module = types.ModuleType("__main__")
     namespace = module.__dict__
     namespace["__annotations__"] = {}
@@ -1105,11 +1104,14 @@ def run_inline(program: types.CodeType | BaseException, filename: str, finalize:
     except BaseException as error:
         report_uncaught(error)
         code = -signal.SIGINT if isinstance(error, KeyboardInterrupt) else 1
-    if finalize:
-        wait_and_run_exit_callbacks()
-        for name in reversed([name for name in namespace if name != "__builtins__"]):
-            namespace[name] = None  # (what a __del__ raises is printed and ignored, as at exit)
-    flushed = flush_std_files()
+    if not finalize:
+        return code if flush_std_files() or code < 0 else 120
+    wait_and_run_exit_callbacks()
+    flushed = flush_std_files()  # (the program's own `sys.stdout`, with everything it uses still in place)
+    sys.stdin, sys.stdout, sys.stderr = sys.__stdin__, sys.__stdout__, sys.__stderr__  # (as the exit's next step)
+    for name in reversed([name for name in namespace if name != "__builtins__"]):
+        namespace[name] = None  # (what a __del__ raises is printed and ignored, as at exit)
+    flushed = flush_std_files() and flushed  # (what a finaliser printed)
     return code if flushed or code < 0 else 120  # (an uncaught KeyboardInterrupt still ends it by SIGINT)
 
 
@@ -1129,7 +1131,8 @@ def flush_std_files() -> bool:
             if name == "stdout":
                 with contextlib.suppress(BaseException):
                     print(f"Exception ignored in: {stream!r}", file=sys.stderr)
-                    traceback.print_exception(type(error), error, None, file=sys.stderr)
+                    trace = error.__traceback__.tb_next if error.__traceback__ else None  # (from the stream's code)
+                    traceback.print_exception(type(error), error, trace, file=sys.stderr)
     return flushed
 
 

@@ -158,6 +158,16 @@ FRESH_INTERPRETER = {
         "print('parent', os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))"
     ),
     "closed_stdout": "import sys\nprint('x')\nsys.stdout.close()",
+    "own_stdout_flushed_at_exit": (  # (as competitive programmers' FastIO templates do)
+        "import os, sys\nclass Out:\n    parts = []\n    def write(self, text):\n        self.parts.append(text)\n"
+        "    def flush(self):\n        os.write(1, ''.join(self.parts).encode())\n        self.parts.clear()\n"
+        "sys.stdout = Out()\nprint('buffered')"
+    ),
+    "failing_flush_of_its_own": (
+        "import sys\nclass Out:\n    def write(self, text):\n        pass\n    def flush(self):\n"
+        "        raise OSError('nope')\nsys.stdout = Out()"
+    ),
+    "original_argv": "import sys\nprint(sys.orig_argv[1:])",
     "unflushable_stdout_then_interrupt": (
         "import sys\nsys.stdout = open('/dev/full', 'w', encoding='utf-8')\nprint('x')\nraise KeyboardInterrupt"
     ),
@@ -219,6 +229,11 @@ FILE_LAYOUTS = {
     ),
     "directory_without_init": (("main.py",), {"main.py": b"import json\nprint(json.__file__)", "json/x": b""}),
     "startup_module_beside": (("main.py",), {"main.py": b"import os\nprint(os.__file__)", "os.py": b""}),
+    "dependency_beside": (
+        ("main.py",),
+        {"main.py": b"import fractions\nprint(fractions.Fraction(1, 3))", "numbers.py": b""},
+    ),
+    "compiled_module_beside": (("main.py",), {"main.py": b"import json\nprint(json.__file__)", "json.pyc": b"xx"}),
     "module_beside_a_command": (("-c", "import string; print(string.__file__)"), {"string.py": b""}),
     "dotted_path": (("./m.py",), {"m.py": b"import sys\nprint(sys.path[0], __file__)"}),
     "subdirectory": (("sub/m.py",), {"sub/m.py": b"import sys\nprint(sys.path[0], __file__)"}),
