@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 
 from reflectgym.sandboxes.environment import default_python, program_env, resolve_python
 from reflectgym.sandboxes.outcome import RawOutcome, classify
-from reflectgym.sandboxes.process import SpawnOptions, run_process
+from reflectgym.sandboxes.process import SpawnOptions, proc_stat, run_process
 from reflectgym.sandboxes.rlimits import prlimit_argv, rlimit_table
 from reflectgym.sandboxes.seccomp import bwrap_seccomp
 from reflectgym.sandboxes.types import ClosedOnExit, ExecRequest, ExecResult, Isolation, SandboxError
@@ -154,9 +154,7 @@ def _kill_child(parent: int, pid: int) -> bool:
     except OSError:
         return False
     try:
-        with open(f"/proc/{pid}/stat", "rb") as handle:
-            parent_of_pid = int(handle.read().rsplit(b")", 1)[1].split()[1])
-        if parent_of_pid != parent:
+        if proc_stat(pid)[1:2] != [str(parent).encode()]:
             return False
         signal.pidfd_send_signal(pidfd, signal.SIGKILL)
         return True

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 
 from reflectgym.sandboxes.environment import default_python, program_env, resolve_python
 from reflectgym.sandboxes.outcome import classify
-from reflectgym.sandboxes.process import SpawnOptions, run_process
+from reflectgym.sandboxes.process import SpawnOptions, proc_stat, run_process
 from reflectgym.sandboxes.rlimits import apply_rlimits, rlimit_table
 from reflectgym.sandboxes.types import ClosedOnExit, ExecRequest, ExecResult, Isolation, SandboxError
 
@@ -166,13 +166,10 @@ def _kill_uid(uid: int) -> None:
 
 def _reap_if_ours(pid: int) -> None:
     """Reap zombie `pid` if it is a child of this process (of the run's uid: no child of the caller's own)."""
-    with contextlib.suppress(ChildProcessError, FileNotFoundError, ValueError):
-        with open(f"/proc/{pid}/stat", "rb") as handle:
-            parent = int(handle.read().rsplit(b")", 1)[1].split()[1])
-        if parent == os.getpid():
+    if proc_stat(pid)[1:2] == [str(os.getpid()).encode()]:
+        with contextlib.suppress(ChildProcessError):
             os.waitpid(pid, os.WNOHANG)
 
 
 def _is_zombie(pid: str) -> bool:
-    with open(f"/proc/{pid}/stat", "rb") as handle:
-        return handle.read().rsplit(b")", 1)[1].split()[0] == b"Z"
+    return proc_stat(int(pid))[:1] == [b"Z"]

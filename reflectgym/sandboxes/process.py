@@ -47,6 +47,15 @@ class SpawnOptions:
     sandbox's init and let bubblewrap exit by itself); returns False when it could not, and the group is killed."""
 
 
+def proc_stat(pid: int) -> list[bytes]:
+    """The fields of `/proc/PID/stat` after the command name (state, parent pid, ...); [] once `pid` is gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            return handle.read().rsplit(b")", 1)[1].split()
+    except (OSError, IndexError):
+        return []
+
+
 def run_process(
     argv: Sequence[str], stdin: bytes, wall_seconds: float, max_output_bytes: int, options: SpawnOptions
 ) -> tuple[RawOutcome, int]:

@@ -800,16 +800,8 @@ def reap_exited_children(zygote: int) -> None:
 
 def parent_of(pid: int) -> int:
     """The parent pid of process `pid` (0 once it is gone)."""
-    try:
-        fd = os.open(f"/proc/{pid}/stat", os.O_RDONLY)
-    except OSError:
-        return 0
-    try:
-        return int(os.read(fd, 4096).rsplit(b")", 1)[1].split()[1])
-    except (OSError, IndexError, ValueError):
-        return 0
-    finally:
-        os.close(fd)
+    fields = stat_fields(pid)
+    return int(fields[1]) if len(fields) > 1 else 0
 
 
 def open_pid_counter() -> int:
@@ -846,12 +838,21 @@ def unsignalled(pid: int) -> bool:
 
 
 def process_state(pid: int) -> bytes:
+    """Process `pid`'s state letter (`/proc/PID/stat`), b"X" once it is gone."""
+    fields = stat_fields(pid)
+    return fields[0] if fields else b"X"
+
+
+def stat_fields(pid: int) -> list[bytes]:
+    """The fields of `/proc/PID/stat` after the command name (state, parent pid, ...); [] once `pid` is gone."""
     try:
         fd = os.open(f"/proc/{pid}/stat", os.O_RDONLY)
     except OSError:
-        return b"X"
+        return []
     try:
-        return os.read(fd, 4096).rsplit(b")", 1)[1].split()[0]
+        return os.read(fd, 4096).rsplit(b")", 1)[1].split()
+    except (OSError, IndexError):
+        return []
     finally:
         os.close(fd)
 
