@@ -191,9 +191,21 @@ FRESH_INTERPRETER = {
         "def main():\n    global files\n    files = [open(1, 'w', closefd=False) for _ in range(2)]\n"
         "    files[0].write('first')\n    files[1].write('second')\nmain()"
     ),
+    "syntax_warning": "x = 1\nprint(x is 1)",
+    "invalid_escape": "print('\\d')",
+    "syntax_error": "print('before')\ndef f(:\n    pass",
+    "coding_cookie": "# -*- coding: latin-1 -*-\nprint('\u00e9')",
+    "future_annotations": "from __future__ import annotations\ndef f(x: int) -> str: ...\nprint(f.__annotations__)",
+    "same_constants": (
+        "a = 'hello world!'\nb = 'hello world!'\ndef f():\n    return 'hello world!'\nprint(a is b, f() is a)"
+    ),
+    "code_location": "import sys\nprint(sys._getframe().f_code.co_filename, __file__, sys._getframe().f_lineno)",
+    "too_deep_to_compile": "x = " + "1+" * 7000 + "1\nprint(x)",
+    "larger_than_the_worker_compiles": "x = 0\n" + "x += 1\n" * 3000 + "print(x)",
 }
-"""Programs whose outcome depends on how the interpreter runs the main module: how deep it may recurse, and what
-happens once it is done."""
+"""Programs whose outcome depends on how the interpreter compiles and runs the main module (the pool's worker
+compiles most of them for their child: warnings, errors, source encodings, constants), how deep it may recurse, and
+what happens once it is done."""
 
 
 def seen(result: ExecResult) -> tuple[object, ...]:

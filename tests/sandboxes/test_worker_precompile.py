@@ -1,0 +1,49 @@
+"""The warm worker compiles short programs for its children (`worker_main.precompile`), and leaves the rest to them."""
+
+from __future__ import annotations
+
+import marshal
+
+import pytest
+
+from reflectgym.sandboxes import worker_main
+
+PROGRAM = b"import sys\nprint(sys.argv)\n"
+
+
+def precompile(argv: list[str], files: dict[str, bytes], inline: bool = True) -> bytes:
+    header = memoryview(marshal.dumps({"argv": argv, "env": None, "rlimits": [], "inline": inline}))
+    return worker_main.precompile(header, [(name, len(data)) for name, data in files.items()], list(files.values()))
+
+
+@pytest.mark.parametrize(
+    ("argv", "filename"),
+    [
+        (["python3", "main.py", "x"], "/work/main.py"),
+        (["python3", "./main.py"], "/work/./main.py"),
+        (["python3", "-c", PROGRAM.decode()], "<string>"),
+    ],
+)
+def test_a_clean_program_comes_compiled_as_its_child_would_compile_it(argv: list[str], filename: str) -> None:
+    code = marshal.loads(precompile(argv, {"main.py": PROGRAM}))
+    assert code.co_filename == filename
+    assert code == compile(PROGRAM, filename, "exec", dont_inherit=True)
+
+
+@pytest.mark.parametrize(
+    ("argv", "files", "inline"),
+    [
+        (["python3", "main.py"], {"main.py": b"print(1 is 1)"}, True),  # a SyntaxWarning: the child shows it
+        (["python3", "main.py"], {"main.py": b"def f(:"}, True),  # the child reports the SyntaxError
+        (["python3", "main.py"], {"main.py": b"x = " + b"1+" * 7000 + b"1"}, True),  # too deep to compile
+        (["python3", "main.py"], {"main.py": b"x = 1\n" * (worker_main.PRECOMPILE_MAX_BYTES // 6 + 1)}, True),
+        (["python3", "main.py"], {"main.py": b"PK\x03\x04zip"}, True),
+        (["python3", "/usr/lib/python3.11/this.py"], {"main.py": PROGRAM}, True),  # not one of the request's files
+        (["python3", "main.py"], {"main.py": PROGRAM}, False),  # exec'd in a fresh interpreter
+    ],
+    ids=["warning", "syntax_error", "too_deep", "too_large", "zip", "outside_file", "not_inline"],
+)
+def test_a_program_the_child_must_compile_itself_comes_uncompiled(
+    argv: list[str], files: dict[str, bytes], inline: bool
+) -> None:
+    assert precompile(argv, files, inline) == b""
