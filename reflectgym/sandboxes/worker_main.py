@@ -1093,10 +1093,21 @@ def load_inline(argv: list[str], code: bytes) -> tuple[types.CodeType | BaseExce
     if code:
         return marshal.loads(code), filename
     try:
-        return compile(source, filename, "exec"), filename
+        return compile(source, filename, "exec", dont_inherit=True), filename
     except BaseException as error:  # SyntaxError and friends: reported when the program would have started
+        if isinstance(source, bytes) and reads_differently(error):
+            return None
         error.__traceback__ = None
         return error, filename
+
+
+def reads_differently(error: BaseException) -> bool:
+    """Whether compiling a file's bytes failed where a fresh interpreter, which reads the file itself, does
+    otherwise: at a NUL byte it stops reading (and runs what came before), and it words an undecodable file's error
+    its own way ("Non-UTF-8 code starting with ..."). Such a program is left to a fresh interpreter."""
+    if isinstance(error, SyntaxError):
+        return str(error.msg).startswith("(unicode error)")
+    return isinstance(error, ValueError)
 
 
 ZIP_MAGIC = b"PK\x03\x04"
@@ -1280,12 +1291,23 @@ def report(code: int) -> None:
 
 
 def exit_code_of(stop: SystemExit) -> int:
+    """The exit code of an uncaught SystemExit; a code that is not a number is printed to stderr first, as the
+    interpreter does (through `sys.stderr`, else straight to fd 2; the newline after it goes to fd 2 when
+    `sys.stderr` cannot take it)."""
     if stop.code is None:
         return 0
     if isinstance(stop.code, int):
         return stop.code & 0xFF
     with contextlib.suppress(BaseException):
-        print(stop.code, file=sys.stderr)
+        if sys.stderr is None:
+            os.write(2, str(stop.code).encode("utf-8", "backslashreplace"))
+        else:
+            sys.stderr.write(str(stop.code))
+    try:
+        sys.stderr.write("\n")  # type: ignore[union-attr]  (None raises too, as the interpreter's write fails)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.write(2, b"\n")
     return 1
 
 

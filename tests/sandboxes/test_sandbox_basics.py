@@ -124,7 +124,7 @@ DEEPEST = (
     "    except RecursionError:\n        break\n    deepest = n\nprint(sys.getrecursionlimit(), deepest)\n"
 )
 """Prints the recursion limit and the deepest recursion that fits under it."""
-FRESH_INTERPRETER = {
+FRESH_INTERPRETER: dict[str, str | bytes] = {
     "recursion": DEEPEST,
     "raised_recursion_limit": "import sys\nsys.setrecursionlimit(1500)\n" + DEEPEST,
     "keyboard_interrupt": "import atexit\natexit.register(print, 'bye')\nraise KeyboardInterrupt",
@@ -202,6 +202,11 @@ FRESH_INTERPRETER = {
     "code_location": "import sys\nprint(sys._getframe().f_code.co_filename, __file__, sys._getframe().f_lineno)",
     "too_deep_to_compile": "x = " + "1+" * 7000 + "1\nprint(x)",
     "larger_than_the_worker_compiles": "x = 0\n" + "x += 1\n" * 3000 + "print(x)",
+    "exit_message": "import sys\nsys.exit('bye')",
+    "exit_message_with_stderr_closed": "import sys\nsys.stderr.close()\nsys.exit('bye')",
+    "exit_message_without_stderr": "import sys\nsys.stderr = None\nsys.exit('bye')",
+    "nul_byte": b"print('read')\0print('never read')\n",
+    "undecodable_source": b"print('\xff')\n",
 }
 """Programs whose outcome depends on how the interpreter compiles and runs the main module (the pool's worker
 compiles most of them for their child: warnings, errors, source encodings, constants), how deep it may recurse, and
@@ -221,7 +226,8 @@ def test_a_pool_runs_a_program_as_a_fresh_interpreter_does(sandbox: Sandbox, pro
     standard streams (encodings, error handlers, buffering: output survives `os._exit`), the same recursion
     headroom, an uncaught KeyboardInterrupt ending the process by SIGINT, and at the end its threads waited for,
     its atexit callbacks and finalizers run, what its globals hold finalised."""
-    files = {"main.py": FRESH_INTERPRETER[program].encode()}
+    source = FRESH_INTERPRETER[program]
+    files = {"main.py": source if isinstance(source, bytes) else source.encode()}
     request = ExecRequest(command=("python3", "main.py"), files=files, stdin=b"bytes \xff not UTF-8\n")
     assert seen(sandbox.run(request)) == seen(BwrapSandbox().run(request))
 
