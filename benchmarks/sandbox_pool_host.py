@@ -24,7 +24,7 @@ import sys
 import time
 from collections.abc import Callable
 
-from sandbox_warm_pool import REQUEST, checked
+from sandbox_warm_pool import REQUEST
 
 from reflectgym.sandboxes import PoolConfig, WarmPool, bwrap_pool
 from reflectgym.sandboxes.pool import PipeChannel
@@ -81,7 +81,9 @@ def batch(pool: WarmPool, runs: int) -> None:
 
 
 def threads(pool: WarmPool, runs: int) -> None:
-    run_one = checked(pool.run)
+    def run_one() -> None:
+        assert pool.run(REQUEST).stdout == b"ok\n"
+
     with concurrent.futures.ThreadPoolExecutor(pool.config.workers) as executor:
         list(executor.map(lambda _: run_one(), range(runs)))
 

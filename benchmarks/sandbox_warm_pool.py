@@ -1,6 +1,8 @@
 """Claim: the warm pool runs short Python programs >= 10x faster than one fresh `python -I` subprocess per run.
 
-Side by side in one run, on the same HumanEval-style program (a function plus its asserts):
+Side by side in one run, on a HumanEval-style program (a function plus its asserts), made distinct for every run by
+a last comment line, as an RL batch's samples are (a pool's worker keeps its latest programs compiled: one program
+repeated would flatter it):
 - baseline: a fresh `python3 -I main.py` subprocess per run (no isolation at all), serial and one per core;
 - `bwrap`: a fresh bubblewrap sandbox per run;
 - `pool`: the bubblewrap warm pool: one worker called serially (`run`), then with every core busy the default number
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import itertools
 import os
 import statistics
 import subprocess
@@ -50,6 +53,16 @@ assert has_close_elements([1.1, 2.2, 3.1, 4.1, 5.1], 1.0) is True
 print("ok")
 """
 REQUEST = ExecRequest(command=("python3", "main.py"), files={"main.py": PROGRAM.encode()})
+"""The program alone, the same every time."""
+SAMPLES = itertools.count()
+
+
+def sample_request() -> ExecRequest:
+    """The program with a last comment line no other run of this process had."""
+    source = f"{PROGRAM}# sample {next(SAMPLES)}\n"
+    return ExecRequest(command=("python3", "main.py"), files={"main.py": source.encode()})
+
+
 PYTHON = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable
 WARM_UP_RUNS = 20
 """Runs before each measurement (a pool is meant to be warm; the baseline gets the same)."""
@@ -89,8 +102,9 @@ def batch_rate(pool: WarmPool, runs: int) -> float:
     """Runs per second of the pool given `runs` requests as one batch (`map`), after a warm-up."""
     for _ in range(WARM_UP_RUNS):
         checked(pool.run)()
+    requests = [sample_request() for _ in range(runs)]
     started = time.perf_counter()
-    results = pool.map([REQUEST] * runs)
+    results = pool.map(requests)
     elapsed = time.perf_counter() - started
     assert all(result.stdout == b"ok\n" for result in results), next(r for r in results if r.stdout != b"ok\n")
     return runs / elapsed
@@ -103,7 +117,7 @@ def pool_rate(pool: WarmPool, runs: int, concurrency: int) -> float:
 
 def checked(sandbox_run: Callable[[ExecRequest], object]) -> Callable[[], None]:
     def run_one() -> None:
-        result = sandbox_run(REQUEST)
+        result = sandbox_run(sample_request())
         assert getattr(result, "stdout", None) == b"ok\n", result
 
     return run_one

@@ -118,6 +118,9 @@ MAX_SWEEPS = 10_000
 """Kill-and-reap rounds `sweep` tries before the worker gives up (and retires)."""
 PRECOMPILE_MAX_BYTES = 16384
 """Programs up to this size are compiled by the worker (see `precompile`), larger ones by their child."""
+COMPILED_KEPT = 32
+COMPILED: "dict[tuple[str, str | bytes], bytes]" = {}
+"""(file name, source) -> what `precompile` returned for it, for the last `COMPILED_KEPT` programs, oldest first."""
 WIPE_BUDGET = 10_000
 """Entries the worker removes after a run before it gives up and retires instead (the sandbox's files go with it):
 a run that leaves millions of them (empty files or directories, which the work dirs' size limit does not count)
@@ -585,7 +588,8 @@ def precompile(child_header: memoryview, files: list, contents: list) -> bytes:
     zip file.
 
     A freshly forked child compiles about six times slower than this warm worker: a 15-line program took it 0.39 ms
-    and 142 copied pages, against 0.07 ms here and 0.11 ms (70 pages) for the child to load the result."""
+    and 142 copied pages, against 0.07 ms here and 0.11 ms (70 pages) for the child to load the result. The last
+    `COMPILED_KEPT` programs stay compiled (`COMPILED`): a program run once per test case compiles once."""
     child = marshal.loads(child_header)
     argv = child["argv"]
     if not child["inline"]:
@@ -600,6 +604,18 @@ def precompile(child_header: memoryview, files: list, contents: list) -> bytes:
         source, filename = bytes(content), os.path.join(WORK, argv[1])
     if len(source) > PRECOMPILE_MAX_BYTES:
         return b""
+    key = (filename, source)
+    code = COMPILED.pop(key, None)
+    if code is None:
+        code = compile_cleanly(source, filename)
+        if len(COMPILED) >= COMPILED_KEPT:
+            del COMPILED[next(iter(COMPILED))]
+    COMPILED[key] = code  # (the most recent last)
+    return code
+
+
+def compile_cleanly(source: "str | bytes", filename: str) -> bytes:
+    """`source` compiled and marshalled, or b"" if compiling it raises or warns."""
     import warnings  # (not before the zygote is forked: it would be preloaded for every program)
 
     with warnings.catch_warnings():

@@ -47,3 +47,25 @@ def test_a_program_the_child_must_compile_itself_comes_uncompiled(
     argv: list[str], files: dict[str, bytes], inline: bool
 ) -> None:
     assert precompile(argv, files, inline) == b""
+
+
+def test_the_worker_keeps_its_latest_programs_compiled(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A program run once per test case is compiled once; the oldest of more than `COMPILED_KEPT` is compiled
+    again."""
+    monkeypatch.setattr(worker_main, "COMPILED", {})
+    first = precompile(["python3", "main.py"], {"main.py": PROGRAM})
+    compiled: list[str | bytes] = []
+
+    def counting(source: str | bytes, filename: str) -> bytes:
+        compiled.append(source)
+        return marshal.dumps(compile(source, filename, "exec", dont_inherit=True))
+
+    monkeypatch.setattr(worker_main, "compile_cleanly", counting)
+    assert precompile(["python3", "main.py"], {"main.py": PROGRAM}) == first
+    assert compiled == []
+    others = [b"x = %d\n" % n for n in range(worker_main.COMPILED_KEPT)]
+    for source in others:
+        precompile(["python3", "main.py"], {"main.py": source})
+    assert len(worker_main.COMPILED) == worker_main.COMPILED_KEPT
+    assert marshal.loads(precompile(["python3", "main.py"], {"main.py": PROGRAM})) == marshal.loads(first)
+    assert compiled == [*others, PROGRAM]
