@@ -28,7 +28,10 @@ what `/proc` shows of the worker and the zygote (the CPU time and faults of the 
 memory, grown to the largest request and output so far).
 Not bounded by `Limits.memory_bytes` (kernel memory): inodes of empty files (`disk_bytes` bounds bytes, not files;
 a run leaving more than `worker_main.WIPE_BUDGET` of them retires its worker; a Docker pool's tmpfs also caps
-their number) and socket buffers (bounded by the open-files limit; a Docker pool's cgroup bounds them). Where a
+their number) and socket buffers (bounded by the open-files limit; a Docker pool's cgroup bounds them). Outside a
+run's limits and wall clock: the worker compiling its program (up to `worker_main.PRECOMPILE_MAX_BYTES`: at most tens
+of milliseconds and a few MB for the worst sources tried; what does not compile cleanly the child compiles again,
+within the limits). Where a
 program could tell it is not a fresh `python3` (differential tests against `BwrapSandbox` cover the rest): the
 preloaded modules are in `sys.modules`; the worker's frames are on the stack; the stdin is a regular file; with
 several workers each run keeps to one CPU (`pin_workers`). What changes how an interpreter starts (PYTHON*
