@@ -7,8 +7,8 @@ namespace (on the host, its clean-up would wipe `/work` and kill every process i
 over its stdin/stdout (moved to fds 3 and 4). A request is `>I` (length of the worker header), the worker header
 (`marshal`: file names and sizes, stdin size, wall and output limits, size of the child header), the child header
 (`marshal`: argv, environment or None for the default one, rlimits, whether to run inline), then stdin and the file
-contents. A reply is one kind byte and a fixed struct: `RESULT` + stdout + stderr,
-`ERROR` + text, `READY`, or `RETIRED` (the request was not run: start a fresh worker and send it there).
+contents. A reply is one kind byte and a fixed struct: `RESULT` + stdout + stderr, `ERROR` + text, `READY`, or
+`RETIRED` (the request was not run: start a fresh worker and send it there).
 
 Three kinds of process:
 - the worker (pid 1): reads requests, writes the files into `/work`, compiles a short Python program to run inline
@@ -28,9 +28,9 @@ Three kinds of process:
   the attributes it inherited: see `unsignalled`, `Pristine`).
   Once its request arrives it applies the request's rlimits and environment, then acknowledges it (the zygote then
   forks the next standby, while this run executes), loads the Python program the worker compiled (or compiles it
-  itself), waits until the next standby exists
-  (so that RLIMIT_NPROC, counted per uid, sees all of the sandbox's own processes), then runs the program in the
-  already-started, already-warm interpreter (no interpreter start-up: the point of the pool) or execs the command.
+  itself), waits until the next standby exists (so that RLIMIT_NPROC, counted per uid, sees all of the sandbox's own
+  processes), then runs the program in the already-started, already-warm interpreter (no interpreter start-up: the
+  point of the pool) or execs the command.
   An inline program ends as the interpreter's exit would end it (see `run_inline`: threads joined, `atexit`
   callbacks, globals finalised, uncaught errors through `sys.excepthook`, SIGINT after a KeyboardInterrupt).
   A Python program that finishes reports its exit code and CPU time on the status pipe, so the worker can answer
@@ -597,8 +597,10 @@ def precompile(child_header: memoryview, files: list, contents: list) -> bytes:
     if argv[1] == "-c":
         source, filename = argv[2], "<string>"
     else:
-        wanted = os.path.normpath(argv[1])
-        content = next((content for (name, _), content in zip(files, contents, strict=True) if name == wanted), None)
+        wanted, content = os.path.normpath(argv[1]), None
+        for (name, _), data in zip(files, contents, strict=True):
+            if os.path.normpath(name) == wanted:
+                content = data  # (of two names for one path, "m.py" and "./m.py", the last was written last)
         if content is None or content[:4] == ZIP_MAGIC:
             return b""
         source, filename = bytes(content), os.path.join(WORK, argv[1])
@@ -627,8 +629,9 @@ def compile_cleanly(source: "str | bytes", filename: str) -> bytes:
 
 
 def hand_over(control: int, data: memoryview, exited: int) -> bool:
-    """Write a request's child header to the (non-blocking) control pipe as the standby reads it; False if the
-    standby (pidfd `exited`) exits first: a header larger than the pipe would otherwise block the worker for ever."""
+    """Write a request's child header and compiled program to the (non-blocking) control pipe as the standby reads
+    them; False if the standby (pidfd `exited`) exits first: a message larger than the pipe would otherwise block the
+    worker for ever."""
     offset = 0
     while offset < len(data):
         try:

@@ -257,6 +257,7 @@ FILE_LAYOUTS = {
     "subdirectory": (("sub/m.py",), {"sub/m.py": b"import sys\nprint(sys.path[0], __file__)"}),
     "directory": (("d",), {"d/__main__.py": b"import sys\nprint(sys.path[0], __file__)"}),
     "zip_app": (("app.pyz",), {"app.pyz": zipped_app()}),
+    "two_names_for_one_file": (("main.py",), {"main.py": b"print('first')", "./main.py": b"print('last')"}),
 }
 """Programs whose imports or path depend on the files beside them: a file named like a module the warm worker
 imported ahead of the program shadows it, as in a fresh interpreter (but for the interpreter's own start-up

@@ -69,3 +69,9 @@ def test_the_worker_keeps_its_latest_programs_compiled(monkeypatch: pytest.Monke
     assert len(worker_main.COMPILED) == worker_main.COMPILED_KEPT
     assert marshal.loads(precompile(["python3", "main.py"], {"main.py": PROGRAM})) == marshal.loads(first)
     assert compiled == [*others, PROGRAM]
+
+
+def test_of_two_names_for_one_path_the_last_written_is_compiled() -> None:
+    files = {"main.py": b"print('first')", "./main.py": b"print('last')"}
+    code = marshal.loads(precompile(["python3", "main.py"], files))
+    assert "last" in code.co_consts
