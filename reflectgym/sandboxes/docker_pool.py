@@ -125,7 +125,7 @@ class DockerLauncher:
     name = "docker"
     isolation = Isolation.CONTAINER
     sigkill_means_oom = True
-    extra_processes = 3  # the worker (the container's pid 1), its zygote and the next run's standby
+    extra_processes = 4  # the worker (the container's pid 1), its compiler, its zygote and the next standby
 
     def __init__(self, config: DockerConfig, limits: Limits, preload: tuple[str, ...]) -> None:
         try:

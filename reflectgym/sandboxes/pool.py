@@ -29,9 +29,9 @@ memory, grown to the largest request and output so far).
 Not bounded by `Limits.memory_bytes` (kernel memory): inodes of empty files (`disk_bytes` bounds bytes, not files;
 a run leaving more than `worker_main.WIPE_BUDGET` of them retires its worker; a Docker pool's tmpfs also caps
 their number) and socket buffers (bounded by the open-files limit; a Docker pool's cgroup bounds them). Outside a
-run's limits and wall clock: the worker compiling its program (up to `worker_main.PRECOMPILE_MAX_BYTES`: at most tens
-of milliseconds and a few MB for the worst sources tried; what does not compile cleanly the child compiles again,
-within the limits). Where a
+run's limits and wall clock: the worker's compiler compiling its program (up to `worker_main.COMPILE_SECONDS` and
+`COMPILE_MEMORY_BYTES`; what does not compile cleanly within them the child compiles, within the run's limits).
+Where a
 program could tell it is not a fresh `python3` (differential tests against `BwrapSandbox` cover the rest): the
 preloaded modules are in `sys.modules`; the worker's frames are on the stack; the stdin is a regular file; with
 several workers each run keeps to one CPU (`pin_workers`). What changes how an interpreter starts (PYTHON*
@@ -237,7 +237,7 @@ class BwrapLauncher:
     name = "pool"
     isolation = Isolation.NAMESPACES
     sigkill_means_oom = False
-    extra_processes = 3  # the worker (pid 1: no bubblewrap init), its zygote and the next run's standby
+    extra_processes = 4  # the worker (pid 1: no bubblewrap init), its compiler, its zygote and the next standby
 
     def __init__(self, config: BwrapConfig, limits: Limits, preload: Sequence[str]) -> None:
         reason = bwrap_unavailable_reason(config.bwrap)

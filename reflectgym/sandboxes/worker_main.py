@@ -10,13 +10,13 @@ over its stdin/stdout (moved to fds 3 and 4). A request is `>I` (length of the w
 contents. A reply is one kind byte and a fixed struct: `RESULT` + stdout + stderr, `ERROR` + text, `READY`, or
 `RETIRED` (the request was not run: start a fresh worker and send it there).
 
-Three kinds of process:
-- the worker (pid 1): reads requests, writes the files into `/work`, compiles a short Python program to run inline
-  (see `precompile`), collects output, replies, ends the run, wipes. It never forks after start-up, so its pages are
-  never shared with a program and no request data of its reaches a child. As pid 1 it inherits every orphan: after
-  each run it SIGKILLs every process of the namespace but itself, the zygote and the next standby, until none is left,
-  and reaps them (see `Zygote.end_run`; usually the child was the run's only process, which the namespace's pid
-  counter tells without a scan of `/proc`).
+Three kinds of process, and the worker's compiler (below):
+- the worker (pid 1): reads requests, writes the files into `/work`, has a short Python program to run inline compiled
+  (see `precompile`, `Compiler`), collects output, replies, ends the run, wipes. It forks only to start its zygote and
+  its compiler (never a program's process), so its pages are never shared with a program and no request data of its
+  reaches a child. As pid 1 it inherits every orphan: after each run it SIGKILLs every process of the namespace but
+  itself, its compiler, the zygote and the next standby, until none is left, and reaps them (see `Zygote.end_run`;
+  usually the child was the run's only process, which the namespace's pid counter tells without a scan of `/proc`).
 - the zygote: forked from the worker once, after the preloads and a rehearsal (see `rehearse`), before any
   request; it holds every child's stdio (fds 0-2 and Python's `sys.stdin/stdout/stderr` objects, made once as a
   fresh interpreter with the programs' default environment makes them: see `install_stdio`) and raises the
@@ -50,10 +50,10 @@ sandbox's namespaces (the same empty network and hostname). Not shared: files, p
 contents, open file descriptions (each child reopens its stdio: flags, locks and leases end with the run),
 environment, rlimits, request data.
 
-The worker compiles a program of up to `PRECOMPILE_MAX_BYTES` itself, outside the run's limits: compiling that much
-takes at most tens of milliseconds and megabytes (a 16 KiB chain of comparisons, the slowest form found), and the
-interpreter's compiler bounds its own recursion. A program that does not compile cleanly (an error, a warning) is
-compiled again by its child, under its limits, which reports it as a fresh interpreter would.
+A fourth process, the worker's compiler (see `Compiler`), compiles a program of up to `PRECOMPILE_MAX_BYTES` for its
+child, outside the run's limits but within `COMPILE_SECONDS` and `COMPILE_MEMORY_BYTES` (or the run's memory limit,
+if lower); a program that does not compile cleanly (an error, a warning) or within them is compiled by its child,
+under the run's limits, which reports it as a fresh interpreter would.
 
 A program can write a false exit status on its status pipe: that only ends its own run early with an exit code it
 could have used anyway, and a CPU time the host keeps within what the run could have used (`worker_link.plausible_cpu`).
@@ -93,6 +93,10 @@ import time
 import traceback
 import types
 
+TYPE_CHECKING = False  # (the standard library only, and no more of it than the worker needs: not `typing`)
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
 WORK = "/work"
 WIPED = ("/work", "/tmp", "/dev/shm", "/dev/mqueue")
 """Emptied after every run (`/dev/mqueue`: the POSIX message queues of the sandbox's IPC namespace)."""
@@ -117,7 +121,13 @@ ZYGOTE_TIMEOUT_SECONDS = 10.0
 MAX_SWEEPS = 10_000
 """Kill-and-reap rounds `sweep` tries before the worker gives up (and retires)."""
 PRECOMPILE_MAX_BYTES = 16384
-"""Programs up to this size are compiled by the worker (see `precompile`), larger ones by their child."""
+"""Programs up to this size are compiled by the worker's compiler (see `precompile`), larger ones by their child."""
+COMPILE_SECONDS = 0.25
+"""How long the worker waits for its compiler (see `Compiler`); a program not compiled by then its child compiles."""
+COMPILE_MEMORY_BYTES = 512 << 20
+"""The compiler's address-space limit while it compiles (the run's own where that is lower)."""
+MAX_COMPILED_BYTES = 1 << 20
+"""Compiled code larger than this is left to the child to compile."""
 COMPILED_KEPT = 32
 COMPILED: "dict[tuple[str, str | bytes], bytes]" = {}
 """(file name, source) -> what `precompile` returned for it, for the last `COMPILED_KEPT` programs, oldest first."""
@@ -334,8 +344,10 @@ def unnamed_file() -> int:
 class Zygote:
     """The worker's handle on the zygote process (see the module docstring)."""
 
-    def __init__(self, pipes: Pipes, pristine: "Pristine") -> None:
+    def __init__(self, pipes: Pipes, pristine: "Pristine", compiler: "Compiler") -> None:
         self.pristine = pristine
+        self.compiler = compiler
+        """The worker's compiler, which the sweeps spare while it is alive."""
         commands, self.commands = os.pipe()
         self.answers, answers = os.pipe()
         self.pid = os.fork()
@@ -438,7 +450,9 @@ def main() -> None:
     release_free_memory(libc)
     pipes, pristine, cleaner = Pipes(), Pristine(sealed), Cleaner(libc, sealed)
     cleaner.clean_up()  # (the first run then finds the roots as every later one does)
-    zygote = Zygote(pipes, pristine)
+    compiler = Compiler(libc)
+    zygote = Zygote(pipes, pristine, compiler)
+    compiler.start()  # (before the first standby: a sandbox's own processes get the lowest pids, see `end_run`)
     inbox, stdout, stderr = Inbox(), Output(), Output()
     standby = zygote.spare(pipes)
     write_all([READY])
@@ -551,7 +565,12 @@ def write_all(parts: list) -> None:
 
 
 def serve(
-    request: Request, standby: int, pipes: Pipes, zygote: Zygote, stdout: Output, stderr: Output
+    request: Request,
+    standby: int,
+    pipes: Pipes,
+    zygote: Zygote,
+    stdout: Output,
+    stderr: Output,
 ) -> tuple[list | None, int, tuple[int, float, bool] | None]:
     """Run one request on the standby child; returns the reply's parts (None: the child refused to run), the next
     standby's pid (0: none was forked) and, if the run was already ended, what `Zygote.end_run` said."""
@@ -569,7 +588,7 @@ def serve(
     write_fd(pipes.stdin, stdin, positioned=True)
     stdout.reset(request.max_output)
     stderr.reset(request.max_output)
-    code = precompile(child_header, request.files, contents)
+    code = precompile(child_header, request.files, contents, zygote.compiler.compile)
     message = b"".join([PREFIX.pack(len(child_header)), child_header, PREFIX.pack(len(code)), code])
     pidfd = os.pidfd_open(standby)
     try:
@@ -581,14 +600,18 @@ def serve(
         os.close(pidfd)
 
 
-def precompile(child_header: memoryview, files: list, contents: list) -> bytes:
-    """The program of an inline run compiled here and marshalled for its child (`load_inline`), or b"" where the
-    child is to compile it: one that does not compile cleanly (the child then reports the error or the warnings as
-    a fresh interpreter would), one larger than `PRECOMPILE_MAX_BYTES`, a file that is not one of the request's, a
-    zip file.
+def precompile(
+    child_header: memoryview, files: list, contents: list, compile_program: "Callable[[str | bytes, str, int], bytes]"
+) -> bytes:
+    """The program of an inline run compiled by `compile_program` (source, file name, memory limit; the worker's
+    `Compiler`) and marshalled for its child (`load_inline`), or b"" where the child is to compile it: one that does
+    not compile cleanly or in time (the child then reports the error or the warnings as a fresh interpreter would),
+    one larger than `PRECOMPILE_MAX_BYTES`, one that would have its compiler import a module (a coding cookie's
+    codec, `unicodedata` for a named escape: a fresh interpreter imports it in the program's process), a file that
+    is not one of the request's, a zip file.
 
-    A freshly forked child compiles about six times slower than this warm worker: a 15-line program took it 0.39 ms
-    and 142 copied pages, against 0.07 ms here and 0.11 ms (70 pages) for the child to load the result. The last
+    A freshly forked child compiles about six times slower than a warm process: a 15-line program took it 0.39 ms
+    and 142 copied pages, against 0.07 ms warm and 0.11 ms (70 pages) for the child to load the result. The last
     `COMPILED_KEPT` programs stay compiled (`COMPILED`): a program run once per test case compiles once."""
     child = marshal.loads(child_header)
     argv = child["argv"]
@@ -604,16 +627,128 @@ def precompile(child_header: memoryview, files: list, contents: list) -> bytes:
         if content is None or content[:4] == ZIP_MAGIC:
             return b""
         source, filename = bytes(content), os.path.join(WORK, argv[1])
-    if len(source) > PRECOMPILE_MAX_BYTES:
+    if len(source) > PRECOMPILE_MAX_BYTES or imports_to_compile(source):
         return b""
     key = (filename, source)
     code = COMPILED.pop(key, None)
     if code is None:
-        code = compile_cleanly(source, filename)
+        memory = COMPILE_MEMORY_BYTES
+        for which, soft, _ in child["rlimits"]:
+            if which == resource.RLIMIT_AS and 0 <= soft < memory:
+                memory = soft
+        code = compile_program(source, filename, memory)
         if len(COMPILED) >= COMPILED_KEPT:
             del COMPILED[next(iter(COMPILED))]
     COMPILED[key] = code  # (the most recent last)
     return code
+
+
+CODING_COOKIE = re.compile(rb"^[ \t\f]*#.*?coding[:=]", re.MULTILINE)
+
+
+def imports_to_compile(source: "str | bytes") -> bool:
+    """Whether compiling `source` may import a module: a coding cookie in its first two lines (its codec), or a
+    named escape, `\\N{...}` (`unicodedata`)."""
+    data = source.encode("utf-8", "surrogatepass") if isinstance(source, str) else source
+    return b"\\N{" in data or CODING_COOKIE.search(b"\n".join(data.split(b"\n", 2)[:2])) is not None
+
+
+class Compiler:
+    """The worker's compiler: a process of its own, forked from the worker, that compiles programs for `precompile`
+    under a memory limit and against a deadline. Compiling is not bounded by a source's size: Python 3.11 compiles a
+    `finally` body once for every way out of its `try`, so nested ones (513 bytes of them) took 6.6 s and 4.6 GB,
+    and folding a chain of string constants (16 KiB) 10 s and 6.5 GB; in the worker that would be outside every
+    limit, and past the host's deadline for the reply. A compiler that misses the deadline is killed, and replaced
+    at the next compile; that program is compiled by its child, within the run's limits, as a fresh interpreter
+    would compile it. Its pid is spared by the sweeps while it is alive (a dead one's pid may be given out again)."""
+
+    def __init__(self, libc: ctypes.CDLL) -> None:
+        self.libc = libc
+        self.pid = 0
+        self.pidfd = self.requests = self.replies = -1
+
+    def compile(self, source: "str | bytes", filename: str, memory: int) -> bytes:
+        """`source` compiled and marshalled, or b"" (it did not compile cleanly, within `memory` and in time)."""
+        if not self.alive():
+            self.stop()
+            self.start()
+        request = marshal.dumps((source, filename, memory))
+        try:
+            write_fd(self.requests, memoryview(PREFIX.pack(len(request)) + request), positioned=False)
+            deadline = time.perf_counter() + COMPILE_SECONDS
+            (size,) = PREFIX.unpack(self._receive(PREFIX.size, deadline))
+            return self._receive(size, deadline)
+        except (OSError, EOFError, TimeoutError):
+            self.stop()
+            return b""
+
+    def alive(self) -> bool:
+        """Whether the compiler runs (and so its pid is still its own)."""
+        return self.pidfd >= 0 and not select.select([self.pidfd], [], [], 0)[0]
+
+    def start(self) -> None:
+        requests, self.requests = os.pipe()
+        self.replies, replies = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            compiler_main(self.libc, requests, replies)
+        for fd in (requests, replies):
+            os.close(fd)
+        os.set_blocking(self.replies, False)
+        self.pid, self.pidfd = pid, os.pidfd_open(pid)
+
+    def stop(self) -> None:
+        """Kill and reap the compiler, if any (through its pidfd: its pid may belong to another process by now)."""
+        if self.pidfd >= 0:
+            with contextlib.suppress(OSError):
+                signal.pidfd_send_signal(self.pidfd, signal.SIGKILL)
+            with contextlib.suppress(ChildProcessError):
+                os.waitid(os.P_PIDFD, self.pidfd, os.WEXITED)
+        for fd in (self.pidfd, self.requests, self.replies):
+            if fd >= 0:
+                os.close(fd)
+        self.pid, self.pidfd, self.requests, self.replies = 0, -1, -1, -1
+
+    def _receive(self, count: int, deadline: float) -> bytes:
+        chunks = []
+        while count:
+            remaining = deadline - time.perf_counter()
+            if remaining <= 0 or not select.select([self.replies], [], [], remaining)[0]:
+                raise TimeoutError("the compiler missed its deadline")
+            chunk = os.read(self.replies, min(count, CHUNK))
+            if not chunk:
+                raise EOFError("the compiler is gone")
+            chunks.append(chunk)
+            count -= len(chunk)
+        return b"".join(chunks)
+
+
+def compiler_main(libc: ctypes.CDLL, requests: int, replies: int) -> None:
+    """In the compiler: compile what the worker sends, each under its memory limit, until it goes away. Never
+    returns."""
+    code = 0
+    try:
+        os.dup2(requests, 0)
+        os.dup2(replies, 1)
+        os.closerange(3, 65536)  # (the host's channel and the children's pipes are the worker's alone)
+        prefer_for_oom_kill(libc)  # (under a cgroup, a compile over the memory limit ends here, not in the worker)
+        hard = resource.getrlimit(resource.RLIMIT_AS)[1]
+        while True:
+            (size,) = PREFIX.unpack(read_exactly(0, PREFIX.size))
+            source, filename, memory = marshal.loads(read_exactly(0, size))
+            limit = memory if hard == resource.RLIM_INFINITY else min(memory, hard)
+            resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
+            try:
+                compiled = compile_cleanly(source, filename)
+            finally:
+                resource.setrlimit(resource.RLIMIT_AS, (hard, hard))
+            if len(compiled) > MAX_COMPILED_BYTES:
+                compiled = b""
+            write_fd(1, memoryview(PREFIX.pack(len(compiled)) + compiled), positioned=False)
+    except BaseException:
+        code = 1
+    finally:
+        os._exit(code)
 
 
 def compile_cleanly(source: "str | bytes", filename: str) -> bytes:
@@ -799,8 +934,8 @@ def kill_and_reap(pid: int) -> tuple[int, int, float]:
 
 
 def sweep(zygote: Zygote, standby: int) -> None:
-    """In the worker, once the run's child is reaped: SIGKILL every process but this one, the zygote and `standby`
-    until none is left, reaping them.
+    """In the worker, once the run's child is reaped: SIGKILL every process but this one, the zygote, `standby` and
+    the compiler (while it is alive) until none is left, reaping them.
 
     Every other process of a run is an orphan by now, or becomes one when its parent dies, and so the worker's
     (pid 1) to reap; but for one made the zygote's own child (`clone` with CLONE_PARENT from the run's child), which
@@ -809,7 +944,7 @@ def sweep(zygote: Zygote, standby: int) -> None:
     its own, waits until the others have exited and reaps whichever are the worker's (a process may reap its own
     children first: nothing here blocks on a child that may never come).
     """
-    spared = (1, zygote.pid, standby)
+    spared = (1, zygote.pid, standby, zygote.compiler.pid if zygote.compiler.alive() else 0)
     for _ in range(MAX_SWEEPS):
         victims = [int(entry) for entry in os.listdir("/proc") if entry.isdigit() and int(entry) not in spared]
         if not victims:
@@ -1093,8 +1228,11 @@ def load_inline(argv: list[str], code: bytes) -> tuple[types.CodeType | BaseExce
         directory = WORK
     else:
         filename = os.path.join(WORK, argv[1]) if not argv[1].startswith("/") else argv[1]
-        if os.path.isdir(filename):
-            return None
+        try:
+            if stat.S_ISDIR(os.stat(filename).st_mode):
+                return None
+        except OSError as error:  # (as opening it would: `sub/../m.py` without `sub`, `m.py/`)
+            return error, filename
         sys.argv = argv[1:]
         directory = os.path.dirname(script_path(filename))  # (as the interpreter's sys.path[0])
         sys.path[0:0] = [directory]
@@ -1109,11 +1247,11 @@ def load_inline(argv: list[str], code: bytes) -> tuple[types.CodeType | BaseExce
                 return None
     if shadows_a_loaded_module(directory):
         return None
-    if code:
-        return marshal.loads(code), filename
     try:
+        if code:
+            return marshal.loads(code), filename
         return compile(source, filename, "exec", dont_inherit=True), filename
-    except BaseException as error:  # SyntaxError and friends: reported when the program would have started
+    except BaseException as error:  # SyntaxError, MemoryError...: reported when the program would have started
         if isinstance(source, bytes) and reads_differently(error):
             return None
         error.__traceback__ = None
@@ -1315,8 +1453,8 @@ def exit_code_of(stop: SystemExit) -> int:
     `sys.stderr` cannot take it)."""
     if stop.code is None:
         return 0
-    if isinstance(stop.code, int):
-        return stop.code & 0xFF
+    if isinstance(stop.code, int):  # (the interpreter takes it as a C long: one past that range is -1)
+        return stop.code & 0xFF if -(2**63) <= stop.code < 2**63 else 255
     with contextlib.suppress(BaseException):
         if sys.stderr is None:
             os.write(2, str(stop.code).encode("utf-8", "backslashreplace"))

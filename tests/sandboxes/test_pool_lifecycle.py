@@ -397,3 +397,23 @@ def test_a_standby_killed_with_the_work_dir_locked_does_not_lose_a_large_request
             pool.run(attack)
             result = pool.run(large)
             assert (result.status, result.stdout_text) == (ExecStatus.OK, "ok\n"), result
+
+
+@pytest.mark.parametrize("sig", ["SIGSTOP", "SIGKILL"])
+def test_a_run_that_stops_or_kills_the_workers_compiler_leaves_later_runs_right(sig: str) -> None:
+    """The worker's compiler (see `worker_main.Compiler`) is a process a program can signal: a stopped one misses
+    its deadline and a dead one is found dead; either is replaced, and the next programs run as before."""
+    attack = (  # (the compiler is the worker's child that is not this program's parent, the zygote)
+        "import os, signal\n"
+        "for pid in [int(p) for p in os.listdir('/proc') if p.isdigit() and int(p) not in (1, os.getppid())]:\n"
+        "    if open(f'/proc/{pid}/stat').read().rsplit(')', 1)[1].split()[1] == '1':\n"
+        f"        os.kill(pid, signal.{sig})\n"
+        "        print('signalled')\n"
+    )
+    with bwrap_pool(PoolConfig(workers=1)) as pool:
+        assert pool.run(ExecRequest(command=("python3", "-c", attack))).stdout_text == "signalled\n"
+        for n in range(3):
+            result = pool.run(ExecRequest(command=("python3", "main.py"), files={"main.py": b"print(%d)" % n}))
+            assert (result.status, result.stdout_text) == (ExecStatus.OK, f"{n}\n"), result
+        listing = "import os; print(len([p for p in os.listdir('/proc') if p.isdigit()]))"
+        assert pool.run(ExecRequest(command=("python3", "-c", listing))).stdout_text == "5\n"  # (a compiler again)

@@ -30,7 +30,8 @@ processes = [entry for entry in os.listdir("/proc") if entry.isdigit()]
 data = sys.stdin.buffer.read()
 print(len(processes), os.listdir("/tmp"), os.listdir("/dev/shm"), sorted(os.listdir(".")), len(data), sum(data) % 9973)
 """
-"""Prints what it sees; a clean sandbox has 4 processes (worker, zygote, this run, the next run's standby)."""
+"""Prints what it sees; a clean sandbox has 5 processes (worker, its compiler, zygote, this run, the next
+run's standby)."""
 
 ORPHANS = """
 import os, time
@@ -106,7 +107,7 @@ def problem(kind: str, stdin: bytes, result: ExecResult, seconds: float) -> str 
     if seconds > (CLEAN_SECONDS if kind == "clean" else BOMB.wall_seconds + GRACE_SECONDS):
         return f"{kind} took {seconds:.1f} s"
     if kind == "clean":
-        seen = f"4 [] [] ['main.py'] {len(stdin)} {sum(stdin) % 9973}\n"
+        seen = f"5 [] [] ['main.py'] {len(stdin)} {sum(stdin) % 9973}\n"
         if result.status is not ExecStatus.OK or result.stdout_text != seen:
             return f"clean run saw {result.status.value} {result.stdout_text!r} {result.stderr_text[-300:]!r}"
         return None

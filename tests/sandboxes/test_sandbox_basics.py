@@ -203,6 +203,7 @@ FRESH_INTERPRETER: dict[str, str | bytes] = {
     "too_deep_to_compile": "x = " + "1+" * 7000 + "1\nprint(x)",
     "larger_than_the_worker_compiles": "x = 0\n" + "x += 1\n" * 3000 + "print(x)",
     "exit_message": "import sys\nsys.exit('bye')",
+    "exit_code_past_a_long": "import sys\nsys.exit(-2**70)",
     "exit_message_with_stderr_closed": "import sys\nsys.stderr.close()\nsys.exit('bye')",
     "exit_message_without_stderr": "import sys\nsys.stderr = None\nsys.exit('bye')",
     "nul_byte": b"print('read')\0print('never read')\n",
@@ -258,6 +259,8 @@ FILE_LAYOUTS = {
     "directory": (("d",), {"d/__main__.py": b"import sys\nprint(sys.path[0], __file__)"}),
     "zip_app": (("app.pyz",), {"app.pyz": zipped_app()}),
     "two_names_for_one_file": (("main.py",), {"main.py": b"print('first')", "./main.py": b"print('last')"}),
+    "through_a_missing_directory": (("sub/../main.py",), {"main.py": b"print('ran')"}),
+    "file_as_a_directory": (("main.py/",), {"main.py": b"print('ran')"}),
 }
 """Programs whose imports or path depend on the files beside them: a file named like a module the warm worker
 imported ahead of the program shadows it, as in a fresh interpreter (but for the interpreter's own start-up
@@ -273,6 +276,41 @@ def test_a_pool_finds_a_programs_own_files_as_a_fresh_interpreter_does(sandbox: 
     assert seen(sandbox.run(request)) == seen(BwrapSandbox().run(request))
     later = sandbox.run(ExecRequest(command=("python3", "-c", "import json, typing, string; print(json.__file__)")))
     assert later.stdout_text.startswith("/usr/lib/")  # (what one run dropped is there again for the next)
+
+
+def nested_finally(depth: int, name: str = "f") -> str:
+    """A function of `depth` nested try/finally blocks returning from each: Python 3.11 compiles a `finally` body
+    once for every way out of its `try`, so compiling it takes time and memory exponential in `depth` (depth 13, 513
+    bytes: 6.6 s and 4.6 GB)."""
+    lines = [f"def {name}():"]
+    for level in range(1, depth + 1):
+        lines += [" " * level + "try: return 1", " " * level + "finally:"]
+    return "\n".join([*lines, " " * (depth + 1) + "return 2", ""])
+
+
+COSTLY_TO_COMPILE = {
+    "one_exponential_function": (nested_finally(14) + "print('ran', f())", Limits(memory_bytes=256 * 2**20)),
+    "many_costly_functions": (
+        "".join(nested_finally(11, f"f{n}") for n in range(30)) + "print('ran')",
+        Limits(wall_seconds=2, cpu_seconds=2),
+    ),
+}
+"""Short programs whose compiling runs into the run's limits (memory; CPU and wall time)."""
+
+
+@needs_bwrap
+@pytest.mark.parametrize("sandbox", ["pool", pytest.param("docker", marks=pytest.mark.docker)], indirect=True)
+@pytest.mark.parametrize("program", sorted(COSTLY_TO_COMPILE))
+def test_compiling_a_program_is_bounded_by_the_runs_limits(sandbox: Sandbox, program: str) -> None:
+    """A pool compiles a run's program outside it (see `worker_main.Compiler`): a program whose compiling would
+    take memory or time past the run's limits fails as it does in a fresh interpreter, not as the sandbox's error
+    (which trainers skip), nor does it pass where a fresh interpreter fails."""
+    source, limits = COSTLY_TO_COMPILE[program]
+    request = ExecRequest(command=("python3", "main.py"), files={"main.py": source.encode()}, limits=limits)
+    fresh = BwrapSandbox().run(request)
+    assert fresh.status in (ExecStatus.MEMORY_LIMIT, ExecStatus.TIMEOUT)
+    assert sandbox.run(request).status is fresh.status
+    assert sandbox.run(ExecRequest(command=("python3", "-c", "print(1)"))).stdout_text == "1\n"
 
 
 STARTUP_PROBE = (
@@ -393,7 +431,7 @@ def test_pool_program_starts_only_once_the_next_standby_exists_from_the_first_ru
     for _ in range(5):
         with bwrap_pool(PoolConfig(workers=1)) as pool:
             seen = [pool.run(ExecRequest(command=("python3", "-c", listing))).stdout_text for _ in range(2)]
-        assert seen == ["4\n"] * 2  # the worker, the zygote, the run's child and the next standby
+        assert seen == ["5\n"] * 2  # the worker, its compiler, the zygote, the run's child and the next standby
 
 
 @needs_bwrap

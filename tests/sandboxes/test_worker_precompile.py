@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import marshal
+import resource
 
 import pytest
 
@@ -11,9 +12,15 @@ from reflectgym.sandboxes import worker_main
 PROGRAM = b"import sys\nprint(sys.argv)\n"
 
 
-def precompile(argv: list[str], files: dict[str, bytes], inline: bool = True) -> bytes:
+def compile_here(source: str | bytes, filename: str, memory: int) -> bytes:
+    """What the worker's compiler answers, compiled in this process (`memory` unused)."""
+    return worker_main.compile_cleanly(source, filename)
+
+
+def precompile(argv: list[str], files: dict[str, bytes], inline: bool = True, compile_program=compile_here) -> bytes:
     header = memoryview(marshal.dumps({"argv": argv, "env": None, "rlimits": [], "inline": inline}))
-    return worker_main.precompile(header, [(name, len(data)) for name, data in files.items()], list(files.values()))
+    names = [(name, len(data)) for name, data in files.items()]
+    return worker_main.precompile(header, names, list(files.values()), compile_program)
 
 
 @pytest.mark.parametrize(
@@ -40,8 +47,10 @@ def test_a_clean_program_comes_compiled_as_its_child_would_compile_it(argv: list
         (["python3", "main.py"], {"main.py": b"PK\x03\x04zip"}, True),
         (["python3", "/usr/lib/python3.11/this.py"], {"main.py": PROGRAM}, True),  # not one of the request's files
         (["python3", "main.py"], {"main.py": PROGRAM}, False),  # exec'd in a fresh interpreter
+        (["python3", "main.py"], {"main.py": b"# -*- coding: latin-1 -*-\nprint(1)"}, True),  # imports its codec
+        (["python3", "main.py"], {"main.py": b"print('\\N{BULLET}')"}, True),  # imports unicodedata
     ],
-    ids=["warning", "syntax_error", "too_deep", "too_large", "zip", "outside_file", "not_inline"],
+    ids=["warning", "syntax_error", "too_deep", "too_large", "zip", "outside_file", "not_inline", "cookie", "named"],
 )
 def test_a_program_the_child_must_compile_itself_comes_uncompiled(
     argv: list[str], files: dict[str, bytes], inline: bool
@@ -60,14 +69,17 @@ def test_the_worker_keeps_its_latest_programs_compiled(monkeypatch: pytest.Monke
         compiled.append(source)
         return marshal.dumps(compile(source, filename, "exec", dont_inherit=True))
 
-    monkeypatch.setattr(worker_main, "compile_cleanly", counting)
-    assert precompile(["python3", "main.py"], {"main.py": PROGRAM}) == first
+    def compile_counted(source: str | bytes, filename: str, memory: int) -> bytes:
+        return counting(source, filename)
+
+    assert precompile(["python3", "main.py"], {"main.py": PROGRAM}, compile_program=compile_counted) == first
     assert compiled == []
     others = [b"x = %d\n" % n for n in range(worker_main.COMPILED_KEPT)]
     for source in others:
-        precompile(["python3", "main.py"], {"main.py": source})
+        precompile(["python3", "main.py"], {"main.py": source}, compile_program=compile_counted)
     assert len(worker_main.COMPILED) == worker_main.COMPILED_KEPT
-    assert marshal.loads(precompile(["python3", "main.py"], {"main.py": PROGRAM})) == marshal.loads(first)
+    again = precompile(["python3", "main.py"], {"main.py": PROGRAM}, compile_program=compile_counted)
+    assert marshal.loads(again) == marshal.loads(first)
     assert compiled == [*others, PROGRAM]
 
 
@@ -75,3 +87,17 @@ def test_of_two_names_for_one_path_the_last_written_is_compiled() -> None:
     files = {"main.py": b"print('first')", "./main.py": b"print('last')"}
     code = marshal.loads(precompile(["python3", "main.py"], files))
     assert "last" in code.co_consts
+
+
+def test_the_compiler_is_given_the_runs_memory_limit_when_lower() -> None:
+    given: list[int] = []
+
+    def compile_noting(source: str | bytes, filename: str, memory: int) -> bytes:
+        given.append(memory)
+        return b""
+
+    for memory in (64 << 20, worker_main.COMPILE_MEMORY_BYTES * 2, resource.RLIM_INFINITY):
+        header = {"argv": ["python3", "-c", f"x = {memory}"], "env": None, "inline": True}
+        header["rlimits"] = [[resource.RLIMIT_AS, memory, memory]]
+        worker_main.precompile(memoryview(marshal.dumps(header)), [], [], compile_noting)
+    assert given == [64 << 20, worker_main.COMPILE_MEMORY_BYTES, worker_main.COMPILE_MEMORY_BYTES]
