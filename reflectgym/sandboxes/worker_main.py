@@ -129,8 +129,9 @@ COMPILE_MEMORY_BYTES = 512 << 20
 MAX_COMPILED_BYTES = 1 << 20
 """Compiled code larger than this is left to the child to compile."""
 COMPILED_KEPT = 32
-COMPILED: "dict[tuple[str, str | bytes], bytes]" = {}
-"""(file name, source) -> what `precompile` returned for it, for the last `COMPILED_KEPT` programs, oldest first."""
+COMPILED: "dict[tuple[str, str | bytes, int], bytes]" = {}
+"""(file name, source, memory limit) -> what `precompile` returned for it, for the last `COMPILED_KEPT` programs,
+oldest first."""
 WIPE_BUDGET = 10_000
 """Entries the worker removes after a run before it gives up and retires instead (the sandbox's files go with it):
 a run that leaves millions of them (empty files or directories, which the work dirs' size limit does not count)
@@ -629,13 +630,13 @@ def precompile(
         source, filename = bytes(content), os.path.join(WORK, argv[1])
     if len(source) > PRECOMPILE_MAX_BYTES or imports_to_compile(source):
         return b""
-    key = (filename, source)
+    memory = COMPILE_MEMORY_BYTES
+    for which, soft, _ in child["rlimits"]:
+        if which == resource.RLIMIT_AS and 0 <= soft < memory:
+            memory = soft
+    key = (filename, source, memory)  # (what compiled under one memory limit may not under a lower one)
     code = COMPILED.pop(key, None)
     if code is None:
-        memory = COMPILE_MEMORY_BYTES
-        for which, soft, _ in child["rlimits"]:
-            if which == resource.RLIMIT_AS and 0 <= soft < memory:
-                memory = soft
         code = compile_program(source, filename, memory)
         if len(COMPILED) >= COMPILED_KEPT:
             del COMPILED[next(iter(COMPILED))]
@@ -650,7 +651,8 @@ def imports_to_compile(source: "str | bytes") -> bool:
     """Whether compiling `source` may import a module: a coding cookie in its first two lines (its codec), or a
     named escape, `\\N{...}` (`unicodedata`)."""
     data = source.encode("utf-8", "surrogatepass") if isinstance(source, str) else source
-    return b"\\N{" in data or CODING_COOKIE.search(b"\n".join(data.split(b"\n", 2)[:2])) is not None
+    lines = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n").split(b"\n", 2)[:2]  # (any of the line endings)
+    return b"\\N{" in data or CODING_COOKIE.search(b"\n".join(lines)) is not None
 
 
 class Compiler:
@@ -673,9 +675,9 @@ class Compiler:
             self.stop()
             self.start()
         request = marshal.dumps((source, filename, memory))
+        deadline = time.perf_counter() + COMPILE_SECONDS
         try:
-            write_fd(self.requests, memoryview(PREFIX.pack(len(request)) + request), positioned=False)
-            deadline = time.perf_counter() + COMPILE_SECONDS
+            self._send(memoryview(PREFIX.pack(len(request)) + request), deadline)
             (size,) = PREFIX.unpack(self._receive(PREFIX.size, deadline))
             return self._receive(size, deadline)
         except (OSError, EOFError, TimeoutError):
@@ -694,6 +696,7 @@ class Compiler:
             compiler_main(self.libc, requests, replies)
         for fd in (requests, replies):
             os.close(fd)
+        os.set_blocking(self.requests, False)  # (a stopped compiler reads nothing: the deadline holds for writing too)
         os.set_blocking(self.replies, False)
         self.pid, self.pidfd = pid, os.pidfd_open(pid)
 
@@ -708,6 +711,14 @@ class Compiler:
             if fd >= 0:
                 os.close(fd)
         self.pid, self.pidfd, self.requests, self.replies = 0, -1, -1, -1
+
+    def _send(self, data: memoryview, deadline: float) -> None:
+        while data:
+            remaining = deadline - time.perf_counter()
+            if remaining <= 0 or not select.select([], [self.requests], [], remaining)[1]:
+                raise TimeoutError("the compiler missed its deadline")
+            with contextlib.suppress(BlockingIOError):
+                data = data[os.write(self.requests, data) :]
 
     def _receive(self, count: int, deadline: float) -> bytes:
         chunks = []
@@ -944,8 +955,9 @@ def sweep(zygote: Zygote, standby: int) -> None:
     its own, waits until the others have exited and reaps whichever are the worker's (a process may reap its own
     children first: nothing here blocks on a child that may never come).
     """
-    spared = (1, zygote.pid, standby, zygote.compiler.pid if zygote.compiler.alive() else 0)
     for _ in range(MAX_SWEEPS):
+        # (each round: a compiler the run killed is reaped below, and its pid may then go to a process of the run)
+        spared = (1, zygote.pid, standby, zygote.compiler.pid if zygote.compiler.alive() else 0)
         victims = [int(entry) for entry in os.listdir("/proc") if entry.isdigit() and int(entry) not in spared]
         if not victims:
             return

@@ -417,3 +417,21 @@ def test_a_run_that_stops_or_kills_the_workers_compiler_leaves_later_runs_right(
             assert (result.status, result.stdout_text) == (ExecStatus.OK, f"{n}\n"), result
         listing = "import os; print(len([p for p in os.listdir('/proc') if p.isdigit()]))"
         assert pool.run(ExecRequest(command=("python3", "-c", listing))).stdout_text == "5\n"  # (a compiler again)
+
+
+def test_a_stopped_compiler_does_not_block_the_worker_on_a_request_larger_than_its_pipe() -> None:
+    """A program that stopped the compiler, then a program whose compile request fills more than a pipe: the worker
+    gives up on the compiler at its deadline (writing too), and the child compiles the program itself."""
+    stop = (
+        "import os, signal\n"
+        "for pid in [int(p) for p in os.listdir('/proc') if p.isdigit() and int(p) not in (1, os.getppid())]:\n"
+        "    if open(f'/proc/{pid}/stat').read().rsplit(')', 1)[1].split()[1] == '1':\n"
+        "        os.kill(pid, signal.SIGSTOP)\n"
+    )
+    large = "#" + "\U0001f600" * 16383  # (16 KiB of characters, which the worker compiles: past 64 KiB of UTF-8)
+    with bwrap_pool(PoolConfig(workers=1)) as pool:
+        pool.run(ExecRequest(command=("python3", "-c", stop)))
+        started = time.perf_counter()
+        result = pool.run(ExecRequest(command=("python3", "-c", large)))
+        assert (result.status, result.stdout_text) == (ExecStatus.OK, ""), result
+        assert time.perf_counter() - started < 5

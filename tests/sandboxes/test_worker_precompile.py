@@ -49,8 +49,12 @@ def test_a_clean_program_comes_compiled_as_its_child_would_compile_it(argv: list
         (["python3", "main.py"], {"main.py": PROGRAM}, False),  # exec'd in a fresh interpreter
         (["python3", "main.py"], {"main.py": b"# -*- coding: latin-1 -*-\nprint(1)"}, True),  # imports its codec
         (["python3", "main.py"], {"main.py": b"print('\\N{BULLET}')"}, True),  # imports unicodedata
+        (["python3", "main.py"], {"main.py": b"\r# coding: latin-1\rprint(1)\r"}, True),  # a cookie, after a CR
     ],
-    ids=["warning", "syntax_error", "too_deep", "too_large", "zip", "outside_file", "not_inline", "cookie", "named"],
+    ids=[
+        *("warning", "syntax_error", "too_deep", "too_large", "zip", "outside_file", "not_inline"),
+        *("cookie", "named_escape", "cookie_after_a_carriage_return"),
+    ],
 )
 def test_a_program_the_child_must_compile_itself_comes_uncompiled(
     argv: list[str], files: dict[str, bytes], inline: bool
@@ -101,3 +105,21 @@ def test_the_compiler_is_given_the_runs_memory_limit_when_lower() -> None:
         header["rlimits"] = [[resource.RLIMIT_AS, memory, memory]]
         worker_main.precompile(memoryview(marshal.dumps(header)), [], [], compile_noting)
     assert given == [64 << 20, worker_main.COMPILE_MEMORY_BYTES, worker_main.COMPILE_MEMORY_BYTES]
+
+
+def test_a_program_kept_compiled_under_one_memory_limit_is_compiled_again_under_another(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """What compiled within a larger memory limit may not within a smaller one: the kept code is per limit."""
+    monkeypatch.setattr(worker_main, "COMPILED", {})
+    given: list[int] = []
+
+    def compile_noting(source: str | bytes, filename: str, memory: int) -> bytes:
+        given.append(memory)
+        return worker_main.compile_cleanly(source, filename)
+
+    for memory in (256 << 20, 64 << 20, 256 << 20, 64 << 20):
+        header = {"argv": ["python3", "-c", "print(1)"], "env": None, "inline": True}
+        header["rlimits"] = [[resource.RLIMIT_AS, memory, memory]]
+        worker_main.precompile(memoryview(marshal.dumps(header)), [], [], compile_noting)
+    assert given == [256 << 20, 64 << 20]
