@@ -671,12 +671,12 @@ class Compiler:
 
     def compile(self, source: "str | bytes", filename: str, memory: int) -> bytes:
         """`source` compiled and marshalled, or b"" (it did not compile cleanly, within `memory` and in time)."""
-        if not self.alive():
-            self.stop()
-            self.start()
         request = marshal.dumps((source, filename, memory))
-        deadline = time.perf_counter() + COMPILE_SECONDS
         try:
+            if not self.alive():
+                self.stop()
+                self.start()
+            deadline = time.perf_counter() + COMPILE_SECONDS
             self._send(memoryview(PREFIX.pack(len(request)) + request), deadline)
             (size,) = PREFIX.unpack(self._receive(PREFIX.size, deadline))
             return self._receive(size, deadline)
@@ -691,11 +691,13 @@ class Compiler:
     def start(self) -> None:
         requests, self.requests = os.pipe()
         self.replies, replies = os.pipe()
-        pid = os.fork()
-        if pid == 0:
-            compiler_main(self.libc, requests, replies)
-        for fd in (requests, replies):
-            os.close(fd)
+        try:
+            pid = os.fork()
+            if pid == 0:
+                compiler_main(self.libc, requests, replies)
+        finally:
+            for fd in (requests, replies):
+                os.close(fd)
         os.set_blocking(self.requests, False)  # (a stopped compiler reads nothing: the deadline holds for writing too)
         os.set_blocking(self.replies, False)
         self.pid, self.pidfd = pid, os.pidfd_open(pid)
