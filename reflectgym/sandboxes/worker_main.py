@@ -566,12 +566,7 @@ def write_all(parts: list) -> None:
 
 
 def serve(
-    request: Request,
-    standby: int,
-    pipes: Pipes,
-    zygote: Zygote,
-    stdout: Output,
-    stderr: Output,
+    request: Request, standby: int, pipes: Pipes, zygote: Zygote, stdout: Output, stderr: Output
 ) -> tuple[list | None, int, tuple[int, float, bool] | None]:
     """Run one request on the standby child; returns the reply's parts (None: the child refused to run), the next
     standby's pid (0: none was forked) and, if the run was already ended, what `Zygote.end_run` said."""
@@ -628,7 +623,7 @@ def precompile(
         if content is None or content[:4] == ZIP_MAGIC:
             return b""
         source, filename = bytes(content), os.path.join(WORK, argv[1])
-    if len(source) > PRECOMPILE_MAX_BYTES or imports_to_compile(source):
+    if len(source) > PRECOMPILE_MAX_BYTES:
         return b""
     memory = COMPILE_MEMORY_BYTES
     for which, soft, _ in child["rlimits"]:
@@ -637,7 +632,7 @@ def precompile(
     key = (filename, source, memory)  # (what compiled under one memory limit may not under a lower one)
     code = COMPILED.pop(key, None)
     if code is None:
-        code = compile_program(source, filename, memory)
+        code = b"" if imports_to_compile(source) else compile_program(source, filename, memory)
         if len(COMPILED) >= COMPILED_KEPT:
             del COMPILED[next(iter(COMPILED))]
     COMPILED[key] = code  # (the most recent last)
@@ -645,14 +640,16 @@ def precompile(
 
 
 CODING_COOKIE = re.compile(rb"^[ \t\f]*#.*?coding[:=]", re.MULTILINE)
+FIRST_TWO_LINES = re.compile(rb"[^\r\n]*(?:\r\n?|\n)?[^\r\n]*")
+"""A source's first two lines, whatever their line endings (where a coding cookie counts)."""
 
 
 def imports_to_compile(source: "str | bytes") -> bool:
     """Whether compiling `source` may import a module: a coding cookie in its first two lines (its codec), or a
     named escape, `\\N{...}` (`unicodedata`)."""
     data = source.encode("utf-8", "surrogatepass") if isinstance(source, str) else source
-    lines = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n").split(b"\n", 2)[:2]  # (any of the line endings)
-    return b"\\N{" in data or CODING_COOKIE.search(b"\n".join(lines)) is not None
+    head = FIRST_TWO_LINES.match(data)
+    return b"\\N{" in data or CODING_COOKIE.search(head.group().replace(b"\r", b"\n") if head else b"") is not None
 
 
 class Compiler:
