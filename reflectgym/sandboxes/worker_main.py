@@ -632,7 +632,8 @@ def precompile(
     key = (filename, source, memory)  # (what compiled under one memory limit may not under a lower one)
     code = COMPILED.pop(key, None)
     if code is None:
-        code = b"" if imports_to_compile(source) else compile_program(source, filename, memory)
+        child_compiles = imports_to_compile(source) or (isinstance(source, bytes) and not reads_as_utf8(source))
+        code = b"" if child_compiles else compile_program(source, filename, memory)
         if len(COMPILED) >= COMPILED_KEPT:
             del COMPILED[next(iter(COMPILED))]
     COMPILED[key] = code  # (the most recent last)
@@ -645,11 +646,28 @@ FIRST_TWO_LINES = re.compile(rb"[^\r\n]*(?:\r\n?|\n)?[^\r\n]*")
 
 
 def imports_to_compile(source: "str | bytes") -> bool:
-    """Whether compiling `source` may import a module: a coding cookie in its first two lines (its codec), or a
-    named escape, `\\N{...}` (`unicodedata`)."""
+    """Whether compiling `source` may import a module: a coding cookie (its codec), or a named escape, `\\N{...}`
+    (`unicodedata`). (`compile_cleanly` also notices an import once it happened.)"""
     data = source.encode("utf-8", "surrogatepass") if isinstance(source, str) else source
+    return b"\\N{" in data or declares_encoding(data)
+
+
+def declares_encoding(data: bytes) -> bool:
+    """Whether a coding cookie is in `data`'s first two lines, whatever their line endings."""
     head = FIRST_TWO_LINES.match(data)
-    return b"\\N{" in data or CODING_COOKIE.search(head.group().replace(b"\r", b"\n") if head else b"") is not None
+    return head is not None and CODING_COOKIE.search(head.group().replace(b"\r", b"\n")) is not None
+
+
+def reads_as_utf8(data: bytes) -> bool:
+    """Whether a fresh interpreter reads file `data` without a decoding error: without a coding cookie it decodes
+    every line as UTF-8, comments too, which compiling the bytes does not check."""
+    if data.isascii() or declares_encoding(data):
+        return True
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 class Compiler:
@@ -762,15 +780,37 @@ def compiler_main(libc: ctypes.CDLL, requests: int, replies: int) -> None:
 
 
 def compile_cleanly(source: "str | bytes", filename: str) -> bytes:
-    """`source` compiled and marshalled, or b"" if compiling it raises or warns."""
+    """`source` compiled and marshalled, or b"" if compiling it raises, warns or imports a module (a fresh interpreter
+    imports it in the program's process: `unicodedata` for a non-ASCII name, a codec), or if marshalling would change
+    it (`set_constants`)."""
     import warnings  # (not before the zygote is forked: it would be preloaded for every program)
 
+    loaded = set(sys.modules)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         try:
-            return marshal.dumps(compile(source, filename, "exec", dont_inherit=True))
+            code = compile(source, filename, "exec", dont_inherit=True)
         except BaseException:  # (MemoryError and RecursionError too: the child meets them again, in its limits)
             return b""
+    imported = sys.modules.keys() - loaded
+    for name in imported:
+        del sys.modules[name]
+    if imported or set_constants(code):
+        return b""
+    try:
+        return marshal.dumps(code)
+    except BaseException:
+        return b""
+
+
+def set_constants(code: types.CodeType) -> bool:
+    """Whether `code` or a function in it has a set constant of more than one element (`x in {1, 2}`): `marshal`
+    rebuilds a set from its elements in their old order, and where hashes collide the new set's order differs."""
+    return any(
+        (isinstance(constant, frozenset) and len(constant) > 1)
+        or (isinstance(constant, types.CodeType) and set_constants(constant))
+        for constant in code.co_consts
+    )
 
 
 def hand_over(control: int, data: memoryview, exited: int) -> bool:
@@ -1254,7 +1294,7 @@ def load_inline(argv: list[str], code: bytes) -> tuple[types.CodeType | BaseExce
                     source = handle.read()
             except OSError as error:
                 return error, filename
-            if source.startswith(ZIP_MAGIC):
+            if source.startswith(ZIP_MAGIC) or not reads_as_utf8(source):
                 return None
     if shadows_a_loaded_module(directory):
         return None

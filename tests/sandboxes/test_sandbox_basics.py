@@ -207,6 +207,9 @@ FRESH_INTERPRETER: dict[str, str | bytes] = {
     "exit_message_with_stderr_closed": "import sys\nsys.stderr.close()\nsys.exit('bye')",
     "exit_message_without_stderr": "import sys\nsys.stderr = None\nsys.exit('bye')",
     "nul_byte": b"print('read')\0print('never read')\n",
+    "undecodable_comment": b"# \xff\nprint(1)\n",
+    "set_constant_order": "print([x for x in {2070348407264, 1656481433960, 3, 57}])",
+    "non_ascii_name": "\u00e9 = 1\nimport sys\nprint('unicodedata' in sys.modules)",
     "undecodable_source": b"print('\xff')\n",
 }
 """Programs whose outcome depends on how the interpreter compiles and runs the main module (the pool's worker

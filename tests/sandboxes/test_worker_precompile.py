@@ -50,10 +50,12 @@ def test_a_clean_program_comes_compiled_as_its_child_would_compile_it(argv: list
         (["python3", "main.py"], {"main.py": b"# -*- coding: latin-1 -*-\nprint(1)"}, True),  # imports its codec
         (["python3", "main.py"], {"main.py": b"print('\\N{BULLET}')"}, True),  # imports unicodedata
         (["python3", "main.py"], {"main.py": b"\r# coding: latin-1\rprint(1)\r"}, True),  # a cookie, after a CR
+        (["python3", "main.py"], {"main.py": b"# \xff\nprint(1)"}, True),  # not UTF-8: fresh refuses it
+        (["python3", "main.py"], {"main.py": b"print([x for x in {3, 57}])"}, True),  # a set constant
     ],
     ids=[
         *("warning", "syntax_error", "too_deep", "too_large", "zip", "outside_file", "not_inline"),
-        *("cookie", "named_escape", "cookie_after_a_carriage_return"),
+        *("cookie", "named_escape", "cookie_after_a_carriage_return", "undecodable_comment", "set_constant"),
     ],
 )
 def test_a_program_the_child_must_compile_itself_comes_uncompiled(
