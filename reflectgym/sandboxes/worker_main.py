@@ -781,8 +781,8 @@ def compiler_main(libc: ctypes.CDLL, requests: int, replies: int) -> None:
 
 def compile_cleanly(source: "str | bytes", filename: str) -> bytes:
     """`source` compiled and marshalled, or b"" if compiling it raises, warns or imports a module (a fresh interpreter
-    imports it in the program's process: `unicodedata` for a non-ASCII name, a codec), or if marshalling would change
-    it (`set_constants`)."""
+    imports it in the program's process: `unicodedata` for a non-ASCII name, a codec), or if loading it back would
+    change it (`set_constants`)."""
     import warnings  # (not before the zygote is forked: it would be preloaded for every program)
 
     loaded = set(sys.modules)
@@ -795,22 +795,29 @@ def compile_cleanly(source: "str | bytes", filename: str) -> bytes:
     imported = sys.modules.keys() - loaded
     for name in imported:
         del sys.modules[name]
-    if imported or set_constants(code):
+    if imported:
         return b""
     try:
-        return marshal.dumps(code)
+        compiled = marshal.dumps(code)
+        sets = set_constants(code)  # (usually none)
+        if sets and sets != set_constants(marshal.loads(compiled)):
+            return b""
     except BaseException:
         return b""
+    return compiled
 
 
-def set_constants(code: types.CodeType) -> bool:
-    """Whether `code` or a function in it has a set constant of more than one element (`x in {1, 2}`): `marshal`
-    rebuilds a set from its elements in their old order, and where hashes collide the new set's order differs."""
-    return any(
-        (isinstance(constant, frozenset) and len(constant) > 1)
-        or (isinstance(constant, types.CodeType) and set_constants(constant))
-        for constant in code.co_consts
-    )
+def set_constants(code: types.CodeType) -> list[list[object]]:
+    """The set constants of `code` and the functions in it (`for x in {1, 2}`), each as the order it iterates in:
+    `marshal` rebuilds a set from its elements in their old order, and where their hashes collide the new set can
+    iterate in another (`{2070348407264, 1656481433960, 3, 57}`). The child loads what the compiler loads."""
+    found: list[list[object]] = []
+    for constant in code.co_consts:
+        if isinstance(constant, frozenset):
+            found.append(list(constant))
+        elif isinstance(constant, types.CodeType):
+            found += set_constants(constant)
+    return found
 
 
 def hand_over(control: int, data: memoryview, exited: int) -> bool:
