@@ -647,7 +647,8 @@ FIRST_TWO_LINES = re.compile(rb"[^\r\n]*(?:\r\n?|\n)?[^\r\n]*")
 
 def imports_to_compile(source: "str | bytes") -> bool:
     """Whether compiling `source` may import a module: a coding cookie (its codec), or a named escape, `\\N{...}`
-    (`unicodedata`). (`compile_cleanly` also notices an import once it happened.)"""
+    (`unicodedata`). `compile_cleanly` notices an import once it happened, but not a codec's after the first time:
+    the codec registry keeps codecs it found even once their modules are dropped from `sys.modules`."""
     data = source.encode("utf-8", "surrogatepass") if isinstance(source, str) else source
     return b"\\N{" in data or declares_encoding(data)
 
