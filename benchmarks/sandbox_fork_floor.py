@@ -1,7 +1,8 @@
 """Claim: the warm pool's cost per run is within about 2x of a bare fork server, the floor of fork-per-run in Python.
 
 Where the pool's time goes is mostly forking a warm interpreter and the pages the child then copies, not the
-isolation. This measures, side by side in one run and on the same program as `sandbox_warm_pool.py`:
+isolation. This measures, side by side in one run and on the same programs as `sandbox_warm_pool.py` (a distinct
+variant every run, for the fork servers too):
 - baseline: a fresh `python3 -I main.py` subprocess per run;
 - fork server: the same interpreter, preloaded and rehearsed like a pool worker, that forks a standby ahead of
   each request and runs the program in it. No namespaces, no limits, no clean-up, no checks: a lower bound;
@@ -29,7 +30,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from sandbox_warm_pool import PROGRAM, PYTHON, checked, pool_workers
+from sandbox_warm_pool import PROGRAM, PYTHON, checked, pool_workers, sample_request
 
 from reflectgym.sandboxes import Limits, PoolConfig, bwrap_pool
 from reflectgym.sandboxes.bwrap import BwrapConfig, namespace_args, spawn_identity
@@ -168,7 +169,7 @@ def rows_at(concurrency: int, work: Path, runs: int) -> list[tuple[str, int, flo
         try:
 
             def forked(slot: int, servers: list[ForkServer] = servers) -> None:
-                assert servers[slot].run(PROGRAM.encode()) == b"ok\n"
+                assert servers[slot].run(sample_request().files["main.py"]) == b"ok\n"
 
             rows.append((name, concurrency, *measure(forked, runs, concurrency)))
         finally:
