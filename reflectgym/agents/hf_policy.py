@@ -2,14 +2,18 @@
 
 Loads a local checkpoint folder, a hub name (for users with a network), or a `.gguf` file (converted once and
 cached, see `reflectgym.agents.gguf`). Log-probs are of the raw model distribution (temperature 1, before top-p),
-the quantity a trainer's importance ratio compares with, and the one vLLM reports by default.
+the quantity a trainer's importance ratio compares with, and the one vLLM reports by default. Sampling applies
+`Sampling`'s temperature and top-p and nothing else: a checkpoint's own generation settings (`repetition_penalty`,
+`min_p`, `no_repeat_ngram_size`, beams...) are not used, or the samples would not come from the distribution whose
+log-probs are reported (see `_sampling_alone`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -171,7 +175,7 @@ class HFPolicy:
             options.update(temperature=sampling.temperature, top_p=sampling.top_p, top_k=0)
         if sampling.stop:
             options["stop_strings"] = list(sampling.stop)
-        with torch.inference_mode():
+        with torch.inference_mode(), _sampling_alone(self.model):
             result = self.model.generate(
                 input_ids=input_ids.to(self.device),
                 attention_mask=attention.to(self.device),
@@ -268,6 +272,27 @@ def checkpoint_path(source: str | os.PathLike[str]) -> Path | None:
 def _is_training_run(path: Path) -> bool:
     """A `reflectgym train` output folder: metrics and checkpoints, the model under `model/`."""
     return (path / "metrics.jsonl").is_file() or (path / "checkpoints").is_dir()
+
+
+@contextlib.contextmanager
+def _sampling_alone(model: Any) -> Iterator[None]:
+    """While generating, the model's generation config holds its special tokens only. transformers fills every option
+    a call leaves unset from it, so a checkpoint's `repetition_penalty`, `min_p`, `no_repeat_ngram_size`, bad words
+    or beams would change what is sampled, while the log-probs reported (a trainer's old policy) stay the raw model's:
+    the rollouts would be silently off-policy. (A `peft` model generates through its base model's config.)"""
+    from transformers import GenerationConfig
+
+    owner = model.get_base_model() if hasattr(model, "get_base_model") else model
+    saved = getattr(owner, "generation_config", None)
+    if saved is None:
+        yield
+        return
+    tokens = ("bos_token_id", "eos_token_id", "pad_token_id", "decoder_start_token_id")
+    owner.generation_config = GenerationConfig(**{name: getattr(saved, name, None) for name in tokens})
+    try:
+        yield
+    finally:
+        owner.generation_config = saved
 
 
 def _stop_token_ids(model: Any, tokenizer: Any) -> tuple[int, ...]:

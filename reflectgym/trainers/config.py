@@ -153,7 +153,9 @@ def check_field_types(config: Any) -> None:
             if value is None:
                 continue
             annotation = next(arg for arg in args if arg is not type(None))
-        if not _fits(value, annotation):
+        if typing.get_origin(annotation) is typing.Literal:
+            coerce(value, annotation, field.name)  # (raises, naming the values allowed)
+        elif not _fits(value, annotation):
             raise ConfigError(
                 f"{field.name}: expected {annotation.__name__}, got {type(value).__name__} {value!r} (YAML and "
                 "command-line values are converted; values given in Python are not)"

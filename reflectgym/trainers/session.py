@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import importlib
+import math
 import os
 import sys
 import warnings
@@ -81,7 +82,7 @@ class TrainerConfig:
     lora_alpha: int = 16
     """LoRA scaling numerator (the update is scaled by lora_alpha / lora_rank)."""
     lora_dropout: float = 0.0
-    """Dropout on the LoRA input."""
+    """Dropout on the LoRA input (SFT only: GRPO's update runs without dropout, as its sampler does)."""
     lora_target_modules: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj")
     """Module names that get adapters (Llama/Qwen/SmolLM attention projections by default)."""
     bf16: bool | None = None
@@ -100,8 +101,13 @@ class TrainerConfig:
         for name in ("steps", "minibatch_size"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1; got {getattr(self, name)}")
-        if self.lr <= 0:
-            raise ConfigError(f"lr must be positive; got {self.lr}")
+        if not 0 < self.lr < math.inf:
+            raise ConfigError(f"lr must be positive and finite; got {self.lr}")
+        for name in ("weight_decay", "max_grad_norm"):  # (a negative clipping norm would flip every gradient)
+            if not 0 <= getattr(self, name) < math.inf:
+                raise ConfigError(f"{name} must be 0 or positive and finite; got {getattr(self, name)}")
+        if not 0 <= self.lora_dropout < 1:
+            raise ConfigError(f"lora_dropout must be in [0, 1); got {self.lora_dropout}")
         if self.lora_rank < 0:
             raise ConfigError(f"lora_rank must be 0 (full fine-tuning) or positive; got {self.lora_rank}")
         if self.save_every < 0:
@@ -300,6 +306,7 @@ class TrainingSession:
                 checkpoint, model=self.model, optimizer=self.optimizer, rank=world.rank, world_size=world.size
             )
             self.step = int(state["step"])
+            self._take_optimiser_settings()
             own_generators = int(state.get("world_size", 1)) == world.size
         else:
             torch.manual_seed(self.config.seed)
@@ -322,13 +329,25 @@ class TrainingSession:
         )
         return state
 
+    def _take_optimiser_settings(self) -> None:
+        """After a resume, the optimiser's learning rate and weight decay are this run's config (loading its state
+        put back the checkpoint's); a change is said once, so that a resumed run is not silently another one."""
+        wanted = {"lr": self.config.lr, "weight_decay": self.config.weight_decay}
+        saved = self.optimizer.param_groups[0]
+        changed = [f"{name} {saved[name]} -> {value}" for name, value in wanted.items() if saved[name] != value]
+        if changed and self.world.is_main:
+            print(f"resume: the config changes the optimiser's {', '.join(changed)}", file=sys.stderr)
+        for group in self.optimizer.param_groups:
+            group.update(wanted)
+
     @property
     def done(self) -> bool:
         """Whether the configured steps are all taken."""
         return self.step >= self.config.steps
 
-    def update(self, sequences: Sequence[TrainingSequence], loss_fn: LossFn) -> UpdateResult:
-        """One optimiser step over `sequences` with the run's minibatching, clipping and precision."""
+    def update(self, sequences: Sequence[TrainingSequence], loss_fn: LossFn, dropout: bool = True) -> UpdateResult:
+        """One optimiser step over `sequences` with the run's minibatching, clipping and precision (and dropout, unless
+        `dropout=False`: see `optimizer_step`)."""
         result = optimizer_step(
             self.train_model,
             self.optimizer,
@@ -339,6 +358,7 @@ class TrainingSession:
             max_grad_norm=self.config.max_grad_norm or None,
             autocast_dtype=self.autocast_dtype,
             normalisation=self.config.normalisation,
+            dropout=dropout,
         )
         self.model.eval()
         return result

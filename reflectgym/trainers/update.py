@@ -69,10 +69,13 @@ def optimizer_step(
     scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
     autocast_dtype: torch.dtype | None = None,
     normalisation: Normalisation = "token",
+    dropout: bool = True,
 ) -> UpdateResult:
     """Accumulates gradients over minibatches of `sequences` and takes one optimiser step.
 
-    `normalisation` must be the one `loss_fn` averages by: it decides each minibatch's weight. With a
+    `normalisation` must be the one `loss_fn` averages by: it decides each minibatch's weight. `dropout=False` runs
+    the passes with dropout off (`model.eval()`), as a sampler and a reference model run: a ratio to their log-probs
+    is then 1 before the update. With a
     DistributedDataParallel `model`, `sequences` are this rank's share: the counts, the loss and the metrics are
     global over every rank (see `reflectgym.trainers.data_parallel`), and a rank may hold no sequence.
     """
@@ -82,7 +85,7 @@ def optimizer_step(
     total_tokens = int(global_sum(local_tokens, device)) if ranks > 1 else local_tokens
     if total_tokens == 0:
         raise ValueError("no token carries loss in this step (every loss mask is empty)")
-    model.train()
+    model.train(dropout)
     optimizer.zero_grad(set_to_none=True)
     loss_sum = 0.0
     metric_sums: dict[str, float] = {}

@@ -54,6 +54,19 @@ def test_greedy_is_repeatable_and_seeded_sampling_too(folder: Path) -> None:
     assert policy.generate([CHAT], seeded)[0].token_ids == policy.generate([CHAT], seeded)[0].token_ids
 
 
+def test_a_checkpoints_own_generation_settings_do_not_change_what_is_sampled(folder: Path) -> None:
+    """A checkpoint's `repetition_penalty` (Qwen2.5-Instruct ships 1.05) or `no_repeat_ngram_size` would make the
+    samples come from another distribution than the log-probs reported; the policy leaves them out."""
+    policy = HFPolicy.from_pretrained(folder, HFPolicyConfig(dtype="float32"))
+    greedy, seeded = Sampling(temperature=0, max_new_tokens=24), Sampling(max_new_tokens=24, seed=3)
+    plain = [policy.generate([CHAT], greedy)[0].token_ids, policy.generate([CHAT], seeded)[0].token_ids]
+    settings = policy.model.generation_config
+    settings.repetition_penalty, settings.no_repeat_ngram_size = 3.0, 1
+    assert [policy.generate([CHAT], greedy)[0].token_ids, policy.generate([CHAT], seeded)[0].token_ids] == plain
+    assert policy.model.generation_config is settings and settings.repetition_penalty == 3.0  # put back as it was
+    assert len(set(plain[0] or ())) < len(plain[0] or ())  # (a repeat, which the settings would have forbidden)
+
+
 def test_stop_strings_end_the_reply_inside_the_ids(folder: Path) -> None:
     policy = HFPolicy.from_pretrained(folder)
     free = policy.generate([CHAT], Sampling(temperature=0, max_new_tokens=16))[0]

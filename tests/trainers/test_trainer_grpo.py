@@ -142,6 +142,23 @@ def test_config_validation_says_what_to_change() -> None:
         GRPOConfig(group_size=1)
 
 
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"max_grad_norm": -1.0}, "max_grad_norm must be 0 or positive"),  # (it would flip every gradient)
+        ({"weight_decay": -0.1}, "weight_decay must be 0 or positive"),
+        ({"lr": float("nan")}, "lr must be positive and finite"),
+        ({"clip_eps": -0.2}, "clip_eps must be positive"),
+        ({"kl_coef": float("inf")}, "kl_coef must be 0"),
+        ({"lora_dropout": 1.0}, r"lora_dropout must be in \[0, 1\)"),
+        ({"normalisation": "tokens"}, "normalisation: 'tokens' is not one of 'token', 'sequence'"),
+    ],
+)
+def test_values_that_would_silently_change_training_are_refused(changes: dict[str, object], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        GRPOConfig(**changes)  # type: ignore[arg-type]
+
+
 TRAIN_SCRIPT = """
 import sys
 import reflectgym

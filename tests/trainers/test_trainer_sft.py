@@ -182,6 +182,20 @@ def test_resume_reaches_the_same_weights_and_losses_as_an_uninterrupted_run(tmp_
         assert torch.allclose(a, b, atol=1e-6), name
 
 
+def test_a_resumed_run_trains_with_the_learning_rate_its_config_gives(
+    tmp_path: Path, tiny: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Loading the optimiser's state puts back the checkpoint's settings; the config given now must win."""
+    SFTTrainer(toy_config(tmp_path, steps=2, save_every=1, lr=1e-2), HFPolicy.from_pretrained(tiny)).train()
+    resumed = SFTTrainer(
+        toy_config(tmp_path, steps=3, lr=1e-6, weight_decay=0.1, resume=True), HFPolicy.from_pretrained(tiny)
+    )
+    resumed.train()
+    [group] = resumed.session.optimizer.param_groups
+    assert (group["lr"], group["weight_decay"]) == (1e-6, 0.1)
+    assert "the config changes the optimiser's lr 0.01 -> 1e-06, weight_decay 0.0 -> 0.1" in capsys.readouterr().err
+
+
 def test_demonstrations_from_a_file_skip_broken_episodes_and_say_why(tmp_path: Path, tiny: Path) -> None:
     good = Trajectory(env_id=TOY, task_id="greet", seed=0, turns=[Turn("Greet.", "hello", 1.0, terminated=True)])
     empty = Trajectory(env_id=TOY, task_id="part", seed=1, turns=[])

@@ -101,6 +101,20 @@ def test_parameters_change_and_loss_falls() -> None:
     assert any(not torch.equal(before[name], value) for name, value in model.state_dict().items())
 
 
+@pytest.mark.parametrize("dropout", [True, False])
+def test_the_passes_run_with_dropout_only_when_asked(dropout: bool) -> None:
+    """GRPO's update runs without dropout, as its sampler and reference do: its ratio is then 1 before the step."""
+    model, modes = make_model(), []
+
+    def recording(batch: Batch, logprobs: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+        modes.append(model.training)
+        return sft(batch, logprobs)
+
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    optimizer_step(model, optimizer, SEQUENCES, recording, pad_id=0, minibatch_size=2, dropout=dropout)
+    assert modes == [dropout, dropout]
+
+
 def test_a_step_with_no_loss_tokens_is_refused() -> None:
     model = make_model()
     with pytest.raises(ValueError, match="no token carries loss"):
