@@ -208,3 +208,21 @@ def test_a_hostile_task_file_line_is_a_located_task_format_error(tmp_path: Path,
     path.write_bytes(b'{"id": "a", "question": "1+0?", "answer": "1"}\n' + line + b"\n")
     with pytest.raises(TaskFormatError, match=rf"tasks\.jsonl:2: .*{message}"):
         gym.make("reflectgym/Math-v0", tasks=str(path))
+
+
+@pytest.mark.parametrize(
+    ("gold", "reply", "reward"),
+    [
+        ("5", "\\boxed{5,}", 1.0),
+        ("5", "#### 5,", 1.0),
+        ("5,", "\\boxed{5}", 1.0),
+        ("5", "The answer is 1, 2, ", 0.0),
+        ("5", "\\boxed{(1,)}", 0.0),
+        ("5", "\\boxed{()}", 0.0),
+        ("5", "\\boxed{(,)}", 0.0),
+    ],
+)
+def test_an_answer_or_gold_with_an_empty_list_item_is_judged_not_raised(gold: str, reply: str, reward: float) -> None:
+    env = MathEnv(tasks=[{"id": "t", "question": "2+3?", "answer": gold}])
+    env.reset(seed=0)
+    assert env.step(reply)[1] == reward

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from reflectgym.envs.math.equivalence import AnswerChecker, EquivalenceConfig
+from reflectgym.envs.math.equivalence import AnswerChecker, EquivalenceConfig, Match
 from reflectgym.envs.math.symbolic import SymbolicVerifier, symbolic_available
 
 CASES = [json.loads(line) for line in (Path(__file__).parent / "data" / "equivalence_cases.jsonl").open()]
@@ -55,9 +55,38 @@ def test_symmetric_on_decided_pairs() -> None:
 def test_huge_powers_never_stall_the_fast_path() -> None:
     checker = AnswerChecker(EquivalenceConfig(symbolic=False))
     start = time.perf_counter()
-    assert checker.check("9^{9^{9^{9}}}", "1").status == "unknown"
+    assert checker.check("9^{9^{9^{9}}}", "1").status == "not_equal"  # (far beyond any float: see below)
     assert checker.check("2^{100000}", "2^{100001}").status == "unknown"
     assert time.perf_counter() - start < 0.5
+
+
+@pytest.mark.parametrize(
+    ("answer", "gold"),
+    [
+        ("9^{9^{9}}", "5"),
+        ("\\boxed{10^{10^{10}}}", "5"),
+        ("-10^{10^{10}}", "-3.5"),
+        ("2^{2^{2^{2^{2}}}}", "0"),
+        ("2^{-9^{9^{9}}}", "0"),
+        ("1, 9^{9^{9}}", "1"),
+        ("5", "9^{9^{9}}"),
+    ],
+)
+def test_a_power_too_large_to_compute_is_not_equal_to_an_ordinary_number_at_once(answer: str, gold: str) -> None:
+    checker = AnswerChecker(EquivalenceConfig(timeout_s=10))
+    start = time.perf_counter()
+    assert checker.check(answer, gold) == Match("not_equal", "fast")
+    assert time.perf_counter() - start < 0.1
+
+
+@pytest.mark.parametrize(
+    ("answer", "gold"),
+    [("1^{10^{10}}", "1"), ("9^{9^{9}} - 9^{9^{9}}", "0"), ("(-1)^{10^{10}}", "1"), ("2^{9^{-9^{9}}}", "1")],
+)
+def test_a_huge_power_that_may_equal_an_ordinary_number_is_left_undecided_by_the_fast_path(
+    answer: str, gold: str
+) -> None:
+    assert AnswerChecker(EquivalenceConfig(symbolic=False)).check(answer, gold).status == "unknown"
 
 
 @needs_math_verify
@@ -98,6 +127,74 @@ def test_numbers_side_by_side_name_no_value_and_are_never_multiplied(answer: str
         assert AnswerChecker().check(answer, gold).status == "unknown", (answer, gold)
 
 
+@pytest.mark.parametrize(
+    ("answer", "glued"),
+    [("2\\text{ and }3", "23"), ("3\\text{ft}4\\text{in}", "34"), ("2\\text{ hours and }30\\text{ minutes}", "230")],
+)
+def test_text_between_two_numbers_never_glues_them_into_one(answer: str, glued: str) -> None:
+    assert AnswerChecker().check(answer, glued).status == "unknown"
+
+
+@pytest.mark.parametrize(
+    ("answer", "gold"),
+    [
+        ("18\\text{ cm}.", "18"),
+        ("(3\\text{ cm}, 4\\text{ cm})", "(3, 4)"),
+        ("\\{3\\,\\text{m}, 4\\text{ m}\\}", "3, 4"),
+    ],
+)
+def test_a_unit_ending_an_answer_or_one_of_its_items_is_dropped(answer: str, gold: str) -> None:
+    assert AnswerChecker(EquivalenceConfig(symbolic=False)).check(answer, gold).status == "equal"
+
+
+@pytest.mark.parametrize(
+    ("answer", "gold", "status"),
+    [
+        ("-3\\frac{1}{2}", "-3.5", "equal"),
+        ("-3\\frac{1}{2}", "-\\frac{3}{2}", "not_equal"),
+        ("2\\cdot 3\\frac{1}{2}", "7", "equal"),
+        ("10\\frac{\\sqrt{3}}{2}", "5\\sqrt{3}", "equal"),
+        ("10\\frac{\\sqrt{3}}{2}", "10+\\frac{\\sqrt{3}}{2}", "not_equal"),
+        ("4\\frac{\\pi}{3}", "\\frac{4\\pi}{3}", "equal"),
+    ],
+)
+def test_only_a_whole_number_then_a_fraction_of_integers_is_a_mixed_number(answer: str, gold: str, status: str) -> None:
+    assert AnswerChecker(EquivalenceConfig(symbolic=False)).check(answer, gold).status == status
+
+
+@pytest.mark.parametrize(
+    ("answer", "gold"),
+    [("x^2 + 2 x y", "x^2+2"), ("\\frac{1}{2} a b", "\\frac12"), ("5 sin x", "5"), ("2 pi", "2"), ("3 million", "3")],
+)
+def test_trailing_variables_functions_constants_and_number_words_are_not_dropped_as_units(
+    answer: str, gold: str
+) -> None:
+    assert AnswerChecker(EquivalenceConfig(symbolic=False)).check(answer, gold).status != "equal"
+
+
+@pytest.mark.parametrize(
+    ("answer", "gold"),
+    [("3 million", "3000000"), ("2.5 million people", "2500000"), ("2 pi", "2\\pi"), ("18 dollars", "18")],
+)
+def test_number_words_and_pi_are_read_and_unit_words_dropped(answer: str, gold: str) -> None:
+    assert AnswerChecker(EquivalenceConfig(symbolic=False)).check(answer, gold).status == "equal"
+
+
+@pytest.mark.parametrize(
+    ("answer", "gold", "status"),
+    [
+        ("1.5e3", "1500", "equal"),
+        ("1e5", "100000", "equal"),
+        ("1.5E3", "1500", "equal"),
+        ("2.5e-2", "2.5\\%", "equal"),
+        ("1e-3", "0.001", "equal"),
+        ("1.5e3", "150", "not_equal"),
+    ],
+)
+def test_e_notation_is_read_by_the_fast_path_in_either_case(answer: str, gold: str, status: str) -> None:
+    assert AnswerChecker(EquivalenceConfig(symbolic=False)).check(answer, gold).status == status
+
+
 def test_spaced_thousands_and_implicit_products_still_read() -> None:
     checker = AnswerChecker(EquivalenceConfig(symbolic=False))
     assert [checker.check(a, g).status for a, g in [("1 000", "1000"), ("2(3)", "6"), ("2\\cdot 3", "6")]] == [
@@ -114,3 +211,21 @@ def test_a_float_gold_with_all_its_digits_matches_the_exact_value_it_rounds() ->
     for written, other in [("1000000000.00000", "1000000001"), ("12345678901200.00", "12345678901234")]:
         assert checker.check(written, other).status == "not_equal"  # (trailing zeros are not digits of a float)
     assert checker.check("1.00000000000000", "1.0000000001").status == "not_equal"
+
+
+@pytest.mark.parametrize(
+    ("answer", "gold", "status"),
+    [
+        ("5,", "5", "equal"),
+        ("5", "5,", "equal"),
+        ("1, 2, ", "2, 1", "equal"),
+        ("\\{1, 2,\\}", "1, 2", "equal"),
+        ("(1, 2,)", "(1, 2)", "equal"),
+        ("1,,2", "1, 2", "equal"),
+        ("5,", "6", "not_equal"),
+        (",", "5", "unknown"),
+        ("()", "5", "unknown"),
+    ],
+)
+def test_empty_list_items_are_dropped_alike_in_answer_and_gold(answer: str, gold: str, status: str) -> None:
+    assert AnswerChecker(EquivalenceConfig(symbolic=False)).check(answer, gold).status == status

@@ -53,6 +53,20 @@ def test_finds_the_final_answer(reply: str, answer: str, method: str) -> None:
     assert (extraction.answer, extraction.method) == (answer, method)
 
 
+@pytest.mark.parametrize(
+    ("reply", "answer", "method"),
+    [
+        ("So x = \u22125", "-5", "last_number"),
+        ("The answer is \u22123.", "-3", "answer_is"),
+        ("\\boxed{\u22122}", "-2", "boxed"),
+    ],
+)
+def test_a_unicode_minus_sign_is_read_as_a_minus(reply: str, answer: str, method: str) -> None:
+    extraction = extract_answer(reply)
+    assert extraction is not None
+    assert (extraction.answer, extraction.method) == (answer, method)
+
+
 def test_boxed_beats_every_other_form() -> None:
     extraction = extract_answer("The answer is 3.\n#### 4\n\\boxed{5}")
     assert extraction is not None and extraction.answer == "5"

@@ -30,6 +30,17 @@ def test_bad_row_is_located_by_file_line_and_field() -> None:
         load_jsonl(DATA / "math_bad_row.jsonl", math_row)
 
 
+@pytest.mark.parametrize(
+    ("answer", "message"),
+    [("true", "got bool"), ("false", "got bool"), ("NaN", "not a finite number"), ("Infinity", "not a finite number")],
+)
+def test_a_boolean_or_non_finite_json_answer_is_a_located_row_error(tmp_path: Path, answer: str, message: str) -> None:
+    path = tmp_path / "rows.jsonl"
+    path.write_text(f'{{"question": "q", "answer": "1"}}\n{{"question": "q?", "answer": {answer}}}\n')
+    with pytest.raises(TaskFormatError, match=rf"rows\.jsonl:2: field 'answer'.*{message}"):
+        load_math_tasks(str(path))
+
+
 def test_formats_are_recognised_by_fields() -> None:
     assert detect_format({"problem": "p", "solution": "s"}) == "math"
     assert detect_format({"question": "q", "answer": "w\n#### 3"}) == "gsm8k"

@@ -10,6 +10,7 @@ import pytest
 pytest.importorskip("reasoning_gym")
 
 from reflectgym.core import check_determinism, check_snapshot_roundtrip
+from reflectgym.core.tasks import Task
 from reflectgym.envs.math.env import MathEnv
 from reflectgym.envs.math.extract import Extraction
 from reflectgym.envs.math.feedback import scored_verdict
@@ -78,3 +79,32 @@ def test_a_gold_whose_form_counts_keeps_the_datasets_verdict(dataset: str, wrong
         answer = ", ".join(reversed([word.strip() for word in gold.split(",")]))
     assert source.score(env.task, answer) < 1
     assert env.step(f"<answer>{answer}</answer>")[1] == 0.0
+
+
+@pytest.mark.parametrize(
+    ("dataset", "reply"),
+    [
+        ("prime_factorization", "\\boxed{2 x 3 x 7}"),
+        ("prime_factorization", "\\boxed{(}"),
+        ("prime_factorization", "\\boxed{nan}"),
+        ("prime_factorization", "\\boxed{1e999}"),
+    ],
+)
+def test_a_scorer_that_cannot_read_the_answer_scores_it_zero_and_says_so(dataset: str, reply: str) -> None:
+    source = ReasoningGymTasks(dataset, size=5)
+    env = MathEnv(tasks=source, max_attempts=2)
+    env.reset(seed=1)
+    _, reward, terminated, _, info = env.step(reply)
+    assert (reward, terminated) == (0.0, False)
+    assert "scorer could not read it" in info["feedback"] and info["verdict"].details["unscorable"]
+    assert env.step(env.oracle_action())[1:3] == (1.0, True)
+
+
+def test_a_scorer_that_raises_still_passes_an_answer_equal_to_an_integer_gold() -> None:
+    class Raising(ReasoningGymTasks):
+        def score(self, task: Task, answer: str) -> float:
+            raise ValueError(answer)
+
+    env = MathEnv(tasks=Raising("basic_arithmetic", size=5, seed=3))
+    env.reset(seed=0)
+    assert env.step(f"\\boxed{{{env.gold}.0}}")[1:3] == (1.0, True)

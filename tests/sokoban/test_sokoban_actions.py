@@ -102,6 +102,21 @@ def test_a_labelled_answer_after_a_sentence_is_the_answer_part() -> None:
 
 
 @pytest.mark.parametrize(
+    ("text", "multi_move", "moves"),
+    [
+        ("Action: up\nReason: moving right would hit the wall.", False, (UP,)),
+        ("Answer: left\n(Going down pushes the box into a corner.)", False, (LEFT,)),
+        ("Action: up\nReason: right is a wall.\nAction: left", False, (LEFT,)),
+        ("Action: up\n<answer>down</answer>", False, (DOWN,)),
+        ("Moves:\nup\nleft\n\nThat leaves the box free to go right.", True, (UP, LEFT)),
+        ("<answer>up</answer>\nAnswer:", False, (UP,)),
+    ],
+)
+def test_a_labelled_answer_ends_at_its_lines_end(text: str, multi_move: bool, moves: tuple[int, ...]) -> None:
+    assert parse_moves(text, multi_move=multi_move) == moves
+
+
+@pytest.mark.parametrize(
     ("text", "moves"),
     [
         ("Down is blocked by a wall, so left, then up and up.", (LEFT, UP, UP)),

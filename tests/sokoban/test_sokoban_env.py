@@ -135,6 +135,18 @@ def test_levels_from_a_file_pick_by_task_id(shared_data: Path) -> None:
     assert other["task_id"] is not None
 
 
+def test_a_loaded_level_longer_than_max_steps_warns_once_per_env() -> None:
+    env = SokobanEnv(levels=[TWO_BOXES, TWO_BOXES], max_steps=2)
+    with pytest.warns(UserWarning, match=r"level 0: its optimal plan takes \d+ moves, more than max_steps=2") as record:
+        env.reset(options={"task_id": "0"})
+        env.reset(options={"task_id": "1"})
+    assert sum("max_steps" in str(warning.message) for warning in record) == 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        SokobanEnv(levels=TWO_BOXES, max_steps=30).reset(seed=0)
+        SokobanEnv(levels=TWO_BOXES, max_steps=2, multi_move=True).reset(seed=0)
+
+
 def test_task_id_of_a_generated_level_replays_it() -> None:
     env = SokobanEnv(size=(8, 8), num_boxes=3, max_steps=60)
     observation, info = env.reset(seed=4)

@@ -153,15 +153,22 @@ class MathEnv(TextEnv[Extraction]):
         return require_answer(text, self.extraction)
 
     def _apply(self, action: Extraction) -> Transition:
-        if isinstance(self.tasks, ScoredTaskSource):  # a source with its own scorer (reasoning-gym) judges itself
-            score = self.tasks.score(self.task, action.answer)
-            equal = score < 1.0 and self._equals_integer_gold(action.answer)
-            verdict = scored_verdict(action, score, level=self.feedback, equal=equal)
-        else:
-            verdict = self._judge(action)
+        # a source with its own scorer (reasoning-gym) judges itself
+        verdict = self._scored(self.tasks, action) if isinstance(self.tasks, ScoredTaskSource) else self._judge(action)
         if verdict.passed:
             return Transition(observation=verdict.feedback, verdict=verdict, terminated=True)
         return Transition(observation=f"{verdict.feedback}\n\n{self.observation()}", verdict=verdict, terminated=False)
+
+    def _scored(self, source: ScoredTaskSource, action: Extraction) -> Verdict:
+        """The verdict of the source's own scorer. A scorer that raises on an answer it cannot read (reasoning-gym's
+        `prime_factorization` runs `int()` on `2 x 3 x 7`; others on `(`, `nan`, `1e999`) scores it 0, saying so,
+        rather than ending the run: its code is the dataset's, and any reply may reach it."""
+        try:
+            score, unscorable = source.score(self.task, action.answer), False
+        except Exception:  # (whatever a third-party scorer raises: ValueError, OverflowError, IndexError, ...)
+            score, unscorable = 0.0, True
+        equal = score < 1.0 and self._equals_integer_gold(action.answer)
+        return scored_verdict(action, score, level=self.feedback, equal=equal, unscorable=unscorable)
 
     def _equals_integer_gold(self, answer: str) -> bool:
         """Whether the gold is an integer that `answer` equals (a scorer may mark `-989.0` down). Other golds are

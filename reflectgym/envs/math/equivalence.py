@@ -17,7 +17,7 @@ from itertools import product
 from typing import Literal
 
 from reflectgym.envs.math.symbolic import shared_verifier, symbolic_available
-from reflectgym.envs.math.values import Num, Seq, Union, Value, Word, read_answer
+from reflectgym.envs.math.values import Num, Seq, Union, Value, Word, far_from_every_number, read_answer
 
 MatchStatus = Literal["equal", "not_equal", "unknown"]
 MatchMethod = Literal["identical", "fast", "text", "symbolic", "timeout", "unreadable"]
@@ -98,6 +98,8 @@ class AnswerChecker:
             golds = _percent_variants(gold_value, gold_norm.percent)
             same = any(values_equal(a, g, self.config.rel_tol) for a, g in product(answers, golds))
             return Match("equal" if same else "not_equal", "fast")
+        if _far_and_ordinary(answer, answer_value, gold, gold_value):
+            return Match("not_equal", "fast")
         if not self.config.symbolic or not symbolic_available():
             return Match("unknown", "unreadable")
         result = shared_verifier(self.config.timeout_s).equal(answer, gold)
@@ -108,6 +110,27 @@ class AnswerChecker:
     def check_many(self, pairs: Sequence[tuple[str, str]]) -> list[Match]:
         """Compares `(answer, gold)` pairs in order."""
         return [self.check(answer, gold) for answer, gold in pairs]
+
+
+_ORDINARY_LOG2 = 1000
+"""An ordinary number: zero, or a magnitude within 2^±_ORDINARY_LOG2 (a float's range, near enough)."""
+
+
+def _ordinary(value: Value | None) -> bool:
+    """A finite number that no power beyond 2^±`values.FAR_LOG2` can equal."""
+    if not isinstance(value, Num) or not math.isfinite(value.value):
+        return False
+    if value.value == 0:
+        return value.exact == 0
+    return abs(math.log2(abs(value.value))) <= _ORDINARY_LOG2
+
+
+def _far_and_ordinary(answer: str, answer_value: Value | None, gold: str, gold_value: Value | None) -> bool:
+    """One side is a power too large to compute (`9^{9^{9}}`) and the other an ordinary number: they differ, and
+    saying so here spares the symbolic path its whole time limit and a worker restart."""
+    if answer_value is None and _ordinary(gold_value):
+        return far_from_every_number(answer)
+    return gold_value is None and _ordinary(answer_value) and far_from_every_number(gold)
 
 
 def _decidable(value: Value | None) -> bool:

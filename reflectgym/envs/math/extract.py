@@ -47,6 +47,9 @@ _TAG_CLOSE = re.compile(r"</answer>", re.IGNORECASE)
 NUMBER_PATTERN = r"-?\d{1,3}(?:,\d{3})+(?:\.\d+)?|-?\d+(?:\.\d+)?(?:/\d+)?|-?\.\d+"
 _NUMBER = re.compile(rf"(?<![\w.])(?:{NUMBER_PATTERN})")
 _MAX_ANSWER_CHARS = 400
+_UNICODE_MINUS = "\u2212"
+"""The minus sign `−` (U+2212), read as `-` before any answer is looked for: the last-number fallback would
+otherwise read `x = −5` as 5."""
 
 
 @dataclass(frozen=True)
@@ -149,7 +152,7 @@ def require_answer(text: str, config: ExtractionConfig | None = None) -> Extract
         ActionParseError: saying why there is none: nothing found, or an answer over `max_answer_chars`.
     """
     config = config or ExtractionConfig()
-    found = _find_answer(text, config)
+    found = _find_answer(text.replace(_UNICODE_MINUS, "-"), config)
     if found is None or not found.answer:
         fallback = ", nor a number to take as the answer" if config.last_number_fallback else ""
         raise ActionParseError(f"{NO_ANSWER[:-1]}{fallback})")

@@ -121,16 +121,26 @@ def hint(reply: str, steps: Sequence[Mapping[str, Any]], final_hint: str) -> str
     return "Hint: re-read what the question asks for (which quantity, which form, which units) and recheck each step."
 
 
-def scored_verdict(extraction: Extraction, score: float, *, level: FeedbackLevel, equal: bool = False) -> Verdict:
+def scored_verdict(
+    extraction: Extraction, score: float, *, level: FeedbackLevel, equal: bool = False, unscorable: bool = False
+) -> Verdict:
     """A verdict from a task source's own scorer (reasoning-gym): a score of 1 passes, and so does an answer the
-    env found `equal` to an integer gold; anything else pays 0 (as a wrong answer does in every math task)."""
-    details = {"extracted": extraction.answer, "method": extraction.method, "score": score}
+    env found `equal` to an integer gold; anything else pays 0 (as a wrong answer does in every math task).
+    `unscorable`: the scorer failed on the answer (raised), so it scores 0 and the feedback says it could not be
+    read."""
+    details = {"extracted": extraction.answer, "method": extraction.method, "score": score, "unscorable": unscorable}
     if score >= 1.0 or equal:
         return Verdict(reward=1.0, passed=True, feedback="Correct.", details=details)
     if level == "binary":
         return Verdict(reward=0.0, passed=False, feedback="Incorrect.", details=details)
     found = HOW_FOUND[extraction.method]
-    text = f"Incorrect (score {score:.2f} of 1). Your final answer was read from {found}: {extraction.answer}"
+    if unscorable:
+        text = (
+            f"Incorrect. Your final answer was read from {found}: {extraction.answer}\n"
+            "The task's scorer could not read it, so it scores 0."
+        )
+    else:
+        text = f"Incorrect (score {score:.2f} of 1). Your final answer was read from {found}: {extraction.answer}"
     if level == "hint":
         text += "\nHint: re-read the format the question asks for, then recheck each step."
     return Verdict(reward=0.0, passed=False, feedback=text, details=details)

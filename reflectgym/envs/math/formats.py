@@ -51,7 +51,12 @@ def answer_text(value: str | int | float) -> str:
 
 def _gold(row: Mapping[str, Any], name: str) -> str:
     """The gold answer in field `name` as text, refused when empty or unanswerable."""
-    return _checked_gold(answer_text(require(row, name, (str, int, float))), name)
+    value = require(row, name, (str, int, float))
+    if isinstance(value, bool):  # (JSON true/false: a bool is an int to `isinstance`, and would load as 'True')
+        raise RowError(name, f"expected str, int or float, got bool ({str(value).lower()})")
+    if isinstance(value, float) and not math.isfinite(value):  # (JSON NaN/Infinity, which json.loads accepts)
+        raise RowError(name, f"is {value}: not a finite number, so no reply could match it")
+    return _checked_gold(answer_text(value), name)
 
 
 def _checked_gold(gold: str, name: str) -> str:

@@ -19,6 +19,8 @@ MAX_CHARS = 300
 """Answers longer than this are not read by the fast path."""
 _MAX_EXPONENT = 4096
 _MAX_EXACT_BITS = 20_000
+FAR_LOG2 = 1100
+"""A power whose magnitude is beyond 2^±FAR_LOG2 is beyond every float, so it is no number the fast path reads."""
 
 
 @dataclass(frozen=True)
@@ -77,6 +79,17 @@ class UnreadableError(ValueError):
     """The fast path cannot read this text for certain (the symbolic library may)."""
 
 
+class OversizedError(UnreadableError):
+    """A power of nonzero constants too large to compute whose magnitude is beyond 2^±`FAR_LOG2` (`9^{9^{9}}`,
+    `2^{-5000}`). `span` is the tokens it covers (a whole answer, or one part of a bigger expression, which may
+    cancel it out), and `large` whether it is huge rather than tiny (what a power of it, a tower, becomes)."""
+
+    def __init__(self, large: bool, span: tuple[int, int] = (0, 0)) -> None:
+        super().__init__("a power too large for the fast path")
+        self.large = large
+        self.span = span
+
+
 # ------------------------------------------------------------------------------------------------ normalising
 _DROP = (
     "\\left",
@@ -99,8 +112,18 @@ _DROP = (
 )
 _TEXT_COMMAND = re.compile(r"\\(?:text|textbf|textit|mathrm|mbox|operatorname|mathbf)\s*\{([^{}]*)\}")
 _UNIT_POWER = re.compile(r"(?<=[\d}])\s*\\(?:text|mathrm|mbox)\s*\{\s*[A-Za-z][A-Za-z .]*\}(?:\s*\^\s*\{?\d\}?)?")
+_AFTER_UNIT = re.compile(r"\s*(?:\.?\s*$|[,;)\]]|\\\})")
+"""What may follow a unit that is dropped: the end of the answer, or the end of one of its items."""
 _DEGREES = re.compile(r"\^\s*\{?\s*\\circ\s*\}?|°|\\degree|\\circ")
 _TRAILING_WORDS = re.compile(r"(.*?[\d}.])\s+([A-Za-z][A-Za-z .]+?)\.?")
+_MULTIPLIERS = {"hundred": 2, "thousand": 3, "million": 6, "billion": 9, "trillion": 12}
+"""Number words read as powers of ten after a number (`3 million` is 3000000), never dropped as a unit."""
+_MATH_WORDS = frozenset(
+    {"sin", "cos", "tan", "cot", "sec", "csc", "arcsin", "arccos", "arctan", "sinh", "cosh", "tanh"}
+    | {"log", "ln", "lg", "exp", "sqrt", "mod", "gcd", "lcm", "max", "min", "pi", "inf", "infinity"}
+)
+"""Trailing words that are mathematics, not units: with these (or a one-letter variable) the words are kept."""
+_PI_WORD = re.compile(r"(?<![A-Za-z\\])pi(?![A-Za-z])")
 _EQUATION_LHS = re.compile(r"(?:[A-Za-z]|\\[a-z]+)(?:_\{?\w+\}?)?\s*(?:=|\\in)\s*(.+)", re.DOTALL)
 _SPACED_THOUSANDS = re.compile(r"(?<=\d) (?=\d{3}(?!\d))")
 _THOUSANDS = re.compile(r"[-+]?\d{1,3}(?:,\d{3})+(?:\.\d+)?")
@@ -116,7 +139,7 @@ def normalise(text: str) -> Normalised:
     s = s.replace("\\cdot", "*").replace("\\times", "*").replace("×", "*").replace("\\div", "/").replace("÷", "/")
     s = s.replace("−", "-")
     s = _DEGREES.sub("", s)
-    s = _UNIT_POWER.sub("", s).strip()
+    s = _UNIT_POWER.sub(_unit_gap, s).strip()
     whole_text = _TEXT_COMMAND.fullmatch(s)
     if whole_text:
         s = whole_text.group(1).strip()
@@ -124,9 +147,7 @@ def normalise(text: str) -> Normalised:
     percent = s.endswith("%")
     s = s.rstrip("%").strip()
     s = re.sub(r"\s+(?:degrees?|percent)\.?$", "", s)
-    trailing = _TRAILING_WORDS.fullmatch(s)
-    if trailing and len(trailing.group(2).replace(" ", "").replace(".", "")) >= 2:
-        s = trailing.group(1).strip()
+    s = _strip_trailing_words(_PI_WORD.sub(r"\\pi", s))
     s = s.rstrip(".").strip()
     if s.endswith("%"):
         percent = True
@@ -136,6 +157,28 @@ def normalise(text: str) -> Normalised:
         s = equation.group(1).strip()
     s = _SPACED_THOUSANDS.sub("", s)
     return Normalised(text=" ".join(s.split()), percent=percent)
+
+
+def _strip_trailing_words(s: str) -> str:
+    """`s` without the words after its last number when they name a unit or thing (`18 dollars`, `5 apples`); kept
+    when one is a variable, function or constant (`2 x y`, `5 sin x`: stripping would leave a different answer),
+    and a number word is read as its power of ten (`3 million` is `3*10^{6}`)."""
+    trailing = _TRAILING_WORDS.fullmatch(s)
+    if not trailing or len(trailing.group(2).replace(" ", "").replace(".", "")) < 2:
+        return s
+    number, words = trailing.group(1).strip(), trailing.group(2).lower().replace(".", " ").split()
+    if any(len(word) == 1 or word in _MATH_WORDS for word in words):
+        return s
+    if words[0] in _MULTIPLIERS:
+        return f"{number}*10^{{{_MULTIPLIERS[words[0]]}}}"
+    return number
+
+
+def _unit_gap(unit: re.Match[str]) -> str:
+    """What a unit after a number becomes: nothing where it ends the answer or one of its items (`18\\text{ cm}`,
+    `(3\\text{ cm}, 4\\text{ cm})`), else a space, so that text between two numbers (`2\\text{ and }3`,
+    `3\\text{ft}4\\text{in}`) leaves them side by side, naming no one value, instead of gluing them into 23 or 34."""
+    return "" if _AFTER_UNIT.match(unit.string, unit.end()) else " "
 
 
 def _strip_wrapper(s: str, opener: str) -> str:
@@ -208,11 +251,19 @@ def _is_word(text: str, parenthesised: bool) -> bool:
     return lowered in ("yes", "no") or any(len(part) >= 3 for part in lowered.split())
 
 
+def _items(s: str) -> list[str]:
+    """The comma-separated items of `s` outside brackets, empty ones dropped: a trailing comma (`5,`, `1, 2,`) or
+    a doubled one names no value, in a reply or in a gold answer alike."""
+    return [item for item in split_top(s) if item]
+
+
 def _read(s: str) -> Value:
+    if not s:
+        raise UnreadableError("nothing to read")
     if _THOUSANDS.fullmatch(s):
         return _number(Fraction(s.replace(",", "")))
     if s.startswith("\\{") and s.endswith("\\}"):
-        return Seq("set", tuple(_read(item) for item in split_top(s[2:-2]) if item))
+        return Seq("set", tuple(_read(item) for item in _items(s[2:-2])))
     if "\\cup" in s:
         parts = tuple(_read(part) for part in split_top(s, "\\cup"))
         if len(parts) > 1 and all(isinstance(part, Seq) and part.kind in ("interval", "pair") for part in parts):
@@ -222,7 +273,9 @@ def _read(s: str) -> Value:
     if word and _is_word(word.group(1), parenthesised=s.startswith("(") and s.endswith(")")):
         return Word(" ".join(word.group(1).lower().split()))
     if s[0] in "([" and s[-1] in ")]" and _closing(s, 0) == len(s) - 1:
-        items = split_top(s[1:-1])
+        items = _items(s[1:-1])
+        if not items:
+            raise UnreadableError("empty brackets")
         if len(items) == 1:
             return _read(items[0])
         values = tuple(_read(item) for item in items)
@@ -230,7 +283,9 @@ def _read(s: str) -> Value:
             kind: SeqKind = "pair" if s[0] == "(" and s[-1] == ")" else "interval"
             return Seq(kind, values, left_closed=s[0] == "[", right_closed=s[-1] == "]")
         return Seq("tuple", values)
-    items = split_top(s)
+    items = _items(s)
+    if len(items) == 1 and items[0] != s:
+        return _read(items[0])
     if len(items) > 1:
         named = [_ITEM_NAME.fullmatch(item) for item in items]
         if all(named):
@@ -242,6 +297,23 @@ def _read(s: str) -> Value:
         spread = _evaluate(right)
         return Seq("list", (_add(base, spread), _add(base, _neg(spread))))
     return _evaluate(s)
+
+
+@lru_cache(maxsize=4096)
+def far_from_every_number(text: str) -> bool:
+    """Whether answer text is a power of constants too large to compute whose magnitude is beyond 2^±`FAR_LOG2`
+    (`9^{9^{9}}`, `-10^{10^{10}}`), or a structure holding one: it then equals no number the fast path reads, a
+    verdict that needs neither the value nor the symbolic library (which spends its whole time limit on it)."""
+    normalised = normalise(text)
+    if not normalised.text or len(normalised.text) > MAX_CHARS:
+        return False
+    try:
+        _read(normalised.text)
+    except OversizedError:
+        return True
+    except (UnreadableError, ZeroDivisionError, OverflowError, ValueError, RecursionError):
+        return False
+    return False
 
 
 # ------------------------------------------------------------------------------------------------ arithmetic
@@ -291,14 +363,26 @@ def _exact_root(value: Fraction, degree: int) -> Fraction | None:
     return None
 
 
+def _too_large(base: Fraction, power: Fraction) -> UnreadableError:
+    """The error for an exact power too large to compute: `OversizedError` when its magnitude is surely beyond
+    2^±`FAR_LOG2`, so that it equals no ordinary number, else a plain `UnreadableError`."""
+    if base == 0 or abs(base) == 1 or power.denominator > 64:
+        return UnreadableError("power too large for the fast path")
+    log2_base = math.log2(abs(base.numerator)) - math.log2(base.denominator)
+    log2_value = float(power) * log2_base
+    if abs(log2_value) <= FAR_LOG2:
+        return UnreadableError("power too large for the fast path")
+    return OversizedError(large=log2_value > 0)
+
+
 def _pow(base: Num, exponent: Num) -> Num:
     if base.exact is not None and exponent.exact is not None:
         power = exponent.exact
         if abs(power.numerator) > _MAX_EXPONENT or power.denominator > 64:
-            raise UnreadableError("exponent too large for the fast path")
+            raise _too_large(base.exact, power)
         bits = max(base.exact.numerator.bit_length(), base.exact.denominator.bit_length())
         if bits * abs(power.numerator) > _MAX_EXACT_BITS:
-            raise UnreadableError("power too large for the fast path")
+            raise _too_large(base.exact, power)
         if base.exact == 0 and power < 0:
             raise UnreadableError("division by zero")
         if power.denominator == 1:
@@ -316,7 +400,7 @@ def _pow(base: Num, exponent: Num) -> Num:
 
 
 # ------------------------------------------------------------------------------------------------ expressions
-_TOKEN = re.compile(r"\s*(\d+\.?\d*|\.\d+|\\[A-Za-z]+|\S)")
+_TOKEN = re.compile(r"\s*((?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|\\[A-Za-z]+|\S)")
 _FRAC_SHORTHAND = re.compile(r"\\frac\s*(\d)\s*(\d)")
 _FRAC_FIRST_DIGIT = re.compile(r"\\frac\s*(\d)")
 _SQRT_SHORTHAND = re.compile(r"\\sqrt\s*(\d)")
@@ -332,7 +416,13 @@ def _evaluate(s: str) -> Num:
     s = _POWER_SHORTHAND.sub(r"^{\1}", s)
     tokens = [token for token in _TOKEN.findall(s) if token.strip()]
     parser = _Parser(tokens)
-    value = parser.expression()
+    try:
+        value = parser.expression()
+    except OversizedError as error:  # far from every ordinary number only when it is the whole answer
+        whole = (1 if tokens[0] in ("-", "+") else 0, len(tokens))
+        if error.span != whole:
+            raise UnreadableError("part of the expression is too large for the fast path") from error
+        raise
     if parser.position != len(tokens):
         raise UnreadableError(f"unexpected {tokens[parser.position]!r}")
     if math.isnan(value.value):
@@ -364,6 +454,18 @@ def simplest_between(low: Fraction, high: Fraction) -> Fraction:
         return Fraction(math.ceil(low))
     whole = math.floor(low)  # (the same for `high`: no integer lies between them)
     return whole + 1 / simplest_between(1 / (high - whole), 1 / (low - whole))
+
+
+def _closing_token(tokens: list[str], start: int) -> int:
+    """Index of the `}` token closing the `{` token at `start`, or -1."""
+    if start >= len(tokens) or tokens[start] != "{":
+        return -1
+    depth = 0
+    for index in range(start, len(tokens)):
+        depth += {"{": 1, "}": -1}.get(tokens[index], 0)
+        if depth == 0:
+            return index
+    return -1
 
 
 def _is_number(token: str) -> bool:
@@ -407,9 +509,7 @@ class _Parser:
                 previous = self.tokens[self.position - 1]
                 if _is_number(previous) and _is_number(token):  # "2 3", or "3 \text{ft} 4 \text{in}" unitless
                     raise UnreadableError("two numbers side by side")
-                right = self.unary()
-                mixed = token == "\\frac" and previous[0].isdigit() and value.exact is not None and value.exact > 0
-                value = _add(value, right) if mixed else _mul(value, right)  # 2\frac{1}{2} is a mixed number
+                value = _mul(value, self.unary())  # (a mixed number, 2\frac{1}{2}, is one atom: see `atom`)
             else:
                 return value
 
@@ -423,11 +523,36 @@ class _Parser:
         return self.power()
 
     def power(self) -> Num:
+        start = self.position
         base = self.atom()
-        if self.peek() == "^":
-            self.take()
-            return _pow(base, self.unary())
-        return base
+        if self.peek() != "^":
+            return base
+        self.take()
+        exponent_start = self.position
+        try:
+            exponent = self.unary()
+        except OversizedError as error:
+            raise self.tower(start, base, exponent_start, error) from error
+        try:
+            return _pow(base, exponent)
+        except OversizedError as error:
+            error.span = (start, self.position)
+            raise
+
+    def tower(self, start: int, base: Num, exponent_start: int, error: OversizedError) -> UnreadableError:
+        """The error for `base^{E}` where `E` is itself too large (`9^{9^{9}}`): when `E` is one huge power, the
+        whole exponent, and `base` is clearly neither 0 nor ±1, the tower is beyond 2^±`FAR_LOG2` too."""
+        close = _closing_token(self.tokens, exponent_start)
+        inner = exponent_start + 1
+        negative = inner < len(self.tokens) and self.tokens[inner] == "-"
+        inner += 1 if inner < len(self.tokens) and self.tokens[inner] in ("-", "+") else 0
+        magnitude = abs(base.value)
+        if close < 0 or error.span != (inner, close) or not error.large or not 0 < magnitude < math.inf:
+            return UnreadableError("a power too large for the fast path")
+        if abs(math.log2(magnitude)) < 1e-9:
+            return UnreadableError("a power too large for the fast path")
+        self.position = close + 1
+        return OversizedError(large=(magnitude > 1) != negative, span=(start, close + 1))
 
     def group(self) -> Num:
         self.take("{")
@@ -435,12 +560,29 @@ class _Parser:
         self.take("}")
         return value
 
+    def mixed_fraction(self) -> Num | None:
+        """The `\\frac{p}{q}` of two integers right after a whole number, which makes it a mixed number, taken;
+        None when none follows. One atom, so a sign is the whole number's (`-3\\frac{1}{2}` is -3.5, as math-verify
+        reads it) and anything else after a number is a product (`10\\frac{\\sqrt{3}}{2}` is 5 sqrt 3)."""
+        ahead = self.tokens[self.position : self.position + 7]
+        if len(ahead) < 7 or ahead[0] != "\\frac" or ahead[1::3] != ["{", "{"] or ahead[3::3] != ["}", "}"]:
+            return None
+        if not (ahead[2].isdigit() and ahead[5].isdigit()):
+            return None
+        self.position += 7
+        return _div(_number(Fraction(int(ahead[2]))), _number(Fraction(int(ahead[5]))))
+
     def atom(self) -> Num:
         token = self.take()
         if token[0].isdigit() or token[0] == ".":
             if len(token) > 40:
                 raise UnreadableError("number too long for the fast path")
-            return _number(decimal_value(token))
+            mantissa, _, exponent = token.lower().partition("e")
+            number = _number(decimal_value(mantissa))
+            if exponent:  # e-notation, 1.5e3 or 1E-3: a power of ten, bounded as any power is
+                return _mul(number, _pow(_number(Fraction(10)), _number(Fraction(int(exponent)))))
+            fraction = self.mixed_fraction() if token.isdigit() else None
+            return number if fraction is None else _add(number, fraction)
         if token in _CONSTANTS:
             return _CONSTANTS[token]
         if token in ("(", "{"):

@@ -3,9 +3,10 @@
 Accepted: `up down left right` (also `north south west east`, arrows `↑ ↓ ← →`), the letters `U D L R` when the
 text is only moves (`"UURD"`, `"u, l"`), and `wait` (also `noop`, `stay`, `pass`) for a turn without a move.
 If the text has an answer part — `<answer>…</answer>`, `\\boxed{…}` or `Action: …` / `Answer: …` / `Move: …` at a
-line's start or after a sentence — only that part is read. In free text only whole move words count, and the last
-ones named are played (models reason first and answer last): with one move per turn the last move word, with several
-the last run of move words joined only by punctuation, `then` or `and` ("not down: left, then up" plays left, up).
+line's start or after a sentence, up to its line's end — only the last such part is read. In free text only whole
+move words count, and the last ones named are played (models reason first and answer last): with one move per turn
+the last move word, with several the last run of move words joined only by punctuation, `then` or `and` ("not down:
+left, then up" plays left, up).
 """
 
 from __future__ import annotations
@@ -27,9 +28,10 @@ _WORDS = {
     "wait": WAIT, "noop": WAIT, "stay": WAIT, "pass": WAIT,
 }  # fmt: skip
 _LETTERS = {"u": 0, "d": 1, "l": 2, "r": 3}
-# An answer part is `<answer>(.*?)</answer>`, `\\boxed\{([^}]*)\}` or `^\s*(?:action|answer|move|moves)\s*[:=]\s*(.+)$`
-# (case-insensitive, `.` spanning lines, `^` at line starts and after a sentence's end); `_answer_part` finds them
-# as `re.finditer` over that alternation would, in one pass.
+# An answer part is `<answer>(.*?)</answer>`, `\\boxed\{([^}]*)\}` or `^\s*(?:action|answer|move|moves)\s*[:=](.*)$`
+# (case-insensitive, `^` at line starts and after a sentence's end; a label's part is the rest of its line, or the
+# lines below it up to a blank line when nothing follows it on its own); `_answer_part` finds them as `re.finditer`
+# over that alternation would, in one pass.
 _ANSWER_START = re.compile(
     r"(?=<answer>|\\boxed\{)|^|(?<=[.!?] )(?=(?:action|answer|move|moves)\s*[:=])", re.IGNORECASE | re.MULTILINE
 )
@@ -37,7 +39,8 @@ _TAG_OPEN = re.compile(r"<answer>", re.IGNORECASE)
 _TAG_CLOSE = re.compile(r"</answer>", re.IGNORECASE)
 _BOX_OPEN = re.compile(r"\\boxed\{", re.IGNORECASE)
 _NON_SPACE = re.compile(r"\S")
-_LABELLED = re.compile(r"(?:action|answer|move|moves)\s*[:=]\s*(.+)$", re.IGNORECASE | re.MULTILINE | re.DOTALL)
+_LABELLED = re.compile(r"(?:action|answer|move|moves)\s*[:=]([^\n]*)", re.IGNORECASE)
+_BLANK_LINE = re.compile(r"\n[^\S\n]*(?=\n|$)")
 _TOKENS = re.compile(r"[a-z]+|[↑↓←→]")
 _FAST = {word: (code,) for word, code in _WORDS.items()} | {letter: (code,) for letter, code in _LETTERS.items()}
 _JOINERS = frozenset({"then", "and"})
@@ -115,10 +118,26 @@ def _answer_part(text: str) -> str:
             found = _NON_SPACE.search(text, at)
             word = found.start() if found is not None else len(text)
             labelled = _LABELLED.match(text, word)
-            if labelled is not None:
-                return labelled.group(1)  # it runs to the end of the text, so it is the last part
+            found_part = _labelled_part(text, labelled) if labelled is not None else None
+            if found_part is not None:
+                part, position = found_part
+                continue
             position = max(word, position)
     return part
+
+
+def _labelled_part(text: str, labelled: re.Match[str]) -> tuple[str, int] | None:
+    """A label's answer part and where it ends: the rest of the label's line ("Action: up" — a reason on the next
+    line is not read: "Reason: moving right would hit the wall"), or, when the label ends its line ("Moves:"), the
+    lines below it up to the next blank line (one move per line is a common list); None when nothing follows."""
+    if labelled.group(1).strip():
+        return labelled.group(1), labelled.end()
+    found = _NON_SPACE.search(text, labelled.end())
+    if found is None:
+        return None
+    blank = _BLANK_LINE.search(text, found.start())
+    end = blank.start() if blank is not None else len(text)
+    return text[labelled.end() : end], end
 
 
 def _is_letters(token: str) -> bool:

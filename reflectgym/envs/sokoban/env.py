@@ -21,6 +21,9 @@ from reflectgym.envs.sokoban.solver import SokobanSolver, Solution
 SOLVE_SECONDS = 10.0
 """Time the solver gets for a loaded level's plan, a hint or an oracle move."""
 
+BOXOBAN_MAX_STEPS = 120
+"""The step limit of DeepMind's own Boxoban environment, which its levels are made for (suggested in warnings)."""
+
 SHAPING = 0.1
 """Shaped reward per box put on a goal (taken back when it leaves the goal)."""
 
@@ -68,7 +71,9 @@ class SokobanEnv(TextEnv[tuple[int, ...]]):
     * `size` — `(rows, cols)` of generated levels, outer walls included, or one number for a square (default
       `(6, 6)`).
     * `num_boxes` — boxes in generated levels (default 2).
-    * `max_steps` — turns per episode (default 40); generated levels are solvable in that many moves.
+    * `max_steps` — turns per episode (default 40); generated levels are solvable in that many moves. A loaded
+      level whose optimal plan is longer is played all the same, with a warning: most Boxoban levels need more than
+      40 moves (Boxoban's own env allows 120).
     * `levels` — play these instead of generating: a path to an XSB / Boxoban file, XSB text of one or more
       levels, or a list of level texts. `reset(options={"task_id": ...})` picks one by title or index, else the
       seed does.
@@ -127,6 +132,7 @@ class SokobanEnv(TextEnv[tuple[int, ...]]):
         self._lost: Deadlock | None = None
         self._unsolvable = False
         self._gave_up_at: tuple[int, int] | None = None
+        self._warned_too_long = False
 
     # ----------------------------------------------------------------- episode start
     def _begin(self, options: dict[str, Any]) -> str:
@@ -166,17 +172,40 @@ class SokobanEnv(TextEnv[tuple[int, ...]]):
                         "teacher solution and the oracle cannot play it",
                         stacklevel=2,
                     )
+                self._warn_if_too_long(
+                    f"level {level.title!r}" if level.title is not None else f"level {index}", solution
+                )
             return level, level.title if level.title is not None else str(index), self._solutions[index]
         if task_id is not None:
             if not _looks_like_level(task_id):
                 raise ValueError(f"task_id {task_id!r} is not a level; without levels= it must be XSB rows joined by |")
             level = parse_level(str(task_id))
-            return level, level.one_line(), SokobanSolver(level).solve(time_limit=SOLVE_SECONDS)
+            solution = SokobanSolver(level).solve(time_limit=SOLVE_SECONDS)
+            self._warn_if_too_long("the level given as task_id", solution)
+            return level, level.one_line(), solution
         max_moves = None if self.multi_move else self.max_steps
         generated = generate_level(
             self.np_random, self.size, self.num_boxes, min_pushes=self.min_solution_length, max_moves=max_moves
         )
         return generated.level, generated.level.one_line(), generated.solution
+
+    def _warn_if_too_long(self, name: str, solution: Solution) -> None:
+        """Warns, once per env, when a loaded level's optimal plan has more moves than `max_steps` turns: its
+        episodes are truncated before even a perfect player can solve them, and nothing else would say so (most
+        Boxoban levels need more than the default 40 moves; Boxoban's own env allows 120). With `multi_move` a turn
+        holds several moves, so any plan may fit."""
+        plan = solution.plan if solution.solved else None
+        if plan is None or self.multi_move or self.max_steps is None or len(plan) <= self.max_steps:
+            return
+        if self._warned_too_long:
+            return
+        self._warned_too_long = True
+        warnings.warn(
+            f"{name}: its optimal plan takes {len(plan)} moves, more than max_steps={self.max_steps}, so its episodes "
+            "end before it can be solved; pass a larger max_steps (Boxoban's own env uses "
+            f"{BOXOBAN_MAX_STEPS}) or multi_move=True. Other levels too long for max_steps are not warned about again.",
+            stacklevel=3,
+        )
 
     def _level_index(self, task_id: Any) -> int:
         assert self.levels is not None
