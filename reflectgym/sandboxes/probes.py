@@ -9,11 +9,14 @@ verdict's expected values never reach the program's process.
 
 Which names the judge evaluates itself: builtins, modules of the standard library the test imports, and names that
 setup lines bind from those alone (`expected = sorted(data)`); the judge runs those lines too, and the program's
-process runs only the setup lines its probes need. A name the program binds at its top level (a function called
-`max`) or a setup line binds from the program (`candidate = double`) is the program's, whatever it shadows. Every
-call of a program's name, and every other name the verdict needs, is a probe. A test that is not one final
-`assert`, that imports anything beyond the standard library, whose probe needs a comprehension's or a lambda's
-variable, or whose verdict would use nothing of the program, is not split: it runs whole in the program's process.
+process runs only the setup lines its probes need. A builtin name stays the judge's (the real builtin) even when the
+program rebinds it (`abs = lambda v: 0`, `set = ...`, `from math import *`): else the program would answer the whole
+`abs(candidate(x) - y)` itself. The program's own code still sees its own rebinding. The exceptions are the names the
+task declares *under test* (its entry point, named like a builtin or not), and names a setup line binds from the
+program (`candidate = double`): those are the program's. Every call of a program's name, and every other name the
+verdict needs, is a probe. A test that is not one final `assert`, that imports anything beyond the standard library,
+whose probe needs a comprehension's or a lambda's variable, or whose verdict would use nothing of the program, is not
+split: it runs whole in the program's process.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from __future__ import annotations
 import ast
 import builtins
 import sys
+from collections.abc import Collection
 from dataclasses import dataclass
 
 PROBES = "_probe"
@@ -57,23 +61,10 @@ class SplitTest:
     message: str | None = None
 
 
-def program_names(program: str) -> frozenset[str]:
-    """The names a program binds at its top level (functions, classes, assignments, imports), which shadow the
-    builtins of the same name in the tests; every builtin name when it star-imports (it could bind any)."""
-    try:
-        module = ast.parse(program)
-    except (SyntaxError, ValueError, RecursionError, MemoryError):
-        return frozenset()
-    names: set[str] = set()
-    for statement in module.body:
-        if isinstance(statement, ast.ImportFrom) and any(alias.name == "*" for alias in statement.names):
-            return _BUILTIN_NAMES
-        names |= _bound_names(statement)
-    return frozenset(names)
-
-
-def split_test(snippet: str, shadowed: frozenset[str] = frozenset()) -> SplitTest | None:
-    """The split of `snippet` (run after a program that binds `shadowed`), or None when it must run whole."""
+def split_test(snippet: str, *, under_test: Collection[str] = frozenset()) -> SplitTest | None:
+    """The split of `snippet`, or None when it must run whole. `under_test` names what the test calls of the program
+    even where a builtin has that name (the task's entry point): those calls are probes, while every other builtin
+    name is the judge's, whatever the program binds."""
     try:
         module = ast.parse(snippet)
     except (SyntaxError, ValueError, RecursionError, MemoryError):
@@ -84,7 +75,7 @@ def split_test(snippet: str, shadowed: frozenset[str] = frozenset()) -> SplitTes
     parts = [test] if message is None else [test, message]
     if any(isinstance(node, _UNSPLITTABLE) for part in [*head, *parts] for node in ast.walk(part)):
         return None
-    judged = _JudgeSetup(_BUILTIN_NAMES - shadowed)
+    judged = _JudgeSetup(_BUILTIN_NAMES - frozenset(under_test))
     for statement in head:
         if not judged.take(statement):
             return None
@@ -94,7 +85,7 @@ def split_test(snippet: str, shadowed: frozenset[str] = frozenset()) -> SplitTes
     verdict = cutter.visit(test)
     shown = cutter.visit(message) if message is not None else None
     if not probes:
-        return None  # nothing of the program in it: the judge could not tell a program that shadows a builtin
+        return None  # nothing of the program in it: run whole, as the interpreter would (with its own names)
     if any(isinstance(name, ast.Name) and name.id in local for probe in probes for name in ast.walk(probe)):
         return None  # the probe would need a comprehension's or a lambda's variable, which only the verdict has
     compared = (

@@ -3,9 +3,11 @@
 The harness (written into the work dir as `_harness.py`) is two processes. The *program's process* runs the
 program as `solution.py`, then each test with a per-test time limit. The *judge*, the process it was forked from,
 never runs the program's code: it takes the tests on stdin only after the fork, gives the program's process what it
-needs of each, reads back what it sends, decides each test, and alone prints the outcome lines (one JSON line per
-test behind a random marker; the program's own output reaches stdout through the judge, and it never knows the
-marker). Tracebacks are trimmed to the frames in the user's code (`solution.py` and the test itself).
+needs of each test (its *share*) one test at a time, reads back what it sends, decides each test, and alone prints
+the outcome lines (one JSON line per test behind a random marker; the program's own output reaches stdout through
+the judge, and it never knows the marker). Tracebacks are trimmed to the frames in the user's code (`solution.py`
+and the test itself, `<test N>` numbered from 1 as feedback numbers tests); a program killed by a signal fails the
+test it was running with "crashed with SIGSEGV: ...".
 
 A test that is one final `assert` over an expression is *split* (see `reflectgym.sandboxes.probes`): the program's
 process evaluates only the calls into the program and sends their values as plain data (numbers, strings, bytes,
@@ -15,12 +17,17 @@ process, which reports their outcome itself.
 
 Threat model: a split test passes only if the values the program sent satisfy the judge's condition, and its
 expected values never reach the program's process; forged reports, a rewritten `assert` or `sys.exit`, an early
-`os._exit(0)` and objects whose `__eq__` always says yes do not pass it. The judge is non-dumpable where `ctypes`
-can make it so (no ptrace, no `/proc/PID/mem` from the program, which runs as the same user). A program *can* kill
-the judge (the run then fails) and forge the outcome of a test that runs whole in its process, whose source it
-also sees. `PythonTestReport.passed` also requires the harness to have exited 0 (every test passed). The judge
-imports only from the interpreter's own folders (never from the work dir, where the program can write modules),
-and only standard-library modules a test names; a test importing anything else runs whole.
+`os._exit(0)`, objects whose `__eq__` always says yes and builtins the program rebinds (`abs = lambda v: 0`; the
+verdict's builtins are the judge's, except the names `under_test`) do not pass it. The judge sends a test's share
+only after the program ran and every earlier test reported, so the program's process never holds a later test
+(public tests come first: a hidden one arrives only when every public outcome is settled, and a "the program itself
+failed" report after that is not believed); a test's share holds only what that test needs. The judge is
+non-dumpable where `ctypes` can make it so (no ptrace, no `/proc/PID/mem` from the program, which runs as the same
+user). A program *can* kill the judge (the run then fails) and forge the outcome of a test that runs whole in its
+process, whose source it also sees (once it is that test's turn). `PythonTestReport.passed` also requires the
+harness to have exited 0 (every test passed). The judge imports only from the interpreter's own folders (never from
+the work dir, where the program can write modules), and only standard-library modules a test names; a test
+importing anything else runs whole.
 """
 
 from __future__ import annotations
@@ -30,11 +37,12 @@ import functools
 import json
 import marshal
 import secrets
+import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
-from reflectgym.sandboxes.probes import program_names, split_test
+from reflectgym.sandboxes.probes import split_test
 from reflectgym.sandboxes.types import ExecRequest, ExecResult, Limits, Sandbox
 
 SOLUTION_FILE = "solution.py"
@@ -43,11 +51,24 @@ HARNESS_SOURCE_FILE = "_harness_source.py"
 HARNESS_CODE_FILE = "_harness.code"
 ACTUAL_PREFIX = "\x00actual:"
 """Starts the message of a failed comparison test; what follows is `repr` of the value under test."""
+CRASHED_PREFIX = "crashed with "
+"""Starts the message of the test that was running when a signal killed the program's process ("crashed with
+SIGSEGV: ...")."""
+SIGNAL_HINTS = {
+    "SIGSEGV": "often a recursion too deep for the C stack (a raised sys.setrecursionlimit)",
+    "SIGABRT": "the interpreter or a C extension aborted",
+    "SIGFPE": "an arithmetic fault in C code",
+    "SIGBUS": "a bad memory access in C code",
+    "SIGXCPU": "the run's CPU time limit ran out",
+}
+"""What usually sends a program each fatal signal, for feedback."""
 
 _HARNESS = r"""
 import builtins, json, os, select, signal, sys, traceback
 KEEP = ("solution.py", "<test ")
 ACTUAL_PREFIX = "\x00actual:"
+CRASHED_PREFIX = "crashed with "
+SIGNAL_HINTS = {}  # (filled in from the module's own table when the harness is built)
 MAX_DEPTH = 200
 if hasattr(sys, "set_int_max_str_digits"):
     sys.set_int_max_str_digits(0)
@@ -131,14 +152,6 @@ def unplain(data):
         return Decimal(content)
     raise ValueError("unknown tag %r" % tag)
 
-def read_all(fd):
-    chunks = []
-    while True:
-        chunk = os.read(fd, 1 << 16)
-        if not chunk:
-            return b"".join(chunks)
-        chunks.append(chunk)
-
 def write_all(fd, data):
     while data:
         data = data[os.write(fd, data):]
@@ -152,10 +165,10 @@ def program_side(task_r, results_w, out_w, err_w):
     os.dup2(task_r, 3)
     os.dup2(results_w, 4)
     os.closerange(5, 1 << 16)
-    task = json.loads(read_all(3))
-    os.close(3)
+    shares = os.fdopen(3, "rb")
+    header = json.loads(shares.readline())  # only the limits and the count: each test's share comes in its turn
     global PER_TEST
-    PER_TEST = task["per_test"]
+    PER_TEST = header["per_test"]
     signal.signal(signal.SIGALRM, on_alarm)
 
     def send(record):
@@ -168,12 +181,17 @@ def program_side(task_r, results_w, out_w, err_w):
         source = open("solution.py", encoding="utf-8").read()
         timed(exec, compile(source, "solution.py", "exec"), namespace)
     except BaseException as error:
-        for index in range(len(task["tests"])):
+        for index in range(header["count"]):
             message = "the program itself failed: " + repr(error)[:500]
             send({"index": index, "status": "not_run", "message": message, "tb": trimmed(error)})
         sys.stdout.flush()
         os._exit(1)
-    for index, test in enumerate(task["tests"]):
+    send({"ready": True})
+    for index in range(header["count"]):
+        line = shares.readline()
+        if not line:
+            break
+        test = json.loads(line)
         try:
             values = timed(run_share, index, test, dict(namespace))
             if values is None:
@@ -193,9 +211,13 @@ def program_side(task_r, results_w, out_w, err_w):
     sys.stderr.flush()
     os._exit(0)
 
+def test_name(index):
+    # Tests are numbered from 1 in tracebacks, as feedback numbers them.
+    return "<test %d>" % (index + 1)
+
 def run_share(index, test, scope):
     # A whole test (None once it passed), or a split test's setup and then its probes' values.
-    name = "<test %d>" % index
+    name = test_name(index)
     if "code" in test:
         exec(compile(test["code"], name, "exec"), scope)
         return None
@@ -205,10 +227,21 @@ def run_share(index, test, scope):
     return eval(compile("(%s,)" % ", ".join(test["probes"]), name, "eval"), scope)
 
 class Judge:
-    # Decides each test from what the program's process sent, and prints the outcome lines.
+    # Decides each test from what the program's process sent, and prints the outcome lines. It hands the program's
+    # process a test's share only once the program ran (it said it is ready) and every earlier test reported: what
+    # the program can reach (its stack, its memory) never holds a later test, so a failure it makes up cannot quote
+    # one, and a hidden test's share arrives only after every public test (they come first) reported.
     def __init__(self, marker, tests):
         self.marker, self.tests, self.done, self.failed = marker, tests, set(), 0
         self.line_start = True
+        self.shares, self.sent, self.ready, self.outbox = [], 0, False, b""
+
+    def release(self):
+        # Queues the shares the program's process may have now; True once every share is queued.
+        while self.ready and self.sent < len(self.shares) and (self.sent == 0 or self.sent - 1 in self.done):
+            self.outbox += (json.dumps(self.shares[self.sent]) + "\n").encode()
+            self.sent += 1
+        return self.sent == len(self.shares)
 
     def forward(self, fd, data):
         write_all(fd, data)
@@ -226,6 +259,9 @@ class Judge:
     def receive(self, line):
         try:
             record = json.loads(line)
+            if record == {"ready": True}:
+                self.ready = True
+                return
             index = int(record["index"])
             test = self.tests[index]
         except (ValueError, KeyError, TypeError, IndexError, RecursionError):
@@ -235,7 +271,10 @@ class Judge:
         split = test["split"]
         if "status" in record and (record["status"] != "passed" or split is None):
             status = record["status"] if record["status"] in STATUSES else "error"
-            self.report(index, status, str(record.get("message", ""))[:2000], str(record.get("tb", "")))
+            message, tb = str(record.get("message", ""))[:2000], str(record.get("tb", ""))
+            if status == "not_run" and self.sent:  # (the program failing on import sends this before any share)
+                message, tb = "the program's process gave up before this test", ""
+            self.report(index, status, message, tb)
         elif "unplain" in record and split is not None:
             what = str(record["unplain"])
             self.report(index, "failed", "the value under test is %s, which the test cannot compare: return plain "
@@ -252,7 +291,7 @@ class Judge:
             scope = {"__builtins__": builtins, "__name__": "judge"}
             try:
                 if split["judge_setup"]:
-                    timed(exec, compile(split["judge_setup"], "<test %d>" % index, "exec"), scope)
+                    timed(exec, compile(split["judge_setup"], test_name(index), "exec"), scope)
                 shared = {name: plain(scope[name]) for name in split["shared"]}
                 test["scope"] = scope
                 return {"setup": split["setup"], "probes": split["probes"], "shared": shared}
@@ -271,7 +310,7 @@ class Judge:
         try:
             scope = dict(scope)
             scope["_probe"] = values
-            holds = bool(timed(eval, compile(test["verdict"], "<test %d>" % index, "eval"), scope))
+            holds = bool(timed(eval, compile(test["verdict"], test_name(index), "eval"), scope))
         except TestTimeout as error:
             self.report(index, "timeout", str(error))
             return
@@ -287,7 +326,7 @@ class Judge:
         # The assert's own message, as the interpreter would show it; else the value under test of a comparison.
         if test["message"] is not None:
             try:
-                return str(timed(eval, compile(test["message"], "<test %d>" % index, "eval"), scope))[:2000]
+                return str(timed(eval, compile(test["message"], test_name(index), "eval"), scope))[:2000]
             except BaseException as error:
                 return "(the assert's message failed: %r)" % error
         return ACTUAL_PREFIX + repr(values[0])[:1000] if test["compared"] else ""
@@ -300,12 +339,20 @@ def judge_side(child, task_w, results_r, out_r, err_r):
     PER_TEST = spec["per_test"]
     tests = [{"whole": t["whole"], "split": t["split"], "scope": None} for t in spec["tests"]]
     judge = Judge(spec["marker"], tests)
-    shares = [judge.share(index) for index in range(len(tests))]
-    write_all(task_w, json.dumps({"per_test": PER_TEST, "tests": shares}).encode())
-    os.close(task_w)
-    pending, open_fds, exited = b"", {results_r: None, out_r: 1, err_r: 2}, False
+    judge.shares = [judge.share(index) for index in range(len(tests))]
+    judge.outbox = (json.dumps({"per_test": PER_TEST, "count": len(tests)}) + "\n").encode()
+    os.set_blocking(task_w, False)  # a program that reads no shares must not stall the judge
+    pending, open_fds, exited, status = b"", {results_r: None, out_r: 1, err_r: 2}, False, 0
     while open_fds:
-        ready = select.select(list(open_fds), [], [], 0.05)[0]
+        writing = [task_w] if task_w is not None and judge.outbox else []
+        ready, writable, _ = select.select(list(open_fds), writing, [], 0.05)
+        if writable:
+            try:
+                judge.outbox = judge.outbox[os.write(task_w, judge.outbox[: 1 << 16]):]
+            except BlockingIOError:
+                pass
+            except OSError:  # the program's process closed its end: it will read no more
+                judge.outbox, judge.shares = b"", judge.shares[: judge.sent]
         for fd in ready:
             data = os.read(fd, 1 << 16)
             if not data:
@@ -317,17 +364,43 @@ def judge_side(child, task_w, results_r, out_r, err_r):
                     judge.receive(line)
             else:
                 judge.forward(open_fds[fd], data)
+        if task_w is not None and judge.release() and not judge.outbox:
+            os.close(task_w)
+            task_w = None
         if not ready and exited:
             break  # the program's process is gone; what still holds its pipes is a leftover of its own
-        if not exited and os.waitpid(child, os.WNOHANG)[0]:
-            exited = True
+        if not exited:
+            pid, status = os.waitpid(child, os.WNOHANG)
+            exited = pid != 0
     if exited is False:
-        os.waitpid(child, 0)
-    reason = "the program's process ended before this test reported"
+        status = os.waitpid(child, 0)[1]
+    crash = crashed(status)
     for index in range(len(tests)):
-        if index not in judge.done:
-            judge.report(index, "not_run", reason)
+        if index in judge.done:
+            continue
+        if crash and not judge.ready:  # on import: the program itself failed
+            judge.report(index, "not_run", "the program itself failed: it " + crash)
+        elif crash:  # the test it was running when the signal came
+            judge.report(index, "timeout" if "SIGXCPU" in crash else "error", crash)
+            crash = ""
+        else:
+            judge.report(index, "not_run", "the program's process ended before this test reported")
     sys.exit(1 if judge.failed else 0)
+
+def crashed(status):
+    # What killed the program's process, for the test it was running ("" when it exited normally or by SIGKILL,
+    # which is a limit of the sandbox or the program's own doing, not a crash).
+    if not os.WIFSIGNALED(status) or os.WTERMSIG(status) == signal.SIGKILL:
+        return ""
+    return crash_words(os.WTERMSIG(status))
+
+def crash_words(number):
+    try:
+        name = signal.Signals(number).name
+    except ValueError:
+        name = "signal %d" % number
+    hint = SIGNAL_HINTS.get(name)
+    return CRASHED_PREFIX + name + (": " + hint if hint else "")
 
 def main():
     try:  # no ptrace and no /proc/PID/mem for the program's process, which runs as the same user
@@ -437,12 +510,23 @@ run's time), or its source where the sandbox's Python is another version."""
 def harness_files() -> dict[str, bytes]:
     """The harness's files: the bootstrap, the code compiled here (tagged with this interpreter's bytecode
     version) and the source."""
-    code = marshal.dumps(compile(_HARNESS, HARNESS_FILE, "exec"))
+    source = _HARNESS.replace("SIGNAL_HINTS = {}", f"SIGNAL_HINTS = {SIGNAL_HINTS!r}", 1)
+    code = marshal.dumps(compile(source, HARNESS_FILE, "exec"))
     return {
         HARNESS_FILE: _BOOTSTRAP.encode(),
         HARNESS_CODE_FILE: sys.implementation.cache_tag.encode() + b"\n" + code,
-        HARNESS_SOURCE_FILE: _HARNESS.encode(),
+        HARNESS_SOURCE_FILE: source.encode(),
     }
+
+
+def crash_words(signal_number: int) -> str:
+    """How feedback says that a signal killed a program ("crashed with SIGSEGV: often ..."), as the harness does."""
+    try:
+        name = signal.Signals(signal_number).name
+    except ValueError:
+        name = f"signal {signal_number}"
+    hint = SIGNAL_HINTS.get(name)
+    return CRASHED_PREFIX + name + (f": {hint}" if hint else "")
 
 
 @dataclass(frozen=True)
@@ -462,12 +546,18 @@ def run_python_tests(
     tests: Sequence[str | PythonTest],
     limits: Limits | None = None,
     per_test_seconds: float = 5.0,
+    under_test: Collection[str] = (),
 ) -> PythonTestReport:
-    """Run `program` then each test snippet against its definitions; returns per-test outcomes."""
+    """Run `program` then each test snippet against its definitions; returns per-test outcomes.
+
+    `under_test` names the program's functions the tests call (a task's entry point): where one is named like a
+    builtin, a split test calls the program's; every other builtin a test calls is the judge's own, even when the
+    program rebinds it (see `reflectgym.sandboxes.probes`).
+    """
     marker = f"@@reflectgym-{secrets.token_hex(8)}@@"
     cases = [test if isinstance(test, PythonTest) else PythonTest(test) for test in tests]
-    shadowed = program_names(program)
-    spec = {"marker": marker, "per_test": per_test_seconds, "tests": [_judged(case, shadowed) for case in cases]}
+    names = frozenset(under_test)
+    spec = {"marker": marker, "per_test": per_test_seconds, "tests": [_judged(case, names) for case in cases]}
     request = ExecRequest(
         command=("python3", HARNESS_FILE),
         files={SOLUTION_FILE: program.encode("utf-8", "surrogatepass"), **harness_files()},
@@ -478,9 +568,9 @@ def run_python_tests(
     return PythonTestReport(result=result, outcomes=tuple(_outcomes(result, marker, [c.source for c in cases])))
 
 
-def _judged(test: PythonTest, shadowed: frozenset[str]) -> dict[str, object]:
+def _judged(test: PythonTest, under_test: frozenset[str]) -> dict[str, object]:
     """What the harness gets for one test: the source its program's process runs whole, and its split if any."""
-    split = split_test(test.source, shadowed)
+    split = split_test(test.source, under_test=under_test)
     whole = test.whole if test.whole is not None else test.source
     if split is None:
         return {"whole": whole, "split": None}

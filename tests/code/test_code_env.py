@@ -299,3 +299,96 @@ def test_a_named_sandbox_backend_is_used_and_closed() -> None:
     assert env.step(env.oracle_action())[1] == 1.0
     assert env.sandbox.get().name == "bwrap"
     env.close()
+
+
+def test_rebinding_a_builtin_the_tests_call_does_not_pass_them() -> None:
+    row = {
+        "task_id": "mad", "prompt": "Write mad(values): the mean absolute deviation.", "entry_point": "mad",
+        "solution": "def mad(v):\n    m = sum(v) / len(v)\n    return sum(abs(x - m) for x in v) / len(v)",
+        "tests": ["assert abs(mad([1.0, 3.0]) - 1.0) < 1e-6", "assert abs(mad([0.0, 4.0]) - 2.0) < 1e-6"],
+    }  # fmt: skip
+    env = CodeEnv(tasks=[row], sandbox="bwrap", verifier=FAST)
+    for attack in ("abs = lambda value: 0\n", "from math import *\nimport builtins\nbuiltins.abs = lambda v: 0\n"):
+        env.reset(seed=0)
+        assert env.step(fenced(attack + "def mad(values):\n    return 0.0"))[1] == 0.0, attack
+    env.reset(seed=0)
+    assert env.step(env.oracle_action())[1] == 1.0
+    env.close()
+
+
+def test_an_entry_point_named_like_a_builtin_is_tested_on_the_programs_function() -> None:
+    row = {
+        "task_id": "sum", "prompt": "Write sum(values): the sum of the squares.", "entry_point": "sum",
+        "solution": "def sum(values):\n    total = 0\n    for v in values:\n        total += v * v\n    return total",
+        "tests": ["assert sum([1, 2]) == 5", "assert abs(sum([3]) - 9) < 1e-9"],
+    }  # fmt: skip
+    env = CodeEnv(tasks=[row], sandbox="bwrap", verifier=FAST)
+    env.reset(seed=0)
+    assert env.step(env.oracle_action())[1] == 1.0
+    env.reset(seed=0)
+    assert env.step(fenced("def sum(values):\n    return 0"))[1] == 0.0
+    env.reset(seed=0)  # (split, so judged outside the program: not run whole, where this would pass)
+    always_equal = "class Yes:\n    def __eq__(self, other):\n        return True\ndef sum(values):\n    return Yes()"
+    _, reward, _, _, info = env.step(fenced(always_equal))
+    assert reward == 0.0 and "plain data" in info["feedback"], info["feedback"]
+    env.close()
+
+
+def test_a_replys_future_imports_go_before_the_preamble_keeping_its_line_numbers() -> None:
+    task = {
+        "task_id": "add", "prompt": "from typing import List\n\n\ndef add(a: int, b: int) -> int:\n    '''a + b'''\n",
+        "canonical_solution": "    return a + b\n", "test": "def check(candidate):\n    assert candidate(2, 3) == 5\n",
+        "entry_point": "add",
+    }  # fmt: skip
+    env = CodeEnv(tasks=[task], verifier=FAST)
+    head = '"""Adds."""\nfrom __future__ import annotations\nfrom __future__ import division\n\n'
+    env.reset(seed=0)
+    assert env.step(fenced(head + "def add(a: int, b: int) -> int:\n    return a + b"))[1] == 1.0
+    env.reset(seed=0)
+    feedback = env.step(fenced(head + "def add(a: List[int], b: int) -> int:\n    return [][a]"))[4]["feedback"]
+    assert 'File "solution.py", line 6, in add' in feedback and "IndexError" in feedback, feedback
+    env.close()
+
+
+def test_the_runs_time_budget_grows_with_its_tests_and_an_overrun_is_said_as_such() -> None:
+    row = {
+        "task_id": "slow", "prompt": "Write slow(x) returning x.", "entry_point": "slow",
+        "solution": "import time\ndef slow(x):\n    time.sleep(0.25)\n    return x",
+        "tests": [f"assert slow({i}) == {i}" for i in range(8)],
+    }  # fmt: skip
+    scaled = VerifierConfig(per_test_seconds=0.5, run_seconds=1.0, max_run_seconds=10.0)
+    env = CodeEnv(tasks=[row], sandbox="bwrap", verifier=scaled)
+    env.reset(seed=0)
+    assert env.step(env.oracle_action())[1] == 1.0  # 2 s of tests: past run_seconds, within 9 x 0.5 s
+    env.close()
+    capped = VerifierConfig(per_test_seconds=0.5, run_seconds=1.0, max_run_seconds=1.2)
+    env = CodeEnv(tasks=[row], sandbox="bwrap", verifier=capped)
+    env.reset(seed=0)
+    feedback = env.step(env.oracle_action())[4]["feedback"]
+    assert "did not finish: the run went past its total time budget (1.2 s for the program and all 8 tests" in feedback
+    assert "endless loop" not in feedback, feedback
+    env.close()
+
+
+def test_an_mbpp_prompt_lists_only_the_public_tests() -> None:
+    row = {
+        "task_id": 1, "text": "Write a function to add two numbers.", "code": "def add(a,b):\n    return a+b",
+        "test_list": ["assert add(1,2)==3", "assert add(2,2)==4", "assert add(7,5)==12"],
+    }  # fmt: skip
+    env = CodeEnv(tasks=[row], public_tests=1, verifier=FAST)
+    observation, _ = env.reset(seed=0)
+    assert "assert add(1,2)==3" in observation and "add(2,2)" not in observation and "add(7,5)" not in observation
+    env.close()
+    env = CodeEnv(tasks=[row], verifier=FAST)
+    assert "assert add(7,5)==12" in env.reset(seed=0)[0]  # (each task's own split: every listed test is public)
+    env.close()
+
+
+def test_a_crash_by_a_signal_is_reported_as_a_crash() -> None:
+    row = {"task_id": "io1", "prompt": "print n", "tests": [{"input": "3\n", "output": "3\n"}]}
+    env = CodeIOEnv(tasks=[row], sandbox="bwrap", verifier=FAST, feedback="hint")
+    env.reset(seed=0)
+    feedback = env.step(fenced("import ctypes\nctypes.string_at(0)"))[4]["feedback"]
+    assert "Test 1 crashed with SIGSEGV: often a recursion too deep" in feedback, feedback
+    assert "Replace deep recursion" in feedback
+    env.close()

@@ -81,3 +81,17 @@ def test_the_block_defining_the_entry_point_wins_tagged_or_not() -> None:
     assert extract_code(untagged_solution, "add") == "def add(a, b):\n    return a + b\n"
     both = "```python\ndef add(a, b):\n    return a + b\n```\n```\ndef add(a, b):\n    return 0\n```"
     assert extract_code(both, "add") == "def add(a, b):\n    return a + b\n"  # (a tagged one first)
+
+
+def test_a_fence_indented_inside_a_list_item_loses_its_indentation_as_in_commonmark() -> None:
+    text = "Steps:\n\n1. Define the function:\n\n   ```python\n   def add(a, b):\n       return a + b\n   ```\n"
+    assert extract_code(text, "add") == "def add(a, b):\n    return a + b\n"
+    body = "Complete it:\n\n  ```python\n      return a + b\n  ```\n"  # (a body stays a body, two spaces less)
+    assert extract_code(body) == "    return a + b\n"
+
+
+def test_a_tilde_fence_is_a_fence() -> None:
+    assert extract_code("~~~python\ndef add(a, b):\n    return a + b\n~~~\nDone.", "add") == (
+        "def add(a, b):\n    return a + b\n"
+    )
+    assert extract_code("~~~python\ns = '```'\n~~~\n") == "s = '```'\n"

@@ -225,8 +225,8 @@ def test_call_based_apps_rows_become_function_tasks_that_accept_apps_outputs() -
         "input_output": json.dumps({"fn_name": "rev", "inputs": [["ab"], ["xyz"]], "outputs": [["ba"], ["zyx"]]}),
     }
     tasks = load_code_tasks([plain, leetcode], "function")
-    assert tasks.get("3").data["tests"] == ["assert add_all([1, 2]) in ([3], 3)"]
-    assert tasks.get("4").data["tests"] == ["assert Solution().rev('ab') in (['ba'], 'ba')"]
+    assert tasks.get("3").data["tests"] == ["assert add_all([1, 2]) in (3, [3], (3,))"]
+    assert tasks.get("4").data["tests"] == ["assert Solution().rev('ab') in ('ba', ['ba'], ('ba',))"]
     assert "class Solution" in tasks.get("4").prompt
     env = CodeEnv(tasks=[plain, leetcode])
     try:
@@ -251,7 +251,7 @@ def test_functional_livecodebench_rows_call_the_solution_method_with_json_argume
         "metadata": json.dumps({"func_name": "twoSum"}),
     }
     task = load_code_tasks([row], "function").get("two-sum")
-    assert task.data["tests"] == ["assert Solution().twoSum([2, 7, 11, 15], 9) == [0, 1]"]
+    assert task.data["tests"] == ["assert Solution().twoSum([2, 7, 11, 15], 9) in ([0, 1], (0, 1))"]
     solution = (
         "class Solution:\n    def twoSum(self, nums: List[int], target: int) -> List[int]:\n"
         "        seen = {}\n        for i, n in enumerate(nums):\n            if target - n in seen:\n"
@@ -273,4 +273,66 @@ def test_the_words_fn_name_or_functional_inside_a_case_do_not_make_a_stdin_row_c
         "public_test_cases": json.dumps([{"input": "functional\n", "output": "1\n", "testtype": "stdin"}]),
     }
     tasks = load_code_tasks([apps, lcb], "io")
+    assert isinstance(tasks, TaskList)
     assert [task.data["format"] for task in tasks] == ["apps", "livecodebench"]
+
+
+def test_call_based_rows_accept_a_returned_tuple_for_a_list_and_show_the_expected_value() -> None:
+    apps = {
+        "problem_id": 5,
+        "question": "Return the minimum and the maximum of a list.",
+        "input_output": json.dumps(
+            {"fn_name": "min_max", "inputs": [[[1, 2, 3]], [[5, -1]]], "outputs": [[[1, 3]], [[-1, 5]]]}
+        ),
+    }
+    lcb = {
+        "question_id": "pair",
+        "question_content": "Return [a + b, a * b].",
+        "starter_code": "class Solution:\n    def f(self, a: int, b: int) -> List[int]:\n        ",
+        "public_test_cases": json.dumps([{"input": "2\n3", "output": "[5, 6]", "testtype": "functional"}]),
+        "private_test_cases": "[]",
+        "metadata": json.dumps({"func_name": "f"}),
+    }
+    env = CodeEnv(tasks=[apps, lcb], sandbox="bwrap")
+    try:
+        for task_id, code, reward in [
+            ("5", "def min_max(lst):\n    return min(lst), max(lst)", 1.0),
+            ("5", "def min_max(lst):\n    return [min(lst), max(lst)]", 1.0),
+            ("pair", "class Solution:\n    def f(self, a, b):\n        return a + b, a * b", 1.0),
+        ]:
+            env.reset(options={"task_id": task_id})
+            assert env.step(f"```python\n{code}\n```")[1] == reward, (task_id, code)
+        env.reset(options={"task_id": "5"})
+        feedback = env.step("```python\ndef min_max(lst):\n    return max(lst), min(lst)\n```")[4]["feedback"]
+        assert "expected: [1, 3]\n" in feedback and "actual:   (3, 1)" in feedback, feedback
+        env.reset(options={"task_id": "pair"})
+        feedback = env.step("```python\nclass Solution:\n    def f(self, a, b):\n        return a\n```")[4]["feedback"]
+        assert "expected: [5, 6]\n" in feedback, feedback
+    finally:
+        env.close()
+
+
+def test_mbpp_plus_rows_run_their_test_script_as_a_hidden_test() -> None:
+    plus_test = (
+        "def assertion(out, exp, atol):\n    assert out == exp or (atol and abs(out - exp) <= atol)\n\n\n"
+        "inputs = [[10], [5], [4], [7], [0], [100]]\nresults = [40, 20, 16, 28, 0, 400]\n"
+        "for i, (inp, exp) in enumerate(zip(inputs, results)):\n    assertion(square_perimeter(*inp), exp, 0)\n"
+    )
+    row = {
+        "task_id": 17, "prompt": "Write a function that returns the perimeter of a square given its side length.",
+        "code": "def square_perimeter(a):\n  perimeter=4*a\n  return perimeter", "source_file": "x.ipynb",
+        "test_imports": [], "test": plus_test,
+        "test_list": [f"assert square_perimeter({a})=={4 * a}" for a in (10, 5, 4)],
+    }  # fmt: skip
+    task = load_code_tasks([row], "function").get("17")
+    assert task.data["hidden_tests"] == [plus_test]
+    env = CodeEnv(tasks=[row], sandbox="bwrap")
+    try:
+        env.reset(seed=0)
+        hard_coded = "def square_perimeter(a):\n    return {10: 40, 5: 20, 4: 16}[a]"
+        _, reward, _, _, info = env.step(f"```python\n{hard_coded}\n```")
+        assert reward == 0.0 and "1 hidden test(s) fail" in info["feedback"], info["feedback"]
+        env.reset(seed=0)
+        assert env.step(env.oracle_action())[1] == 1.0
+    finally:
+        env.close()

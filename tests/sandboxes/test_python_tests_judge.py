@@ -165,11 +165,45 @@ def test_the_judge_keeps_expected_values_from_setup_lines_and_sends_only_the_dat
     assert split.verdict == "_probe[0] == want"
 
 
-def test_names_the_program_binds_are_its_own_even_when_they_are_builtins() -> None:
-    split = split_test("assert max([1, 5, 3]) == 5", frozenset({"max"}))
+def test_builtins_stay_the_judges_except_names_under_test_or_bound_from_the_program() -> None:
+    judged_abs = split_test("assert abs(candidate(2) - 0.5) < 1e-6")
+    assert judged_abs is not None and judged_abs.probes == ("candidate(2)",)
+    split = split_test("assert max([1, 5, 3]) == 5", under_test=frozenset({"max"}))
     assert split is not None and split.probes == ("max([1, 5, 3])",)
     rebound = split_test("sum = candidate\nassert sum([1, 2]) == 3")
     assert rebound is not None and rebound.probes == ("sum([1, 2])",)
+
+
+SHADOWING = {
+    "abs bound at top level": "abs = lambda value: 0\ndef mad(values):\n    return 0.0\n",
+    "set bound at top level": "set = lambda *args: 0\ndef mad(values):\n    return None\n",
+    "a star import and builtins rewritten": (
+        "from math import *\nimport builtins\nbuiltins.abs = lambda value: 0\nbuiltins.set = lambda *a: 0\n"
+        "def mad(values):\n    return 0.0\n"
+    ),
+}
+SHADOWED_TESTS = ["assert abs(mad([1.0, 3.0]) - 1.0) < 1e-6", "assert set(mad([1, 2])) == set((1, 2))"]
+
+
+@pytest.mark.parametrize("attack", list(SHADOWING))
+def test_a_program_that_rebinds_a_builtin_cannot_answer_the_tests_builtin_calls(sandbox: Sandbox, attack: str) -> None:
+    if sandbox.name == "local":
+        pytest.skip("hostile code runs only in a real sandbox")
+    report = run_python_tests(sandbox, SHADOWING[attack], SHADOWED_TESTS, LIMITS, per_test_seconds=2)
+    assert report.pass_count == 0, [(o.status, o.message) for o in report.outcomes]
+    honest = "set = frozenset\ndef mad(values):\n    return abs(values[0] - values[1]) / 2 if len(values) > 1 else 0\n"
+    statuses = judged(sandbox, honest, [*SHADOWED_TESTS[:1], "assert sorted(set(mad([4, 2]) for _ in 'ab')) == [1]"])
+    assert statuses == [Status.PASSED, Status.PASSED]  # its own code still sees its own `set`
+
+
+def test_a_function_under_test_named_like_a_builtin_is_the_programs(sandbox: Sandbox) -> None:
+    tests = ["assert max([3, 5, 1]) == 3", "assert abs(max([2, 9]) - 2) < 1e-9"]
+    program = "def max(values):\n    return values[0] + 0.0 * len(values)\n"
+    report = run_python_tests(sandbox, program, tests, LIMITS, per_test_seconds=2, under_test=("max",))
+    assert report.passed, [(o.status, o.message) for o in report.outcomes]
+    wrong = "def max(values):\n    return 0\n"
+    report = run_python_tests(sandbox, wrong, tests, LIMITS, per_test_seconds=2, under_test=("max",))
+    assert report.pass_count == 0
 
 
 @pytest.mark.parametrize(
@@ -243,3 +277,55 @@ def test_data_the_judge_sends_is_what_both_sides_see(sandbox: Sandbox) -> None:
     program = "def candidate(values):\n    return sorted(values)\n"
     tests = ["import random\ndata = [random.random() for _ in range(9)]\nassert candidate(data) == sorted(data)"]
     assert judged(sandbox, program, tests) == [Status.PASSED]
+
+
+LEAKY_TESTS = [
+    "assert sq(2) == 4",
+    "for x, want in [(1234567, 1524155677489)]:\n    assert sq(x) == want",
+    "assert sq(7654321) == 58588629971041",
+]
+STACK_DUMP = (
+    "import sys, gc\n"
+    "def dump():\n"
+    "    seen, frame = [], sys._getframe(1)\n"
+    "    while frame is not None:\n"
+    "        seen.append(repr(frame.f_locals)[:20000])\n"
+    "        frame = frame.f_back\n"
+    "    seen += [repr(o)[:2000] for o in gc.get_objects() if isinstance(o, (dict, list, str, bytes))]\n"
+    "    return ' '.join(seen)\n"
+)
+LEAKS = {
+    "at import": STACK_DUMP + "raise RuntimeError(dump())\ndef sq(x):\n    return x * x\n",
+    "in the first test": STACK_DUMP + "def sq(x):\n    raise RuntimeError(dump())\n",
+    "a forged ready line, then the shares read at import": (
+        "import os, json\nos.write(4, b'{\"ready\": true}\\n')\nshares = os.fdopen(3, 'rb')\n"
+        "raise RuntimeError(str([shares.readline() for _ in range(1)]))\ndef sq(x):\n    return x * x\n"
+    ),
+}
+
+
+@pytest.mark.parametrize("leak", list(LEAKS))
+def test_the_programs_process_never_holds_a_later_tests_share(sandbox: Sandbox, leak: str) -> None:
+    if sandbox.name == "local":
+        pytest.skip("hostile code runs only in a real sandbox")
+    tests = LEAKY_TESTS if leak != "a forged ready line, then the shares read at import" else LEAKY_TESTS[::-1]
+    report = run_python_tests(sandbox, LEAKS[leak], tests, LIMITS, per_test_seconds=2)
+    said = f"{report.outcomes[0].message} {report.outcomes[0].traceback}"  # (a later test's own share is its own)
+    assert "RuntimeError" in said or "gave up" in said, said
+    for later in ("1234567", "1524155677489", "7654321", "58588629971041"):
+        assert later not in said, (later, said[:3000])
+
+
+def test_a_program_killed_by_a_signal_fails_the_test_it_was_running_saying_so(sandbox: Sandbox) -> None:
+    if sandbox.name == "local":
+        pytest.skip("hostile code runs only in a real sandbox")
+    program = "import ctypes\ndef double(x):\n    if x > 5:\n        ctypes.string_at(0)\n    return 2 * x\n"
+    report = run_python_tests(sandbox, program, TESTS, LIMITS, per_test_seconds=2)
+    assert [o.status for o in report.outcomes] == [Status.PASSED, Status.ERROR, Status.NOT_RUN]
+    assert report.outcomes[1].message.startswith("crashed with SIGSEGV: often a recursion too deep")
+
+
+def test_tracebacks_number_tests_from_one(sandbox: Sandbox) -> None:
+    report = run_python_tests(sandbox, "def double(x):\n    return [][x]\n", TESTS[:2], LIMITS, per_test_seconds=2)
+    assert [o.traceback.count("<test 1>") for o in report.outcomes] == [1, 0]
+    assert 'File "<test 2>", line 1' in report.outcomes[1].traceback

@@ -79,8 +79,12 @@ def _always_true(node: ast.stmt) -> bool:
     return isinstance(node, ast.Assert) and isinstance(node.test, ast.Constant) and bool(node.test.value)
 
 
-def instrument(snippet: str, entry_point: str | None, *, hidden: bool = False) -> UnitTest:
-    """Makes a `UnitTest` of a snippet; a final `assert a OP b` is rewritten to report `repr(a)` on failure."""
+def instrument(snippet: str, entry_point: str | None, *, hidden: bool = False, alternatives: bool = False) -> UnitTest:
+    """Makes a `UnitTest` of a snippet; a final `assert a OP b` is rewritten to report `repr(a)` on failure.
+
+    With `alternatives`, a final `assert a in (expected, *also_accepted)` (how call-based formats accept a tuple for
+    a list) shows `expected` as the expected value, not the tuple of what passes.
+    """
     try:
         module = ast.parse(snippet)
     except SyntaxError:
@@ -109,15 +113,25 @@ def instrument(snippet: str, entry_point: str | None, *, hidden: bool = False) -
         code=code + "\n",
         shown=shown,
         call=_renamed(compare.left, entry_point),
-        expected=ast.unparse(compare.comparators[0]),
+        expected=ast.unparse(_expected(compare, alternatives)),
         hidden=hidden,
         source="\n".join([*head, ast.unparse(ast.Assert(compare))]) + "\n",  # no message: a failure shows the value
     )
 
 
-def instrument_all(snippets: Sequence[str], entry_point: str | None, *, hidden: bool = False) -> list[UnitTest]:
+def instrument_all(
+    snippets: Sequence[str], entry_point: str | None, *, hidden: bool = False, alternatives: bool = False
+) -> list[UnitTest]:
     """`instrument` over a list."""
-    return [instrument(snippet, entry_point, hidden=hidden) for snippet in snippets]
+    return [instrument(snippet, entry_point, hidden=hidden, alternatives=alternatives) for snippet in snippets]
+
+
+def _expected(compare: ast.Compare, alternatives: bool) -> ast.expr:
+    """The expected side of a comparison: with `alternatives`, the first of `in (expected, *also_accepted)`."""
+    accepted = compare.comparators[0]
+    if alternatives and isinstance(compare.ops[0], ast.In) and isinstance(accepted, ast.Tuple) and accepted.elts:
+        return accepted.elts[0]
+    return accepted
 
 
 def called_function(snippet: str) -> str | None:

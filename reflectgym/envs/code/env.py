@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import ast
 import functools
 import os
 import textwrap
@@ -15,7 +16,14 @@ from reflectgym.core.types import ActionParseError, FeedbackLevel, Transition, V
 from reflectgym.envs.code.asserts import instrument_all
 from reflectgym.envs.code.extract import extract_code, is_function_body
 from reflectgym.envs.code.feedback import code_verdict
-from reflectgym.envs.code.formats import FUNCTION_TASKS, IO_TASKS, TaskFamily, humaneval_row, load_code_tasks
+from reflectgym.envs.code.formats import (
+    FUNCTION_TASKS,
+    IO_TASKS,
+    TaskFamily,
+    humaneval_row,
+    load_code_tasks,
+    mbpp_prompt,
+)
 from reflectgym.envs.code.imports import warn_missing_modules
 from reflectgym.envs.code.verifier import (
     IOCase,
@@ -155,10 +163,20 @@ class CodeEnv(TextEnv[str]):
     def _begin(self, options: dict[str, Any]) -> str:
         task_id = options.get("task_id")
         self._task = self.tasks.get(str(task_id)) if task_id is not None else self.tasks.sample(self.np_random)
-        body = self._task.prompt
+        body = self._prompt(self._task)
         if body.strip() and body.strip() == str(self._task.data.get("preamble") or "").strip():  # a prompt in code
             body = f"```python\n{body.rstrip()}\n```"
         return f"{self.instructions}\n\n{body}" if self.instructions else body
+
+    def _prompt(self, task: Task) -> str:
+        """The task's prompt; one that lists the task's tests (MBPP's) lists only the public ones when
+        `public_tests` decides which are."""
+        examples = task.data.get("examples")
+        if self.public_tests is None or not isinstance(examples, list):
+            return task.prompt
+        count = len(task.data["tests"])
+        public, _ = self._split(examples[:count], examples[count:])
+        return mbpp_prompt(str(task.data.get("description", "")), public)
 
     def parse_action(self, text: str) -> str:
         code = extract_code(text, self.task.data.get("entry_point"))
@@ -184,7 +202,9 @@ class CodeEnv(TextEnv[str]):
         data = self.task.data
         entry_point = str(data["entry_point"])
         public, hidden = self._split(list(data["tests"]), list(data["hidden_tests"]))
-        tests = instrument_all(public, entry_point) + instrument_all(hidden, entry_point, hidden=True)
+        alternatives = bool(data.get("alternatives"))
+        tests = instrument_all(public, entry_point, alternatives=alternatives)
+        tests += instrument_all(hidden, entry_point, hidden=True, alternatives=alternatives)
         preamble = str(data.get("preamble") or "")
         if preamble.strip() and not is_function_body(code) and entry_point not in code:
             # The preamble's stub (a signature and a docstring) would answer every call with None.
@@ -192,7 +212,7 @@ class CodeEnv(TextEnv[str]):
                 tests, f"it does not define {entry_point}: reply with the whole `def {entry_point}(...)` or its body"
             )
         verifier = UnitTestVerifier(self.sandbox.get(), self.verifier_config)
-        return verifier.verify(compose(preamble, code), tests)
+        return verifier.verify(compose(preamble, code), tests, under_test=(entry_point,))
 
     def verdict_for(self, code: str) -> Verdict:
         """The verdict `step()` would give `code` now, without playing a turn."""
@@ -333,7 +353,9 @@ def compose(preamble: str, code: str) -> Program:
     """The file that runs: the task's preamble (imports, helpers, the signature) then the candidate's code.
 
     A body-only reply completes the preamble's last signature, indented as that function's body is (a body written
-    8 or 2 spaces deep would not parse after a docstring at 4); a full definition replaces it.
+    8 or 2 spaces deep would not parse after a docstring at 4); a full definition replaces it. The reply's
+    `from __future__` imports go first in the file, where Python wants them (their lines left blank in place, so
+    feedback numbers the reply's lines as it wrote them).
     """
     if not preamble.strip():
         return Program(code)
@@ -343,7 +365,32 @@ def compose(preamble: str, code: str) -> Program:
     head = without_bodiless_stub(head)
     if not head.strip():
         return Program(code)
+    future, code = split_future_imports(code)
+    if future:
+        return Program(f"{future}\n{head}\n\n\n{code}", offset=head.count("\n") + 4, lead=1)
     return Program(f"{head}\n\n\n{code}", offset=head.count("\n") + 3)
+
+
+def split_future_imports(code: str) -> tuple[str, str]:
+    """The `from __future__ import ...` statements that open `code` (after a docstring), joined into one line, and
+    `code` with their lines left blank; ("", code) when there are none or it does not parse."""
+    try:
+        body = ast.parse(code).body
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return "", code
+    if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant):
+        body = body[1:]  # (a module docstring may come first)
+    names: list[str] = []
+    lines = code.split("\n")
+    for statement in body:
+        if not (isinstance(statement, ast.ImportFrom) and statement.module == "__future__"):
+            break
+        names += [alias.name for alias in statement.names]
+        for number in range(statement.lineno - 1, (statement.end_lineno or statement.lineno)):
+            lines[number] = ""
+    if not names:
+        return "", code
+    return f"from __future__ import {', '.join(dict.fromkeys(names))}", "\n".join(lines)
 
 
 def body_indent(head: str) -> str:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import ast
 import re
 
-_FENCE = re.compile(r"```[ \t]*([A-Za-z0-9_+-]*)[^\n]*\n(.*?)(?:```|\Z)", re.DOTALL)
+_FENCE = re.compile(r"( {0,3})(```|~~~)[ \t]*([A-Za-z0-9_+-]*)[^\n]*\n(.*?)(?:\2|\Z)", re.DOTALL)
+"""A fenced block (``` or ~~~, closed by the same, or running to the end): indentation, fence, tag, body."""
 _PYTHON_TAGS = frozenset({"python", "py", "python3", "py3"})
 _CODE_START = re.compile(r"^(?:def |async def |class |import |from \S+ import |@)")
 _CODE_NODES = (
@@ -40,7 +41,7 @@ def extract_code(text: str, entry_point: str | None = None) -> str | None:
     """
     # The added newline changes no block (a fence opened on a last line with no newline has an empty body), but
     # spares the regex rescanning that last line to its end at every backtick of it (quadratic on "```" * n).
-    fenced = _FENCE.findall(text + "\n")
+    fenced = _fenced_blocks(text + "\n")
     tagged = [body for tag, body in fenced if tag.lower() in _PYTHON_TAGS and body.strip()]
     untagged = [body for tag, body in fenced if not tag and body.strip()]
     defining = [block for block in tagged if entry_point and _defines(block, entry_point)] or [
@@ -50,6 +51,19 @@ def extract_code(text: str, entry_point: str | None = None) -> str | None:
     if blocks:
         return blocks[-1].rstrip() + "\n"
     return _bare_code(text)
+
+
+def _fenced_blocks(text: str) -> list[tuple[str, str]]:
+    """Each fenced block's (tag, body). A fence indented 1-3 spaces at the start of a line (inside a markdown list
+    item) has that much indentation taken off each body line, as CommonMark does, so the code is top-level again."""
+    blocks = []
+    for match in _FENCE.finditer(text):
+        indent, _, tag, body = match.groups()
+        at_line_start = match.start() == 0 or text[match.start() - 1] == "\n"
+        if indent and at_line_start:
+            body = re.sub(rf"(?m)^ {{1,{len(indent)}}}", "", body)
+        blocks.append((tag, body))
+    return blocks
 
 
 def is_function_body(code: str) -> bool:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from reflectgym.core.types import FeedbackLevel, Verdict
 from reflectgym.envs.code.verifier import CaseResult, CaseStatus, TestRun
+from reflectgym.sandboxes.python_tests import CRASHED_PREFIX
 
 MAX_SHOWN = 600
 """Characters kept of any input, output or traceback quoted in feedback."""
@@ -18,6 +19,7 @@ _NEXT_STEP = {
     CaseStatus.OUTPUT_LIMIT: "Print only the answer; remove debugging output and loops that print.",
     CaseStatus.NOT_RUN: "Make the whole program run first: fix the error before the tests.",
 }
+_AFTER_CRASH = "Replace deep recursion with a loop or an explicit stack; check any C-level code the program calls."
 
 
 def code_verdict(run: TestRun, level: FeedbackLevel, *, partial_credit: bool = False) -> Verdict:
@@ -36,26 +38,34 @@ def code_verdict(run: TestRun, level: FeedbackLevel, *, partial_credit: bool = F
     reward = run.fraction if partial_credit else 0.0
     if level == "binary":
         return Verdict(reward=reward, passed=False, feedback="Incorrect: some tests fail.", details=details)
-    text, status = _diagnosis(run, hidden_failed)
+    text, next_step = _diagnosis(run, hidden_failed)
     if level == "hint":
-        text = f"{text}\n\n{run.pass_count} of {total} tests pass. {_NEXT_STEP[status]}"
+        text = f"{text}\n\n{run.pass_count} of {total} tests pass. {next_step}"
     return Verdict(reward=reward, passed=False, feedback=text, details=details)
 
 
-def _diagnosis(run: TestRun, hidden_failed: int) -> tuple[str, CaseStatus]:
+def _diagnosis(run: TestRun, hidden_failed: int) -> tuple[str, str]:
+    """What went wrong, and the next step a hint suggests."""
     if run.program_error:
-        return f"Your code failed before any test ran:\n{clip_traceback(run.program_error)}", CaseStatus.NOT_RUN
+        return f"Your code failed before any test ran:\n{clip_traceback(run.program_error)}", _next_step(None)
     failing = next((result for result in run.results if not result.passed and not result.hidden), None)
     if failing is not None:
-        return describe(failing), failing.status
+        return describe(failing), _next_step(failing)
     public = sum(not result.hidden for result in run.results)
     if hidden_failed:
         first = next(result for result in run.results if result.hidden and not result.passed)
-        return f"All {public} public tests pass, but {hidden_failed} hidden test(s) fail.", first.status
+        return f"All {public} public tests pass, but {hidden_failed} hidden test(s) fail.", _next_step(first)
     return (
         "Every test reported passing, but the program did not exit cleanly (did it end the process itself?).",
-        CaseStatus.NOT_RUN,
+        _next_step(None),
     )
+
+
+def _next_step(result: CaseResult | None) -> str:
+    """The hint for a failed test (None: for a program that did not run)."""
+    if result is None:
+        return _NEXT_STEP[CaseStatus.NOT_RUN]
+    return _AFTER_CRASH if _crashed(result) else _NEXT_STEP[result.status]
 
 
 def describe(result: CaseResult) -> str:
@@ -72,9 +82,16 @@ def describe(result: CaseResult) -> str:
             )
         message = f"\n  message: {clip(result.message)}" if result.message else ""
         return f"{head} failed: the assertion is false.{test}{message}"
+    if _crashed(result):
+        return f"{head} {result.message}{test}"
     if result.status is CaseStatus.ERROR:
         return f"{head} raised an exception.{test}\n{clip_traceback(result.traceback or result.message)}"
     return f"{head} {_breach_words(result)}{test}"
+
+
+def _crashed(result: CaseResult) -> bool:
+    """Whether a signal killed the program during this test (a segfault: no exception, no traceback)."""
+    return result.status is CaseStatus.ERROR and not result.traceback and result.message.startswith(CRASHED_PREFIX)
 
 
 def _describe_io(head: str, result: CaseResult) -> str:
@@ -84,12 +101,16 @@ def _describe_io(head: str, result: CaseResult) -> str:
             f"{head} failed: wrong output.{given}\n  expected output:\n{_block(result.expected or '')}\n"
             f"  your output:\n{_block(result.actual or '')}"
         )
+    if _crashed(result):
+        return f"{head} {result.message}{given}"
     if result.status is CaseStatus.ERROR:
         return f"{head} raised an exception.{given}\n{clip_traceback(result.traceback or result.message)}"
     return f"{head} {_breach_words(result)}{given}"
 
 
 def _breach_words(result: CaseResult) -> str:
+    if result.over_budget:
+        return f"did not finish: {result.message}; it was running then. Make the whole solution faster."
     if result.status is CaseStatus.TIMEOUT:
         return "timed out: time limit exceeded (an endless loop, or too slow)."
     if result.status is CaseStatus.MEMORY:

@@ -4,15 +4,21 @@ Function tasks (`Task.data["family"] == "function"`):
 * `humaneval`: `task_id`, `prompt` (signature + docstring), `canonical_solution` (the body), `test` (a
   `check(candidate)` function, split into one test per assert), `entry_point`.
 * `mbpp`: `task_id`, `text` (`prompt` in MBPP sanitized and MBPP+), `code`, `test_list` (asserts), optional
-  `test_setup_code`, `test_imports` (sanitized) and `challenge_test_list` (kept as hidden tests).
+  `test_setup_code`, `test_imports` (sanitized and MBPP+), `challenge_test_list` (kept as hidden tests) and `test`
+  (MBPP+'s extra cases: a script of its own, run as one more hidden test).
 * `function` (this project's): `task_id`, `prompt`, `entry_point`, `solution`, `tests` (asserts), optional
   `hidden_tests` and `setup`.
 * `livecodebench_call`: a functional LiveCodeBench row (LeetCode): `Solution().<metadata func_name>` is called with
-  each case's input lines read as JSON, and must return the output read as JSON; typing, collections, math, heapq,
-  bisect, itertools and functools come imported, as on LeetCode.
+  each case's input lines read as JSON, and must return the output read as JSON (a returned tuple counts as a list,
+  as LiveCodeBench's checker turns it into one); typing, collections, math, heapq, bisect, itertools and functools
+  come imported, as on LeetCode.
 * `apps_call`: a call-based APPS / TACO row (`input_output` names an `fn_name`): each case calls it (a method of
   `Solution` when `starter_code` declares that class) with the case's argument list, and the result must equal the
-  expected output or, as APPS's own checker also accepts, that output's only element.
+  expected output or, as APPS's own checker also accepts, that output's only element; as there, a returned tuple
+  counts as a list (and a list of tuples as a list of lists).
+
+A call-based case's assert is `assert CALL in (EXPECTED, *ALSO_ACCEPTED)` when more than one value passes
+(`data["alternatives"]`): feedback shows the first as the expected value.
 
 Stdin/stdout tasks (`family == "io"`):
 * `io`: `task_id`, `prompt`, `solution` (optional), `tests` and optional `hidden_tests`, each a list of
@@ -83,16 +89,31 @@ def mbpp_row(row: Mapping[str, Any]) -> Task:
     imports = _strings(row, "test_imports") if row.get("test_imports") else []
     setup = "\n".join([*imports, str(row.get("test_setup_code") or "")])
     hidden = _strings(row, "challenge_test_list") if row.get("challenge_test_list") else []
+    plus = row.get("test")
+    if plus is not None and not isinstance(plus, str):
+        raise RowError("test", f"expected MBPP+'s test script as text, got {type(plus).__name__}")
+    if plus and plus.strip():
+        hidden.append(plus)
     entry_point = called_function(tests[0])
     if entry_point is None:
         raise RowError("test_list", "the first test calls no function, so the entry point is unknown")
-    shown = "\n".join(tests)
+    data = _function_data(entry_point, "", _with_setup(setup, tests), _with_setup(setup, hidden), "mbpp")
     return Task(
         id=_row_id(row),
-        prompt=f"{text}\nYour code should pass these tests:\n\n{shown}",
+        prompt=mbpp_prompt(text, tests),
         reference=require(row, "code", str),
-        data=_function_data(entry_point, "", _with_setup(setup, tests), _with_setup(setup, hidden), "mbpp"),
+        data={**data, "description": text, "examples": [*tests, *hidden]},
     )
+
+
+def mbpp_prompt(text: str, examples: Sequence[str]) -> str:
+    """An MBPP prompt: the description, then the tests it shows (the public ones), as in the MBPP paper.
+    (`data["examples"]` keeps every test as written, in the order of `tests` then `hidden_tests`, so an env that
+    makes only some tests public can show just those.)"""
+    if not examples:
+        return text
+    shown = "\n".join(examples)
+    return f"{text}\nYour code should pass these tests:\n\n{shown}"
 
 
 def function_row(row: Mapping[str, Any]) -> Task:
@@ -174,14 +195,37 @@ def apps_call_row(row: Mapping[str, Any]) -> Task:
     for arguments, wanted in zip(inputs, outputs, strict=True):
         if not isinstance(arguments, list):
             raise RowError("input_output", "each input of a call-based problem is a list of arguments")
-        accepted = f"in ({wanted!r}, {wanted[0]!r})" if isinstance(wanted, list) and len(wanted) == 1 else None
-        tests.append(_call_test(call, arguments, accepted or f"== {wanted!r}"))
+        if isinstance(wanted, list) and len(wanted) == 1:  # (APPS wraps most outputs in a list)
+            accepted = [*_as_returned(wanted[0]), *_as_returned(wanted)]
+        else:
+            accepted = _as_returned(wanted)
+        tests.append(_call_test(call, arguments, _accepting(accepted)))
     return Task(
         id=_row_id(row),
         prompt=_with_starter(require(row, "question", str), starter),
         reference=_apps_reference(row),
-        data=_function_data(name, "", tests[:1], tests[1:], "apps_call"),
+        data={**_function_data(name, "", tests[:1], tests[1:], "apps_call"), "alternatives": True},
     )
+
+
+def _as_returned(wanted: Any) -> list[Any]:
+    """The values a call may return for the JSON value `wanted`: a list may come back as a tuple, and a list of
+    lists as a list (or tuple) of tuples, since the official checkers turn tuples into lists (JSON has none)."""
+    shapes = [wanted]
+    if isinstance(wanted, list):
+        shapes.append(tuple(wanted))
+        if wanted and all(isinstance(item, list) for item in wanted):
+            inner = [tuple(item) for item in wanted]
+            shapes += [inner, tuple(inner)]
+    return shapes
+
+
+def _accepting(accepted: list[Any]) -> str:
+    """The check of a call-based case: `== value`, or `in (expected, *others)` where several values pass."""
+    unique = list({repr(value): value for value in accepted}.values())
+    if len(unique) == 1:
+        return f"== {unique[0]!r}"
+    return f"in ({', '.join(map(repr, unique))})"
 
 
 def _call_test(call: str, arguments: list[Any], check: str) -> str:
@@ -241,15 +285,23 @@ def livecodebench_call_row(row: Mapping[str, Any]) -> Task:
             wanted = json.loads(str(case.get("output", "")))
         except json.JSONDecodeError as error:
             raise RowError("public_test_cases", f"a functional case is not JSON: {error.msg}") from None
-        tests.append(_call_test(f"Solution().{name}", arguments, f"== {wanted!r}"))
+        tests.append(_call_test(f"Solution().{name}", arguments, _accepting([wanted, *_as_tuple(wanted)])))
     prompt = _with_starter(require(row, "question_content", str), str(row.get("starter_code") or ""))
     preamble = "from typing import *\nfrom collections import *\nimport math, heapq, bisect, itertools, functools\n"
     return Task(
         id=_row_id(row),
         prompt=prompt,
         reference=None,
-        data=_function_data(name, preamble, tests[: len(public)], tests[len(public) :], "livecodebench_call"),
+        data={
+            **_function_data(name, preamble, tests[: len(public)], tests[len(public) :], "livecodebench_call"),
+            "alternatives": True,
+        },
     )
+
+
+def _as_tuple(wanted: Any) -> list[Any]:
+    """A list's tuple form, which LiveCodeBench's checker accepts for it (it turns a returned tuple into a list)."""
+    return [tuple(wanted)] if isinstance(wanted, list) else []
 
 
 def _livecodebench_cases(row: Mapping[str, Any]) -> tuple[list[Mapping[str, Any]], list[Mapping[str, Any]]]:

@@ -18,7 +18,7 @@ from decimal import Decimal, InvalidOperation
 
 from reflectgym.envs.code.asserts import UnitTest
 from reflectgym.sandboxes.pool import WarmPool
-from reflectgym.sandboxes.python_tests import PythonTest, TestOutcome, TestStatus, run_python_tests
+from reflectgym.sandboxes.python_tests import PythonTest, TestOutcome, TestStatus, crash_words, run_python_tests
 from reflectgym.sandboxes.types import MIB, ExecRequest, ExecResult, ExecStatus, Limits, Sandbox
 
 SOLUTION_FILE = "solution.py"
@@ -34,7 +34,10 @@ class VerifierConfig:
     per_test_seconds: float = 2.0
     """Time one test (or one I/O case) may take before it counts as timed out."""
     run_seconds: float = 8.0
-    """Wall-clock limit for a whole unit-test run (all tests of one attempt in one process)."""
+    """Least wall-clock budget of a whole unit-test run (all tests of one attempt in one process): a run of many
+    tests gets `per_test_seconds` for the program's start and each test, up to `max_run_seconds`."""
+    max_run_seconds: float = 60.0
+    """Most wall-clock budget of a whole unit-test run, however many tests it has."""
     memory_mib: int = 512
     """Address-space limit of the program, in MiB."""
     max_output_kib: int = 256
@@ -43,10 +46,16 @@ class VerifierConfig:
     """I/O cases: numeric tokens this close (absolute or relative) count as equal; None for exact tokens."""
 
     def __post_init__(self) -> None:
-        if self.per_test_seconds <= 0 or self.run_seconds <= 0:
-            raise ValueError("per_test_seconds and run_seconds must be positive")
+        if self.per_test_seconds <= 0 or self.run_seconds <= 0 or self.max_run_seconds <= 0:
+            raise ValueError("per_test_seconds, run_seconds and max_run_seconds must be positive")
         if self.memory_mib < 32:
             raise ValueError(f"memory_mib ({self.memory_mib}) must be at least 32 for Python to start")
+
+    def run_budget(self, tests: int) -> float:
+        """Wall-clock budget of a unit-test run of `tests` tests: the per-test limit for the program's start and
+        each test, at least `run_seconds` and at most `max_run_seconds` (or `run_seconds` where that is more)."""
+        wanted = max(self.run_seconds, self.per_test_seconds * (tests + 1))
+        return min(wanted, max(self.max_run_seconds, self.run_seconds))
 
     def limits(self, wall_seconds: float) -> Limits:
         """Sandbox limits for one run of `wall_seconds`."""
@@ -75,10 +84,12 @@ class CaseStatus(enum.Enum):
 
 @dataclass(frozen=True)
 class Program:
-    """What runs: `source` is the whole file; its first `offset` lines are task code (a prompt's preamble)."""
+    """What runs: `source` is the whole file; its first `offset` lines are task code (a prompt's preamble), after
+    `lead` lines put in front of it (the candidate's `__future__` imports, which must open the file)."""
 
     source: str
     offset: int = 0
+    lead: int = 0
 
 
 @dataclass(frozen=True)
@@ -104,6 +115,7 @@ class CaseResult:
         actual: What the program returned or printed, when known.
         message: The error or assertion message.
         traceback: Traceback trimmed to the candidate's lines, numbered as the candidate wrote them.
+        over_budget: The whole run went past its total time budget at this test.
     """
 
     index: int
@@ -115,6 +127,8 @@ class CaseResult:
     actual: str | None = None
     message: str = ""
     traceback: str = ""
+    over_budget: bool = False
+    """The whole run went past its total time budget at this test (a TIMEOUT that is not this test's own limit)."""
 
     @property
     def passed(self) -> bool:
@@ -169,14 +183,17 @@ def syntax_error(program: Program) -> str:
     return ""
 
 
-def renumber(text: str, offset: int) -> str:
-    """Shifts `solution.py` line numbers in a traceback back to the candidate's own numbering."""
+def renumber(text: str, offset: int, lead: int = 0) -> str:
+    """Shifts `solution.py` line numbers in a traceback back to the candidate's own numbering (lines up to `offset`
+    are the prompt's, numbered from after the `lead` lines put in front of it)."""
     if not offset:
         return text
 
     def shift(match: re.Match[str]) -> str:
         line = int(match.group(1))
-        return f'File "solution.py", line {line - offset}' if line > offset else f'File "<prompt>", line {line}'
+        if line > offset:
+            return f'File "solution.py", line {line - offset}'
+        return f'File "<prompt>", line {max(1, line - lead)}'
 
     return _LINE.sub(shift, text)
 
@@ -188,27 +205,37 @@ class UnitTestVerifier:
         self.sandbox = sandbox
         self.config = config or VerifierConfig()
 
-    def verify(self, program: Program, tests: Sequence[UnitTest]) -> TestRun:
-        """Every test's outcome; a program that does not compile runs nothing."""
+    def verify(self, program: Program, tests: Sequence[UnitTest], under_test: Sequence[str] = ()) -> TestRun:
+        """Every test's outcome; a program that does not compile runs nothing. `under_test` names the functions
+        under test (the task's entry point): a test's call of one is the program's even where it is named like a
+        builtin; any other builtin the tests call is the judge's own, however the program rebinds it."""
         error = syntax_error(program)
         if error:
             return not_run(tests, error)
+        budget = self.config.run_budget(len(tests))
         report = run_python_tests(
             self.sandbox,
             program.source,
             [PythonTest(test.source, whole=test.code) for test in tests],
-            limits=self.config.limits(self.config.run_seconds),
+            limits=self.config.limits(budget),
             per_test_seconds=self.config.per_test_seconds,
+            under_test=under_test,
         )
         program_error = ""
         results: list[CaseResult] = []
         stopped = False
         for index, (test, outcome) in enumerate(zip(tests, report.outcomes, strict=True)):
-            message = renumber(outcome.message, program.offset)
-            trace = renumber(outcome.traceback, program.offset)
+            message = renumber(outcome.message, program.offset, program.lead)
+            trace = renumber(outcome.traceback, program.offset, program.lead)
             if outcome.status is TestStatus.NOT_RUN and message.startswith("the program itself failed"):
                 program_error = trace or message
             status, actual = _unit_status(outcome, report.result, stopped)
+            over_budget = outcome.status is TestStatus.NOT_RUN and status is CaseStatus.TIMEOUT
+            if over_budget:
+                message = (
+                    f"the run went past its total time budget ({budget:g} s for the program and all {len(tests)} "
+                    "tests together)"
+                )
             if stopped and not program_error:
                 message = "not run: the run was stopped at an earlier test"
             stopped = stopped or outcome.status is TestStatus.NOT_RUN
@@ -223,6 +250,7 @@ class UnitTestVerifier:
                     actual=actual,
                     message="" if actual is not None else message,
                     traceback=trace,
+                    over_budget=over_budget,
                 )
             )
         return TestRun(tuple(results), program_error=program_error, clean_exit=report.result.ok)
@@ -294,6 +322,8 @@ class IOVerifier:
                 return base
             return replace(base, status=CaseStatus.WRONG, actual=run.stdout_text)
         if run.status is ExecStatus.RUNTIME_ERROR:
+            if run.exit_code is not None and run.exit_code < 0:  # killed by a signal: no traceback to show
+                return replace(base, status=CaseStatus.ERROR, message=crash_words(-run.exit_code))
             trace = renumber(trim_traceback(run.stderr_text), offset)
             last = trace.strip().splitlines()[-1] if trace.strip() else f"exit code {run.exit_code}"
             status = CaseStatus.MEMORY if last.startswith("MemoryError") else CaseStatus.ERROR
