@@ -18,10 +18,11 @@ process, which reports their outcome itself.
 Threat model: a split test passes only if the values the program sent satisfy the judge's condition, and its
 expected values never reach the program's process; forged reports, a rewritten `assert` or `sys.exit`, an early
 `os._exit(0)`, objects whose `__eq__` always says yes and builtins the program rebinds (`abs = lambda v: 0`; the
-verdict's builtins are the judge's, except the names `under_test`) do not pass it. The judge sends a test's share
-only after the program ran and every earlier test reported, so the program's process never holds a later test
-(public tests come first: a hidden one arrives only when every public outcome is settled, and a "the program itself
-failed" report after that is not believed); a test's share holds only what that test needs. The judge is
+verdict's builtins are the judge's, except the names `under_test`) do not pass it. The judge sends the tests' shares
+only after the program ran, and a hidden test's (`PythonTest.hidden`) only once every test before it that is not
+hidden reported: the program's process never holds a hidden test while an outcome feedback may quote is still open
+(callers put hidden tests last), and a "the program itself failed" report after a share was sent is not believed;
+a test's share holds only what that test needs. The judge is
 non-dumpable where `ctypes` can make it so (no ptrace, no `/proc/PID/mem` from the program, which runs as the same
 user). A program *can* kill the judge (the run then fails) and forge the outcome of a test that runs whole in its
 process, whose source it also sees (once it is that test's turn). `PythonTestReport.passed` also requires the
@@ -228,9 +229,10 @@ def run_share(index, test, scope):
 
 class Judge:
     # Decides each test from what the program's process sent, and prints the outcome lines. It hands the program's
-    # process a test's share only once the program ran (it said it is ready) and every earlier test reported: what
-    # the program can reach (its stack, its memory) never holds a later test, so a failure it makes up cannot quote
-    # one, and a hidden test's share arrives only after every public test (they come first) reported.
+    # process the shares only once the program ran (it said it is ready), and a hidden test's only once every test
+    # before it that is not hidden reported: what the program can reach (its stack, its memory) never holds a hidden
+    # test while a failure it makes up could still be quoted. (Shares of tests feedback may quote go at once: one
+    # round trip per test would cost each a pair of wake-ups.)
     def __init__(self, marker, tests):
         self.marker, self.tests, self.done, self.failed = marker, tests, set(), 0
         self.line_start = True
@@ -238,10 +240,15 @@ class Judge:
 
     def release(self):
         # Queues the shares the program's process may have now; True once every share is queued.
-        while self.ready and self.sent < len(self.shares) and (self.sent == 0 or self.sent - 1 in self.done):
+        while self.ready and self.sent < len(self.shares) and self.may_send(self.sent):
             self.outbox += (json.dumps(self.shares[self.sent]) + "\n").encode()
             self.sent += 1
         return self.sent == len(self.shares)
+
+    def may_send(self, index):
+        if not self.tests[index]["hidden"]:
+            return True
+        return all(earlier in self.done or self.tests[earlier]["hidden"] for earlier in range(index))
 
     def forward(self, fd, data):
         write_all(fd, data)
@@ -337,7 +344,7 @@ def judge_side(child, task_w, results_r, out_r, err_r):
     spec = json.loads(sys.stdin.buffer.read())  # read only now: the program's process never had it
     global PER_TEST
     PER_TEST = spec["per_test"]
-    tests = [{"whole": t["whole"], "split": t["split"], "scope": None} for t in spec["tests"]]
+    tests = [{"whole": t["whole"], "split": t["split"], "hidden": t["hidden"], "scope": None} for t in spec["tests"]]
     judge = Judge(spec["marker"], tests)
     judge.shares = [judge.share(index) for index in range(len(tests))]
     judge.outbox = (json.dumps({"per_test": PER_TEST, "count": len(tests)}) + "\n").encode()
@@ -538,6 +545,9 @@ class PythonTest:
     whole: str | None = None
     """What the program's process runs when the test cannot be split (default: `source`), e.g. a version
     instrumented to report the value under test."""
+    hidden: bool = False
+    """Whether the program may not learn this test (feedback stays silent about it): its share reaches the program's
+    process only once every earlier test that is not hidden reported. Put hidden tests last."""
 
 
 def run_python_tests(
@@ -573,9 +583,10 @@ def _judged(test: PythonTest, under_test: frozenset[str]) -> dict[str, object]:
     split = split_test(test.source, under_test=under_test)
     whole = test.whole if test.whole is not None else test.source
     if split is None:
-        return {"whole": whole, "split": None}
+        return {"whole": whole, "split": None, "hidden": test.hidden}
     return {
         "whole": whole,
+        "hidden": test.hidden,
         "split": {
             "setup": split.setup,
             "shared": list(split.shared),

@@ -216,7 +216,7 @@ class UnitTestVerifier:
         report = run_python_tests(
             self.sandbox,
             program.source,
-            [PythonTest(test.source, whole=test.code) for test in tests],
+            [PythonTest(test.source, whole=test.code, hidden=test.hidden) for test in tests],
             limits=self.config.limits(budget),
             per_test_seconds=self.config.per_test_seconds,
             under_test=under_test,
