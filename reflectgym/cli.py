@@ -16,7 +16,8 @@ import json
 import os
 import runpy
 import sys
-from collections.abc import Sequence
+import warnings
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -45,22 +46,23 @@ PLAY_HELP = (
 )
 
 
+class UsageError(Exception):
+    """A command line that cannot run as given: said in one line, exit status 2."""
+
+
 def parse_env_args(pairs: Sequence[str]) -> dict[str, Any]:
-    """`["max_steps=20", "feedback=hint", "size=[8,8]"]` → kwargs; values are JSON when they parse as JSON."""
+    """`["max_steps=20", "feedback=hint", "size=[8,8]"]` → kwargs; values are JSON when they parse as JSON. A pair
+    without `=` is a `UsageError`."""
     kwargs: dict[str, Any] = {}
     for pair in pairs:
         key, sep, raw = pair.partition("=")
         if not sep or not key:
-            raise SystemExit(f"--env-arg takes key=value; got {pair!r}")
+            raise UsageError(f"--env-arg takes key=value; got {pair!r}")
         try:
             kwargs[key] = json.loads(raw)
         except json.JSONDecodeError:
             kwargs[key] = raw
     return kwargs
-
-
-class UsageError(Exception):
-    """A command line that cannot run as given: said in one line, exit status 2."""
 
 
 def load_user_modules(modules: Sequence[str]) -> None:
@@ -134,6 +136,19 @@ POLICY_ONLY = {
 }
 """Eval options (dest → flag) that only a model policy honours; their argparse default is None."""
 
+AT_LEAST_ONE = {
+    "episodes": "--episodes",
+    "max_turns": "--max-turns",
+    "num_envs": "--num-envs",
+    "group_size": "--group-size",
+    "max_tokens": "--max-tokens",
+    "max_new_tokens": "--max-new-tokens",
+}
+"""Eval counts (dest → flag) that must be at least 1 when given."""
+
+RESULT_FILES = ("trajectories.jsonl", "summary.json", "summaries.json", "report.html")
+"""What `eval --out` writes in its folder (and trajectories and a summary in one subfolder per env)."""
+
 
 def rollout_config(args: argparse.Namespace) -> RolloutConfig:
     """The rollout options of `eval --policy`, with the documented defaults for those not given."""
@@ -149,6 +164,60 @@ def rollout_config(args: argparse.Namespace) -> RolloutConfig:
             seed=args.seed,
         ),
     )
+
+
+def check_eval_options(args: argparse.Namespace) -> None:
+    """Counts below 1 and sampling options a policy would refuse are `UsageError`s before anything loads or plays
+    (`--num-envs 0` used to fail only once the model had loaded)."""
+    for dest, flag in AT_LEAST_ONE.items():
+        value = getattr(args, dest)
+        if value is not None and value < 1:
+            raise UsageError(f"{flag} must be at least 1; got {value}")
+    if args.policy is not None:
+        try:
+            rollout_config(args)
+        except ValueError as error:
+            raise UsageError(str(error)) from error
+
+
+def check_envs(env_ids: Sequence[str], kwargs: dict[str, Any]) -> None:
+    """Makes (and closes) one env of each id with `kwargs`: an unknown id or a bad --env-arg is a `UsageError`
+    before a model loads, not every episode's error after it."""
+    for env_id in env_ids:
+        try:
+            gym.make(env_id, **kwargs).close()
+        except Exception as error:
+            raise UsageError(f"cannot make {env_id}: {type(error).__name__}: {error}") from error
+
+
+def existing_results(out: Path) -> list[Path]:
+    """The result files of an earlier eval in `out`: its own and those of its per-env subfolders."""
+    if not out.is_dir():
+        return []
+    found = [out / name for name in RESULT_FILES if (out / name).is_file()]
+    for folder in sorted(path for path in out.iterdir() if path.is_dir()):
+        found += [folder / name for name in RESULT_FILES if (folder / name).is_file()]
+    return found
+
+
+def check_out_dir(out: Path, overwrite: bool) -> None:
+    """`--out` must be a folder (or not exist yet) and, unless `--overwrite`, hold no earlier results: a report of
+    the folder would mix them with this run's."""
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out}: it is a file; name a folder (made if missing)")
+    found = existing_results(out)
+    if found and not overwrite:
+        raise UsageError(
+            f"--out {out} already holds results ({found[0].name}...): name a new folder, or add --overwrite"
+        )
+
+
+def clear_results(out: Path) -> None:
+    """Deletes an earlier eval's result files in `out` (nothing else) and the subfolders they leave empty."""
+    for path in existing_results(out):
+        path.unlink()
+        if path.parent != out and not any(path.parent.iterdir()):
+            path.parent.rmdir()
 
 
 def reject_policy_options(args: argparse.Namespace) -> None:
@@ -210,18 +279,23 @@ def every_task(env_id: str, kwargs: dict[str, Any]) -> list[str]:
 def cmd_eval(args: argparse.Namespace) -> int:
     env_ids = eval_env_ids(args)
     kwargs = parse_env_args(args.env_arg)  # a malformed --env-arg fails before any model loads
-    if args.max_turns < 1:
-        raise UsageError(f"--max-turns must be at least 1; got {args.max_turns}")
+    check_eval_options(args)
     if args.policy is None:
         reject_policy_options(args)
     out_dir = Path(args.out) if args.out else None
+    if out_dir is not None:
+        check_out_dir(out_dir, args.overwrite)
     # every env's tasks before any model loads or episode runs: an env with no list stops the run at once
     task_lists = {env_id: every_task(env_id, kwargs) for env_id in env_ids} if args.all_tasks else {}
+    if args.policy:
+        check_envs(env_ids, kwargs)
     if args.quiet and args.policy:
         from reflectgym.agents.hf_policy import silence_library_bars
 
         silence_library_bars()
     policy = make_policy(args.policy, model=args.model, device=args.device) if args.policy else None
+    if out_dir is not None and args.overwrite:  # once the run can begin, as train's --overwrite-output-dir
+        clear_results(out_dir)
     summaries: list[EvalSummary] = []
     played: list[Trajectory] = []
     failures: list[str] = []
@@ -433,6 +507,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     evaluate_cmd.add_argument("--seed", type=int, default=0, help="seed of the first episode (default: 0)")
     evaluate_cmd.add_argument("--out", help="folder for trajectories.jsonl, summary.json and report.html")
+    evaluate_cmd.add_argument(
+        "--overwrite", action="store_true", help="--out may hold an earlier eval's results: delete them first"
+    )
     evaluate_cmd.add_argument("--quiet", action="store_true", help="no progress bar")
     evaluate_cmd.set_defaults(run=cmd_eval)
 
@@ -474,12 +551,24 @@ def parse_command_line(argv: Sequence[str] | None) -> argparse.Namespace:
     return args
 
 
+def one_line_warning(command: str) -> Callable[..., None]:
+    """A `warnings.showwarning` that says a warning in one line on stderr (`reflectgym report: warning: ...`),
+    without the source line Python adds."""
+
+    def show(message: Warning | str, *args: Any, **kwargs: Any) -> None:
+        print(f"reflectgym {command}: warning: {message}", file=sys.stderr)
+
+    return show
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `reflectgym` command."""
     args = parse_command_line(argv)
     try:
-        load_user_modules(args.imports)
-        return int(args.run(args))
+        with warnings.catch_warnings():
+            warnings.showwarning = one_line_warning(args.command)
+            load_user_modules(args.imports)
+            return int(args.run(args))
     except UsageError as error:
         print(f"reflectgym {args.command}: {error}", file=sys.stderr)
         return 2
@@ -487,6 +576,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         # ConfigError is a ValueError: a bad option says what to change, without a traceback
         print(f"reflectgym {args.command}: {error}", file=sys.stderr)
         return 2
+    except OSError as error:  # a folder that cannot be written (a file in the way, no permission, disk full)
+        print(f"reflectgym {args.command}: {error}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -275,8 +275,63 @@ def test_an_unknown_sandbox_fails_before_any_episode(capsys: pytest.CaptureFixtu
 def test_eval_report_holds_only_this_runs_episodes(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     out = str(tmp_path / "ev")
     assert cli(capsys, "eval", "Sokoban-v0", "Math-v0", "--episodes", "2", "--out", out, "--quiet")[0] == 0
-    assert cli(capsys, "eval", "Sokoban-v0", "--episodes", "3", "--out", out, "--quiet")[0] == 0
+    assert cli(capsys, "eval", "Sokoban-v0", "--episodes", "3", "--out", out, "--quiet", "--overwrite")[0] == 0
     assert "Trajectories (3)" in (tmp_path / "ev" / "report.html").read_text()
+
+
+def test_an_out_folder_with_results_is_refused_unless_overwrite(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    out = tmp_path / "ev"
+    assert cli(capsys, "eval", "Sokoban-v0", "Math-v0", "--episodes", "2", "--out", str(out), "--quiet")[0] == 0
+    (out / "notes.txt").write_text("mine")
+    code, _, err = cli(capsys, "eval", "Sokoban-v0", "--episodes", "3", "--out", str(out), "--quiet")
+    assert code == 2 and "already holds results" in err and "--overwrite" in err
+    code, _, err = cli(capsys, "eval", "Sokoban-v0", "--episodes", "3", "--out", str(out), "--quiet", "--overwrite")
+    assert code == 0, err
+    assert sorted(p.name for p in out.iterdir()) == ["notes.txt", "report.html", "summary.json", "trajectories.jsonl"]
+    code, report, _ = cli(capsys, "report", str(out))
+    assert code == 0 and "(3 episodes)" in report
+
+
+def test_out_in_the_way_of_a_file_is_one_line(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    (tmp_path / "afile").write_text("hi")
+    code, _, err = cli(capsys, "eval", "Math-v0", "--episodes", "1", "--quiet", "--out", str(tmp_path / "afile"))
+    assert code == 2 and "it is a file; name a folder" in err and "Traceback" not in err
+    code, _, err = cli(capsys, "eval", "Math-v0", "--episodes", "1", "--quiet", "--out", str(tmp_path / "afile" / "x"))
+    assert code == 1 and len(err.strip().splitlines()) == 1 and "Not a directory" in err
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (["--env-arg", "feedback"], "--env-arg takes key=value; got 'feedback'"),
+        (["--episodes", "-3"], "--episodes must be at least 1; got -3"),
+        (["--policy", "hf:/no/such/model", "--num-envs", "0"], "--num-envs must be at least 1; got 0"),
+        (["--policy", "hf:/no/such/model", "--temperature", "-1"], "temperature must be >= 0"),
+        (["--policy", "hf:/no/such/model", "--env-arg", "nosuch=1"], "cannot make reflectgym/Math-v0: TypeError"),
+        (["--policy", "openai:localhost:8000/v1"], "openai: needs the server's http(s) URL"),
+    ],
+)
+def test_bad_eval_options_are_usage_errors_before_any_model_loads(
+    capsys: pytest.CaptureFixture[str], options: list[str], message: str
+) -> None:
+    code, _, err = cli(capsys, "eval", "Math-v0", "--quiet", *options)
+    assert code == 2 and message in err, err
+
+
+def test_an_unknown_env_with_a_policy_fails_before_the_model_loads(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = cli(capsys, "eval", "NoSuch-v0", "--policy", "hf:/no/such/model", "--quiet")
+    assert code == 2 and "cannot make reflectgym/NoSuch-v0: NameNotFound" in err and "no checkpoint" not in err
+
+
+def test_report_skips_a_last_line_cut_short(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    assert cli(capsys, "eval", "Math-v0", "--episodes", "3", "--out", str(tmp_path), "--quiet")[0] == 0
+    path = tmp_path / "trajectories.jsonl"
+    path.write_text(path.read_text()[:-40])
+    code, out, err = cli(capsys, "report", str(tmp_path))
+    assert code == 0 and "(2 episodes)" in out and len(err.splitlines()) == 1
+    assert err.startswith(f"reflectgym report: warning: {path}:3: skipped the last line, cut short")
 
 
 def test_train_errors_name_the_file_the_line_and_the_missing_model(

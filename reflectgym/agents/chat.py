@@ -19,6 +19,7 @@ from reflectgym.core.trajectory import Trajectory
 
 _PING = "Ping, 42."
 _PONG = "Pong, 43."
+_RULES = "Rules, 44."
 
 
 @dataclass(frozen=True)
@@ -109,11 +110,26 @@ def recent_turns(messages: Sequence[Message], turns: int | None) -> list[Message
     return head + body[-(2 * turns + 1) :]
 
 
+def merge_system_prompt(messages: Sequence[Message]) -> list[Message]:
+    """`messages` without a leading system message: its text heads the first user message (separated by a blank
+    line), or becomes a user message of its own when none follows. For templates without a system role."""
+    if not messages or messages[0]["role"] != "system":
+        return list(messages)
+    system, rest = messages[0]["content"], list(messages[1:])
+    if rest and rest[0]["role"] == "user":
+        first = rest[0]["content"]
+        return [{**rest[0], "content": f"{system}\n\n{first}" if first else system}, *rest[1:]]
+    return [{"role": "user", "content": system}, *rest]
+
+
 class ChatFormat:
     """A tokenizer's chat template, measured once so conversations can grow by id deltas.
 
     Args:
         tokenizer: A Hugging Face tokenizer with a chat template.
+
+    Templates without a system role (Gemma's raise "System role not supported", some drop the message) get the
+    system prompt at the head of the first user message instead, as those models' own chat formats do.
 
     Raises:
         ValueError: If the template has no stable place for one more user turn (it re-renders earlier turns
@@ -124,6 +140,8 @@ class ChatFormat:
         if not getattr(tokenizer, "chat_template", None):
             raise ValueError("the tokenizer has no chat template; set tokenizer.chat_template before rolling out")
         self.tokenizer = tokenizer
+        self.system_role = self._renders_system_role()
+        """Whether the template renders a system message; when not, `render` merges it into the first user turn."""
         base: list[Message] = [{"role": "user", "content": _PING}]
         self._with_reply: list[Message] = [*base, {"role": "assistant", "content": _PONG}]
         self._history = self.render(self._with_reply, generation_prompt=False)
@@ -137,11 +155,25 @@ class ChatFormat:
         self._check_user_delta()
 
     def render(self, messages: Sequence[Message], *, generation_prompt: bool) -> str:
-        """The template's text for `messages`."""
+        """The template's text for `messages` (a system message merged into the first user turn when the template
+        has no system role)."""
+        if not self.system_role:
+            messages = merge_system_prompt(messages)
+        return self._apply(messages, generation_prompt)
+
+    def _apply(self, messages: Sequence[Message], generation_prompt: bool) -> str:
         text = self.tokenizer.apply_chat_template(
             [dict(message) for message in messages], tokenize=False, add_generation_prompt=generation_prompt
         )
         return str(text)
+
+    def _renders_system_role(self) -> bool:
+        """Whether a system message renders: the template neither raises on it nor drops its text."""
+        probe: list[Message] = [{"role": "system", "content": _RULES}, {"role": "user", "content": _PING}]
+        try:
+            return _RULES in self._apply(probe, True)
+        except Exception:  # jinja2's TemplateError from raise_exception('System role not supported'), and the like
+            return False
 
     def encode(self, text: str) -> list[int]:
         """Token ids of template text (its special tokens included literally, no extra BOS)."""

@@ -19,7 +19,14 @@ from pathlib import Path
 from typing import Any
 
 from reflectgym.agents.chat import ChatFormat
-from reflectgym.agents.policy import Conversation, FinishReason, Generation, Sampling, check_conversations
+from reflectgym.agents.policy import (
+    Conversation,
+    FinishReason,
+    Generation,
+    Sampling,
+    check_conversations,
+    derive_seed,
+)
 
 DTYPES = ("float32", "bfloat16", "float16")
 """The weight precisions `HFPolicyConfig.dtype` names."""
@@ -120,17 +127,32 @@ class HFPolicy:
         """The Hugging Face tokenizer."""
         return self._tokenizer
 
+    @property
+    def max_context_tokens(self) -> int | None:
+        """The longest context the model has positions for (its config's `max_position_embeddings`), or None;
+        the rollout engine's default context limit."""
+        settings = getattr(self.model, "config", None)
+        for name in ("max_position_embeddings", "n_positions"):
+            value = getattr(settings, name, None)
+            if isinstance(value, int) and value > 0:
+                return value
+        return None
+
     def generate(self, conversations: Sequence[Conversation], sampling: Sampling) -> list[Generation]:
         """Renders each conversation through the chat template and generates."""
         conversations = check_conversations(conversations)
         return self.generate_ids([self.chat.prompt_ids(conversation) for conversation in conversations], sampling)
 
     def generate_ids(self, prompts: Sequence[Sequence[int]], sampling: Sampling) -> list[Generation]:
-        """Continues each token-id prompt; returns the sampled ids with their log-probs."""
+        """Continues each token-id prompt; returns the sampled ids with their log-probs. A seeded call seeds torch
+        once from its requests' seeds (`Sampling.request_seed`): the rows of a batch share one generator, so a
+        row's sample depends on its batch, but the same batch gives the same samples and episodes of a group
+        played one at a time do not repeat one sample."""
         import torch
 
-        if sampling.seed is not None:
-            torch.manual_seed(sampling.seed)
+        seed = _batch_seed(sampling, len(prompts))
+        if seed is not None:
+            torch.manual_seed(seed)
         out: list[Generation] = []
         size = self.config.batch_size
         for start in range(0, len(prompts), size):
@@ -195,6 +217,14 @@ class HFPolicy:
         ids, logprobs = ids[:end], logprobs[:end]
         text = self._tokenizer.decode(ids, skip_special_tokens=True)
         return Generation(text, tuple(ids), tuple(logprobs), reason, prompt_tokens)
+
+
+def _batch_seed(sampling: Sampling, count: int) -> int | None:
+    """One seed for a batch: its only request's seed, else one derived from all of them; None when unseeded."""
+    seeds = [sampling.request_seed(position) for position in range(count)]
+    if not seeds or any(seed is None for seed in seeds):
+        return None
+    return seeds[0] if len(seeds) == 1 else derive_seed(*(seed for seed in seeds if seed is not None))
 
 
 def resolve_device(name: str | None) -> Any:

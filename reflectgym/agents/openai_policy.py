@@ -1,15 +1,25 @@
 """`OpenAIPolicy`: any OpenAI-compatible chat-completions server (vLLM serve, SGLang, hosted APIs) as a policy.
 
 Standard library HTTP only (no SDK to install). Requests of one batch run concurrently up to
-`max_concurrency`; each has a timeout; connection errors, timeouts, 429 and 5xx are retried with exponential
-backoff (honouring `Retry-After` up to `max_backoff`); other 4xx fail at once. A request that still fails
-becomes a generation with `finish_reason="error"`, which ends that episode only. Log-probs are recorded when the
+`max_concurrency`; each has a timeout; connection errors, broken HTTP responses (a truncated body, a garbled
+status line), timeouts, 429 and 5xx are retried with exponential backoff (honouring `Retry-After` up to
+`max_backoff`); other 4xx fail at once. A request that still fails, or any other failure of one request (a body
+that is not UTF-8, malformed log-probs), becomes a generation with `finish_reason="error"`, which ends that
+episode only: the other requests of the batch are unaffected. Log-probs are recorded when the
 server returns them; token ids are not (chat completions report tokens as text), so trainers should use a token
 policy.
+
+Stop strings: servers cut the one that ended a reply off its text, where `Sampling.stop` (and the HF and vLLM
+engine backends) keep it; the policy puts it back. vLLM serve and SGLang name it (`stop_reason`); a server that
+does not (OpenAI) gets it put back when the reply stopped and only one stop string was asked for. OpenAI's
+`finish_reason: "stop"` also covers the model's own end of text, so there a reply that ended by itself gets the
+stop string too; with several stop strings and no `stop_reason` nothing is put back (which one matched is
+unknown).
 """
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import re
@@ -83,13 +93,19 @@ class OpenAIPolicy:
     def generate(self, conversations: Sequence[Conversation], sampling: Sampling) -> list[Generation]:
         """One chat completion per conversation, concurrently; failures become `finish_reason="error"`."""
         conversations = check_conversations(conversations)
-        return list(self._pool.map(lambda conversation: self._complete(conversation, sampling), conversations))
+        seeds = [sampling.request_seed(position) for position in range(len(conversations))]
+        return list(
+            self._pool.map(
+                lambda conversation, seed: self._complete(conversation, sampling, seed), conversations, seeds
+            )
+        )
 
     def close(self) -> None:
         """Stops the request threads."""
         self._pool.shutdown(wait=False)
 
-    def _complete(self, conversation: Conversation, sampling: Sampling) -> Generation:
+    def _complete(self, conversation: Conversation, sampling: Sampling, seed: int | None) -> Generation:
+        """One request, seeded with its own `seed` (see `Sampling.request_seed`)."""
         body: dict[str, Any] = {
             "model": self.config.model,
             "messages": [dict(message) for message in conversation],
@@ -99,14 +115,16 @@ class OpenAIPolicy:
         }
         if sampling.stop:
             body["stop"] = list(sampling.stop)
-        if sampling.seed is not None:
-            body["seed"] = sampling.seed
+        if seed is not None:
+            body["seed"] = seed
         if self.config.logprobs:
             body["logprobs"] = True
         try:
-            return _parse_completion(self._post(body))
+            return _parse_completion(self._post(body), sampling.stop)
         except OpenAIError as error:
             return Generation(text="", finish_reason="error", error=str(error))
+        except Exception as error:  # anything else of this one request fails it alone, never the batch
+            return Generation(text="", finish_reason="error", error=f"{type(error).__name__}: {error}")
 
     def _post(self, body: dict[str, Any]) -> dict[str, Any]:
         url = self.config.base_url.rstrip("/") + "/chat/completions"
@@ -134,8 +152,9 @@ class OpenAIPolicy:
                 retry_after = _seconds(error.headers.get("Retry-After") if error.headers else None)
                 if retry_after is not None:
                     delay = max(delay, retry_after)
-            except (urllib.error.URLError, TimeoutError, ConnectionError) as error:
-                last = f"{type(error).__name__} from {url}: {getattr(error, 'reason', error)}"
+            except (urllib.error.URLError, TimeoutError, ConnectionError, http.client.HTTPException) as error:
+                # HTTPException: a body cut short (IncompleteRead), a garbled status line (BadStatusLine)
+                last = f"{type(error).__name__} from {url}: {str(getattr(error, 'reason', error)).strip()}"
             except json.JSONDecodeError as error:
                 last = f"the server at {url} answered with invalid JSON: {error}"
         raise OpenAIError(f"{last} (after {self.config.max_retries + 1} attempts)")
@@ -148,17 +167,18 @@ def _seconds(value: str | None) -> float | None:
     return float(value)
 
 
-def _parse_completion(payload: dict[str, Any]) -> Generation:
+def _parse_completion(payload: dict[str, Any], stop: Sequence[str] = ()) -> Generation:
     try:
         choice = payload["choices"][0]
         text = choice["message"].get("content") or ""
     except (KeyError, IndexError, TypeError, AttributeError) as error:
         return Generation(text="", finish_reason="error", error=f"malformed completion: {error!r}")
+    text = _with_stop(str(text), choice, stop)
     reason: FinishReason = "length" if choice.get("finish_reason") == "length" else "stop"
-    logprobs = None
-    content = (choice.get("logprobs") or {}).get("content")
-    if content:
-        logprobs = tuple(float(item["logprob"]) for item in content)
+    try:
+        logprobs = _logprobs(choice.get("logprobs"))
+    except (KeyError, TypeError, ValueError, AttributeError) as error:
+        return Generation(text="", finish_reason="error", error=f"malformed log-probs: {error!r}")
     usage = payload.get("usage") or {}
     return Generation(
         text=text,
@@ -167,6 +187,32 @@ def _parse_completion(payload: dict[str, Any]) -> Generation:
         prompt_tokens=_count(usage.get("prompt_tokens")),
         completion_tokens=_count(usage.get("completion_tokens")),
     )
+
+
+def _with_stop(text: str, choice: dict[str, Any], stop: Sequence[str]) -> str:
+    """`text` with the stop string that ended it put back (see the module docstring)."""
+    if choice.get("finish_reason") != "stop" or not stop:
+        return text
+    if "stop_reason" in choice:  # vLLM serve, SGLang: the matched string, else a stop token id or None
+        matched = choice["stop_reason"]
+        return text + matched if isinstance(matched, str) and matched in stop and not text.endswith(matched) else text
+    return text + stop[0] if len(stop) == 1 and not text.endswith(stop[0]) else text
+
+
+def _logprobs(logprobs: Any) -> tuple[float, ...] | None:
+    """The sampled tokens' log-probs of a choice's `logprobs` (`{"content": [{"logprob": ...}, ...]}`), None when
+    the server sent none; raises for any other shape or a log-prob that is not a number (a null, a string)."""
+    if logprobs is None:
+        return None
+    if not isinstance(logprobs, dict):
+        raise TypeError(f"logprobs is a {type(logprobs).__name__}, not an object with `content`")
+    content = logprobs.get("content")
+    if not content:
+        return None
+    values = [item["logprob"] for item in content]
+    if not all(isinstance(value, int | float) and not isinstance(value, bool) for value in values):
+        raise TypeError(f"a log-prob is not a number: {next(v for v in values if not isinstance(v, int | float))!r}")
+    return tuple(float(value) for value in values)
 
 
 def _count(value: object) -> int | None:

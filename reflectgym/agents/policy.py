@@ -10,6 +10,7 @@ Two protocols, because backends differ in what they can see:
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, runtime_checkable
@@ -48,9 +49,14 @@ class Sampling:
     max_new_tokens: int = 256
     """Tokens generated per call at most."""
     stop: tuple[str, ...] = ()
-    """Strings that end generation (kept in the text, so the text matches the sampled ids)."""
+    """Strings that end generation (kept in the text, so the text matches the sampled ids). OpenAI-compatible
+    servers cut it off; `OpenAIPolicy` puts it back where it can tell which one matched (see its module)."""
     seed: int | None = None
-    """Seed for the sampler, for repeatable generations where the backend supports it."""
+    """Seed for the sampler, for repeatable generations where the backend supports it. Each request of a batch
+    gets its own seed derived from it (`request_seed`), so a group of N samples is not N copies of one."""
+    seeds: tuple[int, ...] | None = None
+    """Per-request seeds of one batch, in order, overriding `seed` (the rollout engine sets one per episode and
+    turn, so a sample does not depend on which batch it happened to be in)."""
 
     def __post_init__(self) -> None:
         if self.temperature < 0:
@@ -59,6 +65,15 @@ class Sampling:
             raise ValueError(f"top_p must be in (0, 1]; got {self.top_p}")
         if self.max_new_tokens < 1:
             raise ValueError(f"max_new_tokens must be at least 1; got {self.max_new_tokens}")
+
+    def request_seed(self, position: int) -> int | None:
+        """The seed of request `position` of a batch: `seeds[position]` when given; else `seed` itself for the
+        first request and a seed derived from `seed` and the position for the others; None when unseeded."""
+        if self.seeds is not None:
+            return self.seeds[position]
+        if self.seed is None or position == 0:
+            return self.seed
+        return derive_seed(self.seed, position)
 
     @property
     def greedy(self) -> bool:
@@ -74,6 +89,13 @@ class Sampling:
             "stop": list(self.stop),
             "seed": self.seed,
         }
+
+
+def derive_seed(base: int, *keys: int) -> int:
+    """A seed in [0, 2**31) fixed by `base` and `keys` (an episode, a turn, a position), unrelated for different
+    keys: a hash, not a sum, so (group 0, index 1) and (group 1, index 0) do not share one."""
+    digest = hashlib.blake2b(repr((base, *keys)).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") % 2**31
 
 
 @dataclass(frozen=True)

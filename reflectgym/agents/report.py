@@ -8,6 +8,7 @@ opening one shows each turn's observation, action and feedback, with its reward 
 from __future__ import annotations
 
 import html
+import json
 import os
 from collections import Counter, defaultdict
 from collections.abc import Sequence
@@ -28,12 +29,37 @@ pre{white-space:pre-wrap;background:#f6f6f6;padding:6px;margin:2px 0;font-size:1
 
 
 def load_run(folder: str | os.PathLike[str]) -> list[Trajectory]:
-    """Every trajectory under `folder` (each `trajectories.jsonl`, searched recursively)."""
-    root = Path(folder)
-    files = [root] if root.is_file() else sorted(root.rglob("trajectories.jsonl"))
+    """The trajectories of a run: a trajectories file; an eval folder's own (its `trajectories.jsonl`, or for a
+    run of several envs those of the envs its `summaries.json` names), not those of older runs left beside them;
+    else every `trajectories.jsonl` under `folder`, searched recursively (a folder of runs)."""
+    files = run_files(Path(folder))
     if not files:
-        raise FileNotFoundError(f"no trajectories.jsonl under {root}")
+        raise FileNotFoundError(f"no trajectories.jsonl under {folder}")
     return [trajectory for file in files for trajectory in read_trajectories(file)]
+
+
+def run_files(root: Path) -> list[Path]:
+    """The trajectories files `load_run` reads (see there)."""
+    if root.is_file():
+        return [root]
+    if (root / "trajectories.jsonl").is_file():
+        return [root / "trajectories.jsonl"]
+    envs = _summarised_envs(root / "summaries.json")
+    if envs:
+        files = [root / env.replace("/", "_") / "trajectories.jsonl" for env in envs]
+        return [file for file in files if file.is_file()]
+    return sorted(root.rglob("trajectories.jsonl"))
+
+
+def _summarised_envs(path: Path) -> list[str]:
+    """The env ids a run of several envs lists in its `summaries.json`; [] without a readable one."""
+    try:
+        summaries = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    if not isinstance(summaries, list):
+        return []
+    return [str(s["env_id"]) for s in summaries if isinstance(s, dict) and "env_id" in s]
 
 
 def group_summaries(trajectories: Sequence[Trajectory]) -> list[EvalSummary]:

@@ -3,10 +3,12 @@
 Each env lives in its own worker thread, so resets and steps (a slow verifier, a browser) run while the policy
 generates for every episode that is ready; the policy never waits for the slowest env. Episodes run in groups
 (`group_size` episodes of the same seed, for GRPO), and a group is yielded as soon as its last episode ends.
-Limits per episode: turns, wall seconds, sampled tokens, context tokens, and seconds per env call. An exception
-in an env, or an env call past its time limit, ends that episode with the reason recorded; the env is replaced
-and the batch goes on. Trajectories carry every turn's text, sampled ids and log-probs, feedback and verdict, the
-privileged text, and (for token policies) the whole conversation's ids, loss mask and log-probs (`TokenRecord`).
+Limits per episode: turns, wall seconds, sampled tokens, context tokens (by default the policy's own), and seconds
+per env call. An exception in an env, or an env call past its time limit, ends that episode with the reason
+recorded; the env is replaced and the batch goes on. So does a malformed env result (a non-text observation, an
+old-Gym 4-tuple step), a chat template that fails on it, or a policy call that fails for its batch. Trajectories
+carry every turn's text, sampled ids and log-probs, feedback and verdict, the privileged text, and (for token
+policies) the whole conversation's ids, loss mask and log-probs (`TokenRecord`).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from typing import Any
 import gymnasium as gym
 
 from reflectgym.agents.chat import ChatFormat, TokenLedger, TokenRecord, recent_turns
-from reflectgym.agents.policy import Generation, Message, Policy, Sampling, TokenPolicy
+from reflectgym.agents.policy import Generation, Message, Policy, Sampling, TokenPolicy, derive_seed
 from reflectgym.agents.prompts import system_prompt
 from reflectgym.core.trajectory import Trajectory, Turn
 
@@ -46,7 +48,9 @@ class RolloutConfig:
     max_episode_tokens: int | None = None
     """Sampled tokens per episode at most; each reply is capped to what is left."""
     max_context_tokens: int | None = None
-    """Conversation tokens at most (token policies); the episode ends before a prompt would exceed it."""
+    """Conversation tokens at most (token policies); the episode ends (`context_limit`) before a prompt would
+    exceed it. Default: the policy's own limit when it knows it (its `max_context_tokens`: a transformers model's
+    `max_position_embeddings`, vLLM's `max_model_len`), so no episode runs on positions the model never had."""
     env_timeout: float | None = 300.0
     """Seconds one reset or step may take; past it the env is abandoned and the episode ends with an error."""
     system_prompt: str | None = None
@@ -160,6 +164,9 @@ class RolloutEngine:
         self.env_id = env_id
         self.config = config or RolloutConfig()
         self._chat = ChatFormat(policy.tokenizer) if isinstance(policy, TokenPolicy) else None
+        limit = self.config.max_context_tokens
+        self.max_context_tokens = limit if limit is not None else _context_limit(policy)
+        """The context limit in force: the config's, else the policy's own (None: no limit)."""
         self.stats = {"policy_seconds": 0.0, "policy_calls": 0, "steps": 0}
         """Totals over this engine's runs: seconds inside the policy, policy calls, env steps."""
 
@@ -253,7 +260,12 @@ class RolloutEngine:
                 ended.append(episode)
                 continue
             episode.env_seconds += seconds
-            stop = self._observe(episode, result)
+            try:  # a malformed env result or a chat template that fails ends this episode, not the run
+                stop = self._observe(episode, result)
+            except Exception as error:
+                self._end(episode, "error", error=f"{type(error).__name__}: {error}", trace=_trace(error))
+                ended.append(episode)
+                continue
             if stop is None:
                 stop = self._limit_reached(episode, now)
             if stop is not None:
@@ -266,7 +278,7 @@ class RolloutEngine:
     def _observe(self, episode: _Episode, result: Any) -> str | None:
         """Takes a reset or step result into the episode; returns why it ended, if it did."""
         if episode.reply is None:  # a reset
-            (observation, info), env = result
+            (observation, info), env = _reset_result(result)
             trajectory = episode.trajectory
             trajectory.task_id = info.get("task_id")
             trajectory.privileged = info.get("privileged")
@@ -279,7 +291,7 @@ class RolloutEngine:
                 episode.ledger = TokenLedger(self._chat, episode.messages)
             episode.observation = observation
             return None
-        observation, reward, terminated, truncated, info = result
+        observation, reward, terminated, truncated, info = _step_result(result)
         reply = episode.reply
         episode.reply = None
         self.stats["steps"] += 1
@@ -320,7 +332,7 @@ class RolloutEngine:
             return "time_limit"
         if config.max_episode_tokens is not None and episode.sampled_tokens >= config.max_episode_tokens:
             return "token_limit"
-        limit = config.max_context_tokens
+        limit = self.max_context_tokens
         if limit is not None and episode.ledger is not None and len(episode.ledger) + 1 > limit:
             return "context_limit"
         return None
@@ -331,7 +343,7 @@ class RolloutEngine:
         for episode in ready:
             by_budget.setdefault(self._token_budget(episode), []).append(episode)
         for budget, episodes in by_budget.items():
-            sampling = dataclasses.replace(self.config.sampling, max_new_tokens=budget)
+            sampling = dataclasses.replace(self.config.sampling, max_new_tokens=budget, seeds=self._seeds(episodes))
             start = time.perf_counter()
             try:
                 if self._chat is not None:
@@ -339,6 +351,8 @@ class RolloutEngine:
                     replies = self.policy.generate_ids(contexts, sampling)  # type: ignore[attr-defined]
                 else:
                     replies = self.policy.generate([episode.messages for episode in episodes], sampling)
+                if len(replies) != len(episodes):
+                    raise ValueError(f"the policy returned {len(replies)} generations for {len(episodes)} requests")
             except Exception as error:  # a policy failure ends these episodes, not the run
                 for episode in episodes:
                     self._fail_reply(episode, f"policy: {type(error).__name__}: {error}", _trace(error))
@@ -352,6 +366,14 @@ class RolloutEngine:
                     self._fail_reply(episode, f"policy: {reply.error or 'generation failed'}", None)
                     continue
                 self._send(episode, reply)
+
+    def _seeds(self, episodes: list[_Episode]) -> tuple[int, ...] | None:
+        """Each request's seed, from the sampling seed and its episode's group, index and turn: the samples of a
+        group differ, and the same run gives the same samples whichever batch a request lands in."""
+        base = self.config.sampling.seed
+        if base is None:
+            return None
+        return tuple(derive_seed(base, e.group, e.index, len(e.trajectory.turns)) for e in episodes)
 
     def _send(self, episode: _Episode, reply: Generation) -> None:
         episode.reply = reply
@@ -373,8 +395,8 @@ class RolloutEngine:
         budget = self.config.sampling.max_new_tokens
         if self.config.max_episode_tokens is not None:
             budget = min(budget, max(1, self.config.max_episode_tokens - episode.sampled_tokens))
-        if self.config.max_context_tokens is not None and episode.ledger is not None:
-            budget = min(budget, max(1, self.config.max_context_tokens - len(episode.ledger)))
+        if self.max_context_tokens is not None and episode.ledger is not None:
+            budget = min(budget, max(1, self.max_context_tokens - len(episode.ledger)))
         return budget
 
     def _end(self, episode: _Episode, reason: str, error: str | None = None, trace: str | None = None) -> None:
@@ -421,6 +443,50 @@ class _PolicyError(RuntimeError):
     def __init__(self, message: str, trace: str | None) -> None:
         super().__init__(message)
         self.trace = trace
+
+
+def _context_limit(policy: Policy) -> int | None:
+    """The policy's own context length (`max_context_tokens`), when it has a positive one."""
+    limit = getattr(policy, "max_context_tokens", None)
+    return limit if isinstance(limit, int) and not isinstance(limit, bool) and limit > 0 else None
+
+
+def _reset_result(result: Any) -> tuple[tuple[str, dict[str, Any]], Any]:
+    """A reset's `((observation, info), env)`, checked: the observation must be text and info a dict."""
+    (reset, env) = result
+    if not isinstance(reset, tuple) or len(reset) != 2:
+        raise TypeError(f"env.reset must return (observation, info); got {_shape(reset)}")
+    observation, info = reset
+    return (_text(observation, "reset"), _info(info, "reset")), env
+
+
+def _step_result(result: Any) -> tuple[str, Any, Any, Any, dict[str, Any]]:
+    """A step's `(observation, reward, terminated, truncated, info)`, checked: an old-Gym 4-tuple or a non-text
+    observation would otherwise fail later, far from its cause."""
+    if not isinstance(result, tuple) or len(result) != 5:
+        raise TypeError(
+            f"env.step must return (observation, reward, terminated, truncated, info) (Gymnasium's API); "
+            f"got {_shape(result)}"
+        )
+    observation, reward, terminated, truncated, info = result
+    return _text(observation, "step"), reward, terminated, truncated, _info(info, "step")
+
+
+def _text(observation: Any, call: str) -> str:
+    if not isinstance(observation, str):
+        raise TypeError(f"env.{call} returned a {type(observation).__name__} observation; a text env returns a str")
+    return observation
+
+
+def _info(info: Any, call: str) -> dict[str, Any]:
+    if not isinstance(info, dict):
+        raise TypeError(f"env.{call} returned a {type(info).__name__} info; Gymnasium's info is a dict")
+    return info
+
+
+def _shape(value: Any) -> str:
+    """`a tuple of 4 values`, or the type's name: what an env call returned, for an error."""
+    return f"a tuple of {len(value)} values" if isinstance(value, tuple) else f"a {type(value).__name__}"
 
 
 def _timed(call: Callable[[], Any]) -> tuple[Any, float]:

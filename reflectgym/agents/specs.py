@@ -8,6 +8,8 @@
 
 from __future__ import annotations
 
+import urllib.parse
+
 from reflectgym.agents.policy import Policy
 
 POLICY_SPECS = "hf:PATH | smollm2 | vllm:PATH | openai:URL"
@@ -42,7 +44,9 @@ def make_policy(spec: str, *, model: str | None = None, device: str | None = Non
     if kind == "openai":
         from reflectgym.agents.openai_policy import OpenAIConfig, OpenAIPolicy
 
-        if not target:
-            raise ValueError("openai: needs the server's URL, e.g. openai:http://127.0.0.1:8000/v1")
+        if urllib.parse.urlsplit(target).scheme not in ("http", "https"):  # else every request fails 5 times
+            raise ValueError(
+                f"openai: needs the server's http(s) URL, e.g. openai:http://127.0.0.1:8000/v1; got {target!r}"
+            )
         return OpenAIPolicy(OpenAIConfig(base_url=target, model=model or "default"))
     raise ValueError(f"unknown policy {spec!r}: use {POLICY_SPECS}")

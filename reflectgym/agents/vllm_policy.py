@@ -65,15 +65,16 @@ def engine_arguments(model: str | Path, config: VLLMConfig) -> dict[str, Any]:
     }
 
 
-def to_vllm_sampling(vllm: Any, sampling: Sampling) -> Any:
-    """Our `Sampling` as `vllm.SamplingParams` (greedy = temperature 0; log-prob of the sampled token)."""
+def to_vllm_sampling(vllm: Any, sampling: Sampling, position: int = 0) -> Any:
+    """Our `Sampling` as `vllm.SamplingParams` for request `position` of a batch, with that request's seed
+    (`Sampling.request_seed`; greedy = temperature 0; log-prob of the sampled token)."""
     return vllm.SamplingParams(
         temperature=sampling.temperature,
         top_p=sampling.top_p,
         max_tokens=sampling.max_new_tokens,
         stop=list(sampling.stop) or None,
         include_stop_str_in_output=True,  # the text must match the sampled ids
-        seed=sampling.seed,
+        seed=sampling.request_seed(position),
         logprobs=0,
         skip_special_tokens=True,
     )
@@ -124,6 +125,16 @@ class VLLMPolicy:
         """The engine's Hugging Face tokenizer."""
         return self.llm.get_tokenizer()
 
+    @property
+    def max_context_tokens(self) -> int | None:
+        """The engine's context length: `VLLMConfig.max_model_len`, else the running engine's
+        (`llm.llm_engine.model_config.max_model_len`), else None; the rollout engine's default context limit."""
+        if self.config.max_model_len is not None:
+            return self.config.max_model_len
+        model_config = getattr(getattr(self.llm, "llm_engine", None), "model_config", None)
+        value = getattr(model_config, "max_model_len", None)
+        return value if isinstance(value, int) and value > 0 else None
+
     def generate(self, conversations: Sequence[Conversation], sampling: Sampling) -> list[Generation]:
         """Renders each conversation through the chat template and generates."""
         conversations = check_conversations(conversations)
@@ -132,8 +143,17 @@ class VLLMPolicy:
     def generate_ids(self, prompts: Sequence[Sequence[int]], sampling: Sampling) -> list[Generation]:
         """Continues each token-id prompt in one engine call."""
         requests = [{"prompt_token_ids": list(prompt)} for prompt in prompts]
-        outputs = self.llm.generate(requests, sampling_params=to_vllm_sampling(self._vllm, sampling), use_tqdm=False)
+        outputs = self.llm.generate(
+            requests, sampling_params=self._sampling_params(sampling, len(requests)), use_tqdm=False
+        )
         return [from_vllm_output(output) for output in outputs]
+
+    def _sampling_params(self, sampling: Sampling, count: int) -> Any:
+        """One `SamplingParams` for an unseeded batch; else a list, one per request with its own seed
+        (`LLM.generate` pairs a list with the prompts one by one), so seeded samples of a group differ."""
+        if sampling.seed is None and sampling.seeds is None:
+            return to_vllm_sampling(self._vllm, sampling)
+        return [to_vllm_sampling(self._vllm, sampling, position) for position in range(count)]
 
     def update_weights(self, weights: Mapping[str, Any] | Iterable[tuple[str, Any]]) -> None:
         """Loads `(name, tensor)` pairs (Hugging Face names) into the running engine without a restart."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -175,12 +176,22 @@ def write_trajectories(path: str | os.PathLike[str], trajectories: Iterable[Traj
 
 
 def read_trajectories(path: str | os.PathLike[str]) -> Iterator[Trajectory]:
-    """Reads a JSONL file of trajectories; a bad line raises `ValueError` naming the file and line."""
+    """Reads a JSONL file of trajectories; a bad line raises `ValueError` naming the file and line.
+
+    A last line cut short (invalid JSON without its newline: a run killed while writing it) is skipped with a
+    warning, so the episodes before it can still be reported and replayed; a bad line anywhere else is an error.
+    """
     with open(path, encoding="utf-8") as handle:
         for number, line in enumerate(handle, start=1):
             if not line.strip():
                 continue
             try:
-                yield Trajectory.from_json(line)
+                trajectory = Trajectory.from_json(line)
+            except json.JSONDecodeError as error:
+                if not line.endswith("\n"):  # the last line, never finished
+                    warnings.warn(f"{path}:{number}: skipped the last line, cut short ({error})", stacklevel=2)
+                    return
+                raise ValueError(f"{path}:{number}: not a trajectory: {error}") from error
             except (ValueError, KeyError, TypeError) as error:
                 raise ValueError(f"{path}:{number}: not a trajectory: {error}") from error
+            yield trajectory

@@ -193,3 +193,44 @@ def test_real_sampling_keeps_ids_that_do_not_survive_decoding(tiny: HFPolicy) ->
     tokenizer = tiny.tokenizer
     reencoded = [tokenizer(r.text, add_special_tokens=False)["input_ids"] for r in replies]
     assert any(list(r.token_ids or ())[: len(e)] != e for r, e in zip(replies, reencoded, strict=True))
+
+
+GEMMA_LIKE = (  # Gemma's rule: no system role
+    "{% for message in messages %}{% if message['role'] == 'system' %}"
+    "{{ raise_exception('System role not supported') }}{% endif %}"
+    "{{ '<start_of_turn>' + message['role'] + '\\n' + message['content'] + '<end_of_turn>\\n' }}{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<start_of_turn>model\\n' }}{% endif %}"
+)
+
+
+def test_a_template_without_a_system_role_gets_the_system_prompt_in_the_first_user_turn() -> None:
+    tokenizer = build_tokenizer(GEMMA_LIKE)
+    chat = ChatFormat(tokenizer)
+    assert not chat.system_role and ChatFormat(build_tokenizer()).system_role
+    messages = [{"role": "system", "content": "rules"}, {"role": "user", "content": "board"}]
+    assert tokenizer.decode(chat.prompt_ids(messages)) == (
+        "<start_of_turn>user\nrules\n\nboard<end_of_turn>\n<start_of_turn>model\n"
+    )
+    policy = ThinkingPolicy(tokenizer)
+    config = RolloutConfig(num_envs=2, max_turns=2, sampling=Sampling(max_new_tokens=64))
+    trajectories = RolloutEngine(policy, lambda: gym.make(ENV), ENV, config).collect([0, 1])
+    assert all("error" not in t.metadata and len(t.turns) == 2 for t in trajectories)
+    assert tokenizer.decode(policy.prompts[0]).startswith("<start_of_turn>user\nYou are")
+
+
+def test_a_chat_template_error_ends_that_episode_only() -> None:
+    picky = THINK_STRIPPING.replace(
+        "{% for message in messages %}",
+        "{% for message in messages %}{% if 'seed 1' in message['content'] %}{{ raise_exception('no') }}{% endif %}",
+    )
+    policy = ThinkingPolicy(build_tokenizer(picky))
+
+    class Seeded(gym.Wrapper[Any, Any, Any, Any]):
+        def reset(self, **kwargs: Any) -> tuple[Any, dict[str, Any]]:
+            observation, info = self.env.reset(**kwargs)
+            return f"seed {kwargs.get('seed')}\n{observation}", info
+
+    config = RolloutConfig(num_envs=3, max_turns=2, sampling=Sampling(max_new_tokens=64))
+    trajectories = RolloutEngine(policy, lambda: Seeded(gym.make(ENV)), ENV, config).collect([0, 1, 2])
+    assert [t.metadata["stop_reason"] for t in trajectories] == ["turn_limit", "error", "turn_limit"]
+    assert "TemplateError: no" in trajectories[1].metadata["error"]

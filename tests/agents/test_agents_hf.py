@@ -177,3 +177,35 @@ def test_cuda_on_a_machine_without_it_is_a_one_line_error(folder: Path, monkeypa
         HFPolicy.from_pretrained(folder, HFPolicyConfig(device="cuda"))
     with pytest.raises(ValueError, match="unknown device 'gpu'"):
         HFPolicy.from_pretrained(folder, HFPolicyConfig(device="gpu"))
+
+
+def test_a_seeded_group_played_one_episode_at_a_time_is_not_one_sample_repeated(folder: Path) -> None:
+    import gymnasium as gym
+
+    import reflectgym  # noqa: F401  (registers the envs)
+    from reflectgym.agents import RolloutConfig, RolloutEngine
+
+    policy = HFPolicy.from_pretrained(folder, HFPolicyConfig(device="cpu"))
+    config = RolloutConfig(num_envs=1, group_size=3, max_turns=1, sampling=Sampling(max_new_tokens=6, seed=0))
+    env = "reflectgym/Sokoban-v0"
+    engine = RolloutEngine(policy, lambda: gym.make(env), env, config)
+    runs = [[t.turns[0].action_token_ids for t in engine.collect([0])] for _ in range(2)]
+    assert len(set(runs[0])) == 3 and runs[0] == runs[1]
+
+
+def test_the_models_positions_bound_the_context_by_default(tmp_path: Path) -> None:
+    import gymnasium as gym
+
+    import reflectgym  # noqa: F401  (registers the envs)
+    from reflectgym.agents import RolloutConfig, RolloutEngine
+    from reflectgym.agents.tiny import TinyModelConfig
+
+    policy = HFPolicy.from_pretrained(build_tiny_model(tmp_path / "short", TinyModelConfig(max_positions=64)))
+    assert policy.max_context_tokens == 64
+    env = "reflectgym/Sokoban-v0"
+    config = RolloutConfig(num_envs=1, max_turns=2, sampling=Sampling(max_new_tokens=4))
+    [cut] = RolloutEngine(policy, lambda: gym.make(env), env, config).collect([0])  # its first prompt is longer
+    assert cut.metadata["stop_reason"] == "context_limit" and cut.turns == []
+    wide = RolloutConfig(num_envs=1, max_turns=2, max_context_tokens=100_000, sampling=Sampling(max_new_tokens=4))
+    [played] = RolloutEngine(policy, lambda: gym.make(env), env, wide).collect([0])  # the config's limit wins
+    assert played.metadata["stop_reason"] in ("turn_limit", "terminated") and played.turns

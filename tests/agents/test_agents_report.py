@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from reflectgym.agents import write_report
+from reflectgym.agents import load_run, write_report
 from reflectgym.agents.report import group_summaries, render_report
-from reflectgym.core.trajectory import Trajectory, Turn
+from reflectgym.core.trajectory import Trajectory, Turn, write_trajectories
 from reflectgym.core.types import Verdict
 
 
@@ -70,3 +70,16 @@ def test_report_renders_in_headless_chromium(tmp_path: Path) -> None:
             shutil.copy(tmp_path / "report.png", os.environ["REFLECTGYM_KEEP_SCREENSHOT"])
         browser.close()
     assert (tmp_path / "report.png").stat().st_size > 10_000
+
+
+def test_load_run_reads_the_runs_own_files_not_older_ones_beside_them(tmp_path: Path) -> None:
+    old, new = trajectories()[:3], trajectories()[3:4]
+    write_trajectories(tmp_path / "one" / "reflectgym_Sokoban-v0" / "trajectories.jsonl", old)  # an older run
+    write_trajectories(tmp_path / "one" / "trajectories.jsonl", new)
+    assert load_run(tmp_path / "one") == new
+    several = tmp_path / "several"
+    write_trajectories(several / "reflectgym_Math-v0" / "trajectories.jsonl", new)
+    write_trajectories(several / "reflectgym_Sokoban-v0" / "trajectories.jsonl", old)  # not in summaries.json
+    (several / "summaries.json").write_text('[{"env_id": "reflectgym/Math-v0"}]')
+    assert load_run(several) == new
+    assert len(load_run(tmp_path)) == 2 * len(old) + 2 * len(new)  # a folder of runs: every file under it

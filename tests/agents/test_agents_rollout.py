@@ -196,3 +196,68 @@ def test_evaluate_writes_every_episode_even_with_unencodable_text(tmp_path: Any)
     written = list(read_trajectories(tmp_path / "trajectories.jsonl"))
     assert summary.episodes == 3 and len(written) == 3
     assert written[0].turns[0].action == "up \ud800"
+
+
+class MalformedEnv(ToyEnv):
+    """A dict observation on reset for seed 1, an old-Gym 4-tuple from step for seed 2."""
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[Any, dict[str, Any]]:
+        observation, info = super().reset(seed=seed, options=options)
+        return ({"board": "#@."} if seed == 1 else observation), info
+
+    def step(self, action: str) -> Any:
+        if self.seed_ == 2:
+            return "obs", 0.0, True, {}
+        return super().step(action)
+
+
+def test_a_malformed_env_result_ends_its_episode_only() -> None:
+    trajectories = RolloutEngine(
+        OkPolicy(), MalformedEnv, "toy", RolloutConfig(num_envs=4, max_turns=10, system_prompt="")
+    ).collect(range(4))
+    errors = {t.seed: t.metadata.get("error") for t in trajectories}
+    assert errors[1] == "TypeError: env.reset returned a dict observation; a text env returns a str"
+    assert "env.step must return (observation, reward, terminated, truncated, info)" in (errors[2] or "")
+    assert "got a tuple of 4 values" in (errors[2] or "")
+    assert all(t.success for t in trajectories if t.seed in (0, 3))
+    assert [t.metadata["stop_reason"] for t in trajectories] == ["terminated", "error", "error", "terminated"]
+
+
+class SeedRecordingPolicy(OkPolicy):
+    """Answers "ok" and keeps, per conversation's first observation and turn, the seed it was sampled with."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seeds: dict[tuple[str, int], list[int | None]] = {}
+
+    def generate(self, conversations: Sequence[Any], sampling: Sampling) -> list[Generation]:
+        for position, conversation in enumerate(conversations):
+            key = (conversation[0]["content"], len(conversation))
+            self.seeds.setdefault(key, []).append(sampling.request_seed(position))
+        return super().generate(conversations, sampling)
+
+
+def test_each_episode_and_turn_samples_with_its_own_seed_whatever_the_batch() -> None:
+    seen = []
+    for num_envs in (1, 4):
+        policy = SeedRecordingPolicy()
+        config = RolloutConfig(num_envs=num_envs, group_size=2, system_prompt="", sampling=Sampling(seed=0))
+        RolloutEngine(policy, ToyEnv, "toy", config).collect(range(2))
+        seen.append({key: sorted(seeds, key=str) for key, seeds in policy.seeds.items()})
+    assert seen[0] == seen[1]  # batched or one at a time: the same seeds
+    seeds = [seed for group in seen[0].values() for seed in group]
+    assert len(seeds) == 8 and len(set(seeds)) == 8  # 2 seeds x 2 episodes x 2 turns, all different
+
+
+class DroppingPolicy(OkPolicy):
+    """Answers every batch but drops its last reply, as a server batch that lost one would."""
+
+    def generate(self, conversations: Sequence[Any], sampling: Sampling) -> list[Generation]:
+        return super().generate(conversations, sampling)[:-1]
+
+
+def test_too_few_generations_fail_that_batch_only() -> None:
+    config = RolloutConfig(num_envs=4, max_turns=10, system_prompt="", lockstep=True)
+    trajectories = RolloutEngine(DroppingPolicy(), ToyEnv, "toy", config).collect(range(4))
+    assert len(trajectories) == 4
+    assert all("the policy returned 3 generations for 4 requests" in t.metadata["error"] for t in trajectories)

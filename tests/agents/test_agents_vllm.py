@@ -139,3 +139,21 @@ def test_real_engine_generates_ids_with_logprobs(tmp_path: Path) -> None:
     policy = VLLMPolicy(folder, VLLMConfig(gpu_memory_utilization=0.2, max_model_len=4096, enforce_eager=True))
     replies = policy.generate([[{"role": "user", "content": "hi"}]] * 3, Sampling(max_new_tokens=8, seed=0))
     assert all(r.token_ids and r.logprobs and len(r.token_ids) == len(r.logprobs) for r in replies)
+
+
+@needs_no_vllm
+def test_each_request_of_a_seeded_batch_gets_its_own_seed(fake: FakeVLLM) -> None:
+    policy = VLLMPolicy("m", llm=fake, module=fake)
+    policy.generate([[{"role": "user", "content": "hi"}]] * 3, Sampling(seed=5))
+    _, _, params = fake.calls[0]
+    assert params[0]["seed"] == 5 and len({p["seed"] for p in params}) == 3
+    policy.generate([[{"role": "user", "content": "hi"}]] * 2, Sampling())
+    assert fake.calls[1][2]["seed"] is None  # unseeded: one SamplingParams for the batch
+
+
+@needs_no_vllm
+def test_the_engines_context_length_is_the_policys_limit(fake: FakeVLLM) -> None:
+    assert VLLMPolicy("m", llm=fake, module=fake).max_context_tokens is None  # unknown
+    fake.llm_engine = SimpleNamespace(model_config=SimpleNamespace(max_model_len=2048))  # type: ignore[attr-defined]
+    assert VLLMPolicy("m", llm=fake, module=fake).max_context_tokens == 2048
+    assert VLLMPolicy("m", VLLMConfig(max_model_len=512), llm=fake, module=fake).max_context_tokens == 512

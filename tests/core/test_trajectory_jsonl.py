@@ -68,3 +68,14 @@ def test_any_text_and_numpy_details_write_and_read_back(tmp_path: Path) -> None:
     loaded = list(read_trajectories(path))
     assert loaded[0].turns[0].action == "up \ud800 \udcff" and loaded[0].turns[0].feedback == "é"
     assert loaded[0].metadata == {"score": 0.5, "flags": [1, 2]} and loaded[1] == make_trajectory(1)
+
+
+def test_a_last_line_cut_short_is_skipped_with_a_warning(tmp_path: Path) -> None:
+    path = tmp_path / "t.jsonl"
+    lines = [make_trajectory(seed).to_json() for seed in range(3)]
+    path.write_text("\n".join(lines)[:-40])  # a run killed while writing its last line
+    with pytest.warns(UserWarning, match=r"t\.jsonl:3: skipped the last line, cut short"):
+        assert [t.seed for t in read_trajectories(path)] == [0, 1]
+    path.write_text(lines[0] + "\n" + lines[1][:-40] + "\n" + lines[2] + "\n")  # in the middle: an error
+    with pytest.raises(ValueError, match=r"t\.jsonl:2: not a trajectory"):
+        list(read_trajectories(path))
