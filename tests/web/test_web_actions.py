@@ -35,6 +35,10 @@ from reflectgym.envs.web.actions import WebAction, parse_web_action
         ('press("shift++")', WebAction("press", text="Shift++")),
         ('type(3, "The "best" lamp")', WebAction("type", element=3, text='The "best" lamp')),  # as models write it
         ('Action: type(2, "say "hi"")', WebAction("type", element=2, text='say "hi"')),
+        ("I should click (the blue Submit button) now: click(5)", WebAction("click", element=5)),  # a later call
+        ('Now I will type (the username) into field 4.\ntype(4, "bob")', WebAction("type", element=4, text="bob")),
+        ("wait\nClick(5)", WebAction("wait")),  # the first in the text, whatever its case
+        ("Action:\nclick(5)", WebAction("click", element=5)),  # the action on the line after `Action:`
     ],
 )
 def test_valid_actions_parse(text: str, expected: WebAction) -> None:
@@ -62,6 +66,9 @@ def test_valid_actions_parse(text: str, expected: WebAction) -> None:
         ('press("Launch")', "not a key name"),
         ("wait(5)", "takes no arguments"),
         ("when I am done I will stop", "no action found"),
+        # an unreadable Action: line is the error; the call the reasoning mentions is not played
+        ("Thought: I must not click(3) again.\nAction: press the Submit button [5]", "the line 'Action: press the"),
+        ("Action: click(the button)\nclick(3)", "the line 'Action: click.* needs an element id"),
     ],
 )
 def test_invalid_actions_say_what_is_wrong(text: str, message: str) -> None:
@@ -86,3 +93,9 @@ def test_actions_print_back_in_the_grammar() -> None:
 def test_very_long_text_is_refused() -> None:
     with pytest.raises(ActionParseError, match="at most"):
         parse_web_action('type(1, "' + "x" * 5000 + '")')
+
+
+def test_a_reply_with_several_actions_counts_those_not_played() -> None:
+    assert parse_web_action("click(2)\nclick(3)\nwait").skipped == 2
+    assert parse_web_action("Thinking about click(1)...\nAction: done").skipped == 0  # the Action: line alone
+    assert parse_web_action('type(3, "click(4)\ndone")').skipped == 0  # calls inside the text are text

@@ -137,6 +137,14 @@ def test_unknown_element_names_the_ones_that_exist(env: WebEnv) -> None:
     assert "cannot take text" in info["feedback"]
 
 
+def test_a_reply_with_several_actions_says_only_the_first_was_played(env: WebEnv) -> None:
+    observation, _ = env.reset(seed=0, options={"task_id": "login"})
+    field = _ids(observation, "textbox")[0]
+    observation, *_, info = env.step(f'type({field}, "ann")\nclick({_ids(observation, "button")[0]})')
+    assert info["feedback"].endswith("(only the first of 2 actions was played)")
+    assert "Task complete" not in observation and 'value="ann"' in observation
+
+
 def test_malformed_action_is_a_format_turn(env: WebEnv) -> None:
     env.reset(seed=0, options={"task_id": "login"})
     observation, reward, terminated, _, info = env.step("let me think")
@@ -374,3 +382,33 @@ def test_a_large_drawing_cannot_crowd_out_the_rest_of_the_page(tmp_path: Path) -
     tree = AxTree.from_js(service.run(read, 60))
     assert [node.name for node in tree.nodes if node.role == "button"] == ["Save"]
     assert sum(node.role == "text" for node in tree.nodes) == 120 and not tree.truncated
+
+
+def test_a_click_on_an_element_its_box_clips_says_so_and_clicks_nothing(tmp_path: Path) -> None:
+    from reflectgym.envs.web.actions import parse_web_action
+    from reflectgym.envs.web.axtree import AXTREE_JS, AxTree
+    from reflectgym.envs.web.browser import shared_service
+    from reflectgym.envs.web.executor import perform
+
+    # the button sits above the top of its box, which no scrolling of the box can reach (scrollTop stays >= 0)
+    page = (
+        '<html><body><div style="position: relative; margin-top: 200px; height: 40px; overflow: hidden">'
+        '<button style="position: absolute; top: -100px" onclick="document.title = \'clicked\'">Hidden</button>'
+        "</div></body></html>"
+    )
+    (tmp_path / "clip.html").write_text(page)
+    service = shared_service(BrowserConfig(spare_contexts=0, viewport=(800, 605)), AXTREE_JS)
+    url = service.router.mount(tmp_path) + "clip.html"
+
+    async def click() -> tuple[str, str]:
+        session = await service.open_session(url)
+        try:
+            tree = AxTree.from_js(await session.page.evaluate("() => window.__rgAx.snapshot(1, [], 400)"))
+            button = next(node.id for node in tree.nodes if node.role == "button")
+            outcome = await perform(session.page, parse_web_action(f"click({button})"), tree, 0)
+            return outcome.message, await session.page.title()
+        finally:
+            await service.close_session(session)
+
+    message, title = service.run(click, 60)
+    assert "is not visible" in message and title != "clicked"

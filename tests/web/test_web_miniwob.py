@@ -163,6 +163,27 @@ def test_a_date_field_says_the_format_it_takes() -> None:
     env.close()
 
 
+def test_a_number_field_says_it_takes_a_number() -> None:
+    env = make(task="guess-number")
+    observation, _ = env.reset(seed=0)
+    field = element(observation, r"^spinbutton")
+    _, reward, terminated, _, info = env.step(f'type({field}, "five")')
+    assert reward == 0.0 and not terminated
+    assert "it takes a number, written with digits" in info["feedback"]
+    observation, *_ = env.step(f'type({field}, "5")')
+    assert 'value="5"' in observation
+    env.close()
+
+
+def test_a_list_a_field_opens_after_typing_is_in_the_next_observation() -> None:
+    env = make(task="use-autocomplete")  # jQuery UI's list opens 300 ms after the typing
+    observation, _ = env.reset(seed=3)
+    start = re.findall(r'"([^"]*)"', observation.splitlines()[0])[0]
+    observation, *_ = env.step(f'type({element(observation, "^textbox")}, "{start}")')
+    assert re.search(rf'\] list\n\s+\[\d+\] text "{re.escape(start)}', observation), observation
+    env.close()
+
+
 def test_an_env_dropped_without_close_lets_its_browser_context_go() -> None:
     from reflectgym.envs.web.browser import BrowserConfig
 
@@ -176,3 +197,76 @@ def test_an_env_dropped_without_close_lets_its_browser_context_go() -> None:
     while not session.page.is_closed() and time.monotonic() < deadline:
         time.sleep(0.05)
     assert session.page.is_closed()
+
+
+def test_a_character_without_a_key_is_typed_and_a_chord_with_one_is_refused() -> None:
+    env = make(task="enter-text")
+    observation, _ = env.reset(seed=1)
+    field = element(observation, r"^textbox")
+    env.step(f"click({field})")
+    observation, reward, terminated, _, info = env.step('press("é")')  # Playwright's keyboard has no key for it
+    assert not terminated and reward == 0.0 and info["error"] is None
+    assert 'value="é"' in observation
+    _, reward, terminated, _, info = env.step('press("Control+ü")')
+    assert not terminated and reward == 0.0 and info["error"] is None
+    assert "'Control+ü' is not a key" in info["feedback"]
+    env.close()
+
+
+def test_a_browser_failure_pays_what_an_unsolved_end_pays() -> None:
+    env = make(task="click-button")
+    env.reset(seed=0)
+    session = env.unwrapped.session  # type: ignore[attr-defined]
+    env.unwrapped.service.run(lambda: session.page.close(), 10)  # type: ignore[attr-defined]
+    _, reward, terminated, _, info = env.step("wait")  # no more than giving up: failing the page must not pay
+    assert terminated and reward == -1.0 and info["error"] == "the page was closed"
+    assert "scored as unsolved (-1)" in info["feedback"]
+    env.close()
+
+
+def test_a_click_scrolls_a_scrolling_box_to_its_element_first() -> None:
+    env = make(task="email-inbox")
+    observation, _ = env.reset(seed=3)  # Shawn's email is below the inbox's visible part
+    lines = observation.splitlines()
+    sender = next(index for index, line in enumerate(lines) if '"Shawn"' in line)
+    star = element("\n".join(lines[sender : sender + 6]), r'^clickable "span\.star"')
+    _, reward, terminated, _, info = env.step(f"click({star})")
+    assert terminated and reward == 1.0, info["feedback"]
+    env.close()
+
+
+def test_a_long_field_value_is_shown_to_its_end() -> None:
+    env = make(task="scroll-text")  # the answer is the last word of a text area of about 950 characters
+    observation, _ = env.reset(seed=3)
+    text = re.search(r'^\[\d+\] textbox "[^"]*" value="([^"]*)"', observation, re.MULTILINE)
+    assert text is not None and len(text.group(1)) > 500, observation
+    answer = text.group(1).split()[-1]
+    field = element(observation, r'^textbox value=""')
+    env.step(f'type({field}, "{answer}")')
+    _, reward, terminated, _, _ = env.step(f"click({element(observation, '^button')})")
+    assert terminated and reward == 1.0
+    small = make(task="scroll-text", observation_chars=600)  # a tight budget: the value's start and end show
+    observation, _ = small.reset(seed=3)
+    shown = re.search(r'^\[\d+\] textbox "[^"]*" value="([^"]*)"', observation, re.MULTILINE)
+    assert shown is not None and len(shown.group(1)) <= 200 and " … " in shown.group(1)
+    assert shown.group(1).startswith(text.group(1)[:60]) and shown.group(1).endswith(text.group(1)[-60:])
+    small.close()
+    env.close()
+
+
+def test_a_multiple_choice_list_adds_each_selected_option_and_shows_them_all() -> None:
+    env = make(task="click-scroll-list")
+    observation, _ = env.reset(seed=3)
+    wanted = observation.splitlines()[0].removeprefix("Task: Select ").split(" from")[0].split(", ")
+    assert len(wanted) == 2, observation
+    box = element(observation, r"^combobox .*multiple")
+    options = re.findall(r'"([^"]+)"', observation.split("options=[", 1)[1].split("]", 1)[0])
+    other = next(option for option in options if option not in wanted)
+    for name in [*wanted, other]:
+        observation, *_ = env.step(f'select({box}, "{name}")')
+    observation, _, _, _, info = env.step(f'select({box}, "{other}")')  # the same option again takes it out
+    assert "out of the selection" in info["feedback"]
+    assert 'selected=["' + '", "'.join(wanted) + '"] multiple' in observation
+    _, reward, terminated, _, _ = env.step(f"click({element(observation, '^button')})")
+    assert terminated and reward == 1.0
+    env.close()

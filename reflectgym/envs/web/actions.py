@@ -5,20 +5,22 @@ One action per turn::
     click(12)                 click element 12
     hover(12)                 move the pointer over element 12 (menus and tooltips that open on hover)
     type(12, "some text")     replace the text of field 12
-    select(12, "Option")      choose an option of dropdown 12 by its label
+    select(12, "Option")      choose an option of dropdown 12 by its label (a multiple-choice list adds it to
+                              its selection, or takes it out when it is chosen already)
     press("Enter")            press a key (Enter, Tab, Escape, Backspace, ArrowDown, Control+a, ...)
     scroll(down)              scroll the page: down, up, or an element id to bring into view
     wait                      let the page update
     done                      declare the task finished
 
 Ids may be written `12`, `[12]` or `"12"`; strings take double or single quotes with backslash escapes. A line
-starting with `Action:` wins; otherwise the first action in the text is played.
+starting with `Action:` wins (one that cannot be read is an error, not a reason to search the rest); otherwise the
+first action in the text that can be read is played, and the env says when the reply held more.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from reflectgym.core.types import ActionParseError
@@ -62,6 +64,8 @@ class WebAction:
     kind: ActionKind
     element: int | None = None
     text: str | None = None
+    skipped: int = field(default=0, compare=False)
+    """How many more actions the reply held after this one (only one is played per turn; the env says so)."""
 
     def __str__(self) -> str:
         if self.kind in ("wait", "done"):
@@ -76,35 +80,80 @@ class WebAction:
 
 
 def parse_web_action(text: str) -> WebAction:
-    """Reads one action from model text; raises `ActionParseError` saying what was wrong."""
+    """Reads one action from model text; raises `ActionParseError` saying what was wrong.
+
+    A line starting with `Action:` is read alone (its rest, or the next line when the rest is empty); when none
+    of them holds a readable action, that is the error, naming the line: falling back to the whole reply could
+    play an action its reasoning only mentioned ("I must not click(3)"). Otherwise the first readable action in
+    the reply is played: a call that does not build (`click (the blue button)`) is passed over for a later one.
+    """
     if not text.strip():
         raise ActionParseError("the reply is empty")
-    lines = text.splitlines()
-    marked = [line.split(":", 1)[1] for line in lines if line.strip().lower().startswith("action:")]
-    for candidate in [*marked, text]:
-        bare = next((match for line in candidate.splitlines() if (match := _BARE.match(line))), None)
-        call = _first_call(candidate)
-        if call is not None and (bare is None or candidate.find(call[0]) < candidate.find(bare.group(1))):
-            return _build(*call)
-        if bare is not None:
-            return WebAction(kind=bare.group(1).lower())  # type: ignore[arg-type]
+    marked = _marked_lines(text)
+    for candidate in marked:
+        actions, _ = _actions_in(candidate)
+        if actions:
+            return _played(actions)
+    if marked:
+        _, error = _actions_in(marked[0])
+        reason = str(error) if error is not None else "it holds no action"
+        raise ActionParseError(f"the line 'Action:{marked[0][:60]}' cannot be read: {reason}")
+    actions, error = _actions_in(text)
+    if actions:
+        return _played(actions)
+    if error is not None:
+        raise error
     unknown = _CALL.search(text)
     if unknown is not None:
         raise ActionParseError(f"{unknown.group(1)!r} is not an action (actions: {', '.join(ACTION_KINDS)})")
     raise ActionParseError("no action found")
 
 
-def _first_call(text: str) -> tuple[str, str] | None:
-    """The first `name(args)` whose name is an action, with its raw argument text."""
+def _marked_lines(text: str) -> list[str]:
+    """What follows `Action:` on each line that starts with it (the next non-empty line when nothing does)."""
+    lines = text.splitlines()
+    marked: list[str] = []
+    for index, line in enumerate(lines):
+        if not line.strip().lower().startswith("action:"):
+            continue
+        rest = line.split(":", 1)[1]
+        if not rest.strip():
+            rest = next((later for later in lines[index + 1 :] if later.strip()), "")
+        marked.append(rest)
+    return marked
+
+
+def _played(actions: list[WebAction]) -> WebAction:
+    """The first of the actions read from a reply, noting how many more it held (the env says they were skipped)."""
+    return replace(actions[0], skipped=len(actions) - 1)
+
+
+def _actions_in(text: str) -> tuple[list[WebAction], ActionParseError | None]:
+    """Every readable action in `text` in order (calls, and lines that are only `wait` or `done`; not those inside
+    a call's arguments, as in `type(3, "click(4)")`), and the error of the first call that could not be read."""
+    found: list[tuple[int, WebAction]] = []
+    spans: list[tuple[int, int]] = []
+    first_error: ActionParseError | None = None
     for match in _CALL.finditer(text):
         name = match.group(1).lower()
-        if name not in ACTION_KINDS:
+        if name not in ACTION_KINDS or any(start <= match.start() < end for start, end in spans):
             continue
-        args = _arguments(text, match.end())
-        if args is None:
-            raise ActionParseError(f"{name}( is never closed with ')'")
-        return name, args
-    return None
+        try:
+            args = _arguments(text, match.end())
+            if args is None:
+                raise ActionParseError(f"{name}( is never closed with ')'")
+            found.append((match.start(), _build(name, args)))
+            spans.append((match.start(), match.end() + len(args) + 1))
+        except ActionParseError as error:
+            first_error = first_error or error
+    offset = 0
+    for line in text.splitlines(keepends=True):
+        bare = _BARE.match(line.rstrip("\r\n"))
+        if bare is not None and not any(start <= offset < end for start, end in spans):
+            found.append((offset + bare.start(1), WebAction(kind=bare.group(1).lower())))  # type: ignore[arg-type]
+        offset += len(line)
+    found.sort(key=lambda item: item[0])
+    return [action for _, action in found], first_error
 
 
 def _arguments(text: str, start: int) -> str | None:

@@ -9,14 +9,20 @@ per SVG drawing, so a chart's every label cannot crowd out the rest of the page.
 `data-rg-id` once; ids only grow within an episode (a new page continues the count), so an id the agent saw
 never silently means another element.
 
+A field's value is shown whole up to a budget the caller sets (`BrowserDriver.value_chars`: a third of the
+observation), so a long text can be read and what was typed checked; a longer one shows its start and its end
+around ` … `. Names are cut at 100 characters. A multiple-choice list shows all its chosen options
+(`selected=[...]`) instead of a value.
+
 One line per element, indented by depth::
 
     [4] textbox "Email" value="ann@example.com" focused
     [5] combobox "Country" value="Chile" options=["Chile", "Peru"]
-    [6] button "Send"
-    [7] textbox "Arrival" value="" date (YYYY-MM-DD)
-    [8] clickable "span.star"
-    [9] clickable "circle fill=red"
+    [6] combobox "Toppings" options=["Ham", "Olive", "Corn"] selected=["Ham", "Corn"] multiple
+    [7] button "Send"
+    [8] textbox "Arrival" value="" date (YYYY-MM-DD)
+    [9] clickable "span.star"
+    [10] clickable "circle fill=red"
 """
 
 from __future__ import annotations
@@ -32,10 +38,14 @@ AXTREE_JS = r"""
   // Elements the page listens to for the pointer (added before any page script runs, so every listener is seen).
   const POINTER_EVENTS = new Set(['click', 'dblclick', 'mousedown', 'mouseup', 'pointerdown', 'pointerup',
     'touchstart', 'contextmenu', 'mouseover', 'mouseenter', 'pointerover', 'pointerenter']);
+  // Fields the page listens to as they are typed into (an autocomplete's list comes a moment after the typing).
+  const TYPING_EVENTS = new Set(['input', 'keydown', 'keyup', 'keypress']);
   const listened = new WeakSet();
+  const typedTo = new WeakSet();
   const addListener = EventTarget.prototype.addEventListener;
   EventTarget.prototype.addEventListener = function (type, listener, options) {
     if (this instanceof Element && POINTER_EVENTS.has(String(type))) listened.add(this);
+    if (this instanceof Element && TYPING_EVENTS.has(String(type))) typedTo.add(this);
     return addListener.call(this, type, listener, options);
   };
   const TAG_ROLES = {A: 'link', BUTTON: 'button', SELECT: 'combobox', TEXTAREA: 'textbox', H1: 'heading',
@@ -118,14 +128,20 @@ AXTREE_JS = r"""
     if (el.getAttribute('title')) return clean(el.getAttribute('title'), 100);
     return '';
   };
-  const valueOf = (el, role) => {
+  const headAndTail = (text, limit) => {  // a long value keeps its start and its end (where a last word is)
+    const flat = (text || '').replace(/\s+/g, ' ').trim();
+    if (flat.length <= limit) return flat;
+    const half = Math.floor((limit - 3) / 2);
+    return flat.slice(0, half) + ' … ' + flat.slice(flat.length - half);
+  };
+  const valueOf = (el, role, valueChars) => {
     if (el.tagName === 'SELECT') {
       const option = el.selectedOptions && el.selectedOptions[0];
       return option ? clean(option.text, 100) : '';
     }
     if (el.tagName === 'INPUT' && (el.type || '').toLowerCase() === 'password') return '•'.repeat(el.value.length);
-    if ('value' in el && typeof el.value === 'string') return clean(el.value, 200);
-    if (el.isContentEditable) return clean(el.innerText, 200);
+    if ('value' in el && typeof el.value === 'string') return headAndTail(el.value, valueChars);
+    if (el.isContentEditable) return headAndTail(el.innerText, valueChars);
     return clean(el.getAttribute('aria-valuenow') || '', 50);
   };
   const statesOf = (el, role) => {
@@ -147,6 +163,7 @@ AXTREE_JS = r"""
     const format = formatOf(el);
     if (format) states.push(`${el.getAttribute('type').toLowerCase()} (${format})`);
     if (el.tagName === 'INPUT' && (el.type || '').toLowerCase() === 'password') states.push('password');
+    if (el.tagName === 'SELECT' && el.multiple) states.push('multiple');
     if (document.activeElement === el && el !== document.body) states.push('focused');
     return states.join(' ');
   };
@@ -157,7 +174,7 @@ AXTREE_JS = r"""
     'script']);
   const SVG_NODES = 120;  // elements kept per drawing: enough for a game board or a menu, not a chart's every label
   window.__rgAx = {
-    snapshot(startId, skipSelectors, limit) {
+    snapshot(startId, skipSelectors, limit, valueChars = 200) {
       let nextId = startId;
       const skip = skipSelectors.length ? skipSelectors.join(',') : null;
       const nodes = [];
@@ -181,8 +198,10 @@ AXTREE_JS = r"""
           if (id === null) { id = String(nextId++); el.setAttribute('data-rg-id', id); }
           const named = nameOf(el, role) || (clickable ? describe(el, style) : '');
           const shown = clickable ? 'clickable' : role === 'generic' || role === 'label' ? 'text' : role;
-          const node = [Number(id), shown, named || text, VALUE_ROLES.has(role) ? valueOf(el, role) : null,
-            statesOf(el, role), depth, null];
+          const many = el.tagName === 'SELECT' && el.multiple;  // its selection is a list, not one value
+          const node = [Number(id), shown, named || text,
+            VALUE_ROLES.has(role) && !many ? valueOf(el, role, valueChars) : null, statesOf(el, role), depth, null,
+            many ? Array.from(el.selectedOptions).map((option) => clean(option.text, 60)) : null];
           if (el.tagName === 'SELECT') node[6] = Array.from(el.options).map((option) => clean(option.text, 60));
           nodes.push(node);
           childDepth = depth + 1;
@@ -200,23 +219,41 @@ AXTREE_JS = r"""
       const el = this.element(id);
       if (!el) return {error: 'missing'};
       if (hidden(el)) return {error: 'hidden'};
+      // Into view: the page's centre when it is outside the window; else the least scroll of every box around it
+      // (a star in a scrolled list is inside the window, yet clipped by its list).
       const box = el.getBoundingClientRect();
-      if (box.top < 0 || box.left < 0 || box.bottom > innerHeight || box.right > innerWidth)
-        el.scrollIntoView({block: 'center', inline: 'center'});
+      const outside = box.top < 0 || box.left < 0 || box.bottom > innerHeight || box.right > innerWidth;
+      el.scrollIntoView(outside ? {block: 'center', inline: 'center'} : {block: 'nearest', inline: 'nearest'});
       const rects = Array.from(el.getClientRects());
       const rect = rects.find((r) => r.width > 0 && r.height > 0) || el.getBoundingClientRect();
       const x = rect.left + rect.width / 2, y = rect.top + rect.height / 2;
       const hit = document.elementFromPoint(x, y);
-      if (hit && hit !== el && !el.contains(hit) && !(el.labels && Array.from(el.labels).some((l) => l.contains(hit)))
-          && !hit.contains(el)) {
-        const over = hit.closest('[data-rg-id]');
-        return {error: 'covered', by: over ? over.getAttribute('data-rg-id') : hit.tagName.toLowerCase()};
+      if (hit && (hit === el || el.contains(hit) || (el.labels && Array.from(el.labels).some((l) => l.contains(hit)))))
+        return {x, y, disabled: !!(el.disabled || el.getAttribute('aria-disabled') === 'true')};
+      // No element there (its centre is outside the window), or a box around it answering for its centre: it is
+      // clipped there (unless it lets the pointer through to that box).
+      const empty = rect.width === 0 || rect.height === 0;  // no area of its own: what holds it answers
+      if (!hit) return {error: 'clipped', empty};
+      if (hit.contains(el)) {
+        if (getComputedStyle(el).pointerEvents === 'none')
+          return {x, y, disabled: !!(el.disabled || el.getAttribute('aria-disabled') === 'true')};
+        return {error: 'clipped', empty};
       }
-      return {x, y, disabled: !!(el.disabled || el.getAttribute('aria-disabled') === 'true')};
+      const over = hit.closest('[data-rg-id]');
+      return {error: 'covered', by: over ? over.getAttribute('data-rg-id') : hit.tagName.toLowerCase()};
+    },
+    listensToTyping(id) {
+      const el = this.element(id);
+      return !!el && (typedTo.has(el) || ['oninput', 'onkeydown', 'onkeyup', 'onkeypress'].some(
+        (name) => typeof el[name] === 'function'));
     },
     options(id) {
       const el = this.element(id);
       return el && el.tagName === 'SELECT' ? Array.from(el.options).map((o) => [o.text.trim(), o.value]) : null;
+    },
+    selectedValues(id) {
+      const el = this.element(id);
+      return el && el.tagName === 'SELECT' ? Array.from(el.selectedOptions).map((o) => o.value) : [];
     },
   };
 })();
@@ -235,6 +272,8 @@ class AxNode:
     states: str
     depth: int
     options: tuple[str, ...] | None = None
+    selected: tuple[str, ...] | None = None
+    """The chosen options of a multiple-choice dropdown (`<select multiple>`: it has these instead of a value)."""
 
     def line(self) -> str:
         """This node as one line of the observation."""
@@ -245,6 +284,8 @@ class AxNode:
             parts.append(f"value={_quote(self.value)}")
         if self.options is not None:
             parts.append("options=[" + ", ".join(_quote(option) for option in self.options) + "]")
+        if self.selected is not None:
+            parts.append("selected=[" + ", ".join(_quote(option) for option in self.selected) + "]")
         if self.states:
             parts.append(self.states)
         return " ".join(parts)
@@ -270,6 +311,7 @@ class AxTree:
                 states=str(item[4] or ""),
                 depth=int(item[5]),
                 options=None if item[6] is None else tuple(str(option) for option in item[6]),
+                selected=None if len(item) < 8 or item[7] is None else tuple(str(option) for option in item[7]),
             )
             for item in raw["nodes"]
         )

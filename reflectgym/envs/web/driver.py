@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import weakref
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
@@ -37,8 +38,8 @@ ACTION_EXAMPLES: tuple[str, ...] = (
 )
 """Valid actions, one of each kind (shown by `reflectgym play`, sampled by the random scripted agent)."""
 
-_OBSERVE_JS = """([start, skip, limit]) => ({
-  ax: window.__rgAx ? window.__rgAx.snapshot(start, skip, limit) : {nodes: [], nextId: start},
+_OBSERVE_JS = """([start, skip, limit, valueChars]) => ({
+  ax: window.__rgAx ? window.__rgAx.snapshot(start, skip, limit, valueChars) : {nodes: [], nextId: start},
   task: (%s),
   title: document.title,
   path: location.pathname.split('/').pop() + location.search,
@@ -79,6 +80,11 @@ class PageReading:
 
 class PageTask(Protocol):
     """A family's side of an episode: its task's page, how it starts and how it is judged."""
+
+    @property
+    def unsolved_reward(self) -> float:
+        """What an episode ending unsolved pays; an episode the browser ended pays it too (see `_failure`)."""
+        ...
 
     def task_url(self) -> str:
         """The URL of the chosen task's first page."""
@@ -127,6 +133,9 @@ class BrowserDriver:
             raise ValueError(f"step_timeout_s must be > 0; got {step_timeout_s}")
         self.reading = reading
         self.observation_chars = observation_chars
+        self.value_chars = observation_chars // 3
+        """Most characters of one field's value in the tree (a longer value shows its start and end): a third of
+        the observation, so a long text or what was typed can be read and the rest of the page still shows."""
         self.step_timeout_s = step_timeout_s
         self.screenshot = screenshot
         self.service: BrowserService = shared_service(browser, AXTREE_JS)
@@ -167,23 +176,25 @@ class BrowserDriver:
         """Plays `action` and judges it; a dead browser or hung page ends the episode saying so."""
         session = self.session
         if session is None or not self.service.is_alive(session):
-            return self._failure(self.service.describe_death(session) if session is not None else "no page is open")
+            reason = self.service.describe_death(session) if session is not None else "no page is open"
+            return self._failure(task, reason)
         try:
             if action.kind == "done":
                 final = self.service.run(lambda: task.finish(session.page), self.step_timeout_s)
-                verdict = task.judge_done(final)
+                verdict = _note_skipped(action, task.judge_done(final))
                 return Transition(
                     observation=f"{verdict.feedback}\n\n{self.observation()}", verdict=verdict, terminated=True
                 )
             outcome, state = self.service.run(lambda: self._act(session, action), self.step_timeout_s)
         except BrowserError as error:
-            return self._failure(str(error))
+            return self._failure(task, str(error))
         except Exception as error:  # a Playwright error: dead page or browser, or a bug worth reporting
             if not self.service.is_alive(session) or is_dead_page_error(error):
-                return self._failure(self.service.describe_death(session))
-            return self._failure(f"the browser call failed ({type(error).__name__}: {str(error)[:200]})")
+                return self._failure(task, self.service.describe_death(session))
+            return self._failure(task, f"the browser call failed ({type(error).__name__}: {str(error)[:200]})")
         self.state = state
         verdict, terminated = task.judge(action, outcome, state)
+        verdict = _note_skipped(action, verdict)
         return Transition(
             observation=f"{verdict.feedback}\n\n{self.observation()}", verdict=verdict, terminated=terminated
         )
@@ -257,7 +268,9 @@ class BrowserDriver:
         raw: dict[str, Any] = {}
         for attempt in range(6):
             try:
-                raw = await page.evaluate(script, [self._next_id, list(self.reading.skip_selectors), 400])
+                raw = await page.evaluate(
+                    script, [self._next_id, list(self.reading.skip_selectors), 400, self.value_chars]
+                )
                 break
             except Exception as error:
                 if is_dead_page_error(error) or attempt == 5:
@@ -271,13 +284,31 @@ class BrowserDriver:
         return PageState(tree=tree, task=raw["task"], title=str(raw["title"]), path=str(raw["path"]))
 
     # ------------------------------------------------------------------ helpers
-    def _failure(self, reason: str) -> Transition:
-        """Ends the episode because of the browser, saying so; the next reset gets a fresh context (or browser)."""
+    def _failure(self, task: PageTask, reason: str) -> Transition:
+        """Ends the episode because of the browser, saying so; the next reset gets a fresh context (or browser).
+
+        It pays what an unsolved end pays (`task.unsolved_reward`), no more: a policy that could earn more by
+        making the page fail (MiniWoB pays -1 unsolved) would learn to. `info["error"]` names the failure, so a
+        trainer can drop such episodes instead.
+        """
         self._error = reason
         self.release()
-        feedback = f"The browser failed: {reason}. The episode ends here (no fault of yours); reset to start again."
-        verdict = Verdict(reward=0.0, passed=False, feedback=feedback, details={"error": reason})
+        reward = task.unsolved_reward
+        feedback = (
+            f"The browser failed: {reason}. The episode ends here, scored as unsolved ({reward:g}); "
+            "reset to start again."
+        )
+        verdict = Verdict(reward=reward, passed=False, feedback=feedback, details={"error": reason})
         return Transition(observation=f"{feedback}\n\n{self.observation()}", verdict=verdict, terminated=True)
+
+
+def _note_skipped(action: WebAction, verdict: Verdict) -> Verdict:
+    """`verdict` saying, when the reply held more actions than the one played, that the others were not: an agent
+    that wrote a plan of several steps must not believe they all happened."""
+    if not action.skipped:
+        return verdict
+    note = f"(only the first of {action.skipped + 1} actions was played)"
+    return dataclasses.replace(verdict, feedback=f"{verdict.feedback} {note}")
 
 
 def png_data_url(png: bytes) -> str:

@@ -60,7 +60,8 @@ class WebEnv(TextEnv[WebAction]):
 
     ## Actions
     One action per reply: `click(ID)`, `hover(ID)`, `type(ID, "text")` (replaces the field's text; a field that
-    does not take it, such as a date in another format, says so), `select(ID, "option")`,
+    does not take it, such as a date in another format, says so), `select(ID, "option")` (a multiple-choice list
+    adds the option to its selection, or takes it out when chosen; the tree lists them all as `selected=[...]`),
     `press("Enter")`, `scroll(down|up|ID)`, `wait` (lets time-dependent content move on) and `done`. A line
     starting with `Action:` wins; otherwise the first action in the reply is played.
 
@@ -75,7 +76,8 @@ class WebEnv(TextEnv[WebAction]):
 
     ## Episode end
     Terminates when the task is solved, when the agent says `done` (judged then), or when the browser fails
-    (`info["error"]` says how; the next reset recovers with a fresh browser). Truncates after `max_steps`.
+    (`info["error"]` says how, and it pays 0.0 as an unsolved end does; the next reset recovers with a fresh
+    browser). Truncates after `max_steps`.
 
     ## Arguments
     - `task`: a task id to always play; `None` lets `reset(options={"task_id": ...})` or the seed choose.
@@ -94,6 +96,8 @@ class WebEnv(TextEnv[WebAction]):
     action_examples: ClassVar[tuple[str, ...]] = ACTION_EXAMPLES
     reading: ClassVar[PageReading] = PageReading(task_state_js="window.RG ? window.RG.poll() : null")
     """The page's own judge (`RG.poll()`) is read with every observation."""
+    unsolved_reward: float = 0.0
+    """What an episode ending unsolved (on `done`, or by a browser failure) pays."""
 
     def __init__(
         self,
@@ -269,8 +273,9 @@ class MiniWoBEnv(TextEnv[WebAction]):
     The task's own reward when the page ends the episode: `WOB_RAW_REWARD_GLOBAL` (1.0 solved, -1.0 failed,
     partial credit on some tasks), or the time-scaled `WOB_REWARD_GLOBAL` with `time_limit_s` set. 0.0 while
     the episode runs; -`format_penalty` for a reply with no action. An episode that ends unsolved without the
-    page ending it, on `done` or on the last of `max_steps`, scores -1.0, as MiniWoB's own time-out does:
-    giving up never pays more than a wrong attempt.
+    page ending it, on `done`, on the last of `max_steps` or by a browser failure, scores -1.0, as MiniWoB's own
+    time-out does: giving up, or making the page fail, never pays more than a wrong attempt (`info["error"]`
+    marks a failure's end, for trainers that drop such episodes).
 
     ## Episode end
     Terminates when the page ends its episode (`WOB_DONE_GLOBAL`), on `done`, or when the browser fails
@@ -295,6 +300,8 @@ class MiniWoBEnv(TextEnv[WebAction]):
         task_state_js=MINIWOB_STATE_JS, skip_selectors=MINIWOB_CHROME, wait_ms=300
     )
     """MiniWoB's globals are read with every observation; its own chrome is left out; `wait` lets 300 ms pass."""
+    unsolved_reward: float = UNSOLVED_REWARD
+    """What an episode ending unsolved pays, a browser failure's end included (`BrowserDriver._failure`)."""
 
     def __init__(
         self,
@@ -435,8 +442,8 @@ class MiniWoBEnv(TextEnv[WebAction]):
 
     def _unsolved(self, text: str, details: Mapping[str, Any] | None = None) -> Verdict:
         """An episode ending unsolved without the page ending it: MiniWoB's time-out reward, -1."""
-        feedback = f"{text} MiniWoB scores an unsolved episode {UNSOLVED_REWARD:g}."
-        return Verdict(UNSOLVED_REWARD, False, feedback, details=dict(details or {}))
+        feedback = f"{text} MiniWoB scores an unsolved episode {self.unsolved_reward:g}."
+        return Verdict(self.unsolved_reward, False, feedback, details=dict(details or {}))
 
     def _ended(self, task: dict[str, Any], prefix: str = "") -> Verdict:
         reward = self._reward(task)

@@ -27,6 +27,12 @@ _TYPEABLE = ("textbox", "searchbox", "spinbutton")
 _DEAD = ("Target closed", "has been closed", "Target crashed", "Browser closed", "crashed")
 HOVER_SETTLE_MS = 400
 """How long a hover waits before the page is read: menus and tooltips open after a delay (jQuery UI's: 300 ms)."""
+CLIP_RETRY_MS = 150
+"""How long a click waits before it looks again at an element a box around it hid: icons sized by a stylesheet
+are empty for a moment after a page starts, and the box answers for their centre."""
+TYPE_SETTLE_MS = 400
+"""How long a type waits before the page is read, when the field listens to typing: an autocomplete's list opens
+after a delay (jQuery UI's: 300 ms). A field nobody listens to is read at once, so plain forms stay fast."""
 _FORMAT = re.compile(r"\b(date|time|datetime-local|month|week|color) \(([^)]*)\)")
 """A field's input format as the tree states it: `date (YYYY-MM-DD)`."""
 
@@ -65,9 +71,7 @@ async def perform(page: Page, action: WebAction, tree: AxTree, wait_ms: int) -> 
             await asyncio.sleep(wait_ms / 1000)
         return ActionOutcome(True, "Waited.")
     if kind == "press":
-        key = " " if action.text == "Space" else str(action.text)
-        await page.keyboard.press(key)
-        return ActionOutcome(True, f"Pressed {action.text}.")
+        return await _press(page, str(action.text))
     if kind == "scroll" and action.element is None:
         sign = 1 if action.text == "down" else -1
         await page.evaluate(
@@ -110,8 +114,40 @@ async def perform(page: Page, action: WebAction, tree: AxTree, wait_ms: int) -> 
         return ActionOutcome(
             False, f"{_describe(node)} has no option {wanted_text!r}; its options are listed on the page."
         )
+    if node.selected is not None:
+        return await _toggle_option(page, node, match, wanted_text)
     await page.locator(selector).select_option(value=match, timeout=2000)
     return ActionOutcome(True, f"Selected an option in {_describe(node)}.")
+
+
+async def _toggle_option(page: Page, node: AxNode, value: str, label: str) -> ActionOutcome:
+    """Adds an option to a multiple-choice dropdown's selection, or takes it out when it is chosen already: one
+    option per action, so a task wanting several is played as several selects (a person would ctrl-click)."""
+    chosen: list[str] = await page.evaluate("(id) => window.__rgAx.selectedValues(id)", node.id)
+    removing = value in chosen
+    wanted = [option for option in chosen if option != value] if removing else [*chosen, value]
+    await page.locator(f'[data-rg-id="{node.id}"]').select_option(value=wanted, timeout=2000)
+    if removing:
+        return ActionOutcome(True, f"Took {label!r} out of the selection of {_describe(node)}.")
+    return ActionOutcome(True, f"Added {label!r} to the selection of {_describe(node)}.")
+
+
+async def _press(page: Page, key: str) -> ActionOutcome:
+    """Presses `key`. A character Playwright's keyboard has no key for (é, ñ, €: keys of other layouts) is typed
+    into the focused element instead, as such a keyboard would; a chord with one (`Control+ü`) cannot be pressed
+    and says so, as an action that could not be played, not a browser failure."""
+    try:
+        await page.keyboard.press(" " if key == "Space" else key)
+    except Exception as error:
+        if "Unknown key" not in str(error) or is_dead_page_error(error):
+            raise
+        if len(key) != 1:
+            return ActionOutcome(
+                False, f'{key!r} is not a key this keyboard can press; type text with type(ID, "text") instead.'
+            )
+        await page.keyboard.insert_text(key)
+        return ActionOutcome(True, f"Typed {key!r} (not a key of its own) into the focused element.")
+    return ActionOutcome(True, f"Pressed {key}.")
 
 
 async def _type(page: Page, node: AxNode, text: str) -> ActionOutcome:
@@ -125,15 +161,15 @@ async def _type(page: Page, node: AxNode, text: str) -> ActionOutcome:
     except Exception as error:
         if is_dead_page_error(error):
             raise
-        why = next((state for state in ("read-only", "disabled") if state.replace("-", "") in node.states), None)
-        reason = f"it is {why}" if why else f"it did not take {text!r}{needs}" if needs else "it is not editable now"
-        return ActionOutcome(False, f"Could not type into {_describe(node)}: {reason}.")
+        return ActionOutcome(False, f"Could not type into {_describe(node)}: {_refusal(node, text, needs)}.")
     try:
         held = await locator.input_value(timeout=2000)
     except Exception as error:  # a contenteditable element has no value to read back
         if is_dead_page_error(error):
             raise
         held = text
+    if await page.evaluate("(id) => window.__rgAx.listensToTyping(id)", node.id):
+        await asyncio.sleep(TYPE_SETTLE_MS / 1000)
     if held == text:
         return ActionOutcome(True, f"Typed into {_describe(node)}.")
     if expected:
@@ -141,15 +177,42 @@ async def _type(page: Page, node: AxNode, text: str) -> ActionOutcome:
     return ActionOutcome(True, f"Typed into {_describe(node)}; it now holds {held!r}.")
 
 
+def _refusal(node: AxNode, text: str, needs: str) -> str:
+    """Why field `node` did not take `text`, in words: read-only or disabled, the format it takes, a number."""
+    why = next((state for state in ("read-only", "disabled") if state.replace("-", "") in node.states), None)
+    if why:
+        return f"it is {why}"
+    if needs:
+        return f"it did not take {text!r}{needs}"
+    if node.role == "spinbutton":  # Playwright refuses to fill a number field with anything else
+        return f"it takes a number, written with digits (such as 42 or -3.5), not {text!r}"
+    return "it is not editable now"
+
+
 async def _point_at(page: Page, node: AxNode, kind: str) -> ActionOutcome:
     """Clicks `node`, or moves the pointer over it (`hover`), at its centre once it is in view and uncovered."""
     target = await page.evaluate("(id) => window.__rgAx.clickPoint(id)", node.id)
+    if target.get("error") == "clipped":  # perhaps a page still laying out: look once more
+        await asyncio.sleep(CLIP_RETRY_MS / 1000)
+        target = await page.evaluate("(id) => window.__rgAx.clickPoint(id)", node.id)
     error = target.get("error")
     if error == "missing":
         return ActionOutcome(False, f"Element {node.id} is no longer on the page.")
     if error == "hidden":
         return ActionOutcome(
             False, f"{_describe(node)} is hidden and cannot be {'clicked' if kind == 'click' else 'reached'}."
+        )
+    if error == "clipped" and target.get("empty"):
+        return ActionOutcome(
+            False,
+            f"{_describe(node)} has no size on the page, so it cannot be {'clicked' if kind == 'click' else 'reached'}"
+            " itself; the element that holds it may be.",
+        )
+    if error == "clipped":
+        return ActionOutcome(
+            False,
+            f"{_describe(node)} is not visible: the page or a box around it hides it, even scrolled as far as it "
+            f"goes; nothing was {'clicked' if kind == 'click' else 'reached'}.",
         )
     if error == "covered":
         return ActionOutcome(
