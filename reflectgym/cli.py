@@ -36,6 +36,7 @@ from reflectgym.agents import (
     scripted_agent,
     write_report,
 )
+from reflectgym.agents.report import env_folder, summarised_envs
 from reflectgym.agents.specs import POLICY_SPECS
 from reflectgym.core.registry import qualify
 from reflectgym.core.trajectory import Trajectory
@@ -190,31 +191,34 @@ def check_envs(env_ids: Sequence[str], kwargs: dict[str, Any]) -> None:
             raise UsageError(f"cannot make {env_id}: {type(error).__name__}: {error}") from error
 
 
-def existing_results(out: Path) -> list[Path]:
-    """The result files of an earlier eval in `out`: its own and those of its per-env subfolders."""
+def existing_results(out: Path, env_ids: Sequence[str]) -> list[Path]:
+    """The result files of an earlier eval in `out`: its own, and those in the per-env folders of the envs its
+    `summaries.json` names or this run will write (any other folder in `out`, another run's, is not this run's)."""
     if not out.is_dir():
         return []
     found = [out / name for name in RESULT_FILES if (out / name).is_file()]
-    for folder in sorted(path for path in out.iterdir() if path.is_dir()):
+    folders = dict.fromkeys(env_folder(env_id) for env_id in [*summarised_envs(out / "summaries.json"), *env_ids])
+    for folder in (out / name for name in folders):
         found += [folder / name for name in RESULT_FILES if (folder / name).is_file()]
     return found
 
 
-def check_out_dir(out: Path, overwrite: bool) -> None:
+def check_out_dir(out: Path, env_ids: Sequence[str], overwrite: bool) -> None:
     """`--out` must be a folder (or not exist yet) and, unless `--overwrite`, hold no earlier results: a report of
     the folder would mix them with this run's."""
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {out}: it is a file; name a folder (made if missing)")
-    found = existing_results(out)
+    found = existing_results(out, env_ids)
     if found and not overwrite:
         raise UsageError(
             f"--out {out} already holds results ({found[0].name}...): name a new folder, or add --overwrite"
         )
 
 
-def clear_results(out: Path) -> None:
-    """Deletes an earlier eval's result files in `out` (nothing else) and the subfolders they leave empty."""
-    for path in existing_results(out):
+def clear_results(out: Path, env_ids: Sequence[str]) -> None:
+    """Deletes an earlier eval's result files in `out` (see `existing_results`; nothing else) and the per-env
+    folders they leave empty."""
+    for path in existing_results(out, env_ids):
         path.unlink()
         if path.parent != out and not any(path.parent.iterdir()):
             path.parent.rmdir()
@@ -284,7 +288,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         reject_policy_options(args)
     out_dir = Path(args.out) if args.out else None
     if out_dir is not None:
-        check_out_dir(out_dir, args.overwrite)
+        check_out_dir(out_dir, env_ids, args.overwrite)
     # every env's tasks before any model loads or episode runs: an env with no list stops the run at once
     task_lists = {env_id: every_task(env_id, kwargs) for env_id in env_ids} if args.all_tasks else {}
     if args.policy:
@@ -295,12 +299,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
         silence_library_bars()
     policy = make_policy(args.policy, model=args.model, device=args.device) if args.policy else None
     if out_dir is not None and args.overwrite:  # once the run can begin, as train's --overwrite-output-dir
-        clear_results(out_dir)
+        clear_results(out_dir, env_ids)
     summaries: list[EvalSummary] = []
     played: list[Trajectory] = []
     failures: list[str] = []
     for env_id in env_ids:
-        env_out = out_dir / env_id.replace("/", "_") if out_dir is not None and len(env_ids) > 1 else out_dir
+        env_out = out_dir / env_folder(env_id) if out_dir is not None and len(env_ids) > 1 else out_dir
         summary, trajectories = play_env(args, env_id, kwargs, env_out, policy, task_lists.get(env_id))
         summaries.append(summary)
         played.extend(trajectories)

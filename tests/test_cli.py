@@ -294,6 +294,21 @@ def test_an_out_folder_with_results_is_refused_unless_overwrite(
     assert code == 0 and "(3 episodes)" in report
 
 
+def test_overwrite_clears_only_this_runs_results_not_other_runs_beside_them(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    runs = tmp_path / "runs"
+    (runs / "sokoban-grpo").mkdir(parents=True)
+    (runs / "sokoban-grpo" / "report.html").write_text("a training run's report")
+    (runs / "old-eval").mkdir()
+    (runs / "old-eval" / "summary.json").write_text("{}")
+    code, _, err = cli(capsys, "eval", "Sokoban-v0", "--episodes", "1", "--out", str(runs), "--quiet")
+    assert code == 0, err  # (other runs' folders are not this folder's results)
+    code, _, err = cli(capsys, "eval", "Sokoban-v0", "--episodes", "1", "--out", str(runs), "--quiet", "--overwrite")
+    assert code == 0, err
+    assert (runs / "sokoban-grpo" / "report.html").is_file() and (runs / "old-eval" / "summary.json").is_file()
+
+
 def test_out_in_the_way_of_a_file_is_one_line(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     (tmp_path / "afile").write_text("hi")
     code, _, err = cli(capsys, "eval", "Math-v0", "--episodes", "1", "--quiet", "--out", str(tmp_path / "afile"))

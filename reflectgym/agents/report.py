@@ -44,15 +44,21 @@ def run_files(root: Path) -> list[Path]:
         return [root]
     if (root / "trajectories.jsonl").is_file():
         return [root / "trajectories.jsonl"]
-    envs = _summarised_envs(root / "summaries.json")
+    envs = summarised_envs(root / "summaries.json")
     if envs:
-        files = [root / env.replace("/", "_") / "trajectories.jsonl" for env in envs]
+        files = [root / env_folder(env) / "trajectories.jsonl" for env in envs]
         return [file for file in files if file.is_file()]
     return sorted(root.rglob("trajectories.jsonl"))
 
 
-def _summarised_envs(path: Path) -> list[str]:
-    """The env ids a run of several envs lists in its `summaries.json`; [] without a readable one."""
+def env_folder(env_id: str) -> str:
+    """The folder of one env's files in a run of several envs."""
+    return env_id.replace("/", "_")
+
+
+def summarised_envs(path: Path) -> list[str]:
+    """The env ids a run of several envs lists in its `summaries.json` (each env's files are in a folder named by
+    `env_folder`); [] without a readable one."""
     try:
         summaries = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):

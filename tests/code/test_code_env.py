@@ -391,4 +391,7 @@ def test_a_crash_by_a_signal_is_reported_as_a_crash() -> None:
     feedback = env.step(fenced("import ctypes\nctypes.string_at(0)"))[4]["feedback"]
     assert "Test 1 crashed with SIGSEGV: often a recursion too deep" in feedback, feedback
     assert "Replace deep recursion" in feedback
+    env.reset(seed=0)  # a program that kills itself did not crash (the unit-test harness says the same)
+    killed = env.step(fenced("import os, signal\nos.kill(os.getpid(), signal.SIGKILL)"))[4]["feedback"]
+    assert "crashed" not in killed and "Replace deep recursion" not in killed, killed
     env.close()

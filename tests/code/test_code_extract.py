@@ -88,6 +88,8 @@ def test_a_fence_indented_inside_a_list_item_loses_its_indentation_as_in_commonm
     assert extract_code(text, "add") == "def add(a, b):\n    return a + b\n"
     body = "Complete it:\n\n  ```python\n      return a + b\n  ```\n"  # (a body stays a body, two spaces less)
     assert extract_code(body) == "    return a + b\n"
+    flush = "1. The code:\n\n   ```python\ndef add(a, b):\n  if a:\n    return a + b\n  return b\n   ```\n"
+    assert extract_code(flush, "add") == "def add(a, b):\n  if a:\n    return a + b\n  return b\n"  # (its own)
 
 
 def test_a_tilde_fence_is_a_fence() -> None:

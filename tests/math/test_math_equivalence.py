@@ -164,20 +164,29 @@ def test_only_a_whole_number_then_a_fraction_of_integers_is_a_mixed_number(answe
 
 @pytest.mark.parametrize(
     ("answer", "gold"),
-    [("x^2 + 2 x y", "x^2+2"), ("\\frac{1}{2} a b", "\\frac12"), ("5 sin x", "5"), ("2 pi", "2"), ("3 million", "3")],
+    [("x^2 + 2 x y", "x^2+2"), ("\\frac{1}{2} a b", "\\frac12"), ("5 sin x", "5"), ("2 pi", "2")],
 )
-def test_trailing_variables_functions_constants_and_number_words_are_not_dropped_as_units(
-    answer: str, gold: str
-) -> None:
+def test_trailing_variables_functions_and_constants_are_not_dropped_as_units(answer: str, gold: str) -> None:
     assert AnswerChecker(EquivalenceConfig(symbolic=False)).check(answer, gold).status != "equal"
 
 
 @pytest.mark.parametrize(
     ("answer", "gold"),
-    [("3 million", "3000000"), ("2.5 million people", "2500000"), ("2 pi", "2\\pi"), ("18 dollars", "18")],
+    [
+        *[("3 million", "3000000"), ("2.5 million people", "2500000"), ("3.5\\text{ million}", "3500000")],
+        *[("3.5 million", "3.5"), ("\\$2 billion", "2"), ("3.5\\text{ million}", "3.5")],  # (a gold in millions)
+        *[("2 pi", "2\\pi"), ("18 dollars", "18"), ("9 a.m.", "9"), ("3 times a day", "3")],
+    ],
 )
 def test_number_words_and_pi_are_read_and_unit_words_dropped(answer: str, gold: str) -> None:
+    """A number word stands for both readings: the number scaled (`3.5 million` is 3500000) and the number in those
+    units (a gold of 3.5 where the question counts in millions)."""
     assert AnswerChecker(EquivalenceConfig(symbolic=False)).check(answer, gold).status == "equal"
+
+
+def test_a_number_word_does_not_make_any_other_number_equal() -> None:
+    checker = AnswerChecker(EquivalenceConfig(symbolic=False))
+    assert [checker.check("3 million", gold).status for gold in ("3000", "30000000", "4")] == ["not_equal"] * 3
 
 
 @pytest.mark.parametrize(

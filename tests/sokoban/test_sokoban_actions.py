@@ -110,6 +110,8 @@ def test_a_labelled_answer_after_a_sentence_is_the_answer_part() -> None:
         ("Action: up\n<answer>down</answer>", False, (DOWN,)),
         ("Moves:\nup\nleft\n\nThat leaves the box free to go right.", True, (UP, LEFT)),
         ("<answer>up</answer>\nAnswer:", False, (UP,)),
+        ("Moves: up, left,\nright, down\nThen the box is free.", True, (UP, LEFT, RIGHT, DOWN)),  # (wrapped)
+        ("Moves: up, left, then\nright\nReason: not down", True, (UP, LEFT, RIGHT)),
     ],
 )
 def test_a_labelled_answer_ends_at_its_lines_end(text: str, multi_move: bool, moves: tuple[int, ...]) -> None:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 
 from reflectgym.core.types import ActionParseError
+from reflectgym.envs.web import actions
 from reflectgym.envs.web.actions import WebAction, parse_web_action
 
 
@@ -99,3 +102,19 @@ def test_a_reply_with_several_actions_counts_those_not_played() -> None:
     assert parse_web_action("click(2)\nclick(3)\nwait").skipped == 2
     assert parse_web_action("Thinking about click(1)...\nAction: done").skipped == 0  # the Action: line alone
     assert parse_web_action('type(3, "click(4)\ndone")').skipped == 0  # calls inside the text are text
+
+
+@pytest.mark.parametrize("text", ["click('" * 4000, 'type("' * 4000, "click(1) " * 4000])
+def test_a_degenerate_reply_is_scanned_a_bounded_number_of_times(text: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each call is a scan to its closing parenthesis: a looping reply must not make that once per call."""
+    scans = []
+    original = actions._arguments
+
+    def counted(text: str, start: int) -> str | None:
+        scans.append(start)
+        return original(text, start)
+
+    monkeypatch.setattr(actions, "_arguments", counted)
+    with contextlib.suppress(ActionParseError):
+        parse_web_action(text)
+    assert len(scans) <= actions.MAX_CALLS

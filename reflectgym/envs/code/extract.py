@@ -55,13 +55,15 @@ def extract_code(text: str, entry_point: str | None = None) -> str | None:
 
 def _fenced_blocks(text: str) -> list[tuple[str, str]]:
     """Each fenced block's (tag, body). A fence indented 1-3 spaces at the start of a line (inside a markdown list
-    item) has that much indentation taken off each body line, as CommonMark does, so the code is top-level again."""
+    item) whose every body line is indented as much has that indentation taken off, so the code is top-level again
+    (CommonMark takes up to that much off each line; a body written flush left, as some models do, keeps its own)."""
     blocks = []
     for match in _FENCE.finditer(text):
         indent, _, tag, body = match.groups()
         at_line_start = match.start() == 0 or text[match.start() - 1] == "\n"
-        if indent and at_line_start:
-            body = re.sub(rf"(?m)^ {{1,{len(indent)}}}", "", body)
+        lines = body.split("\n")
+        if indent and at_line_start and all(line.startswith(indent) for line in lines if line.strip()):
+            body = "\n".join(line[len(indent) :] for line in lines)
         blocks.append((tag, body))
     return blocks
 

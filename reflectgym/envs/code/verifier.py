@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import enum
 import re
+import signal
 import traceback
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -322,7 +323,9 @@ class IOVerifier:
                 return base
             return replace(base, status=CaseStatus.WRONG, actual=run.stdout_text)
         if run.status is ExecStatus.RUNTIME_ERROR:
-            if run.exit_code is not None and run.exit_code < 0:  # killed by a signal: no traceback to show
+            if run.exit_code is not None and run.exit_code < 0 and -run.exit_code != signal.SIGKILL:
+                # a crash (SIGSEGV...): no traceback to show. (SIGKILL is a limit's or the program's own doing, as
+                # the unit-test harness also has it: it reads as its exit code below.)
                 return replace(base, status=CaseStatus.ERROR, message=crash_words(-run.exit_code))
             trace = renumber(trim_traceback(run.stderr_text), offset)
             last = trace.strip().splitlines()[-1] if trace.strip() else f"exit code {run.exit_code}"

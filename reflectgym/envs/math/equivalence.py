@@ -13,11 +13,21 @@ import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from fractions import Fraction
 from itertools import product
 from typing import Literal
 
 from reflectgym.envs.math.symbolic import shared_verifier, symbolic_available
-from reflectgym.envs.math.values import Num, Seq, Union, Value, Word, far_from_every_number, read_answer
+from reflectgym.envs.math.values import (
+    Normalised,
+    Num,
+    Seq,
+    Union,
+    Value,
+    Word,
+    far_from_every_number,
+    read_answer,
+)
 
 MatchStatus = Literal["equal", "not_equal", "unknown"]
 MatchMethod = Literal["identical", "fast", "text", "symbolic", "timeout", "unreadable"]
@@ -94,8 +104,8 @@ class AnswerChecker:
             return Match("equal" if answer_value == gold_value else "not_equal", "text")
         if _decidable(answer_value) and _decidable(gold_value):
             assert answer_value is not None and gold_value is not None
-            answers = _percent_variants(answer_value, answer_norm.percent)
-            golds = _percent_variants(gold_value, gold_norm.percent)
+            answers = _variants(answer_value, answer_norm)
+            golds = _variants(gold_value, gold_norm)
             same = any(values_equal(a, g, self.config.rel_tol) for a, g in product(answers, golds))
             return Match("equal" if same else "not_equal", "fast")
         if _far_and_ordinary(answer, answer_value, gold, gold_value):
@@ -144,10 +154,17 @@ def _decidable(value: Value | None) -> bool:
     return False
 
 
-def _percent_variants(value: Value, percent: bool) -> list[Value]:
-    if percent and isinstance(value, Num):
-        return [value, Num(value.value / 100, value.exact / 100 if value.exact is not None else None)]
-    return [value]
+def _variants(value: Value, normalised: Normalised) -> list[Value]:
+    """The values an answer may stand for: with a percent sign, itself and a hundredth of it (`50%`: 50 and 0.5);
+    with a number word, itself and its scaled value (`3.5 million`: 3.5 and 3500000)."""
+    if not isinstance(value, Num):
+        return [value]
+    variants: list[Value] = [value]
+    for factor in ([Fraction(1, 100)] if normalised.percent else []) + (
+        [Fraction(10) ** normalised.scale] if normalised.scale else []
+    ):
+        variants.append(Num(value.value * float(factor), value.exact * factor if value.exact is not None else None))
+    return variants
 
 
 def numbers_equal(a: Num, b: Num, rel_tol: float) -> bool:

@@ -69,10 +69,12 @@ class Normalised:
     Attributes:
         text: The answer with dollars, spacing commands, units, `x =` prefixes and `\\left`/`\\right` removed.
         percent: Whether it carried a percent sign (then `50` and `0.5` both match).
+        scale: The power of ten of a number word after it (`3.5 million`: 6; then `3.5` and `3500000` both match).
     """
 
     text: str
     percent: bool = False
+    scale: int = 0
 
 
 class UnreadableError(ValueError):
@@ -147,7 +149,7 @@ def normalise(text: str) -> Normalised:
     percent = s.endswith("%")
     s = s.rstrip("%").strip()
     s = re.sub(r"\s+(?:degrees?|percent)\.?$", "", s)
-    s = _strip_trailing_words(_PI_WORD.sub(r"\\pi", s))
+    s, scale = _strip_trailing_words(_PI_WORD.sub(r"\\pi", s))
     s = s.rstrip(".").strip()
     if s.endswith("%"):
         percent = True
@@ -156,29 +158,32 @@ def normalise(text: str) -> Normalised:
     if equation and "," not in s and "=" not in equation.group(1):
         s = equation.group(1).strip()
     s = _SPACED_THOUSANDS.sub("", s)
-    return Normalised(text=" ".join(s.split()), percent=percent)
+    return Normalised(text=" ".join(s.split()), percent=percent, scale=scale)
 
 
-def _strip_trailing_words(s: str) -> str:
-    """`s` without the words after its last number when they name a unit or thing (`18 dollars`, `5 apples`); kept
-    when one is a variable, function or constant (`2 x y`, `5 sin x`: stripping would leave a different answer),
-    and a number word is read as its power of ten (`3 million` is `3*10^{6}`)."""
+def _strip_trailing_words(s: str) -> tuple[str, int]:
+    """`s` without the words after its last number when they name a unit or thing (`18 dollars`, `5 apples`,
+    `9 a.m.`, `3 times a day`), and the power of ten of a number word among them (`3.5 million`: 6, see
+    `Normalised.scale`); kept when one is a variable, function or constant (`2 x y`, `5 sin x`: stripping would
+    leave a different answer)."""
     trailing = _TRAILING_WORDS.fullmatch(s)
     if not trailing or len(trailing.group(2).replace(" ", "").replace(".", "")) < 2:
-        return s
-    number, words = trailing.group(1).strip(), trailing.group(2).lower().replace(".", " ").split()
-    if any(len(word) == 1 or word in _MATH_WORDS for word in words):
-        return s
-    if words[0] in _MULTIPLIERS:
-        return f"{number}*10^{{{_MULTIPLIERS[words[0]]}}}"
-    return number
+        return s, 0
+    number, words = trailing.group(1).strip(), [word.strip(".") for word in trailing.group(2).lower().split()]
+    if any((len(word) == 1 and word != "a") or word in _MATH_WORDS for word in words):  # ("a": an article)
+        return s, 0
+    return number, _MULTIPLIERS.get(words[0], 0)
 
 
 def _unit_gap(unit: re.Match[str]) -> str:
     """What a unit after a number becomes: nothing where it ends the answer or one of its items (`18\\text{ cm}`,
     `(3\\text{ cm}, 4\\text{ cm})`), else a space, so that text between two numbers (`2\\text{ and }3`,
     `3\\text{ft}4\\text{in}`) leaves them side by side, naming no one value, instead of gluing them into 23 or 34."""
-    return "" if _AFTER_UNIT.match(unit.string, unit.end()) else " "
+    if not _AFTER_UNIT.match(unit.string, unit.end()):
+        return " "
+    word = _TEXT_COMMAND.search(unit.group(0))
+    named = word.group(1).strip().lower() if word is not None else ""
+    return f" {named}" if named in _MULTIPLIERS else ""  # (`3.5\\text{ million}` reads as `3.5 million`)
 
 
 def _strip_wrapper(s: str, opener: str) -> str:

@@ -3,10 +3,10 @@
 Accepted: `up down left right` (also `north south west east`, arrows `↑ ↓ ← →`), the letters `U D L R` when the
 text is only moves (`"UURD"`, `"u, l"`), and `wait` (also `noop`, `stay`, `pass`) for a turn without a move.
 If the text has an answer part — `<answer>…</answer>`, `\\boxed{…}` or `Action: …` / `Answer: …` / `Move: …` at a
-line's start or after a sentence, up to its line's end — only the last such part is read. In free text only whole
-move words count, and the last ones named are played (models reason first and answer last): with one move per turn
-the last move word, with several the last run of move words joined only by punctuation, `then` or `and` ("not down:
-left, then up" plays left, up).
+line's start or after a sentence, up to its line's end (or on while a line ends in a comma or `then`/`and`) — only
+the last such part is read. In free text only whole move words count, and the last ones named are played (models
+reason first and answer last): with one move per turn the last move word, with several the last run of move words
+joined only by punctuation, `then` or `and` ("not down: left, then up" plays left, up).
 """
 
 from __future__ import annotations
@@ -128,16 +128,28 @@ def _answer_part(text: str) -> str:
 
 def _labelled_part(text: str, labelled: re.Match[str]) -> tuple[str, int] | None:
     """A label's answer part and where it ends: the rest of the label's line ("Action: up" — a reason on the next
-    line is not read: "Reason: moving right would hit the wall"), or, when the label ends its line ("Moves:"), the
-    lines below it up to the next blank line (one move per line is a common list); None when nothing follows."""
+    line is not read: "Reason: moving right would hit the wall"), with the lines after it while each ends in a
+    comma or a joining word (a list wrapped: "Moves: up, left,\nright"), or, when the label ends its line
+    ("Moves:"), the lines below it up to the next blank line (one move per line is a common list); None when
+    nothing follows."""
     if labelled.group(1).strip():
-        return labelled.group(1), labelled.end()
+        end = labelled.end()
+        while _continues(text[labelled.start(1) : end]) and end < len(text):
+            following = text.find("\n", end + 1)
+            end = len(text) if following < 0 else following
+        return text[labelled.start(1) : end], end
     found = _NON_SPACE.search(text, labelled.end())
     if found is None:
         return None
     blank = _BLANK_LINE.search(text, found.start())
     end = blank.start() if blank is not None else len(text)
     return text[labelled.end() : end], end
+
+
+def _continues(part: str) -> bool:
+    """Whether a labelled line goes on to the next: it ends in a comma or a joining word."""
+    words = part.lower().split()
+    return bool(words) and (words[-1].endswith(",") or words[-1] in _JOINERS)
 
 
 def _is_letters(token: str) -> bool:

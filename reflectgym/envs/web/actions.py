@@ -19,6 +19,7 @@ first action in the text that can be read is played, and the env says when the r
 
 from __future__ import annotations
 
+import itertools
 import re
 from dataclasses import dataclass, field, replace
 from typing import Literal
@@ -128,22 +129,32 @@ def _played(actions: list[WebAction]) -> WebAction:
     return replace(actions[0], skipped=len(actions) - 1)
 
 
+MAX_CALLS = 64
+"""Calls read from one reply at most (see `_actions_in`)."""
+
+
 def _actions_in(text: str) -> tuple[list[WebAction], ActionParseError | None]:
     """Every readable action in `text` in order (calls, and lines that are only `wait` or `done`; not those inside
-    a call's arguments, as in `type(3, "click(4)")`), and the error of the first call that could not be read."""
+    a call's arguments, as in `type(3, "click(4)")`), and the error of the first call that could not be read.
+
+    Calls are read up to the first one never closed (the rest of the reply is inside it) and at most `MAX_CALLS`
+    of them: each is a scan to its closing parenthesis, which on a degenerate reply (`click('` repeated) would
+    otherwise rescan the whole text once per call."""
     found: list[tuple[int, WebAction]] = []
     spans: list[tuple[int, int]] = []
     first_error: ActionParseError | None = None
-    for match in _CALL.finditer(text):
+    calls = (match for match in _CALL.finditer(text) if match.group(1).lower() in ACTION_KINDS)
+    for match in itertools.islice(calls, MAX_CALLS):
         name = match.group(1).lower()
-        if name not in ACTION_KINDS or any(start <= match.start() < end for start, end in spans):
+        if spans and match.start() < spans[-1][1]:  # (inside the last call's arguments: spans only grow)
             continue
+        args = _arguments(text, match.end())
+        if args is None:
+            first_error = first_error or ActionParseError(f"{name}( is never closed with ')'")
+            break
+        spans.append((match.start(), match.end() + len(args) + 1))
         try:
-            args = _arguments(text, match.end())
-            if args is None:
-                raise ActionParseError(f"{name}( is never closed with ')'")
             found.append((match.start(), _build(name, args)))
-            spans.append((match.start(), match.end() + len(args) + 1))
         except ActionParseError as error:
             first_error = first_error or error
     offset = 0
