@@ -123,7 +123,8 @@ def audit_feedback_leaks(
 
 
 def _normalise(text: str) -> str:
-    return " ".join(text.split())
+    """Whitespace and case folded: "PARIS" leaks "Paris" as much as "Paris" does."""
+    return " ".join(text.split()).casefold()
 
 
 def _check(report: LeakReport, markers: list[str], seed: int, turn: int, texts: dict[str, str], action: str) -> None:

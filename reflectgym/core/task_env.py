@@ -157,6 +157,8 @@ class TaskEnv(TextEnv[str]):
         format_penalty: float = 0.1,
         render_mode: str | None = None,
     ) -> None:
+        if not isinstance(max_attempts, int) or isinstance(max_attempts, bool) or max_attempts < 1:
+            raise ValueError(f"max_attempts must be a whole number of at least 1; got {max_attempts!r}")
         super().__init__(
             feedback=feedback, max_turns=max_attempts, format_penalty=format_penalty, render_mode=render_mode
         )

@@ -17,6 +17,7 @@ from gymnasium.utils.env_checker import check_env
 import reflectgym
 from reflectgym.core import TaskEnv, TaskFormatError, audit_feedback_leaks, check_determinism
 from reflectgym.core.registry import qualify
+from reflectgym.core.types import Verdict
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -145,3 +146,24 @@ def test_a_verify_error_is_warned_and_kept_out_of_binary_feedback() -> None:
     assert info["feedback"] == "Incorrect." and truncated
     assert "ZeroDivisionError" in info["verdict"].details["verify_error"]
     gym.registry.pop(env_id)
+
+
+def test_determinism_check_plays_on_where_the_oracle_has_nothing_to_say() -> None:
+    """A task without a reference answer: the oracle raises, and the check falls back to its garbage action."""
+    poem = [{"id": "p", "prompt": "Write a haiku."}]
+    env_id = reflectgym.register_task_env("Poem-v0", poem, lambda t, a: False, max_attempts=3)
+    check_determinism(lambda: gym.make(env_id), seeds=(0,), turns=3)
+
+
+def test_the_leak_audit_sees_a_marker_in_another_case() -> None:
+    tasks = [{"id": "fr", "prompt": "Capital of France?", "answer": "Paris"}]
+    env_id = reflectgym.register_task_env(
+        "Shouty-v0", tasks, lambda task, answer: Verdict(reward=0.0, passed=False, feedback="No, it was PARIS.")
+    )
+    assert not audit_feedback_leaks(env_id, episodes=2).ok
+
+
+@pytest.mark.parametrize("attempts", [None, 0, True])
+def test_max_attempts_must_be_a_whole_number(attempts: object) -> None:
+    with pytest.raises(ValueError, match="max_attempts must be a whole number of at least 1"):
+        TaskEnv(tasks=[{"id": "a", "prompt": "?"}], verify=lambda t, a: True, max_attempts=attempts)  # type: ignore[arg-type]
