@@ -151,27 +151,25 @@ def test_ending_unsolved_scores_as_a_failed_attempt() -> None:
     env.close()
 
 
-def test_a_date_field_says_the_format_it_takes() -> None:
-    env = make(task="enter-date")
-    observation, _ = env.reset(seed=1)
-    field = element(observation, r"^textbox .*date \(YYYY-MM-DD\)")
-    _, reward, terminated, _, info = env.step(f'type({field}, "09/28/2010")')
+@pytest.mark.parametrize(
+    ("task", "seed", "field_pattern", "refused", "said", "taken"),
+    [
+        ("enter-date", 1, r"^textbox .*date \(YYYY-MM-DD\)", "09/28/2010", "it takes a date written YYYY-MM-DD",
+         "2010-09-28"),
+        ("guess-number", 0, r"^spinbutton", "five", "it takes a number, written with digits", "5"),
+    ],
+)  # fmt: skip
+def test_a_typed_field_says_the_form_it_takes(
+    task: str, seed: int, field_pattern: str, refused: str, said: str, taken: str
+) -> None:
+    env = make(task=task)
+    observation, _ = env.reset(seed=seed)
+    field = element(observation, field_pattern)
+    _, reward, terminated, _, info = env.step(f'type({field}, "{refused}")')
     assert reward == 0.0 and not terminated
-    assert "did not take '09/28/2010'; it takes a date written YYYY-MM-DD" in info["feedback"]
-    observation, *_ = env.step(f'type({field}, "2010-09-28")')
-    assert "Typed into" in observation and 'value="2010-09-28"' in observation
-    env.close()
-
-
-def test_a_number_field_says_it_takes_a_number() -> None:
-    env = make(task="guess-number")
-    observation, _ = env.reset(seed=0)
-    field = element(observation, r"^spinbutton")
-    _, reward, terminated, _, info = env.step(f'type({field}, "five")')
-    assert reward == 0.0 and not terminated
-    assert "it takes a number, written with digits" in info["feedback"]
-    observation, *_ = env.step(f'type({field}, "5")')
-    assert 'value="5"' in observation
+    assert said in info["feedback"], info["feedback"]
+    observation, *_ = env.step(f'type({field}, "{taken}")')
+    assert f'value="{taken}"' in observation
     env.close()
 
 
