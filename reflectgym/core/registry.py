@@ -17,6 +17,7 @@ import gymnasium as gym
 
 from reflectgym.core.task_env import ExtractFn, TaskEnv, VerifyFn, whole_reply
 from reflectgym.core.tasks import Task, TaskSource, as_task_source
+from reflectgym.core.types import check_feedback_level
 
 NAMESPACE = "reflectgym"
 
@@ -118,6 +119,7 @@ def register_task_env(
     episode goes on until the attempts run out; a `RuntimeWarning` reports the error.
     """
     source = as_task_source(tasks)
+    check_feedback_level(feedback)  # (a bad level fails here, with the tasks, not at the first `make`)
     return register(
         env_id,
         TaskEnv,

@@ -89,12 +89,16 @@ def _unwrap(result: object) -> object:
 
 
 def _checked_verdict(verdict: Verdict) -> Verdict:
-    """A `Verdict` from verify with a finite float reward and a bool `passed` (numpy values unwrapped)."""
+    """A `Verdict` from verify with a finite float reward, a bool `passed` (numpy values, and 0 / 1, unwrapped) and
+    text feedback (None is no feedback, not the word "None")."""
     reward = as_score(verdict.reward)
     passed = _unwrap(verdict.passed)
+    if type(passed) is int and passed in (0, 1):
+        passed = bool(passed)
     if not isinstance(passed, bool):
         raise TypeError(f"verify's Verdict.passed must be a bool; got {type(verdict.passed).__name__}")
-    return Verdict(reward=reward, passed=passed, feedback=str(verdict.feedback), details=verdict.details)
+    feedback = "" if verdict.feedback is None else str(verdict.feedback)
+    return Verdict(reward=reward, passed=passed, feedback=feedback, details=verdict.details)
 
 
 def unverified_verdict(error: Exception, feedback_level: FeedbackLevel) -> Verdict:

@@ -115,6 +115,8 @@ def generic_row(row: Mapping[str, Any]) -> Task:
     prompt = require(row, prompt_key, str)
     id_key = first_present(row, ("id", "task_id"))
     task_id = str(require(row, id_key, (str, int))) if id_key else ""
+    if id_key and isinstance(row[id_key], bool):  # (JSON true: a bool is an int to `isinstance`, and reads "True")
+        raise RowError(id_key, f"expected text or a whole number, got bool ({str(row[id_key]).lower()})")
     reference_key = first_present(row, ("reference", "answer", "solution"))
     reference = row[reference_key] if reference_key else None
     if reference is not None and not isinstance(reference, (str, int, float)):

@@ -167,3 +167,23 @@ def test_the_leak_audit_sees_a_marker_in_another_case() -> None:
 def test_max_attempts_must_be_a_whole_number(attempts: object) -> None:
     with pytest.raises(ValueError, match="max_attempts must be a whole number of at least 1"):
         TaskEnv(tasks=[{"id": "a", "prompt": "?"}], verify=lambda t, a: True, max_attempts=attempts)  # type: ignore[arg-type]
+
+
+def test_a_bad_feedback_level_fails_at_registration() -> None:
+    with pytest.raises(ValueError, match="verbose"):
+        reflectgym.register_task_env("Verbose-v0", [{"id": "a", "prompt": "?"}], lambda t, a: True, feedback="verbose")
+
+
+def test_a_verdict_with_no_feedback_shows_none_and_passed_may_be_one() -> None:
+    verdict = Verdict(reward=1.0, passed=1, feedback=None)  # type: ignore[arg-type]
+    env = TaskEnv(tasks=[{"id": "a", "prompt": "?"}], verify=lambda t, a: verdict)
+    env.reset(seed=0)
+    _, reward, terminated, _, info = env.step("x")
+    assert reward == 1.0 and terminated and "None" not in info["feedback"]
+
+
+def test_a_boolean_task_id_is_a_located_row_error(tmp_path: Path) -> None:
+    path = tmp_path / "ids.jsonl"
+    path.write_text('{"id": true, "prompt": "?"}\n')
+    with pytest.raises(TaskFormatError, match=r"ids.jsonl:1.*'id'.*bool"):
+        reflectgym.register_task_env("BoolId-v0", path, lambda t, a: True)
