@@ -233,8 +233,9 @@ class Judge:
     # before it that is not hidden reported: what the program can reach (its stack, its memory) never holds a hidden
     # test while a failure it makes up could still be quoted. (Shares of tests feedback may quote go at once: one
     # round trip per test would cost each a pair of wake-ups.)
-    def __init__(self, marker, tests):
+    def __init__(self, marker, tests, max_timeouts=None):
         self.marker, self.tests, self.done, self.failed = marker, tests, set(), 0
+        self.max_timeouts, self.timeouts = max_timeouts, 0
         self.line_start = True
         self.shares, self.sent, self.ready, self.outbox = [], 0, False, b""
 
@@ -244,6 +245,10 @@ class Judge:
             self.outbox += (json.dumps(self.shares[self.sent]) + "\n").encode()
             self.sent += 1
         return self.sent == len(self.shares)
+
+    def gave_up(self):
+        # Enough tests timed out that the rest would most likely time out too: they are not run.
+        return self.max_timeouts is not None and self.timeouts >= self.max_timeouts
 
     def may_send(self, index):
         if not self.tests[index]["hidden"]:
@@ -260,6 +265,7 @@ class Judge:
             return
         self.done.add(index)
         self.failed += status != "passed"
+        self.timeouts += status == "timeout"
         record = json.dumps({"index": index, "status": status, "message": message, "tb": tb})
         self.forward(1, (("" if self.line_start else "\n") + self.marker + record + "\n").encode())
 
@@ -345,7 +351,7 @@ def judge_side(child, task_w, results_r, out_r, err_r):
     global PER_TEST
     PER_TEST = spec["per_test"]
     tests = [{"whole": t["whole"], "split": t["split"], "hidden": t["hidden"], "scope": None} for t in spec["tests"]]
-    judge = Judge(spec["marker"], tests)
+    judge = Judge(spec["marker"], tests, spec.get("max_timeouts"))
     judge.shares = [judge.share(index) for index in range(len(tests))]
     judge.outbox = (json.dumps({"per_test": PER_TEST, "count": len(tests)}) + "\n").encode()
     os.set_blocking(task_w, False)  # a program that reads no shares must not stall the judge
@@ -376,6 +382,10 @@ def judge_side(child, task_w, results_r, out_r, err_r):
             task_w = None
         if not ready and exited:
             break  # the program's process is gone; what still holds its pipes is a leftover of its own
+        if judge.gave_up():
+            if not exited:
+                os.kill(child, signal.SIGKILL)
+            break
         if not exited:
             pid, status = os.waitpid(child, os.WNOHANG)
             exited = pid != 0
@@ -385,7 +395,10 @@ def judge_side(child, task_w, results_r, out_r, err_r):
     for index in range(len(tests)):
         if index in judge.done:
             continue
-        if crash and not judge.ready:  # on import: the program itself failed
+        if judge.gave_up():
+            judge.report(index, "not_run", "not run: the run stopped after %d test%s timed out"
+                         % (judge.timeouts, "" if judge.timeouts == 1 else "s"))
+        elif crash and not judge.ready:  # on import: the program itself failed
             judge.report(index, "not_run", "the program itself failed: it " + crash)
         elif crash:  # the test it was running when the signal came
             judge.report(index, "timeout" if "SIGXCPU" in crash else "error", crash)
@@ -557,8 +570,12 @@ def run_python_tests(
     limits: Limits | None = None,
     per_test_seconds: float = 5.0,
     under_test: Collection[str] = (),
+    max_timeouts: int | None = None,
 ) -> PythonTestReport:
     """Run `program` then each test snippet against its definitions; returns per-test outcomes.
+
+    Once `max_timeouts` tests timed out, the program's process is killed and the tests left are not run (a program
+    that loops on every input costs one test's time, not one per test); None runs every test.
 
     `under_test` names the program's functions the tests call (a task's entry point): where one is named like a
     builtin, a split test calls the program's; every other builtin a test calls is the judge's own, even when the
@@ -567,7 +584,14 @@ def run_python_tests(
     marker = f"@@reflectgym-{secrets.token_hex(8)}@@"
     cases = [test if isinstance(test, PythonTest) else PythonTest(test) for test in tests]
     names = frozenset(under_test)
-    spec = {"marker": marker, "per_test": per_test_seconds, "tests": [_judged(case, names) for case in cases]}
+    if max_timeouts is not None and max_timeouts < 1:
+        raise ValueError(f"max_timeouts must be at least 1 or None, not {max_timeouts}")
+    spec = {
+        "marker": marker,
+        "per_test": per_test_seconds,
+        "max_timeouts": max_timeouts,
+        "tests": [_judged(case, names) for case in cases],
+    }
     request = ExecRequest(
         command=("python3", HARNESS_FILE),
         files={SOLUTION_FILE: program.encode("utf-8", "surrogatepass"), **harness_files()},

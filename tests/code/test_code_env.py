@@ -370,6 +370,48 @@ def test_the_runs_time_budget_grows_with_its_tests_and_an_overrun_is_said_as_suc
     env.close()
 
 
+@pytest.mark.parametrize("max_timeouts", [1, 2, None])
+def test_a_program_that_loops_on_every_test_costs_max_timeouts_tests_time_not_one_per_test(
+    max_timeouts: int | None,
+) -> None:
+    row = {
+        "task_id": "loop", "prompt": "Write ident(x) returning x.", "entry_point": "ident",
+        "solution": "def ident(x):\n    return x", "tests": [f"assert ident({i}) == {i}" for i in range(6)],
+    }  # fmt: skip
+    config = VerifierConfig(per_test_seconds=0.3, run_seconds=1.0, max_run_seconds=10.0, max_timeouts=max_timeouts)
+    env = CodeEnv(tasks=[row], sandbox="bwrap", verifier=config)
+    env.reset(seed=0)
+    run = env.run_tests("def ident(x):\n    while x >= 0:\n        pass\n    return x")
+    statuses = [result.status.value for result in run.results]
+    timed_out = 6 if max_timeouts is None else max_timeouts
+    assert statuses == ["timeout"] * timed_out + ["not_run"] * (6 - timed_out), statuses
+    if max_timeouts is not None:
+        stopped = f"not run: the run stopped after {max_timeouts} test{'s' * (max_timeouts > 1)} timed out"
+        assert run.results[timed_out].message == stopped
+    env.close()
+
+
+@pytest.mark.parametrize("max_timeouts", [1, None])
+def test_an_io_program_that_loops_on_every_case_stops_after_max_timeouts(max_timeouts: int | None) -> None:
+    config = VerifierConfig(per_test_seconds=0.3, run_seconds=1.0, max_timeouts=max_timeouts)
+    env = CodeIOEnv(verifier=config)
+    env.reset(options={"task_id": "io/reverse_words"})
+    run = env.run_tests("while True:\n    pass")
+    statuses = [result.status.value for result in run.results]
+    assert len(statuses) > 2 and statuses[0] == "timeout", statuses
+    if max_timeouts is None:
+        assert set(statuses) == {"timeout"}, statuses
+    else:  # one wave of cases (one per worker) runs, then the rest are not run
+        assert statuses[-1] == "not_run" and "stopped after" in run.results[-1].message, statuses
+    env.close()
+
+
+def test_max_timeouts_must_be_a_whole_number_of_at_least_one() -> None:
+    for bad in (0, -1, True):
+        with pytest.raises(ValueError, match="max_timeouts"):
+            VerifierConfig(max_timeouts=bad)
+
+
 def test_an_mbpp_prompt_lists_only_the_public_tests() -> None:
     row = {
         "task_id": 1, "text": "Write a function to add two numbers.", "code": "def add(a,b):\n    return a+b",

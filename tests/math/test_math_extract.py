@@ -45,6 +45,9 @@ from reflectgym.envs.math.extract import ExtractionConfig, boxed_contents, extra
         ("I computed 3 then 4 then 17", "17", "last_number"),
         ("the total is -2.5 meters", "-2.5", "last_number"),
         ("it costs 1,250 in total", "1,250", "last_number"),
+        ("light covers about 3e8 metres a second", "3e8", "last_number"),
+        ("so it takes 2.5E-3 s, not 3 eggs", "3", "last_number"),
+        ("it takes 2.5E-3 seconds", "2.5E-3", "last_number"),
     ],
 )
 def test_finds_the_final_answer(reply: str, answer: str, method: str) -> None:

@@ -39,6 +39,10 @@ class VerifierConfig:
     tests gets `per_test_seconds` for the program's start and each test, up to `max_run_seconds`."""
     max_run_seconds: float = 60.0
     """Most wall-clock budget of a whole unit-test run, however many tests it has."""
+    max_timeouts: int | None = 1
+    """Tests that may time out before the rest of the attempt is given up (not run, and feedback says why): a program
+    that loops on every input costs one test's time limit, not one per test (as LiveCodeBench's grader stops at its
+    first timeout). None runs every test."""
     memory_mib: int = 512
     """Address-space limit of the program, in MiB."""
     max_output_kib: int = 256
@@ -49,6 +53,8 @@ class VerifierConfig:
     def __post_init__(self) -> None:
         if self.per_test_seconds <= 0 or self.run_seconds <= 0 or self.max_run_seconds <= 0:
             raise ValueError("per_test_seconds, run_seconds and max_run_seconds must be positive")
+        if self.max_timeouts is not None and (isinstance(self.max_timeouts, bool) or self.max_timeouts < 1):
+            raise ValueError(f"max_timeouts must be a whole number >= 1 or None, not {self.max_timeouts!r}")
         if self.memory_mib < 32:
             raise ValueError(f"memory_mib ({self.memory_mib}) must be at least 32 for Python to start")
 
@@ -221,6 +227,7 @@ class UnitTestVerifier:
             limits=self.config.limits(budget),
             per_test_seconds=self.config.per_test_seconds,
             under_test=under_test,
+            max_timeouts=self.config.max_timeouts,
         )
         program_error = ""
         results: list[CaseResult] = []
@@ -237,7 +244,7 @@ class UnitTestVerifier:
                     f"the run went past its total time budget ({budget:g} s for the program and all {len(tests)} "
                     "tests together)"
                 )
-            if stopped and not program_error:
+            if stopped and not program_error and not message.startswith("not run:"):
                 message = "not run: the run was stopped at an earlier test"
             stopped = stopped or outcome.status is TestStatus.NOT_RUN
             results.append(
@@ -307,12 +314,17 @@ class IOVerifier:
             ExecRequest(command=("python3", SOLUTION_FILE), files=files, stdin=case.input.encode(), limits=limits)
             for case in cases
         ]
-        runs = _run_all(self.sandbox, requests)
+        runs = _run_all(self.sandbox, requests, self.config.max_timeouts)
+        timeouts = sum(run is not None and run.status is ExecStatus.TIMEOUT for run in runs)
         results = tuple(
             self._judge(index, case, run, program.offset)
+            if run is not None
+            else CaseResult(index, case.hidden, CaseStatus.NOT_RUN, case.input, message=_stopped_after(timeouts))
             for index, (case, run) in enumerate(zip(cases, runs, strict=True))
         )
-        return TestRun(results, clean_exit=all(run.status is not ExecStatus.SANDBOX_ERROR for run in runs))
+        return TestRun(
+            results, clean_exit=all(run is None or run.status is not ExecStatus.SANDBOX_ERROR for run in runs)
+        )
 
     def _judge(self, index: int, case: IOCase, run: ExecResult, offset: int) -> CaseResult:
         base = CaseResult(
@@ -336,11 +348,27 @@ class IOVerifier:
         return replace(base, status=_breach(run.status), message=run.message)
 
 
-def _run_all(sandbox: Sandbox, requests: list[ExecRequest]) -> list[ExecResult]:
-    """Runs requests concurrently where the sandbox can (a warm pool's `map`), else one after another."""
-    if isinstance(sandbox, WarmPool):
-        return sandbox.map(requests)
-    return [sandbox.run(request) for request in requests]
+def _run_all(sandbox: Sandbox, requests: list[ExecRequest], max_timeouts: int | None) -> list[ExecResult | None]:
+    """Runs requests concurrently where the sandbox can (a warm pool's `map`, one request per worker at a time when
+    timeouts are counted), else one after another. Once `max_timeouts` runs timed out, the rest are not run (None)."""
+    pool = sandbox if isinstance(sandbox, WarmPool) else None
+    if max_timeouts is None:
+        return list(pool.map(requests)) if pool else [sandbox.run(request) for request in requests]
+    wave = pool.config.workers if pool else 1
+    runs: list[ExecResult | None] = []
+    timeouts = 0
+    for start in range(0, len(requests), wave):
+        if timeouts >= max_timeouts:
+            return runs + [None] * (len(requests) - start)
+        chunk = requests[start : start + wave]
+        done = pool.map(chunk) if pool else [sandbox.run(request) for request in chunk]
+        timeouts += sum(run.status is ExecStatus.TIMEOUT for run in done)
+        runs.extend(done)
+    return runs
+
+
+def _stopped_after(timeouts: int) -> str:
+    return f"not run: the run stopped after {timeouts} test{'' if timeouts == 1 else 's'} timed out"
 
 
 def outputs_match(actual: str, expected: str, float_tolerance: float | None = 1e-6) -> bool:

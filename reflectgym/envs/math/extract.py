@@ -44,7 +44,7 @@ _THINK_END = re.compile(r"</think>", re.IGNORECASE)
 _TAG_OPEN = re.compile(r"<answer>", re.IGNORECASE)
 _TAG_CLOSE = re.compile(r"</answer>", re.IGNORECASE)
 
-NUMBER_PATTERN = r"-?\d{1,3}(?:,\d{3})+(?:\.\d+)?|-?\d+(?:\.\d+)?(?:/\d+)?|-?\.\d+"
+NUMBER_PATTERN = r"-?\d{1,3}(?:,\d{3})+(?:\.\d+)?|-?\d+(?:\.\d+)?(?:[eE][+-]?\d+|/\d+)?|-?\.\d+(?:[eE][+-]?\d+)?"
 _NUMBER = re.compile(rf"(?<![\w.])(?:{NUMBER_PATTERN})")
 _MAX_ANSWER_CHARS = 400
 _UNICODE_MINUS = "\u2212"
