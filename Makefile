@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip
 DEMO_EXTRAS := train
-TEST_EXTRAS := dev,train,docker,web,datasets,math,code,reasoning-gym
+TEST_EXTRAS := dev,train,docker,web,datasets,math,code,reasoning-gym,ray
 # torch: the CPU wheel on this kind of machine lies in TORCH_WHEELS; elsewhere pip resolves TORCH_SPEC with
 # TORCH_PIP_ARGS (e.g. TORCH_PIP_ARGS="--index-url <your CPU or CUDA wheel index>"). Installed before the
 # extras, so that no extra pulls a multi-GB CUDA build on a CPU machine.

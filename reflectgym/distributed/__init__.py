@@ -1,1 +1,5 @@
-"""reflectgym.distributed"""
+"""reflectgym.distributed: scale-out on Ray (rollout workers as actors). Needs the `ray` extra."""
+
+from reflectgym.distributed.rollouts import RayRolloutConfig, RayRolloutPool, RolloutWorker
+
+__all__ = ["RayRolloutConfig", "RayRolloutPool", "RolloutWorker"]

@@ -1,4 +1,5 @@
-"""Which external resources (Docker engine, Chromium, GPU, vLLM) this machine has, and why not when it lacks one."""
+"""Which external resources (Docker engine, Chromium, GPU, vLLM, Ray) this machine has, and why not when it lacks
+one."""
 
 from __future__ import annotations
 
@@ -55,7 +56,19 @@ def _vllm_reason() -> str | None:
     return None
 
 
-RESOURCE_CHECKS = {"docker": _docker_reason, "browser": _browser_reason, "gpu": _gpu_reason, "vllm": _vllm_reason}
+def _ray_reason() -> str | None:
+    if importlib.util.find_spec("ray") is None:
+        return "Ray is not installed (pip install 'reflectgym[ray]')"
+    return None
+
+
+RESOURCE_CHECKS = {
+    "docker": _docker_reason,
+    "browser": _browser_reason,
+    "gpu": _gpu_reason,
+    "vllm": _vllm_reason,
+    "ray": _ray_reason,
+}
 
 
 def resource_missing(resource: str) -> str | None:
