@@ -11,7 +11,9 @@ reflectgym play reflectgym/Sokoban-v0            play in the terminal
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib
+import importlib.util
 import json
 import os
 import runpy
@@ -30,6 +32,7 @@ from reflectgym.agents import (
     Sampling,
     evaluate,
     evaluate_policy,
+    evaluate_rollouts,
     format_table,
     load_run,
     make_policy,
@@ -134,6 +137,8 @@ POLICY_ONLY = {
     "max_tokens": "--max-tokens",
     "max_new_tokens": "--max-new-tokens",
     "temperature": "--temperature",
+    "ray_workers": "--ray-workers",
+    "ray_address": "--ray-address",
 }
 """Eval options (dest → flag) that only a model policy honours; their argparse default is None."""
 
@@ -141,6 +146,7 @@ AT_LEAST_ONE = {
     "episodes": "--episodes",
     "max_turns": "--max-turns",
     "num_envs": "--num-envs",
+    "ray_workers": "--ray-workers",
     "group_size": "--group-size",
     "max_tokens": "--max-tokens",
     "max_new_tokens": "--max-new-tokens",
@@ -179,6 +185,10 @@ def check_eval_options(args: argparse.Namespace) -> None:
             rollout_config(args)
         except ValueError as error:
             raise UsageError(str(error)) from error
+    if args.ray_address is not None and args.ray_workers is None:
+        raise UsageError("--ray-address: only with --ray-workers")
+    if args.ray_workers is not None and importlib.util.find_spec("ray") is None:
+        raise UsageError("--ray-workers needs Ray: pip install 'reflectgym[ray]'")
 
 
 def check_envs(env_ids: Sequence[str], kwargs: dict[str, Any]) -> None:
@@ -254,6 +264,8 @@ def play_env(
 ) -> tuple[EvalSummary, list[Trajectory]]:
     """Evaluates one env, made with `kwargs`, with the policy or the scripted agent (its episodes cut at
     --max-turns); with `task_ids` (--all-tasks), each of those tasks once."""
+    if args.ray_workers is not None:
+        return play_env_on_ray(args, env_id, kwargs, env_out, task_ids)
     if policy is not None:
         make_env = lambda: gym.make(env_id, **kwargs)  # noqa: E731
         return evaluate_policy(
@@ -266,6 +278,36 @@ def play_env(
         make_limited, agent, env_id=env_id, episodes=args.episodes, seed=args.seed, out_dir=env_out,
         progress=not args.quiet, task_ids=task_ids,
     )  # fmt: skip
+
+
+def play_env_on_ray(
+    args: argparse.Namespace, env_id: str, kwargs: dict[str, Any], env_out: Path | None, task_ids: list[str] | None
+) -> tuple[EvalSummary, list[Trajectory]]:
+    """`play_env` for `--ray-workers`: the policy is built in each Ray actor, which also loads the --import
+    modules before it makes its envs."""
+    from reflectgym.distributed import RayRolloutConfig, RayRolloutPool
+
+    make_one_policy = functools.partial(make_policy, args.policy, model=args.model, device=args.device)
+    make_env = functools.partial(make_env_after_imports, os.getcwd(), tuple(args.imports), env_id, kwargs)
+    config = RayRolloutConfig(num_workers=args.ray_workers, address=args.ray_address)
+    rollout = rollout_config(args)
+    with RayRolloutPool(make_one_policy, make_env, env_id, rollout, config) as pool:
+        return evaluate_rollouts(
+            pool, env_id=env_id, agent=pool.policy_name, group_size=rollout.group_size, episodes=args.episodes,
+            seed=args.seed, out_dir=env_out, progress=not args.quiet, task_ids=task_ids,
+        )  # fmt: skip
+
+
+def make_env_after_imports(
+    folder: str, imports: Sequence[str], env_id: str, kwargs: dict[str, Any]
+) -> gym.Env[Any, Any]:
+    """Makes `env_id` in a process that may not have registered it yet (a Ray actor): the --import modules are
+    loaded first, from `folder` (the driver's current folder), once per process."""
+    if env_id not in gym.registry:
+        if folder not in sys.path:
+            sys.path.insert(0, folder)
+        load_user_modules([module if not module.endswith(".py") else str(Path(folder, module)) for module in imports])
+    return gym.make(env_id, **kwargs)
 
 
 def every_task(env_id: str, kwargs: dict[str, Any]) -> list[str]:
@@ -297,7 +339,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
         from reflectgym.agents.hf_policy import silence_library_bars
 
         silence_library_bars()
-    policy = make_policy(args.policy, model=args.model, device=args.device) if args.policy else None
+    use_ray = args.ray_workers is not None  # the policy is built in each Ray actor instead
+    policy = make_policy(args.policy, model=args.model, device=args.device) if args.policy and not use_ray else None
     if out_dir is not None and args.overwrite:  # once the run can begin, as train's --overwrite-output-dir
         clear_results(out_dir, env_ids)
     summaries: list[EvalSummary] = []
@@ -513,6 +556,14 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate_cmd.add_argument("--out", help="folder for trajectories.jsonl, summary.json and report.html")
     evaluate_cmd.add_argument(
         "--overwrite", action="store_true", help="--out may hold an earlier eval's results: delete them first"
+    )
+    evaluate_cmd.add_argument(
+        "--ray-workers",
+        type=int,
+        help="--policy: play on this many Ray actors, each with its own policy and --num-envs envs (needs ray)",
+    )
+    evaluate_cmd.add_argument(
+        "--ray-address", help="--ray-workers: the cluster to join (default: a local one, or $RAY_ADDRESS)"
     )
     evaluate_cmd.add_argument("--quiet", action="store_true", help="no progress bar")
     evaluate_cmd.set_defaults(run=cmd_eval)

@@ -10,6 +10,7 @@ from reflectgym.agents.evaluation import (
     EvalSummary,
     evaluate,
     evaluate_policy,
+    evaluate_rollouts,
     format_table,
     run_episode,
     summarize,
@@ -19,7 +20,7 @@ from reflectgym.agents.openai_policy import OpenAIConfig, OpenAIPolicy
 from reflectgym.agents.policy import Conversation, Generation, Message, Policy, Sampling, TokenPolicy
 from reflectgym.agents.prompts import system_prompt
 from reflectgym.agents.report import load_run, render_report, write_report
-from reflectgym.agents.rollout import RolloutConfig, RolloutEngine
+from reflectgym.agents.rollout import RolloutConfig, RolloutEngine, Rollouts
 from reflectgym.agents.scripted import OracleAgent, RandomAgent, ReplayAgent, ScriptedAgent, scripted_agent
 from reflectgym.agents.specs import make_policy
 
@@ -37,6 +38,7 @@ __all__ = [
     "ReplayAgent",
     "RolloutConfig",
     "RolloutEngine",
+    "Rollouts",
     "Sampling",
     "ScriptedAgent",
     "TokenLedger",
@@ -44,6 +46,7 @@ __all__ = [
     "TokenRecord",
     "evaluate",
     "evaluate_policy",
+    "evaluate_rollouts",
     "format_table",
     "load_run",
     "make_policy",

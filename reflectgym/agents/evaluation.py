@@ -19,7 +19,7 @@ import gymnasium as gym
 from tqdm import tqdm
 
 from reflectgym.agents.policy import Policy
-from reflectgym.agents.rollout import RolloutConfig, RolloutEngine
+from reflectgym.agents.rollout import RolloutConfig, RolloutEngine, Rollouts
 from reflectgym.agents.scripted import ScriptedAgent
 from reflectgym.core.trajectory import Trajectory, Turn
 
@@ -168,17 +168,36 @@ def evaluate_policy(
 ) -> tuple[EvalSummary, list[Trajectory]]:
     """Plays `episodes` episodes (seeds `seed`, `seed+1`, ...) with the rollout engine, writing JSONL as groups end;
     with `task_ids`, each of those tasks once instead (see `evaluate`)."""
+    engine = RolloutEngine(policy, make_env, env_id, config)
+    return evaluate_rollouts(
+        engine, env_id=env_id, agent=policy.name, group_size=engine.config.group_size, episodes=episodes, seed=seed,
+        out_dir=out_dir, progress=progress, task_ids=task_ids,
+    )  # fmt: skip
+
+
+def evaluate_rollouts(
+    rollouts: Rollouts,
+    *,
+    env_id: str,
+    agent: str,
+    group_size: int = 1,
+    episodes: int = 10,
+    seed: int = 0,
+    out_dir: str | Path | None = None,
+    progress: bool = True,
+    task_ids: Sequence[str] | None = None,
+) -> tuple[EvalSummary, list[Trajectory]]:
+    """`evaluate_policy` for any `Rollouts` (a local engine, a Ray pool) that plays `group_size` episodes per seed
+    with the policy named `agent`."""
     episodes = len(task_ids) if task_ids is not None else episodes
     start = time.perf_counter()
     path = Path(out_dir) / "trajectories.jsonl" if out_dir is not None else None
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text("", encoding="utf-8")
-    engine = RolloutEngine(policy, make_env, env_id, config)
     trajectories: list[Trajectory] = []
-    size = engine.config.group_size
-    bar = tqdm(total=episodes * size, desc=f"{env_id} [{policy.name}]", disable=not progress, leave=False)
-    for group in engine.run(range(seed, seed + episodes), task_ids=task_ids):
+    bar = tqdm(total=episodes * group_size, desc=f"{env_id} [{agent}]", disable=not progress, leave=False)
+    for group in rollouts.run(range(seed, seed + episodes), task_ids=task_ids):
         trajectories.extend(group)
         if path is not None:
             append_trajectories(path, group)
@@ -186,7 +205,7 @@ def evaluate_policy(
         bar.set_postfix(success=f"{sum(t.success for t in trajectories) / len(trajectories):.2f}")
     bar.close()
     trajectories.sort(key=lambda t: (t.metadata["group"], t.metadata["index"]))
-    summary = summarize(trajectories, env_id=env_id, agent=policy.name, seconds=time.perf_counter() - start)
+    summary = summarize(trajectories, env_id=env_id, agent=agent, seconds=time.perf_counter() - start)
     if out_dir is not None:
         (Path(out_dir) / "summary.json").write_text(json.dumps(summary.to_dict(), indent=2) + "\n", encoding="utf-8")
     return summary, trajectories

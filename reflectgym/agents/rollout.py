@@ -21,7 +21,7 @@ import traceback
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ALL_COMPLETED, FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import gymnasium as gym
 
@@ -31,6 +31,17 @@ from reflectgym.agents.prompts import system_prompt
 from reflectgym.core.trajectory import Trajectory, Turn
 
 EnvFactory = Callable[[], gym.Env[Any, Any]]
+
+
+class Rollouts(Protocol):
+    """Plays groups of episodes and yields each group as it ends: `RolloutEngine` on this machine,
+    `reflectgym.distributed.RayRolloutPool` across a Ray cluster."""
+
+    def run(
+        self, seeds: Iterable[int], options: dict[str, Any] | None = None, *, task_ids: Sequence[str] | None = None
+    ) -> Iterator[list[Trajectory]]:
+        """`group_size` episodes per seed; group i's trajectories carry `metadata["group"] == i`."""
+        ...
 
 
 @dataclass(frozen=True)

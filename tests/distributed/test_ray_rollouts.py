@@ -4,15 +4,19 @@ cannot start."""
 
 from __future__ import annotations
 
+import json
 import os
 import sys
+import threading
 from collections.abc import Iterator, Sequence
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
 import pytest
 
+from reflectgym import cli
 from reflectgym.agents import Generation, RolloutConfig, RolloutEngine, Sampling
 from reflectgym.core.spaces import FreeText
 from reflectgym.core.types import Verdict
@@ -158,3 +162,63 @@ def test_config_is_checked() -> None:
     for bad in ({"num_workers": 0}, {"seeds_per_shard": 0}, {"max_shard_retries": -1}, {"num_gpus_per_worker": -1}):
         with pytest.raises(ValueError):
             RayRolloutConfig(**bad)
+
+
+CAPITALS = """
+import reflectgym
+
+reflectgym.register_task_env(
+    "Capitals-v0",
+    [{"id": "fr", "prompt": "Capital of France?", "answer": "Paris"},
+     {"id": "it", "prompt": "Capital of Italy?", "answer": "Rome"}],
+    lambda task, answer: task.reference.lower() in answer.lower(),
+)
+"""
+
+
+@pytest.fixture
+def paris_server() -> Iterator[str]:
+    """An OpenAI-compatible server that answers every chat with "Paris"."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args: Any) -> None:
+            return None
+
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers["Content-Length"]))
+            choice = {"index": 0, "message": {"role": "assistant", "content": "Paris"}, "finish_reason": "stop"}
+            body = json.dumps({"choices": [choice], "usage": {"completion_tokens": 1}}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}/v1"
+    httpd.shutdown()
+
+
+def test_cli_eval_plays_on_ray_actors_that_load_the_imported_envs(
+    tmp_path: Path, paris_server: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    Path("capitals.py").write_text(CAPITALS, encoding="utf-8")
+    argv = ["--import", "capitals.py", "eval", "Capitals-v0", "--policy", f"openai:{paris_server}", "--model", "m"]
+    argv += ["--all-tasks", "--group-size", "2", "--ray-workers", "2", "--out", "out", "--quiet"]
+    assert cli.main(argv) == 0
+    rows = [json.loads(line) for line in Path("out/trajectories.jsonl").read_text(encoding="utf-8").splitlines()]
+    played = [(row["task_id"], row["metadata"]["group"], row["metadata"]["stop_reason"]) for row in rows]
+    assert sorted(played) == [("fr", 0, "terminated")] * 2 + [("it", 1, "truncated")] * 2, played
+    summary = json.loads(Path("out/summary.json").read_text(encoding="utf-8"))
+    assert summary["episodes"] == 4 and summary["success_rate"] == 0.5 and summary["agent"] == "openai:m"
+
+
+def test_cli_ray_options_are_checked_before_anything_runs(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["eval", "Sokoban-v0", "--ray-workers", "2"]) == 2  # a scripted agent: no Ray
+    assert "--ray-workers: only for model policies" in capsys.readouterr().err
+    assert cli.main(["eval", "Sokoban-v0", "--policy", "openai:http://x/v1", "--ray-address", "auto"]) == 2
+    assert "--ray-address: only with --ray-workers" in capsys.readouterr().err
+    assert cli.main(["eval", "Sokoban-v0", "--policy", "openai:http://x/v1", "--ray-workers", "0"]) == 2
+    assert "--ray-workers must be at least 1" in capsys.readouterr().err
