@@ -44,6 +44,12 @@ class Rollouts(Protocol):
         ...
 
 
+def in_seed_order(groups: Iterable[list[Trajectory]]) -> list[Trajectory]:
+    """The trajectories of groups that came in as they ended, in seed order (a group's episodes stay together)."""
+    ordered = sorted(groups, key=lambda group: group[0].metadata["group"])
+    return [trajectory for group in ordered for trajectory in group]
+
+
 @dataclass(frozen=True)
 class RolloutConfig:
     """What the engine runs and where it stops an episode."""
@@ -185,8 +191,7 @@ class RolloutEngine:
         self, seeds: Iterable[int], options: dict[str, Any] | None = None, *, task_ids: Sequence[str] | None = None
     ) -> list[Trajectory]:
         """Every trajectory of `run(seeds)`, in seed order (groups stay together)."""
-        groups = sorted(self.run(seeds, options, task_ids=task_ids), key=lambda group: group[0].metadata["group"])
-        return [trajectory for group in groups for trajectory in group]
+        return in_seed_order(self.run(seeds, options, task_ids=task_ids))
 
     def run(
         self, seeds: Iterable[int], options: dict[str, Any] | None = None, *, task_ids: Sequence[str] | None = None

@@ -30,7 +30,7 @@ except ImportError as missing:  # pragma: no cover - depends on the install
     raise ImportError("reflectgym.distributed needs Ray: pip install 'reflectgym[ray]'") from missing
 
 from reflectgym.agents.policy import Policy
-from reflectgym.agents.rollout import EnvFactory, RolloutConfig, RolloutEngine
+from reflectgym.agents.rollout import EnvFactory, RolloutConfig, RolloutEngine, in_seed_order
 from reflectgym.core.trajectory import Trajectory
 
 PolicyFactory = Callable[[], Policy]
@@ -153,8 +153,7 @@ class RayRolloutPool:
         self, seeds: Iterable[int], options: dict[str, Any] | None = None, *, task_ids: Sequence[str] | None = None
     ) -> list[Trajectory]:
         """Every trajectory of `run(seeds)`, in seed order (groups stay together)."""
-        groups = sorted(self.run(seeds, options, task_ids=task_ids), key=lambda group: group[0].metadata["group"])
-        return [trajectory for group in groups for trajectory in group]
+        return in_seed_order(self.run(seeds, options, task_ids=task_ids))
 
     def run(
         self, seeds: Iterable[int], options: dict[str, Any] | None = None, *, task_ids: Sequence[str] | None = None
