@@ -18,6 +18,7 @@ import json
 import os
 import runpy
 import sys
+import threading
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -40,7 +41,7 @@ from reflectgym.agents import (
     write_report,
 )
 from reflectgym.agents.report import env_folder, summarised_envs
-from reflectgym.agents.specs import POLICY_SPECS
+from reflectgym.agents.specs import POLICY_SPECS, check_policy_spec
 from reflectgym.core.registry import qualify
 from reflectgym.core.trajectory import Trajectory
 
@@ -139,6 +140,7 @@ POLICY_ONLY = {
     "temperature": "--temperature",
     "ray_workers": "--ray-workers",
     "ray_address": "--ray-address",
+    "ray_gpus_per_worker": "--ray-gpus-per-worker",
 }
 """Eval options (dest → flag) that only a model policy honours; their argparse default is None."""
 
@@ -189,6 +191,13 @@ def check_eval_options(args: argparse.Namespace) -> None:
         raise UsageError("--ray-address: only with --ray-workers")
     if args.ray_workers is not None and importlib.util.find_spec("ray") is None:
         raise UsageError("--ray-workers needs Ray: pip install 'reflectgym[ray]'")
+    if args.ray_gpus_per_worker is not None and (args.ray_workers is None or args.ray_gpus_per_worker < 0):
+        raise UsageError("--ray-gpus-per-worker: a number >= 0, only with --ray-workers")
+    if args.policy is not None:
+        try:  # before any model loads (with --ray-workers, policies load only in the actors)
+            check_policy_spec(args.policy)
+        except ValueError as error:
+            raise UsageError(str(error)) from error
 
 
 def check_envs(env_ids: Sequence[str], kwargs: dict[str, Any]) -> None:
@@ -285,13 +294,18 @@ def play_env_on_ray(
 ) -> tuple[EvalSummary, list[Trajectory]]:
     """`play_env` for `--ray-workers`: the policy is built in each Ray actor, which also loads the --import
     modules before it makes its envs."""
-    from reflectgym.distributed import RayRolloutConfig, RayRolloutPool
+    from reflectgym.distributed import RayRolloutConfig, RayRolloutPool, WorkerStartError
 
     make_one_policy = functools.partial(make_policy, args.policy, model=args.model, device=args.device)
     make_env = functools.partial(make_env_after_imports, os.getcwd(), tuple(args.imports), env_id, kwargs)
-    config = RayRolloutConfig(num_workers=args.ray_workers, address=args.ray_address)
+    gpus = args.ray_gpus_per_worker or 0.0
+    config = RayRolloutConfig(num_workers=args.ray_workers, num_gpus_per_worker=gpus, address=args.ray_address)
     rollout = rollout_config(args)
-    with RayRolloutPool(make_one_policy, make_env, env_id, rollout, config) as pool:
+    try:
+        pool = RayRolloutPool(make_one_policy, make_env, env_id, rollout, config)
+    except WorkerStartError as error:
+        raise UsageError(str(error)) from error
+    with pool:
         return evaluate_rollouts(
             pool, env_id=env_id, agent=pool.policy_name, group_size=rollout.group_size, episodes=args.episodes,
             seed=args.seed, out_dir=env_out, progress=not args.quiet, task_ids=task_ids,
@@ -302,12 +316,16 @@ def make_env_after_imports(
     folder: str, imports: Sequence[str], env_id: str, kwargs: dict[str, Any]
 ) -> gym.Env[Any, Any]:
     """Makes `env_id` in a process that may not have registered it yet (a Ray actor): the --import modules are
-    loaded first, from `folder` (the driver's current folder), once per process."""
-    if env_id not in gym.registry:
-        if folder not in sys.path:
-            sys.path.insert(0, folder)
-        load_user_modules([module if not module.endswith(".py") else str(Path(folder, module)) for module in imports])
+    loaded first, from `folder` (the driver's current folder), once per process (env threads take turns)."""
+    with _IMPORTING:
+        if env_id not in gym.registry:
+            if folder not in sys.path:
+                sys.path.insert(0, folder)
+            load_user_modules([name if not name.endswith(".py") else str(Path(folder, name)) for name in imports])
     return gym.make(env_id, **kwargs)
+
+
+_IMPORTING = threading.Lock()
 
 
 def every_task(env_id: str, kwargs: dict[str, Any]) -> list[str]:
@@ -564,6 +582,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     evaluate_cmd.add_argument(
         "--ray-address", help="--ray-workers: the cluster to join (default: a local one, or $RAY_ADDRESS)"
+    )
+    evaluate_cmd.add_argument(
+        "--ray-gpus-per-worker",
+        type=float,
+        help="--ray-workers: GPUs each actor reserves, for hf: and vllm: policies (default: 0)",
     )
     evaluate_cmd.add_argument("--quiet", action="store_true", help="no progress bar")
     evaluate_cmd.set_defaults(run=cmd_eval)

@@ -194,10 +194,16 @@ class RolloutEngine:
         return in_seed_order(self.run(seeds, options, task_ids=task_ids))
 
     def run(
-        self, seeds: Iterable[int], options: dict[str, Any] | None = None, *, task_ids: Sequence[str] | None = None
+        self,
+        seeds: Iterable[int],
+        options: dict[str, Any] | None = None,
+        *,
+        task_ids: Sequence[str] | None = None,
+        first_group: int = 0,
     ) -> Iterator[list[Trajectory]]:
         """Plays `group_size` episodes per seed; yields each group (episodes in order) as soon as it ends.
-        `options` go to every `reset`; with `task_ids` (one per seed), group i plays task `task_ids[i]`."""
+        `options` go to every `reset`; with `task_ids` (one per seed), group i plays task `task_ids[i]`. Groups are
+        numbered from `first_group` (a shard of a larger run), which also keys their sampling seeds."""
         config = self.config
         seeds = list(seeds)
         if task_ids is not None and len(task_ids) != len(seeds):
@@ -216,7 +222,8 @@ class RolloutEngine:
             while todo or active:
                 while free and todo:
                     group, index, seed = todo.pop()
-                    active.append(self._start(free.pop(), group, index, seed, group_options[group]))
+                    episode = self._start(free.pop(), first_group + group, index, seed, group_options[group])
+                    active.append(episode)
                 ready, ended = self._advance(active)
                 for episode in ended:
                     active.remove(episode)

@@ -24,6 +24,7 @@ def make_policy(spec: str, *, model: str | None = None, device: str | None = Non
         device: Device for `hf:` and `smollm2` (default: CUDA if available, else CPU).
         batch_size: Prompts per forward batch for `hf:` and `smollm2`.
     """
+    check_policy_spec(spec)
     kind, _, target = spec.partition(":")
     if kind in ("hf", "smollm2"):
         from reflectgym.agents.gguf import smollm2_gguf
@@ -32,21 +33,28 @@ def make_policy(spec: str, *, model: str | None = None, device: str | None = Non
         config = HFPolicyConfig(device=device, batch_size=batch_size)
         if kind == "smollm2":
             return HFPolicy.from_pretrained(smollm2_gguf(), config, name="smollm2-135m")
-        if not target:
-            raise ValueError("hf: needs a checkpoint, e.g. hf:runs/checkpoint or hf:model.gguf")
         return HFPolicy.from_pretrained(target, config)
     if kind == "vllm":
         from reflectgym.agents.vllm_policy import VLLMPolicy
 
-        if not target:
-            raise ValueError("vllm: needs a checkpoint, e.g. vllm:runs/checkpoint")
         return VLLMPolicy(target)
-    if kind == "openai":
-        from reflectgym.agents.openai_policy import OpenAIConfig, OpenAIPolicy
+    from reflectgym.agents.openai_policy import OpenAIConfig, OpenAIPolicy
 
-        if urllib.parse.urlsplit(target).scheme not in ("http", "https"):  # else every request fails 5 times
-            raise ValueError(
-                f"openai: needs the server's http(s) URL, e.g. openai:http://127.0.0.1:8000/v1; got {target!r}"
-            )
-        return OpenAIPolicy(OpenAIConfig(base_url=target, model=model or "default"))
-    raise ValueError(f"unknown policy {spec!r}: use {POLICY_SPECS}")
+    return OpenAIPolicy(OpenAIConfig(base_url=target, model=model or "default"))
+
+
+def check_policy_spec(spec: str) -> None:
+    """Raises ValueError, saying what to write, for a spec `make_policy` cannot build; loads nothing (so a run that
+    builds its policies elsewhere, such as in Ray actors, can check its spec first)."""
+    kind, _, target = spec.partition(":")
+    if kind == "hf" and not target:
+        raise ValueError("hf: needs a checkpoint, e.g. hf:runs/checkpoint or hf:model.gguf")
+    if kind == "vllm" and not target:
+        raise ValueError("vllm: needs a checkpoint, e.g. vllm:runs/checkpoint")
+    if kind == "openai" and urllib.parse.urlsplit(target).scheme not in ("http", "https"):
+        # else every request fails 5 times
+        raise ValueError(
+            f"openai: needs the server's http(s) URL, e.g. openai:http://127.0.0.1:8000/v1; got {target!r}"
+        )
+    if kind not in ("hf", "smollm2", "vllm", "openai"):
+        raise ValueError(f"unknown policy {spec!r}: use {POLICY_SPECS}")

@@ -1,5 +1,5 @@
 """reflectgym.distributed: scale-out on Ray (rollout workers as actors). Needs the `ray` extra."""
 
-from reflectgym.distributed.rollouts import RayRolloutConfig, RayRolloutPool, RolloutWorker
+from reflectgym.distributed.rollouts import RayRolloutConfig, RayRolloutPool, RolloutWorker, WorkerStartError
 
-__all__ = ["RayRolloutConfig", "RayRolloutPool", "RolloutWorker"]
+__all__ = ["RayRolloutConfig", "RayRolloutPool", "RolloutWorker", "WorkerStartError"]

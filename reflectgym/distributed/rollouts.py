@@ -2,14 +2,16 @@
 
 For when one machine's envs are the bound (browsers, sandboxes, CPU-heavy verifiers) or a policy per GPU is
 wanted: the driver splits the seeds into shards, hands each idle actor the next one, and yields every group of
-episodes as its shard comes back, numbered as `RolloutEngine.run` numbers them for the whole seed list. Inside an
-actor everything is the engine's: batched policy calls, an env thread per episode, per-episode limits, and an
-env's failure ending only its episode.
+episodes as its shard comes back, numbered (and so seeded) as `RolloutEngine.run` numbers them for the whole seed
+list. Inside an actor everything is the engine's: batched policy calls, an env thread per episode, per-episode
+limits, and an env's failure ending only its episode.
 
 An actor that dies (its node lost, killed, out of memory) takes only the shard it was running: a fresh actor runs
 that shard again (`max_shard_retries`), and past that its episodes come back as trajectories that say so
-(`stop_reason` "error"), so a run never loses the rest of its data. An actor that cannot start (its policy or env
-factory raises) is a setup error, raised at once.
+(`stop_reason` "error"), so a run never loses the rest of its data. So do a shard whose run raised in its actor
+and an episode whose trajectory cannot be sent back (an env that put a lock or a handle in its info). An actor
+that cannot start (its policy or env factory raises, or the cluster cannot place it within `start_timeout_s`) is a
+`WorkerStartError`, raised at once.
 
 Policies and envs are built inside the actors from factories (`make_policy`, `make_env`), which Ray pickles
 (cloudpickle); so a policy is loaded once per actor, where its GPU is (`num_gpus_per_worker`), or points at a
@@ -19,13 +21,16 @@ shared OpenAI-compatible server.
 from __future__ import annotations
 
 import dataclasses
+import re
+import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 try:
     import ray
-    from ray.exceptions import RayActorError, RayError
+    from ray.cloudpickle import cloudpickle
+    from ray.exceptions import GetTimeoutError, RayError, RayTaskError
 except ImportError as missing:  # pragma: no cover - depends on the install
     raise ImportError("reflectgym.distributed needs Ray: pip install 'reflectgym[ray]'") from missing
 
@@ -56,6 +61,8 @@ class RayRolloutConfig:
     address: str | None = None
     """Cluster to join when Ray is not initialised yet ("auto", "ray://head:10001"); None starts a local one
     (or joins `RAY_ADDRESS`), as `ray.init()` does."""
+    start_timeout_s: float = 600.0
+    """Seconds the actors may take to start (placed by the cluster, the policy loaded) before it is an error."""
 
     def __post_init__(self) -> None:
         if self.num_workers < 1 or self.seeds_per_shard < 1:
@@ -64,6 +71,12 @@ class RayRolloutConfig:
             )
         if self.max_shard_retries < 0 or self.num_cpus_per_worker < 0 or self.num_gpus_per_worker < 0:
             raise ValueError("max_shard_retries, num_cpus_per_worker and num_gpus_per_worker must be >= 0")
+        if not self.start_timeout_s > 0:
+            raise ValueError(f"start_timeout_s must be positive; got {self.start_timeout_s}")
+
+
+class WorkerStartError(RuntimeError):
+    """A rollout actor could not start: its policy or env factory raised, or the cluster could not place it."""
 
 
 @dataclass(frozen=True)
@@ -87,10 +100,12 @@ class RolloutWorker:
         return self.engine.policy.name
 
     def run_shard(
-        self, seeds: Sequence[int], options: dict[str, Any] | None, task_ids: Sequence[str] | None
+        self, seeds: Sequence[int], options: dict[str, Any] | None, task_ids: Sequence[str] | None, first_group: int
     ) -> list[list[Trajectory]]:
-        """Every group of the shard, numbered from 0 within it."""
-        return list(self.engine.run(seeds, options, task_ids=task_ids))
+        """Every group of the shard, numbered from `first_group`; a trajectory that cannot be sent back is replaced
+        by one that says why (the others still go)."""
+        groups = list(self.engine.run(seeds, options, task_ids=task_ids, first_group=first_group))
+        return [[_sendable(trajectory) for trajectory in group] for group in groups]
 
     def stats(self) -> dict[str, float]:
         """The engine's totals: seconds inside the policy, policy calls, env steps."""
@@ -119,8 +134,10 @@ class RayRolloutPool:
         self.rollout = rollout or RolloutConfig()
         self.config = config or RayRolloutConfig()
         self.env_id = env_id
-        if not ray.is_initialized():
+        started_cluster = not ray.is_initialized()
+        if started_cluster:
             ray.init(address=self.config.address, runtime_env=self.config.runtime_env)
+        self._check_resources(fixed=started_cluster and self.config.address is None)
         self._actor_class = ray.remote(RolloutWorker).options(
             num_cpus=self.config.num_cpus_per_worker,
             num_gpus=self.config.num_gpus_per_worker,
@@ -135,18 +152,43 @@ class RayRolloutPool:
         """Live actors; None where one was killed and is started again at the next run."""
         self._start_missing_actors()
 
+    def _check_resources(self, fixed: bool) -> None:
+        """Actors the cluster cannot hold would wait forever: an error on a local cluster this pool started (it
+        cannot grow), a warning on one that may (an autoscaler)."""
+        config, have = self.config, ray.cluster_resources()
+        wanted = {"CPU": config.num_cpus_per_worker, "GPU": config.num_gpus_per_worker}
+        short = [
+            f"{config.num_workers} x {each:g} {name}s, the cluster has {have.get(name, 0):g}"
+            for name, each in wanted.items()
+            if config.num_workers * each > have.get(name, 0)
+        ]
+        if not short:
+            return
+        message = f"{config.num_workers} rollout workers need {'; '.join(short)}"
+        if fixed:
+            raise ValueError(f"{message}: use fewer workers or less per worker")
+        warnings.warn(f"{message}: they wait until it grows (up to {config.start_timeout_s:g} s)", stacklevel=3)
+
     def _start_missing_actors(self) -> None:
-        """Starts an actor in every empty slot, all at once; raises RuntimeError (with an actor's own error) when one
-        cannot start."""
+        """Starts an actor in every empty slot, all at once; raises `WorkerStartError` (with an actor's own error)
+        when one cannot start."""
         slots = [slot for slot, actor in enumerate(self._actors) if actor is None]
         for slot in slots:
             self._actors[slot] = self._actor_class.remote(*self._args)
         try:
-            names = ray.get([self._actors[slot].policy_name.remote() for slot in slots])
+            refs = [self._actors[slot].policy_name.remote() for slot in slots]
+            names = ray.get(refs, timeout=self.config.start_timeout_s)
+        except GetTimeoutError as error:
+            for slot in slots:
+                self._drop_actor(slot)
+            raise WorkerStartError(
+                f"rollout workers did not start within {self.config.start_timeout_s:g} s "
+                f"(the cluster has {ray.available_resources()} free)"
+            ) from error
         except RayError as error:
             for slot in slots:
                 self._drop_actor(slot)
-            raise RuntimeError(f"a rollout worker could not start: {error}") from error
+            raise WorkerStartError(f"a rollout worker could not start: {_cause(error)}") from error
         self.policy_name = names[0] if names else self.policy_name
 
     def collect(
@@ -178,13 +220,18 @@ class RayRolloutPool:
             while todo or running:
                 while idle and todo:
                     shard, slot = todo.pop(), idle.pop()
-                    ref = self._actors[slot].run_shard.remote(list(shard.seeds), options, shard.task_ids)
+                    actor = self._actors[slot]
+                    ref = actor.run_shard.remote(list(shard.seeds), options, shard.task_ids, shard.first)
                     running[ref] = (shard, slot)
                 done, _ = ray.wait(list(running), num_returns=1)
                 shard, slot = running.pop(done[0])
                 try:
                     groups = ray.get(done[0])
-                except RayActorError as error:  # the actor is gone, with the shard it ran
+                except RayTaskError as error:  # the shard's run raised in a live actor: its episodes are errors
+                    idle.append(slot)
+                    yield from self._error_groups(shard, f"the shard's run failed in its Ray actor: {_cause(error)}")
+                    continue
+                except RayError as error:  # the actor is gone (killed, out of memory, its node lost), with the shard
                     self._drop_actor(slot)
                     self.lost_actors += 1
                     self._start_missing_actors()
@@ -192,10 +239,10 @@ class RayRolloutPool:
                     if shard.tries < self.config.max_shard_retries:
                         todo.append(dataclasses.replace(shard, tries=shard.tries + 1))
                     else:
-                        yield from self._lost(shard, f"the rollout worker running this episode died: {error}")
+                        yield from self._error_groups(shard, f"the Ray actor running this episode died: {error}")
                     continue
                 idle.append(slot)
-                yield from (self._renumbered(group, shard.first) for group in groups)
+                yield from groups
         finally:  # stopped early (the caller broke off, an interrupt): actors still busy are killed, started anew later
             for _, slot in running.values():
                 self._drop_actor(slot)
@@ -205,14 +252,8 @@ class RayRolloutPool:
         if actor is not None:
             ray.kill(actor)
 
-    @staticmethod
-    def _renumbered(group: list[Trajectory], first: int) -> list[Trajectory]:
-        for trajectory in group:
-            trajectory.metadata["group"] += first
-        return group
-
-    def _lost(self, shard: _Shard, error: str) -> Iterator[list[Trajectory]]:
-        """Trajectories that record the shard's episodes as ended by the loss of their actor."""
+    def _error_groups(self, shard: _Shard, error: str) -> Iterator[list[Trajectory]]:
+        """Trajectories that record the shard's episodes as ended by `error`."""
         for offset, seed in enumerate(shard.seeds):
             task_id = None if shard.task_ids is None else shard.task_ids[offset]
             metadata = {"policy": self.policy_name, "group": shard.first + offset, "stop_reason": "error"}
@@ -245,3 +286,29 @@ class RayRolloutPool:
 
 def _slice(task_ids: Sequence[str] | None, start: int, count: int) -> tuple[str, ...] | None:
     return None if task_ids is None else tuple(task_ids[start : start + count])
+
+
+def _sendable(trajectory: Trajectory) -> Trajectory:
+    """`trajectory`, or, when it cannot be pickled, a trajectory of the same episode that says why."""
+    try:
+        cloudpickle.dumps(trajectory)  # what Ray sends the result with
+    except Exception as error:
+        metadata = {key: trajectory.metadata[key] for key in ("policy", "group", "index") if key in trajectory.metadata}
+        why = f"the trajectory could not be sent back from its Ray actor: {type(error).__name__}: {error}"
+        return Trajectory(
+            trajectory.env_id,
+            trajectory.task_id,
+            trajectory.seed,
+            metadata={**metadata, "stop_reason": "error", "error": why},
+        )
+    return trajectory
+
+
+_EXCEPTION_LINE = re.compile(r"^\s*([A-Za-z_][\w.]*(?:Error|Exception)\b.*)$", re.MULTILINE)
+
+
+def _cause(error: BaseException) -> str:
+    """The actor's own exception line out of a Ray error (which carries the remote traceback), else its first line."""
+    text = str(error)
+    lines = _EXCEPTION_LINE.findall(text)
+    return lines[-1].strip() if lines else (text.strip().splitlines() or [type(error).__name__])[0]

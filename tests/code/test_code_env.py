@@ -13,7 +13,8 @@ from gymnasium.utils.env_checker import check_env
 import reflectgym
 from reflectgym.core import audit_feedback_leaks, check_determinism, check_garbage_actions, check_snapshot_roundtrip
 from reflectgym.envs.code.env import CodeEnv, CodeIOEnv, HumanEvalEnv
-from reflectgym.envs.code.verifier import VerifierConfig, outputs_match
+from reflectgym.envs.code.verifier import IOCase, IOVerifier, Program, VerifierConfig, outputs_match
+from reflectgym.sandboxes.pool import PoolConfig, bwrap_pool
 
 FAST = VerifierConfig(per_test_seconds=0.5, run_seconds=2.0)
 IDS = {"function": "reflectgym/CodeTest-v0", "io": "reflectgym/CodeIOTest-v0"}
@@ -404,6 +405,17 @@ def test_an_io_program_that_loops_on_every_case_stops_after_max_timeouts(max_tim
     else:  # one wave of cases (one per worker) runs, then the rest are not run
         assert statuses[-1] == "not_run" and "stopped after" in run.results[-1].message, statuses
     env.close()
+
+
+def test_io_cases_stop_after_the_same_timeout_whatever_the_pool_size() -> None:
+    program = Program("x = input()\nwhile x == '2':\n    pass\nprint(x)\n")  # loops on "2" only
+    cases = [IOCase(str(i), f"{i}\n") for i in range(6)]
+    config = VerifierConfig(per_test_seconds=0.3, max_timeouts=1)
+    seen = []
+    for workers in (1, 2, 4):
+        with bwrap_pool(PoolConfig(workers=workers)) as pool:
+            seen.append([result.status.value for result in IOVerifier(pool, config).verify(program, cases).results])
+    assert seen == [["passed", "passed", "timeout", "not_run", "not_run", "not_run"]] * 3, seen
 
 
 def test_max_timeouts_must_be_a_whole_number_of_at_least_one() -> None:

@@ -4,6 +4,7 @@ cannot start."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sys
@@ -24,7 +25,7 @@ from reflectgym.core.types import Verdict
 pytestmark = pytest.mark.ray
 ray = pytest.importorskip("ray")
 
-from reflectgym.distributed import RayRolloutConfig, RayRolloutPool  # noqa: E402
+from reflectgym.distributed import RayRolloutConfig, RayRolloutPool, WorkerStartError  # noqa: E402
 
 
 class CountdownEnv(gym.Env[str, str]):
@@ -58,6 +59,26 @@ class CyclingPolicy:
 
     def generate(self, conversations: Sequence[Any], sampling: Sampling) -> list[Generation]:
         return [Generation(str(len(conversation) % 3)) for conversation in conversations]
+
+
+class SeedEchoPolicy:
+    """Replies with the sampling seed its request got: what a sampler with that seed depends on."""
+
+    name = "seed-echo"
+
+    def generate(self, conversations: Sequence[Any], sampling: Sampling) -> list[Generation]:
+        return [Generation(str(sampling.request_seed(position))) for position in range(len(conversations))]
+
+
+class LockInVerdictEnv(CountdownEnv):
+    """On seed 1, a verdict that holds a lock: a trajectory that cannot be pickled."""
+
+    def step(self, action: str) -> tuple[str, float, bool, bool, dict[str, Any]]:
+        observation, reward, terminated, truncated, info = super().step(action)
+        if self.target >= 0 and self._np_random_seed == 1:
+            verdict = info["verdict"]
+            info["verdict"] = Verdict(verdict.reward, verdict.passed, verdict.feedback, {"lock": threading.Lock()})
+        return observation, reward, terminated, truncated, info
 
 
 def failing_policy() -> CyclingPolicy:
@@ -96,6 +117,37 @@ def test_actors_return_what_the_local_engine_does_with_groups_numbered_for_the_w
     assert {t.metadata["policy"] for t in remote} == {"cycling"} and pool.policy_name == "cycling"
 
 
+def test_sampling_seeds_follow_the_groups_of_the_whole_run_not_of_a_shard() -> None:
+    rollout = dataclasses.replace(ROLLOUT, sampling=Sampling(temperature=1.0, seed=7))
+    local = RolloutEngine(SeedEchoPolicy(), CountdownEnv, "countdown", rollout).collect(range(6))
+    config = RayRolloutConfig(num_workers=2, seeds_per_shard=2)
+    with RayRolloutPool(SeedEchoPolicy, CountdownEnv, "countdown", rollout, config) as pool:
+        remote = pool.collect(range(6))
+    assert summary(remote) == summary(local)
+    assert len({t.turns[0].action for t in remote}) == len(remote)  # every episode sampled with a seed of its own
+
+
+def test_a_trajectory_that_cannot_be_sent_back_is_an_error_of_its_own() -> None:
+    config = RayRolloutConfig(num_workers=1, seeds_per_shard=4)
+    with RayRolloutPool(CyclingPolicy, LockInVerdictEnv, "countdown", ROLLOUT, config) as pool:
+        trajectories = pool.collect(range(3))
+    assert [t.seed for t in trajectories] == [0, 0, 1, 1, 2, 2]
+    for trajectory in trajectories:
+        if trajectory.seed == 1:
+            assert trajectory.metadata["stop_reason"] == "error" and not trajectory.turns
+            assert "could not be sent back from its Ray actor" in trajectory.metadata["error"]
+            assert trajectory.metadata["group"] == 1 and trajectory.task_id == "t1"
+        else:
+            assert trajectory.turns and "error" not in trajectory.metadata
+
+
+def test_workers_the_cluster_cannot_place_are_an_error_after_the_start_timeout() -> None:
+    config = RayRolloutConfig(num_workers=5, start_timeout_s=2)  # 5 CPUs asked, 4 in the cluster
+    with pytest.warns(UserWarning, match="5 x 1 CPUs, the cluster has 4"), pytest.raises(WorkerStartError) as caught:
+        RayRolloutPool(CyclingPolicy, CountdownEnv, "countdown", ROLLOUT, config)
+    assert "did not start within 2 s" in str(caught.value)
+
+
 def test_task_ids_follow_their_seeds_across_shards() -> None:
     config = RayRolloutConfig(num_workers=2, seeds_per_shard=2)
     with RayRolloutPool(CyclingPolicy, CountdownEnv, "countdown", ROLLOUT, config) as pool:
@@ -132,9 +184,9 @@ def test_a_shard_that_keeps_killing_its_actor_comes_back_as_errors_and_the_rest_
 
 
 def test_an_actor_that_cannot_start_is_a_clear_error() -> None:
-    with pytest.raises(RuntimeError, match="could not start") as caught:
+    with pytest.raises(WorkerStartError) as caught:
         RayRolloutPool(failing_policy, CountdownEnv, "countdown", ROLLOUT, RayRolloutConfig(num_workers=1))
-    assert "no such model: ./missing-checkpoint" in str(caught.value)
+    assert str(caught.value) == "a rollout worker could not start: ValueError: no such model: ./missing-checkpoint"
 
 
 def test_breaking_off_a_run_replaces_the_busy_actors_and_the_next_run_is_whole() -> None:
@@ -222,3 +274,20 @@ def test_cli_ray_options_are_checked_before_anything_runs(capsys: pytest.Capture
     assert "--ray-address: only with --ray-workers" in capsys.readouterr().err
     assert cli.main(["eval", "Sokoban-v0", "--policy", "openai:http://x/v1", "--ray-workers", "0"]) == 2
     assert "--ray-workers must be at least 1" in capsys.readouterr().err
+    assert cli.main(["eval", "Sokoban-v0", "--policy", "openai:localhost:8000/v1", "--ray-workers", "1"]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        "reflectgym eval: openai: needs the server's http(s) URL, e.g. openai:http://127.0.0.1:8000/v1; "
+        "got 'localhost:8000/v1'"
+    ]
+    assert cli.main(["eval", "Sokoban-v0", "--policy", "openai:http://x/v1", "--ray-gpus-per-worker", "1"]) == 2
+    assert "--ray-gpus-per-worker: a number >= 0, only with --ray-workers" in capsys.readouterr().err
+
+
+def test_cli_eval_with_a_policy_no_actor_can_load_says_so_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing = tmp_path / "no-checkpoint-here"
+    argv = ["eval", "Sokoban-v0", "--policy", f"hf:{missing}", "--ray-workers", "1", "--episodes", "1", "--quiet"]
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and err[0].startswith("reflectgym eval: a rollout worker could not start: "), err

@@ -350,20 +350,20 @@ class IOVerifier:
 
 def _run_all(sandbox: Sandbox, requests: list[ExecRequest], max_timeouts: int | None) -> list[ExecResult | None]:
     """Runs requests concurrently where the sandbox can (a warm pool's `map`, one request per worker at a time when
-    timeouts are counted), else one after another. Once `max_timeouts` runs timed out, the rest are not run (None)."""
+    timeouts are counted), else one after another. Every case after the `max_timeouts`-th to time out is not run
+    (None), as in a run one case at a time, however many ran beside it."""
     pool = sandbox if isinstance(sandbox, WarmPool) else None
     if max_timeouts is None:
         return list(pool.map(requests)) if pool else [sandbox.run(request) for request in requests]
     wave = pool.config.workers if pool else 1
     runs: list[ExecResult | None] = []
-    timeouts = 0
     for start in range(0, len(requests), wave):
-        if timeouts >= max_timeouts:
-            return runs + [None] * (len(requests) - start)
         chunk = requests[start : start + wave]
-        done = pool.map(chunk) if pool else [sandbox.run(request) for request in chunk]
-        timeouts += sum(run.status is ExecStatus.TIMEOUT for run in done)
-        runs.extend(done)
+        runs.extend(pool.map(chunk) if pool else [sandbox.run(request) for request in chunk])
+        timed_out = [index for index, run in enumerate(runs) if run is not None and run.status is ExecStatus.TIMEOUT]
+        if len(timed_out) >= max_timeouts:
+            last = timed_out[max_timeouts - 1]
+            return runs[: last + 1] + [None] * (len(requests) - last - 1)
     return runs
 
 
