@@ -232,13 +232,14 @@ class TokenLedger:
     def __len__(self) -> int:
         return len(self._ids)
 
-    def add_reply(self, generation: Generation) -> None:
-        """Appends the sampled ids (loss on) and the template's closing ids (loss off)."""
+    def add_reply(self, generation: Generation, learn: bool = True) -> None:
+        """Appends the sampled ids (loss on, unless `learn` is False: a reply kept as context only) and the
+        template's closing ids (loss off)."""
         if generation.token_ids is None:
             raise ValueError("a token ledger needs the sampled ids; the policy returned text only")
         ids = list(generation.token_ids)
         logprobs = list(generation.logprobs) if generation.logprobs is not None else [0.0] * len(ids)
-        self._append(ids, 1, logprobs)
+        self._append(ids, int(learn), logprobs)
         self.sampled_tokens += len(ids)
         closing = self.chat.closing_ids(generation)
         self._append(closing, 0, [0.0] * len(closing))

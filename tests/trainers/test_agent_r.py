@@ -1,0 +1,260 @@
+"""Agent-R's tree search and revision data, against the properties TRAINERS.md §1 lists: the search's statistics
+(values, visits, terminal nodes), unvisited children first, deduplicated replies, snapshots that restore their
+observation; pairs that satisfy the α/β filter; the splice's order and loss masks; no Bad judgement giving the
+direct revision."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pytest
+from support.toy_envs import CounterEnv
+
+from reflectgym.agents.chat import ChatFormat
+from reflectgym.agents.policy import Generation, Sampling
+from reflectgym.agents.tiny import build_tokenizer
+from reflectgym.trainers.agent_r import (
+    LearnMessage,
+    Node,
+    ScoredPath,
+    SearchConfig,
+    TreeSearch,
+    back_up,
+    choose_child,
+    first_error,
+    parse_judgement,
+    revision_data,
+    select_pairs,
+    splice,
+    terminal_paths,
+    training_sequence,
+)
+
+OPENING = [{"role": "system", "content": "Play."}, {"role": "user", "content": "Total 0; reach 5."}]
+
+
+class RandomAdder:
+    """Says "add 1", "add 2" or "add 3" at random, from each request's own seed."""
+
+    name = "random-adder"
+
+    def generate(self, conversations: Sequence[Any], sampling: Sampling) -> list[Generation]:
+        seeds = [sampling.request_seed(position) for position in range(len(conversations))]
+        return [Generation(f"add {np.random.default_rng(seed).integers(1, 4)}") for seed in seeds]
+
+
+class Parrot:
+    """Always says the same thing."""
+
+    name = "parrot"
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.prompts: list[str] = []
+
+    def generate(self, conversations: Sequence[Any], sampling: Sampling) -> list[Generation]:
+        self.prompts += [conversation[-1]["content"] for conversation in conversations]
+        return [Generation(self.text) for _ in conversations]
+
+
+class Judge:
+    """Judges an action Bad when it is `bad_action`, else Good; counts its calls."""
+
+    name = "judge"
+
+    def __init__(self, bad_action: str | None) -> None:
+        self.bad_action = bad_action
+        self.calls = 0
+
+    def generate(self, conversations: Sequence[Any], sampling: Sampling) -> list[Generation]:
+        self.calls += len(conversations)
+        prompt = conversations[0][-1]["content"]
+        current = prompt.split("Current action:\n", 1)[1].split("\n", 1)[0]
+        verdict = "Bad" if current == self.bad_action else "Good"
+        return [Generation(f"Reasons...\nJudgement: {verdict}")]
+
+
+def searched(policy: Any = None, *, walks: int = 40, target: int = 6, seed: int = 1) -> tuple[TreeSearch, Node]:
+    config = SearchConfig(branching=3, max_depth=4, walks=walks)
+    search = TreeSearch(policy or RandomAdder(), CounterEnv, "Play.", config, seed=seed)
+    return search, search.search(7, {"target": target})
+
+
+def test_every_node_holds_the_sum_and_count_of_its_terminal_descendants() -> None:
+    _, root = searched()
+    nodes = list(root.walk())
+    assert len(nodes) > 10 and any(node.terminal and node.score == 1.0 for node in nodes)
+    for node in nodes:  # (terminal leaves: a node closed because all its children are backs nothing up itself)
+        terminal_below = [n for n in node.walk() if n.terminal and not n.children and n.parent is not None]
+        assert node.value == pytest.approx(sum(n.score for n in terminal_below))
+        assert node.visits == len(terminal_below)
+
+
+def test_a_node_is_terminal_when_its_episode_ends_or_every_child_is() -> None:
+    _, root = searched(walks=200)
+    assert root.terminal  # 200 walks exhaust this small tree
+    for node in root.walk():
+        if node.children:
+            assert node.terminal == all(child.terminal for child in node.children)
+        elif node.parent is not None:
+            assert node.terminal == (node.ended or node.disaster or node.depth >= 4)
+
+
+def test_replies_are_deduplicated_per_expansion() -> None:
+    _, root = searched(Parrot("add 1"), walks=10)
+    assert all(len(node.children) <= 1 for node in root.walk())
+    _, root = searched(walks=40)
+    for node in root.walk():
+        texts = [child.response.strip() for child in node.children]
+        assert len(texts) == len(set(texts))
+
+
+def test_restoring_a_nodes_snapshot_gives_back_its_observation() -> None:
+    _, root = searched()
+    env = CounterEnv()
+    env.reset(seed=0)
+    for node in root.walk():
+        assert env.restore(node.snapshot) == node.observation
+        for child in node.children:  # and the env goes on from there as it did in the search
+            env.restore(node.snapshot)
+            assert env.step(child.response)[0] == child.observation
+
+
+def test_the_conversation_to_a_node_is_the_path_of_replies_and_answers() -> None:
+    search, root = searched()
+    leaf = next(node for node in root.walk() if node.depth == 2)
+    messages = search.conversation(leaf)
+    assert messages[:2] == [{"role": "system", "content": "Play."}, {"role": "user", "content": root.observation}]
+    assert [m["content"] for m in messages[2:]] == [
+        text for node in leaf.path() for text in (node.response, node.observation)
+    ]
+
+
+def test_unvisited_open_children_come_first_then_the_upper_confidence_bound() -> None:
+    parent = Node(snapshot=None, observation="", visits=5, value=2.0)
+    strong = Node(snapshot=None, observation="", parent=parent, visits=4, value=4.0)
+    fresh = Node(snapshot=None, observation="", parent=parent)
+    closed = Node(snapshot=None, observation="", parent=parent, terminal=True)
+    parent.children = [strong, fresh, closed]
+    rng = np.random.default_rng(0)
+    assert all(choose_child(parent, 0.25, rng) is fresh for _ in range(20))
+    fresh.visits, fresh.value = 1, 0.0  # now Q/N + c·sqrt(ln 5 / N): 1 + 0.16 against 0 + 0.32
+    assert choose_child(parent, 0.25, rng) is strong
+    assert choose_child(parent, 10.0, rng) is fresh  # more exploration favours the less visited one
+    strong.terminal = fresh.terminal = True
+    assert choose_child(parent, 0.25, rng) is None
+
+
+def test_back_up_adds_a_visit_and_the_score_up_to_the_root() -> None:
+    root = Node(snapshot=None, observation="")
+    child = Node(snapshot=None, observation="", parent=root)
+    leaf = Node(snapshot=None, observation="", parent=child)
+    back_up(leaf, 1.0)
+    back_up(child, 0.0)
+    assert [(n.visits, n.value) for n in (root, child, leaf)] == [(2, 1.0), (2, 1.0), (1, 1.0)]
+
+
+@pytest.mark.parametrize(("alpha", "beta"), [(0.5, 0.2), (0.0, 0.0), (0.9, 0.5)])
+def test_every_pair_satisfies_the_alpha_beta_filter(alpha: float, beta: float) -> None:
+    _, root = searched(walks=60)
+    pairs, good = select_pairs(root, alpha, beta)
+    paths = terminal_paths(root)
+    assert all(path.nodes[-1].terminal and not path.nodes[-1].children for path in paths)
+    assert pairs and all(g.score > alpha and g.score - b.score > beta for g, b in pairs)
+
+    def key(path: ScoredPath) -> tuple[int, ...]:
+        return tuple(id(node) for node in path.nodes)
+
+    expected = {(key(g), key(b)) for g in paths for b in paths if g.score > alpha and g.score - b.score > beta}
+    assert {(key(g), key(b)) for g, b in pairs} == expected
+    assert {key(path) for path in good} == {key(path) for path in paths if path.score > alpha}
+
+
+def test_a_tree_that_solved_nothing_gives_no_data() -> None:
+    _, root = searched(Parrot("add 3"), target=5)  # 3, then 6: it overshoots every time
+    assert root.value == 0 and terminal_paths(root)
+    assert select_pairs(root, 0.0, 0.0) == ([], [])
+
+
+def chain(parent: Node, *responses: str, reward: float = 0.0) -> list[Node]:
+    nodes = []
+    for response in responses:
+        parent = Node(snapshot=None, observation=f"after {response}", response=response, parent=parent)
+        parent.reward = reward
+        parent.depth = len(nodes) + 1
+        nodes.append(parent)
+    return nodes
+
+
+def paths() -> tuple[ScoredPath, ScoredPath]:
+    root = Node(snapshot=None, observation="Total 0; reach 5.")
+    [shared] = chain(root, "add 2")
+    bad = [shared, *chain(shared, "add 1", "add 3")]
+    good = [shared, *chain(shared, "add 3")]
+    return ScoredPath(tuple(good), 1.0), ScoredPath(tuple(bad), 0.0)
+
+
+def test_the_splice_has_the_bad_prefix_unlearnt_then_the_revision_then_the_good_rest_learnt() -> None:
+    good, bad = paths()
+    messages = splice(OPENING, good, bad, transition=1, thought="I was wrong.")
+    assert messages == [
+        LearnMessage("system", "Play."),
+        LearnMessage("user", "Total 0; reach 5."),
+        LearnMessage("assistant", "add 2"),  # the shared step, once
+        LearnMessage("user", "after add 2"),
+        LearnMessage("assistant", "add 1"),  # the first error
+        LearnMessage("user", "after add 1"),
+        LearnMessage("assistant", "Thought: I was wrong.\nAction: wait", learn=True),
+        LearnMessage("user", "ok."),
+        LearnMessage("assistant", "add 3", learn=True),  # the good path after the shared step
+    ]
+    with pytest.raises(ValueError, match="inside the 1 steps both paths share"):
+        splice(OPENING, good, bad, transition=-1, thought="")
+
+
+def test_the_judge_names_the_first_bad_step_from_the_first_unshared_one() -> None:
+    _, bad = paths()
+    judge = Judge(bad_action="add 3")
+    assert first_error(judge, "reach 5", bad, 1, Sampling()) == 2 and judge.calls == 2
+    judge = Judge(bad_action="add 1")
+    assert first_error(judge, "reach 5", bad, 1, Sampling()) == 1 and judge.calls == 1  # it stops there
+    assert first_error(Judge(bad_action=None), "reach 5", bad, 1, Sampling()) == 2  # never Bad: the last step
+
+
+def test_with_no_bad_judgement_the_data_is_the_direct_revision() -> None:
+    _, root = searched(walks=60)
+    judged = revision_data(Judge(None), root, OPENING, alpha=0.5, beta=0.2, rng=np.random.default_rng(3))
+    direct = revision_data(Parrot("unused"), root, OPENING, alpha=0.5, beta=0.2, rng=np.random.default_rng(3),
+                           direct_revision=True)  # fmt: skip
+    assert judged == direct and judged[0] and judged[1]
+    for conversation in judged[0]:
+        assert any(m.content.startswith("Thought: ") and m.content.endswith("\nAction: wait") for m in conversation)
+        assert conversation[-1].role == "assistant" and conversation[-1].learn
+
+
+@pytest.mark.parametrize(
+    ("reply", "judgement"),
+    [
+        ("Looks fine.\nJudgement: Good", "good"),
+        ("judgment: **Bad**", "bad"),
+        ("Judgement: Good ... on second thought\nJudgement: Uncertain", "uncertain"),
+        ("no verdict at all", "uncertain"),
+    ],
+)
+def test_a_judges_reply_reads_as_its_last_judgement(reply: str, judgement: str) -> None:
+    assert parse_judgement(reply) == judgement
+
+
+def test_only_the_learnt_replies_and_their_stop_tokens_carry_loss() -> None:
+    tokenizer = build_tokenizer()
+    chat = ChatFormat(tokenizer)
+    good, bad = paths()
+    messages = splice(OPENING, good, bad, transition=1, thought="I was wrong.")
+    sequence = training_sequence(chat, messages, int(tokenizer.eos_token_id))
+    learnt = [token for token, mask in zip(sequence.input_ids, sequence.loss_mask, strict=True) if mask]
+    stop = int(tokenizer.eos_token_id)
+    expected = [*chat.encode("Thought: I was wrong.\nAction: wait"), stop, *chat.encode("add 3"), stop]
+    assert learnt == expected
+    assert tokenizer.decode(sequence.input_ids).count("assistant\nadd 2") == 1  # the shared step, once
