@@ -18,6 +18,7 @@ Subclass hooks: `_begin`, `parse_action`, `_apply`, `observation`, and optionall
 from __future__ import annotations
 
 import copy
+import re
 from abc import abstractmethod
 from collections.abc import Mapping
 from typing import Any, ClassVar, Generic, TypeVar
@@ -40,6 +41,12 @@ class EpisodeOverError(ResetNeeded, RuntimeError):
     It is a Gymnasium `ResetNeeded` (what a wrapped env raises before its first reset) and a `RuntimeError`.
     """
 
+
+WAIT_REPLY = "ok."
+"""What an env that takes the `wait` action answers to it (`TextEnv(wait_action=True)`)."""
+
+_WAIT = re.compile(r"(?:\A|\n)[ \t]*(?:action:[ \t]*)?wait[ \t]*\.?\s*\Z", re.IGNORECASE)
+"""A reply whose last line is the action `wait` (`Action: wait`, or `wait` alone)."""
 
 class TextEnv(gym.Env[str, str], Generic[ActionT]):
     """Base class for text environments with verifiers that answer in words.
@@ -69,6 +76,7 @@ class TextEnv(gym.Env[str, str], Generic[ActionT]):
         max_turns: int | None = None,
         format_penalty: float = 0.1,
         render_mode: str | None = None,
+        wait_action: bool = False,
     ) -> None:
         if max_turns is not None and max_turns < 1:
             raise ValueError(f"the turn limit must be at least 1 (or None for no limit); got {max_turns}")
@@ -80,6 +88,9 @@ class TextEnv(gym.Env[str, str], Generic[ActionT]):
         self.max_turns = max_turns
         self.format_penalty = float(format_penalty)
         self.render_mode = render_mode
+        self.wait_action = bool(wait_action)
+        """Take a reply whose action is `wait` as a no-op that costs a turn (the env answers "ok."): Agent-R's
+        revision turn, "Thought: ...\nAction: wait", which its trained models then write."""
         self.observation_space = FreeText()
         self.action_space = FreeText()
         self._seed: int | None = None
@@ -203,13 +214,16 @@ class TextEnv(gym.Env[str, str], Generic[ActionT]):
             raise EpisodeOverError(f"{self._not_running}; call reset() before step()")
         self._actions.append(action)
         parse_error: str | None = None
-        try:
-            parsed = self.parse_action(action)
-        except ActionParseError as error:
-            parse_error = str(error) or "no action found"
-            transition = self._format_turn(parse_error)
+        if self.wait_action and _WAIT.search(action):
+            transition = Transition(WAIT_REPLY, Verdict(reward=0.0, passed=False, feedback=WAIT_REPLY), False)
         else:
-            transition = self._apply(parsed)
+            try:
+                parsed = self.parse_action(action)
+            except ActionParseError as error:
+                parse_error = str(error) or "no action found"
+                transition = self._format_turn(parse_error)
+            else:
+                transition = self._apply(parsed)
         terminated = bool(transition.terminated)
         truncated = not terminated and self.on_last_turn
         self._episode_over = terminated or truncated

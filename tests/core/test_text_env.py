@@ -122,3 +122,31 @@ def test_a_failed_reset_leaves_no_episode_to_play_or_snapshot(native: bool) -> N
 def test_reset_options_must_be_a_dict() -> None:
     with pytest.raises(TypeError, match="options must be a dict or None"):
         CounterEnv().reset(options="notadict")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("reply", ["Thought: I went wrong. Let me revise.\nAction: wait", "wait", "ACTION: Wait."])
+def test_a_wait_action_is_a_no_op_turn_answered_ok_when_the_env_takes_it(reply: str) -> None:
+    env = CounterEnv(wait_action=True, max_steps=2, native=False)
+    env.reset(seed=0, options={"target": 5})
+    observation, reward, terminated, truncated, info = env.step(reply)
+    assert (observation, reward, terminated, truncated, info["parse_error"]) == ("ok.", 0.0, False, False, None)
+    snapshot = env.snapshot()  # (replayed: the wait is replayed as a no-op too)
+    assert env.step("add 2")[0].endswith("Total 2; reach 5.")  # the wait changed nothing
+    assert env.restore(snapshot) == "ok." and env.step("add 3")[3]  # and it cost a turn: the second one truncates
+    plain = CounterEnv()
+    plain.reset(seed=0)
+    assert plain.step(reply)[4]["parse_error"]  # an env not told to take it reads it as a bad action
+
+
+def test_sokoban_takes_the_wait_action_when_asked() -> None:
+    import gymnasium as gym
+
+    env, plain = gym.make("reflectgym/Sokoban-v0", wait_action=True), gym.make("reflectgym/Sokoban-v0")
+    env.reset(seed=3)
+    plain.reset(seed=3)
+    assert env.step("Thought: that push was a mistake.\nAction: wait")[0] == "ok."
+    waited, moved = env.step("Action: left")[0], plain.step("Action: left")[0]
+    assert waited.split("teps left")[0] == moved.split("teps left")[0]  # the board did not change
+    assert waited != moved  # the wait cost a step
+    env.close()
+    plain.close()

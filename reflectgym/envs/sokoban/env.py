@@ -84,6 +84,8 @@ class SokobanEnv(TextEnv[tuple[int, ...]]):
     * `multi_move` — allow several moves per turn (default False).
     * `render_mode` — `"ansi"` or `"human"`.
     * `show_legend` — put the rules and legend in the first observation (default True).
+    * `wait_action` — take `Action: wait` as a no-op that costs a step and is answered "ok." (Agent-R's revision
+      turn; default False).
 
     `info["privileged"]` holds the push-optimal plan from the start in LURD notation (teachers only).
 
@@ -110,8 +112,9 @@ class SokobanEnv(TextEnv[tuple[int, ...]]):
         multi_move: bool = False,
         render_mode: str | None = None,
         show_legend: bool = True,
+        wait_action: bool = False,
     ) -> None:
-        super().__init__(feedback=feedback, max_turns=max_steps, render_mode=render_mode)
+        super().__init__(feedback=feedback, max_turns=max_steps, render_mode=render_mode, wait_action=wait_action)
         rows, cols = (int(size), int(size)) if isinstance(size, int) else (int(value) for value in size)
         self.size = (rows, cols)
         self.num_boxes = int(num_boxes)

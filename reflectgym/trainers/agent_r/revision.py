@@ -23,6 +23,7 @@ import numpy as np
 
 from reflectgym.agents.chat import ChatFormat, TokenLedger
 from reflectgym.agents.policy import Generation, Message, Policy, Sampling
+from reflectgym.core.env import WAIT_REPLY
 from reflectgym.trainers.agent_r.tree import Node
 from reflectgym.trainers.batching import TrainingSequence
 
@@ -39,9 +40,6 @@ REVISION_THOUGHTS = (
     "I made an error. I must change my approach.",
 )
 """Short revision thoughts of the kind the paper uses; one is drawn per revision conversation."""
-
-WAIT_REPLY = "ok."
-"""What the env answers to the revision turn's `wait` action."""
 
 JUDGE_PROMPT = (
     "You are checking an agent's actions on a task, one step at a time.\n\n"
