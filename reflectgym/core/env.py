@@ -48,6 +48,7 @@ WAIT_REPLY = "ok."
 _WAIT = re.compile(r"(?:\A|\n)[ \t]*(?:action:[ \t]*)?wait[ \t]*\.?\s*\Z", re.IGNORECASE)
 """A reply whose last line is the action `wait` (`Action: wait`, or `wait` alone)."""
 
+
 class TextEnv(gym.Env[str, str], Generic[ActionT]):
     """Base class for text environments with verifiers that answer in words.
 

@@ -37,10 +37,14 @@ def register_trainer(name: str, config: type, build: Callable[[Any], Any], summa
 
 
 def _builtin_trainers() -> dict[str, TrainerSpec]:
+    from reflectgym.trainers.agent_r.trainer import AgentRConfig, AgentRTrainer
     from reflectgym.trainers.grpo import GRPOConfig, GRPOTrainer
     from reflectgym.trainers.sft import SFTConfig, SFTTrainer
 
     return {
+        "agent_r": TrainerSpec(
+            AgentRConfig, lambda config: AgentRTrainer(config), "Agent-R: revision data from search trees, then SFT"
+        ),
         "grpo": TrainerSpec(GRPOConfig, lambda config: GRPOTrainer(config), "GRPO on an env's reward (DeepSeekMath)"),
         "sft": TrainerSpec(SFTConfig, lambda config: SFTTrainer(config), "behaviour cloning on demonstrations"),
     }

@@ -258,3 +258,88 @@ def test_only_the_learnt_replies_and_their_stop_tokens_carry_loss() -> None:
     expected = [*chat.encode("Thought: I was wrong.\nAction: wait"), stop, *chat.encode("add 3"), stop]
     assert learnt == expected
     assert tokenizer.decode(sequence.input_ids).count("assistant\nadd 2") == 1  # the shared step, once
+
+
+# ------------------------------------------------------------------------------ the trainer, on a tiny model
+torch = pytest.importorskip("torch", reason="torch is not installed (pip install 'reflectgym[train]')")
+
+import gymnasium as gym  # noqa: E402
+
+from reflectgym.agents.hf_policy import HFPolicy  # noqa: E402
+from reflectgym.agents.tiny import TinyModelConfig, build_tiny_model  # noqa: E402
+from reflectgym.trainers.agent_r.trainer import AgentRConfig, AgentRTrainer, read_conversations  # noqa: E402
+from reflectgym.trainers.config import ConfigError  # noqa: E402
+from reflectgym.trainers.registry import trainer_spec  # noqa: E402
+
+COUNTER_ID = "reflectgym-test/AgentRCounter-v0"
+gym.register(COUNTER_ID, entry_point=CounterEnv, kwargs={"max_steps": 4})
+
+
+class CountingAdder(RandomAdder):
+    """`RandomAdder` that counts its calls (searches and judgements) and judges every step Good."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def generate(self, conversations: Sequence[Any], sampling: Sampling) -> list[Generation]:
+        self.calls += 1
+        if "Judgement:" in conversations[0][-1]["content"]:
+            return [Generation("Judgement: Good") for _ in conversations]
+        return super().generate(conversations, sampling)
+
+
+def agent_r_config(run_dir: Any, **changes: Any) -> AgentRConfig:
+    values = dict(
+        env_id=COUNTER_ID, env_kwargs={}, output_dir=str(run_dir), steps=4, steps_per_iteration=2,
+        tasks_per_iteration=2, batch_size=4, branching=3, max_depth=4, walks=20, lr=3e-3, save_every=1,
+        progress=False, device="cpu", first_seed=1,
+    )  # fmt: skip
+    return AgentRConfig(**{**values, **changes})
+
+
+def test_each_iteration_searches_writes_its_data_and_learns_it(tmp_path: Any) -> None:
+    model_dir = build_tiny_model(tmp_path / "model", TinyModelConfig(seed=0))
+    actor = CountingAdder()
+    trainer = AgentRTrainer(agent_r_config(tmp_path / "run"), HFPolicy.from_pretrained(model_dir), actor)
+    history = trainer.train()
+    assert [h["iteration"] for h in history] == [0.0, 0.0, 1.0, 1.0]
+    assert history[0]["searched_tasks"] == 2 and history[0]["sequences"] > 0 and "loss" in history[1]
+    assert history[1]["loss"] < history[0]["loss"]  # the same data again: learnt
+    conversations = read_conversations(tmp_path / "run" / "agent_r" / "iteration-0.jsonl")
+    assert len(conversations) == history[0]["sequences"]
+    assert any("Action: wait" in m.content and m.learn for c in conversations for m in c)
+    assert (tmp_path / "run" / "agent_r" / "iteration-1.jsonl").is_file()
+    assert (tmp_path / "run" / "model" / "config.json").is_file()
+
+
+def test_a_resumed_run_reads_its_iterations_data_back_and_matches_an_uninterrupted_run(tmp_path: Any) -> None:
+    model_dir = build_tiny_model(tmp_path / "model", TinyModelConfig(seed=0))
+    whole = AgentRTrainer(agent_r_config(tmp_path / "whole"), HFPolicy.from_pretrained(model_dir), CountingAdder())
+    whole.train()
+    first = AgentRTrainer(
+        agent_r_config(tmp_path / "cut", steps=3), HFPolicy.from_pretrained(model_dir), CountingAdder()
+    )
+    first.train()  # stops inside iteration 1, after its data was written
+    actor = CountingAdder()
+    resumed = AgentRTrainer(agent_r_config(tmp_path / "cut", resume=True), HFPolicy.from_pretrained(model_dir), actor)
+    history = resumed.train()
+    assert [h["step"] for h in history] == [4.0] and actor.calls == 0  # iteration 1's data was read back
+    for a, b in zip(whole.model.parameters(), resumed.model.parameters(), strict=True):
+        assert torch.equal(a, b)
+
+
+def test_agent_r_is_a_registered_trainer_and_its_config_is_checked() -> None:
+    assert trainer_spec("agent_r").config is AgentRConfig
+    for bad in ({"steps_per_iteration": 0}, {"branching": 0}, {"beta": -0.1}, {"exploration": -1.0}):
+        with pytest.raises(ConfigError):
+            AgentRConfig(**bad)
+
+
+def test_by_default_the_model_being_trained_searches_and_a_tree_with_nothing_solved_teaches_nothing(
+    tmp_path: Any,
+) -> None:
+    model_dir = build_tiny_model(tmp_path / "model", TinyModelConfig(seed=0))
+    config = agent_r_config(tmp_path / "run", steps=1, tasks_per_iteration=1, walks=3, max_new_tokens=4)
+    trainer = AgentRTrainer(config, HFPolicy.from_pretrained(model_dir))
+    [metrics] = trainer.train()  # an untrained model's replies are not actions: every branch is a disaster
+    assert metrics["searched_tasks"] == 1 and metrics["sequences"] == 0 and "loss" not in metrics
