@@ -71,3 +71,12 @@ def test_oracle_solves_it(env_id: str) -> None:
     make_or_skip(env_id).close()
     summary, _ = evaluate(lambda: gym.make(env_id), OracleAgent(), env_id=env_id, episodes=3, progress=False)
     assert summary.errors == 0 and summary.success_rate == 1.0
+
+
+@params
+def test_every_env_takes_the_wait_action_when_asked(env_id: str) -> None:
+    env = make_or_skip(env_id, wait_action=True)
+    env.reset(seed=0)
+    observation, reward, terminated, _, info = env.step("Thought: I should revise my plan.\nAction: wait")
+    assert (observation, reward, terminated, info["parse_error"]) == ("ok.", 0.0, False, None)
+    env.close()

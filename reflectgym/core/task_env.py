@@ -160,11 +160,16 @@ class TaskEnv(TextEnv[str]):
         feedback: FeedbackLevel | str = "diagnostic",
         format_penalty: float = 0.1,
         render_mode: str | None = None,
+        wait_action: bool = False,
     ) -> None:
         if not isinstance(max_attempts, int) or isinstance(max_attempts, bool) or max_attempts < 1:
             raise ValueError(f"max_attempts must be a whole number of at least 1; got {max_attempts!r}")
         super().__init__(
-            feedback=feedback, max_turns=max_attempts, format_penalty=format_penalty, render_mode=render_mode
+            feedback=feedback,
+            max_turns=max_attempts,
+            format_penalty=format_penalty,
+            render_mode=render_mode,
+            wait_action=wait_action,
         )
         self.tasks = as_task_source(tasks)
         self.verify = verify

@@ -99,7 +99,7 @@ def test_a_node_is_terminal_when_its_episode_ends_or_every_child_is() -> None:
         if node.children:
             assert node.terminal == all(child.terminal for child in node.children)
         elif node.parent is not None:
-            assert node.terminal == (node.ended or node.disaster or node.depth >= 4)
+            assert node.terminal == (node.ended or node.disaster or node.depth > 4)
 
 
 def test_replies_are_deduplicated_per_expansion() -> None:
@@ -130,6 +130,23 @@ def test_the_conversation_to_a_node_is_the_path_of_replies_and_answers() -> None
     assert [m["content"] for m in messages[2:]] == [
         text for node in leaf.path() for text in (node.response, node.observation)
     ]
+
+
+def test_a_walk_expands_every_node_on_its_way_down_to_a_terminal_one() -> None:
+    _, root = searched(walks=1, target=12)  # max_depth 4: one walk reaches depth 5
+    assert max(node.depth for node in root.walk()) == 5 and root.visits >= 1
+
+
+def test_a_node_whose_samples_all_failed_stays_open_and_no_path_ends_there() -> None:
+    class FailsAtDepthOne(RandomAdder):
+        def generate(self, conversations: Sequence[Any], sampling: Sampling) -> list[Generation]:
+            if len(conversations[0]) > 2:  # past the opening: the server fails
+                return [Generation("", finish_reason="error", error="down") for _ in conversations]
+            return super().generate(conversations, sampling)
+
+    _, root = searched(FailsAtDepthOne(), walks=5)
+    assert root.children and not any(child.children or child.terminal for child in root.children)
+    assert terminal_paths(root) == [] and not root.terminal
 
 
 def test_unvisited_open_children_come_first_then_the_upper_confidence_bound() -> None:
@@ -223,6 +240,14 @@ def test_the_judge_names_the_first_bad_step_from_the_first_unshared_one() -> Non
     assert first_error(Judge(bad_action=None), "reach 5", bad, 1, Sampling()) == 2  # never Bad: the last step
 
 
+def test_each_step_is_judged_once_per_tree_however_many_pairs_share_it() -> None:
+    _, root = searched(walks=60)
+    judge = Judge(bad_action="add 3")
+    revisions, _ = revision_data(judge, root, OPENING, alpha=0.5, beta=0.2, rng=np.random.default_rng(0))
+    distinct = {id(node) for _, bad in select_pairs(root, 0.5, 0.2)[0] for node in bad.nodes}
+    assert len(revisions) > judge.calls and judge.calls <= len(distinct)
+
+
 def test_with_no_bad_judgement_the_data_is_the_direct_revision() -> None:
     _, root = searched(walks=60)
     judged = revision_data(Judge(None), root, OPENING, alpha=0.5, beta=0.2, rng=np.random.default_rng(3))
@@ -272,7 +297,7 @@ from reflectgym.trainers.config import ConfigError  # noqa: E402
 from reflectgym.trainers.registry import trainer_spec  # noqa: E402
 
 COUNTER_ID = "reflectgym-test/AgentRCounter-v0"
-gym.register(COUNTER_ID, entry_point=CounterEnv, kwargs={"max_steps": 4})
+gym.register(COUNTER_ID, entry_point=CounterEnv, kwargs={"max_steps": 6, "wait_action": True})
 
 
 class CountingAdder(RandomAdder):
@@ -326,6 +351,57 @@ def test_a_resumed_run_reads_its_iterations_data_back_and_matches_an_uninterrupt
     assert [h["step"] for h in history] == [4.0] and actor.calls == 0  # iteration 1's data was read back
     for a, b in zip(whole.model.parameters(), resumed.model.parameters(), strict=True):
         assert torch.equal(a, b)
+
+
+def test_a_fresh_run_never_trains_on_data_an_earlier_run_left(tmp_path: Any) -> None:
+    model_dir = build_tiny_model(tmp_path / "model", TinyModelConfig(seed=0))
+    AgentRTrainer(
+        agent_r_config(tmp_path / "run", steps=1), HFPolicy.from_pretrained(model_dir), CountingAdder()
+    ).train()
+    actor = Parrot("add 3")  # solves nothing: a fresh run with it has nothing to learn
+    again = AgentRTrainer(
+        agent_r_config(tmp_path / "run", steps=1, overwrite_output_dir=True), HFPolicy.from_pretrained(model_dir), actor
+    )
+    [metrics] = again.train()
+    assert metrics["searched_tasks"] == 2 and metrics["sequences"] == 0
+    assert read_conversations(tmp_path / "run" / "agent_r" / "iteration-0.jsonl") == []
+
+
+def test_a_task_whose_search_fails_is_left_out_with_a_warning(tmp_path: Any) -> None:
+    class BrokenOnSeed2(CountingAdder):
+        def generate(self, conversations: Sequence[Any], sampling: Sampling) -> list[Generation]:
+            if "reach" in conversations[0][1]["content"] and self.failing:
+                raise ConnectionError("server gone")
+            return super().generate(conversations, sampling)
+
+    model_dir = build_tiny_model(tmp_path / "model", TinyModelConfig(seed=0))
+    actor = BrokenOnSeed2()
+    actor.failing = True
+    trainer = AgentRTrainer(agent_r_config(tmp_path / "run", steps=1), HFPolicy.from_pretrained(model_dir), actor)
+    with pytest.warns(UserWarning, match="left out: ConnectionError"):
+        [metrics] = trainer.train()
+    assert metrics["tasks_failed"] == 2 and metrics["sequences"] == 0
+
+
+def test_an_env_that_would_not_take_the_revision_turn_is_refused(tmp_path: Any) -> None:
+    model_dir = build_tiny_model(tmp_path / "model", TinyModelConfig(seed=0))
+    config = agent_r_config(tmp_path / "run", env_kwargs={"wait_action": False})
+    with pytest.raises(ConfigError, match="wait_action: true"):
+        AgentRTrainer(config, HFPolicy.from_pretrained(model_dir), CountingAdder())
+
+
+def test_each_iteration_searches_with_fresh_samples(tmp_path: Any) -> None:
+    model_dir = build_tiny_model(tmp_path / "model", TinyModelConfig(seed=0))
+    AgentRTrainer(agent_r_config(tmp_path / "run"), HFPolicy.from_pretrained(model_dir), CountingAdder()).train()
+    folder = tmp_path / "run" / "agent_r"
+
+    def replies(path: Any) -> list[list[str]]:
+        return [
+            [m.content for m in c if m.role == "assistant" and "wait" not in m.content]
+            for c in read_conversations(path)
+        ]
+
+    assert replies(folder / "iteration-0.jsonl") != replies(folder / "iteration-1.jsonl")
 
 
 def test_agent_r_is_a_registered_trainer_and_its_config_is_checked() -> None:

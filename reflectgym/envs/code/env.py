@@ -113,13 +113,18 @@ class CodeEnv(TextEnv[str]):
         instructions: str | None = None,
         format_penalty: float = 0.1,
         render_mode: str | None = None,
+        wait_action: bool = False,
     ) -> None:
         if max_attempts < 1:
             raise ValueError(f"max_attempts must be at least 1; got {max_attempts}")
         if public_tests is not None and public_tests < 0:
             raise ValueError(f"public_tests must be >= 0 (or None to keep each task's own split); got {public_tests}")
         super().__init__(
-            feedback=feedback, max_turns=max_attempts, format_penalty=format_penalty, render_mode=render_mode
+            feedback=feedback,
+            max_turns=max_attempts,
+            format_penalty=format_penalty,
+            render_mode=render_mode,
+            wait_action=wait_action,
         )
         self.tasks = load_code_tasks(self.default_tasks if tasks is None else tasks, self.family, task_format, on_error)
         self.max_attempts = max_attempts
@@ -321,6 +326,7 @@ class HumanEvalEnv(CodeEnv):
         instructions: str | None = None,
         format_penalty: float = 0.1,
         render_mode: str | None = None,
+        wait_action: bool = False,
     ) -> None:
         super().__init__(
             tasks=humaneval_tasks(),
@@ -333,6 +339,7 @@ class HumanEvalEnv(CodeEnv):
             instructions=instructions,
             format_penalty=format_penalty,
             render_mode=render_mode,
+            wait_action=wait_action,
         )
 
 

@@ -93,11 +93,16 @@ class MathEnv(TextEnv[Extraction]):
         instructions: str = DEFAULT_INSTRUCTIONS,
         format_penalty: float = 0.1,
         render_mode: str | None = None,
+        wait_action: bool = False,
     ) -> None:
         if max_attempts < 1:
             raise ValueError(f"max_attempts must be at least 1; got {max_attempts}")
         super().__init__(
-            feedback=feedback, max_turns=max_attempts, format_penalty=format_penalty, render_mode=render_mode
+            feedback=feedback,
+            max_turns=max_attempts,
+            format_penalty=format_penalty,
+            render_mode=render_mode,
+            wait_action=wait_action,
         )
         self.tasks: TaskSource = (
             load_math_tasks(tasks, task_format, on_error)

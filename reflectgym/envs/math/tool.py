@@ -98,6 +98,7 @@ class MathToolEnv(MathEnv):
         instructions: str = TOOL_INSTRUCTIONS,
         format_penalty: float = 0.1,
         render_mode: str | None = None,
+        wait_action: bool = False,
     ) -> None:
         if max_tool_calls < 0:
             raise ValueError(f"max_tool_calls must be >= 0; got {max_tool_calls}")
@@ -116,6 +117,7 @@ class MathToolEnv(MathEnv):
             instructions=instructions,
             format_penalty=format_penalty,
             render_mode=render_mode,
+            wait_action=wait_action,
         )
         self.max_tool_calls = max_tool_calls
         self.max_turns = max_attempts + max_tool_calls

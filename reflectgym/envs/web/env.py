@@ -110,8 +110,9 @@ class WebEnv(TextEnv[WebAction]):
         screenshot: bool = False,
         browser: BrowserConfig | None = None,
         render_mode: str | None = None,
+        wait_action: bool = False,
     ) -> None:
-        super().__init__(feedback=feedback, max_turns=max_steps, render_mode=render_mode)
+        super().__init__(feedback=feedback, max_turns=max_steps, render_mode=render_mode, wait_action=wait_action)
         self.driver = BrowserDriver(
             self.reading,
             observation_chars=observation_chars,
@@ -316,8 +317,9 @@ class MiniWoBEnv(TextEnv[WebAction]):
         screenshot: bool = False,
         browser: BrowserConfig | None = None,
         render_mode: str | None = None,
+        wait_action: bool = False,
     ) -> None:
-        super().__init__(feedback=feedback, max_turns=max_steps, render_mode=render_mode)
+        super().__init__(feedback=feedback, max_turns=max_steps, render_mode=render_mode, wait_action=wait_action)
         self.driver = BrowserDriver(
             self.reading,
             observation_chars=observation_chars,

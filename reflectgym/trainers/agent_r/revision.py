@@ -8,9 +8,11 @@ to and including its first error (replies learnt from: no), one reply "Thought: 
 wait" (learnt), the env's "ok.", then the good path from the first step it does not share with the bad one
 (learnt). Environment turns are never learnt from.
 
-Deviation from the paper: the actor judges only the bad path's steps from the first one it does not share with
-the good path (a shared step is on the good path too, so it cannot be the error; splicing before it would drop
-it from the conversation).
+Deviations from the paper's code: the actor judges only the bad path's steps from the first one it does not share
+with the good path (a shared step is on the good path too, so it cannot be the error; splicing before it would drop
+it from the conversation); a judge's reply with no readable `Judgement:` line counts as Uncertain, where the
+official code counts it as Bad (so a model that cannot judge yet gives direct revisions, not splices at its first
+step); and each step is judged once per tree, however many pairs share it (greedy judging gives the same answer).
 """
 
 from __future__ import annotations
@@ -105,11 +107,26 @@ def parse_judgement(text: str) -> str:
     return found[-1].lower() if found else "uncertain"
 
 
-def first_error(policy: Policy, task: str, bad: ScoredPath, start: int, sampling: Sampling) -> int:
-    """The index of the bad path's first step the actor judges Bad, from `start` on; its last step if none is."""
+def first_error(
+    policy: Policy,
+    task: str,
+    bad: ScoredPath,
+    start: int,
+    sampling: Sampling,
+    verdicts: dict[int, str] | None = None,
+) -> int:
+    """The index of the bad path's first step the actor judges Bad, from `start` on; its last step if none is.
+    `verdicts` keeps each node's judgement (by `id`) across the paths of one tree: a step's prompt depends only on
+    the path to it, so paths that share it share its judgement."""
+    verdicts = {} if verdicts is None else verdicts
     history: list[str] = [f"Action: {n.response}\nObservation: {n.observation}" for n in bad.nodes[:start]]
     for index in range(start, len(bad.nodes)):
         node = bad.nodes[index]
+        if id(node) in verdicts:
+            if verdicts[id(node)] == "bad":
+                return index
+            history.append(f"Action: {node.response}\nObservation: {node.observation}")
+            continue
         prompt = JUDGE_PROMPT.format(
             task=task,
             history="\n\n".join(history) or "(nothing yet)",
@@ -117,7 +134,8 @@ def first_error(policy: Policy, task: str, bad: ScoredPath, start: int, sampling
             observation=node.observation,
         )
         [reply] = policy.generate([[{"role": "user", "content": prompt}]], sampling)
-        if parse_judgement(reply.text) == "bad":
+        verdicts[id(node)] = parse_judgement(reply.text)
+        if verdicts[id(node)] == "bad":
             return index
         history.append(f"Action: {node.response}\nObservation: {node.observation}")
     return len(bad.nodes) - 1
@@ -184,13 +202,14 @@ def revision_data(
     pairs, good = select_pairs(root, alpha, beta)
     sampling = judge_sampling or Sampling(temperature=0.0, max_new_tokens=512)
     task = opening[-1]["content"]
+    verdicts: dict[int, str] = {}
     revisions = []
     for good_path, bad_path in pairs:
         shared = shared_steps(good_path, bad_path)
         if direct_revision:
             transition = len(bad_path.nodes) - 1
         else:
-            transition = first_error(policy, task, bad_path, shared, sampling)
+            transition = first_error(policy, task, bad_path, shared, sampling, verdicts)
         thought = thoughts[int(rng.integers(len(thoughts)))]
         revisions.append(splice(opening, good_path, bad_path, max(transition, shared - 1), thought))
     return revisions, [good_conversation(opening, path) for path in good]

@@ -14,13 +14,17 @@ Deviations from the paper:
 
 Each iteration's conversations are written to `output_dir/agent_r/iteration-K.jsonl` (one conversation a line,
 each message with its `learn` flag) before training on them, and a resumed run reads them back instead of
-searching again with weights that have since changed: it continues exactly.
+searching again with weights that have since changed: it continues exactly. A task whose search fails (an env or
+the actor raising) is left out of its iteration, with a warning. The env must take the revision turn's `wait`
+(`wait_action=True`), as the trained model will write it.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 import time
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -31,7 +35,7 @@ import numpy as np
 import torch
 
 from reflectgym.agents.hf_policy import HFPolicy
-from reflectgym.agents.policy import Policy, Sampling
+from reflectgym.agents.policy import Policy, Sampling, derive_seed
 from reflectgym.trainers.agent_r.revision import LearnMessage, revision_data, training_sequence
 from reflectgym.trainers.agent_r.tree import SearchConfig, TreeSearch
 from reflectgym.trainers.batching import Batch, TrainingSequence
@@ -132,6 +136,7 @@ class AgentRTrainer:
         self.make_env = lambda: gym.make(env_id, **env_kwargs)
         env = self.make_env()
         try:
+            check_searchable(env_id, env.unwrapped)
             self.system = env_system_prompt(env_id, env, config.system_prompt)
         finally:
             env.close()
@@ -139,6 +144,8 @@ class AgentRTrainer:
         self.iteration = -1
         """The iteration whose data `sequences` holds (-1: none yet)."""
         self.sequences: list[TrainingSequence] = []
+        self.resumed = False
+        """Whether this run continues a checkpoint (only then is an iteration's written data read back)."""
 
     @property
     def model(self) -> torch.nn.Module:
@@ -147,34 +154,47 @@ class AgentRTrainer:
 
     def train(self) -> list[dict[str, float]]:
         """Runs the configured steps; returns the logged metrics of each step run here."""
-        return self.session.run(f"Agent-R {self.config.env_id}", self._step)
+        return self.session.run(f"Agent-R {self.config.env_id}", self._step, restore=self._restore)
+
+    def _restore(self, state: Mapping[str, Any]) -> None:
+        """A resumed run reads back the data its iterations wrote; a fresh one drops what an earlier run left (one
+        that failed before its first checkpoint, or that `overwrite_output_dir` replaces)."""
+        self.resumed = bool(state)
+        if not self.resumed and self.data_dir.is_dir():
+            shutil.rmtree(self.data_dir)
 
     def collect(self, iteration: int) -> tuple[list[list[LearnMessage]], dict[str, float]]:
         """Iteration `iteration`'s conversations: read back when a run before this one wrote them, else searched
         with the actor as it is now (and written)."""
         path = self.data_dir / f"iteration-{iteration}.jsonl"
-        if path.is_file():
+        if self.resumed and path.is_file():
             return read_conversations(path), {"searched_tasks": 0.0}
         config = self.config
-        search = TreeSearch(self.actor, self.make_env, self.system, config.search_config(), seed=config.seed)
+        seed = derive_seed(config.seed, iteration)  # each iteration samples afresh
+        search = TreeSearch(self.actor, self.make_env, self.system, config.search_config(), seed=seed)
         rng = np.random.default_rng([config.seed, iteration])
         alpha = config.alpha + iteration * config.alpha_step
         judge = Sampling(temperature=0.0, max_new_tokens=config.judge_max_new_tokens)
         conversations: list[list[LearnMessage]] = []
-        revisions = solved = 0
+        revisions = solved = failed = 0
         for index in range(config.tasks_per_iteration):
-            root = search.search(config.first_seed + index)
-            opening = opening_messages(self.system, root.observation)
-            revised, good = revision_data(
-                self.actor, root, opening, alpha=alpha, beta=config.beta, rng=rng,
-                direct_revision=config.direct_revision, judge_sampling=judge,
-            )  # fmt: skip
+            try:
+                root = search.search(config.first_seed + index)
+                opening = opening_messages(self.system, root.observation)
+                revised, good = revision_data(
+                    self.actor, root, opening, alpha=alpha, beta=config.beta, rng=rng,
+                    direct_revision=config.direct_revision, judge_sampling=judge,
+                )  # fmt: skip
+            except Exception as error:  # an env or the actor failed: this task gives nothing, the others go on
+                failed += 1
+                warnings.warn(f"Agent-R: task seed {config.first_seed + index} left out: {error!r}", stacklevel=2)
+                continue
             conversations += revised + good
             revisions += len(revised)
             solved += root.value > 0
         write_conversations(path, conversations)
         counts = {"searched_tasks": float(config.tasks_per_iteration), "tasks_solved_in_search": float(solved)}
-        return conversations, {**counts, "revision_conversations": float(revisions)}
+        return conversations, {**counts, "revision_conversations": float(revisions), "tasks_failed": float(failed)}
 
     def _step(self) -> dict[str, float]:
         started = time.perf_counter()
@@ -206,6 +226,18 @@ class AgentRTrainer:
 
     def _loss(self, batch: Batch, logprobs: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
         return sft_loss(logprobs, batch.loss_mask, self.config.normalisation), {}
+
+
+def check_searchable(env_id: str, env: Any) -> None:
+    """Raises `ConfigError` for an env Agent-R cannot search (no snapshots) or whose trained models' revision turn
+    it would not take (`wait_action`)."""
+    if not (callable(getattr(env, "snapshot", None)) and callable(getattr(env, "restore", None))):
+        raise ConfigError(f"{env_id}: Agent-R branches from env snapshots; this env has no snapshot()/restore()")
+    if not getattr(env, "wait_action", False):
+        raise ConfigError(
+            f"{env_id}: Agent-R teaches the revision turn 'Action: wait'; give env_kwargs {{wait_action: true}} "
+            "(the env then takes it as a no-op step and answers 'ok.')"
+        )
 
 
 def write_conversations(path: Path, conversations: Sequence[Sequence[LearnMessage]]) -> None:

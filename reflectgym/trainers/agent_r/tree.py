@@ -2,17 +2,19 @@
 
 Agent-R (Yuan et al., 2025, "Agent-R: Training Language Model Agents to Reflect via Iterative Self-Training";
 official code: bytedance/Agent-R), as TRAINERS.md §1 specifies it. One walk goes from the root down by selection
-(an unvisited non-terminal child first, ties broken at random, else the largest Q/N + c·sqrt(ln N_parent / N)) to
-a non-terminal node without children, and expands it: `branching` replies sampled at temperature 1 from the
-conversation that leads there, the env stepped from the node's snapshot for each distinct reply. A child is
-terminal when its episode ended, when it is at `max_depth`, or when the env answered with a negative reward (its
-score is clamped to 0 and it is marked a disaster). Every terminal child backs its score up to the root (visits +1,
-value + score): there is no random rollout and no value model. A node whose children are all terminal becomes
-terminal itself; the search stops after `walks` walks or when the root is terminal.
+(an unvisited non-terminal child first, ties broken at random, else the largest Q/N + c·sqrt(ln N_parent / N))
+until it reaches a terminal node, expanding every node without children on its way: `branching` replies sampled
+at temperature 1 from the conversation that leads there, the env stepped from the node's snapshot for each
+distinct reply. A child is terminal when its episode ended, when it is deeper than `max_depth`, or when the env
+answered with a negative reward (its score is clamped to 0 and it is marked a disaster). Every terminal child
+backs its score up to the root (visits +1, value + score): there is no random rollout and no value model. A node
+whose children are all terminal becomes terminal itself; the search stops after `walks` walks or when the root
+is terminal.
 
 Deviations from the paper's code: the score of a terminal child is the env's reward of its last step clamped to
-[0, 1] (reflectgym's envs pay 1 for a solved task), and children are deduplicated on their reply text with
-surrounding whitespace removed.
+[0, 1] (reflectgym's envs pay 1 for a solved task); children are deduplicated on their reply text with
+surrounding whitespace removed; a sample the policy failed to produce (`finish_reason` "error") is dropped, and a
+node none of whose samples came back stays open for a later walk.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ class SearchConfig:
     branching: int = 4
     """Replies sampled at each expansion (N_GEN); distinct ones become children."""
     max_depth: int = 10
-    """Depth (actions from the root) at which a node is terminal."""
+    """A node deeper than this (actions from the root) is terminal."""
     walks: int = 20
     """Walks from the root per task (the paper's iterations per task), unless the root turns terminal first."""
     exploration: float = 0.25
@@ -137,9 +139,7 @@ class TreeSearch:
             for walk in range(self.config.walks):
                 if root.terminal:
                     break
-                leaf = self._select(root, rng)
-                if leaf is not None:
-                    self._expand(leaf, env, derive_seed(self.seed, task_seed, walk))
+                self._walk(root, env, rng, derive_seed(self.seed, task_seed, walk))
             return root
         finally:
             env.close()
@@ -157,17 +157,19 @@ class TreeSearch:
             messages.append({"role": "user", "content": step.observation})
         return messages
 
-    def _select(self, root: Node, rng: np.random.Generator) -> Node | None:
-        """The node to expand: down from the root by `choose_child` to a node without children (None if the walk
-        ends at a node that turns out terminal)."""
+    def _walk(self, root: Node, env: gym.Env[Any, Any], rng: np.random.Generator, seed: int) -> None:
+        """One walk: down from the root by `choose_child`, expanding every node without children on the way, until
+        it reaches a terminal node (or a node whose samples all failed, left open for a later walk)."""
         node = root
-        while node.children:
+        while not node.terminal:
+            if not node.children:
+                self._expand(node, env, derive_seed(seed, node.depth))
+                if not node.children:
+                    return
             child = choose_child(node, self.config.exploration, rng)
-            if child is None:  # every child terminal (`close_upward` keeps this from happening)
-                close_upward(node)
-                return None
+            if child is None:  # every child terminal (then `close_upward` closed this node already)
+                return
             node = child
-        return node
 
     def _expand(self, node: Node, env: gym.Env[Any, Any], seed: int) -> None:
         config = self.config
@@ -191,11 +193,12 @@ class TreeSearch:
                 ended=bool(terminated or truncated),
                 disaster=float(reward) < 0,
             )
-            child.terminal = child.ended or child.disaster or child.depth >= config.max_depth
+            child.terminal = child.ended or child.disaster or child.depth > config.max_depth
             node.children.append(child)
             if child.terminal:
                 back_up(child, child.score)
-        close_upward(node)
+        if node.children:  # (a node whose samples all failed stays open: a later walk samples it again)
+            close_upward(node)
 
 
 def choose_child(node: Node, exploration: float, rng: np.random.Generator) -> Node | None:
