@@ -1136,13 +1136,16 @@ def child(pipes: Pipes, pristine: Pristine) -> None:
         os.dup2(pipes.status_w, CHILD_STATUS, inheritable=False)
         os.dup2(pipes.gate_r, CHILD_GATE, inheritable=False)
         os.closerange(CHILD_GATE + 1, 65536)
-        reopen_stdio()
-        os.chdir(WORK)
         (size,) = PREFIX.unpack(read_exactly(CHILD_CONTROL, PREFIX.size))
         header = read_exactly(CHILD_CONTROL, size)
         (size,) = PREFIX.unpack(read_exactly(CHILD_CONTROL, PREFIX.size))
         compiled = read_exactly(CHILD_CONTROL, size)
         os.close(CHILD_CONTROL)
+        # Only now, with the request: a standby is forked while the run before it goes on, and that run may make
+        # its stdio or `/work` unreachable (mode 0) until the worker puts them back, which it does before it sends
+        # the next request. Reopened or entered earlier, they failed, and the worker retired.
+        reopen_stdio()
+        os.chdir(WORK)
         request = marshal.loads(header)
         for which, soft, hard in request["rlimits"]:
             resource.setrlimit(which, (soft, hard))
