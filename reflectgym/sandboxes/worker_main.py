@@ -1136,16 +1136,20 @@ def child(pipes: Pipes, pristine: Pristine) -> None:
         os.dup2(pipes.status_w, CHILD_STATUS, inheritable=False)
         os.dup2(pipes.gate_r, CHILD_GATE, inheritable=False)
         os.closerange(CHILD_GATE + 1, 65536)
+        try:  # while waiting: off the run's path
+            reopen_stdio()
+            os.chdir(WORK)
+            settled = True
+        except OSError:  # the run going on beside this standby made them unreachable (mode 0) for now
+            settled = False
         (size,) = PREFIX.unpack(read_exactly(CHILD_CONTROL, PREFIX.size))
         header = read_exactly(CHILD_CONTROL, size)
         (size,) = PREFIX.unpack(read_exactly(CHILD_CONTROL, PREFIX.size))
         compiled = read_exactly(CHILD_CONTROL, size)
         os.close(CHILD_CONTROL)
-        # Only now, with the request: a standby is forked while the run before it goes on, and that run may make
-        # its stdio or `/work` unreachable (mode 0) until the worker puts them back, which it does before it sends
-        # the next request. Reopened or entered earlier, they failed, and the worker retired.
-        reopen_stdio()
-        os.chdir(WORK)
+        if not settled:  # the worker put them back before it sent the request (it used to retire here instead)
+            reopen_stdio()
+            os.chdir(WORK)
         request = marshal.loads(header)
         for which, soft, hard in request["rlimits"]:
             resource.setrlimit(which, (soft, hard))
