@@ -21,6 +21,7 @@ shared OpenAI-compatible server.
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -137,7 +138,8 @@ class RayRolloutPool:
         started_cluster = not ray.is_initialized()
         if started_cluster:
             ray.init(address=self.config.address, runtime_env=self.config.runtime_env)
-        self._check_resources(fixed=started_cluster and self.config.address is None)
+        local = self.config.address is None and not os.environ.get("RAY_ADDRESS")  # (else init joined a cluster)
+        self._check_resources(fixed=started_cluster and local)
         self._actor_class = ray.remote(RolloutWorker).options(
             num_cpus=self.config.num_cpus_per_worker,
             num_gpus=self.config.num_gpus_per_worker,
