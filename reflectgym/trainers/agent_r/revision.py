@@ -119,26 +119,27 @@ def first_error(
     `verdicts` keeps each node's judgement (by `id`) across the paths of one tree: a step's prompt depends only on
     the path to it, so paths that share it share its judgement."""
     verdicts = {} if verdicts is None else verdicts
-    history: list[str] = [f"Action: {n.response}\nObservation: {n.observation}" for n in bad.nodes[:start]]
+    history = [_logged(node) for node in bad.nodes[:start]]
     for index in range(start, len(bad.nodes)):
         node = bad.nodes[index]
-        if id(node) in verdicts:
-            if verdicts[id(node)] == "bad":
-                return index
-            history.append(f"Action: {node.response}\nObservation: {node.observation}")
-            continue
-        prompt = JUDGE_PROMPT.format(
-            task=task,
-            history="\n\n".join(history) or "(nothing yet)",
-            action=node.response,
-            observation=node.observation,
-        )
-        [reply] = policy.generate([[{"role": "user", "content": prompt}]], sampling)
-        verdicts[id(node)] = parse_judgement(reply.text)
+        if id(node) not in verdicts:
+            prompt = JUDGE_PROMPT.format(
+                task=task,
+                history="\n\n".join(history) or "(nothing yet)",
+                action=node.response,
+                observation=node.observation,
+            )
+            [reply] = policy.generate([[{"role": "user", "content": prompt}]], sampling)
+            verdicts[id(node)] = parse_judgement(reply.text)
         if verdicts[id(node)] == "bad":
             return index
-        history.append(f"Action: {node.response}\nObservation: {node.observation}")
+        history.append(_logged(node))
     return len(bad.nodes) - 1
+
+
+def _logged(node: Node) -> str:
+    """A step as the judge's log shows it."""
+    return f"Action: {node.response}\nObservation: {node.observation}"
 
 
 def splice(
