@@ -258,9 +258,9 @@ class RayRolloutPool:
         """Trajectories that record the shard's episodes as ended by `error`."""
         for offset, seed in enumerate(shard.seeds):
             task_id = None if shard.task_ids is None else shard.task_ids[offset]
-            metadata = {"policy": self.policy_name, "group": shard.first + offset, "stop_reason": "error"}
+            metadata = {"policy": self.policy_name, "group": shard.first + offset}
             yield [
-                Trajectory(self.env_id, task_id, seed, metadata={**metadata, "index": index, "error": error})
+                _error_trajectory(self.env_id, task_id, seed, {**metadata, "index": index}, error)
                 for index in range(self.rollout.group_size)
             ]
 
@@ -297,13 +297,15 @@ def _sendable(trajectory: Trajectory) -> Trajectory:
     except Exception as error:
         metadata = {key: trajectory.metadata[key] for key in ("policy", "group", "index") if key in trajectory.metadata}
         why = f"the trajectory could not be sent back from its Ray actor: {type(error).__name__}: {error}"
-        return Trajectory(
-            trajectory.env_id,
-            trajectory.task_id,
-            trajectory.seed,
-            metadata={**metadata, "stop_reason": "error", "error": why},
-        )
+        return _error_trajectory(trajectory.env_id, trajectory.task_id, trajectory.seed, metadata, why)
     return trajectory
+
+
+def _error_trajectory(
+    env_id: str, task_id: str | None, seed: int | None, metadata: dict[str, Any], error: str
+) -> Trajectory:
+    """An episode without turns that ended in `error` (`stop_reason` "error", as the engine records one)."""
+    return Trajectory(env_id, task_id, seed, metadata={**metadata, "stop_reason": "error", "error": error})
 
 
 _EXCEPTION_LINE = re.compile(r"^\s*([A-Za-z_][\w.]*(?:Error|Exception)\b.*)$", re.MULTILINE)
