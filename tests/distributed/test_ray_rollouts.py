@@ -91,7 +91,9 @@ ROLLOUT = RolloutConfig(num_envs=2, group_size=2, max_turns=2, system_prompt="",
 @pytest.fixture(scope="module", autouse=True)
 def cluster() -> Iterator[None]:
     ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the actors cannot import a test module
-    ray.init(num_cpus=4, include_dashboard=False, object_store_memory=80 * 2**20, logging_level="ERROR")
+    # (log_to_driver off: the actors' own stderr would reach the CLI tests' captured stderr whenever Ray forwards it)
+    quiet = {"logging_level": "ERROR", "log_to_driver": False}
+    ray.init(num_cpus=4, include_dashboard=False, object_store_memory=80 * 2**20, **quiet)
     yield
     ray.shutdown()
 
