@@ -366,11 +366,12 @@ def judge_side(child, task_w, results_r, out_r, err_r):
                 pass
             except OSError:  # the program's process closed its end: it will read no more
                 judge.outbox, judge.shares = b"", judge.shares[: judge.sent]
-        for fd in ready:
+        for fd in sorted(ready, key=lambda fd: fd == results_r):  # the program's output first, then its records
             data = os.read(fd, 1 << 16)
             if not data:
                 del open_fds[fd]
             elif fd == results_r:
+                forward_waiting_output(judge, open_fds, results_r)  # what it printed before the record, in order
                 pending += data
                 *lines, pending = pending.split(b"\n")
                 for line in lines:
@@ -406,6 +407,18 @@ def judge_side(child, task_w, results_r, out_r, err_r):
         else:
             judge.report(index, "not_run", "the program's process ended before this test reported")
     sys.exit(1 if judge.failed else 0)
+
+def forward_waiting_output(judge, open_fds, results_r):
+    # The program flushes its output before it sends a record: whatever of it is still in the pipes comes first.
+    for fd in [fd for fd in open_fds if fd != results_r]:
+        for _ in range(16):  # (bounded: a process still writing must not keep the judge from its records)
+            if fd not in open_fds or not select.select([fd], [], [], 0)[0]:
+                break
+            data = os.read(fd, 1 << 16)
+            if not data:
+                del open_fds[fd]
+            else:
+                judge.forward(open_fds[fd], data)
 
 def crashed(status):
     # What killed the program's process, for the test it was running ("" when it exited normally or by SIGKILL,
