@@ -6,6 +6,7 @@ turns), with a loss mask that is on only for tokens the policy sampled, and the 
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -26,6 +27,8 @@ class TrainingSequence:
         old_logprobs: The sampler's log-prob of each token (0.0 where `loss_mask` is 0).
         advantage: The rollout's advantage (GRPO) or weight (SFT: 1.0), broadcast to its tokens.
         group: Index of the task-instance group the rollout belongs to.
+        teacher_logprobs: A teacher's log-prob of each token under its own context (self-distillation: Skill-SD's
+            skill-conditioned teacher), 0.0 where `loss_mask` is 0; None when no teacher scored the sequence.
     """
 
     input_ids: tuple[int, ...]
@@ -33,12 +36,16 @@ class TrainingSequence:
     old_logprobs: tuple[float, ...]
     advantage: float = 1.0
     group: int = 0
+    teacher_logprobs: tuple[float, ...] | None = None
 
     def __post_init__(self) -> None:
-        if not (len(self.input_ids) == len(self.loss_mask) == len(self.old_logprobs)):
+        lengths = [len(self.input_ids), len(self.loss_mask), len(self.old_logprobs)]
+        if self.teacher_logprobs is not None:
+            lengths.append(len(self.teacher_logprobs))
+        if len(set(lengths)) != 1:
             raise ValueError(
-                f"input_ids, loss_mask and old_logprobs must align; got lengths {len(self.input_ids)}, "
-                f"{len(self.loss_mask)}, {len(self.old_logprobs)}"
+                "input_ids, loss_mask, old_logprobs (and teacher_logprobs) must align; got lengths "
+                + ", ".join(map(str, lengths))
             )
         if self.loss_mask and self.loss_mask[0]:
             raise ValueError("the first token has no context to be predicted from; it cannot carry loss")
@@ -59,6 +66,8 @@ class Batch:
         loss_mask: (B, T-1) loss mask of the *target* tokens input_ids[:, 1:].
         old_logprobs: (B, T-1) sampler log-probs of the target tokens.
         advantages: (B,) per-sequence advantages.
+        teacher_logprobs: (B, T-1) teacher log-probs of the target tokens (0.0 where no teacher scored them).
+        teacher_mask: (B, T-1) 1 on target tokens of sequences a teacher scored.
     """
 
     input_ids: Tensor
@@ -66,15 +75,12 @@ class Batch:
     loss_mask: Tensor
     old_logprobs: Tensor
     advantages: Tensor
+    teacher_logprobs: Tensor
+    teacher_mask: Tensor
 
     def to(self, device: torch.device | str) -> Batch:
         """The same batch on `device`."""
-        return Batch(
-            *(
-                tensor.to(device)
-                for tensor in (self.input_ids, self.attention_mask, self.loss_mask, self.old_logprobs, self.advantages)
-            )
-        )
+        return Batch(*(getattr(self, field.name).to(device) for field in dataclasses.fields(self)))
 
 
 def collate(sequences: Sequence[TrainingSequence], pad_id: int) -> Batch:
@@ -87,14 +93,19 @@ def collate(sequences: Sequence[TrainingSequence], pad_id: int) -> Batch:
     attention = torch.zeros((count, length), dtype=torch.long)
     mask = torch.zeros((count, length), dtype=torch.float32)
     old = torch.zeros((count, length), dtype=torch.float32)
+    teacher = torch.zeros((count, length), dtype=torch.float32)
+    taught = torch.zeros((count, length), dtype=torch.float32)
     for row, sequence in enumerate(sequences):
         size = len(sequence.input_ids)
         input_ids[row, :size] = torch.tensor(sequence.input_ids)
         attention[row, :size] = 1
         mask[row, :size] = torch.tensor(sequence.loss_mask, dtype=torch.float32)
         old[row, :size] = torch.tensor(sequence.old_logprobs, dtype=torch.float32)
+        if sequence.teacher_logprobs is not None:
+            teacher[row, :size] = torch.tensor(sequence.teacher_logprobs, dtype=torch.float32)
+            taught[row, :size] = 1.0
     advantages = torch.tensor([sequence.advantage for sequence in sequences], dtype=torch.float32)
-    return Batch(input_ids, attention, mask[:, 1:], old[:, 1:], advantages)
+    return Batch(input_ids, attention, mask[:, 1:], old[:, 1:], advantages, teacher[:, 1:], taught[:, 1:])
 
 
 def target_logprobs(

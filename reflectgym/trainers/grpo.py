@@ -29,7 +29,7 @@ from __future__ import annotations
 import copy
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -106,20 +106,22 @@ class GRPOConfig(TrainerConfig):
 
 
 def sequences_from_groups(
-    groups: list[list[Trajectory]], drop_zero_variance: bool
+    groups: list[list[Trajectory]], drop_zero_variance: bool, keep: Collection[int] = ()
 ) -> tuple[list[TrainingSequence], dict[str, float]]:
     """Advantages per group, then one `TrainingSequence` per token-recorded episode.
 
     An episode that ended in an error (the env, its verifier or the policy failed: `metadata["error"]`) says
     nothing about its replies, so it is left out and the group's advantages are taken over the rest; a group with
-    fewer than two episodes left is dropped."""
+    fewer than two episodes left is dropped. Groups whose index is in `keep` stay even when their returns are all
+    equal (advantages 0: a loss term other than GRPO's may still learn from them)."""
     sequences: list[TrainingSequence] = []
     dropped = failed = 0
     for index, group in enumerate(groups):
         finished = [trajectory for trajectory in group if "error" not in trajectory.metadata]
         failed += len(group) - len(finished)
         returns = torch.tensor([trajectory.total_reward for trajectory in finished], dtype=torch.float32)
-        if len(finished) < 2 or (drop_zero_variance and bool((returns == returns[0]).all())):
+        uniform = drop_zero_variance and index not in keep and bool((returns == returns[0]).all())
+        if len(finished) < 2 or uniform:
             dropped += 1
             continue
         advantages = group_advantages(returns, len(finished))
@@ -141,10 +143,13 @@ class GRPOTrainer:
             weights after every step that changed them. Default: `policy` samples its own rollouts.
     """
 
+    name = "grpo"
+    """The registered name recorded with the run (a trainer built on this one records its own)."""
+
     def __init__(self, config: GRPOConfig, policy: HFPolicy | None = None, sampler: WeightSyncedSampler | None = None):
         self.config = config
         self.policy = policy if policy is not None else load_policy(config)
-        self.session = TrainingSession(config, self.policy, describe=config, trainer="grpo")
+        self.session = TrainingSession(config, self.policy, describe=config, trainer=self.name)
         self.sampler = sampler
         self.reference = None
         if config.kl_coef > 0:
@@ -226,12 +231,21 @@ class GRPOTrainer:
             device=device,
         )
         metrics["rollout_seconds"] = time.perf_counter() - started
-        sequences, counts = sequences_from_groups(groups, self.config.drop_zero_variance_groups)
+        sequences, counts = self._training_sequences(groups)
         metrics.update(global_sums(counts, device))
         if metrics["sequences"] > 0:  # over all ranks: a rank without sequences of its own still takes part
             result = session.update(sequences, self._loss, dropout=False)
             metrics.update({"loss": result.loss, "grad_norm": result.grad_norm, **result.metrics})
             if self.sampler is not None:  # weights changed: the sampler must generate with them from now on
                 self.sampler.update_weights(trained_weights(self.session.model))
+        metrics.update(self._after_update(groups))
         metrics["step_seconds"] = time.perf_counter() - started
         return metrics
+
+    def _training_sequences(self, groups: list[list[Trajectory]]) -> tuple[list[TrainingSequence], dict[str, float]]:
+        """The step's sequences with their advantages, and counts to log (summed over ranks)."""
+        return sequences_from_groups(groups, self.config.drop_zero_variance_groups)
+
+    def _after_update(self, groups: list[list[Trajectory]]) -> dict[str, float]:
+        """Work after the step's update (a trainer built on this one adds its own); returns metrics to log."""
+        return {}

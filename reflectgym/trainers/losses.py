@@ -135,6 +135,9 @@ def self_distillation_loss(
     old_logprobs: Tensor,
     teacher_logprobs: Tensor,
     mask: Tensor,
+    *,
+    teacher_mask: Tensor | None = None,
+    normalisation: Normalisation = "token",
 ) -> Tensor:
     """Skill-SD's L_SD = (1/N) Σ ρ_t·(exp(−ℓ_t) − 1 + ℓ_t) over valid tokens.
 
@@ -142,12 +145,17 @@ def self_distillation_loss(
         logprobs: (B, T) log π_θ of the student's sampled tokens under the student context (with grad).
         old_logprobs: (B, T) log π_old of the same tokens from the sampler (no grad).
         teacher_logprobs: (B, T) log π_θ̄ of the same tokens under the teacher context (no grad).
-        mask: (B, T) 1 on the student's assistant tokens.
+        mask: (B, T) 1 on the student's assistant tokens: N counts them.
+        teacher_mask: (B, T) 1 where a teacher scored the token; elsewhere the term is 0, as for a teacher that
+            equals the student (ℓ = 0), and the token still counts in N. Default: everywhere.
+        normalisation: `token` (N = all valid tokens) or `sequence` (per sequence, then over sequences).
     """
     log_ratio_teacher = logprobs - teacher_logprobs.detach()  # ℓ_t
+    if teacher_mask is not None:  # (a masked-out ℓ is 0 before exp: a 0.0 placeholder must not overflow)
+        log_ratio_teacher = log_ratio_teacher * teacher_mask
     rho = torch.exp(logprobs - old_logprobs.detach())  # keeps its gradient on purpose
     k3 = torch.exp(-log_ratio_teacher) - 1.0 + log_ratio_teacher
-    return masked_mean(rho * k3, mask)
+    return masked_mean(rho * k3, mask, normalisation)
 
 
 def token_logprobs(logits: Tensor, target_ids: Tensor) -> Tensor:

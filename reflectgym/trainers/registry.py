@@ -40,6 +40,7 @@ def _builtin_trainers() -> dict[str, TrainerSpec]:
     from reflectgym.trainers.agent_r.trainer import AgentRConfig, AgentRTrainer
     from reflectgym.trainers.grpo import GRPOConfig, GRPOTrainer
     from reflectgym.trainers.sft import SFTConfig, SFTTrainer
+    from reflectgym.trainers.skill_sd.trainer import SkillSDConfig, SkillSDTrainer
 
     return {
         "agent_r": TrainerSpec(
@@ -47,6 +48,11 @@ def _builtin_trainers() -> dict[str, TrainerSpec]:
         ),
         "grpo": TrainerSpec(GRPOConfig, lambda config: GRPOTrainer(config), "GRPO on an env's reward (DeepSeekMath)"),
         "sft": TrainerSpec(SFTConfig, lambda config: SFTTrainer(config), "behaviour cloning on demonstrations"),
+        "skill_sd": TrainerSpec(
+            SkillSDConfig,
+            lambda config: SkillSDTrainer(config),
+            "Skill-SD: GRPO + self-distillation from a skill-conditioned teacher",
+        ),
     }
 
 

@@ -34,6 +34,7 @@ def rescore(
     *,
     pad_id: int,
     grad: bool = False,
+    autocast_dtype: torch.dtype | None = None,
 ) -> list[Tensor]:
     """Log-probs of each response's ids given its new context, one (len(response),) tensor per pair.
 
@@ -43,6 +44,7 @@ def rescore(
         responses: The response ids exactly as the student sampled them.
         pad_id: Padding id for batching.
         grad: Keep the autograd graph (for a student re-scored under its own context).
+        autocast_dtype: Run the pass under this autocast, as the passes it is compared with run.
     """
     if len(contexts) != len(responses):
         raise ValueError(f"{len(contexts)} contexts for {len(responses)} responses")
@@ -55,7 +57,9 @@ def rescore(
     batch = collate(sequences, pad_id)
     device = next(model.parameters()).device
     with torch.set_grad_enabled(grad):
-        logprobs = target_logprobs(model, batch.input_ids.to(device), batch.attention_mask.to(device))  # (B, T-1)
+        logprobs = target_logprobs(
+            model, batch.input_ids.to(device), batch.attention_mask.to(device), autocast_dtype
+        )  # (B, T-1)
     out = []
     for row, (context, response) in enumerate(zip(contexts, responses, strict=True)):
         start = len(context) - 1  # target index of the first response token

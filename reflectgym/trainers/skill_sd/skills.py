@@ -1,0 +1,151 @@
+"""Skills and the per-task skill bank of Skill-SD (TRAINERS.md §2).
+
+A skill is what a summariser wrote about one episode of a task, as JSON with `success_analysis`,
+`mistake_analysis` and `golden_workflow`. The bank keeps a few per task and picks one for the teacher by an upper
+confidence bound on the mean return of the episodes that were scored with it; untried skills go first.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+SKILL_FIELDS = ("success_analysis", "mistake_analysis", "golden_workflow")
+"""The keys a summariser's JSON answers with."""
+
+_FIELD_TITLES = {
+    "success_analysis": "What worked",
+    "mistake_analysis": "Mistakes to avoid",
+    "golden_workflow": "Workflow",
+}
+
+
+@dataclass
+class Skill:
+    """One skill of a task and how the episodes scored with it went.
+
+    Attributes:
+        success_analysis: What worked.
+        mistake_analysis: What went wrong and how to avoid it.
+        golden_workflow: The steps to follow next time.
+        uses: Episodes whose teacher context held this skill.
+        reward_sum: The sum of their returns.
+    """
+
+    success_analysis: str = ""
+    mistake_analysis: str = ""
+    golden_workflow: str = ""
+    uses: int = 0
+    reward_sum: float = 0.0
+
+    @property
+    def mean_reward(self) -> float:
+        """Mean return of the episodes scored with it (0 when untried)."""
+        return self.reward_sum / self.uses if self.uses else 0.0
+
+    def text(self) -> str:
+        """The block the teacher's system prompt gets."""
+        lines = ["A skill for this task, learnt from earlier attempts:"]
+        for name in SKILL_FIELDS:
+            value = getattr(self, name).strip()
+            if value:
+                lines.append(f"- {_FIELD_TITLES[name]}: {value}")
+        return "\n".join(lines)
+
+
+def _as_text(value: Any) -> str:
+    """A JSON value as skill text: strings as they are, lists one item a line, anything else as JSON."""
+    if isinstance(value, str):
+        return value.strip()
+    if isinstance(value, list):
+        return "\n".join(_as_text(item) for item in value)
+    return "" if value is None else json.dumps(value, ensure_ascii=False)
+
+
+_JSON_OBJECT = re.compile(r"\{.*\}", re.DOTALL)
+
+
+def parse_skill(reply: str) -> Skill | None:
+    """The skill in a summariser's reply: the outermost JSON object (also inside a ```json fence), with at least
+    one of `SKILL_FIELDS` not empty. None for a reply with no such object: it makes no skill."""
+    match = _JSON_OBJECT.search(reply)
+    if match is None:
+        return None
+    try:
+        data = json.loads(match.group(0))
+    except json.JSONDecodeError:
+        return None
+    if not isinstance(data, dict):
+        return None
+    success, mistakes, workflow = (_as_text(data.get(name)) for name in SKILL_FIELDS)
+    skill = Skill(success_analysis=success, mistake_analysis=mistakes, golden_workflow=workflow)
+    return skill if any(getattr(skill, name) for name in SKILL_FIELDS) else None
+
+
+class SkillBank:
+    """Skills per task, at most `capacity` each, chosen by UCB.
+
+    Args:
+        capacity: Skills kept per task; a new one evicts the tried skill with the lowest mean return (the oldest
+            when none was tried).
+        exploration: c of the bound mean + c·sqrt(ln N / n), N the task's episodes scored with any of its skills.
+    """
+
+    def __init__(self, capacity: int = 4, exploration: float = 1.0) -> None:
+        if capacity < 1:
+            raise ValueError(f"capacity must be at least 1; got {capacity}")
+        self.capacity = capacity
+        self.exploration = exploration
+        self.skills: dict[str, list[Skill]] = {}
+
+    def __len__(self) -> int:
+        return sum(len(skills) for skills in self.skills.values())
+
+    def select(self, task: str, rng: np.random.Generator) -> int | None:
+        """The index of the skill the teacher uses for `task`, or None when the task has none yet: an untried one
+        first (at random), else the highest upper confidence bound (ties at random)."""
+        skills = self.skills.get(task)
+        if not skills:
+            return None
+        untried = [index for index, skill in enumerate(skills) if skill.uses == 0]
+        if untried:
+            return int(rng.choice(untried))
+        total = sum(skill.uses for skill in skills)
+        bounds = np.array(
+            [skill.mean_reward + self.exploration * math.sqrt(math.log(total) / skill.uses) for skill in skills]
+        )
+        best = np.flatnonzero(np.isclose(bounds, bounds.max(), rtol=0.0, atol=1e-12))
+        return int(rng.choice(best))
+
+    def get(self, task: str, index: int) -> Skill:
+        """The skill `select` named."""
+        return self.skills[task][index]
+
+    def record(self, task: str, index: int, returns: list[float]) -> None:
+        """Counts the returns of episodes whose teacher used skill `index` of `task`."""
+        skill = self.skills[task][index]
+        skill.uses += len(returns)
+        skill.reward_sum += float(sum(returns))
+
+    def add(self, task: str, skill: Skill) -> None:
+        """Adds a new skill to `task`, evicting one when the task is full."""
+        skills = self.skills.setdefault(task, [])
+        if len(skills) >= self.capacity:
+            tried = [index for index, old in enumerate(skills) if old.uses > 0]
+            evicted = min(tried, key=lambda index: skills[index].mean_reward) if tried else 0
+            del skills[evicted]
+        skills.append(skill)
+
+    def to_dict(self) -> dict[str, list[dict[str, Any]]]:
+        """JSON-ready state, for checkpoints."""
+        return {task: [asdict(skill) for skill in skills] for task, skills in self.skills.items()}
+
+    def load(self, state: Mapping[str, list[Mapping[str, Any]]]) -> None:
+        """Puts back what `to_dict` saved."""
+        self.skills = {task: [Skill(**skill) for skill in skills] for task, skills in state.items()}
