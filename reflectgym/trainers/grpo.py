@@ -45,7 +45,7 @@ from reflectgym.core.trajectory import Trajectory
 from reflectgym.trainers.batching import Batch, TrainingSequence, target_logprobs
 from reflectgym.trainers.config import ConfigError
 from reflectgym.trainers.data_parallel import global_means, global_sums
-from reflectgym.trainers.losses import group_advantages, grpo_loss
+from reflectgym.trainers.losses import Normalisation, group_advantages, grpo_loss
 from reflectgym.trainers.session import (
     TrainerConfig,
     TrainingSession,
@@ -133,6 +133,36 @@ def sequences_from_groups(
     return sequences, counts
 
 
+def grpo_objective(
+    batch: Batch,
+    logprobs: torch.Tensor,
+    *,
+    clip_eps: float,
+    kl_coef: float,
+    normalisation: Normalisation,
+    reference: torch.nn.Module | None = None,
+    autocast_dtype: torch.dtype | None = None,
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """GRPO's loss of a minibatch and what to log about it, the `LossFn` every GRPO-based trainer passes to its
+    update; `reference` (when `kl_coef` > 0) scores the batch without gradient, under the policy's precision so the
+    KL measures drift, not rounding."""
+    ref_logprobs = None
+    if reference is not None:
+        with torch.no_grad():
+            ref_logprobs = target_logprobs(reference, batch.input_ids, batch.attention_mask, autocast_dtype)
+    out = grpo_loss(
+        logprobs,
+        batch.old_logprobs,
+        batch.advantages,
+        batch.loss_mask,
+        clip_eps=clip_eps,
+        ref_logprobs=ref_logprobs,
+        kl_coef=kl_coef,
+        normalisation=normalisation,
+    )
+    return out.loss, {"kl": float(out.kl), "clip_fraction": float(out.clip_fraction), "ratio": float(out.ratio_mean)}
+
+
 class GRPOTrainer:
     """Trains a transformers policy with GRPO on one env.
 
@@ -178,27 +208,16 @@ class GRPOTrainer:
         return self.session.step
 
     def _loss(self, batch: Batch, logprobs: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
-        ref_logprobs = None
-        if self.reference is not None:
-            with torch.no_grad():  # under the policy's precision, so the KL measures drift, not rounding
-                ref_logprobs = target_logprobs(
-                    self.reference, batch.input_ids, batch.attention_mask, self.session.autocast_dtype
-                )
-        out = grpo_loss(
+        config = self.config
+        return grpo_objective(
+            batch,
             logprobs,
-            batch.old_logprobs,
-            batch.advantages,
-            batch.loss_mask,
-            clip_eps=self.config.clip_eps,
-            ref_logprobs=ref_logprobs,
-            kl_coef=self.config.kl_coef,
-            normalisation=self.config.normalisation,
+            clip_eps=config.clip_eps,
+            kl_coef=config.kl_coef,
+            normalisation=config.normalisation,
+            reference=self.reference,
+            autocast_dtype=self.session.autocast_dtype,
         )
-        return out.loss, {
-            "kl": float(out.kl),
-            "clip_fraction": float(out.clip_fraction),
-            "ratio": float(out.ratio_mean),
-        }
 
     def seeds_for(self, step: int) -> list[int]:
         """The task-instance seeds of a step (a pure function of the run seed and the step: resumable)."""

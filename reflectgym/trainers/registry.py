@@ -38,6 +38,7 @@ def register_trainer(name: str, config: type, build: Callable[[Any], Any], summa
 
 def _builtin_trainers() -> dict[str, TrainerSpec]:
     from reflectgym.trainers.agent_r.trainer import AgentRConfig, AgentRTrainer
+    from reflectgym.trainers.exit import ExItConfig, ExItTrainer
     from reflectgym.trainers.grpo import GRPOConfig, GRPOTrainer
     from reflectgym.trainers.sft import SFTConfig, SFTTrainer
     from reflectgym.trainers.skill_sd.trainer import SkillSDConfig, SkillSDTrainer
@@ -45,6 +46,11 @@ def _builtin_trainers() -> dict[str, TrainerSpec]:
     return {
         "agent_r": TrainerSpec(
             AgentRConfig, lambda config: AgentRTrainer(config), "Agent-R: revision data from search trees, then SFT"
+        ),
+        "exit": TrainerSpec(
+            ExItConfig,
+            lambda config: ExItTrainer(config),
+            "ExIt: GRPO on single self-improvement steps over a buffer of the model's own partial histories",
         ),
         "grpo": TrainerSpec(GRPOConfig, lambda config: GRPOTrainer(config), "GRPO on an env's reward (DeepSeekMath)"),
         "sft": TrainerSpec(SFTConfig, lambda config: SFTTrainer(config), "behaviour cloning on demonstrations"),

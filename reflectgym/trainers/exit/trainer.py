@@ -1,0 +1,417 @@
+"""ExIt: exploratory-iteration autocurriculum, GRPO on single steps of self-improvement (Jiang et al. 2025,
+"Bootstrapping Task Spaces for Self-Improvement"), TRAINERS.md §3, on the shared GRPO core.
+
+config → choose each slot's instance (a new task, or one drawn from the buffer by priority) and its mode (solve,
+improve, diverge) → G replies each → each reply played as one attempt from the instance's env snapshot → GRPO
+advantages (+ optional diversity bonus) → clipped surrogate (+ optional k3 KL) → one optimiser step → learnability
+scores: the parent's rescored, the replies whose episode goes on enter the buffer as children → log / checkpoint,
+repeated. The model only ever trains single steps, but the instances it trains on grow from its own attempts, so
+at inference it can iterate for many.
+
+Deviations from the paper, on purpose:
+* Instances are points of the env's own self-correction episode (a single-answer env with `max_attempts`): the
+  verifier's feedback is what the env shows after an attempt (its feedback and attempt count), the mode's
+  instruction is appended to that last user message, and the depth is bounded by the env's attempts (and
+  `max_depth`). Improve/diverge prompts show the task and the latest `history_attempts` attempts.
+* The return is the attempt's env reward (format penalties included), or with `reward: improvement`
+  max(0, (q_new − q_prev)/(1 − q_prev)); a fresh task (k = 0) has nothing to improve on and gets its quality.
+* Learnability S is the population variance of the group's returns clipped to `reward_range` and scaled to [0, 1].
+  Only children (k ≥ 1) enter the buffer, each with its group's S; a fresh task's own score is not kept, and a
+  drawn instance stays in the buffer with its score replaced by the new group's. An instance already held is not
+  added twice. Slots draw from the buffer independently (with replacement).
+* Slot i of step s plays the new task of seed first_seed + seed·1_000_003 + s·tasks_per_step + i (GRPO's rule)
+  whenever it does not draw from the buffer, so with p_select = p_div = 0 the run is GRPO's, token for token.
+  The curriculum's draws (select, mode, which instance) come from a generator seeded by (seed, step), so a
+  resumed run makes the same choices; the buffer is in the checkpoint's trainer state, its instances replayed
+  from their seed and replies when drawn after a resume.
+* Prompts are rendered from text (an earlier reply is re-tokenised as context); only the new reply carries loss,
+  trained on the very ids that were sampled.
+* The diversity bonus embeds a reply as the mean of the policy's own input embeddings of its tokens (a bag of
+  tokens, no separate embedding model); identical embeddings leave the advantages unchanged.
+* As in `trainers.grpo`: one optimiser step per batch (π_old is the sampler), no dropout in the update, population
+  std, errors left out of their group (a reply whose env step raised, or whose generation failed), groups with
+  fewer than two replies left (or, by default, all returns equal) give no sequences.
+* One process: no `torchrun` data parallelism and no separate sampler (vLLM) yet; attempts are stepped in the
+  trainer's process, one env, without the rollout engine's per-call timeouts.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any, Literal, TypeVar
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from reflectgym.agents.chat import TokenLedger
+from reflectgym.agents.hf_policy import HFPolicy
+from reflectgym.agents.policy import Generation, Message, Sampling, derive_seed
+from reflectgym.trainers.batching import Batch, TrainingSequence
+from reflectgym.trainers.config import ConfigError
+from reflectgym.trainers.data_parallel import current_world
+from reflectgym.trainers.demonstrations import env_system_prompt
+from reflectgym.trainers.exit.buffer import InstanceBuffer, Priority
+from reflectgym.trainers.exit.instances import Instance, Mode, Outcome, play, restore, start
+from reflectgym.trainers.exit.scoring import (
+    diversity_weights,
+    improvement_reward,
+    learnability,
+    reply_embeddings,
+    with_diversity_bonus,
+)
+from reflectgym.trainers.grpo import grpo_objective
+from reflectgym.trainers.losses import group_advantages
+from reflectgym.trainers.session import TrainerConfig, TrainingSession, check_env_id, load_policy
+
+T = TypeVar("T")
+
+
+@dataclass
+class ExItConfig(TrainerConfig):
+    """Everything an ExIt run needs (the shared `TrainerConfig` options first); loadable from YAML with
+    command-line overrides."""
+
+    output_dir: str = "runs/exit"
+    """Where metrics, checkpoints, the final model and the report go."""
+    env_id: str = "reflectgym/Math-v0"
+    """The env to train on: a single-answer env whose `max_attempts` exceeds the depth instances may reach."""
+    env_kwargs: dict[str, Any] = field(default_factory=dict)
+    """Arguments for `gymnasium.make(env_id, ...)` (e.g. `max_attempts`)."""
+    tasks_per_step: int = 4
+    """Instances (batch slots) per step."""
+    group_size: int = 4
+    """Replies per instance (G); advantages are normalised within the group."""
+    select_prob: float = 0.5
+    """p_select: chance a slot draws its instance from the buffer (once it holds `min_buffer` instances)."""
+    diverge_prob: float = 0.15
+    """p_div: chance an instance with k > 0 is prompted to diverge (a significantly different approach) rather
+    than to improve."""
+    buffer_size: int = 512
+    """N: the buffer keeps the top N instances by learnability score."""
+    min_buffer: int = 64
+    """B_min: the buffer is drawn from only once it holds this many instances."""
+    priority: Priority = "softmax"
+    """How instances are drawn: `softmax` (p ∝ exp(κ·S)) or `rank` (p ∝ (1/rank)^(1/β))."""
+    kappa: float = 1.0
+    """κ of the softmax priority (0: uniform)."""
+    rank_beta: float = 1.0
+    """β of the rank priority (larger: flatter)."""
+    max_depth: int | None = None
+    """Deepest instance kept: children have k at most this (None: as deep as the env's attempts allow)."""
+    history_attempts: int | None = 1
+    """Earlier attempts an improve/diverge prompt shows, latest last (None: all of them)."""
+    reward: Literal["quality", "improvement"] = "quality"
+    """The return of a reply: the attempt's reward (`quality`), or the share of the remaining gap to a perfect
+    score it closed over the previous attempt, max(0, (q_new − q_prev)/(1 − q_prev)) (`improvement`)."""
+    reward_range: tuple[float, float] = (0.0, 1.0)
+    """Returns are clipped to this range and scaled to [0, 1] for the learnability score."""
+    diversity_bonus: bool = False
+    """Scale each positive advantage by the reply's min-max normalised distance to its group's mean embedding."""
+    clip_eps: float = 0.2
+    """PPO clip range of the per-token ratio."""
+    kl_coef: float = 0.0
+    """β of the k3 KL to the initial model (0: no reference model is kept)."""
+    drop_zero_variance_groups: bool = True
+    """Skip groups whose returns are all equal: they carry no GRPO signal."""
+    temperature: float = 1.0
+    """Sampling temperature of replies."""
+    max_new_tokens: int = 32
+    """Tokens per reply at most."""
+    system_prompt: str | None = None
+    """System prompt of every instance (default: the env family's prompt; "" sends none)."""
+    first_seed: int = 0
+    """New-task seeds of step s are first_seed + seed * 1_000_003 + s * tasks_per_step + i (slot i)."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        for name in ("select_prob", "diverge_prob"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ConfigError(f"{name} must be a probability in [0, 1]; got {getattr(self, name)}")
+        for name in ("tasks_per_step", "max_new_tokens", "buffer_size"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be at least 1; got {getattr(self, name)}")
+        if self.group_size < 2:
+            raise ConfigError(f"group_size must be at least 2 for group-normalised advantages; got {self.group_size}")
+        if not 1 <= self.min_buffer <= self.buffer_size:
+            raise ConfigError(
+                f"min_buffer must be at least 1 and at most buffer_size ({self.buffer_size}); got {self.min_buffer}"
+            )
+        if not math.isfinite(self.kappa) or not 0 < self.rank_beta < math.inf:
+            raise ConfigError(f"kappa must be finite and rank_beta positive; got {self.kappa}, {self.rank_beta}")
+        for name in ("max_depth", "history_attempts"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be None or at least 1; got {getattr(self, name)}")
+        low, high = self.reward_range
+        if not (math.isfinite(low) and math.isfinite(high) and low < high):
+            raise ConfigError(f"reward_range must be two finite numbers, low < high; got {self.reward_range}")
+        if not 0 < self.clip_eps < math.inf:
+            raise ConfigError(f"clip_eps must be positive and finite; got {self.clip_eps}")
+        if not 0 <= self.kl_coef < math.inf:
+            raise ConfigError(f"kl_coef must be 0 (no reference model) or positive and finite; got {self.kl_coef}")
+
+
+@dataclass
+class Slot:
+    """One batch slot of a step: the instance played, how it is prompted, and where it came from.
+
+    Attributes:
+        instance: The instance (with its snapshot).
+        mode: solve (k = 0), improve or diverge.
+        messages: The prompt.
+        entry: The buffer entry it was drawn from (its serial), or None for a new task.
+    """
+
+    instance: Instance
+    mode: Mode
+    messages: list[Message]
+    entry: int | None = None
+
+
+@dataclass(frozen=True)
+class Reply:
+    """One of a slot's G replies and what came of it.
+
+    Attributes:
+        generation: The sampled ids, log-probs and text.
+        outcome: What the env answered (None: an error; the reply leaves its group).
+        ret: The reply's return (quality or improvement); 0 for an error.
+    """
+
+    generation: Generation
+    outcome: Outcome | None
+    ret: float = 0.0
+
+
+class ExItTrainer:
+    """Trains a transformers policy with ExIt on one env.
+
+    Args:
+        config: The run's settings.
+        policy: The `HFPolicy` whose model is trained in place (and samples); default: loaded from `config.model`.
+    """
+
+    def __init__(self, config: ExItConfig, policy: HFPolicy | None = None) -> None:
+        self.config = config
+        env_id, env_kwargs = config.env_id, dict(config.env_kwargs)
+        check_env_id(env_id)  # an unknown id stops here, before the run begins and an overwrite deletes anything
+        if current_world().size > 1:
+            raise ConfigError("exit runs in one process; data-parallel launches (torchrun) are not supported yet")
+        self.policy = policy if policy is not None else load_policy(config)
+        self.session = TrainingSession(config, self.policy, describe=config, trainer="exit")
+        self.reference = None
+        if config.kl_coef > 0:
+            self.reference = copy.deepcopy(self.session.model).eval().requires_grad_(False)
+        self._make_env = lambda: gym.make(env_id, **env_kwargs)
+        self.env = self._make_env()
+        if not all(callable(getattr(self.env.unwrapped, name, None)) for name in ("snapshot", "restore")):
+            raise ConfigError(f"{env_id}: ExIt plays attempts from env snapshots; this env has no snapshot()/restore()")
+        self.system = env_system_prompt(env_id, self.env, config.system_prompt)
+        self.buffer = InstanceBuffer(config.buffer_size, config.priority, config.kappa, config.rank_beta)
+        self.sampling = Sampling(temperature=config.temperature, max_new_tokens=config.max_new_tokens)
+
+    @property
+    def model(self) -> torch.nn.Module:
+        """The model being trained (with LoRA, the adapted model)."""
+        return self.session.model
+
+    @property
+    def step(self) -> int:
+        """Optimiser steps taken so far."""
+        return self.session.step
+
+    def seeds_for(self, step: int) -> list[int]:
+        """The new-task seeds of a step's slots (a pure function of the run seed and the step: resumable)."""
+        config = self.config
+        base = config.first_seed + config.seed * 1_000_003 + step * config.tasks_per_step
+        return [base + i for i in range(config.tasks_per_step)]
+
+    def train(self) -> list[dict[str, float]]:
+        """Runs the configured steps; returns the logged metrics of each step run here."""
+        try:
+            return self.session.run(f"ExIt {self.config.env_id}", self._step, state=self._state, restore=self._restore)
+        finally:
+            self.env.close()
+
+    def _state(self) -> dict[str, Any]:
+        return {"buffer": self.buffer.state()}
+
+    def _restore(self, state: Mapping[str, Any]) -> None:
+        if "buffer" in state:
+            self.buffer.load_state(state["buffer"])
+
+    # ------------------------------------------------------------------------------------------- collect
+    def choose_slots(self, step: int) -> tuple[list[Slot], dict[str, float]]:
+        """Each slot's instance and mode: from the buffer with probability p_select once it holds B_min
+        instances, else the slot's new task; diverge with probability p_div when k > 0, else improve."""
+        config = self.config
+        rng = np.random.default_rng(derive_seed(config.seed, step))
+        slots: list[Slot] = []
+        lost = failed = 0
+        for seed in self.seeds_for(step):
+            slot = None
+            if len(self.buffer) >= config.min_buffer and rng.random() < config.select_prob:
+                entry = self.buffer.sample(rng)
+                try:
+                    instance = self._env_call(partial(restore, self.env, entry.instance))
+                except Exception as error:  # (a replay that diverged, an env that failed) the instance is lost
+                    warnings.warn(f"ExIt: buffer instance dropped, it could not be restored: {error!r}", stacklevel=2)
+                    self.buffer.discard(entry.serial)
+                    lost += 1
+                else:
+                    self.buffer.replace_instance(entry.serial, instance)
+                    mode: Mode = "diverge" if rng.random() < config.diverge_prob else "improve"
+                    slot = Slot(instance, mode, [], entry.serial)
+            if slot is None:
+                try:
+                    slot = Slot(self._env_call(partial(start, self.env, seed)), "solve", [])
+                except Exception as error:
+                    warnings.warn(f"ExIt: task seed {seed} left out, its reset failed: {error!r}", stacklevel=2)
+                    failed += 1
+                    continue
+            slot.messages = slot.instance.messages(self.system, slot.mode, config.history_attempts)
+            slots.append(slot)
+        return slots, {"instances_lost": float(lost), "tasks_failed": float(failed)}
+
+    def play_slots(self, slots: Sequence[Slot]) -> list[list[Reply]]:
+        """G replies per slot, sampled in one batch; each played as one attempt from its slot's instance."""
+        chat, size = self.policy.chat, self.config.group_size
+        prompts = [chat.prompt_ids(slot.messages) for slot in slots for _ in range(size)]
+        generations = self.policy.generate_ids(prompts, self.sampling) if prompts else []
+        return [
+            [self.play_reply(slot.instance, generation) for generation in generations[i * size : (i + 1) * size]]
+            for i, slot in enumerate(slots)
+        ]
+
+    def play_reply(self, instance: Instance, generation: Generation) -> Reply:
+        """One reply played as attempt k + 1 of `instance`, with its return; an error when generation or the env
+        failed."""
+        if generation.finish_reason == "error" or generation.token_ids is None:
+            return Reply(generation, None)
+        try:
+            outcome = self._env_call(partial(play, self.env, instance, generation.text))
+        except Exception:  # the env failed on this reply: an error, left out of its group
+            return Reply(generation, None)
+        quality = outcome.attempt.reward
+        ret = (
+            improvement_reward(quality, instance.quality)
+            if self.config.reward == "improvement" and instance.k
+            else quality
+        )
+        return Reply(generation, outcome, ret)
+
+    def _env_call(self, call: Callable[[], T]) -> T:
+        """Runs `call()`; when it raises, the env (which may be broken) is replaced by a fresh one, and the error
+        goes on."""
+        try:
+            return call()
+        except Exception:
+            try:
+                self.env.close()
+            finally:
+                self.env = self._make_env()
+            raise
+
+    # ------------------------------------------------------------------------------------------- learn
+    def group_sequences(self, slot: Slot, replies: Sequence[Reply], group: int) -> tuple[list[TrainingSequence], float]:
+        """A group's training sequences (none when it carries no signal) and its learnability S, over the replies
+        that did not fail."""
+        finished = [reply for reply in replies if reply.outcome is not None]
+        returns = [reply.ret for reply in finished]
+        score = learnability(returns, *self.config.reward_range)
+        if len(finished) < 2 or (self.config.drop_zero_variance_groups and len(set(returns)) == 1):
+            return [], score
+        advantages = group_advantages(torch.tensor(returns, dtype=torch.float32), len(finished))
+        if self.config.diversity_bonus:
+            embeddings = reply_embeddings(self.model, [reply.generation.token_ids or () for reply in finished])
+            advantages = with_diversity_bonus(advantages, diversity_weights(embeddings))
+        sequences = []
+        for reply, advantage in zip(finished, advantages.tolist(), strict=True):
+            ledger = TokenLedger(self.policy.chat, slot.messages)
+            ledger.add_reply(reply.generation)
+            record = ledger.record()
+            if any(record.loss_mask):
+                sequences.append(TrainingSequence.from_record(record, float(advantage), group=group))
+        return sequences, score
+
+    def grow_buffer(self, slot: Slot, replies: Sequence[Reply], score: float) -> int:
+        """Rescores the slot's buffer entry with S and adds a child (k + 1) for every reply whose episode goes on,
+        within `max_depth`; returns how many children were added."""
+        if slot.entry is not None:
+            self.buffer.rescore(slot.entry, score)
+        if self.config.max_depth is not None and slot.instance.k + 1 > self.config.max_depth:
+            return 0
+        added = 0
+        for reply in replies:
+            outcome = reply.outcome
+            if outcome is not None and not outcome.ended:
+                added += self.buffer.add(slot.instance.child(outcome.attempt, outcome.snapshot), score) is not None
+        return added
+
+    def _loss(self, batch: Batch, logprobs: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+        config = self.config
+        return grpo_objective(
+            batch,
+            logprobs,
+            clip_eps=config.clip_eps,
+            kl_coef=config.kl_coef,
+            normalisation=config.normalisation,
+            reference=self.reference,
+            autocast_dtype=self.session.autocast_dtype,
+        )
+
+    def _step(self) -> dict[str, float]:
+        started = time.perf_counter()
+        slots, counts = self.choose_slots(self.session.step)
+        groups = self.play_slots(slots)
+        metrics = {**counts, **step_metrics(slots, groups), "rollout_seconds": time.perf_counter() - started}
+        sequences: list[TrainingSequence] = []
+        scores: list[float] = []
+        dropped = 0
+        for index, (slot, replies) in enumerate(zip(slots, groups, strict=True)):
+            group_sequences, score = self.group_sequences(slot, replies, index)
+            sequences += group_sequences
+            scores.append(score)
+            dropped += not group_sequences
+        metrics.update(groups_dropped=float(dropped), sequences=float(len(sequences)))
+        metrics["learnability"] = float(np.mean(scores)) if scores else 0.0
+        if sequences:
+            result = self.session.update(sequences, self._loss, dropout=False)
+            metrics.update({"loss": result.loss, "grad_norm": result.grad_norm, **result.metrics})
+        children = sum(
+            self.grow_buffer(slot, replies, s) for slot, replies, s in zip(slots, groups, scores, strict=True)
+        )
+        metrics.update(children_added=float(children), buffer_size=float(len(self.buffer)))
+        metrics["buffer_mean_score"] = (
+            float(np.mean([e.score for e in self.buffer.entries])) if len(self.buffer) else 0.0
+        )
+        metrics["step_seconds"] = time.perf_counter() - started
+        return metrics
+
+
+def step_metrics(slots: Sequence[Slot], groups: Sequence[Sequence[Reply]]) -> dict[str, float]:
+    """What a step's instances and replies were like: reward (env reward of the attempts), success, returns,
+    failures, mean k, the share drawn from the buffer and the share prompted to diverge."""
+    played = [reply for group in groups for reply in group if reply.outcome is not None]
+    replies = sum(len(group) for group in groups)
+    outcomes = [reply.outcome for reply in played if reply.outcome is not None]
+
+    def mean(values: Sequence[float]) -> float:
+        return float(np.mean(values)) if len(values) else 0.0
+
+    return {
+        "reward": mean([outcome.attempt.reward for outcome in outcomes]),
+        "success": mean([float(outcome.passed) for outcome in outcomes]),
+        "return": mean([reply.ret for reply in played]),
+        "replies_failed": float(replies - len(played)),
+        "mean_k": mean([float(slot.instance.k) for slot in slots]),
+        "from_buffer": mean([float(slot.entry is not None) for slot in slots]),
+        "diverge": mean([float(slot.mode == "diverge") for slot in slots]),
+        "reply_tokens": mean([float(len(reply.generation.token_ids or ())) for group in groups for reply in group]),
+    }
