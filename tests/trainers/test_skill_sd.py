@@ -108,6 +108,10 @@ def test_parse_skill_reads_json_fenced_json_and_lists() -> None:
     fenced = parse_skill('Here:\n```json\n{"golden_workflow": ["push up", "push left"]}\n```')
     assert fenced is not None and fenced.golden_workflow == "push up\npush left" and fenced.success_analysis == ""
     assert "Workflow: push up" in fenced.text() and "What worked" not in fenced.text()
+    nested = parse_skill('{"result": {"analysis": {"mistake_analysis": "walked into a wall", "other": 1}}}')
+    assert nested == Skill(mistake_analysis="walked into a wall")
+    trailing = parse_skill('Sure! {"golden_workflow": "push"} and {"x": "}"} done')
+    assert trailing == Skill(golden_workflow="push")
 
 
 @pytest.mark.parametrize(

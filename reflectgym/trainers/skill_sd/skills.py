@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -68,24 +67,43 @@ def _as_text(value: Any) -> str:
     return "" if value is None else json.dumps(value, ensure_ascii=False)
 
 
-_JSON_OBJECT = re.compile(r"\{.*\}", re.DOTALL)
-
-
-def parse_skill(reply: str) -> Skill | None:
-    """The skill in a summariser's reply: the outermost JSON object (also inside a ```json fence), with at least
-    one of `SKILL_FIELDS` not empty. None for a reply with no such object: it makes no skill."""
-    match = _JSON_OBJECT.search(reply)
-    if match is None:
-        return None
-    try:
-        data = json.loads(match.group(0))
-    except json.JSONDecodeError:
-        return None
+def _skill_fields(data: Any, depth: int = 2) -> dict[str, Any] | None:
+    """The object that holds skill fields: `data` itself, else one nested in it (small models often wrap their
+    answer: `{"skill": {...}}`), searched `depth` levels down."""
     if not isinstance(data, dict):
         return None
-    success, mistakes, workflow = (_as_text(data.get(name)) for name in SKILL_FIELDS)
-    skill = Skill(success_analysis=success, mistake_analysis=mistakes, golden_workflow=workflow)
-    return skill if any(getattr(skill, name) for name in SKILL_FIELDS) else None
+    if any(name in data for name in SKILL_FIELDS):
+        return data
+    if depth == 0:
+        return None
+    for value in data.values():
+        found = _skill_fields(value, depth - 1)
+        if found is not None:
+            return found
+    return None
+
+
+def parse_skill(reply: str, max_tries: int = 32) -> Skill | None:
+    """The skill in a summariser's reply: the first JSON object in it (also inside a ```json fence, or followed by
+    more text) that holds, or nests, at least one of `SKILL_FIELDS` not empty; JSON is tried from each of the
+    first `max_tries` opening braces. None for a reply with no such object: it makes no skill."""
+    decoder = json.JSONDecoder()
+    start = reply.find("{")
+    for _ in range(max_tries):
+        if start < 0:
+            return None
+        try:
+            data, _end = decoder.raw_decode(reply, start)
+        except json.JSONDecodeError:
+            data = None
+        fields = _skill_fields(data)
+        if fields is not None:
+            success, mistakes, workflow = (_as_text(fields.get(name)) for name in SKILL_FIELDS)
+            skill = Skill(success_analysis=success, mistake_analysis=mistakes, golden_workflow=workflow)
+            if any(getattr(skill, name) for name in SKILL_FIELDS):
+                return skill
+        start = reply.find("{", start + 1)
+    return None
 
 
 class SkillBank:

@@ -24,7 +24,8 @@ SUMMARY_REQUEST = (
     "Reply with only a JSON object with three string keys: "
     '"success_analysis" (what worked and why), '
     '"mistake_analysis" (what went wrong and how to avoid it), '
-    '"golden_workflow" (the steps to follow next time).'
+    '"golden_workflow" (the steps to follow next time). For example: '
+    '{"success_analysis": "...", "mistake_analysis": "...", "golden_workflow": "..."}'
 )
 """What the summariser is asked for, after the episode."""
 
