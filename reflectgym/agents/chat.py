@@ -20,7 +20,6 @@ from reflectgym.core.trajectory import Trajectory
 _PING = "Ping, 42."
 _PONG = "Pong, 43."
 _RULES = "Rules, 44."
-_MARK = "Mark, 45."
 
 
 @dataclass(frozen=True)
@@ -194,16 +193,6 @@ class ChatFormat:
         if closed < 0:
             raise ValueError("the chat template closes a reply differently once a user turn follows it")
         return self.encode(full[closed + len(self._closed_reply) :])
-
-    def user_opening(self) -> str:
-        """The template text that opens a user message's content after a closed reply (ChatML's
-        `<|im_start|>user\n`), found by rendering a marker as a user turn."""
-        full = self.render([*self._with_reply, {"role": "user", "content": _MARK}], generation_prompt=True)
-        closed = full.find(self._closed_reply)
-        marked = full.find(_MARK, closed + len(self._closed_reply))
-        if closed < 0 or marked < 0:
-            raise ValueError("the chat template renders a user turn's content elsewhere than after its opening")
-        return full[closed + len(self._closed_reply) : marked]
 
     def closing_ids(self, generation: Generation) -> list[int]:
         """Template ids that close a reply: the tail less any part the model already sampled (its stop token)."""

@@ -29,6 +29,8 @@ class TrainingSequence:
         group: Index of the task-instance group the rollout belongs to.
         teacher_logprobs: A teacher's log-prob of each token under its own context (self-distillation: Skill-SD's
             skill-conditioned teacher), 0.0 where `loss_mask` is 0; None when no teacher scored the sequence.
+        supervised: The loss-carrying tokens are a supervised target, not tokens the policy sampled (RLTF's
+            feedback modelling: the env's critique); a trainer that mixes both gives them a likelihood loss.
     """
 
     input_ids: tuple[int, ...]
@@ -37,6 +39,7 @@ class TrainingSequence:
     advantage: float = 1.0
     group: int = 0
     teacher_logprobs: tuple[float, ...] | None = None
+    supervised: bool = False
 
     def __post_init__(self) -> None:
         lengths = [len(self.input_ids), len(self.loss_mask), len(self.old_logprobs)]
@@ -68,6 +71,7 @@ class Batch:
         advantages: (B,) per-sequence advantages.
         teacher_logprobs: (B, T-1) teacher log-probs of the target tokens (0.0 where no teacher scored them).
         teacher_mask: (B, T-1) 1 on target tokens of sequences a teacher scored.
+        supervised: (B,) 1.0 for sequences whose target is supervised (`TrainingSequence.supervised`).
     """
 
     input_ids: Tensor
@@ -77,6 +81,7 @@ class Batch:
     advantages: Tensor
     teacher_logprobs: Tensor
     teacher_mask: Tensor
+    supervised: Tensor
 
     def to(self, device: torch.device | str) -> Batch:
         """The same batch on `device`."""
@@ -105,7 +110,8 @@ def collate(sequences: Sequence[TrainingSequence], pad_id: int) -> Batch:
             teacher[row, :size] = torch.tensor(sequence.teacher_logprobs, dtype=torch.float32)
             taught[row, :size] = 1.0
     advantages = torch.tensor([sequence.advantage for sequence in sequences], dtype=torch.float32)
-    return Batch(input_ids, attention, mask[:, 1:], old[:, 1:], advantages, teacher[:, 1:], taught[:, 1:])
+    supervised = torch.tensor([float(sequence.supervised) for sequence in sequences])
+    return Batch(input_ids, attention, mask[:, 1:], old[:, 1:], advantages, teacher[:, 1:], taught[:, 1:], supervised)
 
 
 def target_logprobs(

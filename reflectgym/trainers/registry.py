@@ -40,6 +40,7 @@ def _builtin_trainers() -> dict[str, TrainerSpec]:
     from reflectgym.trainers.agent_r.trainer import AgentRConfig, AgentRTrainer
     from reflectgym.trainers.exit import ExItConfig, ExItTrainer
     from reflectgym.trainers.grpo import GRPOConfig, GRPOTrainer
+    from reflectgym.trainers.rltf.trainer import RLTFConfig, RLTFTrainer
     from reflectgym.trainers.sft import SFTConfig, SFTTrainer
     from reflectgym.trainers.skill_sd.trainer import SkillSDConfig, SkillSDTrainer
 
@@ -53,6 +54,11 @@ def _builtin_trainers() -> dict[str, TrainerSpec]:
             "ExIt: GRPO on single self-improvement steps over a buffer of the model's own partial histories",
         ),
         "grpo": TrainerSpec(GRPOConfig, lambda config: GRPOTrainer(config), "GRPO on an env's reward (DeepSeekMath)"),
+        "rltf": TrainerSpec(
+            RLTFConfig,
+            lambda config: RLTFTrainer(config),
+            "RLTF: GRPO on two-turn feedback episodes + self-distillation of revisions (SD) / critique modelling (FM)",
+        ),
         "sft": TrainerSpec(SFTConfig, lambda config: SFTTrainer(config), "behaviour cloning on demonstrations"),
         "skill_sd": TrainerSpec(
             SkillSDConfig,

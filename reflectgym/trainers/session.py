@@ -272,7 +272,7 @@ class TrainingSession:
         self.policy = policy
         if not config.progress:
             silence_library_bars()  # (the final model's save)
-        policy.model = with_lora(policy.model, config)
+        policy.model = with_lora(policy.model, config).eval()  # (peft leaves it training: dropout in rollouts)
         self.model: torch.nn.Module = policy.model
         self.world = current_world()
         """This process's place in a `torchrun` launch (rank 0 of 1 otherwise)."""

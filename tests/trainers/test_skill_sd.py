@@ -17,27 +17,25 @@ pytest.importorskip("transformers", reason="transformers is not installed")
 import torch
 
 import reflectgym
-from reflectgym.agents.chat import TokenRecord
+from reflectgym.agents.chat import ChatFormat, TokenRecord
 from reflectgym.agents.hf_policy import HFPolicy
 from reflectgym.agents.policy import Generation, Sampling
 from reflectgym.agents.tiny import TinyModelConfig, build_tiny_model
 from reflectgym.core import Task
 from reflectgym.core.trajectory import Trajectory, Turn
-from reflectgym.trainers.batching import TrainingSequence, collate, target_logprobs
+from reflectgym.trainers.batching import collate, target_logprobs
 from reflectgym.trainers.checkpoint import saved_checkpoints
 from reflectgym.trainers.config import ConfigError
 from reflectgym.trainers.grpo import GRPOConfig, GRPOTrainer
 from reflectgym.trainers.losses import self_distillation_loss
 from reflectgym.trainers.registry import trainer_spec
-from reflectgym.trainers.rescore import AlignmentError
 from reflectgym.trainers.skill_sd import (
     Skill,
     SkillBank,
     Summariser,
     parse_skill,
     summary_conversation,
-    teacher_prompt_ids,
-    with_teacher_logprobs,
+    teacher_prompts,
 )
 from reflectgym.trainers.skill_sd import teacher as teacher_module
 from reflectgym.trainers.skill_sd.trainer import SkillSDConfig, SkillSDTrainer, best_episode, task_key
@@ -49,6 +47,12 @@ def share_of_a(task: Task, answer: str) -> float:
     """A toy reward with a gradient: the share of an 8-character reply that is the letter a."""
     return sum(char == "a" for char in answer.strip()) / 8
 
+
+RETRY_ID = reflectgym.register_task_env(
+    "SkillSayARetry-v0", [{"id": "only", "prompt": "Say a, three times.", "answer": "-"}], lambda task, answer: 0.0,
+    max_attempts=3,
+)  # fmt: skip
+"""Every attempt fails: three-turn episodes, each turn answered with feedback."""
 
 ENV_ID = reflectgym.register_task_env(
     "SkillSayA-v0",
@@ -124,35 +128,57 @@ def test_a_reply_without_a_usable_skill_makes_none(reply: str) -> None:
 def test_the_bank_tries_untried_skills_first_then_takes_the_upper_bound() -> None:
     bank = SkillBank(capacity=4, exploration=1.0)
     rng = np.random.default_rng(0)
-    assert bank.select("t", rng) is None
-    bank.add("t", Skill("a"))
-    bank.add("t", Skill("b"))
-    first = bank.select("t", rng)
-    assert first in (0, 1)
-    bank.record("t", first, [1.0, 1.0])
-    assert bank.select("t", rng) == 1 - first  # the untried one, whatever their means
-    bank.record("t", 1 - first, [0.0, 0.0, 0.0, 0.0, 0.0, 0.0])
+    assert bank.choose("t", rng) is None
+    a, b = Skill("a"), Skill("b")
+    bank.add("t", a)
+    bank.add("t", b)
+    first = bank.choose("t", rng)
+    assert first in (a, b) and bank.pending["t"] is first
+    bank.credit("t", [1.0, 1.0])  # the next visit's returns go to the skill chosen at the last one
+    assert first is not None and first.uses == 2 and "t" not in bank.pending
+    other = bank.choose("t", rng)
+    assert other is not first  # the untried one, whatever their means
+    bank.credit("t", [0.0] * 6)
     # N = 8: bound(first) = 1 + sqrt(ln 8 / 2) = 2.02; bound(other) = 0 + sqrt(ln 8 / 6) = 0.59
-    assert bank.select("t", rng) == first
-    bank.record("t", first, [0.0] * 200)  # mean 2/202 with a narrow bound, against the other's wider one
-    total = 208
-    bounds = [2 / 202 + np.sqrt(np.log(total) / 202), 0 + np.sqrt(np.log(total) / 6)]
-    assert bank.select("t", rng) == [first, 1 - first][int(np.argmax(bounds))] == 1 - first
+    assert bank.choose("t", rng) is first
+    bank.credit("t", [0.0] * 200)  # mean 2/202 with a narrow bound, against the other's wider one
+    bounds = [2 / 202 + np.sqrt(np.log(208) / 202), 0 + np.sqrt(np.log(208) / 6)]
+    assert int(np.argmax(bounds)) == 1 and bank.choose("t", rng) is other
 
 
-def test_a_full_bank_evicts_the_tried_skill_with_the_lowest_mean_and_round_trips() -> None:
+def test_a_task_wants_a_new_skill_only_when_none_waits_and_then_only_to_beat_the_bank() -> None:
     bank = SkillBank(capacity=2)
+    rng = np.random.default_rng(0)
+    assert bank.wants_skill("t", 0.0)  # room, nothing untried
+    bank.add("t", Skill("a"))
+    assert not bank.wants_skill("t", 0.0)  # "a" waits its turn
+    bank.choose("t", rng)
+    assert bank.wants_skill("t", 0.0)  # "a" is pending now
+    bank.add("t", Skill("b"))
+    bank.credit("t", [0.5])
+    bank.choose("t", rng)  # "b", untried
+    bank.credit("t", [0.25])
+    assert not bank.wants_skill("t", 0.5) and bank.wants_skill("t", 0.6)  # full: only past the best mean, 0.5
+    bank.choose("t", rng)
+    bank.add("t", Skill("c"))  # evicts the credited skill with the lowest mean ("b"), never the pending one
+    assert [skill.success_analysis for skill in bank.skills["t"]] == ["a", "c"]
+
+
+def test_a_full_bank_evicts_the_credited_skill_with_the_lowest_mean_and_round_trips() -> None:
+    bank = SkillBank(capacity=2)
+    rng = np.random.default_rng(1)
     bank.add("t", Skill("good"))
     bank.add("t", Skill("bad"))
-    bank.record("t", 0, [1.0])
-    bank.record("t", 1, [0.0])
+    bank.skills["t"][0].uses, bank.skills["t"][0].reward_sum = 1, 1.0
+    bank.skills["t"][1].uses = 1
     bank.add("t", Skill("new"))
     assert [skill.success_analysis for skill in bank.skills["t"]] == ["good", "new"]
     bank.add("u", Skill("x"))
+    bank.choose("u", rng)
     assert len(bank) == 3
     copy = SkillBank(capacity=2)
     copy.load(json.loads(json.dumps(bank.to_dict())))
-    assert copy.to_dict() == bank.to_dict()
+    assert copy.to_dict() == bank.to_dict() and copy.pending["u"] is copy.skills["u"][0]
 
 
 def test_summary_conversation_shows_the_task_actions_feedback_and_outcome() -> None:
@@ -185,44 +211,59 @@ def test_the_best_episode_skips_failed_ones_and_tasks_fall_back_to_seeds() -> No
 
 
 # --------------------------------------------------------------------------------------------- teacher
-def student_sequence(policy: HFPolicy, observation: str, reply: str) -> TrainingSequence:
-    prompt = policy.chat.prompt_ids(
-        [{"role": "system", "content": "Be brief."}, {"role": "user", "content": observation}]
-    )
-    reply_ids = policy.tokenizer(reply, add_special_tokens=False)["input_ids"]
-    ids = (*prompt, *reply_ids)
-    return TrainingSequence(
-        ids, (0,) * len(prompt) + (1,) * len(reply_ids), (0.0,) * len(prompt) + (-1.0,) * len(reply_ids)
-    )
+GEMMA_LIKE = (
+    "{% for message in messages %}{% if message['role'] == 'system' %}"
+    "{{ raise_exception('System role not supported') }}{% endif %}"
+    "{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>\\n' }}{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
+)
 
 
-def test_the_teacher_prompt_puts_the_skill_at_the_head_of_the_first_user_message(model_dir: Path) -> None:
+@pytest.mark.parametrize("history_turns", [None, 1, 0])
+@pytest.mark.parametrize("template", ["chatml", "no-system-role"])
+def test_every_context_the_student_sampled_in_gets_a_teacher_prompt_with_the_skill(
+    tmp_path: Path, model_dir: Path, history_turns: int | None, template: str
+) -> None:
+    """Rendered again from the episode's messages, every student prompt is found (multi-turn episodes, history
+    windows, a template without a system role), and its teacher prompt holds the skill before the observation."""
     policy = HFPolicy.from_pretrained(model_dir)
-    sequence = student_sequence(policy, "Push the box.", "up")
-    start = sequence.loss_mask.index(1)
-    teacher = teacher_prompt_ids(policy.tokenizer, sequence.input_ids[:start], policy.chat.user_opening(), MARKER)
-    text = policy.tokenizer.decode(teacher, skip_special_tokens=False)
-    assert text.index("Be brief.") < text.index(MARKER) < text.index("Push the box.")
-    assert text.endswith("<|im_start|>assistant\n")
-    with pytest.raises(AlignmentError, match="no user message opening"):
-        teacher_prompt_ids(policy.tokenizer, sequence.input_ids[:start], "<|nothing|>", MARKER)
+    if template == "no-system-role":
+        policy.tokenizer.chat_template = GEMMA_LIKE
+        policy.chat = ChatFormat(policy.tokenizer)
+    config = config_for(tmp_path, env_id=RETRY_ID, history_turns=history_turns, max_new_tokens=3)
+    trainer = SkillSDTrainer(config, policy, summariser=ScriptedSummariser())
+    groups = [list(group) for group in trainer.engine.run([0, 1])]
+    assert max(len(t.turns) for group in groups for t in group) == 3  # the toy's three attempts
+    for trajectory in (t for group in groups for t in group):
+        prompts = teacher_prompts(trajectory, policy.chat, trainer._system, history_turns, MARKER)
+        records = TokenRecord.segments_of(trajectory)
+        assert len(records) == (1 if history_turns is None else len(trajectory.turns))
+        for record, turn in zip(records, trajectory.turns, strict=False):
+            student = record.input_ids[: record.loss_mask.index(1)]
+            text = policy.tokenizer.decode(prompts[student])
+            observation = trajectory.turns[0].observation if history_turns is None else turn.observation
+            assert MARKER not in policy.tokenizer.decode(student)
+            assert text.index(MARKER) < text.rindex(observation.strip().splitlines()[0])
+    trainer.summariser.close()
 
 
 def test_teacher_log_probs_under_the_students_own_context_give_zero_loss_and_gradient(
-    model_dir: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, model_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """θ̄ = θ and no skill ⇒ L_SD = 0 and ∇L_SD = 0: the teacher scores exactly the student's tokens at the
-    right positions (an off-by-one would leave a large loss)."""
-    policy = HFPolicy.from_pretrained(model_dir)
-    policy.model.eval()
-    sequences = [student_sequence(policy, "Push the box.", "up up"), student_sequence(policy, "Go.", "left")]
-    monkeypatch.setattr(teacher_module, "teacher_prompt_ids", lambda tokenizer, prompt, opening, skill: list(prompt))
-    taught = with_teacher_logprobs(
-        policy.model, policy.tokenizer, sequences, ["s", "s"], user_opening="", pad_id=0, batch_size=1
-    )
-    assert all(sequence.teacher_logprobs is not None for sequence in taught)
-    batch = collate(taught, pad_id=0)
-    logprobs = target_logprobs(policy.model, batch.input_ids, batch.attention_mask)
+    """θ̄ = θ and no skill ⇒ L_SD = 0 and ∇L_SD = 0, through the trainer on multi-turn episodes with a history
+    window: the teacher scores exactly the student's tokens at the right positions (an off-by-one would leave a
+    large loss)."""
+    config = config_for(tmp_path, env_id=RETRY_ID, history_turns=1, max_new_tokens=3, model=str(model_dir))
+    trainer = SkillSDTrainer(config, summariser=ScriptedSummariser())
+    groups = [list(group) for group in trainer.engine.run([0, 1])]
+    trainer.bank.add(task_key(groups[0][0]), Skill(MARKER))
+    trainer.bank.add(task_key(groups[1][0]), Skill(MARKER))
+    monkeypatch.setattr(teacher_module, "with_skill", lambda messages, skill: list(messages))
+    sequences, counts = trainer._training_sequences(groups)
+    assert counts["taught_sequences"] == len(sequences) > 2 and counts["teacher_unplaced"] == 0
+    model = trainer.model
+    batch = collate(sequences, pad_id=trainer.session.pad_id)
+    logprobs = target_logprobs(model, batch.input_ids, batch.attention_mask)
     mask = batch.loss_mask.bool()
     assert torch.allclose(batch.teacher_logprobs[mask], logprobs.detach()[mask], atol=1e-5)
     loss = self_distillation_loss(
@@ -230,22 +271,30 @@ def test_teacher_log_probs_under_the_students_own_context_give_zero_loss_and_gra
     )
     loss.backward()
     assert abs(float(loss.detach())) < 1e-6
-    grads = [parameter.grad for parameter in policy.model.parameters() if parameter.grad is not None]
+    grads = [parameter.grad for parameter in model.parameters() if parameter.grad is not None]
     assert max(float(grad.abs().max()) for grad in grads) < 1e-5
     # and the check can fail: a real skill moves the teacher away from the student
     monkeypatch.undo()
-    real = with_teacher_logprobs(
-        policy.model,
-        policy.tokenizer,
-        sequences,
-        [MARKER, None],
-        user_opening=policy.chat.user_opening(),
-        pad_id=0,
-        batch_size=4,
-    )
-    assert real[1].teacher_logprobs is None
-    moved = collate(real, pad_id=0)
-    assert not torch.allclose(moved.teacher_logprobs[0][mask[0]], logprobs.detach()[0][mask[0]], atol=1e-3)
+    trainer.bank.pending.clear()
+    taught, _ = trainer._training_sequences(groups)
+    moved = collate(taught, pad_id=trainer.session.pad_id)
+    assert not torch.allclose(moved.teacher_logprobs[mask], logprobs.detach()[mask], atol=1e-3)
+    trainer.summariser.close()
+
+
+def test_a_prompt_the_template_does_not_render_again_gets_no_teacher_and_is_counted(
+    tmp_path: Path, model_dir: Path
+) -> None:
+    trainer = SkillSDTrainer(config_for(tmp_path, model=str(model_dir)), summariser=ScriptedSummariser())
+    trainer._system = "another system prompt than the rollouts had"
+    groups = [list(group) for group in trainer.engine.run([0, 1])]
+    for group in groups:
+        trainer.bank.add(task_key(group[0]), Skill(MARKER))
+    with pytest.warns(UserWarning, match="teacher_unplaced"):
+        sequences, counts = trainer._training_sequences(groups)
+    assert counts["taught_sequences"] == 0 and counts["teacher_unplaced"] == len(sequences) > 0
+    assert all(sequence.teacher_logprobs is None for sequence in sequences)
+    trainer.summariser.close()
 
 
 # --------------------------------------------------------------------------------------------- trainer
@@ -285,31 +334,29 @@ def test_students_never_see_a_skill_while_the_teacher_scores_with_it(tmp_path: P
 
 
 def test_sd_coef_zero_is_plain_grpo_and_a_positive_one_is_not(tmp_path: Path, model_dir: Path) -> None:
+    """λ = 0 is GRPO weight for weight. So is λ > 0 while no skill exists: the default summariser (the trained
+    policy, whose tiny model writes no JSON) samples with torch's generator saved and put back, so the rollouts
+    stay GRPO's. With skills, λ > 0 moves the weights."""
     shared = dict(
-        env_id=ENV_ID,
-        model=str(model_dir),
-        steps=3,
-        tasks_per_step=2,
-        group_size=4,
-        lr=3e-3,
-        max_new_tokens=6,
-        save_every=0,
-        progress=False,
-    )
+        env_id=ENV_ID, model=str(model_dir), steps=3, tasks_per_step=2, group_size=4, lr=3e-3, max_new_tokens=6,
+        save_every=0, progress=False,
+    )  # fmt: skip
     grpo = GRPOTrainer(GRPOConfig(output_dir=str(tmp_path / "grpo"), **shared))  # type: ignore[arg-type]
-    grpo.train()
-
-    def skill_sd(name: str, coef: float) -> dict[str, torch.Tensor]:
-        config = SkillSDConfig(output_dir=str(tmp_path / name), sd_coef=coef, train_tasks=None, **shared)  # type: ignore[arg-type]
-        trainer = SkillSDTrainer(config, summariser=ScriptedSummariser())
-        history = trainer.train()
-        assert history[-1]["taught_sequences"] > 0  # the teacher ran in both
-        return trainer.model.state_dict()
-
+    grpo_rewards = [step["reward"] for step in grpo.train()]
     expected = grpo.model.state_dict()
-    same = skill_sd("zero", 0.0)
-    assert all(torch.equal(same[name], expected[name]) for name in expected)
-    moved = skill_sd("positive", 5.0)
+
+    def skill_sd(name: str, coef: float, summariser: ScriptedSummariser | None = None) -> SkillSDTrainer:
+        config = SkillSDConfig(output_dir=str(tmp_path / name), sd_coef=coef, train_tasks=None, **shared)  # type: ignore[arg-type]
+        trainer = SkillSDTrainer(config, summariser=summariser)
+        history = trainer.train()
+        assert [step["reward"] for step in history] == grpo_rewards or summariser is not None
+        assert sum(step.get("skills_unparsed", 0.0) for step in history) == (6 if coef and not summariser else 0)
+        return trainer
+
+    for trainer in (skill_sd("zero", 0.0), skill_sd("no-skills", 0.5)):
+        weights = trainer.model.state_dict()
+        assert all(torch.equal(weights[name], expected[name]) for name in expected)
+    moved = skill_sd("positive", 5.0, ScriptedSummariser()).model.state_dict()
     assert any(not torch.equal(moved[name], expected[name]) for name in expected)
 
 
@@ -327,7 +374,7 @@ def test_the_bank_is_checkpointed_and_a_resumed_run_matches_an_uninterrupted_one
     cut = SkillSDTrainer(config_for(tmp_path, "cut", steps=2, save_every=2, model=str(model_dir)), summariser=scripted)
     cut.train()
     state = json.loads((saved_checkpoints(tmp_path / "cut")[-1] / "trainer_state.json").read_text())
-    assert sum(len(skills) for skills in state["skills"].values()) == 4
+    assert sum(len(skills) for skills in state["skills"]["skills"].values()) == 4
     resumed = SkillSDTrainer(
         config_for(tmp_path, "cut", steps=4, resume=True, model=str(model_dir)), summariser=scripted
     )
@@ -342,20 +389,3 @@ def test_a_failing_summariser_costs_its_skills_not_the_run(tmp_path: Path, model
     with pytest.warns(UserWarning, match="summariser failed"):
         history = trainer.train()
     assert len(history) == 3 and history[-1]["skill_bank"] == 0
-
-
-def test_token_records_are_what_the_teacher_splices(tmp_path: Path, model_dir: Path) -> None:
-    """Teacher and student score identical token ids: every taught sequence's tokens from its first sampled one
-    on are the student's record, and its teacher log-probs sit only on sampled tokens."""
-    trainer = SkillSDTrainer(config_for(tmp_path, steps=1, model=str(model_dir)), summariser=ScriptedSummariser())
-    trainer.bank.add("first", Skill(MARKER))
-    trainer.bank.add("second", Skill(MARKER))
-    groups = [list(group) for group in trainer.engine.run([0, 1])]
-    sequences, counts = trainer._training_sequences(groups)
-    assert counts["taught_sequences"] == len(sequences) > 0
-    records = {tuple(record.input_ids) for group in groups for t in group for record in TokenRecord.segments_of(t)}
-    for sequence in sequences:
-        assert sequence.input_ids in records and sequence.teacher_logprobs is not None
-        pairs = list(zip(sequence.teacher_logprobs, sequence.loss_mask, strict=True))
-        assert all(lp == 0.0 for lp, mask in pairs if not mask) and all(lp < 0.0 for lp, mask in pairs if mask)
-    trainer.summariser.close()

@@ -4,7 +4,7 @@ earlier episodes (TRAINERS.md §2). `skills` holds the skills and the per-task b
 
 from reflectgym.trainers.skill_sd.skills import SKILL_FIELDS, Skill, SkillBank, parse_skill
 from reflectgym.trainers.skill_sd.summariser import Summariser, Summary, summary_conversation
-from reflectgym.trainers.skill_sd.teacher import teacher_prompt_ids, with_teacher_logprobs
+from reflectgym.trainers.skill_sd.teacher import episode_contexts, teacher_prompts, with_skill, with_teacher_logprobs
 
 __all__ = [
     "SKILL_FIELDS",
@@ -12,8 +12,10 @@ __all__ = [
     "SkillBank",
     "Summariser",
     "Summary",
+    "episode_contexts",
     "parse_skill",
     "summary_conversation",
-    "teacher_prompt_ids",
+    "teacher_prompts",
+    "with_skill",
     "with_teacher_logprobs",
 ]

@@ -2,14 +2,14 @@
 
 A skill is what a summariser wrote about one episode of a task, as JSON with `success_analysis`,
 `mistake_analysis` and `golden_workflow`. The bank keeps a few per task and picks one for the teacher by an upper
-confidence bound on the mean return of the episodes that were scored with it; untried skills go first.
+confidence bound on the mean return of the task's next visit after an update it shaped; untried skills go first.
 """
 
 from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -17,6 +17,9 @@ import numpy as np
 
 SKILL_FIELDS = ("success_analysis", "mistake_analysis", "golden_workflow")
 """The keys a summariser's JSON answers with."""
+
+MAX_FIELD_CHARS = 1000
+"""Characters kept of each field: a summariser that ignores its token limit cannot flood the teacher's context."""
 
 _FIELD_TITLES = {
     "success_analysis": "What worked",
@@ -67,6 +70,10 @@ def _as_text(value: Any) -> str:
     return "" if value is None else json.dumps(value, ensure_ascii=False)
 
 
+def _field(value: Any) -> str:
+    return _as_text(value)[:MAX_FIELD_CHARS]
+
+
 def _skill_fields(data: Any, depth: int = 2) -> dict[str, Any] | None:
     """The object that holds skill fields: `data` itself, else one nested in it (small models often wrap their
     answer: `{"skill": {...}}`), searched `depth` levels down."""
@@ -98,7 +105,7 @@ def parse_skill(reply: str, max_tries: int = 32) -> Skill | None:
             data = None
         fields = _skill_fields(data)
         if fields is not None:
-            success, mistakes, workflow = (_as_text(fields.get(name)) for name in SKILL_FIELDS)
+            success, mistakes, workflow = (_field(fields.get(name)) for name in SKILL_FIELDS)
             skill = Skill(success_analysis=success, mistake_analysis=mistakes, golden_workflow=workflow)
             if any(getattr(skill, name) for name in SKILL_FIELDS):
                 return skill
@@ -109,10 +116,12 @@ def parse_skill(reply: str, max_tries: int = 32) -> Skill | None:
 class SkillBank:
     """Skills per task, at most `capacity` each, chosen by UCB.
 
+    A skill's teacher shapes the update of the step it is chosen in; the returns of the task's next visit, sampled
+    by the updated policy, are what it is credited with (`credit`). Until then it is the task's pending skill.
+
     Args:
-        capacity: Skills kept per task; a new one evicts the tried skill with the lowest mean return (the oldest
-            when none was tried).
-        exploration: c of the bound mean + c·sqrt(ln N / n), N the task's episodes scored with any of its skills.
+        capacity: Skills kept per task; a new one evicts the credited skill with the lowest mean return.
+        exploration: c of the bound mean + c·sqrt(ln N / n), N the task's episodes credited to any of its skills.
     """
 
     def __init__(self, capacity: int = 4, exploration: float = 1.0) -> None:
@@ -121,49 +130,70 @@ class SkillBank:
         self.capacity = capacity
         self.exploration = exploration
         self.skills: dict[str, list[Skill]] = {}
+        self.pending: dict[str, Skill] = {}
+        """Per task, the skill chosen at its last visit, not credited yet."""
 
     def __len__(self) -> int:
         return sum(len(skills) for skills in self.skills.values())
 
-    def select(self, task: str, rng: np.random.Generator) -> int | None:
-        """The index of the skill the teacher uses for `task`, or None when the task has none yet: an untried one
+    def credit(self, task: str, returns: Sequence[float]) -> None:
+        """Credits `returns` (a visit's episodes) to the skill chosen at the task's previous visit, if any."""
+        skill = self.pending.pop(task, None)
+        if skill is not None and returns:
+            skill.uses += len(returns)
+            skill.reward_sum += float(sum(returns))
+
+    def choose(self, task: str, rng: np.random.Generator) -> Skill | None:
+        """The skill the teacher uses for `task` (then pending), or None when the task has none yet: an untried one
         first (at random), else the highest upper confidence bound (ties at random)."""
         skills = self.skills.get(task)
         if not skills:
             return None
-        untried = [index for index, skill in enumerate(skills) if skill.uses == 0]
+        untried = [skill for skill in skills if skill.uses == 0]
         if untried:
-            return int(rng.choice(untried))
-        total = sum(skill.uses for skill in skills)
-        bounds = np.array(
-            [skill.mean_reward + self.exploration * math.sqrt(math.log(total) / skill.uses) for skill in skills]
-        )
-        best = np.flatnonzero(np.isclose(bounds, bounds.max(), rtol=0.0, atol=1e-12))
-        return int(rng.choice(best))
+            chosen = untried[int(rng.integers(len(untried)))]
+        else:
+            total = sum(skill.uses for skill in skills)
+            bounds = np.array(
+                [skill.mean_reward + self.exploration * math.sqrt(math.log(total) / skill.uses) for skill in skills]
+            )
+            best = np.flatnonzero(np.isclose(bounds, bounds.max(), rtol=0.0, atol=1e-12))
+            chosen = skills[int(rng.choice(best))]
+        self.pending[task] = chosen
+        return chosen
 
-    def get(self, task: str, index: int) -> Skill:
-        """The skill `select` named."""
-        return self.skills[task][index]
-
-    def record(self, task: str, index: int, returns: list[float]) -> None:
-        """Counts the returns of episodes whose teacher used skill `index` of `task`."""
-        skill = self.skills[task][index]
-        skill.uses += len(returns)
-        skill.reward_sum += float(sum(returns))
+    def wants_skill(self, task: str, mean_return: float) -> bool:
+        """Whether a new skill for `task` is worth writing: not while an untried one waits its turn; while the task
+        has room; once full, only when the visit's `mean_return` beats every credited skill's mean (the policy has
+        outgrown them)."""
+        skills = self.skills.get(task, [])
+        pending = self.pending.get(task)
+        if any(skill.uses == 0 and skill is not pending for skill in skills):
+            return False
+        if len(skills) < self.capacity:
+            return True
+        credited = [skill.mean_reward for skill in skills if skill.uses > 0]
+        return bool(credited) and mean_return > max(credited)
 
     def add(self, task: str, skill: Skill) -> None:
-        """Adds a new skill to `task`, evicting one when the task is full."""
+        """Adds a new skill to `task`; a full task first evicts its credited skill with the lowest mean return
+        (the oldest on ties; never the pending one)."""
         skills = self.skills.setdefault(task, [])
         if len(skills) >= self.capacity:
-            tried = [index for index, old in enumerate(skills) if old.uses > 0]
-            evicted = min(tried, key=lambda index: skills[index].mean_reward) if tried else 0
-            del skills[evicted]
+            pending = self.pending.get(task)
+            others = [index for index, old in enumerate(skills) if old is not pending] or [0]
+            credited = [index for index in others if skills[index].uses > 0] or others
+            del skills[min(credited, key=lambda index: skills[index].mean_reward)]
         skills.append(skill)
 
-    def to_dict(self) -> dict[str, list[dict[str, Any]]]:
+    def to_dict(self) -> dict[str, Any]:
         """JSON-ready state, for checkpoints."""
-        return {task: [asdict(skill) for skill in skills] for task, skills in self.skills.items()}
+        return {
+            "skills": {task: [asdict(skill) for skill in skills] for task, skills in self.skills.items()},
+            "pending": {task: self.skills[task].index(skill) for task, skill in self.pending.items()},
+        }
 
-    def load(self, state: Mapping[str, list[Mapping[str, Any]]]) -> None:
+    def load(self, state: Mapping[str, Any]) -> None:
         """Puts back what `to_dict` saved."""
-        self.skills = {task: [Skill(**skill) for skill in skills] for task, skills in state.items()}
+        self.skills = {task: [Skill(**skill) for skill in skills] for task, skills in state["skills"].items()}
+        self.pending = {task: self.skills[task][index] for task, index in state["pending"].items()}

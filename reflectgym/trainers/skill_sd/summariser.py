@@ -55,10 +55,12 @@ def summary_conversation(trajectory: Trajectory, max_turns: int = 40, max_chars:
 
 @dataclass(frozen=True)
 class Summary:
-    """A summariser's answer for one task: the skill, or None when the reply held none."""
+    """A summariser's answer for one task: the skill, or None when the reply held none (or `failed`: the
+    generation itself failed)."""
 
     task: str
     skill: Skill | None
+    failed: bool = False
 
 
 class Summariser:
@@ -75,6 +77,7 @@ class Summariser:
     def __init__(self, policy: Policy, sampling: Sampling, *, background: bool, max_turns: int = 40) -> None:
         self.policy = policy
         self.sampling = sampling
+        self.background = background
         self.max_turns = max_turns
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="summariser") if background else None
 
@@ -91,7 +94,9 @@ class Summariser:
                 return []
             replies = self.policy.generate(conversations, chosen)
             return [
-                Summary(task, parse_skill(reply.text) if reply.finish_reason != "error" else None)
+                Summary(task, None, failed=True)
+                if reply.finish_reason == "error"
+                else Summary(task, parse_skill(reply.text))
                 for task, reply in zip(tasks, replies, strict=True)
             ]
 

@@ -1,73 +1,100 @@
 """The Skill-SD teacher: the same network under a context that holds a skill, re-scoring the student's own tokens.
 
-The teacher's context is the student's with the skill at the head of its first user message (the task, or the
-oldest observation of a history window); everything from the student's first sampled token on (its replies and
-the env's answers) is spliced in as the same ids, never re-tokenised, so both score identical tokens (`rescore`
-checks it). The teacher never generates.
+Every context the student sampled in is rendered again from the episode's messages with the skill at the head of
+the first user message (the task, or the oldest observation of a history window), through the same chat template;
+the student's own rendering of those messages must give back exactly the prompt ids it sampled after, or the
+context gets no teacher. Everything from the student's first sampled token on (its replies and the env's answers)
+is spliced in as the same ids, never re-tokenised, so both score identical tokens. The teacher never generates.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
-from typing import Any
 
 import torch
 
+from reflectgym.agents.chat import ChatFormat, recent_turns
+from reflectgym.agents.policy import Message
+from reflectgym.core.trajectory import Trajectory
 from reflectgym.trainers.batching import TrainingSequence
-from reflectgym.trainers.rescore import AlignmentError, rescore
+from reflectgym.trainers.rescore import rescore
 
 SKILL_SEPARATOR = "\n\n"
 """Between the skill and the user message it heads."""
 
 
-def teacher_prompt_ids(tokenizer: Any, prompt_ids: Sequence[int], user_opening: str, skill: str) -> list[int]:
-    """The student's prompt ids with `skill` at the head of the first user message.
+def episode_contexts(trajectory: Trajectory, system: str, history_turns: int | None) -> list[list[Message]]:
+    """The messages of every context the rollout engine let the policy sample in, in order: the opening (system
+    prompt and first observation) for a whole-episode context, or one window of recent turns per turn."""
+    opening: list[Message] = [{"role": "system", "content": system}] if system else []
+    opening.append({"role": "user", "content": trajectory.turns[0].observation if trajectory.turns else ""})
+    if history_turns is None:
+        return [opening]
+    contexts, messages = [], list(opening)
+    for index, turn in enumerate(trajectory.turns):
+        contexts.append(messages)
+        if index + 1 < len(trajectory.turns):
+            following = trajectory.turns[index + 1].observation
+            history = [*messages, {"role": "assistant", "content": turn.action}, {"role": "user", "content": following}]
+            messages = recent_turns(history, history_turns)
+    return contexts
 
-    The prompt is decoded (template tokens kept), the skill inserted after the first `user_opening` (the template
-    text that opens a user message: `ChatFormat.user_opening`), and the text encoded again: the prompt carries no
-    loss, so its re-tokenisation changes nothing the student learns.
 
-    Raises:
-        AlignmentError: The prompt holds no user message opening as the template renders it.
-    """
-    text = tokenizer.decode(list(prompt_ids), skip_special_tokens=False, clean_up_tokenization_spaces=False)
-    at = text.find(user_opening) if user_opening else -1
-    if at < 0:
-        raise AlignmentError(f"no user message opening ({user_opening!r}) in the student's prompt to put a skill in")
-    end = at + len(user_opening)
-    return list(tokenizer(text[:end] + skill + SKILL_SEPARATOR + text[end:], add_special_tokens=False)["input_ids"])
+def with_skill(messages: Sequence[Message], skill: str) -> list[Message]:
+    """`messages` with `skill` at the head of the first user message."""
+    out = [dict(message) for message in messages]
+    first = next(index for index, message in enumerate(out) if message["role"] == "user")
+    out[first]["content"] = skill + SKILL_SEPARATOR + out[first]["content"]
+    return out  # type: ignore[return-value]
+
+
+def teacher_prompts(
+    trajectory: Trajectory, chat: ChatFormat, system: str, history_turns: int | None, skill: str
+) -> dict[tuple[int, ...], list[int]]:
+    """Student prompt ids → the teacher's, for every context of `trajectory` (the student's rendered as the engine
+    renders them, so they match the prompts its token records begin with)."""
+    prompts: dict[tuple[int, ...], list[int]] = {}
+    for messages in episode_contexts(trajectory, system, history_turns):
+        prompts[tuple(chat.prompt_ids(messages))] = chat.prompt_ids(with_skill(messages, skill))
+    return prompts
+
+
+def prompt_of(sequence: TrainingSequence) -> tuple[int, ...]:
+    """The ids before a sequence's first sampled token: the prompt the policy sampled its first reply after."""
+    return sequence.input_ids[: sequence.loss_mask.index(1)]
 
 
 def with_teacher_logprobs(
     model: torch.nn.Module,
-    tokenizer: Any,
     sequences: Sequence[TrainingSequence],
-    skills: Sequence[str | None],
+    teacher_prompt_ids: Sequence[Sequence[int] | None],
     *,
-    user_opening: str,
     pad_id: int,
     batch_size: int,
     autocast_dtype: torch.dtype | None = None,
 ) -> list[TrainingSequence]:
-    """`sequences` with the teacher's log-probs of their tokens, for those whose skill is not None (the others
-    are returned as they are). `model` scores without gradient, as it is now: θ̄ is θ at the start of the step."""
-    if len(skills) != len(sequences):
-        raise ValueError(f"{len(skills)} skills for {len(sequences)} sequences")
-    taught = [index for index, skill in enumerate(skills) if skill is not None]
+    """`sequences` with the teacher's log-probs of their tokens, for those with a teacher prompt (the others are
+    returned as they are): each sequence from its first sampled token on, after its teacher prompt. `model` scores
+    without gradient and without dropout, as it is now: θ̄ is θ at the start of the step."""
+    if len(teacher_prompt_ids) != len(sequences):
+        raise ValueError(f"{len(teacher_prompt_ids)} teacher prompts for {len(sequences)} sequences")
+    taught = [index for index, prompt in enumerate(teacher_prompt_ids) if prompt is not None]
     out = list(sequences)
-    for begin in range(0, len(taught), batch_size):
-        chunk = taught[begin : begin + batch_size]
-        starts = [sequences[index].loss_mask.index(1) for index in chunk]
-        contexts = [
-            teacher_prompt_ids(tokenizer, sequences[index].input_ids[:start], user_opening, str(skills[index]))
-            for index, start in zip(chunk, starts, strict=True)
-        ]
-        responses = [sequences[index].input_ids[start:] for index, start in zip(chunk, starts, strict=True)]
-        scored = rescore(model, contexts, responses, pad_id=pad_id, autocast_dtype=autocast_dtype)
-        for index, start, logprobs in zip(chunk, starts, scored, strict=True):
-            sequence = sequences[index]
-            masked = zip(logprobs.tolist(), sequence.loss_mask[start:], strict=True)
-            values = tuple(float(value) if mask else 0.0 for value, mask in masked)
-            out[index] = dataclasses.replace(sequence, teacher_logprobs=(0.0,) * start + values)
+    was_training = model.training
+    model.eval()
+    try:
+        for begin in range(0, len(taught), batch_size):
+            chunk = taught[begin : begin + batch_size]
+            starts = [sequences[index].loss_mask.index(1) for index in chunk]
+            contexts = [list(teacher_prompt_ids[index] or ()) for index in chunk]
+            responses = [sequences[index].input_ids[start:] for index, start in zip(chunk, starts, strict=True)]
+            scored = rescore(model, contexts, responses, pad_id=pad_id, autocast_dtype=autocast_dtype)
+            for index, start, logprobs in zip(chunk, starts, scored, strict=True):
+                sequence = sequences[index]
+                masked = zip(logprobs.tolist(), sequence.loss_mask[start:], strict=True)
+                values = tuple(float(value) if mask else 0.0 for value, mask in masked)
+                out[index] = dataclasses.replace(sequence, teacher_logprobs=(0.0,) * start + values)
+    finally:
+        model.train(was_training)
     return out

@@ -10,26 +10,38 @@ of `losses.self_distillation_loss`, λ = `sd_coef` (paper: 0.001).
 Deviations from the paper (and choices the write-ups leave open):
 - θ̄ is θ at the start of each step, and a step takes one optimiser step, so the teacher's log-probs are computed
   before the update with the model as it is: no copy of the weights is kept.
-- One skill per task and step, from the group's best episode (highest return, the first on ties); the write-ups
-  summarise "the trajectory" without saying which.
-- A skill written in step s is first used in step s + 1 (the teacher scores a task with a skill from its bank;
-  a task seen for the first time has none, and its sequences get no SD term).
-- A skill's UCB statistics count the returns of every episode its teacher scored.
+- A skill is written from a group's best episode (highest return, the first on ties); the write-ups summarise "the
+  trajectory" without saying which. A task gets a new skill only when none of its skills is untried, while its
+  bank has room, and once full only when the visit's mean return beats every skill's mean (then the credited
+  skill with the lowest mean makes way). With a skill after every visit, untried-first would always pick the
+  newest and UCB would never choose.
+- A skill is credited with the returns of its task's next visit: those episodes were sampled by the policy its
+  teacher helped update (the episodes of the visit it was chosen at were sampled before the teacher saw it).
+- A skill written in step s is first used in step s + 1; a task seen for the first time has none, and its
+  sequences get no SD term.
 - A group whose returns are all equal carries no GRPO signal but does carry the SD term when its task has a skill:
-  with λ > 0 it is kept (advantage 0), and its tokens count in the GRPO term's token mean. λ = 0 is plain GRPO.
-- The skill heads the teacher's first user message (the task, or the oldest observation of a history window).
+  it is kept (advantage 0), and the GRPO term is rescaled so that its mean still runs over the groups with signal
+  only (the k3 KL to a reference, when on, rides with it).
+- The skill heads the teacher's first user message (the task, or the oldest observation of a history window;
+  before the system text for templates that merge it there).
+- `sd_coef: 0` is plain GRPO: no skills, no teacher pass.
 - A single process (no `torchrun` data parallelism: each rank would keep its own bank).
-- A reply of the summariser with no JSON object makes no skill (`skills_unparsed` counts them).
+- A reply of the summariser with no JSON object makes no skill (`skills_unparsed` counts them). The default
+  summariser (the trained policy) samples with its generator state saved and put back, so rollouts do not depend
+  on it; a background summariser sampling with torch in this process (`hf:`) shares torch's global generator,
+  and such a run is not bit-reproducible (an `openai:` one is).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
 
+import gymnasium as gym
 import numpy as np
 import torch
 
@@ -40,12 +52,14 @@ from reflectgym.core.trajectory import Trajectory
 from reflectgym.trainers.batching import Batch, TrainingSequence
 from reflectgym.trainers.config import ConfigError
 from reflectgym.trainers.data_parallel import current_world
+from reflectgym.trainers.demonstrations import env_system_prompt
 from reflectgym.trainers.grpo import GRPOConfig, GRPOTrainer, sequences_from_groups
 from reflectgym.trainers.losses import self_distillation_loss
 from reflectgym.trainers.session import WeightSyncedSampler
-from reflectgym.trainers.skill_sd.skills import SkillBank
+from reflectgym.trainers.skill_sd.skills import Skill, SkillBank
 from reflectgym.trainers.skill_sd.summariser import Summariser, Summary
-from reflectgym.trainers.skill_sd.teacher import with_teacher_logprobs
+from reflectgym.trainers.skill_sd.teacher import prompt_of, teacher_prompts, with_teacher_logprobs
+from reflectgym.trainers.update import averaged_units
 
 
 @dataclass
@@ -89,6 +103,13 @@ class SkillSDConfig(GRPOConfig):
             raise ConfigError("skill_exploration and summary_temperature must be 0 or positive")
 
 
+def visit_of(group: list[Trajectory]) -> tuple[str, list[float]]:
+    """A group's task (the bank's key, from its first episode that did not fail) and the returns of those
+    episodes."""
+    finished = [trajectory for trajectory in group if "error" not in trajectory.metadata]
+    return task_key(finished[0] if finished else group[0]), [trajectory.total_reward for trajectory in finished]
+
+
 def task_key(trajectory: Trajectory) -> str:
     """The skill bank's key of an episode's task: its task id, else its seed (procedurally generated levels)."""
     return trajectory.task_id if trajectory.task_id is not None else f"seed-{trajectory.seed}"
@@ -127,11 +148,18 @@ class SkillSDTrainer(GRPOTrainer):
         if summariser is None and config.summariser is not None:
             summariser = make_policy(config.summariser, model=config.summariser_model)
         sampling = Sampling(temperature=config.summary_temperature, max_new_tokens=config.summary_max_new_tokens)
+        background = summariser is not None and summariser is not self.policy  # (never the trained model's twin)
         self.summariser = Summariser(
-            summariser or self.policy, sampling, background=summariser is not None, max_turns=config.summary_turns
+            summariser or self.policy, sampling, background=background, max_turns=config.summary_turns
         )
-        self._user_opening = self.policy.chat.user_opening()
+        env = gym.make(config.env_id, **config.env_kwargs)
+        try:
+            self._system = env_system_prompt(config.env_id, env, config.system_prompt)
+        finally:
+            env.close()
         self._summaries: Future[list[Summary]] | None = None
+        self._grpo_scale = 1.0
+        self._warned_unplaced = False
 
     def seeds_for(self, step: int) -> list[int]:
         """The step's task seeds: the next `tasks_per_step` of a shuffled pass over the training tasks (a pure
@@ -160,47 +188,91 @@ class SkillSDTrainer(GRPOTrainer):
 
     def _restore(self, state: Mapping[str, Any]) -> None:
         super()._restore(state)
-        self.bank.load(state.get("skills", {}))
+        if "skills" in state:
+            self.bank.load(state["skills"])
 
     def _training_sequences(self, groups: list[list[Trajectory]]) -> tuple[list[TrainingSequence], dict[str, float]]:
         """GRPO's sequences, those of tasks with a skill scored by the teacher; then the step's summaries start."""
         config, session = self.config, self.session
+        self._grpo_scale = 1.0
+        if config.sd_coef == 0:
+            return super()._training_sequences(groups)
         rng = np.random.default_rng([config.seed, session.step])
-        chosen: dict[int, tuple[str, int]] = {}  # group position -> (task, skill index)
+        chosen: dict[int, Skill] = {}  # group position -> the skill its teacher uses
         for position, group in enumerate(groups):
-            task = task_key(group[0])
-            index = self.bank.select(task, rng)
-            if index is not None:
-                chosen[position] = (task, index)
-        keep = chosen.keys() if config.sd_coef > 0 else ()
-        sequences, counts = sequences_from_groups(groups, config.drop_zero_variance_groups, keep)
-        skills = [self.bank.get(*chosen[s.group]).text() if s.group in chosen else None for s in sequences]
+            task, returns = visit_of(group)
+            self.bank.credit(task, returns)
+            skill = self.bank.choose(task, rng)
+            if skill is not None:
+                chosen[position] = skill
+        sequences, counts = sequences_from_groups(groups, config.drop_zero_variance_groups, chosen.keys())
+        prompts = {
+            (position, student): teacher
+            for position, skill in chosen.items()
+            for trajectory in groups[position]
+            if "error" not in trajectory.metadata
+            for student, teacher in teacher_prompts(
+                trajectory, self.policy.chat, self._system, config.history_turns, skill.text()
+            ).items()
+        }
+        teachers = [prompts.get((sequence.group, prompt_of(sequence))) for sequence in sequences]
         sequences = with_teacher_logprobs(
             session.model,
-            self.policy.tokenizer,
             sequences,
-            skills,
-            user_opening=self._user_opening,
+            teachers,
             pad_id=session.pad_id,
             batch_size=config.minibatch_size,
             autocast_dtype=session.autocast_dtype,
         )
-        for position, (task, index) in chosen.items():
-            returns = [t.total_reward for t in groups[position] if "error" not in t.metadata]
-            self.bank.record(task, index, returns)
-        counts["taught_sequences"] = float(sum(skill is not None for skill in skills))
-        episodes = [(task_key(group[0]), best) for group in groups if (best := best_episode(group)) is not None]
-        seed = derive_seed(config.seed, session.step, 0x5C111)  # summaries are reproducible: exact resume
-        sampling = Sampling(
-            temperature=config.summary_temperature, max_new_tokens=config.summary_max_new_tokens, seed=seed
+        counts["taught_sequences"] = float(sum(teacher is not None for teacher in teachers))
+        pairs = zip(sequences, teachers, strict=True)
+        counts["teacher_unplaced"] = float(
+            sum(teacher is None and sequence.group in chosen for sequence, teacher in pairs)
         )
-        self._summaries = self.summariser.submit(episodes, sampling)
+        if counts["teacher_unplaced"] and not self._warned_unplaced:
+            warnings.warn(
+                "skill_sd: the chat template did not render some prompts again as they were sampled; those sequences "
+                "get no SD term (metric teacher_unplaced)",
+                stacklevel=2,
+            )
+            self._warned_unplaced = True
+        self._grpo_scale = self._grpo_rescale(groups, sequences, chosen.keys())
+        self._start_summaries(groups)
         return sequences, counts
+
+    def _grpo_rescale(
+        self, groups: list[list[Trajectory]], sequences: list[TrainingSequence], kept: Collection[int]
+    ) -> float:
+        """What the GRPO term is multiplied by so that its mean runs over the groups with GRPO signal only, not
+        over the all-equal groups kept for the SD term."""
+        if not self.config.drop_zero_variance_groups:
+            return 1.0
+        uniform = {position for position in kept if len(set(visit_of(groups[position])[1])) <= 1}
+        signal = [sequence for sequence in sequences if sequence.group not in uniform]
+        units = averaged_units(signal, self.config.normalisation)
+        return averaged_units(sequences, self.config.normalisation) / units if units else 1.0
+
+    def _start_summaries(self, groups: list[list[Trajectory]]) -> None:
+        """Asks for a skill for each task that wants one, from its group's best episode."""
+        episodes = []
+        for group in groups:
+            task, returns = visit_of(group)
+            best = best_episode(group)
+            if best is not None and self.bank.wants_skill(task, float(np.mean(returns))):
+                episodes.append((task, best))
+        seed = derive_seed(self.config.seed, self.session.step, 0x5C111)  # reproducible summaries: exact resume
+        sampling = dataclasses.replace(self.summariser.sampling, seed=seed)
+        if self.summariser.background:
+            self._summaries = self.summariser.submit(episodes, sampling)
+            return
+        devices = [self.policy.device] if self.policy.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):  # the rollouts' generator stays as it was
+            self._summaries = self.summariser.submit(episodes, sampling)
 
     def _after_update(self, groups: list[list[Trajectory]]) -> dict[str, float]:
         """The step's skills join the bank (after a background summariser finished them)."""
         future, self._summaries = self._summaries, None
-        added = unparsed = 0
+        added = unparsed = failed = 0
         if future is not None:
             try:
                 summaries = future.result()
@@ -208,15 +280,23 @@ class SkillSDTrainer(GRPOTrainer):
                 warnings.warn(f"skill_sd: the summariser failed, no skills this step: {error}", stacklevel=2)
                 summaries = []
             for summary in summaries:
-                if summary.skill is None:
+                if summary.skill is not None:
+                    self.bank.add(summary.task, summary.skill)
+                    added += 1
+                elif summary.failed:
+                    failed += 1
+                else:
                     unparsed += 1
-                    continue
-                self.bank.add(summary.task, summary.skill)
-                added += 1
-        return {"skills_added": float(added), "skills_unparsed": float(unparsed), "skill_bank": float(len(self.bank))}
+        return {
+            "skills_added": float(added),
+            "skills_unparsed": float(unparsed),
+            "skills_failed": float(failed),
+            "skill_bank": float(len(self.bank)),
+        }
 
     def _loss(self, batch: Batch, logprobs: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
         loss, metrics = super()._loss(batch, logprobs)
+        loss = loss * self._grpo_scale
         distillation = self_distillation_loss(
             logprobs,
             batch.old_logprobs,

@@ -1,0 +1,209 @@
+"""The RLTF trainer: reinforcement learning from text feedback, by self-distillation (RLTF-SD) and feedback
+modelling (RLTF-FM), on the shared GRPO core (TRAINERS.md §4; official code: lili-chen/rltf).
+
+config → two-turn episodes (an env with `max_attempts=2`: a correct first answer ends the episode, a wrong one
+gets the env's critique and a second attempt, `revision`) → GRPO's multi-turn sequences, plus RLTF-SD's: each
+second answer y_1 re-attached to the first prompt x_0 with advantage (r_1 − mean r_0)·sd_coef and tokens below
+log-prob −5 (`sd_logprob_floor`) under x_0 masked (`distillation`), plus RLTF-FM's: the critique as a supervised
+target given the question and the first attempt, weighted by fm_coef (`feedback`) → one optimiser step → log /
+checkpoint.
+
+Deviations from the paper and its code, on purpose:
+* x_1 is the rollout's grown chat, not a fresh single prompt: the system prompt, the question, y_0, then one user
+  turn with the env's feedback, its own request to revise ("Attempt 2 of 2: ...") and the instruction to answer
+  as if for the first time (`revision`). It holds what the paper's x_1 holds (question, previous attempt,
+  critique, instruction), keeps the multi-turn GRPO sequences token exact, and needs no change to the engine.
+* The critique c_0 is the env's own verifier feedback at its `feedback` level, not an LLM judge's critique.
+* Rewards are the env's per turn: 1 correct, 0 wrong, −format_penalty (Math: 0.1) with no readable answer, i.e.
+  correct + 0.1·(format_ok − 1), where format_ok means the env read an answer (Math also reads the last number by
+  default), not the paper's `\\boxed` check. A failed first attempt keeps its reward (0, or −0.1 unformatted)
+  where the paper pays intermediate turns 0 (`reward_y1=False`): mean r_0 counts format penalties.
+* The GRPO part is this package's: one return per episode (r_0 + r_1), group-normalised, PPO-clipped; the
+  official code uses per-turn returns discounted by γ = 0.1, centred without the std, and an unclipped
+  importance-sampling loss.
+* RLTF-SD's π_old is the model's own log-prob under x_0 before the update (see `distillation` for why), as in the
+  official code; tokens below −5 leave the loss mask (out of the token mean) where the official code zeroes their
+  advantage (its losses are sums, so there they change nothing else); a re-attached answer whose advantage is 0 is
+  not added (it has no gradient and would only dilute the token mean); sd_coef is constant (the DAPO run of the
+  official code ramps rl_coef from 0 to 0.1).
+* Each token of the step is one unit of its mean (or each sequence, with `normalisation: sequence`): a critique
+  token adds fm_coef·NLL, a policy token its GRPO term; the official code adds fm_coef times the critique's NLL to
+  the RL loss. The feedback-modelling prompt paraphrases the paper's.
+* One process (no `torchrun`), a whole-episode context (no `history_turns` window: x_1 must hold the question and
+  the first attempt).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from reflectgym.agents.hf_policy import HFPolicy
+from reflectgym.agents.rollout import EnvFactory
+from reflectgym.core.env import TextEnv
+from reflectgym.core.trajectory import Trajectory, Turn
+from reflectgym.trainers.batching import Batch, TrainingSequence
+from reflectgym.trainers.config import ConfigError
+from reflectgym.trainers.data_parallel import current_world
+from reflectgym.trainers.grpo import GRPOConfig, GRPOTrainer
+from reflectgym.trainers.losses import Normalisation, sft_loss
+from reflectgym.trainers.rltf.distillation import LOGPROB_FLOOR, self_distillation_sequences
+from reflectgym.trainers.rltf.episodes import finished, second_turns
+from reflectgym.trainers.rltf.feedback import feedback_sequences
+from reflectgym.trainers.rltf.revision import REVISION_INSTRUCTION, with_revision_instruction
+from reflectgym.trainers.session import WeightSyncedSampler
+from reflectgym.trainers.update import averaged_units
+
+
+@dataclass
+class RLTFConfig(GRPOConfig):
+    """Everything an RLTF run needs: GRPO's options, then RLTF-SD's and RLTF-FM's."""
+
+    output_dir: str = "runs/rltf"
+    """Where metrics, checkpoints, the final model and the report go."""
+    env_id: str = "reflectgym/Math-v0"
+    """A single-answer env whose failed attempt is answered with feedback (any registered id)."""
+    env_kwargs: dict[str, Any] = field(default_factory=lambda: {"max_attempts": 2})
+    """Arguments for `gymnasium.make(env_id, ...)`: give the env a second attempt (`max_attempts: 2`)."""
+    max_turns: int = 2
+    """Turns per episode: RLTF's episodes have two (an attempt, then a revision after the critique)."""
+    sd_coef: float = 0.1
+    """RLTF-SD's rl_coef: re-attached second answers get advantage (r_1 − mean r_0)·sd_coef (paper: 0.1; 0: off)."""
+    sd_logprob_floor: float = LOGPROB_FLOOR
+    """Re-attached tokens whose log-prob under x_0 is below this carry no loss (paper: −5; the scale depends on the
+    model and its vocabulary: a tiny random model's tokens all sit near −log(vocab size))."""
+    fm_coef: float = 0.0
+    """RLTF-FM's weight of the critique's NLL (paper: 0.1, with sd_coef 0; 0: off)."""
+    revision_instruction: str = REVISION_INSTRUCTION
+    """Appended to the observation that asks for the second attempt ("": the env's observation alone)."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        for name in ("sd_coef", "fm_coef"):
+            if not 0 <= getattr(self, name) < math.inf:
+                raise ConfigError(f"{name} must be 0 (off) or positive and finite; got {getattr(self, name)}")
+        if math.isnan(self.sd_logprob_floor) or self.sd_logprob_floor > 0:
+            raise ConfigError(f"sd_logprob_floor is a log-prob: 0 or below; got {self.sd_logprob_floor}")
+        if self.max_turns != 2:
+            raise ConfigError(f"RLTF plays two-turn episodes: max_turns must be 2; got {self.max_turns}")
+        if self.history_turns is not None:
+            raise ConfigError("RLTF's second prompt must hold the question and the first attempt: history_turns: null")
+
+
+def passed(turn: Turn) -> bool:
+    """Whether the env judged the turn's answer correct."""
+    return turn.verdict is not None and turn.verdict.passed
+
+
+def mask_units(mask: torch.Tensor, normalisation: Normalisation) -> float:
+    """What a `normalisation` mean averages over in a (B, T) mask: its tokens, or its rows that have any."""
+    return float(mask.sum()) if normalisation == "token" else float((mask.sum(-1) > 0).sum())
+
+
+def check_second_attempt(make_env: EnvFactory, env_id: str) -> None:
+    """Raises `ConfigError` when the env's turn limit leaves no second attempt (RLTF would be plain GRPO)."""
+    env = make_env()
+    try:
+        unwrapped = env.unwrapped
+        limit = unwrapped.max_turns if isinstance(unwrapped, TextEnv) else None
+    finally:
+        env.close()
+    if limit is not None and limit < 2:
+        raise ConfigError(f"RLTF needs a second attempt, but {env_id} allows {limit}: set env_kwargs max_attempts: 2")
+
+
+class RLTFTrainer(GRPOTrainer):
+    """Trains a transformers policy with RLTF (SD and/or FM) on a single-answer env.
+
+    Args:
+        config: The run's settings.
+        policy: The `HFPolicy` trained in place; default: loaded from `config.model`.
+        sampler: Generates the rollouts instead of `policy` (see `GRPOTrainer`).
+    """
+
+    name = "rltf"
+
+    def __init__(
+        self, config: RLTFConfig, policy: HFPolicy | None = None, sampler: WeightSyncedSampler | None = None
+    ) -> None:
+        if current_world().distributed:
+            raise ConfigError("rltf runs in one process (the step's loss shares are not reduced over ranks)")
+        super().__init__(config, policy, sampler)
+        self.config: RLTFConfig = config
+        self.engine.make_env = with_revision_instruction(self.engine.make_env, config.revision_instruction)
+        check_second_attempt(self.engine.make_env, config.env_id)
+        self._target_share = 0.0
+        """The share of the step's loss units that are RLTF-FM targets (set with the step's sequences)."""
+
+    def train(self) -> list[dict[str, float]]:
+        """Runs the configured steps; returns the logged metrics of each step run here."""
+        return self.session.run(f"RLTF {self.config.env_id}", self._step, restore=self._restore)
+
+    def _training_sequences(self, groups: list[list[Trajectory]]) -> tuple[list[TrainingSequence], dict[str, float]]:
+        """GRPO's sequences, then RLTF-SD's re-attached second answers, then RLTF-FM's critiques."""
+        config, session = self.config, self.session
+        sequences, counts = super()._training_sequences(groups)
+        counts["grpo_sequences"] = counts["sequences"]
+        targets: list[TrainingSequence] = []
+        if config.sd_coef > 0:
+            distilled, sd_counts = self_distillation_sequences(
+                session.model,
+                groups,
+                coef=config.sd_coef,
+                floor=config.sd_logprob_floor,
+                pad_id=session.pad_id,
+                batch_size=config.minibatch_size,
+                autocast_dtype=session.autocast_dtype,
+            )
+            sequences += distilled
+            counts.update(sd_counts)
+        if config.fm_coef > 0:
+            targets, fm_counts = feedback_sequences(self.policy.chat, second_turns(groups))
+            sequences += targets
+            counts.update(fm_counts)
+        counts["sequences"] = float(len(sequences))
+        total = averaged_units(sequences, config.normalisation)
+        self._target_share = averaged_units(targets, config.normalisation) / total if total else 0.0
+        return sequences, counts
+
+    def _loss(self, batch: Batch, logprobs: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+        """GRPO's loss on policy tokens plus fm_coef·NLL on critique tokens, each weighted by its share of the
+        minibatch's units, so the step's loss is one mean over all of them (as `optimizer_step` weighs minibatches).
+        Metrics are scaled so that the step's sums are means over their own units."""
+        if self._target_share == 0.0:
+            return super()._loss(batch, logprobs)
+        normalisation = self.config.normalisation
+        supervised = batch.supervised[:, None].to(batch.loss_mask.dtype)  # (B, 1)
+        policy_mask = batch.loss_mask * (1.0 - supervised)  # (B, T-1)
+        target_mask = batch.loss_mask * supervised  # (B, T-1)
+        units = mask_units(batch.loss_mask, normalisation)
+        policy_share = mask_units(policy_mask, normalisation) / units
+        target_share = mask_units(target_mask, normalisation) / units
+        policy_loss, policy_metrics = super()._loss(dataclasses.replace(batch, loss_mask=policy_mask), logprobs)
+        nll = sft_loss(logprobs, target_mask, normalisation)
+        loss = policy_share * policy_loss + self.config.fm_coef * target_share * nll
+        step_policy_share = 1.0 - self._target_share
+        scale = policy_share / step_policy_share if step_policy_share > 0 else 0.0
+        metrics = {key: value * scale for key, value in policy_metrics.items()}
+        metrics["fm_nll"] = float(nll.detach()) * target_share / self._target_share
+        return loss, metrics
+
+    def _after_update(self, groups: list[list[Trajectory]]) -> dict[str, float]:
+        """First-turn accuracy (over finished episodes), and the share of them that went to a second turn and the
+        accuracy of those second attempts."""
+        episodes = [trajectory for group in groups for trajectory in finished(group)]
+        if not episodes:
+            return {}
+        second = [trajectory.turns[1] for trajectory in episodes if len(trajectory.turns) > 1]
+        metrics = {
+            "first_turn_accuracy": float(np.mean([passed(trajectory.turns[0]) for trajectory in episodes])),
+            "second_turn_rate": len(second) / len(episodes),
+        }
+        if second:
+            metrics["second_turn_accuracy"] = float(np.mean([passed(turn) for turn in second]))
+        return metrics
