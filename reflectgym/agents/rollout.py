@@ -182,7 +182,7 @@ class RolloutEngine:
         self.config = config or RolloutConfig()
         self._chat = ChatFormat(policy.tokenizer) if isinstance(policy, TokenPolicy) else None
         limit = self.config.max_context_tokens
-        self.max_context_tokens = limit if limit is not None else _context_limit(policy)
+        self.max_context_tokens = limit if limit is not None else context_limit(policy)
         """The context limit in force: the config's, else the policy's own (None: no limit)."""
         self.stats = {"policy_seconds": 0.0, "policy_calls": 0, "steps": 0}
         """Totals over this engine's runs: seconds inside the policy, policy calls, env steps."""
@@ -468,7 +468,7 @@ class _PolicyError(RuntimeError):
         self.trace = trace
 
 
-def _context_limit(policy: Policy) -> int | None:
+def context_limit(policy: Policy) -> int | None:
     """The policy's own context length (`max_context_tokens`), when it has a positive one."""
     limit = getattr(policy, "max_context_tokens", None)
     return limit if isinstance(limit, int) and not isinstance(limit, bool) and limit > 0 else None

@@ -29,7 +29,7 @@ from __future__ import annotations
 import copy
 import math
 import time
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -105,6 +105,19 @@ class GRPOConfig(TrainerConfig):
                 raise ConfigError(f"{name} must be at least 1; got {getattr(self, name)}")
 
 
+def step_seeds(first_seed: int, seed: int, step: int, tasks_per_step: int) -> list[int]:
+    """The fresh task seeds of a step: first_seed + seed * 1_000_003 + step * tasks_per_step + i (a pure function
+    of the run seed and the step, so a resumed run plays the same tasks)."""
+    base = first_seed + seed * 1_000_003 + step * tasks_per_step
+    return [base + i for i in range(tasks_per_step)]
+
+
+def finished_episodes(group: Sequence[Trajectory]) -> list[Trajectory]:
+    """The episodes of a group that did not end in an error (the env, its verifier or the policy failed:
+    `metadata["error"]`): only they say anything about their replies."""
+    return [trajectory for trajectory in group if "error" not in trajectory.metadata]
+
+
 def sequences_from_groups(
     groups: list[list[Trajectory]], drop_zero_variance: bool, keep: Collection[int] = ()
 ) -> tuple[list[TrainingSequence], dict[str, float]]:
@@ -117,7 +130,7 @@ def sequences_from_groups(
     sequences: list[TrainingSequence] = []
     dropped = failed = 0
     for index, group in enumerate(groups):
-        finished = [trajectory for trajectory in group if "error" not in trajectory.metadata]
+        finished = finished_episodes(group)
         failed += len(group) - len(finished)
         returns = torch.tensor([trajectory.total_reward for trajectory in finished], dtype=torch.float32)
         uniform = drop_zero_variance and index not in keep and bool((returns == returns[0]).all())
@@ -221,9 +234,7 @@ class GRPOTrainer:
 
     def seeds_for(self, step: int) -> list[int]:
         """The task-instance seeds of a step (a pure function of the run seed and the step: resumable)."""
-        config = self.config
-        base = config.first_seed + config.seed * 1_000_003 + step * config.tasks_per_step
-        return [base + i for i in range(config.tasks_per_step)]
+        return step_seeds(self.config.first_seed, self.config.seed, step, self.config.tasks_per_step)
 
     def train(self) -> list[dict[str, float]]:
         """Runs the configured steps; returns the logged metrics of each step run here."""

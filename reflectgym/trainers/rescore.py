@@ -68,3 +68,28 @@ def rescore(
         check_same_response(response, spliced)
         out.append(scored)
     return out
+
+
+def rescore_frozen(
+    model: torch.nn.Module,
+    contexts: Sequence[Sequence[int]],
+    responses: Sequence[Sequence[int]],
+    *,
+    pad_id: int,
+    batch_size: int,
+    autocast_dtype: torch.dtype | None = None,
+) -> list[Tensor]:
+    """`rescore` without gradient and without dropout (eval mode, put back after), `batch_size` pairs per pass: the
+    model as it is now scores for a loss of the update that follows (a teacher, an old policy)."""
+    if len(contexts) != len(responses):
+        raise ValueError(f"{len(contexts)} contexts for {len(responses)} responses")
+    out: list[Tensor] = []
+    was_training = model.training
+    model.eval()
+    try:
+        for begin in range(0, len(contexts), batch_size):
+            chunk = slice(begin, begin + batch_size)
+            out += rescore(model, contexts[chunk], responses[chunk], pad_id=pad_id, autocast_dtype=autocast_dtype)
+    finally:
+        model.train(was_training)
+    return out

@@ -156,6 +156,21 @@ def check_env_id(env_id: str) -> None:
     gym.spec(name)
 
 
+def check_attempts(env: gym.Env[Any, Any], env_id: str, trainer: str) -> int:
+    """The env's attempts per episode; `ConfigError` unless it is a single-answer env (code, math, a task env)
+    with a second attempt: `trainer` trains revisions of an answer after its feedback, which a multi-step env
+    (Sokoban, web: `max_steps`) has no notion of."""
+    attempts = getattr(env.unwrapped, "max_attempts", None)
+    if not isinstance(attempts, int):
+        raise ConfigError(
+            f"{trainer} revises a single answer after its feedback: {env_id} has no attempts (a multi-step env); use "
+            "a single-answer env (code, math, a task env) with env_kwargs max_attempts of 2 or more"
+        )
+    if attempts < 2:
+        raise ConfigError(f"{trainer} needs a second attempt; {env_id} allows {attempts}: set env_kwargs max_attempts")
+    return attempts
+
+
 def run_record(config: Any, policy: HFPolicy, trainer: str | None) -> dict[str, Any]:
     """The config as `config.json` records it: with the trainer's name, and the model the policy was loaded from
     (a policy a script passed in may not be `config.model`)."""

@@ -121,6 +121,8 @@ def test_improvement_reward_is_the_share_of_the_gap_closed() -> None:
     assert improvement_reward(1.0, 0.0) == 1.0
     assert improvement_reward(0.2, 0.5) == 0.0  # worse: no negative reward
     assert improvement_reward(1.0, 1.0) == 0.0  # nothing left to close: no division by zero
+    assert improvement_reward(0.0, -0.1) == 0.0  # after a format penalty, a wrong answer closed nothing
+    assert improvement_reward(-0.1, 0.5) == -0.1  # a new format penalty stays a penalty
 
 
 def test_identical_embeddings_give_no_nan() -> None:
@@ -266,21 +268,80 @@ def test_instances_restored_from_the_buffer_reproduce_their_observation() -> Non
 
 # ----------------------------------------------------------------------------------------------- the trainer
 def test_p_select_and_p_div_zero_reduce_to_grpo_exactly(tmp_path: Path, model_dir: Path) -> None:
+    """On a three-attempt env, with a buffer that fills from the first step (B_min = 1): p_select = p_div = 0
+    never draws from it and is GRPO on single attempts (`max_turns: 1`), weight for weight."""
     shared: dict[str, Any] = dict(
-        env_id=SINGLE_ID, steps=2, tasks_per_step=2, group_size=4, lr=3e-3, max_new_tokens=6, save_every=0,
+        env_id=MULTI_ID, steps=3, tasks_per_step=2, group_size=4, lr=3e-3, max_new_tokens=6, save_every=0,
         progress=False, device="cpu",
     )  # fmt: skip
-    grpo = GRPOTrainer(GRPOConfig(output_dir=str(tmp_path / "grpo"), **shared), HFPolicy.from_pretrained(model_dir))
+    grpo_config = GRPOConfig(output_dir=str(tmp_path / "grpo"), max_turns=1, **shared)
+    grpo = GRPOTrainer(grpo_config, HFPolicy.from_pretrained(model_dir))
     grpo_history = grpo.train()
-    exit_config = ExItConfig(output_dir=str(tmp_path / "exit"), select_prob=0.0, diverge_prob=0.0, **shared)
+    exit_config = ExItConfig(
+        output_dir=str(tmp_path / "exit"), select_prob=0.0, diverge_prob=0.0, min_buffer=1, **shared
+    )
     trainer = ExItTrainer(exit_config, HFPolicy.from_pretrained(model_dir))
     history = trainer.train()
     assert any("loss" in step for step in history), "no update: the weights never moved, nothing was tested"
+    assert history[0]["buffer_size"] >= 1 and all(step["from_buffer"] == 0 for step in history)
     for ours, theirs in zip(history, grpo_history, strict=True):
         for key in ("reward", "success", "sequences", "groups_dropped", "loss", "grad_norm"):
             assert ours.get(key) == theirs.get(key), key
     theirs = dict(grpo.model.named_parameters())
     assert all(torch.equal(value, theirs[name]) for name, value in trainer.model.named_parameters())
+
+
+def test_envs_without_a_second_attempt_are_refused(tmp_path: Path, model_dir: Path) -> None:
+    policy = HFPolicy.from_pretrained(model_dir)
+    with pytest.raises(ConfigError, match="needs a second attempt"):
+        ExItTrainer(config_for(tmp_path / "once", env_id=SINGLE_ID), policy)
+    with pytest.raises(ConfigError, match="multi-step env"):
+        ExItTrainer(config_for(tmp_path / "sokoban", env_id="reflectgym/Sokoban-6x6-1-v0"), policy)
+
+
+def test_a_generation_failure_or_a_nan_reward_costs_replies_not_the_run(tmp_path: Path, model_dir: Path) -> None:
+    policy = HFPolicy.from_pretrained(model_dir)
+    trainer = ExItTrainer(config_for(tmp_path / "run", steps=2), policy)
+    calls = {"n": 0}
+    generate_ids = policy.generate_ids
+
+    def flaky(prompts: Any, sampling: Any) -> list[Generation]:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise RuntimeError("CUDA out of memory (simulated)")
+        return generate_ids(prompts, sampling)
+
+    policy.generate_ids = flaky  # type: ignore[method-assign]
+    with pytest.warns(UserWarning, match="generation failed"):
+        history = trainer.train()
+    assert history[0]["replies_failed"] == 8 and "loss" not in history[0] and history[1]["replies_failed"] == 0
+    root = start(trainer.env, seed=0)
+    nan = trainer.play_reply(root, Generation("abc", (97,), (0.0,)))
+    assert nan.outcome is not None  # a real reward...
+    broken = dataclasses.replace(nan.outcome, attempt=dataclasses.replace(nan.outcome.attempt, reward=math.nan))
+    trainer_play = trainer._env_call
+    trainer._env_call = lambda call: broken  # type: ignore[assignment,method-assign,return-value]
+    assert trainer.play_reply(root, Generation("abc", (97,), (0.0,))).outcome is None  # ...and a NaN is an error
+    trainer._env_call = trainer_play  # type: ignore[method-assign]
+
+
+def test_prompts_that_leave_no_room_for_a_reply_are_not_played(tmp_path: Path, model_dir: Path) -> None:
+    trainer = ExItTrainer(config_for(tmp_path / "run"), HFPolicy.from_pretrained(model_dir))
+    prompt = len(trainer.policy.chat.prompt_ids(start(trainer.env, seed=0).messages("", "solve")))
+    trainer.context_limit = prompt + trainer.config.max_new_tokens - 1
+    slots, counts = trainer.choose_slots(0)
+    assert slots == [] and counts["prompts_too_long"] == 2
+    trainer.context_limit = prompt + trainer.config.max_new_tokens + 50
+    assert len(trainer.choose_slots(0)[0]) == 2
+
+
+def test_a_resumed_buffer_keeps_its_capacity() -> None:
+    buffer = InstanceBuffer(capacity=4)
+    for name, score in [("a", 0.1), ("b", 0.4), ("c", 0.3), ("d", 0.2)]:
+        buffer.add(toy_instance(name), score)
+    smaller = InstanceBuffer(capacity=2)
+    smaller.load_state(json.loads(json.dumps(buffer.state())))
+    assert sorted(entry.score for entry in smaller.entries) == [0.3, 0.4]
 
 
 TIMING = {"rollout_seconds", "step_seconds"}

@@ -202,14 +202,15 @@ def test_fm_sequences_carry_loss_only_on_the_critique_tokens(policy: HFPolicy) -
     start = sequence.loss_mask.index(1)
     assert all(sequence.loss_mask[start:]) and not any(sequence.loss_mask[:start])
     tokenizer = policy.tokenizer
-    assert tokenizer.decode(list(sequence.input_ids[start:])) == critique
+    assert list(sequence.input_ids[start:]) == [*policy.chat.encode(critique), policy.chat.reply_tail_ids[0]]
+    assert tokenizer.decode(list(sequence.input_ids[start:])) == critique + "<|im_end|>"  # it learns to stop
     prompt = tokenizer.decode(list(sequence.input_ids[:start]))
     assert "What is 2 + 2?" in prompt and "It is 5." in prompt and prompt.endswith("<|im_start|>assistant\n")
     assert critique not in prompt
     assert critique_sequence(policy.chat, dataclasses.replace(episode, critique=" ")) is None
 
 
-def test_the_step_loss_is_one_mean_of_grpo_terms_and_weighted_critique_nll(tmp_path: Path, model_dir: Path) -> None:
+def test_the_step_loss_is_grpos_mean_plus_the_weighted_mean_critique_nll(tmp_path: Path, model_dir: Path) -> None:
     trainer = RLTFTrainer(config_for(tmp_path, model_dir, fm_coef=0.25))
     policy_seq = TrainingSequence((60, 61, 62, 63, 64), (0, 0, 1, 1, 1), (0.0,) * 5, advantage=0.8)
     episode = SecondTurn(0, PROMPT, (80,), 0.0, 1.0, "Q", "A", "Wrong.")
@@ -218,11 +219,12 @@ def test_the_step_loss_is_one_mean_of_grpo_terms_and_weighted_critique_nll(tmp_p
     batch = collate([policy_seq, target_seq], pad_id=trainer.session.pad_id)
     logprobs = target_logprobs(trainer.model.eval(), batch.input_ids, batch.attention_mask)
     batch = dataclasses.replace(batch, old_logprobs=logprobs.detach() * batch.loss_mask[0:1].expand_as(logprobs))
-    n_policy, n_target = 3, len("Wrong.")
+    n_policy, n_target = 3, len("Wrong.") + 1  # (the byte tokenizer's bytes and the end of turn)
     trainer._target_share = n_target / (n_policy + n_target)
     loss, metrics = trainer._loss(batch, logprobs)
     nll = -float(logprobs.detach()[1][batch.loss_mask[1].bool()].sum())
-    expected = (n_policy * -0.8 + 0.25 * nll) / (n_policy + n_target)  # ratio 1 on the policy tokens
+    expected = -0.8 + 0.25 * nll / n_target  # GRPO's mean (ratio 1) plus fm_coef times the critique's mean NLL
+    assert int(batch.loss_mask[1].sum()) == n_target
     assert float(loss.detach()) == pytest.approx(expected, rel=1e-5)
     assert metrics["fm_nll"] == pytest.approx(nll / n_target, rel=1e-5) and metrics["ratio"] == pytest.approx(1.0)
 
@@ -238,8 +240,10 @@ def test_config_and_env_that_would_not_be_rltf_are_refused(tmp_path: Path, model
     ):
         with pytest.raises(ConfigError):
             config_for(tmp_path, model_dir, **bad)
-    with pytest.raises(ConfigError, match="max_attempts: 2"):
+    with pytest.raises(ConfigError, match="needs a second attempt"):
         RLTFTrainer(config_for(tmp_path, model_dir, env_kwargs={"max_attempts": 1}))
+    with pytest.raises(ConfigError, match="multi-step env"):
+        RLTFTrainer(config_for(tmp_path, model_dir, env_id="reflectgym/Sokoban-6x6-1-v0", env_kwargs={}))
 
 
 def test_zero_coefficients_reproduce_grpo_weight_for_weight(tmp_path: Path, model_dir: Path) -> None:
@@ -276,7 +280,7 @@ def test_a_run_writes_metrics_and_checkpoints_and_a_resumed_run_matches_an_unint
     assert sum(step["sd_sequences"] for step in history) > 0, "no re-attached answer trained: SD untested"
     checkpoints = sorted(path.name for path in (tmp_path / "whole" / "checkpoints").glob("step-*"))
     assert checkpoints == ["step-00000002", "step-00000003"]
-    assert json.loads((tmp_path / "whole" / "config.json").read_text()).get("trainer", "rltf") == "rltf"
+    assert json.loads((tmp_path / "whole" / "config.json").read_text())["trainer"] == "rltf"
     RLTFTrainer(config_for(tmp_path, model_dir, "cut", steps=2, **run)).train()
     resumed = RLTFTrainer(config_for(tmp_path, model_dir, "cut", steps=3, resume=True, **run))
     assert [step["step"] for step in resumed.train()] == [3.0]
@@ -290,4 +294,5 @@ def test_the_example_config_runs(tmp_path: Path) -> None:
     config = from_dict(RLTFConfig, values)
     assert config.env_id == "reflectgym/Math-v0" and config.env_kwargs["max_attempts"] == 2
     [step] = RLTFTrainer(config).train()
-    assert step["fm_sequences"] > 0 and "second_turn_accuracy" in step and (tmp_path / "run" / "model").is_dir()
+    assert step["fm_sequences"] > 0 and step["sd_sequences"] > 0 and "second_turn_accuracy" in step
+    assert (tmp_path / "run" / "model").is_dir()

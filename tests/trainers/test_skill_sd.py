@@ -23,7 +23,7 @@ from reflectgym.agents.policy import Generation, Sampling
 from reflectgym.agents.tiny import TinyModelConfig, build_tiny_model
 from reflectgym.core import Task
 from reflectgym.core.trajectory import Trajectory, Turn
-from reflectgym.trainers.batching import collate, target_logprobs
+from reflectgym.trainers.batching import TrainingSequence, collate, target_logprobs
 from reflectgym.trainers.checkpoint import saved_checkpoints
 from reflectgym.trainers.config import ConfigError
 from reflectgym.trainers.grpo import GRPOConfig, GRPOTrainer
@@ -389,3 +389,20 @@ def test_a_failing_summariser_costs_its_skills_not_the_run(tmp_path: Path, model
     with pytest.warns(UserWarning, match="summariser failed"):
         history = trainer.train()
     assert len(history) == 3 and history[-1]["skill_bank"] == 0
+
+
+def test_the_grpo_term_keeps_its_mean_over_groups_with_signal(tmp_path: Path, model_dir: Path) -> None:
+    """All-equal groups kept for the SD term add tokens with advantage 0: the GRPO term is scaled back to a mean
+    over the other groups' tokens (10 tokens in all, 6 with signal)."""
+    trainer = SkillSDTrainer(config_for(tmp_path, model=str(model_dir)), summariser=ScriptedSummariser())
+    groups = [
+        [Trajectory("e", "a", 0, turns=[Turn("o", "x", reward)]) for reward in (1.0, 0.0)],
+        [Trajectory("e", "b", 1, turns=[Turn("o", "x", 0.0)]) for _ in range(2)],
+    ]
+    sequences = [
+        *(TrainingSequence((1, 2, 3, 4), (0, 1, 1, 1), (0.0,) * 4, advantage=1.0, group=0) for _ in range(2)),
+        *(TrainingSequence((1, 2, 3), (0, 1, 1), (0.0,) * 3, advantage=0.0, group=1) for _ in range(2)),
+    ]
+    assert trainer._grpo_rescale(groups, sequences, {1}) == pytest.approx(10 / 6)
+    assert trainer._grpo_rescale(groups, sequences[:2], {0}) == 1.0  # group 0 has signal: nothing to undo
+    trainer.summariser.close()

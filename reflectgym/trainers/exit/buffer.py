@@ -60,12 +60,17 @@ class InstanceBuffer:
         return len(self._entries)
 
     @property
+    def next_serial(self) -> int:
+        """The serial the next new entry gets (serials only grow)."""
+        return self._next_serial
+
+    @property
     def entries(self) -> list[BufferEntry]:
         """The entries, oldest first."""
         return list(self._entries.values())
 
     def add(self, instance: Instance, score: float) -> BufferEntry | None:
-        """Adds `instance` with `score` (or rescoring it when already held), then evicts down to capacity; returns
+        """Adds `instance` with `score` (or rescores it when already held), then evicts down to capacity; returns
         its entry, or None when it was itself the one evicted."""
         held = self._by_key.get(instance.key)
         if held is not None:
@@ -75,10 +80,14 @@ class InstanceBuffer:
         self._next_serial += 1
         self._entries[entry.serial] = entry
         self._by_key[instance.key] = entry.serial
+        self._evict()
+        return self._entries.get(entry.serial)
+
+    def _evict(self) -> None:
+        """Drops the lowest-scored entries (the oldest among ties) down to capacity."""
         while len(self._entries) > self.capacity:
             lowest = min(self._entries.values(), key=lambda e: (e.score, e.serial))
             self._remove(lowest.serial)
-        return self._entries.get(entry.serial)
 
     def rescore(self, serial: int, score: float) -> None:
         """Sets an entry's score (nothing happens when it is no longer held)."""
@@ -132,6 +141,7 @@ class InstanceBuffer:
             self._entries[entry.serial] = entry
             self._by_key[entry.instance.key] = entry.serial
         self._next_serial = int(state["next_serial"])
+        self._evict()  # (a resumed run may keep fewer)
 
     def replace_instance(self, serial: int, instance: Instance) -> None:
         """Swaps in the same instance with its snapshot, once replayed (the key does not change)."""

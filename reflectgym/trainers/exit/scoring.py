@@ -11,8 +11,12 @@ from torch import Tensor
 
 
 def improvement_reward(quality: float, previous: float) -> float:
-    """max(0, (q_new − q_prev) / (1 − q_prev)): the share of the remaining gap the new attempt closed. 0 when
-    the previous attempt already scored 1 or more (nothing was left to close)."""
+    """max(0, (q_new − q_prev) / (1 − q_prev)): the share of the remaining gap the new attempt closed, with q_prev
+    taken as 0 when it was a penalty. 0 when the previous attempt already scored 1 or more (nothing was left to
+    close). A new attempt's penalty (q_new < 0: a format penalty) stays its return."""
+    if quality < 0.0:
+        return quality
+    previous = max(previous, 0.0)
     if previous >= 1.0:
         return 0.0
     return max(0.0, (quality - previous) / (1.0 - previous))

@@ -20,7 +20,8 @@ Deviations from the paper, on purpose:
   drawn instance stays in the buffer with its score replaced by the new group's. An instance already held is not
   added twice. Slots draw from the buffer independently (with replacement).
 * Slot i of step s plays the new task of seed first_seed + seed·1_000_003 + s·tasks_per_step + i (GRPO's rule)
-  whenever it does not draw from the buffer, so with p_select = p_div = 0 the run is GRPO's, token for token.
+  whenever it does not draw from the buffer, so with p_select = p_div = 0 the run is GRPO's with `max_turns: 1`,
+  token for token.
   The curriculum's draws (select, mode, which instance) come from a generator seeded by (seed, step), so a
   resumed run makes the same choices; the buffer is in the checkpoint's trainer state, its instances replayed
   from their seed and replies when drawn after a resume.
@@ -53,12 +54,13 @@ import torch
 from reflectgym.agents.chat import TokenLedger
 from reflectgym.agents.hf_policy import HFPolicy
 from reflectgym.agents.policy import Generation, Message, Sampling, derive_seed
+from reflectgym.agents.rollout import context_limit
 from reflectgym.trainers.batching import Batch, TrainingSequence
 from reflectgym.trainers.config import ConfigError
 from reflectgym.trainers.data_parallel import current_world
 from reflectgym.trainers.demonstrations import env_system_prompt
 from reflectgym.trainers.exit.buffer import InstanceBuffer, Priority
-from reflectgym.trainers.exit.instances import Instance, Mode, Outcome, play, restore, start
+from reflectgym.trainers.exit.instances import Instance, Mode, Outcome, ReplayMismatchError, play, restore, start
 from reflectgym.trainers.exit.scoring import (
     diversity_weights,
     improvement_reward,
@@ -66,9 +68,9 @@ from reflectgym.trainers.exit.scoring import (
     reply_embeddings,
     with_diversity_bonus,
 )
-from reflectgym.trainers.grpo import grpo_objective
+from reflectgym.trainers.grpo import grpo_objective, step_seeds
 from reflectgym.trainers.losses import group_advantages
-from reflectgym.trainers.session import TrainerConfig, TrainingSession, check_env_id, load_policy
+from reflectgym.trainers.session import TrainerConfig, TrainingSession, check_attempts, check_env_id, load_policy
 
 T = TypeVar("T")
 
@@ -166,12 +168,14 @@ class Slot:
         mode: solve (k = 0), improve or diverge.
         messages: The prompt.
         entry: The buffer entry it was drawn from (its serial), or None for a new task.
+        prompt_ids: The prompt's token ids.
     """
 
     instance: Instance
     mode: Mode
     messages: list[Message]
     entry: int | None = None
+    prompt_ids: list[int] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -212,6 +216,9 @@ class ExItTrainer:
         self.env = self._make_env()
         if not all(callable(getattr(self.env.unwrapped, name, None)) for name in ("snapshot", "restore")):
             raise ConfigError(f"{env_id}: ExIt plays attempts from env snapshots; this env has no snapshot()/restore()")
+        check_attempts(self.env, env_id, "ExIt")
+        self.context_limit = context_limit(self.policy)
+        """The policy's context length (None: unknown): a prompt that leaves no room for a reply is not played."""
         self.system = env_system_prompt(env_id, self.env, config.system_prompt)
         self.buffer = InstanceBuffer(config.buffer_size, config.priority, config.kappa, config.rank_beta)
         self.sampling = Sampling(temperature=config.temperature, max_new_tokens=config.max_new_tokens)
@@ -227,10 +234,8 @@ class ExItTrainer:
         return self.session.step
 
     def seeds_for(self, step: int) -> list[int]:
-        """The new-task seeds of a step's slots (a pure function of the run seed and the step: resumable)."""
-        config = self.config
-        base = config.first_seed + config.seed * 1_000_003 + step * config.tasks_per_step
-        return [base + i for i in range(config.tasks_per_step)]
+        """The new-task seeds of a step's slots (GRPO's: a pure function of the run seed and the step)."""
+        return step_seeds(self.config.first_seed, self.config.seed, step, self.config.tasks_per_step)
 
     def train(self) -> list[dict[str, float]]:
         """Runs the configured steps; returns the logged metrics of each step run here."""
@@ -253,7 +258,7 @@ class ExItTrainer:
         config = self.config
         rng = np.random.default_rng(derive_seed(config.seed, step))
         slots: list[Slot] = []
-        lost = failed = 0
+        lost = failed = too_long = 0
         for seed in self.seeds_for(step):
             slot = None
             if len(self.buffer) >= config.min_buffer and rng.random() < config.select_prob:
@@ -276,14 +281,26 @@ class ExItTrainer:
                     failed += 1
                     continue
             slot.messages = slot.instance.messages(self.system, slot.mode, config.history_attempts)
+            slot.prompt_ids = self.policy.chat.prompt_ids(slot.messages)
+            limit = self.context_limit
+            if limit is not None and len(slot.prompt_ids) + config.max_new_tokens > limit:
+                too_long += 1  # positions the model never had: not played (and not drawn again)
+                if slot.entry is not None:
+                    self.buffer.discard(slot.entry)
+                continue
             slots.append(slot)
-        return slots, {"instances_lost": float(lost), "tasks_failed": float(failed)}
+        counts = {"instances_lost": float(lost), "tasks_failed": float(failed), "prompts_too_long": float(too_long)}
+        return slots, counts
 
     def play_slots(self, slots: Sequence[Slot]) -> list[list[Reply]]:
         """G replies per slot, sampled in one batch; each played as one attempt from its slot's instance."""
-        chat, size = self.policy.chat, self.config.group_size
-        prompts = [chat.prompt_ids(slot.messages) for slot in slots for _ in range(size)]
-        generations = self.policy.generate_ids(prompts, self.sampling) if prompts else []
+        size = self.config.group_size
+        prompts = [slot.prompt_ids for slot in slots for _ in range(size)]
+        try:
+            generations = self.policy.generate_ids(prompts, self.sampling) if prompts else []
+        except Exception as error:  # (out of memory, a server gone) the step's replies fail, not the run
+            warnings.warn(f"ExIt: generation failed, the step's replies are errors: {error!r}", stacklevel=2)
+            generations = [Generation("", finish_reason="error", error=repr(error)) for _ in prompts]
         return [
             [self.play_reply(slot.instance, generation) for generation in generations[i * size : (i + 1) * size]]
             for i, slot in enumerate(slots)
@@ -304,6 +321,8 @@ class ExItTrainer:
             if self.config.reward == "improvement" and instance.k
             else quality
         )
+        if not math.isfinite(ret):  # a NaN reward would poison the group and the buffer's priorities
+            return Reply(generation, None)
         return Reply(generation, outcome, ret)
 
     def _env_call(self, call: Callable[[], T]) -> T:
@@ -311,6 +330,8 @@ class ExItTrainer:
         goes on."""
         try:
             return call()
+        except ReplayMismatchError:  # the env is fine; the instance is not reproducible
+            raise
         except Exception:
             try:
                 self.env.close()
@@ -347,12 +368,12 @@ class ExItTrainer:
             self.buffer.rescore(slot.entry, score)
         if self.config.max_depth is not None and slot.instance.k + 1 > self.config.max_depth:
             return 0
-        added = 0
+        first_new = self.buffer.next_serial
         for reply in replies:
             outcome = reply.outcome
             if outcome is not None and not outcome.ended:
-                added += self.buffer.add(slot.instance.child(outcome.attempt, outcome.snapshot), score) is not None
-        return added
+                self.buffer.add(slot.instance.child(outcome.attempt, outcome.snapshot), score)
+        return sum(entry.serial >= first_new for entry in self.buffer.entries)  # (a reply held twice counts once)
 
     def _loss(self, batch: Batch, logprobs: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
         config = self.config

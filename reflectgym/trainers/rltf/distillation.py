@@ -19,7 +19,7 @@ import torch
 
 from reflectgym.core.trajectory import Trajectory
 from reflectgym.trainers.batching import TrainingSequence
-from reflectgym.trainers.rescore import rescore
+from reflectgym.trainers.rescore import rescore_frozen
 from reflectgym.trainers.rltf.episodes import SecondTurn, first_turn_baseline, second_turns
 
 LOGPROB_FLOOR = -5.0
@@ -70,19 +70,15 @@ def logprobs_under_first_prompt(
 ) -> list[list[float]]:
     """log π(y_1 | x_0) per token of each episode's second answer: `model` as it is now, without gradient, in eval
     mode (no dropout, as the update's passes run), `batch_size` episodes per pass."""
-    out: list[list[float]] = []
-    training = model.training
-    model.eval()
-    try:
-        for begin in range(0, len(episodes), batch_size):
-            chunk = episodes[begin : begin + batch_size]
-            contexts = [episode.prompt_ids for episode in chunk]
-            replies = [episode.reply_ids for episode in chunk]
-            scored = rescore(model, contexts, replies, pad_id=pad_id, autocast_dtype=autocast_dtype)
-            out += [logprobs.tolist() for logprobs in scored]
-    finally:
-        model.train(training)
-    return out
+    scored = rescore_frozen(
+        model,
+        [episode.prompt_ids for episode in episodes],
+        [episode.reply_ids for episode in episodes],
+        pad_id=pad_id,
+        batch_size=batch_size,
+        autocast_dtype=autocast_dtype,
+    )
+    return [logprobs.tolist() for logprobs in scored]
 
 
 def self_distillation_sequences(

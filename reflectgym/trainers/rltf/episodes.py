@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from reflectgym.agents.chat import TokenRecord
 from reflectgym.core.trajectory import Trajectory
+from reflectgym.trainers.grpo import finished_episodes
 from reflectgym.trainers.rescore import check_same_response
 
 
@@ -42,7 +43,7 @@ class SecondTurn:
 
 def finished(group: Sequence[Trajectory]) -> list[Trajectory]:
     """The episodes of a group that did not end in an error (as GRPO keeps them) and played a turn."""
-    return [trajectory for trajectory in group if "error" not in trajectory.metadata and trajectory.turns]
+    return [trajectory for trajectory in finished_episodes(group) if trajectory.turns]
 
 
 def first_turn_baseline(group: Sequence[Trajectory]) -> float | None:

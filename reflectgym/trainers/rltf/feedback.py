@@ -3,8 +3,8 @@ its first attempt, given the question and that attempt (an auxiliary task: the p
 feedback improves the policy's own answers).
 
 The prompt is one user message, rendered fresh with the chat template (it carries no loss); the target is the
-critique's text encoded on its own, as a reply sampled after the generation prompt would start, with loss on
-exactly its tokens (not on the template's closing tokens).
+critique's text encoded on its own, as a reply sampled after the generation prompt would start, and the template's
+end-of-turn token, with loss on exactly those tokens.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ def critique_sequence(chat: ChatFormat, episode: SecondTurn) -> TrainingSequence
     if not episode.critique.strip():
         return None
     prompt = chat.prompt_ids(critique_messages(episode.question, episode.attempt))
-    target = chat.encode(episode.critique)
+    target = [*chat.encode(episode.critique), *chat.reply_tail_ids[:1]]  # (its end of turn: the model learns to stop)
     return TrainingSequence(
         input_ids=(*prompt, *target),
         loss_mask=(0,) * len(prompt) + (1,) * len(target),

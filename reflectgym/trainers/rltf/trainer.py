@@ -26,9 +26,10 @@ Deviations from the paper and its code, on purpose:
   advantage (its losses are sums, so there they change nothing else); a re-attached answer whose advantage is 0 is
   not added (it has no gradient and would only dilute the token mean); sd_coef is constant (the DAPO run of the
   official code ramps rl_coef from 0 to 0.1).
-* Each token of the step is one unit of its mean (or each sequence, with `normalisation: sequence`): a critique
-  token adds fm_coef·NLL, a policy token its GRPO term; the official code adds fm_coef times the critique's NLL to
-  the RL loss. The feedback-modelling prompt paraphrases the paper's.
+* The step's loss is GRPO's mean over its policy tokens (re-attached answers included) plus fm_coef times the
+  critiques' mean NLL per token (per sequence with `normalisation: sequence`); the official code adds fm_coef
+  times the critiques' summed NLL to the summed RL loss, so there a long critique weighs more. The
+  feedback-modelling prompt paraphrases the paper's; its target is the critique and the template's end of turn.
 * One process (no `torchrun`), a whole-episode context (no `history_turns` window: x_1 must hold the question and
   the first attempt).
 """
@@ -45,7 +46,6 @@ import torch
 
 from reflectgym.agents.hf_policy import HFPolicy
 from reflectgym.agents.rollout import EnvFactory
-from reflectgym.core.env import TextEnv
 from reflectgym.core.trajectory import Trajectory, Turn
 from reflectgym.trainers.batching import Batch, TrainingSequence
 from reflectgym.trainers.config import ConfigError
@@ -56,7 +56,7 @@ from reflectgym.trainers.rltf.distillation import LOGPROB_FLOOR, self_distillati
 from reflectgym.trainers.rltf.episodes import finished, second_turns
 from reflectgym.trainers.rltf.feedback import feedback_sequences
 from reflectgym.trainers.rltf.revision import REVISION_INSTRUCTION, with_revision_instruction
-from reflectgym.trainers.session import WeightSyncedSampler
+from reflectgym.trainers.session import WeightSyncedSampler, check_attempts
 from reflectgym.trainers.update import averaged_units
 
 
@@ -78,9 +78,10 @@ class RLTFConfig(GRPOConfig):
     """Re-attached tokens whose log-prob under x_0 is below this carry no loss (paper: −5; the scale depends on the
     model and its vocabulary: a tiny random model's tokens all sit near −log(vocab size))."""
     fm_coef: float = 0.0
-    """RLTF-FM's weight of the critique's NLL (paper: 0.1, with sd_coef 0; 0: off)."""
+    """RLTF-FM's weight of the critique's mean NLL per token (paper: 0.1, with sd_coef 0; 0: off)."""
     revision_instruction: str = REVISION_INSTRUCTION
-    """Appended to the observation that asks for the second attempt ("": the env's observation alone)."""
+    """Appended to the observation that asks for the second attempt ("": the env's observation alone). It stays
+    with sd_coef = fm_coef = 0: that run is GRPO on these second prompts (GRPO's own only with "")."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -106,15 +107,12 @@ def mask_units(mask: torch.Tensor, normalisation: Normalisation) -> float:
 
 
 def check_second_attempt(make_env: EnvFactory, env_id: str) -> None:
-    """Raises `ConfigError` when the env's turn limit leaves no second attempt (RLTF would be plain GRPO)."""
+    """Raises `ConfigError` unless the env is a single-answer env with a second attempt (`check_attempts`)."""
     env = make_env()
     try:
-        unwrapped = env.unwrapped
-        limit = unwrapped.max_turns if isinstance(unwrapped, TextEnv) else None
+        check_attempts(env, env_id, "RLTF")
     finally:
         env.close()
-    if limit is not None and limit < 2:
-        raise ConfigError(f"RLTF needs a second attempt, but {env_id} allows {limit}: set env_kwargs max_attempts: 2")
 
 
 class RLTFTrainer(GRPOTrainer):
@@ -172,9 +170,10 @@ class RLTFTrainer(GRPOTrainer):
         return sequences, counts
 
     def _loss(self, batch: Batch, logprobs: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
-        """GRPO's loss on policy tokens plus fm_coef·NLL on critique tokens, each weighted by its share of the
-        minibatch's units, so the step's loss is one mean over all of them (as `optimizer_step` weighs minibatches).
-        Metrics are scaled so that the step's sums are means over their own units."""
+        """GRPO's loss as a mean over the step's policy tokens, plus fm_coef·NLL as a mean over its critique tokens.
+        `optimizer_step` weighs each minibatch by its share of all the step's units, so each part is scaled by the
+        step's units over its own: however long the critiques, GRPO keeps the weight it has without them (and so
+        do the metrics, means over their own units)."""
         if self._target_share == 0.0:
             return super()._loss(batch, logprobs)
         normalisation = self.config.normalisation
@@ -186,11 +185,12 @@ class RLTFTrainer(GRPOTrainer):
         target_share = mask_units(target_mask, normalisation) / units
         policy_loss, policy_metrics = super()._loss(dataclasses.replace(batch, loss_mask=policy_mask), logprobs)
         nll = sft_loss(logprobs, target_mask, normalisation)
-        loss = policy_share * policy_loss + self.config.fm_coef * target_share * nll
         step_policy_share = 1.0 - self._target_share
-        scale = policy_share / step_policy_share if step_policy_share > 0 else 0.0
-        metrics = {key: value * scale for key, value in policy_metrics.items()}
-        metrics["fm_nll"] = float(nll.detach()) * target_share / self._target_share
+        policy_scale = policy_share / step_policy_share if step_policy_share > 0 else 0.0
+        target_scale = target_share / self._target_share
+        loss = policy_scale * policy_loss + self.config.fm_coef * target_scale * nll
+        metrics = {key: value * policy_scale for key, value in policy_metrics.items()}
+        metrics["fm_nll"] = float(nll.detach()) * target_scale
         return loss, metrics
 
     def _after_update(self, groups: list[list[Trajectory]]) -> dict[str, float]:

@@ -18,7 +18,7 @@ from reflectgym.agents.chat import ChatFormat, recent_turns
 from reflectgym.agents.policy import Message
 from reflectgym.core.trajectory import Trajectory
 from reflectgym.trainers.batching import TrainingSequence
-from reflectgym.trainers.rescore import rescore
+from reflectgym.trainers.rescore import rescore_frozen
 
 SKILL_SEPARATOR = "\n\n"
 """Between the skill and the user message it heads."""
@@ -80,21 +80,19 @@ def with_teacher_logprobs(
     if len(teacher_prompt_ids) != len(sequences):
         raise ValueError(f"{len(teacher_prompt_ids)} teacher prompts for {len(sequences)} sequences")
     taught = [index for index, prompt in enumerate(teacher_prompt_ids) if prompt is not None]
+    starts = [sequences[index].loss_mask.index(1) for index in taught]
+    scored = rescore_frozen(
+        model,
+        [list(teacher_prompt_ids[index] or ()) for index in taught],
+        [sequences[index].input_ids[start:] for index, start in zip(taught, starts, strict=True)],
+        pad_id=pad_id,
+        batch_size=batch_size,
+        autocast_dtype=autocast_dtype,
+    )
     out = list(sequences)
-    was_training = model.training
-    model.eval()
-    try:
-        for begin in range(0, len(taught), batch_size):
-            chunk = taught[begin : begin + batch_size]
-            starts = [sequences[index].loss_mask.index(1) for index in chunk]
-            contexts = [list(teacher_prompt_ids[index] or ()) for index in chunk]
-            responses = [sequences[index].input_ids[start:] for index, start in zip(chunk, starts, strict=True)]
-            scored = rescore(model, contexts, responses, pad_id=pad_id, autocast_dtype=autocast_dtype)
-            for index, start, logprobs in zip(chunk, starts, scored, strict=True):
-                sequence = sequences[index]
-                masked = zip(logprobs.tolist(), sequence.loss_mask[start:], strict=True)
-                values = tuple(float(value) if mask else 0.0 for value, mask in masked)
-                out[index] = dataclasses.replace(sequence, teacher_logprobs=(0.0,) * start + values)
-    finally:
-        model.train(was_training)
+    for index, start, logprobs in zip(taught, starts, scored, strict=True):
+        sequence = sequences[index]
+        masked = zip(logprobs.tolist(), sequence.loss_mask[start:], strict=True)
+        values = tuple(float(value) if mask else 0.0 for value, mask in masked)
+        out[index] = dataclasses.replace(sequence, teacher_logprobs=(0.0,) * start + values)
     return out

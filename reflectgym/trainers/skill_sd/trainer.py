@@ -53,7 +53,7 @@ from reflectgym.trainers.batching import Batch, TrainingSequence
 from reflectgym.trainers.config import ConfigError
 from reflectgym.trainers.data_parallel import current_world
 from reflectgym.trainers.demonstrations import env_system_prompt
-from reflectgym.trainers.grpo import GRPOConfig, GRPOTrainer, sequences_from_groups
+from reflectgym.trainers.grpo import GRPOConfig, GRPOTrainer, finished_episodes, sequences_from_groups
 from reflectgym.trainers.losses import self_distillation_loss
 from reflectgym.trainers.session import WeightSyncedSampler
 from reflectgym.trainers.skill_sd.skills import Skill, SkillBank
@@ -106,7 +106,7 @@ class SkillSDConfig(GRPOConfig):
 def visit_of(group: list[Trajectory]) -> tuple[str, list[float]]:
     """A group's task (the bank's key, from its first episode that did not fail) and the returns of those
     episodes."""
-    finished = [trajectory for trajectory in group if "error" not in trajectory.metadata]
+    finished = finished_episodes(group)
     return task_key(finished[0] if finished else group[0]), [trajectory.total_reward for trajectory in finished]
 
 
@@ -117,7 +117,7 @@ def task_key(trajectory: Trajectory) -> str:
 
 def best_episode(group: list[Trajectory]) -> Trajectory | None:
     """The episode a group's skill is written from: the highest return among those that did not fail."""
-    finished = [trajectory for trajectory in group if "error" not in trajectory.metadata and trajectory.turns]
+    finished = [trajectory for trajectory in finished_episodes(group) if trajectory.turns]
     return max(finished, key=lambda trajectory: trajectory.total_reward) if finished else None
 
 
@@ -209,8 +209,7 @@ class SkillSDTrainer(GRPOTrainer):
         prompts = {
             (position, student): teacher
             for position, skill in chosen.items()
-            for trajectory in groups[position]
-            if "error" not in trajectory.metadata
+            for trajectory in finished_episodes(groups[position])
             for student, teacher in teacher_prompts(
                 trajectory, self.policy.chat, self._system, config.history_turns, skill.text()
             ).items()
