@@ -479,3 +479,17 @@ def test_an_outcome_after_the_last_attempt_has_no_snapshot() -> None:
         outcomes.append(play(env, instance, reply))
         instance = instance.child(outcomes[-1].attempt, outcomes[-1].snapshot)
     assert [o.ended for o in outcomes] == [False, False, True] and outcomes[-1].snapshot is None
+
+
+def test_replies_played_by_a_pool_of_envs_match_one_env_playing_them_in_turn(tmp_path: Path, model_dir: Path) -> None:
+    """Each reply restores its instance's snapshot, so which env of the pool plays it changes nothing: the same
+    run with one env gives the same metrics and weights."""
+    runs = {}
+    for envs in (1, 4):
+        trainer = ExItTrainer(config_for(tmp_path / f"envs-{envs}", num_envs=envs), HFPolicy.from_pretrained(model_dir))
+        history = trainer.train()
+        runs[envs] = ([{k: v for k, v in step.items() if k not in TIMING} for step in history], weights(trainer.model))
+        assert (len(trainer._made_envs) == 0) == (envs == 1) and len(trainer._made_envs) <= envs
+    assert any(step["from_buffer"] > 0 for step in runs[1][0]), "no buffer draw: children were never played"
+    assert runs[1][0] == runs[4][0]
+    assert all(torch.equal(runs[1][1][name], runs[4][1][name]) for name in runs[1][1])

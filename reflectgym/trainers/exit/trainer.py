@@ -33,7 +33,7 @@ Deviations from the paper, on purpose:
   std, errors left out of their group (a reply whose env step raised, or whose generation failed), groups with
   fewer than two replies left (or, by default, all returns equal) give no sequences.
 * One process: no `torchrun` data parallelism and no separate sampler (vLLM) yet; attempts are stepped in the
-  trainer's process, one env, without the rollout engine's per-call timeouts.
+  trainer's process by `num_envs` envs in threads, without the rollout engine's per-call timeouts.
 """
 
 from __future__ import annotations
@@ -43,8 +43,10 @@ import math
 import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
+from queue import Empty, SimpleQueue
 from typing import Any, Literal, TypeVar
 
 import gymnasium as gym
@@ -128,6 +130,9 @@ class ExItConfig(TrainerConfig):
     """Tokens per reply at most."""
     system_prompt: str | None = None
     """System prompt of every instance (default: the env family's prompt; "" sends none)."""
+    num_envs: int = 8
+    """Envs that play a step's replies at once, one thread each (a code env's sandboxed runs overlap); 1: one env
+    plays them in turn."""
     first_seed: int = 0
     """New-task seeds of step s are first_seed + seed * 1_000_003 + s * tasks_per_step + i (slot i)."""
 
@@ -136,7 +141,7 @@ class ExItConfig(TrainerConfig):
         for name in ("select_prob", "diverge_prob"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ConfigError(f"{name} must be a probability in [0, 1]; got {getattr(self, name)}")
-        for name in ("tasks_per_step", "max_new_tokens", "buffer_size"):
+        for name in ("tasks_per_step", "max_new_tokens", "buffer_size", "num_envs"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1; got {getattr(self, name)}")
         if self.group_size < 2:
@@ -214,6 +219,10 @@ class ExItTrainer:
             self.reference = copy.deepcopy(self.session.model).eval().requires_grad_(False)
         self._make_env = lambda: gym.make(env_id, **env_kwargs)
         self.env = self._make_env()
+        """The env that starts and restores the step's instances (and plays replies when `num_envs` is 1)."""
+        self._free_envs: SimpleQueue[gym.Env[Any, Any]] = SimpleQueue()
+        """Envs the reply threads take and give back (made on first need, at most `num_envs`)."""
+        self._made_envs: list[gym.Env[Any, Any]] = []
         if not all(callable(getattr(self.env.unwrapped, name, None)) for name in ("snapshot", "restore")):
             raise ConfigError(f"{env_id}: ExIt plays attempts from env snapshots; this env has no snapshot()/restore()")
         check_attempts(self.env, env_id, "ExIt")
@@ -242,7 +251,8 @@ class ExItTrainer:
         try:
             return self.session.run(f"ExIt {self.config.env_id}", self._step, state=self._state, restore=self._restore)
         finally:
-            self.env.close()
+            for env in [self.env, *self._made_envs]:
+                env.close()
 
     def _state(self) -> dict[str, Any]:
         return {"buffer": self.buffer.state()}
@@ -293,7 +303,8 @@ class ExItTrainer:
         return slots, counts
 
     def play_slots(self, slots: Sequence[Slot]) -> list[list[Reply]]:
-        """G replies per slot, sampled in one batch; each played as one attempt from its slot's instance."""
+        """G replies per slot, sampled in one batch; each played as one attempt from its slot's instance, by up to
+        `num_envs` envs at once (each restores the instance's snapshot: which env plays a reply changes nothing)."""
         size = self.config.group_size
         prompts = [slot.prompt_ids for slot in slots for _ in range(size)]
         try:
@@ -301,20 +312,53 @@ class ExItTrainer:
         except Exception as error:  # (out of memory, a server gone) the step's replies fail, not the run
             warnings.warn(f"ExIt: generation failed, the step's replies are errors: {error!r}", stacklevel=2)
             generations = [Generation("", finish_reason="error", error=repr(error)) for _ in prompts]
-        return [
-            [self.play_reply(slot.instance, generation) for generation in generations[i * size : (i + 1) * size]]
+        jobs = [
+            (slot.instance, generation)
             for i, slot in enumerate(slots)
+            for generation in generations[i * size : (i + 1) * size]
         ]
+        threads = min(self.config.num_envs, len(jobs))
+        if threads > 1:
+            with ThreadPoolExecutor(threads, thread_name_prefix="exit-env") as pool:
+                replies = list(pool.map(lambda job: self._play_pooled(*job), jobs))
+        else:
+            replies = [self.play_reply(instance, generation) for instance, generation in jobs]
+        return [replies[i * size : (i + 1) * size] for i in range(len(slots))]
 
     def play_reply(self, instance: Instance, generation: Generation) -> Reply:
-        """One reply played as attempt k + 1 of `instance`, with its return; an error when generation or the env
-        failed."""
+        """One reply played by the trainer's env as attempt k + 1 of `instance`, with its return; an error when
+        generation or the env failed."""
         if generation.finish_reason == "error" or generation.token_ids is None:
             return Reply(generation, None)
         try:
             outcome = self._env_call(partial(play, self.env, instance, generation.text))
         except Exception:  # the env failed on this reply: an error, left out of its group
             return Reply(generation, None)
+        return self._reply(instance, generation, outcome)
+
+    def _play_pooled(self, instance: Instance, generation: Generation) -> Reply:
+        """`play_reply` on an env of the reply threads' pool (a fresh one replaces an env that raised)."""
+        if generation.finish_reason == "error" or generation.token_ids is None:
+            return Reply(generation, None)
+        try:
+            env = self._free_envs.get_nowait()
+        except Empty:
+            env = self._make_env()
+            self._made_envs.append(env)
+        try:
+            outcome = play(env, instance, generation.text)
+        except Exception:  # the env failed on this reply: an error, left out of its group; the env may be broken
+            self._made_envs.remove(env)
+            env.close()
+            env = self._make_env()
+            self._made_envs.append(env)
+            return Reply(generation, None)
+        finally:
+            self._free_envs.put(env)
+        return self._reply(instance, generation, outcome)
+
+    def _reply(self, instance: Instance, generation: Generation, outcome: Outcome) -> Reply:
+        """The reply with its return: the attempt's quality, or its improvement on the instance's."""
         quality = outcome.attempt.reward
         ret = (
             improvement_reward(quality, instance.quality)
