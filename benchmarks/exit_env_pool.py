@@ -79,8 +79,7 @@ def main() -> None:
             if round_:
                 times[envs].append(seconds)
     for trainer in trainers.values():
-        for env in [trainer.env, *trainer._made_envs]:
-            env.close()
+        trainer.close()
     replies = args.tasks * args.group
     base = statistics.median(times[1])
     pool = statistics.median(times[args.envs])

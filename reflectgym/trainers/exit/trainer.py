@@ -251,8 +251,12 @@ class ExItTrainer:
         try:
             return self.session.run(f"ExIt {self.config.env_id}", self._step, state=self._state, restore=self._restore)
         finally:
-            for env in [self.env, *self._made_envs]:
-                env.close()
+            self.close()
+
+    def close(self) -> None:
+        """Closes every env the trainer made (`train` does at its end)."""
+        for env in [self.env, *self._made_envs]:
+            env.close()
 
     def _state(self) -> dict[str, Any]:
         return {"buffer": self.buffer.state()}
