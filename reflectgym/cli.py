@@ -602,8 +602,9 @@ def build_parser() -> argparse.ArgumentParser:
     train = commands.add_parser(
         "train",
         help="train a policy from a config file: reflectgym train run.yaml [--lr 1e-5 ...]",
-        description="Runs the trainer named in the config (`trainer: grpo`, `sft` or `agent_r`). Any option of the "
-        "config can be overridden as --name value. `reflectgym train run.yaml --help` lists that trainer's options.",
+        description="Runs the trainer named in the config (`trainer: grpo`, `sft`, `agent_r`, `skill_sd`, `exit` or "
+        "`rltf`; a project's own through `register_trainer`). Any option of the config can be overridden as --name "
+        "value. `reflectgym train run.yaml --help` lists that trainer's options.",
     )
     train.add_argument("config", nargs="?", metavar="CONFIG", help="a YAML file of options, with `trainer: NAME`")
     train.add_argument(
