@@ -21,9 +21,7 @@ shared OpenAI-compatible server.
 from __future__ import annotations
 
 import dataclasses
-import os
 import re
-import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -38,6 +36,7 @@ except ImportError as missing:  # pragma: no cover - depends on the install
 from reflectgym.agents.policy import Policy
 from reflectgym.agents.rollout import EnvFactory, RolloutConfig, RolloutEngine, in_seed_order
 from reflectgym.core.trajectory import Trajectory
+from reflectgym.distributed.cluster import check_room, join_cluster
 
 PolicyFactory = Callable[[], Policy]
 
@@ -135,11 +134,15 @@ class RayRolloutPool:
         self.rollout = rollout or RolloutConfig()
         self.config = config or RayRolloutConfig()
         self.env_id = env_id
-        started_cluster = not ray.is_initialized()
-        if started_cluster:
-            ray.init(address=self.config.address, runtime_env=self.config.runtime_env)
-        local = self.config.address is None and not os.environ.get("RAY_ADDRESS")  # (else init joined a cluster)
-        self._check_resources(fixed=started_cluster and local)
+        fixed = join_cluster(self.config.address, self.config.runtime_env)
+        wanted = {"CPU": self.config.num_cpus_per_worker, "GPU": self.config.num_gpus_per_worker}
+        check_room(
+            self.config.num_workers,
+            wanted,
+            f"{self.config.num_workers} rollout workers",
+            fixed,
+            self.config.start_timeout_s,
+        )
         self._actor_class = ray.remote(RolloutWorker).options(
             num_cpus=self.config.num_cpus_per_worker,
             num_gpus=self.config.num_gpus_per_worker,
@@ -153,23 +156,6 @@ class RayRolloutPool:
         self._actors: list[Any] = [None] * self.config.num_workers
         """Live actors; None where one was killed and is started again at the next run."""
         self._start_missing_actors()
-
-    def _check_resources(self, fixed: bool) -> None:
-        """Actors the cluster cannot hold would wait forever: an error on a local cluster this pool started (it
-        cannot grow), a warning on one that may (an autoscaler)."""
-        config, have = self.config, ray.cluster_resources()
-        wanted = {"CPU": config.num_cpus_per_worker, "GPU": config.num_gpus_per_worker}
-        short = [
-            f"{config.num_workers} x {each:g} {name}s, the cluster has {have.get(name, 0):g}"
-            for name, each in wanted.items()
-            if config.num_workers * each > have.get(name, 0)
-        ]
-        if not short:
-            return
-        message = f"{config.num_workers} rollout workers need {'; '.join(short)}"
-        if fixed:
-            raise ValueError(f"{message}: use fewer workers or less per worker")
-        warnings.warn(f"{message}: they wait until it grows (up to {config.start_timeout_s:g} s)", stacklevel=3)
 
     def _start_missing_actors(self) -> None:
         """Starts an actor in every empty slot, all at once; raises `WorkerStartError` (with an actor's own error)

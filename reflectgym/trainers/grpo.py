@@ -33,7 +33,6 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import gymnasium as gym
 import numpy as np
 import torch
 
@@ -50,7 +49,7 @@ from reflectgym.trainers.session import (
     TrainerConfig,
     TrainingSession,
     WeightSyncedSampler,
-    check_env_id,
+    env_factory,
     load_policy,
     trained_weights,
 )
@@ -207,8 +206,8 @@ class GRPOTrainer:
             lockstep=True,  # batches independent of thread timing: same seed, same run, exact resume
         )
         env_id, env_kwargs = config.env_id, dict(config.env_kwargs)
-        check_env_id(env_id)  # an unknown id stops here, before the run begins and an overwrite deletes anything
-        self.engine = RolloutEngine(sampler or self.policy, lambda: gym.make(env_id, **env_kwargs), env_id, rollout)
+        make_env = env_factory(env_id, env_kwargs, config, max_envs=config.num_envs + 1)
+        self.engine = RolloutEngine(sampler or self.policy, make_env, env_id, rollout)
 
     @property
     def model(self) -> torch.nn.Module:

@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 
 from reflectgym.agents.hf_policy import HFPolicy, HFPolicyConfig, silence_library_bars
 from reflectgym.agents.policy import TokenPolicy
+from reflectgym.agents.rollout import EnvFactory
 from reflectgym.trainers.batching import TrainingSequence
 from reflectgym.trainers.checkpoint import (
     CheckpointError,
@@ -64,6 +65,11 @@ class TrainerConfig:
     """Sequences per forward pass (gradients accumulate over a step)."""
     max_grad_norm: float = 1.0
     """Gradient clipping norm (0: no clipping)."""
+    env_actors: bool = False
+    """Run each env in a Ray actor of its own (on the cluster at `RAY_ADDRESS`, else a local one) while the policy
+    trains here: for envs one machine cannot hold enough of (browsers, sandboxed code). Needs the `ray` extra."""
+    env_actor_cpus: float = 1.0
+    """CPUs Ray reserves for each env actor (with `env_actors`)."""
     normalisation: Normalisation = "token"
     """What the loss averages over: all valid tokens of the step (`token`), or each sequence's tokens, then the
     sequences (`sequence`: every sequence counts the same, however long)."""
@@ -112,6 +118,8 @@ class TrainerConfig:
             raise ConfigError(f"lora_rank must be 0 (full fine-tuning) or positive; got {self.lora_rank}")
         if self.save_every < 0:
             raise ConfigError(f"save_every must be 0 (only at the end) or positive; got {self.save_every}")
+        if not 0 <= self.env_actor_cpus < math.inf:
+            raise ConfigError(f"env_actor_cpus must be 0 or positive and finite; got {self.env_actor_cpus}")
         if self.resume and self.overwrite_output_dir:
             raise ConfigError("resume continues the run in output_dir, overwrite_output_dir deletes it: pick one")
 
@@ -154,6 +162,24 @@ def check_env_id(env_id: str) -> None:
     if module:
         importlib.import_module(module)
     gym.spec(name)
+
+
+def env_factory(env_id: str, env_kwargs: Mapping[str, Any], config: TrainerConfig, max_envs: int) -> EnvFactory:
+    """What makes the run's envs: `gym.make(env_id, **env_kwargs)` here, or with `config.env_actors` the same env
+    with its base env in a Ray actor (`reflectgym.distributed.envs`), for at most `max_envs` envs at once.
+    An unknown id stops here, before the run begins and an overwrite deletes anything."""
+    check_env_id(env_id)
+    kwargs = dict(env_kwargs)
+    if not config.env_actors:
+        return lambda: gym.make(env_id, **kwargs)
+    try:  # (imported here: Ray is an optional extra, needed only for env actors)
+        from reflectgym.distributed.envs import EnvActorConfig, remote_env_factory
+    except ImportError as missing:
+        raise ConfigError(f"env_actors needs Ray: pip install 'reflectgym[ray]' ({missing})") from None
+    try:
+        return remote_env_factory(env_id, kwargs, EnvActorConfig(num_cpus=config.env_actor_cpus), max_envs)
+    except ValueError as error:  # (a local cluster too small for the envs in flight)
+        raise ConfigError(f"env_actors: {error} (num_envs, env_actor_cpus)") from None
 
 
 def check_attempts(env: gym.Env[Any, Any], env_id: str, trainer: str) -> int:

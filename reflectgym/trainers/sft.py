@@ -17,7 +17,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import gymnasium as gym
 import numpy as np
 import torch
 
@@ -33,7 +32,7 @@ from reflectgym.trainers.demonstrations import (
     read_demonstrations,
 )
 from reflectgym.trainers.losses import sft_loss
-from reflectgym.trainers.session import TrainerConfig, TrainingSession, load_policy
+from reflectgym.trainers.session import TrainerConfig, TrainingSession, env_factory, load_policy
 
 ORACLE = "oracle"
 """`SFTConfig.demonstrations` value: the env's solver plays fresh seeds."""
@@ -119,6 +118,7 @@ class SFTTrainer:
         self, config: SFTConfig, policy: HFPolicy | None = None, trajectories: list[Trajectory] | None = None
     ) -> None:
         self.config = config
+        self.make_env = env_factory(config.env_id, config.env_kwargs, config, max_envs=1)
         self.policy = policy if policy is not None else load_policy(config)
         self.session = TrainingSession(config, self.policy, describe=config, trainer="sft")
         unreadable: list[str] = []
@@ -128,7 +128,7 @@ class SFTTrainer:
             episodes, unreadable = read_demonstrations(config.demonstrations)
         else:
             episodes = self._play_demonstrations()
-        env = gym.make(config.env_id, **config.env_kwargs)
+        env = self.make_env()
         try:
             system = env_system_prompt(config.env_id, env, config.system_prompt)
         finally:
@@ -158,7 +158,7 @@ class SFTTrainer:
         config = self.config
         seeds = range(config.first_seed, config.first_seed + config.num_demonstrations)
         return play_demonstrations(
-            lambda: gym.make(config.env_id, **config.env_kwargs),
+            self.make_env,
             OracleAgent(),
             seeds,
             env_id=config.env_id,

@@ -30,7 +30,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import gymnasium as gym
 import numpy as np
 import torch
 
@@ -43,7 +42,7 @@ from reflectgym.trainers.config import ConfigError
 from reflectgym.trainers.data_parallel import current_world
 from reflectgym.trainers.demonstrations import env_system_prompt, opening_messages
 from reflectgym.trainers.losses import sft_loss
-from reflectgym.trainers.session import TrainerConfig, TrainingSession, check_env_id, load_policy
+from reflectgym.trainers.session import TrainerConfig, TrainingSession, env_factory, load_policy
 from reflectgym.trainers.sft import epoch_batches
 
 
@@ -127,13 +126,12 @@ class AgentRTrainer:
     def __init__(self, config: AgentRConfig, policy: HFPolicy | None = None, actor: Policy | None = None) -> None:
         self.config = config
         env_id, env_kwargs = config.env_id, dict(config.env_kwargs)
-        check_env_id(env_id)  # before the run begins and an overwrite deletes anything
+        self.make_env = env_factory(env_id, env_kwargs, config, max_envs=1)  # (before the run begins)
         if current_world().size > 1:
             raise ConfigError("agent_r runs in one process; data-parallel launches (torchrun) are not supported yet")
         self.policy = policy if policy is not None else load_policy(config)
         self.session = TrainingSession(config, self.policy, describe=config, trainer="agent_r")
         self.actor: Policy = actor if actor is not None else self.policy
-        self.make_env = lambda: gym.make(env_id, **env_kwargs)
         env = self.make_env()
         try:
             check_searchable(env_id, env.unwrapped)

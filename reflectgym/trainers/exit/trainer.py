@@ -72,7 +72,7 @@ from reflectgym.trainers.exit.scoring import (
 )
 from reflectgym.trainers.grpo import grpo_objective, step_seeds
 from reflectgym.trainers.losses import group_advantages
-from reflectgym.trainers.session import TrainerConfig, TrainingSession, check_attempts, check_env_id, load_policy
+from reflectgym.trainers.session import TrainerConfig, TrainingSession, check_attempts, env_factory, load_policy
 
 T = TypeVar("T")
 
@@ -209,7 +209,7 @@ class ExItTrainer:
     def __init__(self, config: ExItConfig, policy: HFPolicy | None = None) -> None:
         self.config = config
         env_id, env_kwargs = config.env_id, dict(config.env_kwargs)
-        check_env_id(env_id)  # an unknown id stops here, before the run begins and an overwrite deletes anything
+        self._make_env = env_factory(env_id, env_kwargs, config, max_envs=config.num_envs + 1)  # (before the run)
         if current_world().size > 1:
             raise ConfigError("exit runs in one process; data-parallel launches (torchrun) are not supported yet")
         self.policy = policy if policy is not None else load_policy(config)
@@ -217,7 +217,6 @@ class ExItTrainer:
         self.reference = None
         if config.kl_coef > 0:
             self.reference = copy.deepcopy(self.session.model).eval().requires_grad_(False)
-        self._make_env = lambda: gym.make(env_id, **env_kwargs)
         self.env = self._make_env()
         """The env that starts and restores the step's instances (and plays replies when `num_envs` is 1)."""
         self._free_envs: SimpleQueue[gym.Env[Any, Any]] = SimpleQueue()
