@@ -129,10 +129,114 @@ def test_numbers_side_by_side_name_no_value_and_are_never_multiplied(answer: str
 
 @pytest.mark.parametrize(
     ("answer", "glued"),
-    [("2\\text{ and }3", "23"), ("3\\text{ft}4\\text{in}", "34"), ("2\\text{ hours and }30\\text{ minutes}", "230")],
+    [("3\\text{ft}4\\text{in}", "34"), ("2\\text{ hours and }30\\text{ minutes}", "230")],
 )
 def test_text_between_two_numbers_never_glues_them_into_one(answer: str, glued: str) -> None:
     assert AnswerChecker().check(answer, glued).status == "unknown"
+
+
+def test_two_numbers_joined_by_a_conjunction_are_two_values_never_one_glued() -> None:
+    """`2\\text{ and }3` is the list 2, 3 (see below): surely not 23, and not unknown as units between numbers are."""
+    checker = AnswerChecker()
+    assert checker.check("2\\text{ and }3", "23").status == "not_equal"
+    assert checker.check("23", "2\\text{ and }3").status == "not_equal"
+
+
+@pytest.mark.parametrize(
+    ("answer", "gold"),
+    [
+        ("1\\text{ and }2", "1, 2"),
+        ("1 and 2", "\\{2,1\\}"),
+        ("1 \\text{ or } 2", "1,2"),
+        ("1\\mbox{ and }2", "2, 1"),
+        ("2, 3, \\text{and } 5", "\\{5, 3, 2\\}"),
+        ("2, 3 and 5", "2,3,5"),
+        ("2\\text{, }3\\text{, and }5", "3, 5, 2"),
+        ("x=1 \\text{ or } x=2", "\\{1,2\\}"),
+        ("$x = -2$ or $x = 1$", "-2, 1"),
+        ("x = 1 \\text{ or } 2", "2, 1"),
+        ("either 1 or -1", "\\pm 1"),
+        ("\\frac{1}{2} \\text{ or } -3", "-3, \\frac12"),
+        ("\\sqrt2 \\text{ and } \\pi", "\\pi, \\sqrt{2}"),
+        ("1 \\pm \\sqrt{5} \\text{ and } -2", "\\{1\\pm\\sqrt{5},-2\\}"),
+        ("30^\\circ \\text{ and } 150^\\circ", "150, 30"),
+        ("3\\text{ cm} \\text{ and } 4\\text{ cm}", "3, 4"),
+        ("3 cm and 4 cm", "4, 3"),
+        ("\\$5 and \\$7", "7, 5"),
+        ("(1, 2) \\text{ and } (3, 4)", "(3, 4), (1, 2)"),
+        ("(1, 2) \\text{ or } (3, 4)", "(3,4),(1,2)"),
+        ("(-\\infty, 1) \\text{ or } [2, \\infty)", "(-\\infty, 1) \\cup [2, \\infty)"),
+    ],
+)
+def test_values_joined_by_conjunctions_match_the_same_values_as_a_list_or_set(answer: str, gold: str) -> None:
+    """A conjunction between complete values ("and", "or", ", and"; bare or in `\\text{}`) makes the answer an unordered
+    list, compared as comma lists and sets are; pairs keep their order inside, and intervals joined by "or" are their
+    union. Both directions: a gold may be written either way too."""
+    checker = AnswerChecker(EquivalenceConfig(symbolic=False))
+    assert [checker.check(answer, gold).status, checker.check(gold, answer).status] == ["equal", "equal"]
+
+
+@pytest.mark.parametrize(
+    ("answer", "gold"),
+    [
+        ("1 \\text{ and } 3", "1, 2"),  # a different value
+        ("1 \\text{ or } 2", "\\{1, 2, 3\\}"),  # a value missing
+        ("1, 2, \\text{and } 3", "1, 2"),  # an extra value
+        ("1 \\text{ or } 2", "2"),  # a hedge is not the answer
+        ("x = 1 \\text{ or } x = 2", "1, 1"),  # a multiset: each value counts once
+        ("(1, 2) \\text{ and } (4, 3)", "(1, 2), (3, 4)"),  # points keep their order
+        ("2 \\text{ and } 1", "(1, 2)"),  # so does an ordered pair
+        ("1 \\text{ and } 2", "[1, 2]"),  # and an interval is no list
+        ("(-\\infty, 1) \\text{ or } (2, \\infty)", "(-\\infty, 1) \\cup [2, \\infty)"),
+    ],
+)
+def test_values_joined_by_conjunctions_do_not_match_other_values(answer: str, gold: str) -> None:
+    checker = AnswerChecker(EquivalenceConfig(symbolic=False))
+    assert [checker.check(answer, gold).status, checker.check(gold, answer).status] == ["not_equal", "not_equal"]
+
+
+@pytest.mark.parametrize(
+    ("answer", "gold"),
+    [
+        ("2\\text{ hours}\\text{ and }30\\text{ minutes}", "2, 30"),  # different units: one mixed quantity
+        ("5 feet and 3 inches", "5, 3"),
+        ("[0, 1] \\text{ and } [2, 3]", "[0, 1], [2, 3]"),  # intervals joined by "and": an intersection, or a union
+    ],
+)
+def test_a_mixed_quantity_or_intervals_joined_by_and_are_not_split_into_a_list(answer: str, gold: str) -> None:
+    assert AnswerChecker(EquivalenceConfig(symbolic=False)).check(answer, gold).status == "unknown"
+
+
+def test_words_joined_by_a_conjunction_stay_one_word_answer() -> None:
+    checker = AnswerChecker(EquivalenceConfig(symbolic=False))
+    assert checker.check("Alice and Bob", "\\text{Alice and Bob}").status == "equal"
+    assert checker.check("Alice and Bob", "\\text{Bob}").status == "not_equal"
+
+
+def test_a_whole_number_and_a_proper_fraction_is_both_two_values_and_a_mixed_number() -> None:
+    """`2\\text{ and }\\frac{1}{2}`: the roots 2 and 1/2, or 2 1/2 as it is said aloud; either gold matches."""
+    checker = AnswerChecker(EquivalenceConfig(symbolic=False))
+    statuses = [checker.check("2 \\text{ and } \\frac{1}{2}", gold).status for gold in ("2.5", "\\frac12, 2", "2", "3")]
+    assert statuses == ["equal", "equal", "not_equal", "not_equal"]
+    assert checker.check("-2 \\text{ and } \\frac{1}{2}", "-1.5").status == "not_equal"  # (no sign: no mixed number)
+
+
+@pytest.mark.parametrize(
+    ("answer", "gold", "status"),
+    [
+        ("x = 1, x = 2", "2, 1", "equal"),  # one unknown: its values, unordered
+        ("x = 1, 2", "2, 1", "equal"),
+        ("x = 1, y = 2", "2, 1", "not_equal"),  # two unknowns: the point (1, 2)
+        ("x = 1, y = 2", "(1, 2)", "equal"),
+        ("\\{1\\pm\\sqrt{5},-2\\}", "-2, 1-\\sqrt5, 1+\\sqrt5", "equal"),  # a \\pm item is two values of a set
+        ("\\{1\\pm\\sqrt{5},-2\\}", "1-\\sqrt5, 1+\\sqrt5", "not_equal"),
+        ("2 \\pm 1, 5", "1, 3, 5", "equal"),
+    ],
+)
+def test_named_values_of_one_unknown_and_plus_minus_items_are_unordered_values(
+    answer: str, gold: str, status: str
+) -> None:
+    assert AnswerChecker(EquivalenceConfig(symbolic=False)).check(answer, gold).status == status
 
 
 @pytest.mark.parametrize(

@@ -156,7 +156,12 @@ def _decidable(value: Value | None) -> bool:
 
 def _variants(value: Value, normalised: Normalised) -> list[Value]:
     """The values an answer may stand for: with a percent sign, itself and a hundredth of it (`50%`: 50 and 0.5);
-    with a number word, itself and its scaled value (`3.5 million`: 3.5 and 3500000)."""
+    with a number word, itself and its scaled value (`3.5 million`: 3.5 and 3500000); a whole number "and" a proper
+    fraction, the two values and the mixed number (`2 and 1/2`: 2, 1/2 and 5/2)."""
+    if isinstance(value, Seq) and normalised.mixed and len(value.items) == 2:
+        whole, fraction = value.items
+        if isinstance(whole, Num) and isinstance(fraction, Num) and whole.exact is not None and fraction.exact:
+            return [value, Num(whole.value + fraction.value, whole.exact + fraction.exact)]
     if not isinstance(value, Num):
         return [value]
     variants: list[Value] = [value]

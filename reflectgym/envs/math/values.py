@@ -1,9 +1,10 @@
 """The fast path of answer checking: normalises answer text and reads it into exact values without a CAS.
 
-`read_answer` turns `"\\$1,000"`, `"1\\,000"`, `"x = \\frac{1}{2}"`, `"(1, 2]"` or `"\\{3, -1\\}"` into small
-frozen values (numbers kept as exact fractions while they can be, tuples, intervals, sets, unordered lists,
-words). Anything it cannot read for certain (variables, functions, matrices) is `None`, and the checker hands it
-to the symbolic library. Work is bounded: long inputs and huge powers are refused rather than computed.
+`read_answer` turns `"\\$1,000"`, `"1\\,000"`, `"x = \\frac{1}{2}"`, `"(1, 2]"`, `"\\{3, -1\\}"` or
+`"x = 3 \\text{ or } x = -1"` into small frozen values (numbers kept as exact fractions while they can be, tuples,
+intervals, sets, unordered lists, words). Anything it cannot read for certain (variables, functions, matrices) is
+`None`, and the checker hands it to the symbolic library. Work is bounded: long inputs and huge powers are refused
+rather than computed.
 """
 
 from __future__ import annotations
@@ -67,14 +68,18 @@ class Normalised:
     """Answer text with presentation removed.
 
     Attributes:
-        text: The answer with dollars, spacing commands, units, `x =` prefixes and `\\left`/`\\right` removed.
+        text: The answer with dollars, spacing commands, units, `x =` prefixes and `\\left`/`\\right` removed, and the
+            conjunctions between its values made commas (see `_split_conjunctions`).
         percent: Whether it carried a percent sign (then `50` and `0.5` both match).
         scale: The power of ten of a number word after it (`3.5 million`: 6; then `3.5` and `3500000` both match).
+        mixed: Whether it is a whole number "and" a proper fraction (`2\\text{ and }\\frac{1}{2}`): read as the two
+            values, and also as the mixed number they may spell (then `2, 1/2` and `2.5` both match).
     """
 
     text: str
     percent: bool = False
     scale: int = 0
+    mixed: bool = False
 
 
 class UnreadableError(ValueError):
@@ -141,6 +146,7 @@ def normalise(text: str) -> Normalised:
     s = s.replace("\\cdot", "*").replace("\\times", "*").replace("×", "*").replace("\\div", "/").replace("÷", "/")
     s = s.replace("−", "-")
     s = _DEGREES.sub("", s)
+    s, mixed = _split_conjunctions(s)
     s = _UNIT_POWER.sub(_unit_gap, s).strip()
     whole_text = _TEXT_COMMAND.fullmatch(s)
     if whole_text:
@@ -158,7 +164,7 @@ def normalise(text: str) -> Normalised:
     if equation and "," not in s and "=" not in equation.group(1):
         s = equation.group(1).strip()
     s = _SPACED_THOUSANDS.sub("", s)
-    return Normalised(text=" ".join(s.split()), percent=percent, scale=scale)
+    return Normalised(text=" ".join(s.split()), percent=percent, scale=scale, mixed=mixed)
 
 
 def _strip_trailing_words(s: str) -> tuple[str, int]:
@@ -184,6 +190,113 @@ def _unit_gap(unit: re.Match[str]) -> str:
     word = _TEXT_COMMAND.search(unit.group(0))
     named = word.group(1).strip().lower() if word is not None else ""
     return f" {named}" if named in _MULTIPLIERS else ""  # (`3.5\\text{ million}` reads as `3.5 million`)
+
+
+_CONJUNCTION = re.compile(
+    r"\\(?:text|textrm|textit|textbf|mathrm|mbox)\s*\{\s*,?\s*(and|or)\s*,?\s*\}|(?<![A-Za-z\\])(and|or)(?![A-Za-z])"
+)
+"""A conjunction word between values, bare or alone in a text command (`1 and 2`, `1\\text{ or }2`, `\\text{, and}`)."""
+_MAX_CONJUNCTION_CHARS = 4 * MAX_CHARS
+_LEADING_HEDGE = re.compile(r"^(?:both|either)\s+", re.IGNORECASE)
+_END_UNIT = re.compile(r"(.*?[\d}.])\s*\\(?:text|mathrm|mbox)\s*\{\s*([A-Za-z][A-Za-z .]*?)\s*\}(\s*\^\s*\{?\d\}?)?")
+_WHOLE = re.compile(r"[1-9]\d*")
+_PROPER_FRACTION = re.compile(r"\\frac\s*\{?\s*(\d+)\s*\}?\s*\{?\s*(\d+)\s*\}?|(\d+)\s*/\s*(\d+)")
+
+
+def _split_conjunctions(s: str) -> tuple[str, bool]:
+    """`s` with the conjunction words between its values made commas (`1 \\text{ and } 2`, `x = 1 \\text{ or } x = 2`,
+    `2, 3, \\text{and } 5`: a comma list, so unordered), and whether it is a whole number "and" a proper fraction (see
+    `Normalised.mixed`).
+
+    Only words outside brackets, between values that all read as values, split an answer; `s` is left as it is when
+    any part is empty or a word (`Alice and Bob`, `1 or more`), or when parts carry different units (`2\\text{ hours}
+    \\text{ and } 30\\text{ minutes}`: one mixed quantity, not two answers). A unit inside the words (`2\\text{ hours
+    and }30\\text{ minutes}`) makes them no bare conjunction, so such text is never split. Intervals (a square
+    bracket or an infinite end) joined by "or" become their union (`(-\\infty, 1) \\text{ or } (2, \\infty)`); joined by
+    "and" (an intersection, or a union) they are left as they are. Pairs `(a, b)` joined by either word are a list of
+    points, as they are joined by commas.
+    """
+    if len(s) > _MAX_CONJUNCTION_CHARS or not _CONJUNCTION.search(s):
+        return s, False
+    depths = _depths(s)
+    parts: list[str] = []
+    words: list[str] = []
+    start = 0
+    for found in _CONJUNCTION.finditer(s):
+        if depths[found.start()] == 0:
+            parts.append(s[start : found.start()].strip().removesuffix(",").strip())
+            words.append((found.group(1) or found.group(2)).lower())
+            start = found.end()
+    if not words:
+        return s, False
+    parts.append(s[start:].strip())
+    parts[0] = _LEADING_HEDGE.sub("", parts[0], count=1)
+    items = [item for part in parts for item in split_top(part)]
+    unitless = [_without_unit(item) for item in items]
+    values = [value for value, _ in unitless]
+    if len({unit for _, unit in unitless if unit}) > 1 or any(not value or _reads_as_word(value) for value in values):
+        return s, False
+    shapes = {_bracket_shape(value) for value in values}
+    if "interval" in shapes:
+        if set(words) == {"or"} and shapes <= {"interval", "pair"}:
+            return " \\cup ".join(values), False
+        return s, False
+    return ", ".join(values), words == ["and"] and _whole_and_proper_fraction(values)
+
+
+def _depths(s: str) -> list[int]:
+    """The bracket depth at each index of `s`, as `split_top` counts it."""
+    depths: list[int] = []
+    depth = 0
+    for char in s:
+        if char in ")]}":
+            depth -= 1
+        depths.append(depth)  # (a bracket has the depth outside it)
+        if char in "([{":
+            depth += 1
+    return depths
+
+
+def _whole_and_proper_fraction(values: list[str]) -> bool:
+    """Whether `values` are a positive whole number and a proper fraction of integers (`2`, `\\frac{1}{2}`)."""
+    fraction = _PROPER_FRACTION.fullmatch(values[-1]) if len(values) == 2 else None
+    if fraction is None or not _WHOLE.fullmatch(values[0]):
+        return False
+    numerator, denominator = fraction.group(1, 2) if fraction.group(1) else fraction.group(3, 4)
+    return 0 < int(numerator) < int(denominator)
+
+
+def _without_unit(item: str) -> tuple[str, str]:
+    """An item of a list without the unit after its number, and that unit lowercased ("" when it has none; a number
+    word such as `million` is no unit and stays)."""
+    text_unit = _END_UNIT.fullmatch(item)
+    if text_unit:
+        unit = text_unit.group(2).lower()
+        if unit not in _MULTIPLIERS:
+            return text_unit.group(1).strip(), unit + "".join((text_unit.group(3) or "").split())
+        return item, ""
+    number, scale = _strip_trailing_words(item)
+    if number == item or scale:
+        return item, ""
+    return number, item[len(number) :].strip().rstrip(".").lower()
+
+
+def _reads_as_word(text: str) -> bool:
+    """Whether `_read` would read `text` as a `Word` (`Bob`, `(C)`), not a value that a conjunction may join."""
+    word = _WORD.fullmatch(text)
+    return bool(word) and _is_word(word.group(1), parenthesised=text.startswith("(") and text.endswith(")"))
+
+
+def _bracket_shape(text: str) -> str:
+    """`interval` for a bracketed pair that only an interval can be (a square bracket or an infinite end), `pair` for
+    `(a, b)` (a point or an open interval), else `other`."""
+    if not (text[:1] in ("(", "[") and text[-1:] in (")", "]") and _closing(text, 0) == len(text) - 1):
+        return "other"
+    if len(_items(text[1:-1])) != 2:
+        return "other"
+    if text[0] == "[" or text[-1] == "]" or "\\infty" in text or "∞" in text:
+        return "interval"
+    return "pair"
 
 
 def _strip_wrapper(s: str, opener: str) -> str:
@@ -245,7 +358,7 @@ def read_answer(text: str) -> tuple[Value | None, Normalised]:
 
 
 _WORD = re.compile(r"\(?([A-Za-z][A-Za-z']*(?: [A-Za-z']+)*)\)?")
-_ITEM_NAME = re.compile(r"(?:[A-Za-z]|\\[a-z]+)(?:_\{?\w+\}?)?\s*=\s*(.+)")
+_ITEM_NAME = re.compile(r"((?:[A-Za-z]|\\[a-z]+)(?:_\{?\w+\}?)?)\s*=\s*(.+)")
 
 
 def _is_word(text: str, parenthesised: bool) -> bool:
@@ -268,7 +381,7 @@ def _read(s: str) -> Value:
     if _THOUSANDS.fullmatch(s):
         return _number(Fraction(s.replace(",", "")))
     if s.startswith("\\{") and s.endswith("\\}"):
-        return Seq("set", tuple(_read(item) for item in _items(s[2:-2])))
+        return _collection("set", [_read(item) for item in _items(s[2:-2])])
     if "\\cup" in s:
         parts = tuple(_read(part) for part in split_top(s, "\\cup"))
         if len(parts) > 1 and all(isinstance(part, Seq) and part.kind in ("interval", "pair") for part in parts):
@@ -292,16 +405,28 @@ def _read(s: str) -> Value:
     if len(items) == 1 and items[0] != s:
         return _read(items[0])
     if len(items) > 1:
-        named = [_ITEM_NAME.fullmatch(item) for item in items]
-        if all(named):
-            return Seq("tuple", tuple(_read(match.group(1).strip()) for match in named if match))
-        return Seq("list", tuple(_read(item) for item in items))
+        names = [_ITEM_NAME.fullmatch(item) for item in items]
+        unknowns = {name.group(1).replace(" ", "") for name in names if name}
+        if all(names) and len(unknowns) > 1:  # `x = 2, y = 3`: the point (2, 3)
+            return Seq("tuple", tuple(_read(name.group(2).strip()) for name in names if name))
+        if names[0] and len(unknowns) == 1:  # `x = 1, x = 2` or `x = 1, 2`: the values of one unknown
+            items = [name.group(2).strip() if name else item for name, item in zip(names, items, strict=True)]
+        return _collection("list", [_read(item) for item in items])
     if "\\pm" in s:
         left, _, right = s.partition("\\pm")
         base = _evaluate(left) if left.strip() else Num(0.0, Fraction(0))
         spread = _evaluate(right)
         return Seq("list", (_add(base, spread), _add(base, _neg(spread))))
     return _evaluate(s)
+
+
+def _collection(kind: Literal["set", "list"], values: list[Value]) -> Seq:
+    """An unordered collection in which a `\\pm` item counts as its two values (`\\{1 \\pm \\sqrt{5}, -2\\}` has three:
+    `_read` makes a `\\pm` a list, and no other item of a set or comma list can be one)."""
+    flat: list[Value] = []
+    for value in values:
+        flat.extend(value.items if isinstance(value, Seq) and value.kind == "list" else (value,))
+    return Seq(kind, tuple(flat))
 
 
 @lru_cache(maxsize=4096)
