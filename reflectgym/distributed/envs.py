@@ -12,6 +12,10 @@ CPU-heavy verifiers. `remote_env_factory(env_id, env_kwargs)` stands in for `lam
   `restore`, `max_attempts`, `oracle_action`, ...) is the actor's env's, read or called through Ray. Values
   travel by pickle, so a snapshot must be picklable (reflectgym's are).
 
+An env that closes cleanly leaves its actor, and the env in it, to the next env the factory makes (up to
+`max_envs` kept), so a trainer that makes its envs afresh each step does not start a process and a browser
+again each time; Gymnasium's `OrderEnforcing` here still asks for a `reset` first.
+
 The spec itself is sent to the actor, so an env registered at run time (a script's `register_task_env`, a class
 defined in `__main__`) is made there too; a spec whose entry point is a module path needs that module importable
 on every node (Ray's `runtime_env`).
@@ -27,9 +31,10 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import gymnasium as gym
 from gymnasium.envs.registration import EnvSpec
@@ -40,7 +45,6 @@ try:
 except ImportError as missing:  # pragma: no cover - depends on the install
     raise ImportError("reflectgym.distributed needs Ray: pip install 'reflectgym[ray]'") from missing
 
-from reflectgym.agents.rollout import EnvFactory
 from reflectgym.distributed.cluster import check_room, join_cluster
 
 
@@ -101,33 +105,102 @@ class EnvHost:
         self.env.close()
 
 
-class RemoteEnv(gym.Env[Any, Any]):
-    """A base env whose work is done by an `EnvHost` actor; made by `remote_env_factory`'s `gym.make`.
+Fault = Literal["raised", "lost"] | None
+"""What went wrong with an env's actor: a call raised ("raised"), the actor died or hung ("lost"), or nothing."""
+
+
+@dataclass(frozen=True)
+class _Host:
+    """An `EnvHost` actor and what its env told the caller's side when it started."""
+
+    actor: Any
+    described: tuple[Any, Any, dict[str, Any], str | None]
+
+
+class EnvHosts:
+    """One factory's env actors: started when an env is made and none is free; kept, their env open, when an env
+    closes cleanly (up to `keep` of them), so the next env made skips the process start and the env's own start-up
+    (a browser launch). An env whose call raised, or whose actor died or hung, is never kept.
 
     Args:
-        spec: The env's own spec (sent to the actor, which makes the env from it).
-        config: Where the actor runs and its timeouts.
-        kwargs: `gym.make` keyword arguments for the env (`max_episode_steps` and other `gym.make` options are
-            applied by the wrappers on this side).
+        spec: The env's own spec (sent to each actor, which makes the env from it).
+        config: Where the actors run and their timeouts.
+        keep: Free actors kept at most.
     """
 
-    def __init__(self, spec: EnvSpec, config: EnvActorConfig, **kwargs: Any) -> None:
-        self._config = config
-        host = ray.remote(EnvHost).options(num_cpus=config.num_cpus, runtime_env=config.runtime_env)
-        self._actor: Any = host.remote(spec, kwargs)
+    def __init__(self, spec: EnvSpec, config: EnvActorConfig, keep: int) -> None:
+        self.spec, self.config, self.keep = spec, config, keep
+        self.started = 0
+        """Actors started so far."""
+        self._free: list[_Host] = []
+        self._lock = threading.Lock()
+
+    def take(self, kwargs: dict[str, Any]) -> _Host:
+        """A free actor, else a new one whose env is made with `kwargs` (the same for every env of a factory)."""
+        with self._lock:
+            if self._free:
+                return self._free.pop()
+            self.started += 1
+        config = self.config
+        options = {"num_cpus": config.num_cpus, "runtime_env": config.runtime_env}
+        actor: Any = ray.remote(EnvHost).options(**options).remote(self.spec, kwargs)  # type: ignore[attr-defined]
         try:
-            described = ray.get(self._actor.describe.remote(), timeout=config.start_timeout_s)
+            return _Host(actor, ray.get(actor.describe.remote(), timeout=config.start_timeout_s))
         except GetTimeoutError as error:
-            self.close()
+            ray.kill(actor)
             raise EnvActorError(
-                f"the actor of {spec.id} was not placed within {config.start_timeout_s:g} s (the cluster has "
+                f"the actor of {self.spec.id} was not placed within {config.start_timeout_s:g} s (the cluster has "
                 f"{ray.available_resources()} free)"
             ) from error
         except RayError as error:  # (the env's constructor raised: the actor died as it started)
-            self.close()
+            ray.kill(actor)
             cause = error.cause if isinstance(error, RayTaskError) else error
-            raise EnvActorError(f"{spec.id} could not be made in its actor: {cause}") from error
-        self.observation_space, self.action_space, self.metadata, self.render_mode = described
+            raise EnvActorError(f"{self.spec.id} could not be made in its actor: {cause}") from error
+
+    def give_back(self, host: _Host, fault: Fault) -> None:
+        """Keeps a sound actor for the next env while there is room; closes and kills any other (a lost one, dead
+        or hung, is only killed: it would not close)."""
+        with self._lock:
+            if fault is None and len(self._free) < self.keep:
+                self._free.append(host)
+                return
+        if fault == "lost":
+            ray.kill(host.actor)
+        else:
+            _stop(host.actor)
+
+    def close(self) -> None:
+        """Closes and kills the free actors (envs still open keep theirs until they close). Idempotent."""
+        with self._lock:
+            free, self._free = self._free, []
+        for host in free:
+            _stop(host.actor)
+
+
+def _stop(actor: Any) -> None:
+    """Closes the actor's env (briefly: it may be the env that hangs), then kills the actor."""
+    with contextlib.suppress(Exception):  # a dead or hung actor: the kill below is what counts
+        ray.get(actor.close.remote(), timeout=10)
+    ray.kill(actor)
+
+
+class RemoteEnv(gym.Env[Any, Any]):
+    """A base env whose work is done by an `EnvHost` actor; made by a `RemoteEnvFactory`'s `gym.make`.
+
+    Args:
+        hosts: The factory's actors (a free one is taken, else one is started).
+        kwargs: The env's keyword arguments, for an actor started for it (`max_episode_steps` and the other
+            `gym.make` options are applied by the wrappers on this side).
+    """
+
+    def __init__(self, hosts: EnvHosts, **kwargs: Any) -> None:
+        self._config = hosts.config
+        self._hosts = hosts
+        self._host: _Host | None = hosts.take(kwargs)
+        self._fault: Fault = None
+        """Set once a call failed: the env may be broken ("raised") or its actor dead or hung ("lost"), so the
+        actor is not kept."""
+        self.observation_space, self.action_space, self.metadata, self.render_mode = self._host.described
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[Any, dict[str, Any]]:
         return self._call("reset", seed=seed, options=options)
@@ -139,58 +212,93 @@ class RemoteEnv(gym.Env[Any, Any]):
         return self._call("render")
 
     def close(self) -> None:
-        """Closes the env in its actor (briefly: it may be the env that hangs), then kills the actor. Idempotent."""
-        actor, self._actor = self._actor, None
-        if actor is None:
-            return
-        with contextlib.suppress(Exception):  # a dead or hung actor: the kill below is what counts
-            ray.get(actor.close.remote(), timeout=10)
-        ray.kill(actor)
+        """Hands the actor back to the factory, which keeps it for the next env when no call raised and else
+        closes the env there and kills it. Idempotent."""
+        host, self._host = self._host, None
+        if host is not None:
+            self._hosts.give_back(host, self._fault)
 
     def _call(self, name: str, *args: Any, **kwargs: Any) -> Any:
         """Runs the base env's method in the actor. The env's own exception is raised here as itself (Ray's error
         is an instance of its class); a dead actor is an `EnvActorError`, a call past the timeout a
         `TimeoutError`."""
-        if self._actor is None:
-            raise RuntimeError("this remote env is closed")
+        return self._ask(name, "call", name, args, kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        """Public attributes and methods the actor's env has and this one does not (only called for those)."""
+        if name.startswith("_") or self.__dict__.get("_host") is None:
+            raise AttributeError(name)
         try:
-            return ray.get(self._actor.call.remote(name, args, kwargs), timeout=self._config.call_timeout_s)
+            is_method, value = self._ask(name, "attribute", name)
+        except AttributeError as error:  # (the actor's AttributeError, raised as itself: no fault of the env's)
+            raise AttributeError(f"{self._env_id} (in a Ray actor) has no attribute {name!r}") from error
+        return functools.partial(self._call, name) if is_method else value
+
+    def _ask(self, name: str, method: str, *args: Any) -> Any:
+        """`actor.<method>(*args)`, waited for up to the call timeout; a failure (but a missing attribute) marks
+        the env as faulty."""
+        if self._host is None:
+            raise RuntimeError(f"this remote env of {self._env_id} is closed")
+        try:
+            return ray.get(getattr(self._host.actor, method).remote(*args), timeout=self._config.call_timeout_s)
         except RayActorError as error:
+            self._fault = "lost"
             raise EnvActorError(
                 f"the Ray actor of {self._env_id} died during {name}() (its process crashed or was killed, or its "
                 f"node was lost): {str(error).splitlines()[0]}"
             ) from error
         except GetTimeoutError as error:
+            self._fault = "lost"
             raise TimeoutError(
                 f"{self._env_id}: {name}() took over {self._config.call_timeout_s:g} s in its Ray actor"
             ) from error
+        except AttributeError:
+            raise
+        except BaseException:
+            self._fault = "raised"
+            raise
 
     @property
     def _env_id(self) -> str:
         return getattr(self.spec, "id", None) or "the env"
 
-    def __getattr__(self, name: str) -> Any:
-        """Public attributes and methods the actor's env has and this one does not (only called for those)."""
-        if name.startswith("_") or self.__dict__.get("_actor") is None:
-            raise AttributeError(name)
-        try:
-            is_method, value = ray.get(self._actor.attribute.remote(name), timeout=self._config.call_timeout_s)
-        except AttributeError as error:  # (the actor's AttributeError, raised as itself)
-            raise AttributeError(f"{self._env_id} (in a Ray actor) has no attribute {name!r}") from error
-        return functools.partial(self._call, name) if is_method else value
+
+class RemoteEnvFactory:
+    """Makes `env_id` envs whose base env runs in a Ray actor (see the module docstring); an `EnvFactory`.
+
+    Args:
+        env_id: A registered env id.
+        env_kwargs: `gym.make` keyword arguments of every env made.
+        config: Where the actors run and their timeouts.
+        max_envs: Envs open at once at most: the cluster must hold that many actors (an error on a local
+            cluster started here, a warning on one that may grow), and as many free actors are kept.
+    """
+
+    def __init__(
+        self, env_id: str, env_kwargs: dict[str, Any] | None = None, config: EnvActorConfig | None = None,
+        max_envs: int = 1,
+    ) -> None:  # fmt: skip
+        self.config = config or EnvActorConfig()
+        spec = gym.spec(env_id)
+        fixed = join_cluster(self.config.address, self.config.runtime_env)
+        wait_s = self.config.start_timeout_s
+        check_room(max_envs, {"CPU": self.config.num_cpus}, f"{max_envs} env actors", fixed, wait_s)
+        self.hosts = EnvHosts(spec, self.config, keep=max_envs)
+        make_base: Callable[..., gym.Env[Any, Any]] = functools.partial(RemoteEnv, self.hosts)
+        self._spec = dataclasses.replace(spec, entry_point=make_base, kwargs={})  # (the actor merges spec.kwargs)
+        self._kwargs = dict(env_kwargs or {})
+
+    def __call__(self) -> gym.Env[Any, Any]:
+        return gym.make(self._spec, **self._kwargs)
+
+    def close(self) -> None:
+        """Kills the free actors, their envs closed first."""
+        self.hosts.close()
 
 
 def remote_env_factory(
     env_id: str, env_kwargs: dict[str, Any] | None = None, config: EnvActorConfig | None = None, max_envs: int = 1
-) -> EnvFactory:
-    """A factory of `env_id` envs whose base env runs in a Ray actor each (see the module docstring); joins or
-    starts the Ray cluster first, and checks that it can hold `max_envs` actors at once (an error on a local
-    cluster started here, a warning on one that may grow)."""
-    config = config or EnvActorConfig()
-    spec = gym.spec(env_id)
-    fixed = join_cluster(config.address, config.runtime_env)
-    check_room(max_envs, {"CPU": config.num_cpus}, f"{max_envs} env actors", fixed, config.start_timeout_s)
-    make_base: Callable[..., gym.Env[Any, Any]] = functools.partial(RemoteEnv, spec, config)
-    local_spec = dataclasses.replace(spec, entry_point=make_base, kwargs={})  # (the actor merges spec.kwargs)
-    kwargs = dict(env_kwargs or {})
-    return lambda: gym.make(local_spec, **kwargs)
+) -> RemoteEnvFactory:
+    """`RemoteEnvFactory(env_id, env_kwargs, config, max_envs)`: a stand-in for `lambda: gym.make(env_id,
+    **env_kwargs)` whose envs run in Ray actors."""
+    return RemoteEnvFactory(env_id, env_kwargs, config, max_envs)

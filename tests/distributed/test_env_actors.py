@@ -154,6 +154,33 @@ def test_a_dead_or_hung_actor_fails_its_calls_and_close_still_returns() -> None:
     assert time.monotonic() - started < 30, "close kills a hung actor rather than waiting for its env"
 
 
+def test_a_cleanly_closed_env_leaves_its_actor_for_the_next_one_and_a_faulty_one_does_not() -> None:
+    make_env = remote_env_factory(FRAGILE_ID, {}, SMALL, max_envs=1)
+    first = make_env()
+    first.reset(seed=0)
+    first.step("aaa")
+    first.close()
+    second, third = make_env(), make_env()  # (the kept actor, then a new one)
+    assert make_env.hosts.started == 2
+    second.reset(seed=1)
+    with pytest.raises(gym.error.ResetNeeded):
+        third.step("aaa")  # (the wrappers here: a new env must be reset first, whatever its actor did before)
+    third.reset(seed=0)
+    with pytest.raises(EnvActorError):
+        third.step("die")
+    third.close()  # faulty: not kept (so there is room for the next)
+    second.close()
+    fourth = make_env()
+    fourth.reset(seed=0)
+    assert fourth.step("aaaaaa")[1] == 1.0 and make_env.hosts.started == 2, "it took the actor second left"
+    fourth.close()
+    fifth, sixth = make_env(), make_env()  # one kept at most: the second one is new
+    assert make_env.hosts.started == 3
+    fifth.close()
+    sixth.close()  # (no room: closed and killed)
+    make_env.close()
+
+
 class ScriptedPolicy:
     """Replies from a fixed list by seed and turn: "die" on seed 1's first turn, else "aaaaaa"."""
 
