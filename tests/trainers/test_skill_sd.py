@@ -61,6 +61,11 @@ ENV_ID = reflectgym.register_task_env(
     max_attempts=1,
 )
 
+MANY_ID = reflectgym.register_task_env(
+    "SkillSayAMany-v0", [{"id": f"level-{i}", "prompt": f"Say a, {i}.", "answer": "a"} for i in range(64)], share_of_a
+)
+"""Many levels, each picked by a fresh seed: task keys that hardly come back, as with procedurally generated ones."""
+
 
 class ScriptedSummariser:
     """A summariser policy that answers every request with a fixed skill, and remembers its threads."""
@@ -181,6 +186,73 @@ def test_a_full_bank_evicts_the_credited_skill_with_the_lowest_mean_and_round_tr
     assert copy.to_dict() == bank.to_dict() and copy.pending["u"] is copy.skills["u"][0]
 
 
+def test_a_new_task_beyond_the_bound_evicts_the_least_recently_visited_and_a_visit_refreshes() -> None:
+    bank = SkillBank(capacity=2, max_tasks=2)
+    rng = np.random.default_rng(0)
+    bank.add("a", Skill("a"))
+    bank.add("b", Skill("b"))
+    bank.choose("a", rng)  # a visit: "a" is now more recent than "b"
+    bank.add("c", Skill("c"))
+    assert list(bank.skills) == ["a", "c"]
+    bank.add("a", Skill("a2"))  # a new skill is a visit too
+    bank.add("d", Skill("d"))
+    assert list(bank.skills) == ["a", "d"] and [skill.success_analysis for skill in bank.skills["a"]] == ["a", "a2"]
+    bank.choose("a", rng)
+    bank.add("a", Skill("a3"))  # a task already banked takes no other task's place
+    assert list(bank.skills) == ["d", "a"] and len(bank) == 3
+
+
+def test_the_bound_holds_over_many_task_keys_that_never_come_back() -> None:
+    bank = SkillBank(capacity=2, max_tasks=8)
+    rng = np.random.default_rng(0)
+    for index in range(500):  # the trainer's order: credit and choose at the visit, a skill after the update
+        task = f"seed-{index}"
+        bank.credit(task, [1.0])
+        assert bank.choose(task, rng) is None
+        if bank.wants_skill(task, 1.0):
+            bank.add(task, Skill(task))
+        assert len(bank.skills) <= 8
+    assert list(bank.skills) == [f"seed-{index}" for index in range(492, 500)] and len(bank) == 8
+    assert len(json.dumps(bank.to_dict())) < 2000
+
+
+def test_an_evicted_tasks_pending_skill_is_dropped_and_its_return_credits_nothing() -> None:
+    bank = SkillBank(capacity=2, max_tasks=1)
+    rng = np.random.default_rng(0)
+    bank.add("a", Skill("a"))
+    chosen = bank.choose("a", rng)
+    assert chosen is not None and bank.pending == {"a": chosen}
+    bank.add("b", Skill("b"))  # "a" goes, its uncredited skill with it
+    assert list(bank.skills) == ["b"] and bank.pending == {}
+    bank.credit("a", [1.0])  # "a" comes back after all: nothing to credit, no error
+    assert chosen.uses == 0 and bank.choose("a", rng) is None and bank.wants_skill("a", 0.0)
+    assert bank.to_dict()["pending"] == {}
+    bank.choose("b", rng)
+    bank.add("c", Skill("c"))
+    assert bank.pending == {} and json.loads(json.dumps(bank.to_dict()))["order"] == ["c"]
+
+
+def test_the_bank_round_trips_its_eviction_order() -> None:
+    bank = SkillBank(capacity=2, max_tasks=3)
+    rng = np.random.default_rng(0)
+    for task in "abc":
+        bank.add(task, Skill(task))
+    bank.choose("a", rng)  # recency, least first: b, c, a
+    state = json.loads(json.dumps(bank.to_dict(), sort_keys=True))  # key order lost: only `order` keeps it
+    copy = SkillBank(capacity=2, max_tasks=3)
+    copy.load(state)
+    assert list(copy.skills) == ["b", "c", "a"] and copy.to_dict() == bank.to_dict()
+    for each in (bank, copy):
+        each.add("d", Skill("d"))
+    assert list(copy.skills) == list(bank.skills) == ["c", "a", "d"] and copy.to_dict() == bank.to_dict()
+    smaller = SkillBank(capacity=2, max_tasks=2)
+    smaller.load(state)  # a resume with a smaller bound keeps the most recent tasks
+    assert list(smaller.skills) == ["c", "a"] and smaller.pending["a"] is smaller.skills["a"][0]
+    legacy = SkillBank(capacity=2)
+    legacy.load({key: value for key, value in bank.to_dict().items() if key != "order"})
+    assert list(legacy.skills) == ["c", "a", "d"]
+
+
 def test_summary_conversation_shows_the_task_actions_feedback_and_outcome() -> None:
     turns = [Turn(f"obs {i}", f"action {i}", 0.0, feedback=f"feedback {i}") for i in range(5)]
     trajectory = Trajectory("env", "t", 0, turns=turns)
@@ -299,9 +371,19 @@ def test_a_prompt_the_template_does_not_render_again_gets_no_teacher_and_is_coun
 
 # --------------------------------------------------------------------------------------------- trainer
 def test_config_rejects_bad_values() -> None:
-    for bad in ({"sd_coef": -1.0}, {"train_tasks": 0}, {"skills_per_task": 0}, {"summary_turns": 0}):
+    bad_values: list[dict[str, object]] = [
+        {"sd_coef": -1.0},
+        {"train_tasks": 0},
+        {"skills_per_task": 0},
+        {"summary_turns": 0},
+        {"max_banked_tasks": 0, "train_tasks": None},
+        {"max_banked_tasks": 50, "train_tasks": 96},  # tasks evicted before they come back
+    ]
+    for bad in bad_values:
         with pytest.raises(ConfigError):
             SkillSDConfig(**bad)  # type: ignore[arg-type]
+    assert SkillSDConfig(max_banked_tasks=None).max_banked_tasks is None
+    assert SkillSDConfig(max_banked_tasks=1, train_tasks=None).max_banked_tasks == 1
     assert trainer_spec("skill_sd").config is SkillSDConfig
 
 
@@ -382,6 +464,30 @@ def test_the_bank_is_checkpointed_and_a_resumed_run_matches_an_uninterrupted_one
     assert resumed.bank.to_dict() == straight.bank.to_dict()
     expected = straight.model.state_dict()
     assert all(torch.allclose(resumed.model.state_dict()[name], expected[name]) for name in expected)
+
+
+def test_a_bounded_bank_evicts_levels_that_do_not_come_back_and_resumes_exactly(
+    tmp_path: Path, model_dir: Path
+) -> None:
+    """Fresh seeds over many levels (`train_tasks: None`): the bank never holds more than `max_banked_tasks`
+    levels, and a run resumed with a full bank evicts in the same order as an uninterrupted one (3 steps: with 2
+    new levels a step, a bank of 3 has forgotten a wrong order again after 2 steps)."""
+    scripted = ScriptedSummariser()
+
+    def config(name: str, **overrides: object) -> SkillSDConfig:
+        return config_for(
+            tmp_path, name, env_id=MANY_ID, train_tasks=None, max_banked_tasks=3, model=str(model_dir), **overrides
+        )
+
+    straight = SkillSDTrainer(config("straight", steps=3), summariser=scripted)
+    history = straight.train()
+    assert [step["skill_bank_tasks"] for step in history] == [2, 3, 3]
+    assert sum(step["skills_added"] for step in history) == 6  # 6 levels, one skill each: 3 evicted
+    SkillSDTrainer(config("cut", steps=2, save_every=2), summariser=scripted).train()
+    resumed = SkillSDTrainer(config("cut", steps=3, resume=True), summariser=scripted)
+    resumed.train()
+    assert resumed.bank.to_dict()["order"] == straight.bank.to_dict()["order"]
+    assert resumed.bank.to_dict() == straight.bank.to_dict()
 
 
 def test_a_failing_summariser_costs_its_skills_not_the_run(tmp_path: Path, model_dir: Path) -> None:

@@ -3,6 +3,9 @@
 A skill is what a summariser wrote about one episode of a task, as JSON with `success_analysis`,
 `mistake_analysis` and `golden_workflow`. The bank keeps a few per task and picks one for the teacher by an upper
 confidence bound on the mean return of the task's next visit after an update it shaped; untried skills go first.
+The bank holds at most `max_tasks` tasks and drops the least recently visited one (with its pending skill) to make
+room: where task keys never repeat (procedurally generated levels) it would otherwise grow for ever, in memory and
+in every checkpoint.
 """
 
 from __future__ import annotations
@@ -114,7 +117,8 @@ def parse_skill(reply: str, max_tries: int = 32) -> Skill | None:
 
 
 class SkillBank:
-    """Skills per task, at most `capacity` each, chosen by UCB.
+    """Skills per task, at most `capacity` each, chosen by UCB; at most `max_tasks` tasks, least recently visited
+    out first.
 
     A skill's teacher shapes the update of the step it is chosen in; the returns of the task's next visit, sampled
     by the updated policy, are what it is credited with (`credit`). Until then it is the task's pending skill.
@@ -122,14 +126,20 @@ class SkillBank:
     Args:
         capacity: Skills kept per task; a new one evicts the credited skill with the lowest mean return.
         exploration: c of the bound mean + c·sqrt(ln N / n), N the task's episodes credited to any of its skills.
+        max_tasks: Tasks kept at most; a new task beyond it evicts the least recently visited task's skills and
+            pending skill (a visit: `choose` or `add`). None: no bound.
     """
 
-    def __init__(self, capacity: int = 4, exploration: float = 1.0) -> None:
+    def __init__(self, capacity: int = 4, exploration: float = 1.0, max_tasks: int | None = None) -> None:
         if capacity < 1:
             raise ValueError(f"capacity must be at least 1; got {capacity}")
+        if max_tasks is not None and max_tasks < 1:
+            raise ValueError(f"max_tasks must be None or at least 1; got {max_tasks}")
         self.capacity = capacity
         self.exploration = exploration
+        self.max_tasks = max_tasks
         self.skills: dict[str, list[Skill]] = {}
+        """Per task, its skills; the tasks in the order of their last visit, least recent first."""
         self.pending: dict[str, Skill] = {}
         """Per task, the skill chosen at its last visit, not credited yet."""
 
@@ -149,6 +159,7 @@ class SkillBank:
         skills = self.skills.get(task)
         if not skills:
             return None
+        self._touch(task)
         untried = [skill for skill in skills if skill.uses == 0]
         if untried:
             chosen = untried[int(rng.integers(len(untried)))]
@@ -179,6 +190,8 @@ class SkillBank:
         """Adds a new skill to `task`; a full task first evicts its credited skill with the lowest mean return
         (the oldest on ties; never the pending one)."""
         skills = self.skills.setdefault(task, [])
+        self._touch(task)
+        self._evict_beyond_bound()
         if len(skills) >= self.capacity:
             pending = self.pending.get(task)
             others = [index for index, old in enumerate(skills) if old is not pending] or [0]
@@ -186,14 +199,34 @@ class SkillBank:
             del skills[min(credited, key=lambda index: skills[index].mean_reward)]
         skills.append(skill)
 
+    def _touch(self, task: str) -> None:
+        """Marks `task` (banked) as the most recently visited: it moves to the end of the order."""
+        self.skills[task] = self.skills.pop(task)
+
+    def _evict_beyond_bound(self) -> None:
+        """Drops the least recently visited tasks, skills and pending skill, while there are more than `max_tasks`
+        (the one just visited is the most recent: never dropped)."""
+        while self.max_tasks is not None and len(self.skills) > self.max_tasks:
+            oldest = next(iter(self.skills))
+            del self.skills[oldest]
+            self.pending.pop(oldest, None)
+
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready state, for checkpoints."""
+        """JSON-ready state, for checkpoints; `order` keeps the tasks' recency (least recent first) explicitly, so that
+        it survives a writer that sorts keys and a resumed run evicts as an uninterrupted one would."""
         return {
             "skills": {task: [asdict(skill) for skill in skills] for task, skills in self.skills.items()},
             "pending": {task: self.skills[task].index(skill) for task, skill in self.pending.items()},
+            "order": list(self.skills),
         }
 
     def load(self, state: Mapping[str, Any]) -> None:
-        """Puts back what `to_dict` saved."""
-        self.skills = {task: [Skill(**skill) for skill in skills] for task, skills in state["skills"].items()}
+        """Puts back what `to_dict` saved (a state without `order`, from before the bound, in its keys' order); a
+        bank over `max_tasks` keeps its most recently visited tasks."""
+        saved = state["skills"]
+        order = state.get("order", list(saved))
+        if sorted(order) != sorted(saved):
+            raise ValueError("the skill bank's saved order does not list its tasks exactly once each")
+        self.skills = {task: [Skill(**skill) for skill in saved[task]] for task in order}
         self.pending = {task: self.skills[task][index] for task, index in state["pending"].items()}
+        self._evict_beyond_bound()

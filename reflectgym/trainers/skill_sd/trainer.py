@@ -25,6 +25,9 @@ Deviations from the paper (and choices the write-ups leave open):
 - The skill heads the teacher's first user message (the task, or the oldest observation of a history window;
   before the system text for templates that merge it there).
 - `sd_coef: 0` is plain GRPO: no skills, no teacher pass.
+- The bank holds at most `max_banked_tasks` tasks (least recently visited out first, with a pending skill's
+  credit): with `train_tasks: None` on procedurally generated levels no task comes back, and an unbounded bank
+  would grow with every step in memory and in every checkpoint. The write-ups' fixed task sets need no bound.
 - A single process (no `torchrun` data parallelism: each rank would keep its own bank).
 - A reply of the summariser with no JSON object makes no skill (`skills_unparsed` counts them). The default
   summariser (the trained policy) samples with its generator state saved and put back, so rollouts do not depend
@@ -41,7 +44,6 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
 
-import gymnasium as gym
 import numpy as np
 import torch
 
@@ -78,6 +80,10 @@ class SkillSDConfig(GRPOConfig):
     """Skills kept per task; a new one evicts the tried skill with the lowest mean return."""
     skill_exploration: float = 1.0
     """c of the skill bank's UCB, mean return + c·sqrt(ln N / n)."""
+    max_banked_tasks: int | None = 4096
+    """Tasks the skill bank keeps at most; a new one evicts the least recently visited task's skills (and drops its
+    uncredited pending skill), so memory and checkpoints stay bounded when tasks never come back (`train_tasks:
+    None` with procedurally generated levels). At least `train_tasks` when that is set; None: no bound."""
     summariser: str | None = None
     """The policy that writes skills, as a policy spec (`openai:URL`, `hf:PATH`, ...), run in a background thread;
     default: the policy being trained, between rollouts and update."""
@@ -99,6 +105,14 @@ class SkillSDConfig(GRPOConfig):
         for name in ("skills_per_task", "summary_max_new_tokens", "summary_turns"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1; got {getattr(self, name)}")
+        bound = self.max_banked_tasks
+        if bound is not None and bound < 1:
+            raise ConfigError(f"max_banked_tasks must be None or at least 1; got {bound}")
+        if bound is not None and self.train_tasks is not None and bound < self.train_tasks:
+            raise ConfigError(
+                f"max_banked_tasks ({bound}) must be at least train_tasks ({self.train_tasks}): a smaller bank "
+                "evicts tasks before they come back; raise it or set it to None"
+            )
         if self.skill_exploration < 0 or self.summary_temperature < 0:
             raise ConfigError("skill_exploration and summary_temperature must be 0 or positive")
 
@@ -144,7 +158,7 @@ class SkillSDTrainer(GRPOTrainer):
             raise ConfigError("skill_sd runs in one process (each torchrun rank would keep its own skill bank)")
         super().__init__(config, policy, sampler)
         self.config: SkillSDConfig = config
-        self.bank = SkillBank(config.skills_per_task, config.skill_exploration)
+        self.bank = SkillBank(config.skills_per_task, config.skill_exploration, config.max_banked_tasks)
         if summariser is None and config.summariser is not None:
             summariser = make_policy(config.summariser, model=config.summariser_model)
         sampling = Sampling(temperature=config.summary_temperature, max_new_tokens=config.summary_max_new_tokens)
@@ -152,7 +166,7 @@ class SkillSDTrainer(GRPOTrainer):
         self.summariser = Summariser(
             summariser or self.policy, sampling, background=background, max_turns=config.summary_turns
         )
-        env = gym.make(config.env_id, **config.env_kwargs)
+        env = self.engine.make_env()
         try:
             self._system = env_system_prompt(config.env_id, env, config.system_prompt)
         finally:
@@ -291,6 +305,7 @@ class SkillSDTrainer(GRPOTrainer):
             "skills_unparsed": float(unparsed),
             "skills_failed": float(failed),
             "skill_bank": float(len(self.bank)),
+            "skill_bank_tasks": float(len(self.bank.skills)),
         }
 
     def _loss(self, batch: Batch, logprobs: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
