@@ -20,8 +20,9 @@ import time
 import traceback
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ALL_COMPLETED, FIRST_COMPLETED, Future, wait
+from concurrent.futures import TimeoutError as FutureTimeoutError
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import gymnasium as gym
 
@@ -31,6 +32,7 @@ from reflectgym.agents.prompts import system_prompt
 from reflectgym.core.trajectory import Trajectory, Turn
 
 EnvFactory = Callable[[], gym.Env[Any, Any]]
+T = TypeVar("T")
 
 
 class Rollouts(Protocol):
@@ -142,6 +144,44 @@ class EnvWorker:
                 future.set_result(run())
             except BaseException as error:  # handed to the engine, which ends the episode
                 future.set_exception(error)
+
+
+class TimedEnv:
+    """One env in an `EnvWorker` of its own, for callers outside the engine: `call(fn)` runs `fn(env)` there and
+    waits at most `timeout` seconds.
+
+    A call past it abandons the worker (its env is closed if the call ever returns) and raises `TimeoutError`; a
+    call that raises discards the env (it may be broken), unless its exception is one of `keep_env_on`. Either
+    way the next call makes a fresh env, as does a call after `close`.
+    """
+
+    def __init__(self, make_env: EnvFactory, timeout: float | None) -> None:
+        self._make_env = make_env
+        self.timeout = timeout
+        self._worker: EnvWorker | None = None
+
+    def call(self, fn: Callable[[gym.Env[Any, Any]], T], keep_env_on: tuple[type[BaseException], ...] = ()) -> T:
+        if self._worker is None:
+            self._worker = EnvWorker(self._make_env)
+        worker = self._worker
+        future = worker.submit(fn)
+        try:
+            return future.result(timeout=self.timeout)
+        except FutureTimeoutError:
+            worker.stop()  # (it exits if the call ever returns)
+            self._worker = None
+            raise TimeoutError(f"an env call took over {self.timeout:g} s; the env was abandoned") from None
+        except keep_env_on:
+            raise
+        except Exception:
+            worker.discard_env()
+            raise
+
+    def close(self) -> None:
+        """Closes the env once queued calls are done and ends the worker's thread (a later call starts anew)."""
+        worker, self._worker = self._worker, None
+        if worker is not None:
+            worker.stop()
 
 
 @dataclass

@@ -9,6 +9,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -77,6 +79,21 @@ class FlakyEnv(TaskEnv):
 
 
 FLAKY_ID = reflectgym.register("ExItFlaky-v0", FlakyEnv)
+
+
+class StuckEnv(TaskEnv):
+    """A `TaskEnv` whose verifier hangs on the reply "hang" (a verifier stuck on a lock, a wedged browser)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(tasks=TASKS, verify=length_share, max_attempts=3, **kwargs)
+
+    def _apply(self, action: str) -> Transition:
+        if action == "hang":
+            time.sleep(5)
+        return super()._apply(action)
+
+
+STUCK_ID = reflectgym.register("ExItStuck-v0", StuckEnv)
 
 
 @pytest.fixture(scope="module")
@@ -315,19 +332,34 @@ def test_a_generation_failure_or_a_nan_reward_costs_replies_not_the_run(tmp_path
     with pytest.warns(UserWarning, match="generation failed"):
         history = trainer.train()
     assert history[0]["replies_failed"] == 8 and "loss" not in history[0] and history[1]["replies_failed"] == 0
-    root = start(trainer.env, seed=0)
+    root = start(gym.make(MULTI_ID), seed=0)
     nan = trainer.play_reply(root, Generation("abc", (97,), (0.0,)))
     assert nan.outcome is not None  # a real reward...
     broken = dataclasses.replace(nan.outcome, attempt=dataclasses.replace(nan.outcome.attempt, reward=math.nan))
-    trainer_play = trainer._env_call
-    trainer._env_call = lambda call: broken  # type: ignore[assignment,method-assign,return-value]
+    trainer.env.call = lambda call, **_: broken  # type: ignore[method-assign]
     assert trainer.play_reply(root, Generation("abc", (97,), (0.0,))).outcome is None  # ...and a NaN is an error
-    trainer._env_call = trainer_play  # type: ignore[method-assign]
+
+
+@pytest.mark.parametrize("envs", [1, 2])
+def test_an_env_call_past_env_timeout_is_an_error_reply_and_a_fresh_env_plays_the_next(
+    tmp_path: Path, model_dir: Path, envs: int
+) -> None:
+    config = config_for(tmp_path / "run", env_id=STUCK_ID, env_timeout=0.5, num_envs=envs)
+    trainer = ExItTrainer(config, HFPolicy.from_pretrained(model_dir))
+    root = trainer.env.call(partial(start, seed=0))
+    replies = [Generation(text, (97,), (0.0,)) for text in ("abc", "hang", "abcd", "abcdef")]
+    play_one = trainer.play_reply if envs == 1 else trainer._play_pooled  # (the trainer's env, or a pool's)
+    started = time.monotonic()
+    played = [play_one(root, reply) for reply in replies]
+    assert time.monotonic() - started < 4, "the stuck call was abandoned after env_timeout, not waited for"
+    assert [reply.outcome is None for reply in played] == [False, True, False, False]
+    assert [reply.ret for reply in played if reply.outcome is not None] == pytest.approx([0.5, 4 / 6, 1.0])
+    trainer.close()
 
 
 def test_prompts_that_leave_no_room_for_a_reply_are_not_played(tmp_path: Path, model_dir: Path) -> None:
     trainer = ExItTrainer(config_for(tmp_path / "run"), HFPolicy.from_pretrained(model_dir))
-    prompt = len(trainer.policy.chat.prompt_ids(start(trainer.env, seed=0).messages("", "solve")))
+    prompt = len(trainer.policy.chat.prompt_ids(start(gym.make(MULTI_ID), seed=0).messages("", "solve")))
     trainer.context_limit = prompt + trainer.config.max_new_tokens - 1
     slots, counts = trainer.choose_slots(0)
     assert slots == [] and counts["prompts_too_long"] == 2
@@ -377,7 +409,7 @@ def test_exit_trains_writes_metrics_and_checkpoints_and_resumes_exactly(tmp_path
 
 def test_children_respect_max_depth_and_only_ongoing_episodes_have_them(tmp_path: Path, model_dir: Path) -> None:
     trainer = ExItTrainer(config_for(tmp_path / "run", max_depth=2), HFPolicy.from_pretrained(model_dir))
-    env = trainer.env
+    env = gym.make(MULTI_ID)
     root = start(env, seed=1)
     first = play(env, root, "a")
     drawn = trainer.buffer.add(root.child(first.attempt, first.snapshot), 0.9)
@@ -399,8 +431,8 @@ def test_children_respect_max_depth_and_only_ongoing_episodes_have_them(tmp_path
 
 def test_the_improvement_reward_is_measured_against_the_parents_attempt(tmp_path: Path, model_dir: Path) -> None:
     trainer = ExItTrainer(config_for(tmp_path / "run", reward="improvement"), HFPolicy.from_pretrained(model_dir))
-    root = start(trainer.env, seed=0)
-    first = play(trainer.env, root, "abc")  # quality 0.5
+    root = start(gym.make(MULTI_ID), seed=0)
+    first = play(gym.make(MULTI_ID), root, "abc")  # quality 0.5
     parent = root.child(first.attempt, first.snapshot)
     better, worse = (trainer.play_reply(parent, Generation(text, (1,), (0.0,))) for text in ("abcde", "a"))
     assert better.ret == pytest.approx((5 / 6 - 0.5) / 0.5) and worse.ret == 0.0
@@ -409,7 +441,9 @@ def test_the_improvement_reward_is_measured_against_the_parents_attempt(tmp_path
 
 
 def test_env_errors_leave_their_group_and_are_counted(tmp_path: Path, model_dir: Path) -> None:
-    config = config_for(tmp_path / "run", env_id=FLAKY_ID, steps=2, group_size=3, save_every=0, kl_coef=0.1)
+    config = config_for(  # (one env: its every third verdict fails, whatever the threads do)
+        tmp_path / "run", env_id=FLAKY_ID, steps=2, group_size=3, save_every=0, kl_coef=0.1, num_envs=1
+    )
     trainer = ExItTrainer(config, HFPolicy.from_pretrained(model_dir))
     slots, _ = trainer.choose_slots(0)
     groups = trainer.play_slots(slots)

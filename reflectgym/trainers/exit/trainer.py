@@ -33,7 +33,8 @@ Deviations from the paper, on purpose:
   std, errors left out of their group (a reply whose env step raised, or whose generation failed), groups with
   fewer than two replies left (or, by default, all returns equal) give no sequences.
 * One process: no `torchrun` data parallelism and no separate sampler (vLLM) yet; attempts are stepped in the
-  trainer's process by `num_envs` envs in threads, without the rollout engine's per-call timeouts.
+  trainer's process by `num_envs` envs, each in a thread of its own whose calls past `env_timeout` abandon it
+  (the reply is an error, a fresh env takes its place), as in the rollout engine.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ import copy
 import math
 import time
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
@@ -56,7 +57,7 @@ import torch
 from reflectgym.agents.chat import TokenLedger
 from reflectgym.agents.hf_policy import HFPolicy
 from reflectgym.agents.policy import Generation, Message, Sampling, derive_seed
-from reflectgym.agents.rollout import context_limit
+from reflectgym.agents.rollout import TimedEnv, context_limit
 from reflectgym.trainers.batching import Batch, TrainingSequence
 from reflectgym.trainers.config import ConfigError
 from reflectgym.trainers.data_parallel import current_world
@@ -133,6 +134,9 @@ class ExItConfig(TrainerConfig):
     num_envs: int = 8
     """Envs that play a step's replies at once, one thread each (a code env's sandboxed runs overlap); 1: one env
     plays them in turn."""
+    env_timeout: float | None = 300.0
+    """Seconds one env call (a reply played, an instance started or restored) may take; past it the env is
+    abandoned for a fresh one and the reply is an error (as the rollout engine's `env_timeout`; None: no limit)."""
     first_seed: int = 0
     """New-task seeds of step s are first_seed + seed * 1_000_003 + s * tasks_per_step + i (slot i)."""
 
@@ -146,6 +150,8 @@ class ExItConfig(TrainerConfig):
                 raise ConfigError(f"{name} must be at least 1; got {getattr(self, name)}")
         if self.group_size < 2:
             raise ConfigError(f"group_size must be at least 2 for group-normalised advantages; got {self.group_size}")
+        if self.env_timeout is not None and not 0 < self.env_timeout < math.inf:
+            raise ConfigError(f"env_timeout must be positive and finite, or None; got {self.env_timeout}")
         if not 1 <= self.min_buffer <= self.buffer_size:
             raise ConfigError(
                 f"min_buffer must be at least 1 and at most buffer_size ({self.buffer_size}); got {self.min_buffer}"
@@ -198,6 +204,18 @@ class Reply:
     ret: float = 0.0
 
 
+KEEP_ENV_ON = (ReplayMismatchError,)
+"""Errors after which the env is fine (the instance did not replay), so it is kept."""
+
+
+def checked_system_prompt(env: gym.Env[Any, Any], env_id: str, override: str | None) -> str:
+    """The env's system prompt, once it is checked to be one ExIt can play: snapshots, and a second attempt."""
+    if not all(callable(getattr(env.unwrapped, name, None)) for name in ("snapshot", "restore")):
+        raise ConfigError(f"{env_id}: ExIt plays attempts from env snapshots; this env has no snapshot()/restore()")
+    check_attempts(env, env_id, "ExIt")
+    return env_system_prompt(env_id, env, override)
+
+
 class ExItTrainer:
     """Trains a transformers policy with ExIt on one env.
 
@@ -217,17 +235,15 @@ class ExItTrainer:
         self.reference = None
         if config.kl_coef > 0:
             self.reference = copy.deepcopy(self.session.model).eval().requires_grad_(False)
-        self.env = self._make_env()
+        self.env = TimedEnv(self._make_env, config.env_timeout)
         """The env that starts and restores the step's instances (and plays replies when `num_envs` is 1)."""
-        self._free_envs: SimpleQueue[gym.Env[Any, Any]] = SimpleQueue()
+        self._free_envs: SimpleQueue[TimedEnv] = SimpleQueue()
         """Envs the reply threads take and give back (made on first need, at most `num_envs`)."""
-        self._made_envs: list[gym.Env[Any, Any]] = []
-        if not all(callable(getattr(self.env.unwrapped, name, None)) for name in ("snapshot", "restore")):
-            raise ConfigError(f"{env_id}: ExIt plays attempts from env snapshots; this env has no snapshot()/restore()")
-        check_attempts(self.env, env_id, "ExIt")
+        self._made_envs: list[TimedEnv] = []
+        self.system = self.env.call(partial(checked_system_prompt, env_id=env_id, override=config.system_prompt))
+        """The system prompt (read once the env is checked: it must have snapshots and a second attempt)."""
         self.context_limit = context_limit(self.policy)
         """The policy's context length (None: unknown): a prompt that leaves no room for a reply is not played."""
-        self.system = env_system_prompt(env_id, self.env, config.system_prompt)
         self.buffer = InstanceBuffer(config.buffer_size, config.priority, config.kappa, config.rank_beta)
         self.sampling = Sampling(temperature=config.temperature, max_new_tokens=config.max_new_tokens)
 
@@ -277,7 +293,7 @@ class ExItTrainer:
             if len(self.buffer) >= config.min_buffer and rng.random() < config.select_prob:
                 entry = self.buffer.sample(rng)
                 try:
-                    instance = self._env_call(partial(restore, self.env, entry.instance))
+                    instance = self.env.call(partial(restore, instance=entry.instance), keep_env_on=KEEP_ENV_ON)
                 except Exception as error:  # (a replay that diverged, an env that failed) the instance is lost
                     warnings.warn(f"ExIt: buffer instance dropped, it could not be restored: {error!r}", stacklevel=2)
                     self.buffer.discard(entry.serial)
@@ -288,7 +304,7 @@ class ExItTrainer:
                     slot = Slot(instance, mode, [], entry.serial)
             if slot is None:
                 try:
-                    slot = Slot(self._env_call(partial(start, self.env, seed)), "solve", [])
+                    slot = Slot(self.env.call(partial(start, seed=seed)), "solve", [])
                 except Exception as error:
                     warnings.warn(f"ExIt: task seed {seed} left out, its reset failed: {error!r}", stacklevel=2)
                     failed += 1
@@ -334,8 +350,8 @@ class ExItTrainer:
         if generation.finish_reason == "error" or generation.token_ids is None:
             return Reply(generation, None)
         try:
-            outcome = self._env_call(partial(play, self.env, instance, generation.text))
-        except Exception:  # the env failed on this reply: an error, left out of its group
+            outcome = self.env.call(partial(play, instance=instance, reply=generation.text))
+        except Exception:  # the env failed (or timed out) on this reply: an error, left out of its group
             return Reply(generation, None)
         return self._reply(instance, generation, outcome)
 
@@ -346,18 +362,14 @@ class ExItTrainer:
         try:
             env = self._free_envs.get_nowait()
         except Empty:
-            env = self._make_env()
+            env = TimedEnv(self._make_env, self.config.env_timeout)
             self._made_envs.append(env)
         try:
-            outcome = play(env, instance, generation.text)
-        except Exception:  # the env failed on this reply: an error, left out of its group; the env may be broken
-            self._made_envs.remove(env)
-            env.close()
-            env = self._make_env()
-            self._made_envs.append(env)
+            outcome = env.call(partial(play, instance=instance, reply=generation.text))
+        except Exception:  # the env failed (or timed out) on this reply: an error, left out of its group
             return Reply(generation, None)
         finally:
-            self._free_envs.put(env)
+            self._free_envs.put(env)  # (after a failure, its next call makes a fresh env)
         return self._reply(instance, generation, outcome)
 
     def _reply(self, instance: Instance, generation: Generation, outcome: Outcome) -> Reply:
@@ -371,20 +383,6 @@ class ExItTrainer:
         if not math.isfinite(ret):  # a NaN reward would poison the group and the buffer's priorities
             return Reply(generation, None)
         return Reply(generation, outcome, ret)
-
-    def _env_call(self, call: Callable[[], T]) -> T:
-        """Runs `call()`; when it raises, the env (which may be broken) is replaced by a fresh one, and the error
-        goes on."""
-        try:
-            return call()
-        except ReplayMismatchError:  # the env is fine; the instance is not reproducible
-            raise
-        except Exception:
-            try:
-                self.env.close()
-            finally:
-                self.env = self._make_env()
-            raise
 
     # ------------------------------------------------------------------------------------------- learn
     def group_sequences(self, slot: Slot, replies: Sequence[Reply], group: int) -> tuple[list[TrainingSequence], float]:
