@@ -42,6 +42,11 @@ from reflectgym.envs.web.actions import WebAction, parse_web_action
         ('Now I will type (the username) into field 4.\ntype(4, "bob")', WebAction("type", element=4, text="bob")),
         ("wait\nClick(5)", WebAction("wait")),  # the first in the text, whatever its case
         ("Action:\nclick(5)", WebAction("click", element=5)),  # the action on the line after `Action:`
+        ("drag(3, 7)", WebAction("drag", element=3, target=7)),
+        ('drag([3], "7")', WebAction("drag", element=3, target=7)),  # ids in every accepted form
+        ("drag('12',[4])", WebAction("drag", element=12, target=4)),
+        ("Action: DRAG( [2] , 9 )", WebAction("drag", element=2, target=9)),
+        ("I will drag (the card) to the bin: drag(5, 6)", WebAction("drag", element=5, target=6)),
     ],
 )
 def test_valid_actions_parse(text: str, expected: WebAction) -> None:
@@ -68,6 +73,12 @@ def test_valid_actions_parse(text: str, expected: WebAction) -> None:
         ('press("Hyper+x")', "not a modifier"),
         ('press("Launch")', "not a key name"),
         ("wait(5)", "takes no arguments"),
+        ("drag(3)", r"drag takes 2 arguments, got 1; write drag\(ID, ID\)"),
+        ("drag(3, 4, 5)", "drag takes 2 arguments, got 3"),
+        ("drag()", "drag takes 2 arguments, got 0"),
+        ("drag(3, the bin)", "drag needs an element id"),
+        ("drag(3, down)", "drag needs an element id"),  # a direction is not a place to drop on
+        ('drag("card", 4)', "drag needs an element id"),
         ("when I am done I will stop", "no action found"),
         # an unreadable Action: line is the error; the call the reasoning mentions is not played
         ("Thought: I must not click(3) again.\nAction: press the Submit button [5]", "the line 'Action: press the"),
@@ -84,6 +95,7 @@ def test_actions_print_back_in_the_grammar() -> None:
         'type(4, "say \\"hi\\"")',
         "click(3)",
         "hover(5)",
+        "drag(3, 12)",
         'select(2, "A")',
         'press("Enter")',
         "scroll(down)",
@@ -91,6 +103,13 @@ def test_actions_print_back_in_the_grammar() -> None:
     ]:
         action = parse_web_action(text)
         assert parse_web_action(str(action)) == action
+    assert str(WebAction("drag", element=3, target=12)) == "drag(3, 12)"
+
+
+def test_the_format_line_and_the_kinds_name_drag() -> None:
+    assert "drag(ID, ID)" in actions.ACTION_FORMAT and "drag" in actions.ACTION_KINDS
+    with pytest.raises(ActionParseError, match="actions: click, hover, drag, type"):
+        parse_web_action("tap(3)")
 
 
 def test_very_long_text_is_refused() -> None:

@@ -412,3 +412,75 @@ def test_a_click_on_an_element_its_box_clips_says_so_and_clicks_nothing(tmp_path
 
     message, title = service.run(click, 60)
     assert "is not visible" in message and title != "clicked"
+
+
+DROP_PAGE = """<html><body style="margin: 0">
+<div id="card" style="position: absolute; left: 20px; top: 20px; width: 60px; height: 30px">Card</div>
+<div id="bin" style="position: absolute; left: 300px; top: 200px; width: 120px; height: 90px">Bin</div>
+<div id="note" draggable="true" style="position: absolute; left: 20px; top: 320px; width: 60px">Note</div>
+<div id="tray" style="position: absolute; left: 300px; top: 400px; width: 120px; height: 60px">Tray</div>
+<script>
+  // the card follows the pointer while pressed, as jQuery UI's draggable does; the note is a native HTML drag
+  const card = document.getElementById('card'), bin = document.getElementById('bin');
+  let grab = null;
+  card.addEventListener('mousedown', (e) => { grab = [e.clientX - card.offsetLeft, e.clientY - card.offsetTop]; });
+  document.addEventListener('mousemove', (e) => {
+    if (grab) { card.style.left = (e.clientX - grab[0]) + 'px'; card.style.top = (e.clientY - grab[1]) + 'px'; }
+  });
+  document.addEventListener('mouseup', () => {
+    if (!grab) return;
+    grab = null;
+    const c = card.getBoundingClientRect(), b = bin.getBoundingClientRect();
+    if (c.left >= b.left && c.right <= b.right && c.top >= b.top && c.bottom <= b.bottom) document.title = 'in the bin';
+  });
+  const tray = document.getElementById('tray');
+  document.getElementById('note').addEventListener('dragstart', (e) => e.dataTransfer.setData('text/plain', 'note'));
+  tray.addEventListener('dragover', (e) => e.preventDefault());
+  tray.addEventListener('drop', (e) => {
+    e.preventDefault();
+    tray.textContent = 'Got ' + e.dataTransfer.getData('text/plain');
+  });
+</script></body></html>"""
+
+
+def test_a_drag_moves_an_element_into_a_drop_zone_and_a_bad_one_says_why(tmp_path: Path) -> None:
+    from reflectgym.envs.web.actions import parse_web_action
+    from reflectgym.envs.web.axtree import AXTREE_JS, AxTree
+    from reflectgym.envs.web.browser import shared_service
+    from reflectgym.envs.web.executor import perform
+
+    (tmp_path / "drop.html").write_text(DROP_PAGE)
+    service = shared_service(BrowserConfig(spare_contexts=0, viewport=(800, 605)), AXTREE_JS)
+    url = service.router.mount(tmp_path) + "drop.html"
+
+    async def drag() -> list[tuple[bool, str, str]]:
+        session = await service.open_session(url)
+        page = session.page
+        try:
+            tree = AxTree.from_js(await page.evaluate("() => window.__rgAx.snapshot(1, [], 400)"))
+            ids = {node.name: node.id for node in tree.nodes}
+            card, bin_, note, tray = ids["Card"], ids["Bin"], ids["Note"], ids["Tray"]
+            seen = []
+            for text in [
+                f"drag({card}, 99)",
+                f"drag({card}, {card})",
+                f"drag({card}, {bin_})",
+                f"drag({note}, {tray})",
+            ]:
+                outcome = await perform(page, parse_web_action(text), tree, 0)
+                state = await page.evaluate("() => document.title + '|' + document.getElementById('tray').textContent")
+                seen.append((outcome.played, outcome.message, state))
+            await page.evaluate("() => { document.getElementById('bin').style.display = 'none'; }")
+            outcome = await perform(page, parse_web_action(f"drag({note}, {bin_})"), tree, 0)
+            return [*seen, (outcome.played, outcome.message, "")]
+        finally:
+            await service.close_session(session)
+
+    missing, itself, into_bin, into_tray, hidden = service.run(drag, 60)
+    assert not missing[0] and "There is no element 99 to drop onto; elements are" in missing[1]
+    assert not itself[0] and "cannot be dropped onto itself" in itself[1]
+    assert missing[2] == itself[2] == "|Tray"  # nothing moved
+    assert into_bin[0] and into_bin[1] == 'Dragged [1] text "Card" onto [2] text "Bin".'
+    assert into_bin[2] == "in the bin|Tray"
+    assert into_tray[0] and into_tray[2] == "in the bin|Got note"
+    assert not hidden[0] and hidden[1] == '[2] text "Bin" is hidden and cannot be dropped onto.'

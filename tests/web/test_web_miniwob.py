@@ -1,6 +1,6 @@
 """MiniWoBEnv: MiniWoB++ pages from the `miniwob` package through the same interface; the four named tasks
-solved by their scripted solvers; elements clickable without text, hover menus, date fields and the reward of an
-episode ending unsolved on other tasks; conformance checks on the default task."""
+solved by their scripted solvers; elements clickable without text, hover menus, drags, date fields and the reward
+of an episode ending unsolved on other tasks; conformance checks on the default task."""
 
 from __future__ import annotations
 
@@ -267,4 +267,80 @@ def test_a_multiple_choice_list_adds_each_selected_option_and_shows_them_all() -
     assert 'selected=["' + '", "'.join(wanted) + '"] multiple' in observation
     _, reward, terminated, _, _ = env.step(f"click({element(observation, '^button')})")
     assert terminated and reward == 1.0
+    env.close()
+
+
+def entries(observation: str) -> list[tuple[str, str]]:
+    """The id and text of each `text` line of the tree, in page order (a list's entries on the drag pages)."""
+    return re.findall(r'^\s*\[(\d+)\] text "([^"]*)"$', observation, re.MULTILINE)
+
+
+GRID_PLACES = ("top left", "top center", "top right", "center left", "center", "center right", "bottom left",
+               "bottom center", "bottom right")  # fmt: skip
+MOVES = {"up by one position": -1, "down by one position": 1, "up by one": -3, "down by one": 3, "left by one": -1,
+         "right by one": 1}  # fmt: skip
+
+
+def place(where: str, now: int, count: int) -> int:
+    """The place (from 1) that `where` names for the entry now at `now`: `to the top`, `to the 3rd position`,
+    `down by one position` (a list), `to the bottom left`, `up by one` (a 3 x 3 grid)."""
+    if where in MOVES:
+        return now + MOVES[where]
+    where = where.removeprefix("to the ")
+    if where in GRID_PLACES:
+        return GRID_PLACES.index(where) + 1
+    return {"top": 1, "bottom": count}.get(where) or int(where[0])
+
+
+@pytest.mark.parametrize(
+    ("task", "seeds"),
+    [("drag-items", (0, 9, 11)), ("drag-items-grid", (0, 1, 6, 16))],
+)  # up and down a list; down, left, up and right, down and right in a grid
+def test_a_drag_onto_an_entry_puts_the_dragged_one_in_its_place(task: str, seeds: tuple[int, ...]) -> None:
+    env = make(task=task)
+    for seed in seeds:
+        observation, _ = env.reset(seed=seed)
+        found = re.match(r"Task: Drag (\S+) (.+)\.$", observation.splitlines()[0])
+        assert found is not None, observation
+        ids, names = zip(*entries(observation), strict=True)
+        now = names.index(found.group(1)) + 1
+        target = place(found.group(2), now, len(names))
+        _, reward, terminated, _, info = env.step(f"drag({ids[now - 1]}, {ids[target - 1]})")
+        assert terminated and reward == 1.0, (seed, observation.splitlines()[0], info["feedback"])
+    env.close()
+
+
+def test_numbers_are_sorted_by_drags_and_a_drag_onto_a_missing_id_is_a_feedback_turn() -> None:
+    env = make(task="drag-sort-numbers")
+    for seed in (0, 2):
+        observation, _ = env.reset(seed=seed)
+        first = entries(observation)[0][0]
+        observation, reward, terminated, _, info = env.step(f"drag({first}, 999)")
+        assert not terminated and reward == 0.0 and info["error"] is None
+        assert "There is no element 999 to drop onto" in info["feedback"]
+        numbers = sorted(int(text) for _, text in entries(observation))
+        drags = 0
+        for _ in range(6):  # a selection sort: the smallest of the rest onto the first place out of order
+            shown = [(box, int(text)) for box, text in entries(observation)]
+            wrong = next((i for i, (_, number) in enumerate(shown) if number != numbers[i]), None)
+            if wrong is None:
+                break
+            smallest = next(box for box, number in shown[wrong:] if number == numbers[wrong])
+            observation, reward, terminated, _, info = env.step(f"drag({smallest}, {shown[wrong][0]})")
+            assert info["feedback"].startswith("Dragged") and not terminated
+            drags += 1
+        assert drags >= 1 and [int(text) for _, text in entries(observation)] == numbers
+        _, reward, terminated, _, _ = env.step(f"click({element(observation, '^button')})")
+        assert terminated and reward == 1.0
+    env.close()
+
+
+def test_a_small_box_is_dragged_into_a_large_one() -> None:
+    env = make(task="drag-box")
+    for seed in (0, 1):
+        observation, _ = env.reset(seed=seed)
+        boxes = dict((text, box) for box, text in entries(observation))
+        observation, *_ = env.step(f"drag({boxes['s']}, {boxes['L']})")
+        _, reward, terminated, _, _ = env.step(f"click({element(observation, '^button')})")
+        assert terminated and reward == 1.0
     env.close()

@@ -1,4 +1,5 @@
-"""Browser-free parts: the accessibility-tree text, the site router, feedback wording and the task list."""
+"""Browser-free parts: the accessibility-tree text, the site router, feedback wording, the task list and the
+pointer's way for a drag."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import pytest
 
 from reflectgym.envs.web import feedback
 from reflectgym.envs.web.axtree import AxTree
+from reflectgym.envs.web.executor import DROP_PAST, drag_path
 from reflectgym.envs.web.routing import SiteRouter
 from reflectgym.envs.web.tasks import BUNDLED_TASKS, TASK_IDS, bundled_task, tasks_dir
 
@@ -85,3 +87,19 @@ def test_every_bundled_task_has_its_pages() -> None:
     assert (tasks_dir() / "rg.js").is_file()
     with pytest.raises(KeyError, match="known"):
         bundled_task("no-such-task")
+
+
+def test_a_drag_lets_go_past_the_targets_middle_the_way_it_travels() -> None:
+    down = drag_path(pressed=(60, 20), centre=(60, 80), size=(200, 20))  # down a list
+    assert down == [(60, 20), (60, 80 + DROP_PAST * 20)]
+    up = drag_path(pressed=(60, 80), centre=(60, 20), size=(200, 20))
+    assert up == [(60, 80), (60, 20 - DROP_PAST * 20)]
+    assert drag_path((5, 5), (5.5, 5.5), (10, 10)) == [(5, 5)]  # nowhere to go: a press and a release
+
+
+def test_a_drag_between_rows_ends_going_up_or_down() -> None:
+    """A sortable grid orders entries row by row and reads the way from the last step: to an entry above and to
+    the right, a last step to the right would put the dragged one after it."""
+    path = drag_path(pressed=(20, 112), centre=(100, 20), size=(40, 40))
+    release = (100 + DROP_PAST * 40, 20 - DROP_PAST * 40)
+    assert path == [(20, 112), (release[0], 112), release]

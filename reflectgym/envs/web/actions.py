@@ -4,6 +4,8 @@ One action per turn::
 
     click(12)                 click element 12
     hover(12)                 move the pointer over element 12 (menus and tooltips that open on hover)
+    drag(12, 15)              press on element 12, move the pointer onto element 15 and let go there (sortable
+                              lists, drop zones, boxes dragged into others)
     type(12, "some text")     replace the text of field 12
     select(12, "Option")      choose an option of dropdown 12 by its label (a multiple-choice list adds it to
                               its selection, or takes it out when it is chosen already)
@@ -26,12 +28,12 @@ from typing import Literal
 
 from reflectgym.core.types import ActionParseError
 
-ActionKind = Literal["click", "hover", "type", "select", "press", "scroll", "wait", "done"]
-ACTION_KINDS: tuple[ActionKind, ...] = ("click", "hover", "type", "select", "press", "scroll", "wait", "done")
+ActionKind = Literal["click", "hover", "drag", "type", "select", "press", "scroll", "wait", "done"]
+ACTION_KINDS: tuple[ActionKind, ...] = ("click", "hover", "drag", "type", "select", "press", "scroll", "wait", "done")
 
 ACTION_FORMAT = (
-    'one action: click(ID), hover(ID), type(ID, "text"), select(ID, "option"), press("Key"), scroll(down|up|ID), '
-    "wait or done"
+    'one action: click(ID), hover(ID), drag(ID, ID), type(ID, "text"), select(ID, "option"), press("Key"), '
+    "scroll(down|up|ID), wait or done"
 )
 
 _NAMED_KEYS = {
@@ -65,6 +67,8 @@ class WebAction:
     kind: ActionKind
     element: int | None = None
     text: str | None = None
+    target: int | None = None
+    """The id a `drag` drops `element` onto."""
     skipped: int = field(default=0, compare=False)
     """How many more actions the reply held after this one (only one is played per turn; the env says so)."""
 
@@ -73,6 +77,8 @@ class WebAction:
             return self.kind
         if self.kind in ("click", "hover"):
             return f"{self.kind}({self.element})"
+        if self.kind == "drag":
+            return f"drag({self.element}, {self.target})"
         if self.kind in ("type", "select"):
             return f"{self.kind}({self.element}, {_quote(self.text or '')})"
         if self.kind == "press":
@@ -226,6 +232,9 @@ def _build(name: str, raw: str) -> WebAction:
     if kind in ("click", "hover"):
         _expect(kind, args, 1, f"{kind}(ID)")
         return WebAction(kind=kind, element=_element(kind, args[0]))
+    if kind == "drag":
+        _expect(kind, args, 2, "drag(ID, ID): the element to drag, then the one to drop it on")
+        return WebAction(kind=kind, element=_element(kind, args[0]), target=_element(kind, args[1]))
     if kind in ("type", "select"):
         _expect(kind, args, 2, f'{kind}(ID, "text")')
         return WebAction(kind=kind, element=_element(kind, args[0]), text=_string(kind, args[1]))

@@ -242,6 +242,43 @@ AXTREE_JS = r"""
       const over = hit.closest('[data-rg-id]');
       return {error: 'covered', by: over ? over.getAttribute('data-rg-id') : hit.tagName.toLowerCase()};
     },
+    dropPoint(fromId, toId) {
+      // Where a drag of `fromId` lets go over `toId`. When the two lie in sibling entries of one list (same tag,
+      // same parent: list items, grid cells), it is the centre of the target's entry, as a sortable list judges
+      // the pointer against its entries' boxes, not against the text inside them; else the target's own centre.
+      const from = this.element(fromId), to = this.element(toId);
+      if (!to) return {error: 'missing'};
+      if (!from) return {error: 'source missing'};
+      if (from.contains(to)) return {error: 'inside'};
+      if (hidden(to)) return {error: 'hidden'};
+      let toEntry = to, fromEntry = from;  // (each one's box within the smallest box holding both)
+      while (toEntry.parentElement && !toEntry.parentElement.contains(from)) toEntry = toEntry.parentElement;
+      while (fromEntry.parentElement && !fromEntry.parentElement.contains(to)) fromEntry = fromEntry.parentElement;
+      const siblings = !to.contains(from) && toEntry !== fromEntry && toEntry.parentElement === fromEntry.parentElement
+        && toEntry.tagName === fromEntry.tagName;
+      const zone = siblings ? toEntry : to;
+      const box = zone.getBoundingClientRect();
+      const outside = box.top < 0 || box.left < 0 || box.bottom > innerHeight || box.right > innerWidth;
+      zone.scrollIntoView(outside ? {block: 'center', inline: 'center'} : {block: 'nearest', inline: 'nearest'});
+      const rects = Array.from(zone.getClientRects());
+      const rect = rects.find((r) => r.width > 0 && r.height > 0) || zone.getBoundingClientRect();
+      const x = rect.left + rect.width / 2, y = rect.top + rect.height / 2;
+      // A drop is judged by where the pointer is, so a target that lets the pointer through to a box around it
+      // (an SVG outline with no fill) will do; one covered by another element will not (the dragged one aside).
+      const hit = document.elementFromPoint(x, y);
+      if (!hit) return {error: 'clipped', empty: rect.width === 0 || rect.height === 0};
+      const dragged = siblings ? fromEntry : from;
+      if (!(zone.contains(hit) || hit.contains(zone) || dragged.contains(hit))) {
+        const over = hit.closest('[data-rg-id]');
+        return {error: 'covered', by: over ? over.getAttribute('data-rg-id') : hit.tagName.toLowerCase()};
+      }
+      // The press point, once more: bringing the target into view may have moved the source away.
+      const start = from.getBoundingClientRect();
+      const sx = start.left + start.width / 2, sy = start.top + start.height / 2;
+      const at = document.elementFromPoint(sx, sy);
+      const pressable = !!at && (at === from || from.contains(at));
+      return {x, y, width: rect.width, height: rect.height, fromX: sx, fromY: sy, pressable};
+    },
     listensToTyping(id) {
       const el = this.element(id);
       return !!el && (typedTo.has(el) || ['oninput', 'onkeydown', 'onkeyup', 'onkeypress'].some(
@@ -258,7 +295,7 @@ AXTREE_JS = r"""
   };
 })();
 """
-"""Added to every page: defines `window.__rgAx` (the walker, click targeting, select options)."""
+"""Added to every page: defines `window.__rgAx` (the walker, click and drop targeting, select options)."""
 
 
 @dataclass(frozen=True)

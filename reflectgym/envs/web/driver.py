@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 ACTION_EXAMPLES: tuple[str, ...] = (
     "click(3)",
     "hover(3)",
+    "drag(3, 6)",
     'type(4, "hello")',
     'select(5, "Blue")',
     'press("Enter")',
@@ -241,7 +242,7 @@ class BrowserDriver:
     async def _act(self, session: BrowserSession, action: WebAction) -> tuple[ActionOutcome, PageState]:
         assert self.state is not None
         outcome = await perform(session.page, action, self.state.tree, self.reading.wait_ms)
-        if outcome.played and action.kind in ("click", "press"):
+        if outcome.played and action.kind in ("click", "drag", "press"):
             await self._settle(session)
         return outcome, await self._observe(session)
 

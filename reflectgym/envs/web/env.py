@@ -59,11 +59,13 @@ class WebEnv(TextEnv[WebAction]):
     holds a PNG of the page.
 
     ## Actions
-    One action per reply: `click(ID)`, `hover(ID)`, `type(ID, "text")` (replaces the field's text; a field that
-    does not take it, such as a date in another format, says so), `select(ID, "option")` (a multiple-choice list
-    adds the option to its selection, or takes it out when chosen; the tree lists them all as `selected=[...]`),
-    `press("Enter")`, `scroll(down|up|ID)`, `wait` (lets time-dependent content move on) and `done`. A line
-    starting with `Action:` wins; otherwise the first action in the reply is played.
+    One action per reply: `click(ID)`, `hover(ID)`, `drag(ID, ID)` (presses on the first element, moves the
+    pointer onto the second in small steps and lets go there: sortable lists, drop zones), `type(ID, "text")`
+    (replaces the field's text; a field that does not take it, such as a date in another format, says so),
+    `select(ID, "option")` (a multiple-choice list adds the option to its selection, or takes it out when chosen;
+    the tree lists them all as `selected=[...]`), `press("Enter")`, `scroll(down|up|ID)`, `wait` (lets
+    time-dependent content move on) and `done`. A line starting with `Action:` wins; otherwise the first action in
+    the reply is played.
 
     ## Feedback
     `binary`: whether the attempt was right. `diagnostic`: which field, button or link was wrong and what was
@@ -89,7 +91,8 @@ class WebEnv(TextEnv[WebAction]):
     - `browser`: a `BrowserConfig` (Chromium path, viewport, warm spare contexts).
 
     ## Version history
-    - v0: first release.
+    - v0: first release. Later, the `drag(ID, ID)` action (a reply holding one used to be unreadable);
+      observations, rewards and episode ends are unchanged.
     """
 
     action_format: ClassVar[str] = ACTION_FORMAT
@@ -259,11 +262,16 @@ class MiniWoBEnv(TextEnv[WebAction]):
     own reward display and timer are left out). With `screenshot=True`, `info["screenshot"]` is a PNG.
 
     ## Actions
-    As `WebEnv`: `click(ID)`, `hover(ID)`, `type(ID, "text")`, `select(ID, "option")`, `press("Key")`,
-    `scroll(...)`, `wait` (lets 300 ms of real time pass, for animated tasks) and `done`. Elements a page made
-    clickable without text (colour boxes, icons, SVG shapes) show as `clickable`, described by tag, classes and
-    colour. Tasks that need a pointer position, a drag or exact timing (hot-cold, drag-*, chase-circle, ...) load
-    and play, but this grammar cannot solve them.
+    As `WebEnv`: `click(ID)`, `hover(ID)`, `drag(ID, ID)`, `type(ID, "text")`, `select(ID, "option")`,
+    `press("Key")`, `scroll(...)`, `wait` (lets 300 ms of real time pass, for animated tasks) and `done`. Elements
+    a page made clickable without text (colour boxes, icons, SVG shapes) show as `clickable`, described by tag,
+    classes and colour. `drag(A, B)` plays a real pointer drag of element A onto element B (press, moves,
+    release), which jQuery UI's sortable lists and draggable boxes follow: drag-items, drag-items-grid,
+    drag-sort-numbers and drag-box can be solved with it. Still out of reach, though they load and play: tasks
+    that need a pointer position, a distance or a direction rather than an element to drop on (hot-cold;
+    drag-circle and drag-single-shape, whose "drag it left" has nothing there to drop on; drag-cube's rotation),
+    drops into a box the tree does not show (drag-shapes, drag-shapes-2: the box is an outline, not an element
+    of the tree), and exact timing (chase-circle, ...).
 
     ## Feedback
     MiniWoB pages only report a reward, so: `binary` says solved or not; `diagnostic` adds the page's reward
@@ -292,7 +300,8 @@ class MiniWoBEnv(TextEnv[WebAction]):
       the unscaled `WOB_RAW_REWARD_GLOBAL`, equal for equal play.
 
     ## Version history
-    - v0: first release.
+    - v0: first release. Later, the `drag(ID, ID)` action (a reply holding one used to be unreadable);
+      observations, rewards and episode ends are unchanged.
     """
 
     action_format: ClassVar[str] = ACTION_FORMAT

@@ -8,9 +8,11 @@ browser or page escapes as an exception.
 from __future__ import annotations
 
 import asyncio
+import itertools
+import math
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from reflectgym.envs.web.actions import WebAction
 from reflectgym.envs.web.axtree import AxNode, AxTree
@@ -33,6 +35,17 @@ are empty for a moment after a page starts, and the box answers for their centre
 TYPE_SETTLE_MS = 400
 """How long a type waits before the page is read, when the field listens to typing: an autocomplete's list opens
 after a delay (jQuery UI's: 300 ms). A field nobody listens to is read at once, so plain forms stay fast."""
+DRAG_STEP_PX = 8
+"""About how far apart the pointer events of a drag are. MiniWoB's jQuery UI lists and boxes, and a native HTML
+drag, also follow a jump (press, one move, release); the steps are for pages that follow the pointer's way, as a
+hand's drag gives it (d3 moves a dragged shape at each event; a list may open a gap for what passes over it)."""
+DRAG_STEPS = (5, 40)
+"""Fewest and most pointer events for each leg of a drag's way (`drag_path`)."""
+DROP_PAST = 1 / 8
+"""How far past the target's centre a drag lets go, in the direction it travels, as a part of the target's size: a
+sortable list puts the dragged entry past another only once the pointer crosses that one's middle, and a pointer
+exactly on the middle (rounded to whole pixels by the page) falls short. Small enough to stay well inside the
+target, as a drop into a box needs."""
 _FORMAT = re.compile(r"\b(date|time|datetime-local|month|week|color) \(([^)]*)\)")
 """A field's input format as the tree states it: `date (YYYY-MM-DD)`."""
 
@@ -85,6 +98,7 @@ async def perform(page: Page, action: WebAction, tree: AxTree, wait_ms: int) -> 
         wanted = {
             "click": (CLICKABLE + EDITABLE, "clickable elements"),
             "hover": (CLICKABLE, "elements"),
+            "drag": (CLICKABLE, "elements"),
             "type": (_TYPEABLE, "text fields"),
             "select": (("combobox",), "dropdowns"),
             "scroll": (CLICKABLE, "elements"),
@@ -98,6 +112,13 @@ async def perform(page: Page, action: WebAction, tree: AxTree, wait_ms: int) -> 
         return ActionOutcome(True, f"Scrolled {_describe(node)} into view.")
     if kind in ("click", "hover"):
         return await _point_at(page, node, kind)
+    if kind == "drag":
+        drop = tree.get(action.target) if action.target is not None else None
+        if drop is None:
+            return ActionOutcome(
+                False, f"There is no element {action.target} to drop onto; {_ids(tree, CLICKABLE, 'elements')}."
+            )
+        return await _drag(page, node, drop)
     if kind == "type":
         if node.role not in _TYPEABLE:
             return ActionOutcome(False, f"{_describe(node)} cannot take text; {_ids(tree, _TYPEABLE, 'text fields')}.")
@@ -189,35 +210,49 @@ def _refusal(node: AxNode, text: str, needs: str) -> str:
     return "it is not editable now"
 
 
-async def _point_at(page: Page, node: AxNode, kind: str) -> ActionOutcome:
-    """Clicks `node`, or moves the pointer over it (`hover`), at its centre once it is in view and uncovered."""
-    target = await page.evaluate("(id) => window.__rgAx.clickPoint(id)", node.id)
+async def _click_point(page: Page, node: AxNode) -> dict[str, Any]:
+    """Where `node` can be pointed at (its centre, brought into view), or why not (`__rgAx.clickPoint`)."""
+    target: dict[str, Any] = await page.evaluate("(id) => window.__rgAx.clickPoint(id)", node.id)
     if target.get("error") == "clipped":  # perhaps a page still laying out: look once more
         await asyncio.sleep(CLIP_RETRY_MS / 1000)
         target = await page.evaluate("(id) => window.__rgAx.clickPoint(id)", node.id)
+    return target
+
+
+def _unreachable(node: AxNode, target: dict[str, Any], verb: str, undone: str) -> ActionOutcome | None:
+    """Why the pointer cannot get to `node`, from what `clickPoint` or `dropPoint` found (`None`: it can). `verb`
+    says what it cannot be (`clicked`), `undone` what did not happen (`nothing was clicked`)."""
     error = target.get("error")
     if error == "missing":
         return ActionOutcome(False, f"Element {node.id} is no longer on the page.")
     if error == "hidden":
-        return ActionOutcome(
-            False, f"{_describe(node)} is hidden and cannot be {'clicked' if kind == 'click' else 'reached'}."
-        )
+        return ActionOutcome(False, f"{_describe(node)} is hidden and cannot be {verb}.")
     if error == "clipped" and target.get("empty"):
         return ActionOutcome(
             False,
-            f"{_describe(node)} has no size on the page, so it cannot be {'clicked' if kind == 'click' else 'reached'}"
-            " itself; the element that holds it may be.",
+            f"{_describe(node)} has no size on the page, so it cannot be {verb} itself; the element that holds it "
+            "may be.",
         )
     if error == "clipped":
         return ActionOutcome(
             False,
             f"{_describe(node)} is not visible: the page or a box around it hides it, even scrolled as far as it "
-            f"goes; nothing was {'clicked' if kind == 'click' else 'reached'}.",
+            f"goes; nothing was {undone}.",
         )
     if error == "covered":
         return ActionOutcome(
             False, f"{_describe(node)} is covered by element {target.get('by')}; deal with that first."
         )
+    return None
+
+
+async def _point_at(page: Page, node: AxNode, kind: str) -> ActionOutcome:
+    """Clicks `node`, or moves the pointer over it (`hover`), at its centre once it is in view and uncovered."""
+    target = await _click_point(page, node)
+    verb = "clicked" if kind == "click" else "reached"
+    refusal = _unreachable(node, target, verb, verb)
+    if refusal is not None:
+        return refusal
     if kind == "hover":
         await page.mouse.move(float(target["x"]), float(target["y"]))
         await asyncio.sleep(HOVER_SETTLE_MS / 1000)
@@ -226,3 +261,70 @@ async def _point_at(page: Page, node: AxNode, kind: str) -> ActionOutcome:
         return ActionOutcome(False, f"{_describe(node)} is disabled.")
     await page.mouse.click(float(target["x"]), float(target["y"]))
     return ActionOutcome(True, f"Clicked {_describe(node)}.")
+
+
+async def _drag(page: Page, source: AxNode, target: AxNode) -> ActionOutcome:
+    """Drags `source` onto `target` as a person does with a mouse: presses on the source's centre, moves the pointer
+    in small steps onto the target and lets go there. Nothing is pressed unless both can be reached, so a drag that
+    cannot be played leaves the page as it was."""
+    if source.id == target.id:
+        return ActionOutcome(False, f"{_describe(source)} cannot be dropped onto itself; name another element.")
+    start = await _click_point(page, source)
+    refusal = _unreachable(source, start, "dragged", "dragged")
+    if refusal is not None:
+        return refusal
+    drop: dict[str, Any] = await page.evaluate("([a, b]) => window.__rgAx.dropPoint(a, b)", [source.id, target.id])
+    if drop.get("error") == "source missing":
+        return ActionOutcome(False, f"Element {source.id} is no longer on the page.")
+    if drop.get("error") == "inside":
+        return ActionOutcome(
+            False, f"{_describe(target)} is part of {_describe(source)}; nothing can be dropped onto a part of itself."
+        )
+    refusal = _unreachable(target, drop, "dropped onto", "dragged")
+    if refusal is not None:
+        return refusal
+    if not drop["pressable"]:
+        return ActionOutcome(
+            False, f"{_describe(source)} and {_describe(target)} cannot both be in the window; nothing was dragged."
+        )
+    pressed = (float(drop["fromX"]), float(drop["fromY"]))
+    centre = (float(drop["x"]), float(drop["y"]))
+    await _press_move_release(page, drag_path(pressed, centre, (float(drop["width"]), float(drop["height"]))))
+    return ActionOutcome(True, f"Dragged {_describe(source)} onto {_describe(target)}.")
+
+
+Point = tuple[float, float]
+
+
+def drag_path(pressed: Point, centre: Point, size: Point) -> list[Point]:
+    """The pointer's way for a drag: the press, a corner, and the release near the drop target's `centre` (`size`
+    is the target's width and height).
+
+    The release is `DROP_PAST` of the target's size past its centre, along each axis the pointer travels. The
+    pointer goes across first, then up or down: a grid of entries is ordered row by row, and a sortable grid reads
+    the way the pointer goes from its last step, so between rows that step must be vertical (one to the right, on
+    the way to an entry above and to the right, would put the dragged entry after it, not before).
+    """
+
+    def past(at: float, travel: float, extent: float) -> float:
+        return at if abs(travel) < 1 else at + math.copysign(DROP_PAST * extent, travel)
+
+    release = (past(centre[0], centre[0] - pressed[0], size[0]), past(centre[1], centre[1] - pressed[1], size[1]))
+    path = [pressed]
+    for point in ((release[0], pressed[1]), release):
+        if math.dist(point, path[-1]) >= 1:
+            path.append(point)
+    return path
+
+
+async def _press_move_release(page: Page, path: list[Point]) -> None:
+    """Presses the left button at the first point of `path`, moves through the others with pointer events about
+    `DRAG_STEP_PX` apart, and releases it at the last (jQuery UI and d3 start a drag on a move with the button
+    down). Real pointer events, not `locator.drag_to`: that one lets go on the target's centre, where a sortable
+    list does not yet move the dragged entry past it."""
+    fewest, most = DRAG_STEPS
+    await page.mouse.move(*path[0])
+    await page.mouse.down()
+    for start, end in itertools.pairwise(path):
+        await page.mouse.move(*end, steps=max(fewest, min(most, round(math.dist(start, end) / DRAG_STEP_PX))))
+    await page.mouse.up()
