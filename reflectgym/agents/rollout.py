@@ -20,7 +20,6 @@ import time
 import traceback
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ALL_COMPLETED, FIRST_COMPLETED, Future, wait
-from concurrent.futures import TimeoutError as FutureTimeoutError
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
@@ -118,24 +117,27 @@ class EnvWorker:
         return future
 
     def discard_env(self) -> None:
-        """Closes the env (in the worker, after queued calls) so the next call makes a fresh one."""
+        """Closes the env (in the worker, after queued calls) so the next call makes a fresh one; makes none when
+        there is none (the failure may have been making it)."""
+        self._calls.put((self._close_env, Future()))
 
-        def close(env: gym.Env[Any, Any]) -> None:
-            self.env = None
-            env.close()
-
-        self.submit(close)
-
-    def stop(self) -> None:
-        """Closes the env and ends the thread once queued calls are done."""
-        if self.env is not None:
-            self.discard_env()
+    def stop(self, wait_s: float | None = None) -> None:
+        """Closes the env and ends the thread once queued calls are done (an env still being made when this is
+        called is closed too, once made); waits up to `wait_s` seconds for that (None: does not wait)."""
         self._calls.put(None)
+        if wait_s is not None:
+            self._thread.join(wait_s)
+
+    def _close_env(self) -> None:
+        env, self.env = self.env, None
+        if env is not None:
+            env.close()
 
     def _loop(self) -> None:
         while True:
             item = self._calls.get()
             if item is None:
+                self._close_env()
                 return
             run, future = item
             if not future.set_running_or_notify_cancel():
@@ -166,22 +168,25 @@ class TimedEnv:
         worker = self._worker
         future = worker.submit(fn)
         try:
-            return future.result(timeout=self.timeout)
-        except FutureTimeoutError:
-            worker.stop()  # (it exits if the call ever returns)
-            self._worker = None
-            raise TimeoutError(f"an env call took over {self.timeout:g} s; the env was abandoned") from None
+            wait([future], timeout=self.timeout)
+            if not future.done():
+                worker.stop()  # (it exits, closing the env, if the call ever returns)
+                self._worker = None
+                raise TimeoutError(f"an env call took over {self.timeout} s; the env was abandoned")
+            return future.result()
         except keep_env_on:
             raise
         except Exception:
-            worker.discard_env()
+            if self._worker is worker:
+                worker.discard_env()
             raise
 
-    def close(self) -> None:
-        """Closes the env once queued calls are done and ends the worker's thread (a later call starts anew)."""
+    def close(self, wait_s: float = 30.0) -> None:
+        """Closes the env once queued calls are done, waiting up to `wait_s` seconds for it, and ends the worker's
+        thread (a later call starts anew)."""
         worker, self._worker = self._worker, None
         if worker is not None:
-            worker.stop()
+            worker.stop(wait_s)
 
 
 @dataclass

@@ -31,7 +31,10 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
+import importlib
+import inspect
 import threading
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -54,7 +57,7 @@ class EnvActorConfig:
 
     num_cpus: float = 1.0
     """CPUs Ray reserves for each env actor (its env, and the browser or sandboxes the env starts)."""
-    call_timeout_s: float | None = 600.0
+    call_timeout_s: float | None = 300.0
     """Seconds one call on the env (reset, step, snapshot, ...) may take before it raises, so a hung actor is
     killed with its env rather than kept (None: wait for ever; the rollout engine's `env_timeout` still ends the
     episode, but the actor then lives as long as the process)."""
@@ -96,14 +99,25 @@ class EnvHost:
         """`base.<name>(*args, **kwargs)`."""
         return getattr(self.base, name)(*args, **kwargs)
 
-    def attribute(self, name: str) -> tuple[bool, Any]:
-        """(True, None) for a method (the caller calls it through `call`), else (False, its value)."""
-        value = getattr(self.base, name)
-        return (True, None) if callable(value) else (False, value)
+    def attribute(self, name: str) -> tuple[str, Any]:
+        """("method", None) for a method (the caller calls it through `call`), ("value", its value) for any other
+        attribute, ("missing", None) when the env has none by that name (a missing name is no fault of the env's:
+        an `AttributeError` raised inside it is)."""
+        try:
+            value = inspect.getattr_static(self.base, name)
+        except AttributeError:
+            return ("missing", None)
+        value = getattr(self.base, name)  # (bound, or a property's value)
+        return ("method", None) if inspect.ismethod(value) else ("value", value)
 
     def close(self) -> None:
         self.env.close()
 
+
+_REMOTE_HOST = ray.remote(EnvHost)
+
+_LIVE_HOSTS: weakref.WeakValueDictionary[int, EnvHosts] = weakref.WeakValueDictionary()
+"""The live factories' actors by key: what a `RemoteEnv` entry point names (each env holds its own reference)."""
 
 Fault = Literal["raised", "lost"] | None
 """What went wrong with an env's actor: a call raised ("raised"), the actor died or hung ("lost"), or nothing."""
@@ -132,6 +146,11 @@ class EnvHosts:
         self.spec, self.config, self.keep = spec, config, keep
         self.started = 0
         """Actors started so far."""
+        self.methods: set[str] = set()
+        """Names the env answered are methods (called at once next time, without asking again)."""
+        self.closed = False
+        """Set by `close`: from then on an env that closes takes its actor with it."""
+        self._spec_ref = ray.put(spec)  # (sent once, not with every actor)
         self._free: list[_Host] = []
         self._lock = threading.Lock()
 
@@ -143,7 +162,7 @@ class EnvHosts:
             self.started += 1
         config = self.config
         options = {"num_cpus": config.num_cpus, "runtime_env": config.runtime_env}
-        actor: Any = ray.remote(EnvHost).options(**options).remote(self.spec, kwargs)  # type: ignore[attr-defined]
+        actor: Any = _REMOTE_HOST.options(**options).remote(self._spec_ref, kwargs)  # type: ignore[attr-defined]
         try:
             return _Host(actor, ray.get(actor.describe.remote(), timeout=config.start_timeout_s))
         except GetTimeoutError as error:
@@ -161,7 +180,7 @@ class EnvHosts:
         """Keeps a sound actor for the next env while there is room; closes and kills any other (a lost one, dead
         or hung, is only killed: it would not close)."""
         with self._lock:
-            if fault is None and len(self._free) < self.keep:
+            if fault is None and not self.closed and len(self._free) < self.keep:
                 self._free.append(host)
                 return
         if fault == "lost":
@@ -170,8 +189,10 @@ class EnvHosts:
             _stop(host.actor)
 
     def close(self) -> None:
-        """Closes and kills the free actors (envs still open keep theirs until they close). Idempotent."""
+        """Closes and kills the free actors (envs still open keep theirs until they close, then it goes).
+        Idempotent."""
         with self._lock:
+            self.closed = True
             free, self._free = self._free, []
         for host in free:
             _stop(host.actor)
@@ -188,12 +209,16 @@ class RemoteEnv(gym.Env[Any, Any]):
     """A base env whose work is done by an `EnvHost` actor; made by a `RemoteEnvFactory`'s `gym.make`.
 
     Args:
-        hosts: The factory's actors (a free one is taken, else one is started).
+        hosts_key: Names the factory's actors (a free one is taken, else one is started); a key, not the
+            object, so that Gymnasium can copy the spec that holds it.
         kwargs: The env's keyword arguments, for an actor started for it (`max_episode_steps` and the other
             `gym.make` options are applied by the wrappers on this side).
     """
 
-    def __init__(self, hosts: EnvHosts, **kwargs: Any) -> None:
+    def __init__(self, hosts_key: int, **kwargs: Any) -> None:
+        hosts = _LIVE_HOSTS.get(hosts_key)
+        if hosts is None:
+            raise EnvActorError("the factory of this remote env is gone (a spec copied into another process?)")
         self._config = hosts.config
         self._hosts = hosts
         self._host: _Host | None = hosts.take(kwargs)
@@ -219,24 +244,29 @@ class RemoteEnv(gym.Env[Any, Any]):
             self._hosts.give_back(host, self._fault)
 
     def _call(self, name: str, *args: Any, **kwargs: Any) -> Any:
-        """Runs the base env's method in the actor. The env's own exception is raised here as itself (Ray's error
-        is an instance of its class); a dead actor is an `EnvActorError`, a call past the timeout a
-        `TimeoutError`."""
+        """Runs the base env's method in the actor. The env's own exception is raised here as an instance of its
+        class (Ray's error subclasses it; an exception Ray cannot pickle back arrives as Ray's
+        `UnserializableException`); a dead actor is an `EnvActorError`, a call past the timeout a `TimeoutError`."""
         return self._ask(name, "call", name, args, kwargs)
 
     def __getattr__(self, name: str) -> Any:
-        """Public attributes and methods the actor's env has and this one does not (only called for those)."""
+        """Public attributes and methods the actor's env has and this one does not (only called for those). A
+        method is a call through Ray; any other attribute is read once per access (a copy: setting it here does
+        not reach the actor)."""
         if name.startswith("_") or self.__dict__.get("_host") is None:
             raise AttributeError(name)
-        try:
-            is_method, value = self._ask(name, "attribute", name)
-        except AttributeError as error:  # (the actor's AttributeError, raised as itself: no fault of the env's)
-            raise AttributeError(f"{self._env_id} (in a Ray actor) has no attribute {name!r}") from error
-        return functools.partial(self._call, name) if is_method else value
+        if name in self._hosts.methods:  # (one round trip per call, not two)
+            return functools.partial(self._call, name)
+        kind, value = self._ask(name, "attribute", name)
+        if kind == "missing":
+            raise AttributeError(f"{self._env_id} (in a Ray actor) has no attribute {name!r}")
+        if kind == "method":
+            self._hosts.methods.add(name)
+            return functools.partial(self._call, name)
+        return value
 
     def _ask(self, name: str, method: str, *args: Any) -> Any:
-        """`actor.<method>(*args)`, waited for up to the call timeout; a failure (but a missing attribute) marks
-        the env as faulty."""
+        """`actor.<method>(*args)`, waited for up to the call timeout; any failure marks the env as faulty."""
         if self._host is None:
             raise RuntimeError(f"this remote env of {self._env_id} is closed")
         try:
@@ -252,8 +282,6 @@ class RemoteEnv(gym.Env[Any, Any]):
             raise TimeoutError(
                 f"{self._env_id}: {name}() took over {self._config.call_timeout_s:g} s in its Ray actor"
             ) from error
-        except AttributeError:
-            raise
         except BaseException:
             self._fault = "raised"
             raise
@@ -279,20 +307,25 @@ class RemoteEnvFactory:
         max_envs: int = 1,
     ) -> None:  # fmt: skip
         self.config = config or EnvActorConfig()
-        spec = gym.spec(env_id)
+        module, _, name = env_id.rpartition(":")
+        if module:  # (`module:Name-v0`: the module registers the env, as `gym.make` does)
+            importlib.import_module(module)
+        spec = gym.spec(name)
         fixed = join_cluster(self.config.address, self.config.runtime_env)
         wait_s = self.config.start_timeout_s
         check_room(max_envs, {"CPU": self.config.num_cpus}, f"{max_envs} env actors", fixed, wait_s)
         self.hosts = EnvHosts(spec, self.config, keep=max_envs)
-        make_base: Callable[..., gym.Env[Any, Any]] = functools.partial(RemoteEnv, self.hosts)
-        self._spec = dataclasses.replace(spec, entry_point=make_base, kwargs={})  # (the actor merges spec.kwargs)
+        _LIVE_HOSTS[id(self.hosts)] = self.hosts
+        make_base: Callable[..., gym.Env[Any, Any]] = functools.partial(RemoteEnv, id(self.hosts))
+        self._spec = dataclasses.replace(spec, entry_point=make_base)  # (its kwargs reach the actor merged)
         self._kwargs = dict(env_kwargs or {})
 
     def __call__(self) -> gym.Env[Any, Any]:
         return gym.make(self._spec, **self._kwargs)
 
     def close(self) -> None:
-        """Kills the free actors, their envs closed first."""
+        """Kills the free actors, their envs closed first; an env still open has its actor closed and killed when
+        it closes. Idempotent."""
         self.hosts.close()
 
 

@@ -49,6 +49,7 @@ from reflectgym.trainers.session import (
     TrainerConfig,
     TrainingSession,
     WeightSyncedSampler,
+    close_env_factory,
     env_factory,
     load_policy,
     trained_weights,
@@ -237,7 +238,10 @@ class GRPOTrainer:
 
     def train(self) -> list[dict[str, float]]:
         """Runs the configured steps; returns the logged metrics of each step run here."""
-        return self.session.run(f"GRPO {self.config.env_id}", self._step, restore=self._restore)
+        try:
+            return self.session.run(f"GRPO {self.config.env_id}", self._step, restore=self._restore)
+        finally:
+            close_env_factory(self.engine.make_env)
 
     def _restore(self, state: Mapping[str, Any]) -> None:
         """After a resume, the sampler generates with the checkpoint's weights, as the run it continues did."""

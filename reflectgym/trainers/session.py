@@ -164,10 +164,17 @@ def check_env_id(env_id: str) -> None:
     gym.spec(name)
 
 
-def env_factory(env_id: str, env_kwargs: Mapping[str, Any], config: TrainerConfig, max_envs: int) -> EnvFactory:
+def env_factory(
+    env_id: str,
+    env_kwargs: Mapping[str, Any],
+    config: TrainerConfig,
+    max_envs: int,
+    call_timeout_s: float | None = 300.0,
+) -> EnvFactory:
     """What makes the run's envs: `gym.make(env_id, **env_kwargs)` here, or with `config.env_actors` the same env
-    with its base env in a Ray actor (`reflectgym.distributed.envs`), for at most `max_envs` envs at once.
-    An unknown id stops here, before the run begins and an overwrite deletes anything."""
+    with its base env in a Ray actor (`reflectgym.distributed.envs`), for at most `max_envs` envs at once, whose
+    calls past `call_timeout_s` fail (the caller's own env timeout: the rollout engine's is 300 s). An unknown id
+    stops here, before the run begins and an overwrite deletes anything. `close_env_factory` releases it."""
     check_env_id(env_id)
     kwargs = dict(env_kwargs)
     if not config.env_actors:
@@ -177,9 +184,18 @@ def env_factory(env_id: str, env_kwargs: Mapping[str, Any], config: TrainerConfi
     except ImportError as missing:
         raise ConfigError(f"env_actors needs Ray: pip install 'reflectgym[ray]' ({missing})") from None
     try:
-        return remote_env_factory(env_id, kwargs, EnvActorConfig(num_cpus=config.env_actor_cpus), max_envs)
+        actors = EnvActorConfig(num_cpus=config.env_actor_cpus, call_timeout_s=call_timeout_s)
+        return remote_env_factory(env_id, kwargs, actors, max_envs)
     except ValueError as error:  # (a local cluster too small for the envs in flight)
         raise ConfigError(f"env_actors: {error} (num_envs, env_actor_cpus)") from None
+
+
+def close_env_factory(make_env: EnvFactory) -> None:
+    """Releases what an `env_factory` holds between envs (env actors kept for the next env); nothing for a plain
+    `gym.make` factory."""
+    close = getattr(make_env, "close", None)
+    if callable(close):
+        close()
 
 
 def check_attempts(env: gym.Env[Any, Any], env_id: str, trainer: str) -> int:

@@ -32,7 +32,7 @@ from reflectgym.trainers.demonstrations import (
     read_demonstrations,
 )
 from reflectgym.trainers.losses import sft_loss
-from reflectgym.trainers.session import TrainerConfig, TrainingSession, env_factory, load_policy
+from reflectgym.trainers.session import TrainerConfig, TrainingSession, close_env_factory, env_factory, load_policy
 
 ORACLE = "oracle"
 """`SFTConfig.demonstrations` value: the env's solver plays fresh seeds."""
@@ -133,6 +133,7 @@ class SFTTrainer:
             system = env_system_prompt(config.env_id, env, config.system_prompt)
         finally:
             env.close()
+            close_env_factory(self.make_env)  # (the envs' last use)
         read = len(episodes)
         if config.successful_only:
             episodes = [episode for episode in episodes if episode.success]

@@ -6,7 +6,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import gymnasium as gym
 import pytest
@@ -261,3 +261,78 @@ def test_too_few_generations_fail_that_batch_only() -> None:
     trajectories = RolloutEngine(DroppingPolicy(), ToyEnv, "toy", config).collect(range(4))
     assert len(trajectories) == 4
     assert all("the policy returned 3 generations for 4 requests" in t.metadata["error"] for t in trajectories)
+
+
+# ----------------------------------------------------------------------------------------------- TimedEnv
+class CountingEnv(gym.Env[str, str]):
+    """Counts the envs made and closed; `step` sleeps, raises its own `TimeoutError`, or echoes."""
+
+    made: ClassVar[list[CountingEnv]] = []
+
+    def __init__(self, make_delay: float = 0.0) -> None:
+        time.sleep(make_delay)
+        self.observation_space, self.action_space = FreeText(), FreeText()
+        self.closed = False
+        CountingEnv.made.append(self)
+
+    def step(self, action: str) -> tuple[str, float, bool, bool, dict[str, Any]]:
+        if action.startswith("sleep"):
+            time.sleep(float(action.split()[1]))
+        if action == "own-timeout":
+            raise TimeoutError("the env's own page load timed out")
+        return action, 0.0, False, False, {}
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def test_a_timed_env_abandons_a_call_past_its_timeout_and_the_next_call_gets_a_fresh_env() -> None:
+    from reflectgym.agents.rollout import TimedEnv
+
+    CountingEnv.made.clear()
+    timed = TimedEnv(CountingEnv, timeout=0.3)
+    assert timed.call(lambda env: env.step("a")[0]) == "a"
+    started = time.monotonic()
+    with pytest.raises(TimeoutError, match=r"took over 0\.3 s"):
+        timed.call(lambda env: env.step("sleep 1.0"))
+    assert time.monotonic() - started < 0.9
+    assert timed.call(lambda env: env.step("b")[0]) == "b" and len(CountingEnv.made) == 2
+    time.sleep(1.0)
+    assert CountingEnv.made[0].closed, "the abandoned env was closed once its call returned"
+    timed.close()
+    assert CountingEnv.made[1].closed, "close waits for the env to close"
+
+
+@pytest.mark.parametrize("timeout", [None, 5.0])
+def test_the_envs_own_timeout_error_is_its_error_not_the_wait_running_out(timeout: float | None) -> None:
+    from reflectgym.agents.rollout import TimedEnv
+
+    CountingEnv.made.clear()
+    timed = TimedEnv(CountingEnv, timeout=timeout)
+    with pytest.raises(TimeoutError, match="own page load"):
+        timed.call(lambda env: env.step("own-timeout"))
+    assert timed.call(lambda env: env.step("c")[0]) == "c"
+    assert len(CountingEnv.made) == 2 and CountingEnv.made[0].closed  # (an env that raised is replaced)
+    timed.close()
+
+
+def test_a_failing_factory_is_not_called_again_just_to_close_and_an_env_made_after_stop_is_closed() -> None:
+    from reflectgym.agents.rollout import EnvWorker, TimedEnv
+
+    calls = []
+
+    def failing() -> gym.Env[str, str]:
+        calls.append(1)
+        raise OSError("no browser")
+
+    timed = TimedEnv(failing, timeout=5.0)
+    for _ in range(2):
+        with pytest.raises(OSError, match="no browser"):
+            timed.call(lambda env: env.step("a"))
+    assert len(calls) == 2, "one make per call: discarding a failed make makes nothing"
+    timed.close()
+    CountingEnv.made.clear()
+    worker = EnvWorker(lambda: CountingEnv(make_delay=0.3))
+    worker.submit(lambda env: env.step("a"))
+    worker.stop(wait_s=5.0)  # (called while the env is still being made)
+    assert len(CountingEnv.made) == 1 and CountingEnv.made[0].closed

@@ -5,6 +5,7 @@ weight for weight."""
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import os
 import sys
@@ -51,10 +52,14 @@ class FragileEnv(TaskEnv):
             os._exit(1)
         if action == "hang":
             time.sleep(60)
+        if action == "attr":
+            raise AttributeError("a bug inside the env")
         return super()._apply(action)
 
 
-FRAGILE_ID = reflectgym.register("ActorFragile-v0", FragileEnv)
+# (hostile envs stay out of reflectgym's catalogue, which the registry-wide conformance tests play)
+FRAGILE_ID = "actor-tests/Fragile-v0"
+gym.register(FRAGILE_ID, FragileEnv)
 
 
 class BrokenEnv(TaskEnv):
@@ -62,7 +67,8 @@ class BrokenEnv(TaskEnv):
         raise ValueError("no such dataset: ./missing.jsonl")
 
 
-BROKEN_ID = reflectgym.register("ActorBroken-v0", BrokenEnv)
+BROKEN_ID = "actor-tests/Broken-v0"
+gym.register(BROKEN_ID, BrokenEnv)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -91,6 +97,9 @@ def test_a_remote_env_plays_as_the_local_one_with_the_specs_wrappers_here() -> N
     remote = remote_env_factory(SOKOBAN, {"max_episode_steps": 4}, SMALL)()
     try:
         assert isinstance(remote.unwrapped, RemoteEnv)
+        assert remote.spec is not None and remote.spec.id == SOKOBAN and copy.deepcopy(remote.spec) is not None
+        assert remote.unwrapped.spec is not None and local.unwrapped.spec is not None
+        assert remote.unwrapped.spec.kwargs.keys() == local.unwrapped.spec.kwargs.keys()
         assert "TimeLimit" in repr(remote) and "PassiveEnvChecker" in repr(remote)  # (the wrappers run here)
         assert play(remote, moves, seed=7) == play(local, moves, seed=7)
         assert play(remote, moves, seed=7)[-1][3], "the time limit (a wrapper on this side) truncated it"
@@ -106,7 +115,7 @@ def test_a_remote_env_plays_as_the_local_one_with_the_specs_wrappers_here() -> N
 
 
 def test_snapshots_travel_to_and_from_the_actor() -> None:
-    remote = remote_env_factory(SOKOBAN, {}, SMALL)()
+    remote = remote_env_factory(f"reflectgym:{SOKOBAN}", {}, SMALL)()  # (`module:Name`, as `gym.make` takes)
     try:
         remote.reset(seed=3)
         remote.step("up")
@@ -176,9 +185,17 @@ def test_a_cleanly_closed_env_leaves_its_actor_for_the_next_one_and_a_faulty_one
     fourth.close()
     fifth, sixth = make_env(), make_env()  # one kept at most: the second one is new
     assert make_env.hosts.started == 3
+    fifth.reset(seed=0)
+    with pytest.raises(AttributeError, match="a bug inside the env"):
+        fifth.step("attr")  # (an AttributeError from inside the env is its fault, not a missing name)
     fifth.close()
-    sixth.close()  # (no room: closed and killed)
+    sixth.close()  # (kept: the faulty one was not)
     make_env.close()
+    assert make_env.hosts._free == []
+    seventh = make_env()
+    seventh.reset(seed=0)
+    seventh.close()  # after the factory closed: not kept
+    assert make_env.hosts._free == [] and make_env.hosts.started == 4
 
 
 class ScriptedPolicy:
@@ -200,8 +217,7 @@ def test_an_env_whose_process_dies_ends_only_its_episode_and_the_next_one_gets_a
     assert died and lived and len(trajectories) == 12
     assert all(t.metadata["stop_reason"] == "error" for t in died)
     assert all(
-        "EnvActorError: the Ray actor of reflectgym/ActorFragile-v0 died during step()" in t.metadata["error"]
-        for t in died
+        "EnvActorError: the Ray actor of actor-tests/Fragile-v0 died during step()" in t.metadata["error"] for t in died
     )
     assert all(t.success for t in lived), "episodes played after a crash (on fresh actors) ran normally"
 

@@ -42,7 +42,7 @@ from reflectgym.trainers.config import ConfigError
 from reflectgym.trainers.data_parallel import current_world
 from reflectgym.trainers.demonstrations import env_system_prompt, opening_messages
 from reflectgym.trainers.losses import sft_loss
-from reflectgym.trainers.session import TrainerConfig, TrainingSession, env_factory, load_policy
+from reflectgym.trainers.session import TrainerConfig, TrainingSession, close_env_factory, env_factory, load_policy
 from reflectgym.trainers.sft import epoch_batches
 
 
@@ -152,7 +152,10 @@ class AgentRTrainer:
 
     def train(self) -> list[dict[str, float]]:
         """Runs the configured steps; returns the logged metrics of each step run here."""
-        return self.session.run(f"Agent-R {self.config.env_id}", self._step, restore=self._restore)
+        try:
+            return self.session.run(f"Agent-R {self.config.env_id}", self._step, restore=self._restore)
+        finally:
+            close_env_factory(self.make_env)
 
     def _restore(self, state: Mapping[str, Any]) -> None:
         """A resumed run reads back the data its iterations wrote; a fresh one drops what an earlier run left (one

@@ -73,7 +73,14 @@ from reflectgym.trainers.exit.scoring import (
 )
 from reflectgym.trainers.grpo import grpo_objective, step_seeds
 from reflectgym.trainers.losses import group_advantages
-from reflectgym.trainers.session import TrainerConfig, TrainingSession, check_attempts, env_factory, load_policy
+from reflectgym.trainers.session import (
+    TrainerConfig,
+    TrainingSession,
+    check_attempts,
+    close_env_factory,
+    env_factory,
+    load_policy,
+)
 
 T = TypeVar("T")
 
@@ -227,7 +234,9 @@ class ExItTrainer:
     def __init__(self, config: ExItConfig, policy: HFPolicy | None = None) -> None:
         self.config = config
         env_id, env_kwargs = config.env_id, dict(config.env_kwargs)
-        self._make_env = env_factory(env_id, env_kwargs, config, max_envs=config.num_envs + 1)  # (before the run)
+        self._make_env = env_factory(  # (before the run begins)
+            env_id, env_kwargs, config, max_envs=config.num_envs + 1, call_timeout_s=config.env_timeout
+        )
         if current_world().size > 1:
             raise ConfigError("exit runs in one process; data-parallel launches (torchrun) are not supported yet")
         self.policy = policy if policy is not None else load_policy(config)
@@ -240,7 +249,11 @@ class ExItTrainer:
         self._free_envs: SimpleQueue[TimedEnv] = SimpleQueue()
         """Envs the reply threads take and give back (made on first need, at most `num_envs`)."""
         self._made_envs: list[TimedEnv] = []
-        self.system = self.env.call(partial(checked_system_prompt, env_id=env_id, override=config.system_prompt))
+        try:
+            self.system = self.env.call(partial(checked_system_prompt, env_id=env_id, override=config.system_prompt))
+        except BaseException:
+            self.close()
+            raise
         """The system prompt (read once the env is checked: it must have snapshots and a second attempt)."""
         self.context_limit = context_limit(self.policy)
         """The policy's context length (None: unknown): a prompt that leaves no room for a reply is not played."""
@@ -272,6 +285,7 @@ class ExItTrainer:
         """Closes every env the trainer made (`train` does at its end)."""
         for env in [self.env, *self._made_envs]:
             env.close()
+        close_env_factory(self._make_env)
 
     def _state(self) -> dict[str, Any]:
         return {"buffer": self.buffer.state()}
