@@ -205,6 +205,7 @@ class GRPOTrainer:
             history_turns=config.history_turns,
             sampling=Sampling(temperature=config.temperature, max_new_tokens=config.max_new_tokens),
             lockstep=True,  # batches independent of thread timing: same seed, same run, exact resume
+            env_timeout=config.env_timeout,
         )
         env_id, env_kwargs = config.env_id, dict(config.env_kwargs)
         make_env = env_factory(env_id, env_kwargs, config, max_envs=config.num_envs + 1)

@@ -70,6 +70,9 @@ class TrainerConfig:
     trains here: for envs one machine cannot hold enough of (browsers, sandboxed code). Needs the `ray` extra."""
     env_actor_cpus: float = 1.0
     """CPUs Ray reserves for each env actor (with `env_actors`)."""
+    env_timeout: float | None = 300.0
+    """Seconds one env call (a reset, a step, a restore) may take; past it the env is abandoned for a fresh one and
+    that episode, reply or task ends as an error (None: no limit)."""
     normalisation: Normalisation = "token"
     """What the loss averages over: all valid tokens of the step (`token`), or each sequence's tokens, then the
     sequences (`sequence`: every sequence counts the same, however long)."""
@@ -118,6 +121,8 @@ class TrainerConfig:
             raise ConfigError(f"lora_rank must be 0 (full fine-tuning) or positive; got {self.lora_rank}")
         if self.save_every < 0:
             raise ConfigError(f"save_every must be 0 (only at the end) or positive; got {self.save_every}")
+        if self.env_timeout is not None and not 0 < self.env_timeout < math.inf:
+            raise ConfigError(f"env_timeout must be positive and finite, or None; got {self.env_timeout}")
         if not 0 <= self.env_actor_cpus < math.inf:
             raise ConfigError(f"env_actor_cpus must be 0 or positive and finite; got {self.env_actor_cpus}")
         if self.resume and self.overwrite_output_dir:
@@ -164,17 +169,11 @@ def check_env_id(env_id: str) -> None:
     gym.spec(name)
 
 
-def env_factory(
-    env_id: str,
-    env_kwargs: Mapping[str, Any],
-    config: TrainerConfig,
-    max_envs: int,
-    call_timeout_s: float | None = 300.0,
-) -> EnvFactory:
+def env_factory(env_id: str, env_kwargs: Mapping[str, Any], config: TrainerConfig, max_envs: int) -> EnvFactory:
     """What makes the run's envs: `gym.make(env_id, **env_kwargs)` here, or with `config.env_actors` the same env
     with its base env in a Ray actor (`reflectgym.distributed.envs`), for at most `max_envs` envs at once, whose
-    calls past `call_timeout_s` fail (the caller's own env timeout: the rollout engine's is 300 s). An unknown id
-    stops here, before the run begins and an overwrite deletes anything. `close_env_factory` releases it."""
+    calls fail past `config.env_timeout` (so a hung actor goes with the env abandoned). An unknown id stops here,
+    before the run begins and an overwrite deletes anything. `close_env_factory` releases it."""
     check_env_id(env_id)
     kwargs = dict(env_kwargs)
     if not config.env_actors:
@@ -184,7 +183,7 @@ def env_factory(
     except ImportError as missing:
         raise ConfigError(f"env_actors needs Ray: pip install 'reflectgym[ray]' ({missing})") from None
     try:
-        actors = EnvActorConfig(num_cpus=config.env_actor_cpus, call_timeout_s=call_timeout_s)
+        actors = EnvActorConfig(num_cpus=config.env_actor_cpus, call_timeout_s=config.env_timeout)
         return remote_env_factory(env_id, kwargs, actors, max_envs)
     except ValueError as error:  # (a local cluster too small for the envs in flight)
         raise ConfigError(f"env_actors: {error} (num_envs, env_actor_cpus)") from None

@@ -5,6 +5,7 @@ direct revision."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -80,6 +81,25 @@ def searched(policy: Any = None, *, walks: int = 40, target: int = 6, seed: int 
     config = SearchConfig(branching=3, max_depth=4, walks=walks)
     search = TreeSearch(policy or RandomAdder(), CounterEnv, "Play.", config, seed=seed)
     return search, search.search(7, {"target": target})
+
+
+class SlowCounterEnv(CounterEnv):
+    """A counter whose step hangs on the task with target 9 once the total passes 4 (a verifier stuck there)."""
+
+    def _apply(self, action: int) -> Any:
+        if self.target == 9 and self.total + action > 4:
+            time.sleep(5)
+        return super()._apply(action)
+
+
+def test_an_env_call_past_the_timeout_stops_that_tasks_search_and_not_more() -> None:
+    config = SearchConfig(branching=3, max_depth=4, walks=40)
+    search = TreeSearch(RandomAdder(), SlowCounterEnv, "Play.", config, seed=1, env_timeout=0.3)
+    started = time.monotonic()
+    with pytest.raises(TimeoutError, match=r"took over 0\.3 s"):
+        search.search(7, {"target": 9})
+    assert time.monotonic() - started < 3, "the stuck step was abandoned, not waited for"
+    assert search.search(7, {"target": 3}).children, "the next task searches on a fresh env"
 
 
 def test_every_node_holds_the_sum_and_count_of_its_terminal_descendants() -> None:

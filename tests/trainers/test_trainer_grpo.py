@@ -150,6 +150,7 @@ def test_config_validation_says_what_to_change() -> None:
         ({"lr": float("nan")}, "lr must be positive and finite"),
         ({"clip_eps": -0.2}, "clip_eps must be positive"),
         ({"kl_coef": float("inf")}, "kl_coef must be 0"),
+        ({"env_timeout": 0.0}, "env_timeout must be positive"),
         ({"lora_dropout": 1.0}, r"lora_dropout must be in \[0, 1\)"),
         ({"normalisation": "tokens"}, "normalisation: 'tokens' is not one of 'token', 'sequence'"),
     ],

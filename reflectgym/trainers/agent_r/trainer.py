@@ -172,7 +172,9 @@ class AgentRTrainer:
             return read_conversations(path), {"searched_tasks": 0.0}
         config = self.config
         seed = derive_seed(config.seed, iteration)  # each iteration samples afresh
-        search = TreeSearch(self.actor, self.make_env, self.system, config.search_config(), seed=seed)
+        search = TreeSearch(
+            self.actor, self.make_env, self.system, config.search_config(), seed=seed, env_timeout=config.env_timeout
+        )
         rng = np.random.default_rng([config.seed, iteration])
         alpha = config.alpha + iteration * config.alpha_step
         judge = Sampling(temperature=0.0, max_new_tokens=config.judge_max_new_tokens)

@@ -22,12 +22,14 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
 
 from reflectgym.agents.policy import Message, Policy, Sampling, derive_seed
+from reflectgym.agents.rollout import TimedEnv
 
 
 @dataclass(frozen=True)
@@ -104,6 +106,21 @@ class Node:
             yield from child.walk()
 
 
+def reset_to_snapshot(env: gym.Env[Any, Any], seed: int, options: dict[str, Any] | None) -> tuple[str, Any]:
+    """Resets `env`; its first observation and the snapshot there."""
+    observation, _ = env.reset(seed=seed, options=options)
+    return str(observation), env.unwrapped.snapshot()  # type: ignore[attr-defined]
+
+
+def step_from(env: gym.Env[Any, Any], snapshot: Any, action: str) -> tuple[str, float, bool, Any]:
+    """Restores `snapshot` and plays `action`: the observation, reward, whether the episode ended, and the snapshot
+    after it."""
+    env.unwrapped.restore(snapshot)  # type: ignore[attr-defined]
+    observation, reward, terminated, truncated, _ = env.step(action)
+    ended = bool(terminated or truncated)
+    return str(observation), float(reward), ended, env.unwrapped.snapshot()  # type: ignore[attr-defined]
+
+
 class TreeSearch:
     """Builds one task's search tree with the actor.
 
@@ -113,6 +130,8 @@ class TreeSearch:
         system: The system prompt of the actor's conversations ("" for none).
         config: Width, depth and length of the search.
         seed: Seeds tie-breaks and sampling.
+        env_timeout: Seconds one env call may take; past it the search of that task stops with a `TimeoutError`
+            (the env is abandoned). None: no limit.
     """
 
     def __init__(
@@ -122,19 +141,21 @@ class TreeSearch:
         system: str,
         config: SearchConfig | None = None,
         seed: int = 0,
+        env_timeout: float | None = None,
     ) -> None:
         self.policy = policy
         self.make_env = make_env
         self.system = system
         self.config = config or SearchConfig()
         self.seed = seed
+        self.env_timeout = env_timeout
 
     def search(self, task_seed: int, options: dict[str, Any] | None = None) -> Node:
         """The tree of the task that `reset(seed=task_seed, options=options)` draws."""
-        env = self.make_env()
+        env = TimedEnv(self.make_env, self.env_timeout)
         try:
-            observation, _ = env.reset(seed=task_seed, options=options)
-            root = Node(snapshot=env.unwrapped.snapshot(), observation=str(observation))  # type: ignore[attr-defined]
+            observation, snapshot = env.call(partial(reset_to_snapshot, seed=task_seed, options=options))
+            root = Node(snapshot=snapshot, observation=observation)
             rng = np.random.default_rng([self.seed, task_seed])
             for walk in range(self.config.walks):
                 if root.terminal:
@@ -157,7 +178,7 @@ class TreeSearch:
             messages.append({"role": "user", "content": step.observation})
         return messages
 
-    def _walk(self, root: Node, env: gym.Env[Any, Any], rng: np.random.Generator, seed: int) -> None:
+    def _walk(self, root: Node, env: TimedEnv, rng: np.random.Generator, seed: int) -> None:
         """One walk: down from the root by `choose_child`, expanding every node without children on the way, until
         it reaches a terminal node (or a node whose samples all failed, left open for a later walk)."""
         node = root
@@ -171,7 +192,7 @@ class TreeSearch:
                 return
             node = child
 
-    def _expand(self, node: Node, env: gym.Env[Any, Any], seed: int) -> None:
+    def _expand(self, node: Node, env: TimedEnv, seed: int) -> None:
         config = self.config
         sampling = Sampling(temperature=config.temperature, max_new_tokens=config.max_new_tokens, seed=seed)
         replies = self.policy.generate([self.conversation(node)] * config.branching, sampling)
@@ -181,17 +202,17 @@ class TreeSearch:
             if reply.finish_reason == "error" or key in seen:
                 continue
             seen.add(key)
-            env.unwrapped.restore(node.snapshot)  # type: ignore[attr-defined]
-            observation, reward, terminated, truncated, _ = env.step(reply.text)
+            played = env.call(partial(step_from, snapshot=node.snapshot, action=reply.text))
+            observation, reward, ended, snapshot = played
             child = Node(
-                snapshot=env.unwrapped.snapshot(),  # type: ignore[attr-defined]
-                observation=str(observation),
+                snapshot=snapshot,
+                observation=observation,
                 response=reply.text,
-                reward=float(reward),
+                reward=reward,
                 depth=node.depth + 1,
                 parent=node,
-                ended=bool(terminated or truncated),
-                disaster=float(reward) < 0,
+                ended=ended,
+                disaster=reward < 0,
             )
             child.terminal = child.ended or child.disaster or child.depth > config.max_depth
             node.children.append(child)

@@ -141,9 +141,6 @@ class ExItConfig(TrainerConfig):
     num_envs: int = 8
     """Envs that play a step's replies at once, one thread each (a code env's sandboxed runs overlap); 1: one env
     plays them in turn."""
-    env_timeout: float | None = 300.0
-    """Seconds one env call (a reply played, an instance started or restored) may take; past it the env is
-    abandoned for a fresh one and the reply is an error (as the rollout engine's `env_timeout`; None: no limit)."""
     first_seed: int = 0
     """New-task seeds of step s are first_seed + seed * 1_000_003 + s * tasks_per_step + i (slot i)."""
 
@@ -157,8 +154,6 @@ class ExItConfig(TrainerConfig):
                 raise ConfigError(f"{name} must be at least 1; got {getattr(self, name)}")
         if self.group_size < 2:
             raise ConfigError(f"group_size must be at least 2 for group-normalised advantages; got {self.group_size}")
-        if self.env_timeout is not None and not 0 < self.env_timeout < math.inf:
-            raise ConfigError(f"env_timeout must be positive and finite, or None; got {self.env_timeout}")
         if not 1 <= self.min_buffer <= self.buffer_size:
             raise ConfigError(
                 f"min_buffer must be at least 1 and at most buffer_size ({self.buffer_size}); got {self.min_buffer}"
@@ -234,9 +229,7 @@ class ExItTrainer:
     def __init__(self, config: ExItConfig, policy: HFPolicy | None = None) -> None:
         self.config = config
         env_id, env_kwargs = config.env_id, dict(config.env_kwargs)
-        self._make_env = env_factory(  # (before the run begins)
-            env_id, env_kwargs, config, max_envs=config.num_envs + 1, call_timeout_s=config.env_timeout
-        )
+        self._make_env = env_factory(env_id, env_kwargs, config, max_envs=config.num_envs + 1)  # (before the run)
         if current_world().size > 1:
             raise ConfigError("exit runs in one process; data-parallel launches (torchrun) are not supported yet")
         self.policy = policy if policy is not None else load_policy(config)
