@@ -8,9 +8,8 @@ from __future__ import annotations
 import copy
 import dataclasses
 import os
-import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -69,15 +68,6 @@ class BrokenEnv(TaskEnv):
 
 BROKEN_ID = "actor-tests/Broken-v0"
 gym.register(BROKEN_ID, BrokenEnv)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def cluster() -> Iterator[None]:
-    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the actors cannot import a test module
-    quiet = {"logging_level": "ERROR", "log_to_driver": False}
-    ray.init(num_cpus=4, include_dashboard=False, object_store_memory=80 * 2**20, **quiet)
-    yield
-    ray.shutdown()
 
 
 def play(env: gym.Env[Any, Any], actions: Sequence[str], seed: int) -> list[Any]:

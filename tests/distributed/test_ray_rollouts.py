@@ -7,7 +7,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import sys
 import threading
 from collections.abc import Iterator, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -86,16 +85,6 @@ def failing_policy() -> CyclingPolicy:
 
 
 ROLLOUT = RolloutConfig(num_envs=2, group_size=2, max_turns=2, system_prompt="", lockstep=True)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def cluster() -> Iterator[None]:
-    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the actors cannot import a test module
-    # (log_to_driver off: the actors' own stderr would reach the CLI tests' captured stderr whenever Ray forwards it)
-    quiet = {"logging_level": "ERROR", "log_to_driver": False}
-    ray.init(num_cpus=4, include_dashboard=False, object_store_memory=80 * 2**20, **quiet)
-    yield
-    ray.shutdown()
 
 
 def summary(trajectories: Sequence[Any]) -> list[tuple[Any, ...]]:

@@ -169,6 +169,16 @@ AXTREE_JS = r"""
   };
   const hidden = (el, style = getComputedStyle(el)) => el.getAttribute('aria-hidden') === 'true'
     || el.getClientRects().length === 0 || style.visibility === 'hidden' || style.display === 'none';
+  // Brings `el` into view (the page's centre when it is outside the window; else the least scroll of every box
+  // around it: a star in a scrolled list is inside the window, yet clipped by its list); its first box with an
+  // area, and that box's centre.
+  const centreInView = (el) => {
+    const box = el.getBoundingClientRect();
+    const outside = box.top < 0 || box.left < 0 || box.bottom > innerHeight || box.right > innerWidth;
+    el.scrollIntoView(outside ? {block: 'center', inline: 'center'} : {block: 'nearest', inline: 'nearest'});
+    const rect = Array.from(el.getClientRects()).find((r) => r.width > 0 && r.height > 0) || el.getBoundingClientRect();
+    return {rect, x: rect.left + rect.width / 2, y: rect.top + rect.height / 2};
+  };
   const SKIP_TAGS = new Set(['SCRIPT', 'STYLE', 'NOSCRIPT', 'TEMPLATE', 'CANVAS', 'HEAD', 'OPTION', 'defs', 'clipPath',
     'mask', 'symbol', 'marker', 'pattern', 'filter', 'linearGradient', 'radialGradient', 'title', 'desc', 'style',
     'script']);
@@ -219,14 +229,7 @@ AXTREE_JS = r"""
       const el = this.element(id);
       if (!el) return {error: 'missing'};
       if (hidden(el)) return {error: 'hidden'};
-      // Into view: the page's centre when it is outside the window; else the least scroll of every box around it
-      // (a star in a scrolled list is inside the window, yet clipped by its list).
-      const box = el.getBoundingClientRect();
-      const outside = box.top < 0 || box.left < 0 || box.bottom > innerHeight || box.right > innerWidth;
-      el.scrollIntoView(outside ? {block: 'center', inline: 'center'} : {block: 'nearest', inline: 'nearest'});
-      const rects = Array.from(el.getClientRects());
-      const rect = rects.find((r) => r.width > 0 && r.height > 0) || el.getBoundingClientRect();
-      const x = rect.left + rect.width / 2, y = rect.top + rect.height / 2;
+      const {rect, x, y} = centreInView(el);
       const hit = document.elementFromPoint(x, y);
       if (hit && (hit === el || el.contains(hit) || (el.labels && Array.from(el.labels).some((l) => l.contains(hit)))))
         return {x, y, disabled: !!(el.disabled || el.getAttribute('aria-disabled') === 'true')};
@@ -257,12 +260,7 @@ AXTREE_JS = r"""
       const siblings = !to.contains(from) && toEntry !== fromEntry && toEntry.parentElement === fromEntry.parentElement
         && toEntry.tagName === fromEntry.tagName;
       const zone = siblings ? toEntry : to;
-      const box = zone.getBoundingClientRect();
-      const outside = box.top < 0 || box.left < 0 || box.bottom > innerHeight || box.right > innerWidth;
-      zone.scrollIntoView(outside ? {block: 'center', inline: 'center'} : {block: 'nearest', inline: 'nearest'});
-      const rects = Array.from(zone.getClientRects());
-      const rect = rects.find((r) => r.width > 0 && r.height > 0) || zone.getBoundingClientRect();
-      const x = rect.left + rect.width / 2, y = rect.top + rect.height / 2;
+      const {rect, x, y} = centreInView(zone);
       // A drop is judged by where the pointer is, so a target that lets the pointer through to a box around it
       // (an SVG outline with no fill) will do; one covered by another element will not (the dragged one aside).
       const hit = document.elementFromPoint(x, y);
