@@ -22,6 +22,7 @@ from reflectgym.core import (
     check_snapshot_roundtrip,
 )
 from reflectgym.envs.math.env import MathEnv
+from reflectgym.envs.math.tool import MathToolEnv
 from reflectgym.envs.math.values import Num, read_answer
 
 DATA = Path(__file__).parent / "data"
@@ -72,6 +73,13 @@ def test_dataset_tasks_and_task_id(tmp_path: Path) -> None:
     env = MathEnv(tasks=DATA / "math_sample.jsonl")
     env.reset(options={"task_id": "2"})
     assert env.step("so it is \\boxed{\\sqrt{50}}")[1] == 1.0
+
+
+def test_symbolic_settings_reach_the_checker() -> None:
+    """`timeout_s` and `symbolic_workers` pick the process's shared math-verify pool (`symbolic.shared_verifier`)."""
+    for make in (MathEnv, MathToolEnv):
+        config = make(timeout_s=2.0, symbolic_workers=2).checker.config
+        assert (config.timeout_s, config.symbolic_workers) == (2.0, 2)
 
 
 def test_self_correction_episode() -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from reflectgym.envs.math.equivalence import AnswerChecker, EquivalenceConfig, Match
-from reflectgym.envs.math.symbolic import SymbolicVerifier, symbolic_available
+from reflectgym.envs.math.symbolic import symbolic_available
 
 CASES = [json.loads(line) for line in (Path(__file__).parent / "data" / "equivalence_cases.jsonl").open()]
 needs_math_verify = pytest.mark.skipif(not symbolic_available(), reason="math-verify is not installed")
@@ -90,20 +90,6 @@ def test_a_huge_power_that_may_equal_an_ordinary_number_is_left_undecided_by_the
 
 
 @needs_math_verify
-def test_pathological_expression_returns_could_not_verify_within_the_limit() -> None:
-    verifier = SymbolicVerifier(timeout_s=1.0)
-    try:
-        assert verifier.equal("x+1", "1+x") is True  # starts the worker
-        start = time.perf_counter()
-        assert verifier.equal("9^{9^{9}} + x", "x + 1") is None
-        assert time.perf_counter() - start < 3.0
-        assert verifier.restarts == 1
-        assert verifier.equal("(x+1)^2", "x^2+2x+1") is True  # a fresh worker answers again
-    finally:
-        verifier.close()
-
-
-@needs_math_verify
 def test_checker_reports_timeout_as_unknown() -> None:
     checker = AnswerChecker(EquivalenceConfig(timeout_s=0.5))
     match = checker.check("9^{9^{9}} + y", "y + 2")
@@ -116,6 +102,8 @@ def test_config_validation() -> None:
         EquivalenceConfig(timeout_s=0)
     with pytest.raises(ValueError, match="rel_tol"):
         EquivalenceConfig(rel_tol=2)
+    with pytest.raises(ValueError, match="symbolic_workers"):
+        EquivalenceConfig(symbolic_workers=0)
 
 
 @pytest.mark.parametrize(

@@ -65,7 +65,8 @@ class MathEnv(TextEnv[Extraction]):
     tasks, task_format ("auto", "gsm8k", "math", "plain"), on_error ("raise" at a bad row, or "skip" it with a
     warning), generator, difficulty (1-5), max_attempts,
     feedback, last_number_fallback, symbolic (use math-verify for what the fast path cannot read),
-    timeout_s (limit per symbolic check), instructions, format_penalty, render_mode.
+    timeout_s (limit per symbolic check), symbolic_workers (the most math-verify processes of this process's envs
+    checking at once; None: one per core, up to 4), instructions, format_penalty, render_mode.
 
     ## Version history
     v0: initial version.
@@ -90,6 +91,7 @@ class MathEnv(TextEnv[Extraction]):
         last_number_fallback: bool = True,
         symbolic: bool = True,
         timeout_s: float = 3.0,
+        symbolic_workers: int | None = None,
         instructions: str = DEFAULT_INSTRUCTIONS,
         format_penalty: float = 0.1,
         render_mode: str | None = None,
@@ -111,7 +113,9 @@ class MathEnv(TextEnv[Extraction]):
         )
         self.max_attempts = max_attempts
         self.extraction = ExtractionConfig(last_number_fallback=last_number_fallback)
-        self.checker = AnswerChecker(EquivalenceConfig(symbolic=symbolic, timeout_s=timeout_s))
+        self.checker = AnswerChecker(
+            EquivalenceConfig(symbolic=symbolic, timeout_s=timeout_s, symbolic_workers=symbolic_workers)
+        )
         self.instructions = instructions.strip()
         self._task: Task | None = None
 

@@ -43,12 +43,16 @@ class EquivalenceConfig:
     """Send pairs the fast path cannot read to math-verify (needs `reflectgym[math]`)."""
     timeout_s: float = 3.0
     """Wall-clock limit for one symbolic check; past it the verdict is `unknown`."""
+    symbolic_workers: int | None = None
+    """The most math-verify processes checking at once for the envs of a process (None: one per core, up to 4)."""
 
     def __post_init__(self) -> None:
         if not 0 <= self.rel_tol < 1:
             raise ValueError(f"rel_tol must be in [0, 1); got {self.rel_tol}")
         if self.timeout_s <= 0:
             raise ValueError(f"timeout_s must be positive; got {self.timeout_s}")
+        if self.symbolic_workers is not None and self.symbolic_workers < 1:
+            raise ValueError(f"symbolic_workers must be at least 1 (None: one per core); got {self.symbolic_workers}")
 
 
 @dataclass(frozen=True)
@@ -112,7 +116,7 @@ class AnswerChecker:
             return Match("not_equal", "fast")
         if not self.config.symbolic or not symbolic_available():
             return Match("unknown", "unreadable")
-        result = shared_verifier(self.config.timeout_s).equal(answer, gold)
+        result = shared_verifier(self.config.timeout_s, self.config.symbolic_workers).equal(answer, gold)
         if result is None:
             return Match("unknown", "timeout")
         return Match("equal" if result else "not_equal", "symbolic")

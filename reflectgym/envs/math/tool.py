@@ -66,9 +66,9 @@ class MathToolEnv(MathEnv):
 
     ## Arguments
     As `MathEnv` (tasks, task_format, on_error, generator, difficulty, max_attempts, feedback, last_number_fallback,
-    symbolic, timeout_s, instructions, format_penalty, render_mode), plus max_tool_calls (4), sandbox (None:
-    a warm pool; a backend name; or a `Sandbox`, never closed by the env), tool_seconds (time per call),
-    tool_memory_mib.
+    symbolic, timeout_s, symbolic_workers, instructions, format_penalty, render_mode), plus max_tool_calls (4),
+    sandbox (None: a warm pool; a backend name; or a `Sandbox`, never closed by the env), tool_seconds (time per
+    call), tool_memory_mib.
 
     ## Version history
     v0: initial version.
@@ -95,6 +95,7 @@ class MathToolEnv(MathEnv):
         last_number_fallback: bool = True,
         symbolic: bool = True,
         timeout_s: float = 3.0,
+        symbolic_workers: int | None = None,
         instructions: str = TOOL_INSTRUCTIONS,
         format_penalty: float = 0.1,
         render_mode: str | None = None,
@@ -114,6 +115,7 @@ class MathToolEnv(MathEnv):
             last_number_fallback=last_number_fallback,
             symbolic=symbolic,
             timeout_s=timeout_s,
+            symbolic_workers=symbolic_workers,
             instructions=instructions,
             format_penalty=format_penalty,
             render_mode=render_mode,
