@@ -1,15 +1,15 @@
-"""Claim: envs in Ray actors (`env_actors`, `reflectgym.distributed.remote_env_factory`) play episodes of an env
-whose verifier is a Python process per process (math's SymPy worker) faster than the same envs in threads of one
-process, which share that one worker; and what a call through an actor costs on a cheap env.
+"""What envs in Ray actors (`env_actors`, `reflectgym.distributed.remote_env_factory`) cost and gain against the
+same envs in threads of one process, on one machine. Their purpose is more machines than one, which this does not
+measure; it says what moving the envs out costs where one machine would do.
 
 Side by side in one run, the rollout engine plays the same episodes with a scripted policy (instant, so the figure
-is the envs' time alone) on `num_envs` local envs (the baseline: threads of this process) and on `num_envs` env
-actors:
+is the envs' time alone) on `num_envs` local envs (threads of this process) and on `num_envs` env actors:
 
 * `math`: `reflectgym/Math-v0` on distinct factoring problems whose reply is the expanded polynomial, so every
-  answer goes down the symbolic path (math-verify in the process's SymPy worker). Episodes per second.
-* `sokoban` (the overhead): `reflectgym/Sokoban-6x6-1-v0`, a scripted walk of 40 moves, a few microseconds each
-  in process. Steps per second and the milliseconds a call through an actor adds.
+  answer goes down the symbolic path (math-verify workers: a pool per process, so one per actor). Episodes per
+  second.
+* `sokoban` (the price of a call): `reflectgym/Sokoban-6x6-1-v0`, a scripted walk of 40 moves, a few microseconds
+  each in process. Steps per second and the milliseconds a call through an actor adds.
 
 Each setting runs once to warm up (actors started, SymPy loaded) and then `--rounds` times on fresh seeds, the two
 settings alternating. Prints the medians and the ratios.
