@@ -20,8 +20,7 @@ Run: .venv/bin/python benchmarks/env_actors.py [--envs 4] [--episodes 48] [--rou
 from __future__ import annotations
 
 import argparse
-import random
-import re
+import logging
 import statistics
 import time
 from collections.abc import Callable, Sequence
@@ -29,6 +28,7 @@ from typing import Any
 
 import gymnasium as gym
 import ray
+from symbolic_answers import ExpandedAnswer, factoring_tasks  # (beside this script)
 
 import reflectgym  # noqa: F401  (registers the envs)
 from reflectgym.agents import Generation, RolloutConfig, RolloutEngine, Sampling
@@ -36,32 +36,6 @@ from reflectgym.distributed import EnvActorConfig, remote_env_factory
 
 MATH = "reflectgym/Math-v0"
 SOKOBAN = "reflectgym/Sokoban-6x6-1-v0"
-
-
-def factoring_tasks(count: int, seed: int) -> list[dict[str, str]]:
-    """Distinct cubics x^3 + ... given expanded, with the factored form as the gold."""
-    rng = random.Random(seed)
-    tasks = []
-    for index in range(count):
-        a, b, c = rng.sample(range(-19, 20), 3)
-        p2, p1, p0 = -(a + b + c), a * b + b * c + a * c, -a * b * c
-        expanded = f"x^3 + ({p2})x^2 + ({p1})x + ({p0})"
-        gold = f"(x - ({a}))(x - ({b}))(x - ({c}))"
-        tasks.append({"id": f"cubic-{index}", "problem": f"Factor: {expanded}", "answer": gold})
-    return tasks
-
-
-class ExpandedAnswer:
-    """Replies with the problem's own polynomial (right, but only SymPy can tell)."""
-
-    name = "expanded"
-
-    def generate(self, conversations: Sequence[Any], sampling: Sampling) -> list[Generation]:
-        replies = []
-        for conversation in conversations:
-            match = re.search(r"Factor: (.+)", str(conversation[-1]["content"]))
-            replies.append(Generation(f"\\boxed{{{match.group(1) if match else ''}}}"))
-        return replies
 
 
 class Walker:
@@ -107,13 +81,13 @@ def median_rate(results: list[tuple[float, int, int]], index: int) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--envs", type=int, default=4, help="envs in flight (threads, or actors) (default: 4)")
     parser.add_argument("--episodes", type=int, default=48, help="math episodes per round (default: 48)")
     parser.add_argument("--rounds", type=int, default=3, help="timed rounds per setting (default: 3)")
     parser.add_argument("--cpus", type=float, default=0.5, help="CPUs Ray reserves per env actor (default: 0.5)")
     args = parser.parse_args()
-    ray.init(include_dashboard=False, logging_level="ERROR", log_to_driver=False)
+    ray.init(include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False)
     config = EnvActorConfig(num_cpus=args.cpus)
     rollout = RolloutConfig(num_envs=args.envs, max_turns=1, system_prompt="")
     tasks = factoring_tasks(args.episodes * (args.rounds + 1), seed=0)

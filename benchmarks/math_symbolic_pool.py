@@ -18,47 +18,19 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import random
-import re
 import statistics
 import time
 from collections.abc import Sequence
-from typing import Any
 
 import gymnasium as gym
+from symbolic_answers import ExpandedAnswer, factoring_tasks  # (beside this script)
 
 import reflectgym  # noqa: F401  (registers the envs)
-from reflectgym.agents import Generation, RolloutConfig, RolloutEngine, Sampling
+from reflectgym.agents import RolloutConfig, RolloutEngine
 from reflectgym.envs.math.symbolic import default_workers, shared_verifier
 
 MATH = "reflectgym/Math-v0"
 TIMEOUT_S = 3.0  # (MathEnv's default)
-
-
-def factoring_tasks(count: int, seed: int) -> list[dict[str, str]]:
-    """Distinct cubics x^3 + ... given expanded, with the factored form as the gold."""
-    rng = random.Random(seed)
-    tasks = []
-    for index in range(count):
-        a, b, c = rng.sample(range(-19, 20), 3)
-        p2, p1, p0 = -(a + b + c), a * b + b * c + a * c, -a * b * c
-        expanded = f"x^3 + ({p2})x^2 + ({p1})x + ({p0})"
-        gold = f"(x - ({a}))(x - ({b}))(x - ({c}))"
-        tasks.append({"id": f"cubic-{index}", "problem": f"Factor: {expanded}", "answer": gold})
-    return tasks
-
-
-class ExpandedAnswer:
-    """Replies with the problem's own polynomial (right, but only SymPy can tell)."""
-
-    name = "expanded"
-
-    def generate(self, conversations: Sequence[Any], sampling: Sampling) -> list[Generation]:
-        replies = []
-        for conversation in conversations:
-            match = re.search(r"Factor: (.+)", str(conversation[-1]["content"]))
-            replies.append(Generation(f"\\boxed{{{match.group(1) if match else ''}}}"))
-        return replies
 
 
 def timed_run(workers: int, tasks: list[dict[str, str]], rollout: RolloutConfig, seeds: Sequence[int]) -> float:
