@@ -529,3 +529,29 @@ def test_replies_played_by_a_pool_of_envs_match_one_env_playing_them_in_turn(tmp
     assert any(step["from_buffer"] > 0 for step in runs[1][0]), "no buffer draw: children were never played"
     assert runs[1][0] == runs[4][0]
     assert all(torch.equal(runs[1][1][name], runs[4][1][name]) for name in runs[1][1])
+
+
+def test_a_separate_sampler_generates_the_replies_and_takes_every_new_weight(tmp_path: Path, model_dir: Path) -> None:
+    """A sampler (a `VLLMPolicy` on GPU; here a second `HFPolicy`) samples instead of the trained policy, so the run
+    is the one the policy would have sampled itself; after each update, and at a resume, it holds the new weights."""
+    plain = ExItTrainer(config_for(tmp_path / "plain", steps=2), HFPolicy.from_pretrained(model_dir))
+    plain_history = plain.train()
+    sampler = HFPolicy.from_pretrained(model_dir)
+    policy = HFPolicy.from_pretrained(model_dir)
+
+    def never(*_: Any) -> list[Generation]:
+        raise AssertionError("the trained policy sampled")
+
+    policy.generate_ids = never  # type: ignore[method-assign]
+    trainer = ExItTrainer(config_for(tmp_path / "sampled", steps=2), policy, sampler)
+    history = trainer.train()
+    assert any("loss" in step for step in history), "no update: the weights never moved, nothing was tested"
+    strip = [{k: v for k, v in step.items() if k not in TIMING} for step in history]
+    assert strip == [{k: v for k, v in step.items() if k not in TIMING} for step in plain_history]
+    assert all(torch.equal(value, weights(trainer.model)[name]) for name, value in weights(sampler.model).items())
+    restarted = HFPolicy.from_pretrained(model_dir)  # the initial weights, as a restarted vLLM engine has them
+    resumed = ExItTrainer(
+        config_for(tmp_path / "sampled", steps=2, resume=True), HFPolicy.from_pretrained(model_dir), restarted
+    )
+    assert resumed.train() == []  # every step was already taken
+    assert all(torch.equal(value, weights(resumed.model)[name]) for name, value in weights(restarted.model).items())

@@ -32,9 +32,9 @@ Deviations from the paper, on purpose:
 * As in `trainers.grpo`: one optimiser step per batch (π_old is the sampler), no dropout in the update, population
   std, errors left out of their group (a reply whose env step raised, or whose generation failed), groups with
   fewer than two replies left (or, by default, all returns equal) give no sequences.
-* One process: no `torchrun` data parallelism and no separate sampler (vLLM) yet; attempts are stepped in the
-  trainer's process by `num_envs` envs, each in a thread of its own whose calls past `env_timeout` abandon it
-  (the reply is an error, a fresh env takes its place), as in the rollout engine.
+* One process: no `torchrun` data parallelism; a separate sampler (`VLLMPolicy`) from scripts only. Attempts are
+  stepped in the trainer's process (or in env actors) by `num_envs` envs, each in a thread of its own whose calls
+  past `env_timeout` abandon it (the reply is an error, a fresh env takes its place), as in the rollout engine.
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
 from queue import Empty, SimpleQueue
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal
 
 import gymnasium as gym
 import numpy as np
@@ -76,13 +76,13 @@ from reflectgym.trainers.losses import group_advantages
 from reflectgym.trainers.session import (
     TrainerConfig,
     TrainingSession,
+    WeightSyncedSampler,
     check_attempts,
     close_env_factory,
     env_factory,
     load_policy,
+    trained_weights,
 )
-
-T = TypeVar("T")
 
 
 @dataclass
@@ -224,10 +224,15 @@ class ExItTrainer:
     Args:
         config: The run's settings.
         policy: The `HFPolicy` whose model is trained in place (and samples); default: loaded from `config.model`.
+        sampler: Generates the replies instead of `policy` (e.g. a `VLLMPolicy` on GPU, with the same tokenizer); it
+            is sent the new weights after every step that changed them, and a resumed run's at the start.
     """
 
-    def __init__(self, config: ExItConfig, policy: HFPolicy | None = None) -> None:
+    def __init__(
+        self, config: ExItConfig, policy: HFPolicy | None = None, sampler: WeightSyncedSampler | None = None
+    ) -> None:
         self.config = config
+        self.sampler = sampler
         env_id, env_kwargs = config.env_id, dict(config.env_kwargs)
         self._make_env = env_factory(env_id, env_kwargs, config, max_envs=config.num_envs + 1)  # (before the run)
         if current_world().size > 1:
@@ -248,7 +253,7 @@ class ExItTrainer:
             self.close()
             raise
         """The system prompt (read once the env is checked: it must have snapshots and a second attempt)."""
-        self.context_limit = context_limit(self.policy)
+        self.context_limit = context_limit(sampler or self.policy)
         """The policy's context length (None: unknown): a prompt that leaves no room for a reply is not played."""
         self.buffer = InstanceBuffer(config.buffer_size, config.priority, config.kappa, config.rank_beta)
         self.sampling = Sampling(temperature=config.temperature, max_new_tokens=config.max_new_tokens)
@@ -286,6 +291,8 @@ class ExItTrainer:
     def _restore(self, state: Mapping[str, Any]) -> None:
         if "buffer" in state:
             self.buffer.load_state(state["buffer"])
+        if state and self.sampler is not None:  # (it generates with the checkpoint's weights, as the run it continues)
+            self.sampler.update_weights(trained_weights(self.session.model))
 
     # ------------------------------------------------------------------------------------------- collect
     def choose_slots(self, step: int) -> tuple[list[Slot], dict[str, float]]:
@@ -334,7 +341,7 @@ class ExItTrainer:
         size = self.config.group_size
         prompts = [slot.prompt_ids for slot in slots for _ in range(size)]
         try:
-            generations = self.policy.generate_ids(prompts, self.sampling) if prompts else []
+            generations = (self.sampler or self.policy).generate_ids(prompts, self.sampling) if prompts else []
         except Exception as error:  # (out of memory, a server gone) the step's replies fail, not the run
             warnings.warn(f"ExIt: generation failed, the step's replies are errors: {error!r}", stacklevel=2)
             generations = [Generation("", finish_reason="error", error=repr(error)) for _ in prompts]
@@ -457,6 +464,8 @@ class ExItTrainer:
         if sequences:
             result = self.session.update(sequences, self._loss, dropout=False)
             metrics.update({"loss": result.loss, "grad_norm": result.grad_norm, **result.metrics})
+            if self.sampler is not None:  # weights changed: the sampler must generate with them from now on
+                self.sampler.update_weights(trained_weights(self.session.model))
         children = sum(
             self.grow_buffer(slot, replies, s) for slot, replies, s in zip(slots, groups, scores, strict=True)
         )
