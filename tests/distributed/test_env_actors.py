@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import importlib.util
 import os
 import time
 from collections.abc import Sequence
@@ -186,6 +187,24 @@ def test_a_cleanly_closed_env_leaves_its_actor_for_the_next_one_and_a_faulty_one
     seventh.reset(seed=0)
     seventh.close()  # after the factory closed: not kept
     assert make_env.hosts._free == [] and make_env.hosts.started == 4
+
+
+@pytest.mark.browser
+@pytest.mark.skipif(importlib.util.find_spec("miniwob") is None, reason="the miniwob package is not installed")
+def test_a_browser_env_plays_in_its_actor_and_the_next_env_keeps_its_browser() -> None:
+    make_env = remote_env_factory("reflectgym/MiniWoB-v0", {"task": "click-button"}, SMALL, max_envs=1)
+    env = make_env()
+    env.reset(seed=3)
+    action = env.unwrapped.oracle_action()  # type: ignore[attr-defined]  # (the env's own solver, in the actor)
+    _, reward, terminated, _, _ = env.step(action)
+    assert reward == 1.0 and terminated
+    env.close()
+    again = make_env()
+    started = time.monotonic()
+    assert "Task:" in again.reset(seed=4)[0]
+    assert make_env.hosts.started == 1 and time.monotonic() - started < 5, "the kept actor's browser was reused"
+    again.close()
+    make_env.close()
 
 
 class ScriptedPolicy:
