@@ -94,20 +94,9 @@ class HFPolicy:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        from reflectgym.agents.gguf import convert_gguf
-
         config = config or HFPolicyConfig()
         cuda = resolve_device(config.device).type == "cuda"
-        path = checkpoint_path(source)
-        if path is not None and path.suffix == ".gguf":
-            path = convert_gguf(path)
-        elif path is not None and not (path / "config.json").is_file():
-            ggufs = sorted(path.glob("*.gguf"))
-            if not ggufs:
-                raise FileNotFoundError(
-                    f"no checkpoint at {path}: it holds neither a checkpoint (config.json) nor a .gguf file"
-                )
-            path = convert_gguf(ggufs[0])
+        path = checkpoint_folder(source)
         dtype = getattr(torch, config.dtype) if config.dtype else (torch.bfloat16 if cuda else torch.float32)
         where = str(path) if path is not None else str(source)
         try:
@@ -279,6 +268,25 @@ def _holds_models(folder: Path, look_at: int = 64) -> bool:
         if entry.suffix == ".gguf" or (entry / "config.json").is_file() or _is_training_run(entry):
             return True
     return False
+
+
+def checkpoint_folder(source: str | os.PathLike[str]) -> Path | None:
+    """The checkpoint folder transformers (or vLLM) loads for `source`: the folder itself, or the one a `.gguf` file
+    (or a folder holding only one) is converted to once; None for a hub name. A local path that holds no checkpoint
+    is a `FileNotFoundError` saying so."""
+    from reflectgym.agents.gguf import convert_gguf
+
+    path = checkpoint_path(source)
+    if path is None or (path.is_dir() and (path / "config.json").is_file()):
+        return path
+    if path.suffix == ".gguf":
+        return convert_gguf(path)
+    ggufs = sorted(path.glob("*.gguf"))
+    if not ggufs:
+        raise FileNotFoundError(
+            f"no checkpoint at {path}: it holds neither a checkpoint (config.json) nor a .gguf file"
+        )
+    return convert_gguf(ggufs[0])
 
 
 def checkpoint_path(source: str | os.PathLike[str]) -> Path | None:

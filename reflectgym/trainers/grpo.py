@@ -45,6 +45,7 @@ from reflectgym.trainers.batching import Batch, TrainingSequence, target_logprob
 from reflectgym.trainers.config import ConfigError
 from reflectgym.trainers.data_parallel import global_means, global_sums
 from reflectgym.trainers.losses import Normalisation, group_advantages, grpo_loss
+from reflectgym.trainers.samplers import SamplerOptions, build_sampler
 from reflectgym.trainers.session import (
     TrainerConfig,
     TrainingSession,
@@ -57,7 +58,7 @@ from reflectgym.trainers.session import (
 
 
 @dataclass
-class GRPOConfig(TrainerConfig):
+class GRPOConfig(SamplerOptions, TrainerConfig):
     """Everything a GRPO run needs (the shared `TrainerConfig` options first); loadable from YAML with
     command-line overrides."""
 
@@ -192,6 +193,7 @@ class GRPOTrainer:
     def __init__(self, config: GRPOConfig, policy: HFPolicy | None = None, sampler: WeightSyncedSampler | None = None):
         self.config = config
         self.policy = policy if policy is not None else load_policy(config)
+        sampler = build_sampler(config, self.policy, config.output_dir, config.seed, sampler)  # (before LoRA)
         self.session = TrainingSession(config, self.policy, describe=config, trainer=self.name)
         self.sampler = sampler
         self.reference = None

@@ -32,9 +32,10 @@ Deviations from the paper, on purpose:
 * As in `trainers.grpo`: one optimiser step per batch (π_old is the sampler), no dropout in the update, population
   std, errors left out of their group (a reply whose env step raised, or whose generation failed), groups with
   fewer than two replies left (or, by default, all returns equal) give no sequences.
-* One process: no `torchrun` data parallelism; a separate sampler (`VLLMPolicy`) from scripts only. Attempts are
-  stepped in the trainer's process (or in env actors) by `num_envs` envs, each in a thread of its own whose calls
-  past `env_timeout` abandon it (the reply is an error, a fresh env takes its place), as in the rollout engine.
+* One process: no `torchrun` data parallelism; replies may come from a separate sampler (`sampler: vllm`, or a
+  `VLLMPolicy` from a script). Attempts are stepped in the trainer's process (or in env actors) by `num_envs` envs,
+  each in a thread of its own whose calls past `env_timeout` abandon it (the reply is an error, a fresh env takes
+  its place), as in the rollout engine.
 """
 
 from __future__ import annotations
@@ -73,6 +74,7 @@ from reflectgym.trainers.exit.scoring import (
 )
 from reflectgym.trainers.grpo import grpo_objective, step_seeds
 from reflectgym.trainers.losses import group_advantages
+from reflectgym.trainers.samplers import SamplerOptions, build_sampler
 from reflectgym.trainers.session import (
     TrainerConfig,
     TrainingSession,
@@ -86,7 +88,7 @@ from reflectgym.trainers.session import (
 
 
 @dataclass
-class ExItConfig(TrainerConfig):
+class ExItConfig(SamplerOptions, TrainerConfig):
     """Everything an ExIt run needs (the shared `TrainerConfig` options first); loadable from YAML with
     command-line overrides."""
 
@@ -232,12 +234,12 @@ class ExItTrainer:
         self, config: ExItConfig, policy: HFPolicy | None = None, sampler: WeightSyncedSampler | None = None
     ) -> None:
         self.config = config
-        self.sampler = sampler
         env_id, env_kwargs = config.env_id, dict(config.env_kwargs)
         self._make_env = env_factory(env_id, env_kwargs, config, max_envs=config.num_envs + 1)  # (before the run)
         if current_world().size > 1:
             raise ConfigError("exit runs in one process; data-parallel launches (torchrun) are not supported yet")
         self.policy = policy if policy is not None else load_policy(config)
+        self.sampler = build_sampler(config, self.policy, config.output_dir, config.seed, sampler)  # (before LoRA)
         self.session = TrainingSession(config, self.policy, describe=config, trainer="exit")
         self.reference = None
         if config.kl_coef > 0:
@@ -253,7 +255,7 @@ class ExItTrainer:
             self.close()
             raise
         """The system prompt (read once the env is checked: it must have snapshots and a second attempt)."""
-        self.context_limit = context_limit(sampler or self.policy)
+        self.context_limit = context_limit(self.sampler or self.policy)
         """The policy's context length (None: unknown): a prompt that leaves no room for a reply is not played."""
         self.buffer = InstanceBuffer(config.buffer_size, config.priority, config.kappa, config.rank_beta)
         self.sampling = Sampling(temperature=config.temperature, max_new_tokens=config.max_new_tokens)

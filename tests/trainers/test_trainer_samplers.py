@@ -1,0 +1,140 @@
+"""A sampler named in a run's config (`sampler: hf | vllm`) generates the rollouts instead of the trained model and
+is sent every new weight: the run is the one the model would have sampled itself."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytest.importorskip("torch", reason="torch is not installed (pip install 'reflectgym[train]')")
+pytest.importorskip("transformers", reason="transformers is not installed")
+
+import torch
+from support.fake_vllm import FakeVLLM
+
+import reflectgym
+from reflectgym.agents.hf_policy import HFPolicy
+from reflectgym.agents.policy import Generation
+from reflectgym.agents.tiny import TinyModelConfig, build_tiny_model, build_tokenizer
+from reflectgym.agents.vllm_policy import VLLMPolicy
+from reflectgym.core import Task
+from reflectgym.trainers.config import ConfigError
+from reflectgym.trainers.exit import ExItConfig
+from reflectgym.trainers.grpo import GRPOConfig, GRPOTrainer
+from reflectgym.trainers.registry import build_from_config
+
+
+def length_share(task: Task, answer: str) -> float:
+    """Dense: a tiny model's reply lengths vary, so nearly every group carries signal."""
+    return min(len(answer.strip()), 6) / 6
+
+
+ENV_ID = reflectgym.register_task_env(
+    "SamplerTalk-v0", [{"id": "a", "prompt": "Talk.", "answer": "aaaaaa"}], length_share, max_attempts=2
+)
+TIMING = {"rollout_seconds", "step_seconds", "update_seconds", "seconds"}
+
+
+def run_config(run_dir: Path, trainer: str, sampler: str) -> Path:
+    """A tiny run's YAML, as a user writes it."""
+    path = run_dir.with_suffix(".yaml")
+    path.write_text(
+        f"trainer: {trainer}\nmodel: tiny\nenv_id: {ENV_ID}\noutput_dir: {run_dir}\nsteps: 2\ntasks_per_step: 2\n"
+        f"group_size: 4\nlr: 0.003\nmax_new_tokens: 6\nprogress: false\ndevice: cpu\nsystem_prompt: ''\n"
+        f"sampler: {sampler}\n"
+    )
+    return path
+
+
+def never(*_: Any) -> list[Generation]:
+    raise AssertionError("the trained policy sampled")
+
+
+def weights(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {name: value.detach().clone() for name, value in model.named_parameters()}
+
+
+def without_timing(history: list[dict[str, float]]) -> list[dict[str, float]]:
+    return [{key: value for key, value in step.items() if key not in TIMING} for step in history]
+
+
+@pytest.mark.parametrize("trainer", ["grpo", "exit"])
+def test_an_hf_sampler_from_the_config_plays_the_run_the_policy_would_have(tmp_path: Path, trainer: str) -> None:
+    _, plain = build_from_config(run_config(tmp_path / "plain", trainer, "policy"), [])
+    plain_history = plain.train()
+    _, sampled = build_from_config(run_config(tmp_path / "sampled", trainer, "hf"), [])
+    assert isinstance(sampled.sampler, HFPolicy) and sampled.sampler.model is not sampled.model
+    sampled.policy.generate_ids = never  # the trained model must not sample
+    sampled.policy.generate = never
+    history = sampled.train()
+    assert any("loss" in step for step in history), "no update: the weights never moved, nothing was tested"
+    assert without_timing(history) == without_timing(plain_history)
+    trained = weights(sampled.model)
+    assert all(torch.equal(trained[name], value) for name, value in weights(plain.model).items())
+    assert all(torch.equal(trained[name], value) for name, value in weights(sampled.sampler.model).items())
+
+
+@pytest.fixture
+def fake_vllm(monkeypatch: pytest.MonkeyPatch) -> FakeVLLM:
+    fake = FakeVLLM(build_tokenizer())
+    monkeypatch.setattr("reflectgym.agents.vllm_policy.import_vllm", lambda: fake)
+    return fake
+
+
+def grpo_config(run_dir: Path, **changes: Any) -> GRPOConfig:
+    config = GRPOConfig(
+        env_id=ENV_ID, output_dir=str(run_dir), steps=1, tasks_per_step=1, group_size=2, max_new_tokens=4,
+        progress=False, device="cpu",
+    )  # fmt: skip
+    return dataclasses.replace(config, **changes)
+
+
+def test_a_vllm_sampler_starts_from_the_model_folder_and_is_sent_its_weights(
+    tmp_path: Path, fake_vllm: FakeVLLM
+) -> None:
+    folder = build_tiny_model(tmp_path / "model", TinyModelConfig(seed=1))
+    config = grpo_config(tmp_path / "run", sampler="vllm", sampler_gpu_memory_utilization=0.25, seed=7)
+    trainer = GRPOTrainer(config, HFPolicy.from_pretrained(folder))
+    assert isinstance(trainer.sampler, VLLMPolicy) and trainer.engine.policy is trainer.sampler
+    [(_, engine)] = [call for call in fake_vllm.calls if call[0] == "LLM"]
+    assert engine["model"] == str(folder.resolve()) or Path(engine["model"]).resolve() == folder.resolve()
+    assert engine["gpu_memory_utilization"] == 0.25 and engine["seed"] == 7
+    [(_, loaded)] = [call for call in fake_vllm.calls if call[0] == "load_weights"]
+    sent = dict(loaded)
+    assert set(sent) == set(weights(trainer.model))
+    assert all(torch.equal(sent[name], value) for name, value in weights(trainer.model).items())
+
+
+def test_a_vllm_sampler_of_the_tiny_model_starts_from_a_saved_copy(tmp_path: Path, fake_vllm: FakeVLLM) -> None:
+    GRPOTrainer(grpo_config(tmp_path / "run", sampler="vllm", model="tiny"))
+    [(_, engine)] = [call for call in fake_vllm.calls if call[0] == "LLM"]
+    assert Path(engine["model"]) == tmp_path / "run" / "sampler-start"
+    assert (Path(engine["model"]) / "config.json").is_file()
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"sampler": "vlm"}, "not one of"),
+        ({"sampler": "vllm", "sampler_device": "cuda:1"}, "sampler_device places an `hf` sampler"),
+        ({"sampler": "vllm", "sampler_gpu_memory_utilization": 0.0}, r"in \(0, 1\]"),
+        ({"sampler": "vllm", "sampler_gpu_memory_utilization": 1.5}, r"in \(0, 1\]"),
+    ],
+)
+def test_sampler_options_that_cannot_work_are_config_errors(tmp_path: Path, changes: dict, message: str) -> None:
+    for config_class in (GRPOConfig, ExItConfig):
+        with pytest.raises(ConfigError, match=message):
+            config_class(output_dir=str(tmp_path), **changes)
+
+
+def test_a_sampler_passed_in_and_one_in_the_config_is_a_config_error(tmp_path: Path) -> None:
+    folder = build_tiny_model(tmp_path / "model", TinyModelConfig(seed=1))
+    with pytest.raises(ConfigError, match="pick one"):
+        GRPOTrainer(
+            grpo_config(tmp_path / "run", sampler="hf"),
+            HFPolicy.from_pretrained(folder),
+            HFPolicy.from_pretrained(folder),
+        )
