@@ -10,7 +10,7 @@ import pytest
 
 from reflectgym.core.tasks import TaskFormatError, TaskList
 from reflectgym.envs.code.asserts import instrument, split_check
-from reflectgym.envs.code.env import CodeEnv
+from reflectgym.envs.code.env import CodeEnv, CodeIOEnv
 from reflectgym.envs.code.formats import FUNCTION_TASKS, IO_TASKS, load_code_tasks
 
 HUMANEVAL_ROW = {
@@ -91,6 +91,47 @@ def test_codecontests_style_columns_become_public_and_hidden_cases() -> None:
     }
     task = load_code_tasks([row], "io").get("echo")
     assert len(task.data["tests"]) == 1 and len(task.data["hidden_tests"]) == 2
+
+
+CODECONTESTS_ROW = {  # (the layout of deepmind/code_contests: `solutions.language` 1 Python 2, 2 C++, 3 Python 3)
+    "name": "1A. Sum",
+    "description": "Print a + b.",
+    "public_tests": {"input": ["1 2\n"], "output": ["3\n"]},
+    "private_tests": {"input": ["5 5\n"], "output": ["10\n"]},
+    "generated_tests": {"input": [], "output": []},
+    "source": 2,
+    "solutions": {
+        "language": [2, 1, 3, 3],
+        "solution": [
+            "int main() {}",
+            "print sum(map(int, raw_input().split()))",
+            "print(sum(map(int, input().split())))",
+            "x",
+        ],
+    },
+    "incorrect_solutions": {"language": [3], "solution": ["print(0)"]},
+}
+
+
+def test_a_codecontests_row_takes_its_first_python3_solution_as_the_reference() -> None:
+    task = load_code_tasks([CODECONTESTS_ROW], "io").get("1A. Sum")
+    assert task.reference == "print(sum(map(int, input().split())))"
+    named = {**CODECONTESTS_ROW, "solutions": {"language": ["CPP", "PYTHON3"], "solution": ["int main() {}", "pass"]}}
+    assert load_code_tasks([named], "io").get("1A. Sum").reference == "pass"
+    no_python3 = {**CODECONTESTS_ROW, "solutions": {"language": [2, 1], "solution": ["int main() {}", "print 3"]}}
+    assert load_code_tasks([no_python3], "io").get("1A. Sum").reference is None
+    env = CodeIOEnv(tasks=[CODECONTESTS_ROW])
+    try:
+        env.reset()
+        assert env.step(env.oracle_action())[1] == 1.0
+    finally:
+        env.close()
+
+
+def test_a_codecontests_row_with_unmatched_solution_columns_is_refused() -> None:
+    row = {**CODECONTESTS_ROW, "solutions": {"language": [3, 3], "solution": ["pass"]}}
+    with pytest.raises(TaskFormatError, match="solutions"):
+        load_code_tasks([row], "io")
 
 
 def test_a_row_of_the_other_family_is_refused_with_its_location() -> None:

@@ -239,7 +239,7 @@ class CodeIOEnv(CodeEnv):
     Competitive-programming style tasks: read standard input, print the answer. Each episode is one task from
     `tasks` (default: the bundled original tasks), picked by the seed or `reset(options={"task_id": ...})`.
     `tasks=` takes `io` rows (`tests` / `hidden_tests` lists of `{"input", "output"}`) or CodeContests-style
-    `public_tests` / `private_tests`.
+    `public_tests` / `private_tests` (the reference: the first Python 3 program of `solutions`).
 
     ## Observation
     First the instructions and the problem statement; after a failing attempt, the feedback and the attempt count.

@@ -23,7 +23,8 @@ A call-based case's assert is `assert CALL in (EXPECTED, *ALSO_ACCEPTED)` when m
 Stdin/stdout tasks (`family == "io"`):
 * `io`: `task_id`, `prompt`, `solution` (optional), `tests` and optional `hidden_tests`, each a list of
   `{"input": ..., "output": ...}`; or CodeContests-style `public_tests` / `private_tests`, each
-  `{"input": [...], "output": [...]}`.
+  `{"input": [...], "output": [...]}`, whose reference is the first Python 3 program of `solutions`
+  (`{"language": [...], "solution": [...]}`, language 3 or "PYTHON3").
 * `apps`: APPS / TACO rows: `question`, `input_output` (JSON text `{"inputs": [...], "outputs": [...]}`; the first
   case is public, the rest hidden), optional `solutions` (JSON list, the first is the reference).
 * `livecodebench`: `question_content`, `public_test_cases` (JSON list of `{"input", "output", "testtype"}`) and
@@ -152,15 +153,35 @@ def io_row(row: Mapping[str, Any]) -> Task:
         hidden = _column_cases(row, "private_tests") if "private_tests" in row else []
     if not tests and not hidden:
         raise RowError("tests", "needs at least one input/output case")
-    reference = row.get("solution")
-    if reference is not None and not isinstance(reference, str):
-        raise RowError("solution", f"expected a program as text, got {type(reference).__name__}")
     return Task(
         id=_row_id(row),
         prompt=require(row, prompt_key, str),
-        reference=reference,
+        reference=_io_reference(row),
         data={"family": "io", "format": "io", "tests": tests, "hidden_tests": hidden},
     )
+
+
+CODECONTESTS_PYTHON3 = (3, "PYTHON3")
+"""How CodeContests' `solutions.language` names Python 3 (its enum: 1 is Python 2, 2 C++, 3 Python 3, 4 Java)."""
+
+
+def _io_reference(row: Mapping[str, Any]) -> str | None:
+    """The row's `solution`, else CodeContests' first Python 3 program in `solutions` (a Python 2 or C++ one
+    would not run as the reference), else None."""
+    reference = row.get("solution")
+    if reference is not None:
+        if not isinstance(reference, str):
+            raise RowError("solution", f"expected a program as text, got {type(reference).__name__}")
+        return reference
+    solutions = row.get("solutions")
+    if not isinstance(solutions, Mapping):
+        return None
+    languages, programs = solutions.get("language"), solutions.get("solution")
+    if not isinstance(languages, list) or not isinstance(programs, list) or len(languages) != len(programs):
+        raise RowError("solutions", "expected CodeContests' {'language': [...], 'solution': [...]} of equal length")
+    pairs = zip(languages, programs, strict=True)
+    python3 = (program for language, program in pairs if language in CODECONTESTS_PYTHON3)
+    return next((program for program in python3 if isinstance(program, str) and program.strip()), None)
 
 
 def apps_row(row: Mapping[str, Any]) -> Task:
