@@ -544,7 +544,7 @@ def harness_files() -> dict[str, bytes]:
     """The harness's files: the bootstrap, the code compiled here (tagged with this interpreter's bytecode
     version) and the source."""
     source = _HARNESS.replace("SIGNAL_HINTS = {}", f"SIGNAL_HINTS = {SIGNAL_HINTS!r}", 1)
-    code = marshal.dumps(compile(source, HARNESS_FILE, "exec"))
+    code = marshal.dumps(compile(source, HARNESS_FILE, "exec", dont_inherit=True))  # (not this module's __future__)
     return {
         HARNESS_FILE: _BOOTSTRAP.encode(),
         HARNESS_CODE_FILE: sys.implementation.cache_tag.encode() + b"\n" + code,

@@ -275,6 +275,17 @@ def test_call_based_apps_rows_become_function_tasks_that_accept_apps_outputs() -
             ("3", "def add_all(xs):\n    return sum(xs)", 1.0),
             ("4", "class Solution:\n    def rev(self, s):\n        return s[::-1]", 1.0),
             ("4", "class Solution:\n    def rev(self, s):\n        return s", 0.0),
+            # APPS's checker imports typing's List and collections' names first: its references rely on them
+            (
+                "4",
+                "class Solution:\n    def rev(self, s: List[str]) -> str:\n        return ''.join(deque(s)[::-1])",
+                0.0,
+            ),
+            (
+                "4",
+                "class Solution:\n    def rev(self, s: List[str]) -> str:\n        return ''.join(reversed(deque(s)))",
+                1.0,
+            ),
         ]:
             env.reset(options={"task_id": task_id})
             assert env.step(f"```python\n{code}\n```")[1] == reward, (task_id, code)

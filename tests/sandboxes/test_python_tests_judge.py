@@ -345,3 +345,15 @@ def test_tracebacks_number_tests_from_one(sandbox: Sandbox) -> None:
     report = run_python_tests(sandbox, "def double(x):\n    return [][x]\n", TESTS[:2], LIMITS, per_test_seconds=2)
     assert [o.traceback.count("<test 1>") for o in report.outcomes] == [1, 0]
     assert 'File "<test 2>", line 1' in report.outcomes[1].traceback
+
+
+def test_the_program_and_its_tests_compile_as_in_a_fresh_interpreter(sandbox: Sandbox) -> None:
+    """No `__future__` of reflectgym's own reaches them: annotations are evaluated (a program that reads its
+    annotations, or names an undefined type in one, behaves as under `python3 solution.py`)."""
+    program = (
+        "def double(x: int) -> int:\n    return 2 * x\n\n"
+        "def kinds():\n    return [type(value).__name__ for value in double.__annotations__.values()]\n"
+    )
+    assert judged(sandbox, program, ["assert kinds() == ['type', 'type']"]) == [Status.PASSED]  # (not 'str')
+    assert judged(sandbox, "def double(x: Undefined):\n    return 2 * x\n") == [Status.NOT_RUN] * 3
+    assert judged(sandbox, program, ["def f(y: Undefined): pass"]) == [Status.ERROR]

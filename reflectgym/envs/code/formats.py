@@ -15,7 +15,8 @@ Function tasks (`Task.data["family"] == "function"`):
 * `apps_call`: a call-based APPS / TACO row (`input_output` names an `fn_name`): each case calls it (a method of
   `Solution` when `starter_code` declares that class) with the case's argument list, and the result must equal the
   expected output or, as APPS's own checker also accepts, that output's only element; as there, a returned tuple
-  counts as a list (and a list of tuples as a list of lists).
+  counts as a list (and a list of tuples as a list of lists); the imports APPS's checker puts before the program
+  come first (`APPS_IMPORTS`).
 
 A call-based case's assert is `assert CALL in (EXPECTED, *ALSO_ACCEPTED)` when more than one value passes
 (`data["alternatives"]`): feedback shows the first as the expected value.
@@ -225,8 +226,19 @@ def apps_call_row(row: Mapping[str, Any]) -> Task:
         id=_row_id(row),
         prompt=_with_starter(require(row, "question", str), starter),
         reference=_apps_reference(row),
-        data={**_function_data(name, "", tests[:1], tests[1:], "apps_call"), "alternatives": True},
+        data={**_function_data(name, APPS_IMPORTS, tests[:1], tests[1:], "apps_call"), "alternatives": True},
     )
+
+
+APPS_IMPORTS = (
+    "import sys\nimport time\nimport itertools\nfrom itertools import accumulate, product, permutations, combinations\n"
+    "import collections\nfrom collections import Counter, OrderedDict, deque, defaultdict, ChainMap\n"
+    "from functools import lru_cache\nimport math\nfrom math import sqrt, sin, cos, tan, ceil, fabs, floor, gcd, exp, "
+    "log, log2\nimport fractions\nfrom typing import List, Tuple\ntry:\n    import numpy as np\nexcept ImportError:\n"
+    "    pass\nimport random\nimport heapq\nfrom heapq import *\n"
+)
+"""What APPS's own checker puts before a call-based program (`testing_util.py`), so its references (`List[int]`
+annotations, a bare `Counter`) run as they did there; numpy only where the sandbox's Python has it."""
 
 
 def _as_returned(wanted: Any) -> list[Any]:
