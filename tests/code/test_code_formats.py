@@ -388,3 +388,10 @@ def test_mbpp_plus_rows_run_their_test_script_as_a_hidden_test() -> None:
         assert env.step(env.oracle_action())[1] == 1.0
     finally:
         env.close()
+
+
+def test_a_humaneval_plus_row_with_bare_plus_inputs_says_they_are_not_played() -> None:
+    row = {**HUMANEVAL_ROW, "base_input": [[1]], "plus_input": [[2], [3]], "atol": 0}
+    with pytest.warns(UserWarning, match="HumanEvalPlus-OriginFmt"):
+        task = load_code_tasks([row], "function").get("Toy/0")
+    assert task.data["tests"] == load_code_tasks([HUMANEVAL_ROW], "function").get("Toy/0").data["tests"]

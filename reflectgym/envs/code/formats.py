@@ -74,12 +74,21 @@ def humaneval_row(row: Mapping[str, Any]) -> Task:
         tests = split_check(require(row, "test", str), entry_point)
     except ValueError as error:
         raise RowError("test", str(error)) from None
+    if row.get("plus_input"):
+        warnings.warn(PLUS_INPUTS_UNPLAYED, UserWarning, stacklevel=2)
     return Task(
         id=_row_id(row),
         prompt=prompt,
         reference=prompt + require(row, "canonical_solution", str),
         data=_function_data(entry_point, prompt, tests, [], "humaneval"),
     )
+
+
+PLUS_INPUTS_UNPLAYED = (
+    "HumanEval+ rows (evalplus's HumanEvalPlus.jsonl) hold their extra cases as bare inputs, whose expected outputs "
+    "evalplus computes from the reference at evaluation time: only HumanEval's own tests (`test`) are played. "
+    "evalplus's HumanEvalPlus-OriginFmt file writes every case into `test`: load it for the plus cases."
+)
 
 
 def mbpp_row(row: Mapping[str, Any]) -> Task:
