@@ -5,7 +5,8 @@ A test such as `assert math.isclose(candidate(x)[0], 2.5)` needs the program for
 sends the value back as plain data. The rest, `math.isclose(_probe[0][0], 2.5)`, is the *verdict*: a judge process
 that never runs the program's code evaluates it on those values. So a program cannot make a split test pass by
 forging a report, rewriting `assert`, exiting early or returning an object whose `__eq__` always says yes; and the
-verdict's expected values never reach the program's process.
+verdict's expected values never reach the program's process. A probe whose truth alone the verdict reads (`assert
+check(s)`) travels as that truth where its value is not plain data (a `re.Match`), as `assert` itself would read it.
 
 Which names the judge evaluates itself: builtins, modules of the standard library the test imports, and names that
 setup lines bind from those alone (`expected = sorted(data)`); the judge runs those lines too, and the program's
@@ -24,7 +25,7 @@ from __future__ import annotations
 import ast
 import builtins
 import sys
-from collections.abc import Collection
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 
 PROBES = "_probe"
@@ -50,6 +51,9 @@ class SplitTest:
             builtins, those modules and earlier such assignments alone.
         compared: Whether the verdict is `_probe[0] OP value` (a failure then reports the probe's value).
         message: The assert's message as the judge evaluates it (probes cut the same way), or None.
+        truth_only: For each probe, whether the verdict uses nothing of its value but its truth (`assert
+            check(s)`, `assert not found(x)`): one that is not plain data (a `re.Match`) may then travel as
+            `bool(value)`, which gives the program no say it would not have by returning True or False itself.
     """
 
     setup: str
@@ -59,6 +63,7 @@ class SplitTest:
     judge_setup: str
     compared: bool
     message: str | None = None
+    truth_only: tuple[bool, ...] = ()
 
 
 def split_test(snippet: str, *, under_test: Collection[str] = frozenset()) -> SplitTest | None:
@@ -103,7 +108,31 @@ def split_test(snippet: str, *, under_test: Collection[str] = frozenset()) -> Sp
         judge_setup="\n".join(ast.unparse(node) for node in judged.statements),
         compared=compared,
         message=ast.unparse(shown) if shown is not None else None,
+        truth_only=_truth_only(verdict, shown, len(probes)),
     )
+
+
+def _truth_only(verdict: ast.expr, message: ast.expr | None, count: int) -> tuple[bool, ...]:
+    """For each of `count` probes, whether every use of it in `verdict` is for its truth alone (see `_truth_places`)
+    and `message` does not show it."""
+    conditions = [verdict, *(node.test for node in ast.walk(verdict) if isinstance(node, ast.IfExp))]
+    truth = {id(node) for node in _truth_places(conditions)}
+    uses = [node for part in (verdict, message) if part is not None for node in ast.walk(part) if _is_probe(node, None)]
+    other = {node.slice.value for node in uses if id(node) not in truth}  # type: ignore[attr-defined]
+    return tuple(index not in other for index in range(count))
+
+
+def _truth_places(conditions: list[ast.expr]) -> Iterator[ast.expr]:
+    """The expressions whose value counts only for its truth: the conditions themselves (the assert's, a
+    conditional expression's test) and, within them, the operands of `not`, `and` and `or`."""
+    pending = list(conditions)
+    while pending:
+        node = pending.pop()
+        yield node
+        if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.Not):
+            pending.append(node.operand)
+        elif isinstance(node, ast.BoolOp):
+            pending.extend(node.values)
 
 
 class _JudgeSetup:

@@ -128,6 +128,16 @@ def plain(value, depth=0):
             return {name.lower(): str(value)}
     raise Unplain(kind.__qualname__)
 
+def plain_or_truth(value, truth_only):
+    # A probe whose verdict reads only its truth (`assert check(s)` on a re.Match) travels as that truth when it is
+    # not plain data: as in `assert`, its own __bool__ decides, which tells no more than returning a bool would.
+    try:
+        return plain(value)
+    except Unplain:
+        if not truth_only:
+            raise
+    return bool(value)
+
 def unplain(data):
     if isinstance(data, list):
         return [unplain(item) for item in data]
@@ -199,7 +209,8 @@ def program_side(task_r, results_w, out_w, err_w):
                 send({"index": index, "status": "passed"})
                 continue
             try:
-                send({"index": index, "values": [plain(value) for value in values]})
+                truths = test.get("truth") or [False] * len(values)
+                send({"index": index, "values": [plain_or_truth(v, t) for v, t in zip(values, truths)]})
             except (Unplain, ValueError, RecursionError) as error:
                 send({"index": index, "unplain": str(error)[:200]})
         except AssertionError as error:
@@ -307,7 +318,7 @@ class Judge:
                     timed(exec, compile(split["judge_setup"], test_name(index), "exec"), scope)
                 shared = {name: plain(scope[name]) for name in split["shared"]}
                 test["scope"] = scope
-                return {"setup": split["setup"], "probes": split["probes"], "shared": shared}
+                return {"setup": split["setup"], "probes": split["probes"], "shared": shared, "truth": split["truth"]}
             except BaseException:
                 test["split"] = None  # the test runs whole, as the interpreter would run it
         return {"code": test["whole"]}
@@ -632,6 +643,7 @@ def _judged(test: PythonTest, under_test: frozenset[str]) -> dict[str, object]:
             "judge_setup": split.judge_setup,
             "compared": split.compared,
             "message": split.message,
+            "truth": list(split.truth_only),
         },
     }
 

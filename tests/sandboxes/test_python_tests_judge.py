@@ -357,3 +357,46 @@ def test_the_program_and_its_tests_compile_as_in_a_fresh_interpreter(sandbox: Sa
     assert judged(sandbox, program, ["assert kinds() == ['type', 'type']"]) == [Status.PASSED]  # (not 'str')
     assert judged(sandbox, "def double(x: Undefined):\n    return 2 * x\n") == [Status.NOT_RUN] * 3
     assert judged(sandbox, program, ["def f(y: Undefined): pass"]) == [Status.ERROR]
+
+
+@pytest.mark.parametrize(
+    ("test", "truth_only"),
+    [
+        ("assert check(s)", (True,)),
+        ("assert not found(1)", (True,)),
+        ("assert f(1) and g(2) == 3", (True, False)),
+        ("assert (1 if f(1) else 2) == 1", (True,)),
+        ("assert f(1) == 2", (False,)),
+        ("assert f(1), f(1)", (True, False)),  # (the message shows its value)
+        ("assert (f(1) and 5) == 5", (False,)),
+    ],
+)
+def test_probes_whose_truth_alone_the_verdict_reads_are_marked(test: str, truth_only: tuple[bool, ...]) -> None:
+    split = split_test(test)
+    assert split is not None and split.truth_only == truth_only
+
+
+def test_a_value_the_test_reads_only_for_its_truth_may_be_any_object(sandbox: Sandbox) -> None:
+    """MBPP's `assert check_str('annie')` on a `re.Match` passes, as under the interpreter; a value that is compared
+    must still be plain data, so an object that equals anything passes nothing."""
+    program = (
+        "import re\n"
+        "def starts_with_vowel(s):\n    return re.match('[aeiou]', s)\n"
+        "class Anything:\n    def __eq__(self, other):\n        return True\n    def __bool__(self):\n"
+        "        return True\n"
+        "def double(x):\n    return Anything()\n"
+    )
+    tests = [
+        "assert starts_with_vowel('annie')",
+        "assert not starts_with_vowel('dawood')",
+        "assert starts_with_vowel('dawood')",
+        "assert starts_with_vowel('annie') == 1",
+        "assert double(2) == 4",
+    ]
+    assert judged(sandbox, program, tests) == [
+        Status.PASSED,
+        Status.PASSED,
+        Status.FAILED,
+        Status.FAILED,
+        Status.FAILED,
+    ]
