@@ -8,7 +8,7 @@ They are stated here, not re-run: gym-sokoban needs an old gym and takes minutes
 Targets (issue 3): 10x10/3 level <= 5 ms median, 10x10/4 <= 10 ms median, no multi-second tail; a step <= 12 µs
 median; the solver solves >= 95 % of Boxoban `unfiltered` levels within 10 s each.
 
-Usage: python benchmarks/sokoban_speed.py [--levels N] [--boxoban-levels N] [--quick]
+Usage: python benchmarks/sokoban_speed.py [--levels N] [--boxoban-levels N] [--boxoban FILE] [--quick]
 """
 
 from __future__ import annotations
@@ -69,12 +69,12 @@ def bench_step(count: int) -> None:
         )
 
 
-def bench_solver(count: int) -> None:
-    print("## Solver on Boxoban unfiltered/train/000.txt, 10 s per level")
-    if not BOXOBAN.is_file():
-        print(f"skipped: {BOXOBAN} is absent")
+def bench_solver(count: int, boxoban: Path) -> None:
+    print(f"## Solver on Boxoban {boxoban.name}, 10 s per level")
+    if not boxoban.is_file():
+        print(f"skipped: {boxoban} is absent (boxoban-levels: unfiltered/train/000.txt; give it with --boxoban FILE)")
         return
-    levels = load_levels(BOXOBAN)[:count]
+    levels = load_levels(boxoban)[:count]
     if not levels:
         return
     times, solved, expanded = [], 0, []
@@ -97,13 +97,14 @@ def main() -> None:
     parser.add_argument("--levels", type=int, default=500, help="generated levels per setting")
     parser.add_argument("--steps", type=int, default=20_000, help="steps per step setting")
     parser.add_argument("--boxoban-levels", type=int, default=1000, help="Boxoban levels to solve")
+    parser.add_argument("--boxoban", type=Path, default=BOXOBAN, help="a Boxoban level file (default: shared data's)")
     parser.add_argument("--quick", action="store_true", help="small counts (smoke test)")
     args = parser.parse_args()
     if args.quick:
         args.levels, args.steps, args.boxoban_levels = 20, 500, 10
     bench_generator(args.levels)
     bench_step(args.steps)
-    bench_solver(args.boxoban_levels)
+    bench_solver(args.boxoban_levels, args.boxoban)
 
 
 if __name__ == "__main__":

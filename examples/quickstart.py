@@ -1,7 +1,8 @@
-"""The main job of `make demo`: every registered environment played by the scripted oracle and a random agent.
+"""A tour of every registered environment, played by the scripted oracle and a random agent (`make demo` is the
+training quickstart, `sokoban_quickstart.py`).
 
 It shows that each env runs end to end here, that its verifier can tell a solution (oracle, success ≈ 1) from
-noise (random), and what the feedback looks like. Trajectories and summaries land in `runs/quickstart/`.
+noise (random), and what the feedback looks like. Trajectories and summaries land in `runs/env-tour/`.
 
 Run: python examples/quickstart.py [--episodes N] [--out DIR]
 """
@@ -23,7 +24,7 @@ HERE = Path(__file__).resolve().parent
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--episodes", type=int, default=5, help="episodes per env and agent (default: 5)")
-    parser.add_argument("--out", default="runs/quickstart", help="output folder (default: runs/quickstart)")
+    parser.add_argument("--out", default="runs/env-tour", help="output folder (default: runs/env-tour)")
     args = parser.parse_args()
 
     runpy.run_path(str(HERE / "custom_env.py"), run_name="custom_env")  # registers reflectgym/Capitals-v0

@@ -2,7 +2,7 @@
 
 1. Build a tiny byte-level Llama offline (random weights) and evaluate it on held-out levels.
 2. Behaviour-clone it on the solver's demonstrations of small levels (`SFTTrainer`, one optimiser step per
-   length-bucketed batch), and evaluate again.
+   batch of demonstrations), and evaluate again.
 3. Train it further with GRPO on the env's reward (`GRPOTrainer`), and evaluate a last time.
 4. Print the before/after table and where the learning curves are.
 

@@ -66,6 +66,18 @@ def test_eval_replays_a_recorded_file(tmp_path: Path) -> None:
     assert json.loads((tmp_path / "b" / "summary.json").read_text())["success_rate"] == 1.0
 
 
+def test_replay_takes_an_eval_folder_of_one_env_and_names_the_files_of_several(tmp_path: Path) -> None:
+    from reflectgym.agents.scripted import recorded_file
+
+    for run_dir in ("one/Capitals-v0", "two/Math-v0", "two/Sokoban-v0"):
+        (tmp_path / run_dir).mkdir(parents=True)
+        (tmp_path / run_dir / "trajectories.jsonl").write_text("")
+    assert recorded_file(tmp_path / "one") == tmp_path / "one" / "Capitals-v0" / "trajectories.jsonl"
+    assert recorded_file(tmp_path / "x.jsonl") == tmp_path / "x.jsonl"
+    with pytest.raises(ValueError, match=r"holds 2 trajectories\.jsonl files .*Math-v0"):
+        recorded_file(tmp_path / "two")
+
+
 def test_unknown_env_is_a_clear_error() -> None:
     result = run("eval", "NoSuchEnv-v0", "--quiet")
     assert result.returncode == 2 and "NoSuchEnv" in result.stderr

@@ -75,13 +75,16 @@ class ReplayAgent:
     """Replays the actions of recorded trajectories (JSONL), episode by episode, per task id when known.
 
     Args:
-        trajectories: A JSONL file written by `reflectgym eval`, or trajectories in memory.
+        trajectories: A JSONL file written by `reflectgym eval` (or an eval `--out` folder of one env), or
+            trajectories in memory.
     """
 
     name = "replay"
 
     def __init__(self, trajectories: str | Path | Iterable[Trajectory]) -> None:
-        episodes = read_trajectories(trajectories) if isinstance(trajectories, (str, Path)) else trajectories
+        if isinstance(trajectories, (str, Path)):
+            trajectories = read_trajectories(recorded_file(Path(trajectories)))
+        episodes = trajectories
         self._by_task: defaultdict[str | None, deque[list[str]]] = defaultdict(deque)
         for episode in episodes:
             self._by_task[episode.task_id].append([turn.action for turn in episode.turns])
@@ -97,6 +100,18 @@ class ReplayAgent:
         if not self._current:
             raise LookupError("the recorded episode has no actions left")
         return self._current.popleft()
+
+
+def recorded_file(path: Path) -> Path:
+    """The trajectories file `path` names: itself, or the one `trajectories.jsonl` of an eval `--out` folder (a
+    folder of several envs' runs is a `ValueError` naming their files: episodes are replayed into one env)."""
+    if not path.is_dir():
+        return path
+    files = sorted(path.rglob("trajectories.jsonl"))
+    if len(files) == 1:
+        return files[0]
+    found = ", ".join(str(file) for file in files[:4]) + (", ..." if len(files) > 4 else "")
+    raise ValueError(f"replay: {path} holds {len(files)} trajectories.jsonl files ({found or 'none'}): name one")
 
 
 def scripted_agent(spec: str, seed: int = 0) -> ScriptedAgent:
