@@ -58,20 +58,18 @@ from reflectgym.trainers.session import (
 
 
 @dataclass
-class GRPOConfig(SamplerOptions, TrainerConfig):
-    """Everything a GRPO run needs (the shared `TrainerConfig` options first); loadable from YAML with
-    command-line overrides."""
+class GRPOOptions:
+    """GRPO's options that ExIt shares: the env, the groups sampled each step and the clipped update on them (a base
+    of both trainers' configs, before `TrainerConfig`; its checks run before the shared ones)."""
 
-    output_dir: str = "runs/grpo"
-    """Where metrics, checkpoints, the final model and the report go."""
     env_id: str = "reflectgym/Sokoban-6x6-1-v0"
     """The env to train on (any registered id)."""
     env_kwargs: dict[str, Any] = field(default_factory=dict)
     """Arguments for `gymnasium.make(env_id, ...)`."""
     tasks_per_step: int = 4
-    """Task instances (seeds) per step."""
+    """Task instances per step (GRPO: fresh seeds; ExIt: batch slots, each a fresh task or one from the buffer)."""
     group_size: int = 4
-    """Rollouts per task instance; advantages are normalised within the group."""
+    """Samples per task instance (G): rollouts, or ExIt's replies; advantages are normalised within the group."""
     clip_eps: float = 0.2
     """PPO clip range of the per-token ratio."""
     kl_coef: float = 0.0
@@ -79,22 +77,21 @@ class GRPOConfig(SamplerOptions, TrainerConfig):
     drop_zero_variance_groups: bool = True
     """Skip groups whose returns are all equal: they carry no GRPO signal."""
     temperature: float = 1.0
-    """Sampling temperature of rollouts."""
+    """Sampling temperature of rollouts and replies."""
     max_new_tokens: int = 32
     """Tokens per reply at most."""
-    max_turns: int = 40
-    """Turns per episode at most: an episode still running then ends, truncated (on top of the env's own limit)."""
     num_envs: int = 8
-    """Episodes in flight at once."""
+    """Envs played at once, one thread each: GRPO's episodes in flight, or the envs stepping ExIt's replies (1: one
+    env plays them in turn)."""
     system_prompt: str | None = None
-    """System prompt of every episode (default: the env family's prompt; "" sends none)."""
-    history_turns: int | None = None
-    """Earlier exchanges the policy sees each turn (`RolloutConfig.history_turns`; None: the whole episode)."""
+    """System prompt of every episode or instance (default: the env family's prompt; "" sends none)."""
     first_seed: int = 0
-    """Task-instance seeds of step s are first_seed + seed * 1_000_003 + s * tasks_per_step + i."""
+    """The fresh-task seeds of step s are first_seed + seed * 1_000_003 + s * tasks_per_step + i."""
 
     def __post_init__(self) -> None:
-        super().__post_init__()
+        parent = getattr(super(), "__post_init__", None)
+        if parent is not None:
+            parent()
         if not 0 < self.clip_eps < math.inf:
             raise ConfigError(f"clip_eps must be positive and finite; got {self.clip_eps}")
         if not 0 <= self.kl_coef < math.inf:
@@ -104,6 +101,19 @@ class GRPOConfig(SamplerOptions, TrainerConfig):
         for name in ("tasks_per_step", "max_new_tokens", "num_envs"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1; got {getattr(self, name)}")
+
+
+@dataclass
+class GRPOConfig(SamplerOptions, GRPOOptions, TrainerConfig):
+    """Everything a GRPO run needs (the shared `TrainerConfig` options first); loadable from YAML with
+    command-line overrides."""
+
+    output_dir: str = "runs/grpo"
+    """Where metrics, checkpoints, the final model and the report go."""
+    max_turns: int = 40
+    """Turns per episode at most: an episode still running then ends, truncated (on top of the env's own limit)."""
+    history_turns: int | None = None
+    """Earlier exchanges the policy sees each turn (`RolloutConfig.history_turns`; None: the whole episode)."""
 
 
 def step_seeds(first_seed: int, seed: int, step: int, tasks_per_step: int) -> list[int]:

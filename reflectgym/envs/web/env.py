@@ -1,12 +1,14 @@
 """The web envs: `WebEnv` (tasks bundled with reflectgym) and `MiniWoBEnv` (MiniWoB++ pages).
 
-Both are `TextEnv`s that hand the browser work to a `BrowserDriver` (composition: `driver.py`) and keep here
-only what differs: which task page is opened, how it starts, and how its state is judged (the `PageTask` side).
+Both are `BrowserEnv`s: `TextEnv`s that hand the browser work to a `BrowserDriver` (composition: `driver.py`). Each
+keeps only what differs: which tasks it has, which page is opened, how it starts, and how its state is judged (the
+`PageTask` side). A web env of your own subclasses `BrowserEnv` the same way.
 """
 
 from __future__ import annotations
 
 import asyncio
+from abc import abstractmethod
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -40,7 +42,128 @@ def _format_step(step: dict[str, Any]) -> str:
     return "done"
 
 
-class WebEnv(TextEnv[WebAction]):
+class BrowserEnv(TextEnv[WebAction]):
+    """What both web envs share: a `TextEnv` whose browser work (contexts, observations, actions, failures) a
+    `BrowserDriver` does, with the Gymnasium calls that add the driver's `info` and their async forms. A subclass
+    says which tasks it has (`task_ids`, `_select_task`) and plays the `PageTask` side (`task_url`, `open_task`,
+    `judge`, `finish`, `judge_done`)."""
+
+    action_format: ClassVar[str] = ACTION_FORMAT
+    action_examples: ClassVar[tuple[str, ...]] = ACTION_EXAMPLES
+    reading: ClassVar[PageReading]
+    """What the driver reads from the page with every observation."""
+    task: str | None
+    """The task every episode plays (None: the options or the seed choose)."""
+    unsolved_reward: float
+    """What an episode ending unsolved pays, a browser failure's end included (`PageTask`)."""
+
+    def __init__(
+        self,
+        *,
+        max_steps: int,
+        feedback: str,
+        observation_chars: int,
+        step_timeout_s: float,
+        screenshot: bool,
+        browser: BrowserConfig | None,
+        render_mode: str | None,
+        wait_action: bool,
+    ) -> None:
+        super().__init__(feedback=feedback, max_turns=max_steps, render_mode=render_mode, wait_action=wait_action)
+        self.driver = BrowserDriver(
+            self.reading,
+            observation_chars=observation_chars,
+            step_timeout_s=step_timeout_s,
+            screenshot=screenshot,
+            browser=browser,
+        )
+        """The browser side of the episodes (context, observation, actions, failures)."""
+
+    # ------------------------------------------------------------------ for each web env: its tasks and pages
+    @abstractmethod
+    def _select_task(self, task_id: str) -> None:
+        """Makes `task_id` the task the next episode plays (a `ValueError` for an unknown one)."""
+
+    @abstractmethod
+    def task_url(self) -> str:
+        """The URL of the chosen task's first page (`PageTask`)."""
+
+    @abstractmethod
+    async def open_task(self, page: Page, seed: int) -> TaskStart:
+        """Starts the chosen task, loaded in `page`, with `seed` (`PageTask`)."""
+
+    @abstractmethod
+    def judge(self, action: WebAction, outcome: ActionOutcome, state: PageState) -> tuple[Verdict, bool]:
+        """The verdict and whether the episode ends, after `action` was played (`PageTask`)."""
+
+    @abstractmethod
+    async def finish(self, page: Page) -> Any:
+        """Reads the task's final state when the agent says `done` (`PageTask`)."""
+
+    @abstractmethod
+    def judge_done(self, final: Any) -> Verdict:
+        """The verdict for `done`, from what `finish` read (`PageTask`)."""
+
+    # ------------------------------------------------------------------ TextEnv hooks (the browser does the work)
+    def parse_action(self, text: str) -> WebAction:
+        return parse_web_action(text)
+
+    def _begin(self, options: dict[str, Any]) -> str:
+        chosen = options.get("task_id") or self.task
+        if chosen is None:
+            every = self.task_ids() or []
+            chosen = every[int(self.np_random.integers(len(every)))]
+        self._select_task(str(chosen))
+        self.driver.begin(self, seed=int(self.np_random.integers(2**31 - 1)))
+        return self.driver.observation()
+
+    def _apply(self, action: WebAction) -> Transition:
+        return self.driver.apply(self, action)
+
+    def observation(self) -> str:
+        return self.driver.observation()
+
+    def privileged(self) -> str | None:
+        return self.driver.privileged
+
+    # ------------------------------------------------------------------ Gymnasium API additions
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[str, dict[str, Any]]:
+        """Starts a new episode in a fresh browser context (see `TextEnv.reset`)."""
+        observation, info = super().reset(seed=seed, options=options)
+        return observation, self.driver.extra_info(info)
+
+    def step(self, action: str) -> tuple[str, float, bool, bool, dict[str, Any]]:
+        """Plays one action; a dead browser or hung page ends the episode with `info["error"]`."""
+        observation, reward, terminated, truncated, info = super().step(action)
+        return observation, reward, terminated, truncated, self.driver.extra_info(info)
+
+    async def areset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[str, dict[str, Any]]:
+        """`reset` for async code: runs in a worker thread, so the caller's event loop keeps running."""
+        return await asyncio.to_thread(lambda: self.reset(seed=seed, options=options))
+
+    async def astep(self, action: str) -> tuple[str, float, bool, bool, dict[str, Any]]:
+        """`step` for async code: runs in a worker thread, so the caller's event loop keeps running."""
+        return await asyncio.to_thread(self.step, action)
+
+    def close(self) -> None:
+        """Closes this env's browser context (the worker's browser stays up for other envs)."""
+        self.driver.release()
+        super().close()
+
+    @property
+    def service(self) -> BrowserService:
+        """The worker's browser service this env uses."""
+        return self.driver.service
+
+    @property
+    def session(self) -> BrowserSession | None:
+        """The current episode's browser context and page."""
+        return self.driver.session
+
+
+class WebEnv(BrowserEnv):
     """Web tasks in a real Chromium: forms, dropdowns, tabs, lists, dialogs, multi-page navigation.
 
     ## Description
@@ -95,8 +218,6 @@ class WebEnv(TextEnv[WebAction]):
       observations, rewards and episode ends are unchanged.
     """
 
-    action_format: ClassVar[str] = ACTION_FORMAT
-    action_examples: ClassVar[tuple[str, ...]] = ACTION_EXAMPLES
     reading: ClassVar[PageReading] = PageReading(task_state_js="window.RG ? window.RG.poll() : null")
     """The page's own judge (`RG.poll()`) is read with every observation."""
     unsolved_reward: float = 0.0
@@ -115,39 +236,22 @@ class WebEnv(TextEnv[WebAction]):
         render_mode: str | None = None,
         wait_action: bool = False,
     ) -> None:
-        super().__init__(feedback=feedback, max_turns=max_steps, render_mode=render_mode, wait_action=wait_action)
-        self.driver = BrowserDriver(
-            self.reading,
+        super().__init__(
+            max_steps=max_steps,
+            feedback=feedback,
             observation_chars=observation_chars,
             step_timeout_s=step_timeout_s,
             screenshot=screenshot,
             browser=browser,
+            render_mode=render_mode,
+            wait_action=wait_action,
         )
-        """The browser side of the episodes (context, observation, actions, failures)."""
         self.task = None if task is None else bundled_task(task).id
         self._base_url = self.service.router.mount(tasks_dir())
         self._task: BundledTask = bundled_task(self.task or TASK_IDS[0])
 
-    # ------------------------------------------------------------------ TextEnv hooks (the browser does the work)
-    def parse_action(self, text: str) -> WebAction:
-        return parse_web_action(text)
-
-    def _begin(self, options: dict[str, Any]) -> str:
-        chosen = options.get("task_id") or self.task
-        if chosen is None:
-            chosen = TASK_IDS[int(self.np_random.integers(len(TASK_IDS)))]
-        self._task = bundled_task(str(chosen))
-        self.driver.begin(self, seed=int(self.np_random.integers(2**31 - 1)))
-        return self.driver.observation()
-
-    def _apply(self, action: WebAction) -> Transition:
-        return self.driver.apply(self, action)
-
-    def observation(self) -> str:
-        return self.driver.observation()
-
-    def privileged(self) -> str | None:
-        return self.driver.privileged
+    def _select_task(self, task_id: str) -> None:
+        self._task = bundled_task(task_id)
 
     @property
     def task_id(self) -> str | None:
@@ -155,42 +259,6 @@ class WebEnv(TextEnv[WebAction]):
 
     def task_ids(self) -> list[str] | None:
         return [self.task] if self.task is not None else list(TASK_IDS)
-
-    # ------------------------------------------------------------------ Gymnasium API additions
-    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[str, dict[str, Any]]:
-        """Starts a new episode in a fresh browser context (see `TextEnv.reset`)."""
-        observation, info = super().reset(seed=seed, options=options)
-        return observation, self.driver.extra_info(info)
-
-    def step(self, action: str) -> tuple[str, float, bool, bool, dict[str, Any]]:
-        """Plays one action; a dead browser or hung page ends the episode with `info["error"]`."""
-        observation, reward, terminated, truncated, info = super().step(action)
-        return observation, reward, terminated, truncated, self.driver.extra_info(info)
-
-    async def areset(
-        self, *, seed: int | None = None, options: dict[str, Any] | None = None
-    ) -> tuple[str, dict[str, Any]]:
-        """`reset` for async code: runs in a worker thread, so the caller's event loop keeps running."""
-        return await asyncio.to_thread(lambda: self.reset(seed=seed, options=options))
-
-    async def astep(self, action: str) -> tuple[str, float, bool, bool, dict[str, Any]]:
-        """`step` for async code: runs in a worker thread, so the caller's event loop keeps running."""
-        return await asyncio.to_thread(self.step, action)
-
-    def close(self) -> None:
-        """Closes this env's browser context (the worker's browser stays up for other envs)."""
-        self.driver.release()
-        super().close()
-
-    @property
-    def service(self) -> BrowserService:
-        """The worker's browser service this env uses."""
-        return self.driver.service
-
-    @property
-    def session(self) -> BrowserSession | None:
-        """The current episode's browser context and page."""
-        return self.driver.session
 
     # ------------------------------------------------------------------ PageTask: the bundled pages
     def task_url(self) -> str:
@@ -248,7 +316,7 @@ MINIWOB_STATE_JS = (
 """What a MiniWoB++ page says about its episode: done, reward (time-scaled), raw reward and a reason."""
 
 
-class MiniWoBEnv(TextEnv[WebAction]):
+class MiniWoBEnv(BrowserEnv):
     """MiniWoB++ tasks through the same observation and action interface as `WebEnv`.
 
     ## Description
@@ -304,8 +372,6 @@ class MiniWoBEnv(TextEnv[WebAction]):
       observations, rewards and episode ends are unchanged.
     """
 
-    action_format: ClassVar[str] = ACTION_FORMAT
-    action_examples: ClassVar[tuple[str, ...]] = ACTION_EXAMPLES
     reading: ClassVar[PageReading] = PageReading(
         task_state_js=MINIWOB_STATE_JS, skip_selectors=MINIWOB_CHROME, wait_ms=300
     )
@@ -328,15 +394,16 @@ class MiniWoBEnv(TextEnv[WebAction]):
         render_mode: str | None = None,
         wait_action: bool = False,
     ) -> None:
-        super().__init__(feedback=feedback, max_turns=max_steps, render_mode=render_mode, wait_action=wait_action)
-        self.driver = BrowserDriver(
-            self.reading,
+        super().__init__(
+            max_steps=max_steps,
+            feedback=feedback,
             observation_chars=observation_chars,
             step_timeout_s=step_timeout_s,
             screenshot=screenshot,
             browser=browser,
+            render_mode=render_mode,
+            wait_action=wait_action,
         )
-        """The browser side of the episodes (context, observation, actions, failures)."""
         if time_limit_s is not None and time_limit_s <= 0:
             raise ValueError(f"time_limit_s must be > 0 seconds, or None for no limit; got {time_limit_s}")
         self.pages = MiniWoBPages.locate(miniwob_dir)
@@ -352,62 +419,8 @@ class MiniWoBEnv(TextEnv[WebAction]):
     def task_ids(self) -> list[str] | None:
         return [self.task] if self.task is not None else list(self.pages.tasks)
 
-    # ------------------------------------------------------------------ TextEnv hooks (the browser does the work)
-    def parse_action(self, text: str) -> WebAction:
-        return parse_web_action(text)
-
-    def _begin(self, options: dict[str, Any]) -> str:
-        chosen = options.get("task_id") or self.task
-        if chosen is None:
-            chosen = self.pages.tasks[int(self.np_random.integers(len(self.pages.tasks)))]
-        self._task = self.pages.check(str(chosen))
-        self.driver.begin(self, seed=int(self.np_random.integers(2**31 - 1)))
-        return self.driver.observation()
-
-    def _apply(self, action: WebAction) -> Transition:
-        return self.driver.apply(self, action)
-
-    def observation(self) -> str:
-        return self.driver.observation()
-
-    def privileged(self) -> str | None:
-        return self.driver.privileged
-
-    # ------------------------------------------------------------------ Gymnasium API additions
-    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[str, dict[str, Any]]:
-        """Starts a new episode in a fresh browser context (see `TextEnv.reset`)."""
-        observation, info = super().reset(seed=seed, options=options)
-        return observation, self.driver.extra_info(info)
-
-    def step(self, action: str) -> tuple[str, float, bool, bool, dict[str, Any]]:
-        """Plays one action; a dead browser or hung page ends the episode with `info["error"]`."""
-        observation, reward, terminated, truncated, info = super().step(action)
-        return observation, reward, terminated, truncated, self.driver.extra_info(info)
-
-    async def areset(
-        self, *, seed: int | None = None, options: dict[str, Any] | None = None
-    ) -> tuple[str, dict[str, Any]]:
-        """`reset` for async code: runs in a worker thread, so the caller's event loop keeps running."""
-        return await asyncio.to_thread(lambda: self.reset(seed=seed, options=options))
-
-    async def astep(self, action: str) -> tuple[str, float, bool, bool, dict[str, Any]]:
-        """`step` for async code: runs in a worker thread, so the caller's event loop keeps running."""
-        return await asyncio.to_thread(self.step, action)
-
-    def close(self) -> None:
-        """Closes this env's browser context (the worker's browser stays up for other envs)."""
-        self.driver.release()
-        super().close()
-
-    @property
-    def service(self) -> BrowserService:
-        """The worker's browser service this env uses."""
-        return self.driver.service
-
-    @property
-    def session(self) -> BrowserSession | None:
-        """The current episode's browser context and page."""
-        return self.driver.session
+    def _select_task(self, task_id: str) -> None:
+        self._task = self.pages.check(task_id)
 
     # ------------------------------------------------------------------ PageTask: MiniWoB++ pages
     def task_url(self) -> str:

@@ -72,7 +72,7 @@ from reflectgym.trainers.exit.scoring import (
     reply_embeddings,
     with_diversity_bonus,
 )
-from reflectgym.trainers.grpo import grpo_objective, step_seeds
+from reflectgym.trainers.grpo import GRPOOptions, grpo_objective, step_seeds
 from reflectgym.trainers.losses import group_advantages
 from reflectgym.trainers.samplers import SamplerOptions, build_sampler
 from reflectgym.trainers.session import (
@@ -88,7 +88,7 @@ from reflectgym.trainers.session import (
 
 
 @dataclass
-class ExItConfig(SamplerOptions, TrainerConfig):
+class ExItConfig(SamplerOptions, GRPOOptions, TrainerConfig):
     """Everything an ExIt run needs (the shared `TrainerConfig` options first); loadable from YAML with
     command-line overrides."""
 
@@ -96,12 +96,6 @@ class ExItConfig(SamplerOptions, TrainerConfig):
     """Where metrics, checkpoints, the final model and the report go."""
     env_id: str = "reflectgym/Math-v0"
     """The env to train on: a single-answer env whose `max_attempts` exceeds the depth instances may reach."""
-    env_kwargs: dict[str, Any] = field(default_factory=dict)
-    """Arguments for `gymnasium.make(env_id, ...)` (e.g. `max_attempts`)."""
-    tasks_per_step: int = 4
-    """Instances (batch slots) per step."""
-    group_size: int = 4
-    """Replies per instance (G); advantages are normalised within the group."""
     select_prob: float = 0.5
     """p_select: chance a slot draws its instance from the buffer (once it holds `min_buffer` instances)."""
     diverge_prob: float = 0.15
@@ -128,34 +122,14 @@ class ExItConfig(SamplerOptions, TrainerConfig):
     """Returns are clipped to this range and scaled to [0, 1] for the learnability score."""
     diversity_bonus: bool = False
     """Scale each positive advantage by the reply's min-max normalised distance to its group's mean embedding."""
-    clip_eps: float = 0.2
-    """PPO clip range of the per-token ratio."""
-    kl_coef: float = 0.0
-    """β of the k3 KL to the initial model (0: no reference model is kept)."""
-    drop_zero_variance_groups: bool = True
-    """Skip groups whose returns are all equal: they carry no GRPO signal."""
-    temperature: float = 1.0
-    """Sampling temperature of replies."""
-    max_new_tokens: int = 32
-    """Tokens per reply at most."""
-    system_prompt: str | None = None
-    """System prompt of every instance (default: the env family's prompt; "" sends none)."""
-    num_envs: int = 8
-    """Envs that play a step's replies at once, one thread each (a code env's sandboxed runs overlap); 1: one env
-    plays them in turn."""
-    first_seed: int = 0
-    """New-task seeds of step s are first_seed + seed * 1_000_003 + s * tasks_per_step + i (slot i)."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
         for name in ("select_prob", "diverge_prob"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ConfigError(f"{name} must be a probability in [0, 1]; got {getattr(self, name)}")
-        for name in ("tasks_per_step", "max_new_tokens", "buffer_size", "num_envs"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{name} must be at least 1; got {getattr(self, name)}")
-        if self.group_size < 2:
-            raise ConfigError(f"group_size must be at least 2 for group-normalised advantages; got {self.group_size}")
+        if self.buffer_size < 1:
+            raise ConfigError(f"buffer_size must be at least 1; got {self.buffer_size}")
         if not 1 <= self.min_buffer <= self.buffer_size:
             raise ConfigError(
                 f"min_buffer must be at least 1 and at most buffer_size ({self.buffer_size}); got {self.min_buffer}"
@@ -168,10 +142,6 @@ class ExItConfig(SamplerOptions, TrainerConfig):
         low, high = self.reward_range
         if not (math.isfinite(low) and math.isfinite(high) and low < high):
             raise ConfigError(f"reward_range must be two finite numbers, low < high; got {self.reward_range}")
-        if not 0 < self.clip_eps < math.inf:
-            raise ConfigError(f"clip_eps must be positive and finite; got {self.clip_eps}")
-        if not 0 <= self.kl_coef < math.inf:
-            raise ConfigError(f"kl_coef must be 0 (no reference model) or positive and finite; got {self.kl_coef}")
 
 
 @dataclass
