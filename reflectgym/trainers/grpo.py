@@ -199,6 +199,8 @@ class GRPOTrainer:
 
     name = "grpo"
     """The registered name recorded with the run (a trainer built on this one records its own)."""
+    title = "GRPO"
+    """How the progress bar and the report name the method."""
 
     def __init__(self, config: GRPOConfig, policy: HFPolicy | None = None, sampler: WeightSyncedSampler | None = None):
         self.config = config
@@ -220,8 +222,9 @@ class GRPOTrainer:
             env_timeout=config.env_timeout,
         )
         env_id, env_kwargs = config.env_id, dict(config.env_kwargs)
-        make_env = env_factory(env_id, env_kwargs, config, max_envs=config.num_envs + 1)
-        self.engine = RolloutEngine(sampler or self.policy, make_env, env_id, rollout)
+        self._env_factory = env_factory(env_id, env_kwargs, config, max_envs=config.num_envs + 1)
+        """What makes the run's envs (released at the end of `train`; the engine may wrap it)."""
+        self.engine = RolloutEngine(sampler or self.policy, self._env_factory, env_id, rollout)
 
     @property
     def model(self) -> torch.nn.Module:
@@ -252,9 +255,19 @@ class GRPOTrainer:
     def train(self) -> list[dict[str, float]]:
         """Runs the configured steps; returns the logged metrics of each step run here."""
         try:
-            return self.session.run(f"GRPO {self.config.env_id}", self._step, restore=self._restore)
+            return self.session.run(
+                f"{self.title} {self.config.env_id}", self._step, state=self._state, restore=self._restore
+            )
         finally:
-            close_env_factory(self.engine.make_env)
+            self._close()
+
+    def _close(self) -> None:
+        """Releases what the run holds beyond the model (the env actors `env_factory` keeps)."""
+        close_env_factory(self._env_factory)
+
+    def _state(self) -> dict[str, Any]:
+        """The trainer's own state a checkpoint keeps beside the model's (none for GRPO)."""
+        return {}
 
     def _restore(self, state: Mapping[str, Any]) -> None:
         """After a resume, the sampler generates with the checkpoint's weights, as the run it continues did."""

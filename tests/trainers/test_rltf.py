@@ -36,6 +36,7 @@ from reflectgym.trainers.rltf import (
     second_turns,
     self_distillation_sequences,
 )
+from reflectgym.trainers.rltf import trainer as rltf_trainer
 from reflectgym.trainers.rltf.trainer import RLTFConfig, RLTFTrainer
 
 
@@ -244,6 +245,39 @@ def test_config_and_env_that_would_not_be_rltf_are_refused(tmp_path: Path, model
         RLTFTrainer(config_for(tmp_path, model_dir, env_kwargs={"max_attempts": 1}))
     with pytest.raises(ConfigError, match="multi-step env"):
         RLTFTrainer(config_for(tmp_path, model_dir, env_id="reflectgym/Sokoban-6x6-1-v0", env_kwargs={}))
+
+
+def test_the_target_share_and_the_turn_metrics_are_sums_over_every_rank(
+    tmp_path: Path, model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Under torchrun each rank holds its own episodes: the share of the step's loss units that are critiques, and
+    the turn metrics, come from counts summed over every rank (here a stand-in all-reduce adds another rank's)."""
+    other = {"part": 30.0, "whole": 50.0, "episodes": 4.0, "first_passed": 4.0, "second_turns": 0.0}
+    summed: list[set[str]] = []
+
+    def with_another_rank(values: dict[str, float], device: torch.device) -> dict[str, float]:
+        summed.append(set(values))
+        return {key: value + other.get(key, 0.0) for key, value in values.items()}
+
+    monkeypatch.setattr(rltf_trainer, "global_sums", with_another_rank)
+    trainer = RLTFTrainer(config_for(tmp_path, model_dir, fm_coef=0.1, sd_logprob_floor=-math.inf))
+    replies = [(80, 81), (82, 83, 84)]
+    group = [
+        hand_episode([0.0, 1.0], replies),
+        hand_episode([0.0, 0.0], replies),
+        hand_episode([1.0], replies),
+        hand_episode([-0.1, 0.5], replies),
+    ]
+    sequences, _ = trainer._training_sequences([group])
+    targets = sum(sum(sequence.loss_mask) for sequence in sequences if sequence.supervised)
+    units = sum(sum(sequence.loss_mask) for sequence in sequences)
+    assert 0 < targets < units and targets / units != pytest.approx(30 / 50)
+    assert trainer._target_share == pytest.approx((targets + 30) / (units + 50), abs=1e-12)
+    metrics = trainer._after_update([group])
+    assert metrics == pytest.approx(
+        {"first_turn_accuracy": 5 / 8, "second_turn_rate": 3 / 8, "second_turn_accuracy": 1 / 3}, abs=1e-12
+    )
+    assert summed == [{"part", "whole"}, {"episodes", "first_passed", "second_turns", "second_passed"}]
 
 
 def test_zero_coefficients_reproduce_grpo_weight_for_weight(tmp_path: Path, model_dir: Path) -> None:

@@ -1,5 +1,6 @@
 """Data-parallel training under torchrun, for real: two CPU processes (gloo) take the same steps as one process
-on the whole batch, including ranks with uneven numbers of minibatches."""
+on the whole batch, including ranks with uneven numbers of minibatches (and, for RLTF, uneven shares of
+critique targets, or no sequences at all)."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ import os, sys
 import torch
 import reflectgym
 from reflectgym.trainers.grpo import GRPOConfig, GRPOTrainer
+from reflectgym.trainers.rltf import RLTFConfig, RLTFTrainer
 from reflectgym.trainers.sft import SFTConfig, SFTTrainer
 
 tasks = [{"id": f"t{i}", "prompt": f"Say {w}.", "answer": w} for i, w in enumerate(["yes", "no", "maybe"])]
@@ -35,6 +37,21 @@ if trainer == "sft":  # batches of 3 sequences: one rank holds 2 minibatches, th
                        num_demonstrations=9, first_seed=0, lr=1e-2, save_every=0, progress=False,
                        successful_only=False)
     run = SFTTrainer(config)
+elif trainer == "rltf":  # greedy: one process and two ranks play the same episodes, whatever their batches hold
+    revise_id = reflectgym.register_task_env("DDPRevise-v0", tasks, lambda task, answer: sum(answer.encode()) % 5 / 4,
+                                             max_attempts=2)
+    config = RLTFConfig(model=model, env_id=revise_id, env_kwargs={}, output_dir=out, steps=steps, tasks_per_step=2,
+                        group_size=4, temperature=0.0, lr=1e-2, max_new_tokens=6, minibatch_size=2, save_every=0,
+                        progress=False, fm_coef=0.5, sd_logprob_floor=float("-inf"), resume=resume)
+    run = RLTFTrainer(config)
+    shares, local = [], []
+    inner = run._training_sequences
+    def recording(groups):  # the share each rank uses, and what this rank itself holds (targets, sequences)
+        sequences, counts = inner(groups)
+        shares.append(run._target_share)
+        local.append((sum(s.supervised for s in sequences), len(sequences)))
+        return sequences, counts
+    run._training_sequences = recording
 else:
     config = GRPOConfig(model=model, env_id=env_id, output_dir=out, steps=steps, tasks_per_step=2, group_size=4,
                         lr=1e-2, max_new_tokens=6, minibatch_size=2, save_every=0, progress=False,
@@ -42,7 +59,10 @@ else:
     run = GRPOTrainer(config)
 history = run.train()
 rank = int(os.environ.get("RANK", "0"))
-torch.save({"weights": run.model.state_dict(), "history": history}, os.path.join(out, f"rank{rank}.pt"))
+record = {"weights": run.model.state_dict(), "history": history}
+if trainer == "rltf":
+    record.update(shares=shares, local=local)
+torch.save(record, os.path.join(out, f"rank{rank}.pt"))
 """
 
 
@@ -109,6 +129,56 @@ def test_two_ranks_resume_exactly_with_every_ranks_generators(tmp_path: Path) ->
     last = [json.loads((tmp_path / run / "metrics.jsonl").read_text().splitlines()[-1]) for run in ("whole", "resumed")]
     untimed = [{k: v for k, v in record.items() if k != "time" and "seconds" not in k} for record in last]
     assert untimed[0] == untimed[1], "step 3's rollouts and loss are the same"
+
+
+def spread_weights(folder: Path, seed: int) -> Path:
+    """The tiny model with its matrices redrawn at std 1/sqrt(fan-in): its greedy replies then depend on the prompt
+    (at the tiny init they are one byte repeated), so tasks and turns earn different rewards."""
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(folder)
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            if parameter.ndim == 2:
+                parameter.normal_(0.0, parameter.shape[1] ** -0.5)
+    model.save_pretrained(folder)
+    return folder
+
+
+def untimed(history: list[dict[str, float]]) -> list[dict[str, float]]:
+    return [{key: value for key, value in step.items() if "seconds" not in key} for step in history]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("seed", "idle_rank"), [(1, False), (3, True)], ids=["uneven-targets", "idle-rank"])
+def test_two_ranks_take_the_same_rltf_steps_as_one_process_on_the_whole_batch(
+    tmp_path: Path, seed: int, idle_rank: bool
+) -> None:
+    """Greedy rollouts: each rank plays one of the step's two tasks, as one process plays both. In step 1 rank 0
+    holds re-attached answers and critiques, rank 1 critiques alone (seed 1) or nothing at all (seed 3: it still
+    takes part in every collective). The step's loss is the same function of all the sequences only if the share
+    of critique targets is the step's over every rank (each rank's own would weigh its critiques differently)."""
+    model = spread_weights(build_tiny_model(tmp_path / "model", TinyModelConfig(seed=seed)), seed)
+    launch(tmp_path, model, tmp_path / "single", "rltf", 1)
+    launch(tmp_path, model, tmp_path / "ddp", "rltf", 2)
+    single = torch.load(tmp_path / "single" / "rank0.pt", weights_only=False)
+    ranks = [torch.load(tmp_path / "ddp" / f"rank{r}.pt", weights_only=False) for r in (0, 1)]
+    (targets0, sequences0), (targets1, sequences1) = ranks[0]["local"][0], ranks[1]["local"][0]
+    if idle_rank:
+        assert sequences1 == 0 < sequences0, "rank 1 held sequences: an idle rank is untested"
+    else:
+        assert sequences1 > 0 and targets0 * sequences1 != targets1 * sequences0, "equal own shares: untested"
+    assert single["history"][0]["sd_sequences"] > 0 and single["history"][0]["fm_sequences"] > 0
+    for name, tensor in single["weights"].items():
+        assert torch.allclose(ranks[0]["weights"][name], tensor, atol=1e-5), name
+        assert torch.equal(ranks[0]["weights"][name], ranks[1]["weights"][name]), f"ranks disagree on {name}"
+    assert ranks[0]["shares"] == ranks[1]["shares"] == pytest.approx(single["shares"], abs=1e-12)
+    assert untimed(ranks[0]["history"]) == untimed(ranks[1]["history"]), "metrics are global: every rank logs the same"
+    for ddp_step, single_step in zip(untimed(ranks[0]["history"]), untimed(single["history"]), strict=True):
+        assert ddp_step.keys() == single_step.keys()
+        for key, value in single_step.items():
+            assert ddp_step[key] == pytest.approx(value, abs=1e-5), key
 
 
 def test_a_local_rank_beyond_the_visible_gpus_is_a_config_error(

@@ -30,8 +30,10 @@ Deviations from the paper and its code, on purpose:
   critiques' mean NLL per token (per sequence with `normalisation: sequence`); the official code adds fm_coef
   times the critiques' summed NLL to the summed RL loss, so there a long critique weighs more. The
   feedback-modelling prompt paraphrases the paper's; its target is the critique and the template's end of turn.
-* One process (no `torchrun`), a whole-episode context (no `history_turns` window: x_1 must hold the question and
-  the first attempt).
+* Under `torchrun`, each rank plays its share of the step's task instances (whole groups, as GRPO): RLTF-SD's
+  baselines need only the rank's own groups; the share of the step's loss units that are critique targets and the
+  turn metrics are sums over every rank, so the step is the one a single process takes on the whole batch.
+* A whole-episode context (no `history_turns` window: x_1 must hold the question and the first attempt).
 """
 
 from __future__ import annotations
@@ -41,7 +43,6 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 import torch
 
 from reflectgym.agents.hf_policy import HFPolicy
@@ -49,7 +50,7 @@ from reflectgym.agents.rollout import EnvFactory
 from reflectgym.core.trajectory import Trajectory, Turn
 from reflectgym.trainers.batching import Batch, TrainingSequence
 from reflectgym.trainers.config import ConfigError
-from reflectgym.trainers.data_parallel import current_world
+from reflectgym.trainers.data_parallel import global_sums
 from reflectgym.trainers.grpo import GRPOConfig, GRPOTrainer
 from reflectgym.trainers.losses import Normalisation, sft_loss
 from reflectgym.trainers.rltf.distillation import LOGPROB_FLOOR, self_distillation_sequences
@@ -106,6 +107,40 @@ def mask_units(mask: torch.Tensor, normalisation: Normalisation) -> float:
     return float(mask.sum()) if normalisation == "token" else float((mask.sum(-1) > 0).sum())
 
 
+def global_share(part: float, whole: float, device: torch.device) -> float:
+    """`part` / `whole`, each summed over every rank first (0 when the whole is 0): a share of the whole step, the
+    same on every rank, whatever each rank holds. A collective: every rank calls it."""
+    sums = global_sums({"part": float(part), "whole": float(whole)}, device)
+    return sums["part"] / sums["whole"] if sums["whole"] else 0.0
+
+
+def turn_counts(groups: list[list[Trajectory]]) -> dict[str, float]:
+    """This rank's finished episodes, those solved at the first turn, those that went to a second, and those whose
+    second attempt passed: counts that sum over ranks (ratios of them would not)."""
+    episodes = [trajectory for group in groups for trajectory in finished(group)]
+    second = [trajectory.turns[1] for trajectory in episodes if len(trajectory.turns) > 1]
+    return {
+        "episodes": float(len(episodes)),
+        "first_passed": float(sum(passed(trajectory.turns[0]) for trajectory in episodes)),
+        "second_turns": float(len(second)),
+        "second_passed": float(sum(passed(turn) for turn in second)),
+    }
+
+
+def turn_metrics(counts: dict[str, float]) -> dict[str, float]:
+    """First-turn accuracy, second-turn rate and second-turn accuracy from `turn_counts` (summed over ranks); only
+    the ratios whose denominator is not 0."""
+    if not counts["episodes"]:
+        return {}
+    metrics = {
+        "first_turn_accuracy": counts["first_passed"] / counts["episodes"],
+        "second_turn_rate": counts["second_turns"] / counts["episodes"],
+    }
+    if counts["second_turns"]:
+        metrics["second_turn_accuracy"] = counts["second_passed"] / counts["second_turns"]
+    return metrics
+
+
 def check_second_attempt(make_env: EnvFactory, env_id: str) -> None:
     """Raises `ConfigError` unless the env is a single-answer env with a second attempt (`check_attempts`)."""
     env = make_env()
@@ -125,22 +160,18 @@ class RLTFTrainer(GRPOTrainer):
     """
 
     name = "rltf"
+    title = "RLTF"
 
     def __init__(
         self, config: RLTFConfig, policy: HFPolicy | None = None, sampler: WeightSyncedSampler | None = None
     ) -> None:
-        if current_world().distributed:
-            raise ConfigError("rltf runs in one process (the step's loss shares are not reduced over ranks)")
         super().__init__(config, policy, sampler)
         self.config: RLTFConfig = config
         self.engine.make_env = with_revision_instruction(self.engine.make_env, config.revision_instruction)
         check_second_attempt(self.engine.make_env, config.env_id)
         self._target_share = 0.0
-        """The share of the step's loss units that are RLTF-FM targets (set with the step's sequences)."""
-
-    def train(self) -> list[dict[str, float]]:
-        """Runs the configured steps; returns the logged metrics of each step run here."""
-        return self.session.run(f"RLTF {self.config.env_id}", self._step, restore=self._restore)
+        """The share of the step's loss units, over every rank, that are RLTF-FM targets (set with the step's
+        sequences)."""
 
     def _training_sequences(self, groups: list[list[Trajectory]]) -> tuple[list[TrainingSequence], dict[str, float]]:
         """GRPO's sequences, then RLTF-SD's re-attached second answers, then RLTF-FM's critiques."""
@@ -165,15 +196,16 @@ class RLTFTrainer(GRPOTrainer):
             sequences += targets
             counts.update(fm_counts)
         counts["sequences"] = float(len(sequences))
-        total = averaged_units(sequences, config.normalisation)
-        self._target_share = averaged_units(targets, config.normalisation) / total if total else 0.0
+        target_units = averaged_units(targets, config.normalisation)
+        units = averaged_units(sequences, config.normalisation)
+        self._target_share = global_share(target_units, units, self.policy.device)  # (a collective: every rank)
         return sequences, counts
 
     def _loss(self, batch: Batch, logprobs: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
         """GRPO's loss as a mean over the step's policy tokens, plus fm_coef·NLL as a mean over its critique tokens.
-        `optimizer_step` weighs each minibatch by its share of all the step's units, so each part is scaled by the
-        step's units over its own: however long the critiques, GRPO keeps the weight it has without them (and so
-        do the metrics, means over their own units)."""
+        `optimizer_step` weighs each minibatch by its share of all the step's units (over every rank), so each part is
+        scaled by the step's units over its own: however long the critiques, GRPO keeps the weight it has without
+        them (and so do the metrics, means over their own units)."""
         if self._target_share == 0.0:
             return super()._loss(batch, logprobs)
         normalisation = self.config.normalisation
@@ -195,15 +227,5 @@ class RLTFTrainer(GRPOTrainer):
 
     def _after_update(self, groups: list[list[Trajectory]]) -> dict[str, float]:
         """First-turn accuracy (over finished episodes), and the share of them that went to a second turn and the
-        accuracy of those second attempts."""
-        episodes = [trajectory for group in groups for trajectory in finished(group)]
-        if not episodes:
-            return {}
-        second = [trajectory.turns[1] for trajectory in episodes if len(trajectory.turns) > 1]
-        metrics = {
-            "first_turn_accuracy": float(np.mean([passed(trajectory.turns[0]) for trajectory in episodes])),
-            "second_turn_rate": len(second) / len(episodes),
-        }
-        if second:
-            metrics["second_turn_accuracy"] = float(np.mean([passed(turn) for turn in second]))
-        return metrics
+        accuracy of those second attempts: over every rank's episodes (a collective: every rank calls it)."""
+        return turn_metrics(global_sums(turn_counts(groups), self.policy.device))

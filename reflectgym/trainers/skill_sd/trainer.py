@@ -146,6 +146,7 @@ class SkillSDTrainer(GRPOTrainer):
     """
 
     name = "skill_sd"
+    title = "Skill-SD"
 
     def __init__(
         self,
@@ -188,12 +189,9 @@ class SkillSDTrainer(GRPOTrainer):
             seeds.append(config.first_seed + int(order[offset]))
         return seeds
 
-    def train(self) -> list[dict[str, float]]:
-        """Runs the configured steps; returns the logged metrics of each step run here."""
+    def _close(self) -> None:
         try:
-            return self.session.run(
-                f"Skill-SD {self.config.env_id}", self._step, state=self._state, restore=self._restore
-            )
+            super()._close()
         finally:
             self.summariser.close()
 
