@@ -13,6 +13,7 @@ LEVEL = """\
 #.  $ #
 #+$*  #
 #######"""
+LEVEL_ONE = "#####\n#@$.#\n#####"
 
 
 def test_xsb_round_trip_keeps_every_character() -> None:
@@ -96,12 +97,32 @@ def test_bad_level_sources_are_clear_errors(source: object, message: str) -> Non
         load_levels(source)  # type: ignore[arg-type]
 
 
-def test_a_file_that_is_not_utf8_is_a_level_format_error(tmp_path: Path) -> None:
+def test_latin1_utf8_bom_and_utf16_files_are_read(tmp_path: Path) -> None:
+    # older XSB / SOK files and SLC files declaring ISO-8859-1 are Latin-1 (here 'é'); Notepad writes BOMs
+    path = tmp_path / "levels.sok"
+    path.write_bytes(b"#####\n#@$.#\n#####\nTitle: Niveau \xe9t\xe9\n")
+    assert [level.title for level in load_levels(path)] == ["Niveau été"]
+    path.write_bytes(b"\xef\xbb\xbf#####\n#@$.#\n#####\n")  # a BOM right before the first board row
+    assert load_levels(str(path)) == load_levels(LEVEL_ONE)
+    path.write_bytes("\ufeff; 1\n#####\n#@$.#\n#####\n".encode("utf-16"))
+    assert [level.title for level in load_levels(path)] == ["1"]
+    assert [level.title for level in parse_levels("\ufeff; 1\n" + LEVEL_ONE)] == ["1"]
+
+
+def test_a_binary_file_is_a_level_format_error(tmp_path: Path) -> None:
     path = tmp_path / "levels.xsb"
-    path.write_bytes(b"; \xff\n#####\n#@$.#\n#####\n")
-    for source in (path, str(path)):
-        with pytest.raises(LevelFormatError, match=r"levels.xsb' is not UTF-8 text \(byte 2"):
-            load_levels(source)
+    path.write_bytes(b"PK\x03\x04\x00\x00#####")
+    with pytest.raises(LevelFormatError, match=r"levels.xsb' is not a text file"):
+        load_levels(path)
+
+
+def test_a_long_or_odd_string_is_no_path_and_no_os_error(tmp_path: Path) -> None:
+    for text in ("x" * 5000, "a\x00b"):
+        with pytest.raises(FileNotFoundError, match="no level file at"):
+            load_levels(text)
+    path = tmp_path / "dh5#01.xsb"  # a '#' in a file name
+    path.write_text(LEVEL_ONE)
+    assert load_levels(str(path)) == load_levels(LEVEL_ONE)
 
 
 def test_sok_and_xsb_field_lines_name_their_levels_and_are_never_board_rows() -> None:

@@ -124,6 +124,8 @@ def _pull_distances(goal: int, floor: int, steps: tuple[int, ...], size: int) ->
     """Pushes needed to bring a box from each cell to `goal` alone: a breadth-first search of pulls from it."""
     distance = [UNREACHABLE] * size
     distance[goal] = 0
+    if not (floor >> goal) & 1:  # a goal walled off from the player (under a decorative box), maybe on the edge
+        return distance
     queue = deque([goal])
     while queue:
         here = queue.popleft()

@@ -37,7 +37,7 @@ class SokobanEnv(TextEnv[tuple[int, ...]]):
     ## Description
     The classic warehouse puzzle. Levels are generated (a random room, boxes scrambled by playing backwards,
     then confirmed and measured by a push-optimal solver, so every level is solvable within the step limit) or
-    loaded from XSB / Boxoban files. The same seed gives the same level.
+    loaded from level files (XSB, SOK, Boxoban, SLC XML; see `level`). The same seed gives the same level.
 
     ## Observation
     The grid in XSB notation (`#` wall, `@` you, `+` you on a goal, `$` box, `*` box on a goal, `.` goal,
@@ -74,9 +74,9 @@ class SokobanEnv(TextEnv[tuple[int, ...]]):
     * `max_steps` — turns per episode (default 40); generated levels are solvable in that many moves. A loaded
       level whose optimal plan is longer is played all the same, with a warning: most Boxoban levels need more than
       40 moves (Boxoban's own env allows 120).
-    * `levels` — play these instead of generating: a path to an XSB / Boxoban file, XSB text of one or more
-      levels, or a list of level texts. `reset(options={"task_id": ...})` picks one by title or index, else the
-      seed does.
+    * `levels` — play these instead of generating: a path to an XSB / SOK / Boxoban / SLC file, XSB text of one
+      or more levels (run-length encoded or `|`-joined rows too), or a list of level texts.
+      `reset(options={"task_id": ...})` picks one by title or index, else the seed does.
     * `min_solution_length` — least number of pushes in a generated level's optimal solution (difficulty;
       default: two per box).
     * `feedback` — `"binary"`, `"diagnostic"` (default) or `"hint"`.
@@ -161,7 +161,7 @@ class SokobanEnv(TextEnv[tuple[int, ...]]):
         return [str(index) for index in range(len(self.levels))]
 
     def _choose_level(self, task_id: Any) -> tuple[Level, str, Solution | None]:
-        if self.levels is not None and (task_id is None or not _looks_like_level(task_id)):
+        if self.levels is not None and (task_id is None or not _looks_like_level(task_id) or self._titled(task_id)):
             index = self._level_index(task_id)
             level = self.levels[index]
             if index not in self._solutions:
@@ -178,7 +178,7 @@ class SokobanEnv(TextEnv[tuple[int, ...]]):
                 self._warn_if_too_long(
                     f"level {level.title!r}" if level.title is not None else f"level {index}", solution
                 )
-            return level, level.title if level.title is not None else str(index), self._solutions[index]
+            return level, self._id_of(index), self._solutions[index]
         if task_id is not None:
             if not _looks_like_level(task_id):
                 raise ValueError(f"task_id {task_id!r} is not a level; without levels= it must be XSB rows joined by |")
@@ -191,6 +191,19 @@ class SokobanEnv(TextEnv[tuple[int, ...]]):
             self.np_random, self.size, self.num_boxes, min_pushes=self.min_solution_length, max_moves=max_moves
         )
         return generated.level, generated.level.one_line(), generated.solution
+
+    def _titled(self, task_id: Any) -> bool:
+        """Whether a loaded level has this title (titles like `Boxxle #1` hold a `#` but name no level text)."""
+        return self.levels is not None and any(level.title == str(task_id) for level in self.levels)
+
+    def _id_of(self, index: int) -> str:
+        """The task id `reset` reports for a loaded level, as `task_ids` lists it: its title where the titles tell
+        the levels apart, else its index (two levels titled "Level" must not report the same id)."""
+        assert self.levels is not None
+        titles = [level.title for level in self.levels]
+        title = titles[index]
+        unique = title is not None and None not in titles and len(set(titles)) == len(titles)
+        return str(title) if unique else str(index)
 
     def _warn_if_too_long(self, name: str, solution: Solution) -> None:
         """Warns, once per env, when a loaded level's optimal plan has more moves than `max_steps` turns: its

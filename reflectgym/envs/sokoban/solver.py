@@ -5,8 +5,10 @@
 * State: the box mask (one int) and the player's region, named by its lowest cell; regions come from a
   bit-parallel flood fill, so a state is a pair of ints and hashing is cheap.
 * Heuristic: a minimum-cost assignment of boxes to goals over push distances (exhaustive over permutations for
-  up to 6 boxes, the Hungarian method beyond). A push moves one box one cell, so the heuristic is consistent and
-  the first solved state popped is push-optimal.
+  up to 6 boxes, the Hungarian method up to 30); beyond 30 boxes, each box's distance to its nearest goal, since
+  a cubic assignment per state would outlast any time limit. A push moves one box one cell, so either heuristic
+  is consistent and the first solved state popped is push-optimal.
+* Limits: the time limit is checked before every box's pushes are generated, so a large level gives up on time.
 * Pruning: dead squares and freeze deadlocks (see `deadlock`), both sound.
 """
 
@@ -26,6 +28,8 @@ from reflectgym.envs.sokoban.level import Level
 SolveStatus = Literal["solved", "unsolvable", "gave_up"]
 
 _PERMUTATION_LIMIT = 6
+_ASSIGNMENT_LIMIT = 30
+"""Most boxes for the exact assignment heuristic (Hungarian, cubic in the boxes, evaluated for every state)."""
 
 
 @dataclass(frozen=True)
@@ -121,13 +125,13 @@ class SokobanSolver:
                 plan = self.plan_moves(origin[0], origin[1], pushes)
                 return Solution("solved", plan, len(pushes), expanded, time.perf_counter() - started)
             expanded += 1
-            if expanded > max_expanded or (
-                time_limit is not None and not expanded & 255 and time.perf_counter() - started > time_limit
-            ):
+            if expanded > max_expanded or _past(started, time_limit):
                 return Solution("gave_up", None, None, expanded, time.perf_counter() - started)
             g = f - h
             open_for_box = floor & ~boxes & ~dead
-            for box in bits(boxes):
+            for box in bits(boxes & floor):  # (a box walled off from the player never moves)
+                if _past(started, time_limit):
+                    return Solution("gave_up", None, None, expanded, time.perf_counter() - started)
                 without = boxes ^ (1 << box)
                 for direction, offset in enumerate(steps):
                     target = box + offset
@@ -150,8 +154,10 @@ class SokobanSolver:
         rows = [self.board.distances[cell] for cell in bits(boxes)]
         if self._permutations is not None:
             value = min(sum(map(getitem, rows, order)) for order in self._permutations)
-        else:
+        elif len(rows) <= _ASSIGNMENT_LIMIT:
             value = min_assignment(rows)
+        else:
+            value = sum(min(row) for row in rows)
         value = min(value, UNREACHABLE)
         if len(self._heuristic_cache) > 1_000_000:
             self._heuristic_cache.clear()
@@ -182,6 +188,11 @@ class SokobanSolver:
             boxes = boxes ^ (1 << box) | (1 << (box + offset))
             player = box
         return "".join(letters)
+
+
+def _past(started: float, time_limit: float | None) -> bool:
+    """Whether the time limit (if any) has run out since `started`."""
+    return time_limit is not None and time.perf_counter() - started > time_limit
 
 
 def min_assignment(costs: list[tuple[int, ...]]) -> int:
