@@ -5,13 +5,10 @@ critique targets, or no sequences at all)."""
 from __future__ import annotations
 
 import json
-import os
-import socket
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from support.torchrun import run_ranks
 
 torch = pytest.importorskip("torch", reason="torch is not installed (pip install 'reflectgym[train]')")
 pytest.importorskip("transformers", reason="transformers is not installed")
@@ -66,26 +63,12 @@ torch.save(record, os.path.join(out, f"rank{rank}.pt"))
 """
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def launch(
     tmp_path: Path, model: Path, out: Path, trainer: str, processes: int, steps: int = 2, resume: bool = False
 ) -> None:
     script = tmp_path / "train.py"
     script.write_text(SCRIPT)
-    if processes == 1:
-        command = [sys.executable, str(script)]
-    else:
-        command = [sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={processes}",
-                   f"--master-port={free_port()}", str(script)]  # fmt: skip
-    arguments = [str(model), str(out), trainer, str(steps), "resume" if resume else "fresh"]
-    cpu_ranks = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}  # gloo on CPU: exact sums; one GPU holds one NCCL rank
-    result = subprocess.run([*command, *arguments], capture_output=True, text=True, timeout=600, env=cpu_ranks)
-    assert result.returncode == 0, result.stderr[-4000:]
+    run_ranks(script, processes, [str(model), str(out), trainer, str(steps), "resume" if resume else "fresh"])
 
 
 @pytest.mark.slow
