@@ -127,6 +127,16 @@ def gather_to_main(value: T) -> list[T] | None:
     return gathered
 
 
+def all_gather(value: T) -> list[T]:
+    """`value` from every rank, in rank order, on every rank; `[value]` in one process. A collective: every rank
+    calls it (for data each rank made that all of them need whole, e.g. Agent-R's searched conversations)."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return [value]
+    gathered: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(gathered, value)
+    return gathered
+
+
 def barrier() -> None:
     """Waits for every rank (no-op in one process)."""
     if dist.is_available() and dist.is_initialized():

@@ -10,13 +10,19 @@ Deviations from the paper:
   metrics say how many sequences an iteration made, so `steps_per_iteration` can be set to 3 epochs' worth.
 - No general chat data is mixed in (the paper's η); pass it through `SFTTrainer` separately if wanted.
 - α rises by `alpha_step` per iteration (the spec's recommendation "from 0.5 upward"), from `alpha`.
-- A single process (no `torchrun` data parallelism yet).
+
+Under `torchrun` every rank searches its share of the iteration's tasks (every size-th one) with the same weights
+(DDP keeps them equal); the ranks then gather every task's conversations, so each holds the iteration's whole data
+in task order, and each optimiser step is a one-process run's batch shared over the ranks, as `SFTTrainer` shares
+it (the loss is the global mean: see `trainers.data_parallel`). A task's search, judgements and revision thoughts
+are seeded by (seed, iteration, task) alone, so with an actor that honours `Sampling` seeds (`HFPolicy` does) N
+ranks make exactly the data, and take the steps, that one process makes.
 
 Each iteration's conversations are written to `output_dir/agent_r/iteration-K.jsonl` (one conversation a line,
-each message with its `learn` flag) before training on them, and a resumed run reads them back instead of
-searching again with weights that have since changed: it continues exactly. A task whose search fails (an env or
-the actor raising) is left out of its iteration, with a warning. The env must take the revision turn's `wait`
-(`wait_action=True`), as the trained model will write it.
+each message with its `learn` flag; rank 0 writes every rank's) before training on them, and a resumed run reads
+them back instead of searching again with weights that have since changed: it continues exactly, with any number
+of ranks. A task whose search fails (an env or the actor raising) is left out of its iteration, with a warning.
+The env must take the revision turn's `wait` (`wait_action=True`), as the trained model will write it.
 """
 
 from __future__ import annotations
@@ -39,7 +45,7 @@ from reflectgym.trainers.agent_r.revision import LearnMessage, revision_data, tr
 from reflectgym.trainers.agent_r.tree import SearchConfig, TreeSearch
 from reflectgym.trainers.batching import Batch, TrainingSequence
 from reflectgym.trainers.config import ConfigError
-from reflectgym.trainers.data_parallel import current_world
+from reflectgym.trainers.data_parallel import all_gather
 from reflectgym.trainers.demonstrations import env_system_prompt, opening_messages
 from reflectgym.trainers.losses import sft_loss
 from reflectgym.trainers.session import TrainerConfig, TrainingSession, close_env_factory, env_factory, load_policy
@@ -113,6 +119,18 @@ class AgentRConfig(TrainerConfig):
         )
 
 
+@dataclass(frozen=True)
+class TaskData:
+    """What one task's search gave: its revision and good conversations, whether its tree solved it, and whether
+    its search failed (then it gave nothing)."""
+
+    seed: int
+    revisions: list[list[LearnMessage]] = field(default_factory=list)
+    good: list[list[LearnMessage]] = field(default_factory=list)
+    solved: bool = False
+    failed: bool = False
+
+
 class AgentRTrainer:
     """Trains a transformers policy with Agent-R on one env.
 
@@ -127,8 +145,6 @@ class AgentRTrainer:
         self.config = config
         env_id, env_kwargs = config.env_id, dict(config.env_kwargs)
         self.make_env = env_factory(env_id, env_kwargs, config, max_envs=1)  # (before the run begins)
-        if current_world().size > 1:
-            raise ConfigError("agent_r runs in one process; data-parallel launches (torchrun) are not supported yet")
         self.policy = policy if policy is not None else load_policy(config)
         self.session = TrainingSession(config, self.policy, describe=config, trainer="agent_r")
         self.actor: Policy = actor if actor is not None else self.policy
@@ -161,43 +177,51 @@ class AgentRTrainer:
         """A resumed run reads back the data its iterations wrote; a fresh one drops what an earlier run left (one
         that failed before its first checkpoint, or that `overwrite_output_dir` replaces)."""
         self.resumed = bool(state)
-        if not self.resumed and self.data_dir.is_dir():
+        if not self.resumed and self.session.world.is_main and self.data_dir.is_dir():
             shutil.rmtree(self.data_dir)
 
     def collect(self, iteration: int) -> tuple[list[list[LearnMessage]], dict[str, float]]:
         """Iteration `iteration`'s conversations: read back when a run before this one wrote them, else searched
-        with the actor as it is now (and written)."""
+        with the actor as it is now, each rank its share of the tasks, gathered in task order (and written)."""
         path = self.data_dir / f"iteration-{iteration}.jsonl"
-        if self.resumed and path.is_file():
+        if all(all_gather(self.resumed and path.is_file())):  # (every rank reads back, or every rank searches)
             return read_conversations(path), {"searched_tasks": 0.0}
+        config, world = self.config, self.session.world
+        seeds = [config.first_seed + index for index in range(config.tasks_per_iteration)]
+        mine = [self._task_data(iteration, seed) for seed in world.share(seeds)]  # this rank's tasks
+        tasks = sorted((task for share in all_gather(mine) for task in share), key=lambda task: task.seed)
+        conversations = [conversation for task in tasks for conversation in task.revisions + task.good]
+        if world.is_main:
+            write_conversations(path, conversations)
+        return conversations, {
+            "searched_tasks": float(len(tasks)),
+            "tasks_solved_in_search": float(sum(task.solved for task in tasks)),
+            "revision_conversations": float(sum(len(task.revisions) for task in tasks)),
+            "tasks_failed": float(sum(task.failed for task in tasks)),
+        }
+
+    def _task_data(self, iteration: int, task_seed: int) -> TaskData:
+        """One task's tree searched and turned into revision and good conversations. Seeded by (seed, iteration,
+        task) only, so the data is the same whichever rank, and after whichever other tasks, makes it."""
         config = self.config
         seed = derive_seed(config.seed, iteration)  # each iteration samples afresh
         search = TreeSearch(
             self.actor, self.make_env, self.system, config.search_config(), seed=seed, env_timeout=config.env_timeout
         )
-        rng = np.random.default_rng([config.seed, iteration])
+        rng = np.random.default_rng([config.seed, iteration, task_seed])  # (the revision thoughts)
         alpha = config.alpha + iteration * config.alpha_step
         judge = Sampling(temperature=0.0, max_new_tokens=config.judge_max_new_tokens)
-        conversations: list[list[LearnMessage]] = []
-        revisions = solved = failed = 0
-        for index in range(config.tasks_per_iteration):
-            try:
-                root = search.search(config.first_seed + index)
-                opening = opening_messages(self.system, root.observation)
-                revised, good = revision_data(
-                    self.actor, root, opening, alpha=alpha, beta=config.beta, rng=rng,
-                    direct_revision=config.direct_revision, judge_sampling=judge,
-                )  # fmt: skip
-            except Exception as error:  # an env or the actor failed: this task gives nothing, the others go on
-                failed += 1
-                warnings.warn(f"Agent-R: task seed {config.first_seed + index} left out: {error!r}", stacklevel=2)
-                continue
-            conversations += revised + good
-            revisions += len(revised)
-            solved += root.value > 0
-        write_conversations(path, conversations)
-        counts = {"searched_tasks": float(config.tasks_per_iteration), "tasks_solved_in_search": float(solved)}
-        return conversations, {**counts, "revision_conversations": float(revisions), "tasks_failed": float(failed)}
+        try:
+            root = search.search(task_seed)
+            opening = opening_messages(self.system, root.observation)
+            revised, good = revision_data(
+                self.actor, root, opening, alpha=alpha, beta=config.beta, rng=rng,
+                direct_revision=config.direct_revision, judge_sampling=judge,
+            )  # fmt: skip
+        except Exception as error:  # an env or the actor failed: this task gives nothing, the others go on
+            warnings.warn(f"Agent-R: task seed {task_seed} left out: {error!r}", stacklevel=2)
+            return TaskData(task_seed, failed=True)
+        return TaskData(task_seed, revised, good, solved=root.value > 0)
 
     def _step(self) -> dict[str, float]:
         started = time.perf_counter()
@@ -212,8 +236,9 @@ class AgentRTrainer:
             metrics.update(counts)
             metrics["search_seconds"] = time.perf_counter() - started
         metrics["sequences"] = float(len(self.sequences))
-        if self.sequences:  # an iteration whose trees solved nothing has nothing to learn from
-            result = session.update(self._batch(iteration, position), self._loss)
+        if self.sequences:  # an iteration whose trees solved nothing has nothing to learn from (on every rank)
+            batch = session.world.share(self._batch(iteration, position))  # this rank's part of the global batch
+            result = session.update(batch, self._loss)
             metrics.update({"loss": result.loss, "grad_norm": result.grad_norm, "tokens": float(result.tokens)})
         metrics["step_seconds"] = time.perf_counter() - started
         return metrics
