@@ -22,12 +22,13 @@ from reflectgym.trainers.exit.scoring import (
     reply_embeddings,
     with_diversity_bonus,
 )
-from reflectgym.trainers.exit.trainer import ExItConfig, ExItTrainer, Reply, Slot, step_metrics
+from reflectgym.trainers.exit.trainer import Draw, ExItConfig, ExItTrainer, Reply, Slot, SlotResult, step_metrics
 
 __all__ = [
     "INSTRUCTIONS",
     "Attempt",
     "BufferEntry",
+    "Draw",
     "ExItConfig",
     "ExItTrainer",
     "Instance",
@@ -38,6 +39,7 @@ __all__ = [
     "ReplayMismatchError",
     "Reply",
     "Slot",
+    "SlotResult",
     "diversity_weights",
     "improvement_reward",
     "learnability",

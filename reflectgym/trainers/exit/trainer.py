@@ -18,7 +18,9 @@ Deviations from the paper, on purpose:
 * Learnability S is the population variance of the group's returns clipped to `reward_range` and scaled to [0, 1].
   Only children (k ≥ 1) enter the buffer, each with its group's S; a fresh task's own score is not kept, and a
   drawn instance stays in the buffer with its score replaced by the new group's. An instance already held is not
-  added twice. Slots draw from the buffer independently (with replacement).
+  added twice. Slots draw from the buffer independently (with replacement), all from the buffer as it stood at
+  the step's start: an instance that could not be restored (its slot plays its new task instead) or whose prompt
+  is too long leaves the buffer with the step's buffer update, which applies the slots' results in slot order.
 * Slot i of step s plays the new task of seed first_seed + seed·1_000_003 + s·tasks_per_step + i (GRPO's rule)
   whenever it does not draw from the buffer, so with p_select = p_div = 0 the run is GRPO's with `max_turns: 1`,
   token for token.
@@ -32,15 +34,21 @@ Deviations from the paper, on purpose:
 * As in `trainers.grpo`: one optimiser step per batch (π_old is the sampler), no dropout in the update, population
   std, errors left out of their group (a reply whose env step raised, or whose generation failed), groups with
   fewer than two replies left (or, by default, all returns equal) give no sequences.
-* One process: no `torchrun` data parallelism; replies may come from a separate sampler (`sampler: vllm`, or a
-  `VLLMPolicy` from a script). Attempts are stepped in the trainer's process (or in env actors) by `num_envs` envs,
-  each in a thread of its own whose calls past `env_timeout` abandon it (the reply is an error, a fresh env takes
-  its place), as in the rollout engine.
+* Under `torchrun`, every rank draws the step's slots alike (the same buffer, the same generator) and plays its
+  share of them (`World.share`: whole groups, so advantages need no other rank's returns); the slots' results
+  (scores, replies with their env answers, children with their snapshots) are then gathered on every rank, which
+  applies the same buffer update in slot order, so the buffer stays identical everywhere. Metrics come from the
+  gathered results, the update is the global mean (see `trainers.data_parallel`); rank 0 checkpoints the buffer,
+  every rank restores it. Each rank samples its replies with its own generator, as GRPO's ranks do.
+* Replies may come from a separate sampler (`sampler: vllm`, or a `VLLMPolicy` from a script). Attempts are stepped
+  in the trainer's process (or in env actors) by `num_envs` envs, each in a thread of its own whose calls past
+  `env_timeout` abandon it (the reply is an error, a fresh env takes its place), as in the rollout engine.
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 import time
 import warnings
@@ -61,9 +69,9 @@ from reflectgym.agents.policy import Generation, Message, Sampling, derive_seed
 from reflectgym.agents.rollout import TimedEnv, context_limit
 from reflectgym.trainers.batching import Batch, TrainingSequence
 from reflectgym.trainers.config import ConfigError
-from reflectgym.trainers.data_parallel import current_world
+from reflectgym.trainers.data_parallel import all_gather
 from reflectgym.trainers.demonstrations import env_system_prompt
-from reflectgym.trainers.exit.buffer import InstanceBuffer, Priority
+from reflectgym.trainers.exit.buffer import BufferEntry, InstanceBuffer, Priority
 from reflectgym.trainers.exit.instances import Instance, Mode, Outcome, ReplayMismatchError, play, restore, start
 from reflectgym.trainers.exit.scoring import (
     diversity_weights,
@@ -178,6 +186,69 @@ class Reply:
     ret: float = 0.0
 
 
+Problem = Literal["lost", "failed", "too_long"]
+"""What went wrong with a slot: its buffer instance could not be restored (the slot plays its new task instead),
+its new task's reset failed, or its prompt leaves no room for a reply (the last two: the slot is not played)."""
+
+PROBLEM_COUNTS: dict[Problem, str] = {
+    "lost": "instances_lost",
+    "failed": "tasks_failed",
+    "too_long": "prompts_too_long",
+}
+"""The metric that counts each problem."""
+
+
+@dataclass(frozen=True)
+class Draw:
+    """A slot as the step's generator chose it, before any env work (the same on every rank).
+
+    Attributes:
+        index: The slot's position in the step.
+        seed: Its new task's seed (played unless an instance drawn from the buffer is).
+        entry: The buffer entry drawn (None: the new task).
+        mode: How the drawn instance is prompted (improve or diverge; solve for a new task).
+    """
+
+    index: int
+    seed: int
+    entry: BufferEntry | None = None
+    mode: Mode = "solve"
+
+
+@dataclass(frozen=True)
+class SlotResult:
+    """One slot's part in the step's buffer update and metrics: made by the rank that played the slot, then
+    gathered on every rank, so that every rank applies the same results in the same (slot) order.
+
+    Attributes:
+        index: The slot's position in the step.
+        slot: The slot played (None: it was not, see `problems`).
+        replies: Its replies with the env's answers (children carry their snapshots).
+        score: The group's learnability S.
+        sequences: The training sequences the group gave (0: dropped).
+        problems: What went wrong on the way, counted in the metrics.
+        discard: A buffer entry to drop: it could not be restored, or its prompt is too long.
+    """
+
+    index: int
+    slot: Slot | None
+    replies: tuple[Reply, ...] = ()
+    score: float = 0.0
+    sequences: int = 0
+    problems: tuple[Problem, ...] = ()
+    discard: int | None = None
+
+    def portable(self) -> SlotResult:
+        """This result without what only the rank that trained on it needs (the prompt's ids and messages, the
+        replies' log-probs): lighter to gather."""
+        slot = None if self.slot is None else dataclasses.replace(self.slot, messages=[], prompt_ids=[])
+        replies = tuple(
+            dataclasses.replace(reply, generation=dataclasses.replace(reply.generation, logprobs=None))
+            for reply in self.replies
+        )
+        return dataclasses.replace(self, slot=slot, replies=replies)
+
+
 KEEP_ENV_ON = (ReplayMismatchError,)
 """Errors after which the env is fine (the instance did not replay), so it is kept."""
 
@@ -206,8 +277,6 @@ class ExItTrainer:
         self.config = config
         env_id, env_kwargs = config.env_id, dict(config.env_kwargs)
         self._make_env = env_factory(env_id, env_kwargs, config, max_envs=config.num_envs + 1)  # (before the run)
-        if current_world().size > 1:
-            raise ConfigError("exit runs in one process; data-parallel launches (torchrun) are not supported yet")
         self.policy = policy if policy is not None else load_policy(config)
         self.sampler = build_sampler(config, self.policy, config.output_dir, config.seed, sampler)  # (before LoRA)
         self.session = TrainingSession(config, self.policy, describe=config, trainer="exit")
@@ -267,45 +336,57 @@ class ExItTrainer:
             self.sampler.update_weights(trained_weights(self.session.model))
 
     # ------------------------------------------------------------------------------------------- collect
-    def choose_slots(self, step: int) -> tuple[list[Slot], dict[str, float]]:
-        """Each slot's instance and mode: from the buffer with probability p_select once it holds B_min
-        instances, else the slot's new task; diverge with probability p_div when k > 0, else improve."""
+    def draw_slots(self, step: int) -> list[Draw]:
+        """Each slot's instance and mode, without env work: from the buffer with probability p_select once it holds
+        B_min instances, else the slot's new task; diverge with probability p_div (k > 0), else improve. A function
+        of the buffer and of a generator seeded by (seed, step): every rank draws the same."""
         config = self.config
         rng = np.random.default_rng(derive_seed(config.seed, step))
-        slots: list[Slot] = []
-        lost = failed = too_long = 0
-        for seed in self.seeds_for(step):
-            slot = None
+        draws: list[Draw] = []
+        for index, seed in enumerate(self.seeds_for(step)):
             if len(self.buffer) >= config.min_buffer and rng.random() < config.select_prob:
                 entry = self.buffer.sample(rng)
-                try:
-                    instance = self.env.call(partial(restore, instance=entry.instance), keep_env_on=KEEP_ENV_ON)
-                except Exception as error:  # (a replay that diverged, an env that failed) the instance is lost
-                    warnings.warn(f"ExIt: buffer instance dropped, it could not be restored: {error!r}", stacklevel=2)
-                    self.buffer.discard(entry.serial)
-                    lost += 1
-                else:
-                    self.buffer.replace_instance(entry.serial, instance)
-                    mode: Mode = "diverge" if rng.random() < config.diverge_prob else "improve"
-                    slot = Slot(instance, mode, [], entry.serial)
-            if slot is None:
-                try:
-                    slot = Slot(self.env.call(partial(start, seed=seed)), "solve", [])
-                except Exception as error:
-                    warnings.warn(f"ExIt: task seed {seed} left out, its reset failed: {error!r}", stacklevel=2)
-                    failed += 1
-                    continue
-            slot.messages = slot.instance.messages(self.system, slot.mode, config.history_attempts)
-            slot.prompt_ids = self.policy.chat.prompt_ids(slot.messages)
-            limit = self.context_limit
-            if limit is not None and len(slot.prompt_ids) + config.max_new_tokens > limit:
-                too_long += 1  # positions the model never had: not played (and not drawn again)
-                if slot.entry is not None:
-                    self.buffer.discard(slot.entry)
-                continue
-            slots.append(slot)
-        counts = {"instances_lost": float(lost), "tasks_failed": float(failed), "prompts_too_long": float(too_long)}
-        return slots, counts
+                mode: Mode = "diverge" if rng.random() < config.diverge_prob else "improve"
+                draws.append(Draw(index, seed, entry, mode))
+            else:
+                draws.append(Draw(index, seed))
+        return draws
+
+    def prepare_slot(self, draw: Draw) -> SlotResult:
+        """A drawn slot's env work: its buffer instance restored (its new task started when it cannot be, or when
+        none was drawn) and its prompt rendered. The buffer is left alone: what cannot be played again is named in
+        the result and dropped with the step's buffer update."""
+        problems: list[Problem] = []
+        discard = slot = None
+        if draw.entry is not None:
+            try:
+                instance = self.env.call(partial(restore, instance=draw.entry.instance), keep_env_on=KEEP_ENV_ON)
+            except Exception as error:  # (a replay that diverged, an env that failed) the instance is lost
+                warnings.warn(f"ExIt: buffer instance dropped, it could not be restored: {error!r}", stacklevel=2)
+                problems.append("lost")
+                discard = draw.entry.serial
+            else:
+                slot = Slot(instance, draw.mode, [], draw.entry.serial)
+        if slot is None:
+            try:
+                slot = Slot(self.env.call(partial(start, seed=draw.seed)), "solve", [])
+            except Exception as error:
+                warnings.warn(f"ExIt: task seed {draw.seed} left out, its reset failed: {error!r}", stacklevel=2)
+                return SlotResult(draw.index, None, problems=(*problems, "failed"), discard=discard)
+        slot.messages = slot.instance.messages(self.system, slot.mode, self.config.history_attempts)
+        slot.prompt_ids = self.policy.chat.prompt_ids(slot.messages)
+        limit = self.context_limit
+        if limit is not None and len(slot.prompt_ids) + self.config.max_new_tokens > limit:
+            # positions the model never had: not played (and not drawn again)
+            discard = slot.entry if slot.entry is not None else discard
+            return SlotResult(draw.index, None, problems=(*problems, "too_long"), discard=discard)
+        return SlotResult(draw.index, slot, problems=tuple(problems), discard=discard)
+
+    def choose_slots(self, step: int) -> tuple[list[Slot], dict[str, float]]:
+        """Every slot of `step` prepared here (a step prepares only this rank's share), and how many were lost,
+        failed or too long."""
+        results = [self.prepare_slot(draw) for draw in self.draw_slots(step)]
+        return [result.slot for result in results if result.slot is not None], problem_counts(results)
 
     def play_slots(self, slots: Sequence[Slot]) -> list[list[Reply]]:
         """G replies per slot, sampled in one batch; each played as one attempt from its slot's instance, by up to
@@ -418,35 +499,83 @@ class ExItTrainer:
             autocast_dtype=self.session.autocast_dtype,
         )
 
+    def play_share(self, step: int) -> tuple[list[SlotResult], list[TrainingSequence]]:
+        """This rank's share of the step's slots, played: their results (in slot order) and training sequences."""
+        prepared = [self.prepare_slot(draw) for draw in self.session.world.share(self.draw_slots(step))]
+        groups = iter(self.play_slots([result.slot for result in prepared if result.slot is not None]))
+        results: list[SlotResult] = []
+        sequences: list[TrainingSequence] = []
+        for result in prepared:
+            if result.slot is not None:
+                replies = next(groups)
+                group_sequences, score = self.group_sequences(result.slot, replies, result.index)
+                sequences += group_sequences
+                result = dataclasses.replace(
+                    result, replies=tuple(replies), score=score, sequences=len(group_sequences)
+                )
+            results.append(result)
+        return results, sequences
+
+    def update_buffer(self, results: Sequence[SlotResult]) -> dict[str, float]:
+        """Applies every slot's result to the buffer in slot order (the same changes on every rank): entries that
+        cannot be played again go and drawn ones keep the snapshot they were restored to, then each played slot
+        rescores its entry and adds its children. Returns the buffer's metrics."""
+        for result in results:
+            if result.discard is not None:
+                self.buffer.discard(result.discard)
+            elif result.slot is not None and result.slot.entry is not None:
+                self.buffer.replace_instance(result.slot.entry, result.slot.instance)
+        children = sum(
+            self.grow_buffer(result.slot, result.replies, result.score) for result in results if result.slot is not None
+        )
+        entries = self.buffer.entries
+        return {
+            "children_added": float(children),
+            "buffer_size": float(len(entries)),
+            "buffer_mean_score": float(np.mean([entry.score for entry in entries])) if entries else 0.0,
+        }
+
     def _step(self) -> dict[str, float]:
         started = time.perf_counter()
-        slots, counts = self.choose_slots(self.session.step)
-        groups = self.play_slots(slots)
-        metrics = {**counts, **step_metrics(slots, groups), "rollout_seconds": time.perf_counter() - started}
-        sequences: list[TrainingSequence] = []
-        scores: list[float] = []
-        dropped = 0
-        for index, (slot, replies) in enumerate(zip(slots, groups, strict=True)):
-            group_sequences, score = self.group_sequences(slot, replies, index)
-            sequences += group_sequences
-            scores.append(score)
-            dropped += not group_sequences
-        metrics.update(groups_dropped=float(dropped), sequences=float(len(sequences)))
-        metrics["learnability"] = float(np.mean(scores)) if scores else 0.0
-        if sequences:
+        own, sequences = self.play_share(self.session.step)
+        rollout_seconds = time.perf_counter() - started
+        results = every_ranks_results(own)
+        metrics = {**result_metrics(results), "rollout_seconds": rollout_seconds}
+        if metrics["sequences"] > 0:  # over all ranks: a rank without sequences of its own still takes part
             result = self.session.update(sequences, self._loss, dropout=False)
             metrics.update({"loss": result.loss, "grad_norm": result.grad_norm, **result.metrics})
             if self.sampler is not None:  # weights changed: the sampler must generate with them from now on
                 self.sampler.update_weights(trained_weights(self.session.model))
-        children = sum(
-            self.grow_buffer(slot, replies, s) for slot, replies, s in zip(slots, groups, scores, strict=True)
-        )
-        metrics.update(children_added=float(children), buffer_size=float(len(self.buffer)))
-        metrics["buffer_mean_score"] = (
-            float(np.mean([e.score for e in self.buffer.entries])) if len(self.buffer) else 0.0
-        )
+        metrics.update(self.update_buffer(results))
         metrics["step_seconds"] = time.perf_counter() - started
         return metrics
+
+
+def every_ranks_results(own: Sequence[SlotResult]) -> list[SlotResult]:
+    """Every rank's slot results on every rank, in slot order (a collective): the same metrics and buffer update
+    everywhere, and the same as one process playing every slot."""
+    gathered = all_gather([result.portable() for result in own])
+    return sorted((result for rank in gathered for result in rank), key=lambda result: result.index)
+
+
+def problem_counts(results: Sequence[SlotResult]) -> dict[str, float]:
+    """How many of the step's slots had each problem (lost instances, failed resets, prompts too long)."""
+    problems = [problem for result in results for problem in result.problems]
+    return {name: float(problems.count(problem)) for problem, name in PROBLEM_COUNTS.items()}
+
+
+def result_metrics(results: Sequence[SlotResult]) -> dict[str, float]:
+    """The step's metrics before its update, from every slot's result: problems, `step_metrics`, groups dropped,
+    sequences and the mean learnability of the groups played."""
+    played = [result for result in results if result.slot is not None]
+    slots = [result.slot for result in played if result.slot is not None]
+    metrics = {**problem_counts(results), **step_metrics(slots, [result.replies for result in played])}
+    metrics.update(
+        groups_dropped=float(sum(result.sequences == 0 for result in played)),
+        sequences=float(sum(result.sequences for result in played)),
+        learnability=float(np.mean([result.score for result in played])) if played else 0.0,
+    )
+    return metrics
 
 
 def step_metrics(slots: Sequence[Slot], groups: Sequence[Sequence[Reply]]) -> dict[str, float]:
