@@ -146,12 +146,15 @@ class SkillBank:
     def __len__(self) -> int:
         return sum(len(skills) for skills in self.skills.values())
 
-    def credit(self, task: str, returns: Sequence[float]) -> None:
-        """Credits `returns` (a visit's episodes) to the skill chosen at the task's previous visit, if any."""
+    def credit(self, task: str, returns: Sequence[float]) -> bool:
+        """Credits `returns` (a visit's episodes) to the skill chosen at the task's previous visit, if any; returns
+        whether a skill was credited."""
         skill = self.pending.pop(task, None)
-        if skill is not None and returns:
-            skill.uses += len(returns)
-            skill.reward_sum += float(sum(returns))
+        if skill is None or not returns:
+            return False
+        skill.uses += len(returns)
+        skill.reward_sum += float(sum(returns))
+        return True
 
     def choose(self, task: str, rng: np.random.Generator) -> Skill | None:
         """The skill the teacher uses for `task` (then pending), or None when the task has none yet: an untried one

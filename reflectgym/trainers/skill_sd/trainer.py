@@ -28,7 +28,15 @@ Deviations from the paper (and choices the write-ups leave open):
 - The bank holds at most `max_banked_tasks` tasks (least recently visited out first, with a pending skill's
   credit): with `train_tasks: None` on procedurally generated levels no task comes back, and an unbounded bank
   would grow with every step in memory and in every checkpoint. The write-ups' fixed task sets need no bound.
-- A single process (no `torchrun` data parallelism: each rank would keep its own bank).
+- Under `torchrun`, each rank plays its share of the step's tasks (whole groups, as GRPO) and every rank keeps
+  the same bank: each group's task and returns are gathered (`all_gather`), and every rank credits and chooses
+  for all of the step's tasks in the order of the step's seeds, with the same generator; the rank that played a
+  task asks for its skill, and the step's summaries are gathered once every rank's are done (a background
+  summariser is waited for at the end of the step, before the bank changes) and join every rank's bank in that
+  order. The GRPO rescaling sums its units over every rank; bank metrics are computed from the gathered visits
+  and summaries. Rank 0 checkpoints the bank, every rank restores it. A summariser sampling a rank's share
+  writes other skills than one sampling the whole step (another batch): ranks still agree, since each skill is
+  written once and gathered.
 - A reply of the summariser with no JSON object makes no skill (`skills_unparsed` counts them). The default
   summariser (the trained policy) samples with its generator state saved and put back, so rollouts do not depend
   on it; a background summariser sampling with torch in this process (`hf:`) shares torch's global generator,
@@ -39,10 +47,10 @@ from __future__ import annotations
 
 import dataclasses
 import warnings
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -53,7 +61,7 @@ from reflectgym.agents.specs import make_policy
 from reflectgym.core.trajectory import Trajectory
 from reflectgym.trainers.batching import Batch, TrainingSequence
 from reflectgym.trainers.config import ConfigError
-from reflectgym.trainers.data_parallel import current_world
+from reflectgym.trainers.data_parallel import World, all_gather, global_sums
 from reflectgym.trainers.demonstrations import env_system_prompt
 from reflectgym.trainers.grpo import GRPOConfig, GRPOTrainer, finished_episodes, sequences_from_groups
 from reflectgym.trainers.losses import self_distillation_loss
@@ -135,6 +143,40 @@ def best_episode(group: list[Trajectory]) -> Trajectory | None:
     return max(finished, key=lambda trajectory: trajectory.total_reward) if finished else None
 
 
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Visit:
+    """What the bank needs of one group, on every rank: its task, the returns of its finished episodes, and whether
+    it has an episode to write a skill from."""
+
+    task: str
+    returns: tuple[float, ...]
+    summarisable: bool
+
+
+def visit(group: list[Trajectory]) -> Visit:
+    """A group's `Visit`."""
+    task, returns = visit_of(group)
+    return Visit(task, tuple(returns), best_episode(group) is not None)
+
+
+def step_positions(world: World, groups: list[list[Trajectory]], tasks: int) -> list[int]:
+    """Each of this rank's groups' place among the step's `tasks` task seeds (the order every rank updates the bank
+    in, whatever order the groups finished in): the rank's share of the places, at the group's own index in the
+    seeds it played (`metadata["group"]`; its index in `groups` where that is missing)."""
+    places = world.share(list(range(tasks)))
+    return [places[group[0].metadata.get("group", index) if group else index] for index, group in enumerate(groups)]
+
+
+def in_step_order(own: Sequence[tuple[int, T]]) -> list[tuple[int, T]]:
+    """Every rank's (place in the step, item) pairs on every rank, sorted by place (a collective: every rank calls
+    it): the same list everywhere, and the same as one process holding the whole step."""
+    gathered = all_gather(list(own))
+    return sorted((pair for rank in gathered for pair in rank), key=lambda pair: pair[0])
+
+
 class SkillSDTrainer(GRPOTrainer):
     """Trains a transformers policy with Skill-SD on one env.
 
@@ -155,8 +197,6 @@ class SkillSDTrainer(GRPOTrainer):
         sampler: WeightSyncedSampler | None = None,
         summariser: Policy | None = None,
     ) -> None:
-        if current_world().distributed:
-            raise ConfigError("skill_sd runs in one process (each torchrun rank would keep its own skill bank)")
         super().__init__(config, policy, sampler)
         self.config: SkillSDConfig = config
         self.bank = SkillBank(config.skills_per_task, config.skill_exploration, config.max_banked_tasks)
@@ -173,6 +213,10 @@ class SkillSDTrainer(GRPOTrainer):
         finally:
             env.close()
         self._summaries: Future[list[Summary]] | None = None
+        self._summary_places: list[int] = []
+        """The step places of the groups this rank asked skills for, in the order of `_summaries`."""
+        self._bank_counts: dict[str, float] = {}
+        """The step's skills chosen and credited (over every rank), logged with its bank metrics."""
         self._grpo_scale = 1.0
         self._warned_unplaced = False
 
@@ -209,14 +253,11 @@ class SkillSDTrainer(GRPOTrainer):
         self._grpo_scale = 1.0
         if config.sd_coef == 0:
             return super()._training_sequences(groups)
-        rng = np.random.default_rng([config.seed, session.step])
-        chosen: dict[int, Skill] = {}  # group position -> the skill its teacher uses
-        for position, group in enumerate(groups):
-            task, returns = visit_of(group)
-            self.bank.credit(task, returns)
-            skill = self.bank.choose(task, rng)
-            if skill is not None:
-                chosen[position] = skill
+        places = step_positions(session.world, groups, len(self.seeds_for(session.step)))
+        visits = in_step_order([(place, visit(group)) for place, group in zip(places, groups, strict=True)])
+        by_place = self._visit_bank(visits)  # (every rank: the same bank changes and choices)
+        # group position (here) -> the skill its teacher uses
+        chosen = {position: by_place[place] for position, place in enumerate(places) if place in by_place}
         sequences, counts = sequences_from_groups(groups, config.drop_zero_variance_groups, chosen.keys())
         prompts = {
             (position, student): teacher
@@ -248,29 +289,51 @@ class SkillSDTrainer(GRPOTrainer):
             )
             self._warned_unplaced = True
         self._grpo_scale = self._grpo_rescale(groups, sequences, chosen.keys())
-        self._start_summaries(groups)
+        self._start_summaries(groups, places)
         return sequences, counts
+
+    def _visit_bank(self, visits: Sequence[tuple[int, Visit]]) -> dict[int, Skill]:
+        """Credits and chooses for every visit of the step, in step order with the step's generator (the same
+        changes and choices on every rank); returns the chosen skill per step place."""
+        rng = np.random.default_rng([self.config.seed, self.session.step])
+        chosen: dict[int, Skill] = {}
+        credited = 0
+        for place, each in visits:
+            credited += int(self.bank.credit(each.task, each.returns))
+            skill = self.bank.choose(each.task, rng)
+            if skill is not None:
+                chosen[place] = skill
+        self._bank_counts = {"skills_chosen": float(len(chosen)), "skills_credited": float(credited)}
+        return chosen
 
     def _grpo_rescale(
         self, groups: list[list[Trajectory]], sequences: list[TrainingSequence], kept: Collection[int]
     ) -> float:
         """What the GRPO term is multiplied by so that its mean runs over the groups with GRPO signal only, not
-        over the all-equal groups kept for the SD term."""
+        over the all-equal groups kept for the SD term; from the units of every rank (the same factor everywhere, as
+        the loss's mean runs over the whole step)."""
         if not self.config.drop_zero_variance_groups:
             return 1.0
         uniform = {position for position in kept if len(set(visit_of(groups[position])[1])) <= 1}
         signal = [sequence for sequence in sequences if sequence.group not in uniform]
-        units = averaged_units(signal, self.config.normalisation)
-        return averaged_units(sequences, self.config.normalisation) / units if units else 1.0
+        normalisation = self.config.normalisation
+        units = {
+            "all": float(averaged_units(sequences, normalisation)),
+            "signal": float(averaged_units(signal, normalisation)),
+        }
+        units = global_sums(units, self.policy.device)  # (a collective: the step's units, over every rank)
+        return units["all"] / units["signal"] if units["signal"] else 1.0
 
-    def _start_summaries(self, groups: list[list[Trajectory]]) -> None:
-        """Asks for a skill for each task that wants one, from its group's best episode."""
-        episodes = []
-        for group in groups:
+    def _start_summaries(self, groups: list[list[Trajectory]], places: Sequence[int]) -> None:
+        """Asks for a skill for each of this rank's tasks that wants one, from its group's best episode (the bank is
+        the same on every rank, so every rank agrees on which tasks want one)."""
+        episodes, self._summary_places = [], []
+        for group, place in zip(groups, places, strict=True):
             task, returns = visit_of(group)
             best = best_episode(group)
             if best is not None and self.bank.wants_skill(task, float(np.mean(returns))):
                 episodes.append((task, best))
+                self._summary_places.append(place)
         seed = derive_seed(self.config.seed, self.session.step, 0x5C111)  # reproducible summaries: exact resume
         sampling = dataclasses.replace(self.summariser.sampling, seed=seed)
         if self.summariser.background:
@@ -281,16 +344,11 @@ class SkillSDTrainer(GRPOTrainer):
             self._summaries = self.summariser.submit(episodes, sampling)
 
     def _after_update(self, groups: list[list[Trajectory]]) -> dict[str, float]:
-        """The step's skills join the bank (after a background summariser finished them)."""
-        future, self._summaries = self._summaries, None
+        """The step's skills join the bank: every rank waits for its own summaries (a background summariser's
+        too), then all of them, gathered, join every rank's bank in step order."""
         added = unparsed = failed = 0
-        if future is not None:
-            try:
-                summaries = future.result()
-            except Exception as error:  # a summariser that failed costs this step's skills, not the run
-                warnings.warn(f"skill_sd: the summariser failed, no skills this step: {error}", stacklevel=2)
-                summaries = []
-            for summary in summaries:
+        if self.config.sd_coef > 0:  # (the same on every rank: each takes part in the gather)
+            for _, summary in in_step_order(self._own_summaries()):
                 if summary.skill is not None:
                     self.bank.add(summary.task, summary.skill)
                     added += 1
@@ -302,9 +360,24 @@ class SkillSDTrainer(GRPOTrainer):
             "skills_added": float(added),
             "skills_unparsed": float(unparsed),
             "skills_failed": float(failed),
+            "skills_chosen": self._bank_counts.get("skills_chosen", 0.0),
+            "skills_credited": self._bank_counts.get("skills_credited", 0.0),
             "skill_bank": float(len(self.bank)),
             "skill_bank_tasks": float(len(self.bank.skills)),
         }
+
+    def _own_summaries(self) -> list[tuple[int, Summary]]:
+        """This rank's summaries of the step with their step places, once its summariser is done (none when it
+        failed: that costs the rank's skills of this step, not the run)."""
+        future, self._summaries = self._summaries, None
+        if future is None:
+            return []
+        try:
+            summaries = future.result()
+        except Exception as error:
+            warnings.warn(f"skill_sd: the summariser failed, no skills this step: {error}", stacklevel=2)
+            return []
+        return list(zip(self._summary_places, summaries, strict=True))
 
     def _loss(self, batch: Batch, logprobs: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
         loss, metrics = super()._loss(batch, logprobs)

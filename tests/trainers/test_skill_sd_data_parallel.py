@@ -1,0 +1,161 @@
+"""Skill-SD data-parallel under torchrun, for real: two CPU processes (gloo) each play their share of every step's
+tasks (two and one), yet hold the same skill bank after every step, log the same metrics and keep the same
+weights as one process playing all of them; a resumed two-rank run restores rank 0's checkpointed bank on both
+ranks and goes on exactly."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from support.torchrun import run_ranks
+
+torch = pytest.importorskip("torch", reason="torch is not installed (pip install 'reflectgym[train]')")
+pytest.importorskip("transformers", reason="transformers is not installed")
+
+from reflectgym.agents.tiny import TinyModelConfig, build_tiny_model  # noqa: E402
+
+SCRIPT = """
+import dataclasses, json, os, sys, zlib
+import torch
+import reflectgym
+from reflectgym.agents.policy import Generation, derive_seed
+from reflectgym.trainers.skill_sd.trainer import SkillSDConfig, SkillSDTrainer
+
+words = ["once", "twice", "thrice", "often"]
+tasks = [{"id": f"t{i}", "prompt": f"Say a, {w}.", "answer": "a"} for i, w in enumerate(words)]
+def score(task, answer):  # task t0's groups are all equal: kept for their SD term once t0 has a skill
+    return 0.0 if task.id == "t0" else len(answer.strip()) % 3 / 2
+env_id = reflectgym.register_task_env("DDPSkillSayA-v0", tasks, score)
+
+class Scribe:
+    \"\"\"Writes a skill that names the episode it was shown: the same whichever rank (and batch) asks.\"\"\"
+    name = "scribe"
+    def generate(self, conversations, sampling):
+        texts = [conversation[-1]["content"] for conversation in conversations]
+        return [Generation(json.dumps({"success_analysis": f"{text.splitlines()[1]} #{zlib.crc32(text.encode())}",
+                                       "golden_workflow": "say a"})) for text in texts]
+
+model, out, steps, resume = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4] == "resume"
+# 3 tasks a step out of 4 (seeds 8-11: t2, t1, t3, t0; shuffled passes: a step may visit a task twice): rank 0
+# plays two, rank 1 one
+config = SkillSDConfig(model=model, env_id=env_id, output_dir=out, steps=steps, tasks_per_step=3, train_tasks=4,
+                       first_seed=8,
+                       group_size=4, lr=3e-3, max_new_tokens=6, minibatch_size=2, sd_coef=0.5, skills_per_task=2,
+                       save_every=2, progress=False, device="cpu", seed=1, resume=resume)
+trainer = SkillSDTrainer(config, summariser=Scribe())
+generate_ids = trainer.policy.generate_ids
+
+def keyed(prompts, sampling):  # each reply sampled alone, seeded by its prompt, its place in the group and the step:
+    replies = []                # the same reply whichever rank (and batch) samples it
+    for position, prompt in enumerate(prompts):
+        key = zlib.crc32(repr(list(prompt)).encode())
+        seed = derive_seed(key, position % config.group_size, trainer.session.step)
+        replies += generate_ids([prompt], dataclasses.replace(sampling, seed=seed))
+    return replies
+
+trainer.policy.generate_ids = keyed
+played, scales, banks = [], [], []
+training_sequences = trainer._training_sequences
+def recording(groups):  # the tasks this rank played itself, and the GRPO rescaling it used
+    played.append(sorted(group[0].seed for group in groups))
+    out = training_sequences(groups)
+    scales.append(trainer._grpo_scale)
+    return out
+trainer._training_sequences = recording
+after_update = trainer._after_update
+def snapshotting(groups):  # the bank after every step
+    metrics = after_update(groups)
+    banks.append(trainer.bank.to_dict())
+    return metrics
+trainer._after_update = snapshotting
+history = trainer.train()
+rank = int(os.environ.get("RANK", "0"))
+record = {"weights": trainer.model.state_dict(), "history": history, "banks": banks, "played": played,
+          "scales": scales}
+torch.save(record, os.path.join(out, f"rank{rank}.pt"))
+"""
+
+TIMING = ("rollout_seconds", "step_seconds")
+
+
+def launch(tmp_path: Path, model: Path, out: Path, processes: int, steps: int = 4, resume: bool = False) -> None:
+    script = tmp_path / "train.py"
+    script.write_text(SCRIPT)
+    run_ranks(script, processes, [str(model), str(out), str(steps), "resume" if resume else "fresh"])
+
+
+def load(out: Path, ranks: int) -> list[dict[str, Any]]:
+    return [torch.load(out / f"rank{rank}.pt", weights_only=False) for rank in range(ranks)]
+
+
+def untimed(history: list[dict[str, float]]) -> list[dict[str, float]]:
+    return [{key: value for key, value in step.items() if key not in TIMING} for step in history]
+
+
+def assert_same_steps(ours: list[dict[str, float]], theirs: list[dict[str, float]]) -> None:
+    """The same metrics, step by step (the losses and gradient norm up to the order gloo sums in)."""
+    assert len(ours) == len(theirs)
+    for our_step, their_step in zip(untimed(ours), untimed(theirs), strict=True):
+        assert our_step.keys() == their_step.keys()
+        for key, value in their_step.items():
+            assert our_step[key] == pytest.approx(value, abs=1e-5), key
+
+
+def assert_same_weights(ours: dict[str, torch.Tensor], theirs: dict[str, torch.Tensor]) -> None:
+    for name, tensor in theirs.items():
+        assert torch.allclose(ours[name], tensor, atol=1e-5), name
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, dict[str, Any], list[dict[str, Any]]]:
+    """The tiny model, and four steps of it trained by one process and by two ranks."""
+    tmp_path = tmp_path_factory.mktemp("skill-sd-ddp")
+    model = build_tiny_model(tmp_path / "model", TinyModelConfig(seed=3))
+    launch(tmp_path, model, tmp_path / "single", 1)
+    launch(tmp_path, model, tmp_path / "ddp", 2)
+    return tmp_path, model, load(tmp_path / "single", 1)[0], load(tmp_path / "ddp", 2)
+
+
+@pytest.mark.slow
+def test_two_ranks_keep_the_same_bank_and_take_the_same_steps_as_one_process(
+    runs: tuple[Path, Path, dict[str, Any], list[dict[str, Any]]],
+) -> None:
+    _, _, single, ranks = runs
+    history = single["history"]
+    assert all("loss" in step for step in history), "a step without an update: the weights were not tested"
+    assert sum(step["skills_added"] for step in history) > 0, "no skill was written"
+    assert all(step["skills_chosen"] > 0 and step["taught_sequences"] > 0 for step in history[1:]), "no skill used"
+    assert sum(step["skills_credited"] for step in history) > 0, "no skill was credited"
+    assert any(scale != 1.0 for scale in single["scales"]), "no all-equal group was kept for its SD term"
+    assert all(len(played) == 3 for played in single["played"])
+    assert [len(played) for played in ranks[0]["played"]] == [2] * 4, "rank 0 plays two of each step's tasks"
+    assert [len(played) for played in ranks[1]["played"]] == [1] * 4, "rank 1 plays the third"
+    for step, whole in enumerate(single["played"]):
+        assert sorted(ranks[0]["played"][step] + ranks[1]["played"][step]) == whole
+    for rank in ranks:
+        assert rank["banks"] == single["banks"], "a bank differs from one process's after some step"
+        assert rank["scales"] == pytest.approx(single["scales"], abs=1e-12), "the GRPO rescaling is not global"
+        assert_same_steps(rank["history"], history)
+        assert_same_weights(rank["weights"], single["weights"])
+    assert untimed(ranks[0]["history"]) == untimed(ranks[1]["history"]), "metrics are global: every rank logs the same"
+    for name, tensor in ranks[0]["weights"].items():
+        assert torch.equal(tensor, ranks[1]["weights"][name]), f"ranks disagree on {name}"
+
+
+@pytest.mark.slow
+def test_two_ranks_resume_with_rank_zeros_checkpointed_bank(
+    runs: tuple[Path, Path, dict[str, Any], list[dict[str, Any]]],
+) -> None:
+    """Rank 0 alone writes the checkpoint; both ranks restore its bank, so steps 3 and 4 (which choose and credit
+    from it) go on as in the uninterrupted run."""
+    tmp_path, model, _, whole = runs
+    launch(tmp_path, model, tmp_path / "resumed", 2, steps=2)
+    launch(tmp_path, model, tmp_path / "resumed", 2, steps=4, resume=True)
+    resumed = load(tmp_path / "resumed", 2)
+    assert whole[0]["history"][2]["skills_chosen"] > 0, "step 3 chose no skill from the restored bank"
+    for rank, uninterrupted in zip(resumed, whole, strict=True):
+        assert rank["banks"] == uninterrupted["banks"][2:]
+        assert_same_steps(rank["history"], uninterrupted["history"][2:])
+        assert_same_weights(rank["weights"], uninterrupted["weights"])
