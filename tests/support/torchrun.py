@@ -6,8 +6,11 @@ import os
 import socket
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 
 def free_port() -> int:
@@ -28,3 +31,32 @@ def run_ranks(script: Path, processes: int, arguments: Sequence[str], timeout: f
     cpu_ranks = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
     result = subprocess.run([*command, *arguments], capture_output=True, text=True, timeout=timeout, env=cpu_ranks)
     assert result.returncode == 0, result.stderr[-4000:]
+
+
+def load_ranks(out: Path, ranks: int) -> list[dict[str, Any]]:
+    """What each rank's script saved as `out/rank{R}.pt`, in rank order."""
+    import torch
+
+    return [torch.load(out / f"rank{rank}.pt", weights_only=False) for rank in range(ranks)]
+
+
+def untimed(history: list[dict[str, float]]) -> list[dict[str, float]]:
+    """Logged metrics without the wall-clock ones (`*seconds*`), which no two runs share."""
+    return [{key: value for key, value in step.items() if "seconds" not in key} for step in history]
+
+
+def assert_same_steps(ours: list[dict[str, float]], theirs: list[dict[str, float]]) -> None:
+    """The same metrics, step by step (the losses and gradient norm up to the order gloo sums in)."""
+    assert len(ours) == len(theirs)
+    for our_step, their_step in zip(untimed(ours), untimed(theirs), strict=True):
+        assert our_step.keys() == their_step.keys()
+        for key, value in their_step.items():
+            assert our_step[key] == pytest.approx(value, abs=1e-5), key
+
+
+def assert_same_weights(ours: Mapping[str, Any], theirs: Mapping[str, Any]) -> None:
+    """Every tensor of `theirs` close to `ours`'s (atol 1e-5: sums over ranks add up in another order)."""
+    import torch
+
+    for name, tensor in theirs.items():
+        assert torch.allclose(ours[name], tensor, atol=1e-5), name

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support.torchrun import run_ranks
+from support.torchrun import run_ranks, untimed
 
 torch = pytest.importorskip("torch", reason="torch is not installed (pip install 'reflectgym[train]')")
 pytest.importorskip("transformers", reason="transformers is not installed")
@@ -73,10 +73,6 @@ def launch(folder: Path, model: Path, out: Path, processes: int, steps: int = 2,
 
 def load(out: Path, rank: int) -> dict[str, Any]:
     return torch.load(out / f"rank{rank}.pt", weights_only=False)
-
-
-def untimed(history: list[dict[str, float]]) -> list[dict[str, float]]:
-    return [{key: value for key, value in step.items() if "seconds" not in key} for step in history]
 
 
 @pytest.fixture(scope="module")

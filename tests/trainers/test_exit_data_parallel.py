@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support.torchrun import run_ranks
+from support.torchrun import assert_same_steps, assert_same_weights, load_ranks, run_ranks, untimed
 
 torch = pytest.importorskip("torch", reason="torch is not installed (pip install 'reflectgym[train]')")
 pytest.importorskip("transformers", reason="transformers is not installed")
@@ -60,35 +60,11 @@ record = {"weights": trainer.model.state_dict(), "history": history, "buffers": 
 torch.save(record, os.path.join(out, f"rank{rank}.pt"))
 """
 
-TIMING = ("rollout_seconds", "step_seconds")
-
 
 def launch(tmp_path: Path, model: Path, out: Path, processes: int, steps: int = 3, resume: bool = False) -> None:
     script = tmp_path / "train.py"
     script.write_text(SCRIPT)
     run_ranks(script, processes, [str(model), str(out), str(steps), "resume" if resume else "fresh"])
-
-
-def load(out: Path, ranks: int) -> list[dict[str, Any]]:
-    return [torch.load(out / f"rank{rank}.pt", weights_only=False) for rank in range(ranks)]
-
-
-def untimed(history: list[dict[str, float]]) -> list[dict[str, float]]:
-    return [{key: value for key, value in step.items() if key not in TIMING} for step in history]
-
-
-def assert_same_steps(ours: list[dict[str, float]], theirs: list[dict[str, float]]) -> None:
-    """The same metrics, step by step (the loss and gradient norm up to the order gloo sums in)."""
-    assert len(ours) == len(theirs)
-    for our_step, their_step in zip(untimed(ours), untimed(theirs), strict=True):
-        assert our_step.keys() == their_step.keys()
-        for key, value in their_step.items():
-            assert our_step[key] == pytest.approx(value, abs=1e-5), key
-
-
-def assert_same_weights(ours: dict[str, torch.Tensor], theirs: dict[str, torch.Tensor]) -> None:
-    for name, tensor in theirs.items():
-        assert torch.allclose(ours[name], tensor, atol=1e-5), name
 
 
 @pytest.fixture(scope="module")
@@ -98,7 +74,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, dict[str
     model = build_tiny_model(tmp_path / "model", TinyModelConfig(seed=3))
     launch(tmp_path, model, tmp_path / "single", 1)
     launch(tmp_path, model, tmp_path / "ddp", 2)
-    return tmp_path, model, load(tmp_path / "single", 1)[0], load(tmp_path / "ddp", 2)
+    return tmp_path, model, load_ranks(tmp_path / "single", 1)[0], load_ranks(tmp_path / "ddp", 2)
 
 
 @pytest.mark.slow
@@ -131,7 +107,7 @@ def test_two_ranks_resume_with_rank_zeros_checkpointed_buffer(
     tmp_path, model, _, whole = runs
     launch(tmp_path, model, tmp_path / "resumed", 2, steps=2)
     launch(tmp_path, model, tmp_path / "resumed", 2, steps=3, resume=True)
-    resumed = load(tmp_path / "resumed", 2)
+    resumed = load_ranks(tmp_path / "resumed", 2)
     assert whole[0]["history"][2]["from_buffer"] > 0, "step 3 did not draw from the restored buffer"
     for rank, uninterrupted in zip(resumed, whole, strict=True):
         assert rank["buffers"] == uninterrupted["buffers"][2:]

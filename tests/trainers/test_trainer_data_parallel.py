@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 
 import pytest
-from support.torchrun import run_ranks
+from support.torchrun import run_ranks, untimed
 
 torch = pytest.importorskip("torch", reason="torch is not installed (pip install 'reflectgym[train]')")
 pytest.importorskip("transformers", reason="transformers is not installed")
@@ -127,10 +127,6 @@ def spread_weights(folder: Path, seed: int) -> Path:
                 parameter.normal_(0.0, parameter.shape[1] ** -0.5)
     model.save_pretrained(folder)
     return folder
-
-
-def untimed(history: list[dict[str, float]]) -> list[dict[str, float]]:
-    return [{key: value for key, value in step.items() if "seconds" not in key} for step in history]
 
 
 @pytest.mark.slow
