@@ -60,3 +60,25 @@ def assert_same_weights(ours: Mapping[str, Any], theirs: Mapping[str, Any]) -> N
 
     for name, tensor in theirs.items():
         assert torch.allclose(ours[name], tensor, atol=1e-5), name
+
+
+def launch_training(script: str, model: Path, out: Path, processes: int, steps: int, resume: bool = False) -> None:
+    """Writes `script` beside `out` and runs it as `processes` ranks with the arguments MODEL OUT STEPS
+    fresh|resume (the two-rank trainer tests' scripts all take these)."""
+    path = out.parent / "train.py"
+    path.write_text(script)
+    run_ranks(path, processes, [str(model), str(out), str(steps), "resume" if resume else "fresh"])
+
+
+def one_and_two_ranks(
+    tmp_path_factory: pytest.TempPathFactory, name: str, script: str, steps: int
+) -> tuple[Path, Path, dict[str, Any], list[dict[str, Any]]]:
+    """The tiny model (seed 3) trained `steps` steps by `script` in one process and on two ranks: (folder, model,
+    the one process's record, the two ranks' records)."""
+    from reflectgym.agents.tiny import TinyModelConfig, build_tiny_model
+
+    tmp_path = tmp_path_factory.mktemp(name)
+    model = build_tiny_model(tmp_path / "model", TinyModelConfig(seed=3))
+    launch_training(script, model, tmp_path / "single", 1, steps)
+    launch_training(script, model, tmp_path / "ddp", 2, steps)
+    return tmp_path, model, load_ranks(tmp_path / "single", 1)[0], load_ranks(tmp_path / "ddp", 2)

@@ -8,12 +8,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support.torchrun import assert_same_steps, assert_same_weights, load_ranks, run_ranks, untimed
+from support.torchrun import (
+    assert_same_steps,
+    assert_same_weights,
+    launch_training,
+    load_ranks,
+    one_and_two_ranks,
+    untimed,
+)
 
 torch = pytest.importorskip("torch", reason="torch is not installed (pip install 'reflectgym[train]')")
 pytest.importorskip("transformers", reason="transformers is not installed")
 
-from reflectgym.agents.tiny import TinyModelConfig, build_tiny_model  # noqa: E402
 
 SCRIPT = """
 import dataclasses, os, sys, zlib
@@ -61,20 +67,10 @@ torch.save(record, os.path.join(out, f"rank{rank}.pt"))
 """
 
 
-def launch(tmp_path: Path, model: Path, out: Path, processes: int, steps: int = 3, resume: bool = False) -> None:
-    script = tmp_path / "train.py"
-    script.write_text(SCRIPT)
-    run_ranks(script, processes, [str(model), str(out), str(steps), "resume" if resume else "fresh"])
-
-
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, dict[str, Any], list[dict[str, Any]]]:
     """The tiny model, and three steps of it trained by one process and by two ranks."""
-    tmp_path = tmp_path_factory.mktemp("exit-ddp")
-    model = build_tiny_model(tmp_path / "model", TinyModelConfig(seed=3))
-    launch(tmp_path, model, tmp_path / "single", 1)
-    launch(tmp_path, model, tmp_path / "ddp", 2)
-    return tmp_path, model, load_ranks(tmp_path / "single", 1)[0], load_ranks(tmp_path / "ddp", 2)
+    return one_and_two_ranks(tmp_path_factory, "exit-ddp", SCRIPT, steps=3)
 
 
 @pytest.mark.slow
@@ -105,8 +101,8 @@ def test_two_ranks_resume_with_rank_zeros_checkpointed_buffer(
     """Rank 0 alone writes the checkpoint; both ranks restore its buffer, so step 3 (which draws from it) goes on as
     in the uninterrupted run."""
     tmp_path, model, _, whole = runs
-    launch(tmp_path, model, tmp_path / "resumed", 2, steps=2)
-    launch(tmp_path, model, tmp_path / "resumed", 2, steps=3, resume=True)
+    launch_training(SCRIPT, model, tmp_path / "resumed", 2, 2)
+    launch_training(SCRIPT, model, tmp_path / "resumed", 2, 3, resume=True)
     resumed = load_ranks(tmp_path / "resumed", 2)
     assert whole[0]["history"][2]["from_buffer"] > 0, "step 3 did not draw from the restored buffer"
     for rank, uninterrupted in zip(resumed, whole, strict=True):
