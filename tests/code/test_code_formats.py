@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import base64
 import json
+import pickle
+import zlib
 from pathlib import Path
 from typing import Literal
 
@@ -10,6 +13,7 @@ import pytest
 
 from reflectgym.core.tasks import TaskFormatError, TaskList
 from reflectgym.envs.code.asserts import instrument, split_check
+from reflectgym.envs.code.encoded_cases import EncodedCasesError, decode_livecodebench_cases
 from reflectgym.envs.code.env import CodeEnv, CodeIOEnv
 from reflectgym.envs.code.formats import FUNCTION_TASKS, IO_TASKS, load_code_tasks
 
@@ -91,6 +95,9 @@ def test_codecontests_style_columns_become_public_and_hidden_cases() -> None:
     }
     task = load_code_tasks([row], "io").get("echo")
     assert len(task.data["tests"]) == 1 and len(task.data["hidden_tests"]) == 2
+    generated = {**row, "generated_tests": {"input": ["4\n"], "output": ["4\n"]}}
+    hidden = load_code_tasks([generated], "io").get("echo").data["hidden_tests"]
+    assert [case["input"] for case in hidden] == ["2\n", "3\n", "4\n"]  # (private, then generated)
 
 
 CODECONTESTS_ROW = {  # (the layout of deepmind/code_contests: `solutions.language` 1 Python 2, 2 C++, 3 Python 3)
@@ -206,11 +213,54 @@ def test_apps_and_livecodebench_rows_become_io_tasks() -> None:
     assert lcb.data["hidden_tests"] == [{"input": "5 5\n", "output": "10\n"}]
 
 
-def test_livecodebench_private_cases_it_cannot_read_are_dropped_with_a_warning() -> None:
-    row = {**LIVECODEBENCH_ROW, "private_test_cases": "eJzLSM3JyVcozy/KSQEAGgQEXQ=="}  # (zlib + pickle, base64)
-    with pytest.warns(UserWarning, match="playing its public cases only"):
-        task = load_code_tasks([row], "io").get("abc301_a")
-    assert task.data["hidden_tests"] == []
+def _livecodebench_encoded(value: object, protocol: int = 4) -> str:
+    """`value` as LiveCodeBench ships `private_test_cases`: base64 of zlib of a pickle (of a JSON string)."""
+    return base64.b64encode(zlib.compress(pickle.dumps(value, protocol=protocol))).decode()
+
+
+@pytest.mark.parametrize("protocol", [0, 2, 4, 5])
+def test_livecodebench_private_cases_in_its_own_encoding_are_decoded_and_played(protocol: int) -> None:
+    private = [{"input": "5 5\n", "output": "10\n", "testtype": "stdin"}, {"input": "2 2\n", "output": "4\n"}]
+    row = {**LIVECODEBENCH_ROW, "private_test_cases": _livecodebench_encoded(json.dumps(private), protocol)}
+    task = load_code_tasks([row], "io").get("abc301_a")
+    assert task.data["hidden_tests"] == [{"input": "5 5\n", "output": "10\n"}, {"input": "2 2\n", "output": "4\n"}]
+    env = CodeIOEnv(tasks=[row], max_attempts=1)
+    try:
+        env.reset()
+        assert env.step("```python\nprint(3)\n```")[1] == 0.0  # (passes the public case only)
+        env.reset()
+        assert env.step("```python\nprint(sum(map(int, input().split())))\n```")[1] == 1.0
+    finally:
+        env.close()
+
+
+class _Hostile:
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[object, tuple[str]]:
+        return (Path.touch, (str(self.marker),))
+
+
+def test_a_livecodebench_field_that_is_not_a_pickled_string_is_refused_and_never_loaded(tmp_path: Path) -> None:
+    marker = tmp_path / "ran"
+    bomb = base64.b64encode(zlib.compress(b"\0" * (1 << 20))).decode()
+    for bad, message in [
+        (_livecodebench_encoded(_Hostile(marker)), "more than a string"),
+        (_livecodebench_encoded([json.dumps([])]), "more than a string"),
+        (_livecodebench_encoded("not json"), "decoded, but not JSON"),
+        (base64.b64encode(zlib.compress(b"garbage")).decode(), "not a pickle"),
+        (base64.b64encode(b"plain bytes").decode(), "not zlib"),
+        ("{not json and not base64", "not base64"),
+    ]:
+        with pytest.raises(TaskFormatError, match=message):
+            load_code_tasks([{**LIVECODEBENCH_ROW, "private_test_cases": bad}], "io")
+    assert not marker.exists()
+    with pytest.raises(EncodedCasesError, match="more than 4096 bytes"):
+        decode_livecodebench_cases(bomb, max_bytes=4096)
+    with pytest.warns(UserWarning, match="skipped 1 bad row"):
+        skipped = load_code_tasks([{**LIVECODEBENCH_ROW, "private_test_cases": "%%%"}, APPS_ROW], "io", on_error="skip")
+    assert isinstance(skipped, TaskList) and [task.id for task in skipped] == ["17"]
 
 
 @pytest.mark.parametrize(

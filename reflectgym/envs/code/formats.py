@@ -23,14 +23,15 @@ A call-based case's assert is `assert CALL in (EXPECTED, *ALSO_ACCEPTED)` when m
 
 Stdin/stdout tasks (`family == "io"`):
 * `io`: `task_id`, `prompt`, `solution` (optional), `tests` and optional `hidden_tests`, each a list of
-  `{"input": ..., "output": ...}`; or CodeContests-style `public_tests` / `private_tests`, each
-  `{"input": [...], "output": [...]}`, whose reference is the first Python 3 program of `solutions`
+  `{"input": ..., "output": ...}`; or CodeContests-style `public_tests` / `private_tests` / `generated_tests`,
+  each `{"input": [...], "output": [...]}` (private and generated cases are hidden tests: CodeContests counts a
+  program correct only when it passes all three), whose reference is the first Python 3 program of `solutions`
   (`{"language": [...], "solution": [...]}`, language 3 or "PYTHON3").
 * `apps`: APPS / TACO rows: `question`, `input_output` (JSON text `{"inputs": [...], "outputs": [...]}`; the first
   case is public, the rest hidden), optional `solutions` (JSON list, the first is the reference).
 * `livecodebench`: `question_content`, `public_test_cases` (JSON list of `{"input", "output", "testtype"}`) and
-  `private_test_cases` when it is plain JSON (LiveCodeBench ships it compressed and pickled: never unpickled here,
-  so those rows play their public cases only, with a warning).
+  `private_test_cases`, as JSON or as LiveCodeBench ships it (base64 of zlib of a pickled JSON string: the pickle
+  is read as data, never loaded, and must hold one string; see `encoded_cases`).
 
 `Task.reference` is the complete reference program; `Task.data["preamble"]` is code run before the candidate
 (a HumanEval prompt, so helpers and imports it defines exist), or "" when the prompt is prose.
@@ -59,6 +60,7 @@ from reflectgym.core.tasks import (
     tasks_from_rows,
 )
 from reflectgym.envs.code.asserts import called_function, split_check
+from reflectgym.envs.code.encoded_cases import EncodedCasesError, decode_livecodebench_cases
 
 TaskFamily = Literal["function", "io"]
 DATA_DIR = Path(__file__).parent / "data"
@@ -151,7 +153,8 @@ def function_row(row: Mapping[str, Any]) -> Task:
 
 
 def io_row(row: Mapping[str, Any]) -> Task:
-    """A stdin/stdout row: `tests`/`hidden_tests` case lists, or CodeContests `public_tests`/`private_tests`."""
+    """A stdin/stdout row: `tests`/`hidden_tests` case lists, or CodeContests `public_tests`, `private_tests` and
+    `generated_tests` columns."""
     prompt_key = first_present(row, ("prompt", "description", "question"))
     if prompt_key is None:
         raise RowError("prompt", "missing (an I/O task needs 'prompt' or 'description')")
@@ -160,7 +163,7 @@ def io_row(row: Mapping[str, Any]) -> Task:
         hidden = _cases(row, "hidden_tests") if "hidden_tests" in row else []
     else:
         tests = _column_cases(row, "public_tests")
-        hidden = _column_cases(row, "private_tests") if "private_tests" in row else []
+        hidden = [case for name in CODECONTESTS_HIDDEN if name in row for case in _column_cases(row, name)]
     if not tests and not hidden:
         raise RowError("tests", "needs at least one input/output case")
     return Task(
@@ -171,6 +174,8 @@ def io_row(row: Mapping[str, Any]) -> Task:
     )
 
 
+CODECONTESTS_HIDDEN = ("private_tests", "generated_tests")
+"""CodeContests' hidden case columns, in the order they are played (a program is correct when it passes them all)."""
 CODECONTESTS_PYTHON3 = (3, "PYTHON3")
 """How CodeContests' `solutions.language` names Python 3 (its enum: 1 is Python 2, 2 C++, 3 Python 3, 4 Java)."""
 
@@ -347,25 +352,38 @@ def _as_tuple(wanted: Any) -> list[Any]:
 
 
 def _livecodebench_cases(row: Mapping[str, Any]) -> tuple[list[Mapping[str, Any]], list[Mapping[str, Any]]]:
-    """(public cases, all cases); private ones only when they are plain JSON (else with a warning)."""
+    """(public cases, all cases); `private_test_cases` as JSON text or in LiveCodeBench's own encoding."""
     public = _json_field(row, "public_test_cases")
     if not isinstance(public, list):
         raise RowError("public_test_cases", "expected a JSON list of {input, output, testtype}")
-    try:
-        private = json.loads(str(row.get("private_test_cases") or "[]"))
-    except json.JSONDecodeError:  # LiveCodeBench's own encoding: base64 of zlib of a pickle, never unpickled here
-        warnings.warn(
-            f"LiveCodeBench task {_row_id(row)!r}: private_test_cases is not plain JSON (decode it first); "
-            "playing its public cases only",
-            stacklevel=3,
-        )
-        private = []
+    private = _livecodebench_private(row.get("private_test_cases"))
     if not isinstance(private, list):
         raise RowError("private_test_cases", "expected a JSON list of {input, output, testtype}")
     cases = [*public, *private]
     if not cases or not all(isinstance(case, Mapping) for case in cases):
         raise RowError("public_test_cases", "needs at least one case, each {input, output, testtype}")
     return public, cases
+
+
+def _livecodebench_private(value: Any) -> Any:
+    """`private_test_cases` parsed: plain JSON (or already parsed), else decoded from LiveCodeBench's base64 of
+    zlib of a pickled JSON string, whose pickle is read as data and never loaded (`encoded_cases`)."""
+    if not value:
+        return []
+    if not isinstance(value, str):
+        return value
+    try:
+        return json.loads(value)
+    except json.JSONDecodeError:
+        pass
+    try:
+        text = decode_livecodebench_cases(value)
+    except EncodedCasesError as error:
+        raise RowError("private_test_cases", f"neither JSON nor LiveCodeBench's encoding of it: {error}") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as error:
+        raise RowError("private_test_cases", f"decoded, but not JSON: {error.msg}") from None
 
 
 PARSERS: dict[str, Callable[[Mapping[str, Any]], Task]] = {
