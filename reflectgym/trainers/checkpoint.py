@@ -39,12 +39,13 @@ def capture_rng_state() -> dict[str, Any]:
 
 
 def restore_rng_state(state: Mapping[str, Any]) -> None:
-    """Inverse of `capture_rng_state`."""
+    """Inverse of `capture_rng_state`. CUDA states are restored for the GPUs visible here: a run saved with more
+    of them visible (another `torchrun` size, `CUDA_VISIBLE_DEVICES`) holds states of GPUs this process has not."""
     random.setstate(state["python"])
     np.random.set_state(state["numpy"])
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+        torch.cuda.set_rng_state_all(list(state["cuda"])[: torch.cuda.device_count()])
 
 
 def _fsync_tree(folder: Path) -> None:

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from reflectgym.agents.hf_policy import HFPolicy, HFPolicyConfig, silence_library_bars
+from reflectgym.agents.hf_policy import HFPolicy, HFPolicyConfig, resolve_device, silence_library_bars
 from reflectgym.agents.policy import TokenPolicy
 from reflectgym.agents.rollout import EnvFactory
 from reflectgym.trainers.batching import TrainingSequence
@@ -97,7 +97,8 @@ class TrainerConfig:
     bf16: bool | None = None
     """Run training forward passes under bfloat16 autocast (weights stay float32); default: on CUDA only."""
     device: str | None = None
-    """Where the model trains and samples: "cpu", "cuda", "cuda:1"; default: CUDA when available."""
+    """Where the model trains and samples: "cpu", "cuda", "cuda:1"; default: CUDA when available (under `torchrun`,
+    unset or "cuda": each rank's own GPU, cuda:LOCAL_RANK)."""
     tensorboard: bool = False
     """Also write TensorBoard event files under `output_dir/tensorboard`."""
     wandb_project: str | None = None
@@ -223,23 +224,13 @@ def run_record(config: Any, policy: HFPolicy, trainer: str | None) -> dict[str, 
 
 def load_policy(config: TrainerConfig) -> HFPolicy:
     """The policy named by `config.model`, in float32 (mixed precision comes from autocast, see `bf16`); under
-    `torchrun` with CUDA, on this rank's GPU."""
+    `torchrun` with CUDA (device unset or "cuda"), on this rank's GPU, `cuda:LOCAL_RANK`."""
     if not config.progress:
         silence_library_bars()
     source: str | os.PathLike[str] = config.model
     world = current_world()
-    if config.model == TINY_MODEL:
-        from reflectgym.agents.tiny import build_tiny_model
-
-        folder = Path(config.output_dir) / "tiny-model"
-        if world.is_main:
-            build_tiny_model(folder)
-        if world.distributed:  # the other ranks wait for rank 0's folder
-            init_world(world, torch.device("cuda" if torch.cuda.is_available() else "cpu"))
-            barrier()
-        source = folder
     device = config.device
-    if device is None and world.distributed and torch.cuda.is_available():
+    if device in (None, "cuda") and world.distributed and torch.cuda.is_available():  # this rank's own GPU
         visible = torch.cuda.device_count()
         if world.local_rank >= visible:
             raise ConfigError(
@@ -247,6 +238,16 @@ def load_policy(config: TrainerConfig) -> HFPolicy:
                 "processes per node, or train on CPU with device: cpu"
             )
         device = f"cuda:{world.local_rank}"
+    if config.model == TINY_MODEL:
+        from reflectgym.agents.tiny import build_tiny_model
+
+        folder = Path(config.output_dir) / "tiny-model"
+        if world.is_main:
+            build_tiny_model(folder)
+        if world.distributed:  # the other ranks wait for rank 0's folder (the group's backend: the training device's)
+            init_world(world, resolve_device(device))
+            barrier()
+        source = folder
     try:
         policy = HFPolicy.from_pretrained(source, HFPolicyConfig(device=device, dtype="float32"))
     except FileNotFoundError as error:

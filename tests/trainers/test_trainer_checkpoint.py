@@ -14,6 +14,7 @@ from reflectgym.trainers.checkpoint import (  # noqa: E402
     capture_rng_state,
     latest_checkpoint,
     load_checkpoint,
+    restore_rng_state,
     save_checkpoint,
 )
 from reflectgym.trainers.metrics import MetricsLogger, read_metrics  # noqa: E402
@@ -157,6 +158,24 @@ def test_each_rank_gets_its_own_generators_back_when_the_world_size_is_unchanged
     assert first_draws() == expected[1]
     load_checkpoint(folder, model=model, rank=1, world_size=3)  # another world size: the first rank's
     assert first_draws() == expected[0]
+
+
+def test_generators_of_gpus_not_visible_now_are_left_out(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A checkpoint saved with two GPUs visible resumes where one is: `torch.cuda.set_rng_state` of a GPU this
+    process lacks is an IndexError (`default_generators[1]`), so only the visible GPUs' states are restored."""
+    state = {**capture_rng_state(), "cuda": [torch.zeros(16, dtype=torch.uint8), torch.ones(16, dtype=torch.uint8)]}
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    restored: list[int] = []
+
+    def set_rng_state(new_state: torch.Tensor, device: int) -> None:  # as torch's: the GPU's default generator
+        if device >= torch.cuda.device_count():
+            raise IndexError("tuple index out of range")
+        restored.append(int(new_state.sum()))
+
+    monkeypatch.setattr(torch.cuda.random, "set_rng_state", set_rng_state)
+    restore_rng_state(state)
+    assert restored == [0]
 
 
 def test_pruning_never_deletes_the_checkpoint_just_written(tmp_path: Path) -> None:

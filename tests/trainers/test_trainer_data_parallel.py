@@ -171,3 +171,42 @@ def test_a_local_rank_beyond_the_visible_gpus_is_a_config_error(
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
     with pytest.raises(ConfigError, match="local rank 1 has no GPU of its own"):
         load_policy(TrainerConfig(model=str(tmp_path / "checkpoint"), output_dir=str(tmp_path / "run")))
+
+
+@pytest.mark.parametrize(
+    ("device", "expected", "backend"),
+    [(None, "cuda:1", "nccl"), ("cuda", "cuda:1", "nccl"), ("cpu", "cpu", "gloo")],
+)
+def test_the_tiny_model_joins_the_group_on_this_ranks_training_device(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, device: str | None, expected: str, backend: str
+) -> None:
+    """Under torchrun on a CUDA machine, the ranks that wait for rank 0's tiny model join the process group on their
+    own training device: `torch.cuda.set_device(torch.device("cuda"))` (no index) is a ValueError, a shared GPU 0
+    would put every NCCL rank on one GPU, and NCCL for a `device: cpu` run cannot sum its CPU tensors."""
+    import torch.distributed as dist
+    from torch.cuda._utils import _get_device_index
+
+    from reflectgym.agents.hf_policy import HFPolicy
+    from reflectgym.trainers import session
+
+    for name, value in {"WORLD_SIZE": "2", "RANK": "1", "LOCAL_RANK": "1"}.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    current: list[int] = []
+    monkeypatch.setattr(torch.cuda, "set_device", lambda where: current.append(_get_device_index(where)))
+    backends: list[str] = []
+    monkeypatch.setattr(dist, "init_process_group", lambda backend: backends.append(backend))
+    monkeypatch.setattr(session, "barrier", lambda: None)
+    loaded: list[str | None] = []
+
+    def from_pretrained(source: object, config: object, name: object = None) -> HFPolicy:
+        loaded.append(getattr(config, "device", None))
+        raise RuntimeError("loaded")
+
+    monkeypatch.setattr(HFPolicy, "from_pretrained", from_pretrained)
+    with pytest.raises(RuntimeError, match="loaded"):
+        load_policy(TrainerConfig(model="tiny", output_dir=str(tmp_path / "run"), device=device))
+    assert backends == [backend]
+    assert current == ([1] if backend == "nccl" else [])
+    assert loaded == [expected]
