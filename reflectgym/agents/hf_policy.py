@@ -163,7 +163,7 @@ class HFPolicy:
 
     def _generate_batch(self, prompts: Sequence[Sequence[int]], sampling: Sampling) -> list[Generation]:
         import torch
-        from transformers import GenerationConfig
+        from transformers import GenerationConfig, LogitsProcessorList
 
         if any(len(prompt) == 0 for prompt in prompts):
             raise ValueError("every prompt needs at least one token")
@@ -179,25 +179,24 @@ class HFPolicy:
             "eos_token_id": list(self._stop_ids),
             "pad_token_id": pad,
             "do_sample": not sampling.greedy,
-            "output_logits": True,
-            "return_dict_in_generate": True,
         }
         if not sampling.greedy:  # top_k=0: no top-k cut, whatever the model's own generation config says
             options.update(temperature=sampling.temperature, top_p=sampling.top_p, top_k=0)
         if sampling.stop:
             options["stop_strings"] = list(sampling.stop)
+        recorder = _SampledLogprobs(width)
         with torch.inference_mode(), _sampling_alone(self.model):
-            result = self.model.generate(
+            sequences = self.model.generate(
                 input_ids=input_ids.to(self.device),
                 attention_mask=attention.to(self.device),
                 generation_config=GenerationConfig(**options),
+                logits_processor=LogitsProcessorList([recorder]),
                 tokenizer=self._tokenizer if sampling.stop else None,
             )
-        new = result.sequences[:, width:].cpu()  # (B, N)
-        logits = torch.stack(result.logits, dim=1).float()  # (B, N, V): raw, before temperature/top-p
-        logprobs = torch.log_softmax(logits, dim=-1).gather(-1, new.to(logits.device).unsqueeze(-1)).squeeze(-1)
+            logprobs = recorder.finish(sequences).cpu()  # (B, N)
+        new = sequences[:, width:].cpu()  # (B, N)
         return [
-            self._one(new[row].tolist(), logprobs[row].cpu().tolist(), len(prompts[row]), sampling)
+            self._one(new[row].tolist(), logprobs[row].tolist(), len(prompts[row]), sampling)
             for row in range(len(prompts))
         ]
 
@@ -206,6 +205,45 @@ class HFPolicy:
         ids, logprobs = ids[:end], logprobs[:end]
         text = self._tokenizer.decode(ids, skip_special_tokens=True)
         return Generation(text, tuple(ids), tuple(logprobs), reason, prompt_tokens)
+
+
+class _SampledLogprobs:
+    """A logits processor that keeps the raw log-prob of each sampled token as generation goes, holding one step's
+    distribution at a time. (transformers' `output_logits` keeps every step's full-vocabulary logits in float32:
+    batch x new tokens x vocabulary, 10 GB for 16 replies of 1,024 tokens on a 150k vocabulary, and taking the
+    log-softmax of their stack held three such copies.) It must see the raw logits, so it runs first: the model's
+    own generation settings, whose processors would run before it, are set aside (`_sampling_alone`); temperature
+    and top-p come after every processor passed in."""
+
+    def __init__(self, prompt_width: int) -> None:
+        self.prompt_width = prompt_width
+        self.previous: Any = None  # (B, V) log-softmax of the step before, until its token is known
+        self.taken: list[Any] = []  # (B,) per generated token
+
+    def __call__(self, input_ids: Any, scores: Any) -> Any:
+        import torch
+
+        if input_ids.shape[1] > self.prompt_width:  # the last id was sampled from the previous step's distribution
+            self._take(input_ids[:, -1])
+        self.previous = torch.log_softmax(scores.float(), dim=-1)
+        return scores
+
+    def finish(self, sequences: Any) -> Any:
+        """(B, N) log-probs of the N generated tokens of `sequences` (which include the prompt)."""
+        import torch
+
+        generated = sequences.shape[1] - self.prompt_width
+        if len(self.taken) < generated:  # the last token, sampled after the processor's last call
+            self._take(sequences[:, -1])
+        if len(self.taken) != generated:
+            raise RuntimeError(f"recorded {len(self.taken)} log-probs for {generated} generated tokens")
+        if not self.taken:
+            return torch.zeros((sequences.shape[0], 0), dtype=torch.float32, device=sequences.device)
+        return torch.stack(self.taken, dim=1)
+
+    def _take(self, tokens: Any) -> None:
+        self.taken.append(self.previous.gather(-1, tokens.to(self.previous.device).unsqueeze(-1)).squeeze(-1))
+        self.previous = None
 
 
 def _batch_seed(sampling: Sampling, count: int) -> int | None:

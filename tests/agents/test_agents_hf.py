@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 
@@ -12,7 +13,13 @@ pytest.importorskip("transformers")
 
 from reflectgym.agents import Sampling, make_policy  # noqa: E402
 from reflectgym.agents.gguf import smollm2_gguf  # noqa: E402
-from reflectgym.agents.hf_policy import HFPolicy, HFPolicyConfig, _reply_end, checkpoint_path  # noqa: E402
+from reflectgym.agents.hf_policy import (  # noqa: E402
+    HFPolicy,
+    HFPolicyConfig,
+    _reply_end,
+    _SampledLogprobs,
+    checkpoint_path,
+)
 from reflectgym.agents.tiny import build_tiny_model  # noqa: E402
 
 CHAT = [{"role": "user", "content": "Which way?"}]
@@ -29,11 +36,15 @@ def test_hf_spec_loads_the_checkpoint_with_the_given_device_and_batch(folder: Pa
     assert policy.device.type == "cpu" and policy.config.batch_size == 2 and policy.name == f"hf:{folder.name}"
 
 
-def test_sampled_logprobs_match_a_forward_pass(folder: Path) -> None:
-    """On whatever device the policy picks (CUDA when there is one), in float32 so that 1e-4 is meaningful."""
+@pytest.mark.parametrize(
+    "sampling", [Sampling(temperature=1.0), Sampling(temperature=0.7, top_p=0.9), Sampling(temperature=0)]
+)
+def test_sampled_logprobs_match_a_forward_pass(folder: Path, sampling: Sampling) -> None:
+    """The raw model's log-probs (temperature 1, before top-p), whatever the sampling. On whatever device the policy
+    picks (CUDA when there is one), in float32 so that 1e-4 is meaningful."""
     policy = HFPolicy.from_pretrained(folder, HFPolicyConfig(dtype="float32", batch_size=2))
     prompts = [policy.chat.prompt_ids(CHAT), policy.chat.prompt_ids([{"role": "user", "content": "a longer one"}])]
-    replies = policy.generate_ids(prompts * 2, Sampling(temperature=1.0, max_new_tokens=12, seed=0))
+    replies = policy.generate_ids(prompts * 2, dataclasses.replace(sampling, max_new_tokens=12, seed=0))
     assert len(replies) == 4
     for prompt, reply in zip(prompts * 2, replies, strict=True):
         ids = list(prompt) + list(reply.token_ids or ())
@@ -44,6 +55,24 @@ def test_sampled_logprobs_match_a_forward_pass(folder: Path) -> None:
         )
         assert reply.logprobs == pytest.approx(expected.squeeze(-1).tolist(), abs=1e-4)
         assert reply.prompt_tokens == len(prompt) and reply.finish_reason in ("stop", "length")
+
+
+def test_the_log_prob_recorder_holds_one_step_of_the_vocabulary_at_a_time() -> None:
+    """transformers' `output_logits` would keep every step's full-vocabulary logits (gigabytes for long replies on
+    a large vocabulary); the recorder keeps one step's and a float per sampled token."""
+    rows, vocabulary, width, steps = 2, 1000, 3, 40
+    recorder, ids, expected = _SampledLogprobs(width), torch.zeros((rows, width), dtype=torch.long), []
+    for _ in range(steps):
+        scores = torch.randn(rows, vocabulary)
+        assert recorder(ids, scores) is scores
+        token = torch.multinomial(torch.softmax(scores, -1), 1)
+        expected.append(torch.log_softmax(scores, -1).gather(-1, token).squeeze(-1))
+        ids = torch.cat([ids, token], dim=1)
+        held = [value for value in vars(recorder).values() for value in (value if isinstance(value, list) else [value])]
+        assert sum(value.numel() for value in held if isinstance(value, torch.Tensor)) <= (rows * vocabulary) + (
+            steps * rows
+        )
+    assert torch.equal(recorder.finish(ids), torch.stack(expected, dim=1))
 
 
 def test_greedy_is_repeatable_and_seeded_sampling_too(folder: Path) -> None:
