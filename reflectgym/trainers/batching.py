@@ -14,7 +14,7 @@ import torch
 from torch import Tensor
 
 from reflectgym.agents.chat import TokenRecord
-from reflectgym.trainers.losses import token_logprobs
+from reflectgym.trainers.logprobs import token_logprobs
 
 
 @dataclass(frozen=True)

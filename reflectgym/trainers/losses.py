@@ -156,8 +156,3 @@ def self_distillation_loss(
     rho = torch.exp(logprobs - old_logprobs.detach())  # keeps its gradient on purpose
     k3 = torch.exp(-log_ratio_teacher) - 1.0 + log_ratio_teacher
     return masked_mean(rho * k3, mask, normalisation)
-
-
-def token_logprobs(logits: Tensor, target_ids: Tensor) -> Tensor:
-    """(B, T, V) logits and (B, T) targets → (B, T) log-probabilities of the targets, computed in float32."""
-    return torch.log_softmax(logits.float(), dim=-1).gather(-1, target_ids.unsqueeze(-1)).squeeze(-1)

@@ -8,6 +8,7 @@ import pytest
 
 torch = pytest.importorskip("torch", reason="torch is not installed (pip install 'reflectgym[train]')")
 
+from reflectgym.trainers.logprobs import token_logprobs  # noqa: E402
 from reflectgym.trainers.losses import (  # noqa: E402
     group_advantages,
     grpo_loss,
@@ -15,7 +16,6 @@ from reflectgym.trainers.losses import (  # noqa: E402
     masked_mean,
     self_distillation_loss,
     sft_loss,
-    token_logprobs,
     zero_variance_groups,
 )
 
@@ -88,6 +88,55 @@ def test_masked_mean_skips_empty_sequences_in_sequence_mode() -> None:
 def test_token_logprobs_match_log_softmax() -> None:
     logits = torch.tensor([[[0.0, math.log(3.0)]]])
     assert token_logprobs(logits, torch.tensor([[1]])).item() == pytest.approx(math.log(0.75))
+
+
+def _log_softmax_way(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    return torch.log_softmax(logits.float(), dim=-1).gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_token_logprobs_and_their_gradients_are_log_softmaxs_slice_by_slice(
+    dtype: torch.dtype, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Values and gradients as `log_softmax(logits.float())`'s, with slices smaller than a row (so several slices
+    per sequence and a last short one are played); and torch's own gradient check in float64."""
+    import reflectgym.trainers.logprobs as logprobs
+
+    monkeypatch.setattr(logprobs, "SLICE_ELEMENTS", 3 * 50)  # 3 positions of a 50-token vocabulary per slice
+    generator = torch.Generator().manual_seed(0)
+    base = (torch.randn(2, 7, 50, generator=generator) * 4).to(dtype)
+    targets = torch.randint(0, 50, (2, 7), generator=generator)
+    weights = torch.randn(2, 7, generator=generator)
+    ours, theirs = base.clone().requires_grad_(), base.clone().requires_grad_()
+    (token_logprobs(ours, targets) * weights).sum().backward()
+    (_log_softmax_way(theirs, targets) * weights).sum().backward()
+    assert torch.allclose(token_logprobs(base, targets), _log_softmax_way(base, targets), atol=1e-5)
+    assert ours.grad is not None and theirs.grad is not None and ours.grad.dtype == dtype
+    assert torch.allclose(ours.grad.float(), theirs.grad.float(), atol=1e-6 if dtype == torch.float32 else 1e-2)
+    doubles = torch.randn(2, 4, 6, dtype=torch.float64, generator=generator, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda x: token_logprobs(x, targets[:, :4] % 6), (doubles,))
+
+
+def test_token_logprobs_keep_the_logits_for_the_backward_not_a_float32_copy() -> None:
+    """What the backward pass keeps: the bfloat16 logits themselves and a float per position, not the float32
+    (B, T, V) log-softmax (twice the logits' bytes) the plain way keeps."""
+    logits = torch.randn(2, 16, 1000).to(torch.bfloat16).requires_grad_()
+    targets = torch.randint(0, 1000, (2, 16))
+    kept: list[torch.Tensor] = []
+
+    def keep(tensor: torch.Tensor) -> torch.Tensor:
+        kept.append(tensor)
+        return tensor
+
+    def saved_bytes(way: object) -> int:
+        kept.clear()
+        with torch.autograd.graph.saved_tensors_hooks(keep, lambda tensor: tensor):
+            way(logits, targets)  # type: ignore[operator]
+        new = {id(tensor): tensor for tensor in kept if tensor.data_ptr() != logits.data_ptr()}
+        return sum(tensor.numel() * tensor.element_size() for tensor in new.values())
+
+    assert saved_bytes(token_logprobs) <= 2 * 16 * (4 + 8)  # (the log-normaliser and the targets)
+    assert saved_bytes(_log_softmax_way) >= 2 * 16 * 1000 * 4  # (what it replaces)
 
 
 # ----------------------------------------------------------------------------- Skill-SD properties
