@@ -45,6 +45,8 @@ class EnvInfo:
 
 
 _CATALOGUE: dict[str, EnvInfo] = {}
+_BUILT_IN: set[str] = set()
+"""Ids `import reflectgym` registered (see `seal_built_ins`): `register` refuses to replace them."""
 
 
 def qualify(env_id: str) -> str:
@@ -83,6 +85,11 @@ def register(
         nondeterministic: Tell `check_env` not to expect same-seed determinism.
     """
     full_id = qualify(env_id)
+    if full_id in _BUILT_IN:
+        raise ValueError(
+            f"{full_id!r} is a built-in env: register yours under another name (e.g. "
+            f"{full_id.replace('-v', 'Custom-v', 1)!r}); make({full_id!r}, **kwargs) changes a built-in's settings"
+        )
     gym.register(
         id=full_id,
         entry_point=entry_point,
@@ -94,6 +101,13 @@ def register(
         id=full_id, description=description, family=family, reference=reference, requires=tuple(requires)
     )
     return full_id
+
+
+def seal_built_ins() -> None:
+    """Marks every env registered so far as built-in (`import reflectgym` calls it once its envs are in): code
+    that registers an env of its own under a built-in's id gets an error instead of silently replacing it for
+    everyone in the process. Re-registering one's own env (a notebook cell run twice) stays allowed."""
+    _BUILT_IN.update(_CATALOGUE)
 
 
 def register_task_env(

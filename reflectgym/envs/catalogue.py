@@ -3,7 +3,7 @@ heavy, and an env's module is imported when it is first made."""
 
 from __future__ import annotations
 
-from reflectgym.core.registry import register
+from reflectgym.core.registry import register, seal_built_ins
 
 _SOKOBAN = "reflectgym.envs.sokoban.env:SokobanEnv"
 _SOKOBAN_REFERENCE = "optimal plan from the solver"
@@ -94,3 +94,4 @@ def register_builtin_envs() -> None:
         reference=_MATH_REFERENCE,
         kwargs={"generator": "mixed", "difficulty": 1, "max_attempts": 3, "max_tool_calls": 4},
     )
+    seal_built_ins()

@@ -43,6 +43,23 @@ def test_a_custom_env_in_a_few_lines_is_a_full_gymnasium_env() -> None:
     assert env_id in [info.id for info in reflectgym.list_envs()]
 
 
+def test_a_built_in_id_cannot_be_replaced_but_ones_own_env_can_be_registered_again() -> None:
+    verify = lambda task, answer: answer == task.reference  # noqa: E731
+    tasks = [{"id": "one", "prompt": "Say one.", "answer": "one"}]
+    for built_in in ("Sokoban-v0", "reflectgym/Math-v0"):
+        with pytest.raises(ValueError, match="is a built-in env: register yours under another name"):
+            reflectgym.register_task_env(built_in, tasks, verify)
+    assert reflectgym.env_info("Sokoban-v0").family == "sokoban"
+    env_id = reflectgym.register_task_env("AgainAndAgain-v0", tasks, verify)
+    again = [{"id": "two", "prompt": "Say two.", "answer": "two"}]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # (Gymnasium says it overrides the earlier registration)
+        assert reflectgym.register_task_env("AgainAndAgain-v0", again, verify) == env_id
+    env = gym.make(env_id)
+    assert env.reset(seed=0)[0] == "Say two."  # (the second registration's tasks)
+    env.close()
+
+
 def test_the_custom_env_example_is_registered_and_passes_check_env() -> None:
     namespace = __import__("runpy").run_path(str(ROOT / "examples" / "custom_env.py"))
     assert "verify" in namespace
