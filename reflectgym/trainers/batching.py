@@ -31,6 +31,8 @@ class TrainingSequence:
             skill-conditioned teacher), 0.0 where `loss_mask` is 0; None when no teacher scored the sequence.
         supervised: The loss-carrying tokens are a supervised target, not tokens the policy sampled (RLTF's
             feedback modelling: the env's critique); a trainer that mixes both gives them a likelihood loss.
+        token_advantages: An advantage per token (per-turn returns: each reply's tokens carry its turn's),
+            overriding `advantage`; None: `advantage` on every token.
     """
 
     input_ids: tuple[int, ...]
@@ -40,14 +42,14 @@ class TrainingSequence:
     group: int = 0
     teacher_logprobs: tuple[float, ...] | None = None
     supervised: bool = False
+    token_advantages: tuple[float, ...] | None = None
 
     def __post_init__(self) -> None:
         lengths = [len(self.input_ids), len(self.loss_mask), len(self.old_logprobs)]
-        if self.teacher_logprobs is not None:
-            lengths.append(len(self.teacher_logprobs))
+        lengths += [len(values) for values in (self.teacher_logprobs, self.token_advantages) if values is not None]
         if len(set(lengths)) != 1:
             raise ValueError(
-                "input_ids, loss_mask, old_logprobs (and teacher_logprobs) must align; got lengths "
+                "input_ids, loss_mask, old_logprobs (and teacher_logprobs, token_advantages) must align; got lengths "
                 + ", ".join(map(str, lengths))
             )
         if self.loss_mask and self.loss_mask[0]:
@@ -68,7 +70,7 @@ class Batch:
         attention_mask: (B, T) 1 on real tokens.
         loss_mask: (B, T-1) loss mask of the *target* tokens input_ids[:, 1:].
         old_logprobs: (B, T-1) sampler log-probs of the target tokens.
-        advantages: (B,) per-sequence advantages.
+        advantages: (B, T-1) the advantage of each target token (its sequence's, or its own per-turn one).
         teacher_logprobs: (B, T-1) teacher log-probs of the target tokens (0.0 where no teacher scored them).
         teacher_mask: (B, T-1) 1 on target tokens of sequences a teacher scored.
         supervised: (B,) 1.0 for sequences whose target is supervised (`TrainingSequence.supervised`).
@@ -100,6 +102,7 @@ def collate(sequences: Sequence[TrainingSequence], pad_id: int) -> Batch:
     old = torch.zeros((count, length), dtype=torch.float32)
     teacher = torch.zeros((count, length), dtype=torch.float32)
     taught = torch.zeros((count, length), dtype=torch.float32)
+    advantages = torch.zeros((count, length), dtype=torch.float32)
     for row, sequence in enumerate(sequences):
         size = len(sequence.input_ids)
         input_ids[row, :size] = torch.tensor(sequence.input_ids)
@@ -109,9 +112,22 @@ def collate(sequences: Sequence[TrainingSequence], pad_id: int) -> Batch:
         if sequence.teacher_logprobs is not None:
             teacher[row, :size] = torch.tensor(sequence.teacher_logprobs, dtype=torch.float32)
             taught[row, :size] = 1.0
-    advantages = torch.tensor([sequence.advantage for sequence in sequences], dtype=torch.float32)
+        if sequence.token_advantages is not None:
+            advantages[row, :size] = torch.tensor(sequence.token_advantages, dtype=torch.float32)
+        else:
+            advantages[row, :size] = sequence.advantage
     supervised = torch.tensor([float(sequence.supervised) for sequence in sequences])
-    return Batch(input_ids, attention, mask[:, 1:], old[:, 1:], advantages, teacher[:, 1:], taught[:, 1:], supervised)
+    targets = slice(1, None)
+    return Batch(
+        input_ids,
+        attention,
+        mask[:, targets],
+        old[:, targets],
+        advantages[:, targets],
+        teacher[:, targets],
+        taught[:, targets],
+        supervised,
+    )
 
 
 def target_logprobs(

@@ -98,7 +98,7 @@ def grpo_loss(
     Args:
         logprobs: (B, T) log π_θ of the sampled tokens (with grad).
         old_logprobs: (B, T) log π_old from the sampler (no grad).
-        advantages: (B,) one advantage per rollout, broadcast to its tokens.
+        advantages: (B,) one advantage per rollout, broadcast to its tokens, or (B, T) one per token.
         mask: (B, T) 1 on tokens that carry loss.
         clip_eps: ε of the clip range.
         ref_logprobs: (B, T) log π_ref, needed when `kl_coef` > 0.
@@ -108,7 +108,7 @@ def grpo_loss(
     if kl_coef > 0 and ref_logprobs is None:
         raise ValueError("kl_coef > 0 needs ref_logprobs (log-probs under the reference model)")
     ratio = torch.exp(logprobs - old_logprobs.detach())  # (B, T)
-    adv = advantages.detach()[:, None]  # (B, 1)
+    adv = advantages.detach() if advantages.dim() == 2 else advantages.detach()[:, None]  # (B, T) or (B, 1)
     unclipped = ratio * adv
     clipped = torch.clamp(ratio, 1.0 - clip_eps, 1.0 + clip_eps) * adv
     per_token = -torch.minimum(unclipped, clipped)  # (B, T)

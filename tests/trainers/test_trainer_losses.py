@@ -50,6 +50,17 @@ def test_grpo_loss_by_hand_token_and_sequence_mean() -> None:
     assert logprobs.grad is not None and torch.all(logprobs.grad == 0), "clipped tokens carry no gradient"
 
 
+def test_grpo_loss_takes_an_advantage_per_token() -> None:
+    """(B, T) advantages (per-turn returns) weigh each token by its own; a constant row is the (B,) form."""
+    logprobs, old, mask = torch.zeros(1, 3, requires_grad=True), torch.zeros(1, 3), torch.ones(1, 3)
+    per_token = grpo_loss(logprobs, old, torch.tensor([[2.0, -1.0, 0.5]]), mask)
+    assert per_token.loss.item() == pytest.approx(-(2.0 - 1.0 + 0.5) / 3)
+    per_token.loss.backward()
+    assert logprobs.grad is not None and logprobs.grad[0].tolist() == pytest.approx([-2 / 3, 1 / 3, -0.5 / 3])
+    constant = grpo_loss(logprobs, old, torch.tensor([[0.7, 0.7, 0.7]]), mask).loss
+    assert constant.item() == pytest.approx(grpo_loss(logprobs, old, torch.tensor([0.7]), mask).loss.item())
+
+
 def test_grpo_loss_unclipped_gradient_is_minus_advantage_times_ratio() -> None:
     logprobs = torch.zeros(1, 2, requires_grad=True)
     out = grpo_loss(logprobs, torch.zeros(1, 2), torch.tensor([2.0]), torch.ones(1, 2))

@@ -37,7 +37,12 @@ def test_collate_shifts_masks_to_targets() -> None:
     assert batch.attention_mask.tolist() == [[1, 1, 1], [1, 1, 0]]
     assert batch.loss_mask.tolist() == [[1.0, 1.0], [1.0, 0.0]]
     assert batch.old_logprobs.tolist() == [[-1.0, -2.0], [-3.0, 0.0]]
-    assert batch.advantages.tolist() == [0.5, 1.0]
+    assert batch.advantages.tolist() == [[0.5, 0.5], [1.0, 0.0]]  # (0 on padding)
+    turns = TrainingSequence((1, 2, 3, 4), (0, 1, 0, 1), (0.0,) * 4, 9.0, token_advantages=(0.0, 2.0, 0.0, 3.0))
+    per_token = collate([turns], pad_id=0)
+    assert per_token.advantages.tolist() == [[2.0, 0.0, 3.0]]  # (per-turn advantages override the sequence's)
+    with pytest.raises(ValueError, match="token_advantages"):
+        TrainingSequence((1, 2), (0, 1), (0.0, 0.0), token_advantages=(1.0,))
 
 
 def test_misaligned_or_first_token_loss_is_refused() -> None:
