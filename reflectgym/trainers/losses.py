@@ -5,6 +5,9 @@ the policy sampled) and 0.0 on prompt, environment and padding tokens.
 
 * `group_advantages`: GRPO's group-normalised returns (DeepSeekMath, Shao et al. 2024). Deviation noted: the
   group std is the population std (TRL uses the sample std); with it a 2-rollout group gets advantages ±1.
+* `discounted_turn_returns`, `pooled_turn_advantages`: the per-turn option of TRAINERS.md §0, each turn's
+  discounted return normalised by the mean and std of every turn's return in its group (a choice of this package:
+  the spec names the option, not its baseline).
 * `grpo_loss`: PPO-clip surrogate on per-token ratios plus an optional k3 KL to a reference (Schulman's k3).
 * `sft_loss`: next-token negative log-likelihood on masked tokens.
 * `self_distillation_loss`: Skill-SD's importance-weighted reverse-KL term, ρ_t·(exp(−ℓ_t) − 1 + ℓ_t) with
@@ -14,6 +17,7 @@ the policy sampled) and 0.0 on prompt, environment and padding tokens.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -49,6 +53,26 @@ def group_advantages(returns: Tensor, group_size: int, eps: float = 1e-6) -> Ten
     mean = groups.mean(-1, keepdim=True)
     std = groups.std(-1, unbiased=False, keepdim=True)
     return ((groups - mean) / (std + eps)).view(-1)
+
+
+def discounted_turn_returns(rewards: Sequence[float], gamma: float) -> list[float]:
+    """G_t = Σ_{k ≥ t} γ^(k−t) r_k for each turn t of one episode (TRAINERS.md §0's per-turn option)."""
+    returns: list[float] = []
+    running = 0.0
+    for reward in reversed(rewards):
+        running = float(reward) + gamma * running
+        returns.append(running)
+    return returns[::-1]
+
+
+def pooled_turn_advantages(group: Sequence[Sequence[float]], eps: float = 1e-6) -> list[list[float]]:
+    """A_{i,t} = (G_{i,t} − mean G) / (std G + eps), the mean and (population) std over every turn of every
+    rollout of one group. With one turn per episode this is `group_advantages` of the episode returns."""
+    pooled = torch.tensor([value for returns in group for value in returns], dtype=torch.float64)
+    if pooled.numel() == 0:
+        return [[] for _ in group]
+    mean, std = pooled.mean(), pooled.std(unbiased=False)
+    return [[float((value - mean) / (std + eps)) for value in returns] for returns in group]
 
 
 def zero_variance_groups(returns: Tensor, group_size: int) -> Tensor:

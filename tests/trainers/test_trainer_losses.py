@@ -10,10 +10,12 @@ torch = pytest.importorskip("torch", reason="torch is not installed (pip install
 
 from reflectgym.trainers.logprobs import token_logprobs  # noqa: E402
 from reflectgym.trainers.losses import (  # noqa: E402
+    discounted_turn_returns,
     group_advantages,
     grpo_loss,
     k3_kl,
     masked_mean,
+    pooled_turn_advantages,
     self_distillation_loss,
     sft_loss,
     zero_variance_groups,
@@ -48,6 +50,19 @@ def test_grpo_loss_by_hand_token_and_sequence_mean() -> None:
     assert sequence.loss.item() == pytest.approx((-1.2 + 0.8) / 2)
     out.loss.backward()
     assert logprobs.grad is not None and torch.all(logprobs.grad == 0), "clipped tokens carry no gradient"
+
+
+def test_discounted_turn_returns_and_their_pooled_advantages_by_hand() -> None:
+    assert discounted_turn_returns([0.0, 0.0, 1.0], 0.5) == [0.25, 0.5, 1.0]
+    assert discounted_turn_returns([1.0, -1.0], 1.0) == [0.0, -1.0] and discounted_turn_returns([], 0.9) == []
+    # pooled over the group's turns {0.1, 1, 1}: mean 0.7, population std sqrt(0.18)
+    advantages = pooled_turn_advantages([[0.1, 1.0], [1.0]])
+    std = math.sqrt(((0.1 - 0.7) ** 2 + 2 * 0.3**2) / 3)
+    assert advantages[0] == pytest.approx([-0.6 / std, 0.3 / std], rel=1e-5)
+    assert advantages[1] == pytest.approx([0.3 / std], rel=1e-5)
+    one_turn = [[1.0], [0.0], [2.0], [1.0]]  # (one turn per episode: GRPO's group advantages)
+    expected = group_advantages(torch.tensor([1.0, 0.0, 2.0, 1.0]), 4).tolist()
+    assert [row[0] for row in pooled_turn_advantages(one_turn)] == pytest.approx(expected, rel=1e-5)
 
 
 def test_grpo_loss_takes_an_advantage_per_token() -> None:
