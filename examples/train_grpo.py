@@ -34,7 +34,7 @@ def main() -> None:
         "SayA-v0", [{"id": "a", "prompt": "Say a.", "answer": "aaaaaaaa"}], share_of_a, max_attempts=1
     )
     model_dir = build_tiny_model(Path(tempfile.mkdtemp()) / "tiny")  # a byte-level Llama made offline
-    policy = HFPolicy.from_pretrained(model_dir, HFPolicyConfig(dtype="float32"))  # bf16 autocast on CUDA
+    policy = HFPolicy.from_pretrained(model_dir, HFPolicyConfig(dtype="float32"))  # bf16 autocast on A100 or later
     config = GRPOConfig(
         env_id=env_id, output_dir=args.out, steps=args.steps, tasks_per_step=2, group_size=8, lr=3e-3,
         max_new_tokens=8, save_every=0, overwrite_output_dir=True,

@@ -39,7 +39,9 @@ class HFPolicyConfig:
     device: str | None = None
     """`"cpu"`, `"cuda"`, `"cuda:1"`...; default: CUDA when available, else CPU."""
     dtype: str | None = None
-    """`"float32"`, `"bfloat16"`, `"float16"`; default: bfloat16 on CUDA, float32 on CPU."""
+    """`"float32"`, `"bfloat16"`, `"float16"`; default: bfloat16 on a GPU that computes in it natively (compute
+    capability 8.0 on: A100, H100...), float16 on older GPUs (V100, T4: torch emulates bfloat16 there, several times
+    slower), float32 on CPU."""
     batch_size: int = 16
     """Prompts per forward batch (longer request lists are split)."""
 
@@ -95,9 +97,8 @@ class HFPolicy:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         config = config or HFPolicyConfig()
-        cuda = resolve_device(config.device).type == "cuda"
         path = checkpoint_folder(source)
-        dtype = getattr(torch, config.dtype) if config.dtype else (torch.bfloat16 if cuda else torch.float32)
+        dtype = getattr(torch, config.dtype) if config.dtype else default_dtype(resolve_device(config.device))
         where = str(path) if path is not None else str(source)
         try:
             tokenizer = AutoTokenizer.from_pretrained(where)
@@ -270,6 +271,25 @@ def resolve_device(name: str | None) -> Any:
     if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
         raise ValueError(f"device {name!r} asked for, but only {torch.cuda.device_count()} GPU(s) are visible")
     return device
+
+
+def native_bf16(device: Any) -> bool:
+    """Whether the CUDA `device` computes in bfloat16 natively (compute capability 8.0 on; ROCm GPUs do). On older
+    GPUs (V100, T4) torch emulates it, several times slower than float16 or float32."""
+    import torch
+
+    with torch.cuda.device(device):  # (`is_bf16_supported` asks about the current device)
+        return bool(torch.cuda.is_bf16_supported(including_emulation=False))
+
+
+def default_dtype(device: Any) -> Any:
+    """The weights' dtype when the config names none: bfloat16 on a GPU that computes in it natively, float16 on
+    an older GPU, float32 on CPU."""
+    import torch
+
+    if device.type != "cuda":
+        return torch.float32
+    return torch.bfloat16 if native_bf16(device) else torch.float16
 
 
 def silence_library_bars() -> None:

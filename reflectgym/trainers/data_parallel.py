@@ -6,7 +6,10 @@ its own sequences, and DDP all-reduces them, so every rank takes the same optimi
 token-means over the *global* batch: the token count is all-reduced first and each rank weights its loss by
 its share of it (times the world size, because DDP averages gradients over ranks). Ranks may hold different
 numbers of minibatches in a step (GRPO drops groups): the short ones run zero-weight passes so that every
-rank makes the same all-reduces. NCCL on CUDA (one GPU per rank, `LOCAL_RANK`), gloo on CPU.
+rank runs as many. Gradients accumulate locally over a step's passes (`no_sync`) and are all-reduced once, in its
+last pass, which every rank runs (one all-reduce per step, not one per minibatch). NCCL on CUDA (one GPU per rank,
+`LOCAL_RANK`), gloo on CPU. A group `init_world` joined is left when the run ends (`close_world`), not one a script
+joined itself.
 
 Rank 0 alone logs, checkpoints and exports; a checkpoint holds every rank's generators, and every rank loads it
 when resuming (and restores its own generators when the world size is unchanged).
@@ -59,12 +62,44 @@ def current_world() -> World:
     return World(int(os.environ["RANK"]), size, int(os.environ.get("LOCAL_RANK", "0")))
 
 
+_joined_here = False
+"""Whether `init_world` joined the process group this process is in (and `close_world` is to leave it)."""
+
+
 def init_world(world: World, device: torch.device) -> None:
     """Joins the process group (once): NCCL for CUDA devices (this rank's made current), gloo otherwise."""
+    global _joined_here
     if world.distributed and not dist.is_initialized():
         if device.type == "cuda":
-            torch.cuda.set_device(device)  # object collectives (gather_to_main) run on the current device
+            torch.cuda.set_device(rank_gpu(world, device))  # object collectives (gather_to_main) use the current one
         dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+        _joined_here = True
+
+
+def rank_gpu(world: World, device: torch.device) -> int:
+    """The index of the GPU this rank trains on: `device`'s. "cuda" without an index is the GPU current when the
+    model was placed, GPU 0 for every rank unless the script made its own current: it is taken only when it is
+    this rank's (cuda:LOCAL_RANK), else a `ValueError` says what to pass (`torch.cuda.set_device` would say
+    "Expected a cuda device with a specified index", and every rank's model would share GPU 0)."""
+    if device.index is not None:
+        return device.index
+    current = torch.cuda.current_device()
+    if current != world.local_rank:
+        raise ValueError(
+            f'device "cuda" is GPU {current} (the current one) on rank {world.rank}: under torchrun each rank trains '
+            f'on its own GPU; load the policy on device "cuda:{world.local_rank}" (cuda:LOCAL_RANK), e.g. '
+            "HFPolicyConfig(device=f\"cuda:{os.environ['LOCAL_RANK']}\")"
+        )
+    return current
+
+
+def close_world() -> None:
+    """Leaves the process group `init_world` joined (one a script joined itself stays), once every rank is done
+    with it: a process that exits with an NCCL group open is warned that its resources may leak."""
+    global _joined_here
+    if _joined_here and dist.is_initialized():
+        dist.destroy_process_group()
+    _joined_here = False
 
 
 def wrap_for_training(model: torch.nn.Module, world: World, device: torch.device) -> torch.nn.Module:
@@ -73,7 +108,7 @@ def wrap_for_training(model: torch.nn.Module, world: World, device: torch.device
         return model
     from torch.nn.parallel import DistributedDataParallel
 
-    return DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    return DistributedDataParallel(model, device_ids=[rank_gpu(world, device)] if device.type == "cuda" else None)
 
 
 def global_sum(value: float, device: torch.device) -> float:

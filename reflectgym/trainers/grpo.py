@@ -22,14 +22,17 @@ Deviations from the paper, on purpose:
 * Log-probs are the model's own (temperature 1), as samplers report them; with `temperature` ≠ 1 the rollouts
   come from the tempered distribution, which the update does not correct for (verl and TRL divide the logits by
   the temperature instead).
+* The KL's reference is the initial model: a frozen copy in full fine-tuning; under LoRA the trained model itself
+  with its adapters disabled (its base model, which never trains: TRL's way), so the weights are held once.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import time
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -52,6 +55,7 @@ from reflectgym.trainers.session import (
     WeightSyncedSampler,
     close_env_factory,
     env_factory,
+    is_lora,
     load_policy,
     trained_weights,
 )
@@ -168,11 +172,11 @@ def grpo_objective(
     autocast_dtype: torch.dtype | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """GRPO's loss of a minibatch and what to log about it, the `LossFn` every GRPO-based trainer passes to its
-    update; `reference` (when `kl_coef` > 0) scores the batch without gradient, under the policy's precision so the
-    KL measures drift, not rounding."""
+    update; `reference` (`kl_reference`, when `kl_coef` > 0) scores the batch without gradient, under the policy's
+    precision so the KL measures drift, not rounding."""
     ref_logprobs = None
     if reference is not None:
-        with torch.no_grad():
+        with torch.no_grad(), as_reference(reference):
             ref_logprobs = target_logprobs(reference, batch.input_ids, batch.attention_mask, autocast_dtype)
     out = grpo_loss(
         logprobs,
@@ -185,6 +189,34 @@ def grpo_objective(
         normalisation=normalisation,
     )
     return out.loss, {"kl": float(out.kl), "clip_fraction": float(out.clip_fraction), "ratio": float(out.ratio_mean)}
+
+
+def kl_reference(model: torch.nn.Module, kl_coef: float) -> torch.nn.Module | None:
+    """What the KL to the initial model scores with (None when `kl_coef` is 0): under LoRA the trained model itself,
+    run as its base model by `as_reference` (its base weights never train; a copy of them would double the GPU memory
+    the weights take), else a frozen copy of `model` as it is now."""
+    if kl_coef == 0:
+        return None
+    if is_lora(model):
+        return model
+    return copy.deepcopy(model).eval().requires_grad_(False)
+
+
+@contextlib.contextmanager
+def as_reference(reference: torch.nn.Module) -> Iterator[None]:
+    """While open, a LoRA `reference` runs as its base model, the initial policy: adapters disabled (peft's
+    `disable_adapter`, which TRL scores its reference with) and no dropout; its mode comes back after. A frozen copy
+    runs as it is."""
+    if not is_lora(reference):
+        yield
+        return
+    training = reference.training
+    reference.eval()
+    try:
+        with reference.disable_adapter():  # type: ignore[operator]
+            yield
+    finally:
+        reference.train(training)
 
 
 class GRPOTrainer:
@@ -208,9 +240,7 @@ class GRPOTrainer:
         sampler = build_sampler(config, self.policy, config.output_dir, config.seed, sampler)  # (before LoRA)
         self.session = TrainingSession(config, self.policy, describe=config, trainer=self.name)
         self.sampler = sampler
-        self.reference = None
-        if config.kl_coef > 0:
-            self.reference = copy.deepcopy(self.session.model).eval().requires_grad_(False)
+        self.reference = kl_reference(self.session.model, config.kl_coef)
         rollout = RolloutConfig(
             num_envs=config.num_envs,
             group_size=config.group_size,

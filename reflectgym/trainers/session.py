@@ -21,7 +21,13 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from reflectgym.agents.hf_policy import HFPolicy, HFPolicyConfig, resolve_device, silence_library_bars
+from reflectgym.agents.hf_policy import (
+    HFPolicy,
+    HFPolicyConfig,
+    native_bf16,
+    resolve_device,
+    silence_library_bars,
+)
 from reflectgym.agents.policy import TokenPolicy
 from reflectgym.agents.rollout import EnvFactory
 from reflectgym.trainers.batching import TrainingSequence
@@ -35,7 +41,14 @@ from reflectgym.trainers.checkpoint import (
     saved_checkpoints,
 )
 from reflectgym.trainers.config import ConfigError, check_field_types, to_dict
-from reflectgym.trainers.data_parallel import barrier, current_world, gather_to_main, init_world, wrap_for_training
+from reflectgym.trainers.data_parallel import (
+    barrier,
+    close_world,
+    current_world,
+    gather_to_main,
+    init_world,
+    wrap_for_training,
+)
 from reflectgym.trainers.losses import Normalisation
 from reflectgym.trainers.metrics import MetricsLogger, require_sinks
 from reflectgym.trainers.update import LossFn, UpdateResult, optimizer_step
@@ -95,7 +108,8 @@ class TrainerConfig:
     lora_target_modules: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj")
     """Module names that get adapters (Llama/Qwen/SmolLM attention projections by default)."""
     bf16: bool | None = None
-    """Run training forward passes under bfloat16 autocast (weights stay float32); default: on CUDA only."""
+    """Run training forward passes under bfloat16 autocast (weights stay float32); default: on a GPU that computes
+    in bfloat16 natively (compute capability 8.0 on: A100, H100...), else float32 (see `training_autocast`)."""
     device: str | None = None
     """Where the model trains and samples: "cpu", "cuda", "cuda:1"; default: CUDA when available (under `torchrun`,
     unset or "cuda": each rank's own GPU, cuda:LOCAL_RANK)."""
@@ -258,7 +272,8 @@ def load_policy(config: TrainerConfig) -> HFPolicy:
 
 def warn_if_half_precision(trainable: Sequence[torch.nn.Parameter]) -> None:
     """Warns when the weights being trained are not float32: AdamW's small updates would be rounded away (bfloat16
-    keeps 8 bits of mantissa). `HFPolicy` loads bfloat16 on a GPU for inference; `load_policy` loads float32."""
+    keeps 8 bits of mantissa). `HFPolicy` loads bfloat16 or float16 on a GPU for inference; `load_policy` loads
+    float32."""
     dtypes = sorted({str(parameter.dtype).removeprefix("torch.") for parameter in trainable} - {"float32"})
     if dtypes:
         warnings.warn(
@@ -266,6 +281,14 @@ def warn_if_half_precision(trainable: Sequence[torch.nn.Parameter]) -> None:
             'with HFPolicyConfig(dtype="float32") for float32 master weights (bf16 autocast still applies).',
             stacklevel=3,
         )
+
+
+def training_autocast(bf16: bool | None, device: torch.device) -> torch.dtype | None:
+    """The training passes' autocast dtype: bfloat16 when `bf16` is on (None: on a GPU that computes in it natively,
+    `native_bf16`), else none (float32). On older GPUs (V100, T4) torch emulates bfloat16 several times slower, and
+    float16 autocast would need loss scaling, which the update does not do: they train in float32."""
+    on = bf16 if bf16 is not None else device.type == "cuda" and native_bf16(device)
+    return torch.bfloat16 if on else None
 
 
 def with_lora(model: torch.nn.Module, config: TrainerConfig) -> torch.nn.Module:
@@ -287,10 +310,63 @@ def with_lora(model: torch.nn.Module, config: TrainerConfig) -> torch.nn.Module:
     return get_peft_model(model, lora)  # type: ignore[arg-type]
 
 
+def is_lora(model: torch.nn.Module) -> bool:
+    """Whether `model` is a `peft` model: adapters (`with_lora`) on a base model that does not train."""
+    return hasattr(model, "merge_and_unload") and hasattr(model, "disable_adapter")
+
+
+def named_weights(model: torch.nn.Module) -> list[tuple[str, torch.Tensor]]:
+    """`model`'s parameters by name, detached (tied weights once, under their first name)."""
+    return [(name, tensor.detach()) for name, tensor in model.named_parameters()]
+
+
 def trained_weights(model: torch.nn.Module) -> list[tuple[str, torch.Tensor]]:
-    """The model's weights under their plain Hugging Face names (LoRA merged into a copy), for a sampler."""
-    plain = copy.deepcopy(model).merge_and_unload() if hasattr(model, "merge_and_unload") else model  # type: ignore[operator]
-    return [(name, tensor.detach()) for name, tensor in plain.named_parameters()]  # tied weights once
+    """The model's weights under their plain Hugging Face names, for a sampler: with LoRA, merged as
+    `merge_and_unload` merges them, without a copy of the model (`merged_lora_weights`)."""
+    return merged_lora_weights(model) if is_lora(model) else named_weights(model)
+
+
+def merged_lora_weights(model: torch.nn.Module) -> list[tuple[str, torch.Tensor]]:
+    """A LoRA model's weights as `copy.deepcopy(model).merge_and_unload()` has them (the same names, order and bits),
+    without that copy (a second model on the GPU at every weight sync: 28 GB for a 7B model in float32): an adapted
+    layer's weight is W plus each active adapter's ΔW (peft's `get_delta_weight`, added as its merge adds it), a new
+    tensor; every other weight is the model's own. The model is not touched (merging in place and unmerging would
+    leave W + ΔW - ΔW, not W). Adapters peft merges otherwise (variants such as DoRA, a LoRA bias, adapters already
+    merged) are merged into a copy, as before."""
+    from peft.tuners.lora import LoraLayer
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    base: torch.nn.Module = model.get_base_model()  # type: ignore[operator]
+    layers: list[Any] = [module for module in base.modules() if isinstance(module, BaseTunerLayer)]
+    if not all(isinstance(layer, LoraLayer) and plainly_merged(layer) for layer in layers):
+        return named_weights(copy.deepcopy(model).merge_and_unload())  # type: ignore[operator]
+    merged: dict[int, torch.Tensor] = {id(layer.get_base_layer().weight): merged_weight(layer) for layer in layers}
+    kept = {id(tensor) for layer in layers for tensor in layer.get_base_layer().parameters()}
+    adapters = {id(tensor) for layer in layers for tensor in layer.parameters()} - kept
+    return [
+        (name.replace(".base_layer.", "."), merged.get(id(tensor), tensor.detach()))
+        for name, tensor in base.named_parameters()
+        if id(tensor) not in adapters
+    ]
+
+
+def plainly_merged(layer: Any) -> bool:
+    """Whether merging a LoRA layer's active adapters only adds their ΔW to its weight (no variant such as DoRA, no
+    LoRA bias, nothing merged yet)."""
+    variants, dora, bias = (getattr(layer, name, {}) for name in ("lora_variant", "use_dora", "lora_bias"))
+    return not layer.merged and not any(
+        adapter in variants or dora.get(adapter) or bias.get(adapter) for adapter in layer.active_adapters
+    )
+
+
+def merged_weight(layer: Any) -> torch.Tensor:
+    """A LoRA layer's weight with its active adapters' ΔW added, in the order and the arithmetic of peft's merge."""
+    weight = layer.get_base_layer().weight.detach()
+    with torch.no_grad():
+        for adapter in layer.active_adapters:
+            if adapter in layer.lora_A or adapter in layer.lora_embedding_A:
+                weight = weight + layer.get_delta_weight(adapter)
+    return weight
 
 
 class WeightSyncedSampler(TokenPolicy, Protocol):
@@ -305,7 +381,7 @@ def export_model(model: torch.nn.Module, tokenizer: Any, folder: str | Path) -> 
     """Writes a folder `HFPolicy.from_pretrained` loads: LoRA adapters merged into a copy, the tokenizer beside."""
     out = Path(folder)
     plain = model
-    if hasattr(model, "merge_and_unload"):
+    if is_lora(model):
         plain = copy.deepcopy(model).merge_and_unload()  # type: ignore[operator]
     plain.save_pretrained(out, safe_serialization=True)  # type: ignore[operator]
     tokenizer.save_pretrained(out)
@@ -340,8 +416,7 @@ class TrainingSession:
         trainable = [parameter for parameter in self.model.parameters() if parameter.requires_grad]
         warn_if_half_precision(trainable)
         self.optimizer = torch.optim.AdamW(trainable, lr=config.lr, weight_decay=config.weight_decay)
-        cuda = policy.device.type == "cuda"
-        self.autocast_dtype = torch.bfloat16 if (config.bf16 if config.bf16 is not None else cuda) else None
+        self.autocast_dtype = training_autocast(config.bf16, policy.device)
         self.run_dir = Path(config.output_dir)
         self._resume_from = checkpoint_to_resume(config, self.world.is_main)
         if self.world.is_main:
@@ -471,12 +546,14 @@ class TrainingSession:
         return history
 
     def finish(self) -> Path:
-        """Closes the logs and writes the trained model to `output_dir/model` (LoRA merged; rank 0); returns it."""
+        """Closes the logs and writes the trained model to `output_dir/model` (LoRA merged; rank 0); returns it. Under
+        `torchrun`, then leaves the process group the run joined (`close_world`)."""
         self.close()
         folder = self.run_dir / "model"
         if self.world.is_main:
             export_model(self.model, self.policy.tokenizer, folder)
         barrier()
+        close_world()
         return folder
 
     def close(self) -> None:

@@ -10,10 +10,12 @@ A step whose gradient is not finite is skipped (the weights stay as they were) a
 
 from __future__ import annotations
 
+import contextlib
 import math
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -57,6 +59,14 @@ def world_size_of(model: torch.nn.Module) -> int:
     return 1
 
 
+def gradient_sync(model: torch.nn.Module, last: bool) -> contextlib.AbstractContextManager[object]:
+    """Where a pass of a step runs: a DistributedDataParallel `model`'s passes before the step's `last` under
+    `no_sync()` (their gradients accumulate on each rank, and the last pass all-reduces the sum: one all-reduce per
+    step rather than one per minibatch), every other pass as it is."""
+    no_sync: Any = getattr(model, "no_sync", None)
+    return no_sync() if no_sync is not None and not last else contextlib.nullcontext()
+
+
 def optimizer_step(
     model: torch.nn.Module,
     optimizer: torch.optim.Optimizer,
@@ -77,7 +87,8 @@ def optimizer_step(
     the passes with dropout off (`model.eval()`), as a sampler and a reference model run: a ratio to their log-probs
     is then 1 before the update. With a
     DistributedDataParallel `model`, `sequences` are this rank's share: the counts, the loss and the metrics are
-    global over every rank (see `reflectgym.trainers.data_parallel`), and a rank may hold no sequence.
+    global over every rank (see `reflectgym.trainers.data_parallel`), a rank may hold no sequence, and gradients
+    are all-reduced once, in the step's last pass (`gradient_sync`).
     """
     device = next(model.parameters()).device
     ranks = world_size_of(model)
@@ -93,17 +104,17 @@ def optimizer_step(
     units = [averaged_units(chunk, normalisation) for chunk in chunks]
     total_units = int(global_sum(sum(units), device)) if ranks > 1 else sum(units)
     weights = [count / total_units for count in units]
-    if ranks > 1:  # DDP all-reduces once per backward: every rank runs as many (idle ones: zero-weight) passes
+    if ranks > 1:  # DDP all-reduces in the step's last pass: every rank runs as many (idle ones: zero-weight) passes
         idle = int(global_max(len(chunks), device)) - len(chunks)
         chunks += [[idle_sequence(pad_id)]] * idle
         weights += [0.0] * idle
-    for chunk, weight in zip(chunks, weights, strict=True):
-        if weight == 0 and ranks == 1:
-            continue
-        batch = collate(chunk, pad_id).to(device)
-        logprobs = target_logprobs(model, batch.input_ids, batch.attention_mask, autocast_dtype)
-        loss, metrics = loss_fn(batch, logprobs)
-        (loss * weight * ranks).backward()  # DDP averages gradients over ranks; the weights already sum to 1
+    passes = [(chunk, weight) for chunk, weight in zip(chunks, weights, strict=True) if weight or ranks > 1]
+    for index, (chunk, weight) in enumerate(passes):
+        with gradient_sync(model, last=index == len(passes) - 1):
+            batch = collate(chunk, pad_id).to(device)
+            logprobs = target_logprobs(model, batch.input_ids, batch.attention_mask, autocast_dtype)
+            loss, metrics = loss_fn(batch, logprobs)
+            (loss * weight * ranks).backward()  # DDP averages gradients over ranks; the weights already sum to 1
         loss_sum += loss.item() * weight
         for key, value in metrics.items():
             metric_sums[key] = metric_sums.get(key, 0.0) + value * weight

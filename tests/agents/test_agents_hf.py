@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 import pytest
+from support.fake_gpu import fake_gpu
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
@@ -206,6 +207,27 @@ def test_cuda_on_a_machine_without_it_is_a_one_line_error(folder: Path, monkeypa
         HFPolicy.from_pretrained(folder, HFPolicyConfig(device="cuda"))
     with pytest.raises(ValueError, match="unknown device 'gpu'"):
         HFPolicy.from_pretrained(folder, HFPolicyConfig(device="gpu"))
+
+
+@pytest.mark.parametrize(("native_bf16", "expected"), [(True, "bfloat16"), (False, "float16")])
+def test_on_a_gpu_weights_default_to_bfloat16_only_where_it_is_native(
+    folder: Path, monkeypatch: pytest.MonkeyPatch, native_bf16: bool, expected: str
+) -> None:
+    """An A100 or later computes in bfloat16; a V100 or T4 only emulates it (several times slower): float16 there."""
+    import transformers
+
+    fake_gpu(monkeypatch, native_bf16)
+    loaded: list[object] = []
+
+    def load(where: str, dtype: object) -> None:
+        loaded.append(dtype)
+        raise RuntimeError("loaded")
+
+    monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", load)
+    for device in ("cuda", "cpu"):
+        with pytest.raises(RuntimeError, match="loaded"):
+            HFPolicy.from_pretrained(folder, HFPolicyConfig(device=device))
+    assert loaded == [getattr(torch, expected), torch.float32]
 
 
 def test_a_seeded_group_played_one_episode_at_a_time_is_not_one_sample_repeated(folder: Path) -> None:

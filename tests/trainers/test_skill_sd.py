@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -316,6 +317,28 @@ def test_every_context_the_student_sampled_in_gets_a_teacher_prompt_with_the_ski
             observation = trajectory.turns[0].observation if history_turns is None else turn.observation
             assert MARKER not in policy.tokenizer.decode(student)
             assert text.index(MARKER) < text.rindex(observation.strip().splitlines()[0])
+    trainer.summariser.close()
+
+
+def test_a_seeded_summary_puts_back_the_generator_of_every_gpu_that_samples(
+    tmp_path: Path, model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The default summariser (the trained policy) seeds torch, and `torch.manual_seed` reseeds every GPU's
+    generator: the generators of the policy's GPU ("cuda": the current one) and of an `hf` sampler's own GPU are
+    saved and put back around it (recorded here, on a CPU machine)."""
+    trainer = SkillSDTrainer(config_for(tmp_path, model=str(model_dir)), sampler=HFPolicy.from_pretrained(model_dir))
+    trainer.policy.device, trainer.sampler.device = torch.device("cuda"), torch.device("cuda:1")  # type: ignore[union-attr]
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    forked: list[list[int]] = []
+
+    @contextlib.contextmanager
+    def fork_rng(devices: list[int]) -> Iterator[None]:
+        forked.append(list(devices))
+        yield
+
+    monkeypatch.setattr(torch.random, "fork_rng", fork_rng)
+    trainer._start_summaries([], [])
+    assert forked == [[0, 1]]
     trainer.summariser.close()
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from support.torchrun import run_ranks, untimed
@@ -15,6 +16,7 @@ pytest.importorskip("transformers", reason="transformers is not installed")
 
 from reflectgym.agents.tiny import TinyModelConfig, build_tiny_model  # noqa: E402
 from reflectgym.trainers.config import ConfigError  # noqa: E402
+from reflectgym.trainers.data_parallel import World, close_world, init_world  # noqa: E402
 from reflectgym.trainers.session import TrainerConfig, load_policy  # noqa: E402
 
 SCRIPT = """
@@ -56,7 +58,7 @@ else:
     run = GRPOTrainer(config)
 history = run.train()
 rank = int(os.environ.get("RANK", "0"))
-record = {"weights": run.model.state_dict(), "history": history}
+record = {"weights": run.model.state_dict(), "history": history, "group_open": torch.distributed.is_initialized()}
 if trainer == "rltf":
     record.update(shares=shares, local=local)
 torch.save(record, os.path.join(out, f"rank{rank}.pt"))
@@ -94,6 +96,7 @@ def test_two_ranks_share_grpo_rollouts_and_stay_in_sync(tmp_path: Path) -> None:
     for name, tensor in ranks[0]["weights"].items():
         assert torch.equal(tensor, ranks[1]["weights"][name]), f"ranks disagree on {name}"
     assert all("loss" in h for h in ranks[0]["history"]), "every step updated"
+    assert not ranks[0]["group_open"] and not ranks[1]["group_open"], "the run left its process group open"
     untimed = [[{k: v for k, v in h.items() if "seconds" not in k} for h in rank["history"]] for rank in ranks]
     assert untimed[0] == untimed[1], "metrics are global: every rank sees the same"
 
@@ -160,6 +163,56 @@ def test_two_ranks_take_the_same_rltf_steps_as_one_process_on_the_whole_batch(
             assert ddp_step[key] == pytest.approx(value, abs=1e-5), key
 
 
+ALL_REDUCES = """
+import os, sys
+import torch
+import torch.distributed as dist
+from torch.distributed.algorithms.ddp_comm_hooks.default_hooks import allreduce_hook
+from torch.nn.parallel import DistributedDataParallel
+from transformers import AutoModelForCausalLM
+from reflectgym.trainers.batching import TrainingSequence
+from reflectgym.trainers.losses import sft_loss
+from reflectgym.trainers.update import optimizer_step
+
+dist.init_process_group("gloo")
+rank = dist.get_rank()
+sequences = [TrainingSequence((1 + i, 2, 3 + rank, 4 + i), (0, 1, 1, 1), (0.0,) * 4) for i in range(2 + rank)]
+record = {}
+for minibatch_size in (1, 3):  # rank 0: 2 passes and an idle one, rank 1: 3 passes; then 1 pass each
+    model = AutoModelForCausalLM.from_pretrained(sys.argv[1])
+    ddp = DistributedDataParallel(model)
+    calls = []
+    def counting(state, bucket):
+        calls.append(bucket.index())
+        return allreduce_hook(state, bucket)
+    ddp.register_comm_hook(None, counting)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    loss = lambda batch, logprobs: (sft_loss(logprobs, batch.loss_mask), {})
+    optimizer_step(ddp, optimizer, sequences, loss, pad_id=0, minibatch_size=minibatch_size)
+    record[minibatch_size] = (len(calls), {name: value.detach() for name, value in model.named_parameters()})
+dist.destroy_process_group()
+torch.save(record, os.path.join(sys.argv[2], f"rank{rank}.pt"))
+"""
+
+
+@pytest.mark.slow
+def test_a_step_all_reduces_its_gradients_once_however_many_minibatches_it_runs(tmp_path: Path) -> None:
+    """Gradients accumulate on each rank and are all-reduced in the step's last pass alone: a step of three passes
+    makes the all-reduces of a step of one, and takes the same step."""
+    model = build_tiny_model(tmp_path / "model", TinyModelConfig(seed=2))
+    script = tmp_path / "all_reduces.py"
+    script.write_text(ALL_REDUCES)
+    run_ranks(script, 2, [str(model), str(tmp_path)])
+    ranks = [torch.load(tmp_path / f"rank{rank}.pt", weights_only=False) for rank in (0, 1)]
+    for record in ranks:
+        (split_calls, split), (whole_calls, whole) = record[1], record[3]
+        assert split_calls == whole_calls > 0, f"{split_calls} bucket all-reduces in three passes, {whole_calls} in one"
+        for name, tensor in whole.items():
+            assert torch.allclose(split[name], tensor, atol=1e-6), name
+    for name, tensor in ranks[0][1][1].items():
+        assert torch.equal(tensor, ranks[1][1][1][name]), f"ranks disagree on {name}"
+
+
 def test_a_local_rank_beyond_the_visible_gpus_is_a_config_error(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
@@ -210,3 +263,46 @@ def test_the_tiny_model_joins_the_group_on_this_ranks_training_device(
     assert backends == [backend]
     assert current == ([1] if backend == "nccl" else [])
     assert loaded == [expected]
+
+
+@pytest.fixture
+def fake_group(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    """torch.distributed's group calls, recorded instead of made (the group starts closed)."""
+    import torch.distributed as dist
+
+    from reflectgym.trainers import data_parallel
+
+    group: dict[str, Any] = {"open": False, "backends": [], "gpus": []}
+    monkeypatch.setattr(data_parallel, "_joined_here", False)
+    monkeypatch.setattr(dist, "is_initialized", lambda: group["open"])
+    monkeypatch.setattr(dist, "init_process_group", lambda backend: group.update(open=True, backends=[backend]))
+    monkeypatch.setattr(dist, "destroy_process_group", lambda: group.update(open=False))
+    monkeypatch.setattr(torch.cuda, "set_device", group["gpus"].append)
+    return group
+
+
+def test_cuda_without_an_index_under_torchrun_is_this_ranks_gpu_or_says_to_pass_it(
+    monkeypatch: pytest.MonkeyPatch, fake_group: dict[str, Any]
+) -> None:
+    """A script's policy on "cuda" is on the current GPU: GPU 0 on every rank unless the script made its own
+    current. Rank 1 is told to pass cuda:1 (`torch.cuda.set_device` said only "Expected a cuda device with a
+    specified index"), or joins on GPU 1 when it is current."""
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    with pytest.raises(ValueError, match=r'load the policy on device "cuda:1" \(cuda:LOCAL_RANK\)'):
+        init_world(World(rank=1, size=2, local_rank=1), torch.device("cuda"))
+    assert not fake_group["open"]
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 1)
+    init_world(World(rank=1, size=2, local_rank=1), torch.device("cuda"))
+    assert fake_group["gpus"] == [1] and fake_group["backends"] == ["nccl"]
+
+
+def test_a_run_leaves_the_process_group_it_joined_and_no_other(fake_group: dict[str, Any]) -> None:
+    world = World(rank=0, size=2, local_rank=0)
+    init_world(world, torch.device("cpu"))
+    assert fake_group["open"] and fake_group["backends"] == ["gloo"]
+    close_world()
+    assert not fake_group["open"]
+    fake_group["open"] = True  # a group the script joined itself
+    init_world(world, torch.device("cpu"))
+    close_world()
+    assert fake_group["open"], "the script's own group was closed"

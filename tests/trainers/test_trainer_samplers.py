@@ -14,6 +14,7 @@ pytest.importorskip("transformers", reason="transformers is not installed")
 
 import torch
 from support.fake_vllm import FakeVLLM
+from torch.utils._python_dispatch import TorchDispatchMode
 
 import reflectgym
 from reflectgym.agents.hf_policy import HFPolicy
@@ -25,6 +26,7 @@ from reflectgym.trainers.config import ConfigError
 from reflectgym.trainers.exit import ExItConfig
 from reflectgym.trainers.grpo import GRPOConfig, GRPOTrainer
 from reflectgym.trainers.registry import build_from_config
+from reflectgym.trainers.samplers import build_sampler, model_copy
 
 
 def length_share(task: Task, answer: str) -> float:
@@ -138,3 +140,43 @@ def test_a_sampler_passed_in_and_one_in_the_config_is_a_config_error(tmp_path: P
             HFPolicy.from_pretrained(folder),
             HFPolicy.from_pretrained(folder),
         )
+
+
+class MadeTensors(TorchDispatchMode):
+    """Records the device and size of every tensor an operation makes while it is on (views of one are not made)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.made: list[tuple[str, int]] = []
+
+    def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        out = func(*args, **(kwargs or {}))
+        for value in out if isinstance(out, tuple | list) else (out,):
+            if isinstance(value, torch.Tensor) and not func.is_view:
+                self.made.append((value.device.type, value.numel()))
+        return out
+
+
+def test_an_hf_sampler_on_another_device_is_made_there_not_copied_here_first(tmp_path: Path) -> None:
+    """The copy's weights are made on the sampler's device ("meta" stands in for a second GPU): no copy of a weight
+    on the trained model's device, even for a moment."""
+    policy = HFPolicy.from_pretrained(build_tiny_model(tmp_path / "model", TinyModelConfig(seed=1)))
+    largest = max(parameter.numel() for parameter in policy.model.parameters())
+    with MadeTensors() as mode:
+        sampler = build_sampler(grpo_config(tmp_path / "run", sampler="hf", sampler_device="meta"), policy, "", 0, None)
+    assert isinstance(sampler, HFPolicy) and sampler.device == torch.device("meta")
+    assert {tensor.device.type for tensor in [*sampler.model.parameters(), *sampler.model.buffers()]} == {"meta"}
+    assert not [size for device, size in mode.made if device == "cpu" and size == largest], "a weight copied on CPU"
+
+
+def test_a_model_copy_holds_the_same_weights_in_tensors_of_its_own_with_ties_kept(tmp_path: Path) -> None:
+    model = HFPolicy.from_pretrained(build_tiny_model(tmp_path / "model", TinyModelConfig(seed=1))).model
+    copied = model_copy(model, torch.device("cpu"))
+    assert copied.get_input_embeddings().weight is copied.get_output_embeddings().weight, "the tie is kept"
+    ours, theirs = dict(model.named_parameters()), dict(copied.named_parameters())
+    assert ours.keys() == theirs.keys()
+    for name, tensor in theirs.items():
+        assert torch.equal(tensor, ours[name]) and tensor.data_ptr() != ours[name].data_ptr(), name
+        assert tensor.requires_grad == ours[name].requires_grad, name
+    for (name, buffer), (_, original) in zip(copied.named_buffers(), model.named_buffers(), strict=True):
+        assert torch.equal(buffer, original) and buffer.data_ptr() != original.data_ptr(), name

@@ -6,12 +6,14 @@ from __future__ import annotations
 import copy
 
 import pytest
+from support.fake_gpu import fake_gpu
 
 torch = pytest.importorskip("torch", reason="torch is not installed (pip install 'reflectgym[train]')")
 transformers = pytest.importorskip("transformers", reason="transformers is not installed")
 
 from reflectgym.trainers.batching import Batch, TrainingSequence  # noqa: E402
 from reflectgym.trainers.losses import sft_loss  # noqa: E402
+from reflectgym.trainers.session import training_autocast  # noqa: E402
 from reflectgym.trainers.update import optimizer_step  # noqa: E402
 
 
@@ -126,3 +128,21 @@ def test_a_step_with_no_loss_tokens_is_refused() -> None:
             pad_id=0,
             minibatch_size=1,
         )
+
+
+@pytest.mark.parametrize(
+    ("device", "native_bf16", "bf16", "expected"),
+    [
+        ("cuda:0", True, None, "bfloat16"),
+        ("cuda:0", False, None, None),  # a V100 or T4 emulates bfloat16: float32, not its emulation
+        ("cuda:0", False, True, "bfloat16"),  # unless the config asks for it
+        ("cpu", True, None, None),
+        ("cpu", True, True, "bfloat16"),
+    ],
+)
+def test_the_passes_default_to_bfloat16_autocast_only_on_a_gpu_that_computes_in_it(
+    monkeypatch: pytest.MonkeyPatch, device: str, native_bf16: bool, bf16: bool | None, expected: str | None
+) -> None:
+    fake_gpu(monkeypatch, native_bf16)
+    wanted = getattr(torch, expected) if expected else None
+    assert training_autocast(bf16, torch.device(device)) == wanted

@@ -33,7 +33,8 @@ Deviations from the paper, on purpose:
   tokens, no separate embedding model); identical embeddings leave the advantages unchanged.
 * As in `trainers.grpo`: one optimiser step per batch (π_old is the sampler), no dropout in the update, population
   std, errors left out of their group (a reply whose env step raised, or whose generation failed), groups with
-  fewer than two replies left (or, by default, all returns equal) give no sequences.
+  fewer than two replies left (or, by default, all returns equal) give no sequences, and the KL's reference is a
+  frozen copy, or under LoRA the trained model with its adapters disabled.
 * Under `torchrun`, every rank draws the step's slots alike (the same buffer, the same generator) and plays its
   share of them (`World.share`: whole groups, so advantages need no other rank's returns); the slots' results
   (scores, replies with their env answers, children with their snapshots) are then gathered on every rank, which
@@ -47,7 +48,6 @@ Deviations from the paper, on purpose:
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import math
 import time
@@ -89,7 +89,7 @@ from reflectgym.trainers.exit.slots import (
     problem_counts,
     result_metrics,
 )
-from reflectgym.trainers.grpo import GRPOOptions, grpo_objective, step_seeds
+from reflectgym.trainers.grpo import GRPOOptions, grpo_objective, kl_reference, step_seeds
 from reflectgym.trainers.losses import group_advantages
 from reflectgym.trainers.samplers import SamplerOptions, build_sampler
 from reflectgym.trainers.session import (
@@ -192,9 +192,7 @@ class ExItTrainer:
         self.policy = policy if policy is not None else load_policy(config)
         self.sampler = build_sampler(config, self.policy, config.output_dir, config.seed, sampler)  # (before LoRA)
         self.session = TrainingSession(config, self.policy, describe=config, trainer="exit")
-        self.reference = None
-        if config.kl_coef > 0:
-            self.reference = copy.deepcopy(self.session.model).eval().requires_grad_(False)
+        self.reference = kl_reference(self.session.model, config.kl_coef)
         self.env = TimedEnv(self._make_env, config.env_timeout)
         """The env that starts and restores the step's instances (and plays replies when `num_envs` is 1)."""
         self._free_envs: SimpleQueue[TimedEnv] = SimpleQueue()

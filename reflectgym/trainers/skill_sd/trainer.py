@@ -38,9 +38,10 @@ Deviations from the paper (and choices the write-ups leave open):
   writes other skills than one sampling the whole step (another batch): ranks still agree, since each skill is
   written once and gathered.
 - A reply of the summariser with no JSON object makes no skill (`skills_unparsed` counts them). The default
-  summariser (the trained policy) samples with its generator state saved and put back, so rollouts do not depend
-  on it; a background summariser sampling with torch in this process (`hf:`) shares torch's global generator,
-  and such a run is not bit-reproducible (an `openai:` one is).
+  summariser (the trained policy) samples with its generator state saved and put back (the CPU's and that of every
+  GPU the policy or its sampler samples on), so rollouts do not depend on it; a background summariser sampling with
+  torch in this process (`hf:`) shares torch's global generator, and such a run is not bit-reproducible (an
+  `openai:` one is).
 """
 
 from __future__ import annotations
@@ -175,6 +176,18 @@ def in_step_order(own: Sequence[tuple[int, T]]) -> list[tuple[int, T]]:
     it): the same list everywhere, and the same as one process holding the whole step."""
     gathered = all_gather(list(own))
     return sorted((pair for rank in gathered for pair in rank), key=lambda pair: pair[0])
+
+
+def sampling_gpus(*policies: object) -> list[int]:
+    """The GPUs `policies` sample on (each one's `device`; "cuda" alone: the current GPU), once each: the generators a
+    seeded summary must leave as they were (its `torch.manual_seed` reseeds every GPU's, an `hf` sampler's on its
+    own GPU too). Not every visible GPU: saving a generator's state starts CUDA on its GPU."""
+    indices: set[int] = set()
+    for policy in policies:
+        device = getattr(policy, "device", None)
+        if isinstance(device, torch.device) and device.type == "cuda":
+            indices.add(device.index if device.index is not None else torch.cuda.current_device())
+    return sorted(indices)
 
 
 class SkillSDTrainer(GRPOTrainer):
@@ -339,9 +352,8 @@ class SkillSDTrainer(GRPOTrainer):
         if self.summariser.background:
             self._summaries = self.summariser.submit(episodes, sampling)
             return
-        devices = [self.policy.device] if self.policy.device.type == "cuda" else []
-        with torch.random.fork_rng(devices=devices):  # the rollouts' generator stays as it was
-            self._summaries = self.summariser.submit(episodes, sampling)
+        with torch.random.fork_rng(devices=sampling_gpus(self.policy, self.sampler)):  # the rollouts' generators
+            self._summaries = self.summariser.submit(episodes, sampling)  # stay as they were
 
     def _after_update(self, groups: list[list[Trajectory]]) -> dict[str, float]:
         """The step's skills join the bank: every rank waits for its own summaries (a background summariser's
