@@ -18,7 +18,7 @@ from gymnasium.utils.env_checker import check_env
 import reflectgym
 from reflectgym.core import check_determinism, check_garbage_actions, check_snapshot_roundtrip
 from reflectgym.core.audit import audit_feedback_leaks
-from reflectgym.envs.web.miniwob import SOLVED_TASKS, MiniWoBPages
+from reflectgym.envs.web.miniwob import SOLVED_TASKS, TEXT_LIMITS, MiniWoBPages
 
 pytestmark = [
     pytest.mark.browser,
@@ -236,16 +236,16 @@ def test_a_click_scrolls_a_scrolling_box_to_its_element_first() -> None:
 def test_a_long_field_value_is_shown_to_its_end() -> None:
     env = make(task="scroll-text")  # the answer is the last word of a text area of about 950 characters
     observation, _ = env.reset(seed=3)
-    text = re.search(r'^\[\d+\] textbox "[^"]*" value="([^"]*)"', observation, re.MULTILINE)
+    text = re.search(r'^\[\d+\] textbox value="([^"]*)"', observation, re.MULTILINE)
     assert text is not None and len(text.group(1)) > 500, observation
     answer = text.group(1).split()[-1]
-    field = element(observation, r'^textbox value=""')
+    field = element(observation, r'^textbox value=""$')
     env.step(f'type({field}, "{answer}")')
     _, reward, terminated, _, _ = env.step(f"click({element(observation, '^button')})")
     assert terminated and reward == 1.0
     small = make(task="scroll-text", observation_chars=600)  # a tight budget: the value's start and end show
     observation, _ = small.reset(seed=3)
-    shown = re.search(r'^\[\d+\] textbox "[^"]*" value="([^"]*)"', observation, re.MULTILINE)
+    shown = re.search(r'^\[\d+\] textbox value="([^"]*)"', observation, re.MULTILINE)
     assert shown is not None and len(shown.group(1)) <= 200 and " … " in shown.group(1)
     assert shown.group(1).startswith(text.group(1)[:60]) and shown.group(1).endswith(text.group(1)[-60:])
     small.close()
@@ -343,4 +343,58 @@ def test_a_small_box_is_dragged_into_a_large_one() -> None:
         observation, *_ = env.step(f"drag({boxes['s']}, {boxes['L']})")
         _, reward, terminated, _, _ = env.step(f"click({element(observation, '^button')})")
         assert terminated and reward == 1.0
+    env.close()
+
+
+def test_what_the_instruction_shows_without_words_is_described() -> None:
+    env = make(task="use-colorwheel-2")  # the colour to pick is a swatch in the instruction, not a word
+    for seed in (0, 1):
+        observation, _ = env.reset(seed=seed)
+        colour = re.search(r"\(shown: div\.cc background=rgb\((\d+), (\d+), (\d+)\)\)", observation.splitlines()[0])
+        assert colour is not None, observation
+        env.step(f'type({element(observation, "^textbox")}, "{"".join(f"{int(c):02x}" for c in colour.groups())}")')
+        _, reward, terminated, _, _ = env.step(f"click({element(observation, '^button')})")
+        assert terminated and reward == 1.0
+    observation, _ = env.reset(seed=0, options={"task_id": "click-menu-2"})  # an icon in place of the item's name
+    assert "item with the (shown: span.ui-icon.ui-icon-stop" in observation.splitlines()[0], observation
+    observation, _ = env.reset(seed=0, options={"task_id": "terminal"})  # words only: the text as the page has it
+    assert observation.splitlines()[0].endswith("a file ending with the extension .py"), observation
+    env.close()
+
+
+def test_tasks_the_text_view_cannot_play_say_so_every_turn() -> None:
+    assert set(TEXT_LIMITS) <= set(MiniWoBPages.locate().tasks)
+    env = make(task="count-sides")  # the shape is drawn on a canvas: only the answer buttons are in the tree
+    observation, _ = env.reset(seed=0)
+    note = "Note: the text view cannot play this task: the shape is drawn on a canvas"
+    assert observation.splitlines()[1].startswith(note), observation
+    observation, reward, terminated, _, _ = env.step("wait")
+    assert note in observation and reward == 0.0 and not terminated
+    observation, _ = env.reset(seed=0, options={"task_id": "circle-center"})
+    assert "Note: the text view cannot play this task: it needs the pointer at a chosen spot" in observation
+    observation, _ = env.reset(seed=0, options={"task_id": "click-test"})
+    assert "Note:" not in observation
+    env.close()
+
+
+def test_a_click_names_the_element_inside_that_took_it() -> None:
+    env = make(task="click-link")  # the paragraph's centre is on one of its links, which takes the click
+    observation, _ = env.reset(seed=0)
+    paragraph = element(observation, r"^text ")
+    inside = re.findall(r"^\s+\[(\d+)\] text", observation, re.MULTILINE)
+    _, _, _, _, info = env.step(f"click({paragraph})")
+    landed = re.search(r"; the pointer is on \[(\d+)\] text \"[^\"]+\", inside it\.", info["feedback"])
+    assert landed is not None and landed.group(1) in inside, info["feedback"]
+    env.close()
+
+
+def test_a_text_areas_first_text_is_not_shown_as_its_name() -> None:
+    env = make(task="scroll-text-2")  # a text area holding a long text at first
+    observation, _ = env.reset(seed=0)
+    field = element(observation, r"^textbox value=")
+    first = re.search(r'^\[\d+\] textbox value="([^"]{20})', observation, re.MULTILINE)
+    assert first is not None, observation
+    observation, *_ = env.step(f'type({field}, "hello")')
+    assert re.search(rf'^\[{field}\] textbox value="hello" focused$', observation, re.MULTILINE), observation
+    assert first.group(1) not in observation
     env.close()

@@ -197,7 +197,8 @@ AXTREE_JS = r"""
         if (role === 'hidden' || role === 'presentation' || role === 'none') return;
         let text = ownText(el);
         const labelsControl = role === 'label' && el.control;
-        if (labelsControl) text = '';
+        // (a text area's own text is only its first value: what it holds now is its value)
+        if (labelsControl || el.tagName === 'TEXTAREA') text = '';
         const keep = KEEP.has(role) || (text && role !== 'label') || (role === 'label' && text);
         const clickable = !keep && role === 'generic' && el !== document.body
           && actionable(el, style.cursor, parentCursor);
@@ -231,8 +232,13 @@ AXTREE_JS = r"""
       if (hidden(el)) return {error: 'hidden'};
       const {rect, x, y} = centreInView(el);
       const hit = document.elementFromPoint(x, y);
-      if (hit && (hit === el || el.contains(hit) || (el.labels && Array.from(el.labels).some((l) => l.contains(hit)))))
-        return {x, y, disabled: !!(el.disabled || el.getAttribute('aria-disabled') === 'true')};
+      const byLabel = hit && el.labels && Array.from(el.labels).some((l) => l.contains(hit));
+      if (hit && (hit === el || el.contains(hit) || byLabel)) {
+        // A kept element inside `el` at its centre takes the click (a link in a paragraph): say which one.
+        const inner = hit.closest('[data-rg-id]');
+        const on = inner && inner !== el && el.contains(inner) ? Number(inner.getAttribute('data-rg-id')) : null;
+        return {x, y, on, disabled: !!(el.disabled || el.getAttribute('aria-disabled') === 'true')};
+      }
       // No element there (its centre is outside the window), or a box around it answering for its centre: it is
       // clipped there (unless it lets the pointer through to that box).
       const empty = rect.width === 0 || rect.height === 0;  // no area of its own: what holds it answers
@@ -276,6 +282,24 @@ AXTREE_JS = r"""
       const at = document.elementFromPoint(sx, sy);
       const pressable = !!at && (at === from || from.contains(at));
       return {x, y, width: rect.width, height: rect.height, fromX: sx, fromY: sy, pressable};
+    },
+    shownText(root) {
+      // `root`'s text with each visible element that has no words (a colour swatch, an icon) described in place
+      // as the tree would describe it: an instruction may show what it asks for instead of naming it.
+      const parts = [];
+      const walk = (node) => {
+        for (const child of node.childNodes) {
+          if (child.nodeType === 3) parts.push(child.textContent);
+          if (child.nodeType !== 1 || SKIP_TAGS.has(child.tagName)) continue;
+          const style = getComputedStyle(child);
+          if (hidden(child, style)) continue;
+          if ((child.textContent || '').trim()) { walk(child); continue; }
+          const box = child.getBoundingClientRect();
+          if (box.width > 0 && box.height > 0) parts.push(' (shown: ' + describe(child, style) + ') ');
+        }
+      };
+      walk(root);
+      return clean(parts.join(''), 2000);
     },
     listensToTyping(id) {
       const el = this.element(id);

@@ -65,6 +65,8 @@ class TaskStart:
 
     instruction: str
     privileged: str | None
+    note: str | None = None
+    """What the text view cannot show or play on this task, said under the instruction every turn (`None`: all)."""
 
 
 @dataclass(frozen=True)
@@ -146,6 +148,8 @@ class BrowserDriver:
         self.instruction = ""
         self.privileged: str | None = None
         """Teacher-only text for the episode, from the task page."""
+        self.note: str | None = None
+        """What the agent cannot do on this task through the text view (`TaskStart.note`)."""
         self.state: PageState | None = None
         """The page as last read."""
         self._next_id = 1
@@ -170,7 +174,7 @@ class BrowserDriver:
             self.release()
             start, state = self.service.run(lambda: self._start(task, seed), self.step_timeout_s * 2 + 60)
         self.service.prepare_spare(task.task_url())  # made while the agent thinks, if it does
-        self.instruction, self.privileged = start.instruction, start.privileged
+        self.instruction, self.privileged, self.note = start.instruction, start.privileged, start.note
         self.state = state
 
     def apply(self, task: PageTask, action: WebAction) -> Transition:
@@ -201,9 +205,12 @@ class BrowserDriver:
         )
 
     def observation(self) -> str:
-        """The instruction, the page's title and its accessibility tree, cut at `observation_chars`."""
+        """The instruction (and the task's `note`), the page's title and its accessibility tree, cut at
+        `observation_chars`."""
         state = self.state
         lines = [f"Task: {self.instruction}"]
+        if self.note:
+            lines.append(f"Note: {self.note}")
         if state is None:
             lines.append("(no page is open)")
         else:

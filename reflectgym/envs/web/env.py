@@ -20,7 +20,7 @@ from reflectgym.envs.web.actions import ACTION_FORMAT, WebAction, parse_web_acti
 from reflectgym.envs.web.browser import BrowserConfig, BrowserService, BrowserSession
 from reflectgym.envs.web.driver import ACTION_EXAMPLES, BrowserDriver, PageReading, PageState, TaskStart
 from reflectgym.envs.web.executor import ActionOutcome
-from reflectgym.envs.web.miniwob import MINIWOB_CHROME, MiniWoBPages, miniwob_oracle
+from reflectgym.envs.web.miniwob import MINIWOB_CHROME, MiniWoBPages, miniwob_oracle, text_limit_note
 from reflectgym.envs.web.tasks import TASK_IDS, BundledTask, bundled_task, tasks_dir
 
 if TYPE_CHECKING:
@@ -327,7 +327,10 @@ class MiniWoBEnv(BrowserEnv):
 
     ## Observation
     `Task: <the page's utterance>`, the page title, and the accessibility tree of the task area (MiniWoB's
-    own reward display and timer are left out). With `screenshot=True`, `info["screenshot"]` is a PNG.
+    own reward display and timer are left out). What the utterance shows without words (use-colorwheel-2's colour,
+    click-menu-2's icon) is described in it, as the tree describes such elements. On a task the text view cannot
+    play (`miniwob.TEXT_LIMITS`: a spot in a drawing, a canvas, a timed or blinking sequence, ...) a `Note:` line
+    under the task says so, every turn. With `screenshot=True`, `info["screenshot"]` is a PNG.
 
     ## Actions
     As `WebEnv`: `click(ID)`, `hover(ID)`, `drag(ID, ID)`, `type(ID, "text")`, `select(ID, "option")`,
@@ -339,7 +342,8 @@ class MiniWoBEnv(BrowserEnv):
     that need a pointer position, a distance or a direction rather than an element to drop on (hot-cold;
     drag-circle and drag-single-shape, whose "drag it left" has nothing there to drop on; drag-cube's rotation),
     drops into a box the tree does not show (drag-shapes, drag-shapes-2: the box is an outline, not an element
-    of the tree), and exact timing (chase-circle, ...).
+    of the tree), and exact timing (chase-circle, ...); `miniwob.TEXT_LIMITS` lists them all, and their
+    observation says so.
 
     ## Feedback
     MiniWoB pages only report a reward, so: `binary` says solved or not; `diagnostic` adds the page's reward
@@ -369,7 +373,9 @@ class MiniWoBEnv(BrowserEnv):
 
     ## Version history
     - v0: first release. Later, the `drag(ID, ID)` action (a reply holding one used to be unreadable);
-      observations, rewards and episode ends are unchanged.
+      observations, rewards and episode ends are unchanged. Later still, the `Note:` line on the tasks of
+      `TEXT_LIMITS`, and the described swatch or icon in the utterances of use-colorwheel-2 and click-menu-2 (it was
+      dropped); other observations, and all rewards and episode ends, are unchanged.
     """
 
     reading: ClassVar[PageReading] = PageReading(
@@ -435,12 +441,17 @@ class MiniWoBEnv(BrowserEnv):
               core.startEpisodeReal();
               for (let i = 0; i < 100 && !WOB_TASK_READY; i++) await new Promise((done) => setTimeout(done, 20));
               const said = core.getUtterance();
-              return typeof said === 'string' ? said : said.utterance;
+              const utterance = typeof said === 'string' ? said : said.utterance;
+              // Core's utterance is the query's bare text, which drops what it shows without words (the colour
+              // of use-colorwheel-2, the icon of click-menu-2); a page's own utterance is kept as it is.
+              const query = document.getElementById('query');
+              const bare = query ? query.textContent.replace(/\\s+/g, ' ').trim() : null;
+              return utterance === bare ? window.__rgAx.shownText(query) : utterance;
             }""",
             [seed, limit_ms],
         )
         privileged = miniwob_oracle(self._task, str(utterance)).describe()
-        return TaskStart(instruction=str(utterance), privileged=privileged)
+        return TaskStart(instruction=str(utterance), privileged=privileged, note=text_limit_note(self._task))
 
     def _reward(self, task: dict[str, Any]) -> float:
         return float(task.get("raw" if self.time_limit_s is None else "reward") or 0.0)

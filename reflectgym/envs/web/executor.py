@@ -111,7 +111,7 @@ async def perform(page: Page, action: WebAction, tree: AxTree, wait_ms: int) -> 
         )
         return ActionOutcome(True, f"Scrolled {_describe(node)} into view.")
     if kind in ("click", "hover"):
-        return await _point_at(page, node, kind)
+        return await _point_at(page, node, kind, tree)
     if kind == "drag":
         drop = tree.get(action.target) if action.target is not None else None
         if drop is None:
@@ -246,21 +246,25 @@ def _unreachable(node: AxNode, target: dict[str, Any], verb: str, undone: str) -
     return None
 
 
-async def _point_at(page: Page, node: AxNode, kind: str) -> ActionOutcome:
-    """Clicks `node`, or moves the pointer over it (`hover`), at its centre once it is in view and uncovered."""
+async def _point_at(page: Page, node: AxNode, kind: str, tree: AxTree) -> ActionOutcome:
+    """Clicks `node`, or moves the pointer over it (`hover`), at its centre once it is in view and uncovered. When
+    an element of `tree` inside `node` lies at that centre, the message names it: that one takes the click (a link
+    in a paragraph), and an agent told only of the paragraph would credit the wrong element."""
     target = await _click_point(page, node)
     verb = "clicked" if kind == "click" else "reached"
     refusal = _unreachable(node, target, verb, verb)
     if refusal is not None:
         return refusal
+    inner = tree.get(int(target["on"])) if target.get("on") is not None else None
+    landed = f"; the pointer is on {_describe(inner)}, inside it" if inner is not None else ""
     if kind == "hover":
         await page.mouse.move(float(target["x"]), float(target["y"]))
         await asyncio.sleep(HOVER_SETTLE_MS / 1000)
-        return ActionOutcome(True, f"Moved the pointer over {_describe(node)}.")
+        return ActionOutcome(True, f"Moved the pointer over {_describe(node)}{landed}.")
     if target.get("disabled"):
         return ActionOutcome(False, f"{_describe(node)} is disabled.")
     await page.mouse.click(float(target["x"]), float(target["y"]))
-    return ActionOutcome(True, f"Clicked {_describe(node)}.")
+    return ActionOutcome(True, f"Clicked {_describe(node)}{landed}.")
 
 
 async def _drag(page: Page, source: AxNode, target: AxNode) -> ActionOutcome:

@@ -20,6 +20,45 @@ MINIWOB_CHROME: tuple[str, ...] = ("#query", "#reward-display", "#click-canvas",
 SOLVED_TASKS: tuple[str, ...] = ("click-test", "click-button", "enter-text", "login-user")
 """MiniWoB tasks with a scripted solver here."""
 
+_POINT = "it needs the pointer at a chosen spot of a drawing, and click(ID) or hover(ID) only reach an element's centre"
+_DRAG = (
+    "it needs a drag in a direction, by a distance or onto a spot that is no element here, and drag(ID, ID) only "
+    "drops an element onto another"
+)
+_MOVING = "it needs the pointer on shapes as they move, which one action a turn cannot follow"
+_SELECT = "it needs text selected with the pointer, which no action here does"
+TEXT_LIMITS: dict[str, str] = {
+    "bisect-angle": _POINT,
+    "circle-center": _POINT,
+    "draw-circle": _POINT,
+    "draw-line": _POINT,
+    "find-midpoint": _POINT,
+    "hot-cold": _POINT,
+    "right-angle": _POINT,
+    "drag-circle": _DRAG,
+    "drag-cube": _DRAG,
+    "drag-shapes": _DRAG,
+    "drag-shapes-2": _DRAG,
+    "drag-single-shape": _DRAG,
+    "chase-circle": _MOVING,
+    "moving-items": _MOVING,
+    "highlight-text": _SELECT,
+    "highlight-text-2": _SELECT,
+    "simon-says": "the buttons blink in the order to push, and the text view does not show a blink",
+    "count-sides": "the shape is drawn on a canvas, which the text view cannot show",
+    "visual-addition": "the blocks to count are empty boxes, which the text view does not list",
+}
+"""MiniWoB tasks the text view cannot play, and why. They load and play, and the page judges what is done, but the
+observation says under the instruction, every turn, that the actions here cannot solve them (`note`)."""
+
+
+def text_limit_note(task: str) -> str | None:
+    """What the observation says about `task` when the text view cannot play it (`None` for the others)."""
+    reason = TEXT_LIMITS.get(task)
+    if reason is None:
+        return None
+    return f"the text view cannot play this task: {reason}. Actions still play, and the page judges them."
+
 
 @dataclass(frozen=True)
 class MiniWoBPages:
