@@ -4,8 +4,11 @@ config → collect (G rollouts per task instance with the rollout engine) → gr
 surrogate (+ optional k3 KL) → one optimiser step → log / checkpoint, repeated.
 
 Deviations from the paper, on purpose:
-* One return per episode (the sum of its turn rewards, format penalties included), broadcast to every token the
-  policy sampled in that episode; the per-turn discounted variant of TRAINERS.md §0 is not implemented yet.
+* By default one return per episode (the sum of its turn rewards, format penalties included), broadcast to every
+  token the policy sampled in that episode. `returns: turn` is TRAINERS.md §0's per-turn option: each reply's
+  tokens carry its turn's discounted return G_t = Σ_{k≥t} γ^(k−t) r_k (`gamma`), normalised by the mean and std of
+  every turn's return in the group (the spec names the option, not its baseline: pooling the group's turns is this
+  package's choice; with one turn per episode it is the default).
 * One optimiser step per collected batch (π_old is the sampler), so the ratio is 1 up to numerics unless a
   separate engine (vLLM) samples; the clip still guards that case. For that ratio the update's passes run without
   dropout (as the sampler and the reference do; TRL's `disable_dropout`). Under bf16 autocast the ratio at the
@@ -30,11 +33,12 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import math
 import time
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -47,7 +51,13 @@ from reflectgym.core.trajectory import Trajectory
 from reflectgym.trainers.batching import Batch, TrainingSequence, target_logprobs
 from reflectgym.trainers.config import ConfigError
 from reflectgym.trainers.data_parallel import global_means, global_sums
-from reflectgym.trainers.losses import Normalisation, group_advantages, grpo_loss
+from reflectgym.trainers.losses import (
+    Normalisation,
+    discounted_turn_returns,
+    group_advantages,
+    grpo_loss,
+    pooled_turn_advantages,
+)
 from reflectgym.trainers.samplers import SamplerOptions, build_sampler
 from reflectgym.trainers.session import (
     TrainerConfig,
@@ -118,6 +128,21 @@ class GRPOConfig(SamplerOptions, GRPOOptions, TrainerConfig):
     """Turns per episode at most: an episode still running then ends, truncated (on top of the env's own limit)."""
     history_turns: int | None = None
     """Earlier exchanges the policy sees each turn (`RolloutConfig.history_turns`; None: the whole episode)."""
+    returns: Literal["episode", "turn"] = "episode"
+    """What a reply is credited with: its episode's return (the sum of its rewards), or its turn's discounted return
+    from that turn on (`gamma`), normalised over every turn of the group (TRAINERS.md §0's per-turn option)."""
+    gamma: float = 1.0
+    """Discount of per-turn returns (`returns: turn`); 1 counts every later reward in full."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not 0 <= self.gamma <= 1:
+            raise ConfigError(f"gamma must be in [0, 1]; got {self.gamma}")
+
+    @property
+    def turn_gamma(self) -> float | None:
+        """γ when replies are credited per turn (`returns: turn`), else None (one return per episode)."""
+        return self.gamma if self.returns == "turn" else None
 
 
 def step_seeds(first_seed: int, seed: int, step: int, tasks_per_step: int) -> list[int]:
@@ -134,31 +159,65 @@ def finished_episodes(group: Sequence[Trajectory]) -> list[Trajectory]:
 
 
 def sequences_from_groups(
-    groups: list[list[Trajectory]], drop_zero_variance: bool, keep: Collection[int] = ()
+    groups: list[list[Trajectory]],
+    drop_zero_variance: bool,
+    keep: Collection[int] = (),
+    turn_gamma: float | None = None,
 ) -> tuple[list[TrainingSequence], dict[str, float]]:
     """Advantages per group, then one `TrainingSequence` per token-recorded episode.
 
     An episode that ended in an error (the env, its verifier or the policy failed: `metadata["error"]`) says
     nothing about its replies, so it is left out and the group's advantages are taken over the rest; a group with
     fewer than two episodes left is dropped. Groups whose index is in `keep` stay even when their returns are all
-    equal (advantages 0: a loss term other than GRPO's may still learn from them)."""
+    equal (advantages 0: a loss term other than GRPO's may still learn from them). With `turn_gamma`, each reply is
+    credited with its turn's discounted return instead (`GRPOConfig.returns`), normalised over the group's turns."""
     sequences: list[TrainingSequence] = []
     dropped = failed = 0
     for index, group in enumerate(groups):
         finished = finished_episodes(group)
         failed += len(group) - len(finished)
-        returns = torch.tensor([trajectory.total_reward for trajectory in finished], dtype=torch.float32)
-        uniform = drop_zero_variance and index not in keep and bool((returns == returns[0]).all())
-        if len(finished) < 2 or uniform:
+        returns = [
+            [trajectory.total_reward]
+            if turn_gamma is None
+            else discounted_turn_returns([turn.reward for turn in trajectory.turns], turn_gamma)
+            for trajectory in finished
+        ]
+        values = {value for episode in returns for value in episode}
+        if len(finished) < 2 or (drop_zero_variance and index not in keep and len(values) <= 1):
             dropped += 1
             continue
-        advantages = group_advantages(returns, len(finished))
-        for trajectory, advantage in zip(finished, advantages.tolist(), strict=True):
-            for record in TokenRecord.segments_of(trajectory):  # one context, or one per turn with a window
-                if any(record.loss_mask):
-                    sequences.append(TrainingSequence.from_record(record, float(advantage), group=index))
+        if turn_gamma is None:
+            advantages = group_advantages(torch.tensor([row[0] for row in returns]), len(finished)).tolist()
+            credited = [[advantage] for advantage in advantages]
+        else:
+            credited = pooled_turn_advantages(returns)
+        for trajectory, turn_advantages in zip(finished, credited, strict=True):
+            sequences += _credited_sequences(trajectory, turn_advantages, index, per_turn=turn_gamma is not None)
     counts = {"groups_dropped": float(dropped), "episodes_failed": float(failed), "sequences": float(len(sequences))}
     return sequences, counts
+
+
+def _credited_sequences(
+    trajectory: Trajectory, advantages: Sequence[float], group: int, per_turn: bool
+) -> list[TrainingSequence]:
+    """The episode's training sequences (one context, or one per turn with a history window), its advantage on
+    every sampled token, or (`per_turn`) each reply's turn's advantage on that reply's tokens."""
+    records = TokenRecord.segments_of(trajectory)
+    sequences = []
+    for position, record in enumerate(records):
+        if not any(record.loss_mask):
+            continue
+        if not per_turn:
+            sequences.append(TrainingSequence.from_record(record, advantages[0], group=group))
+            continue
+        # a whole-episode record numbers its turns; with a window, context k holds turn k's reply alone
+        turns = record.turns if len(records) == 1 else (position,) * len(record)
+        if max(turn for turn, mask in zip(turns, record.loss_mask, strict=True) if mask) >= len(advantages):
+            raise ValueError(f"episode {trajectory.task_id!r} holds a reply past its {len(advantages)} turns")
+        per_token = tuple(advantages[turn] if mask else 0.0 for turn, mask in zip(turns, record.loss_mask, strict=True))
+        plain = TrainingSequence.from_record(record, advantages[0], group=group)
+        sequences.append(dataclasses.replace(plain, token_advantages=per_token))
+    return sequences
 
 
 def grpo_objective(
@@ -333,7 +392,7 @@ class GRPOTrainer:
 
     def _training_sequences(self, groups: list[list[Trajectory]]) -> tuple[list[TrainingSequence], dict[str, float]]:
         """The step's sequences with their advantages, and counts to log (summed over ranks)."""
-        return sequences_from_groups(groups, self.config.drop_zero_variance_groups)
+        return sequences_from_groups(groups, self.config.drop_zero_variance_groups, turn_gamma=self.config.turn_gamma)
 
     def _after_update(self, groups: list[list[Trajectory]]) -> dict[str, float]:
         """Work after the step's update (a trainer built on this one adds its own); returns metrics to log."""

@@ -17,6 +17,7 @@ the policy sampled) and 0.0 on prompt, environment and padding tokens.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -68,11 +69,12 @@ def discounted_turn_returns(rewards: Sequence[float], gamma: float) -> list[floa
 def pooled_turn_advantages(group: Sequence[Sequence[float]], eps: float = 1e-6) -> list[list[float]]:
     """A_{i,t} = (G_{i,t} − mean G) / (std G + eps), the mean and (population) std over every turn of every
     rollout of one group. With one turn per episode this is `group_advantages` of the episode returns."""
-    pooled = torch.tensor([value for returns in group for value in returns], dtype=torch.float64)
+    pooled = torch.tensor([value for returns in group for value in returns], dtype=torch.float32)
     if pooled.numel() == 0:
         return [[] for _ in group]
-    mean, std = pooled.mean(), pooled.std(unbiased=False)
-    return [[float((value - mean) / (std + eps)) for value in returns] for returns in group]
+    advantages = group_advantages(pooled, pooled.numel(), eps).tolist()  # (the same arithmetic, bit for bit)
+    ends = list(itertools.accumulate(len(returns) for returns in group))
+    return [advantages[end - len(returns) : end] for returns, end in zip(group, ends, strict=True)]
 
 
 def zero_variance_groups(returns: Tensor, group_size: int) -> Tensor:

@@ -137,9 +137,55 @@ def test_episodes_that_ended_in_an_error_leave_their_group() -> None:
     assert [s.advantage for s in sequences] == pytest.approx(expected.tolist(), rel=1e-4)
 
 
+def two_turn_episode(first: float, second: float, windowed: bool = False) -> Trajectory:
+    """A two-turn episode whose replies are tokens 2-3 (turn 0) and 6-7 (turn 1): one whole-episode record, or
+    (`windowed`) one context per turn as a history window records them."""
+    whole = TokenRecord((1, 2, 3, 4, 5, 6, 7), (0, 1, 1, 0, 0, 1, 1), (0.0, -0.1, -0.2, 0.0, 0.0, -0.3, -0.4),
+                        (0, 0, 0, 1, 1, 1, 1))  # fmt: skip
+    contexts = [TokenRecord((1, 2, 3), (0, 1, 1), (0.0, -0.1, -0.2), (0, 0, 0)),
+                TokenRecord((4, 5, 6, 7), (0, 0, 1, 1), (0.0, 0.0, -0.3, -0.4), (0, 0, 0, 0))]  # fmt: skip
+    metadata: dict[str, object] = (
+        {"token_segments": [record.to_dict() for record in contexts]} if windowed else {"tokens": whole.to_dict()}
+    )
+    return Trajectory("toy", None, 0, [Turn("o", "a", first), Turn("o", "b", second)], metadata=metadata)
+
+
+@pytest.mark.parametrize("windowed", [False, True])
+def test_per_turn_returns_credit_each_reply_with_its_turns_discounted_return(windowed: bool) -> None:
+    group = [two_turn_episode(0.0, 1.0, windowed), two_turn_episode(1.0, 0.0, windowed)]
+    sequences, _ = sequences_from_groups([group], drop_zero_variance=True, turn_gamma=0.5)
+    returns = [[0.5, 1.0], [1.0, 0.0]]  # G_t = r_t + 0.5 * G_{t+1}
+    pooled = torch.tensor([value for row in returns for value in row])
+    mean, std = pooled.mean(), pooled.std(unbiased=False)
+    expected = [[float((value - mean) / (std + 1e-6)) for value in row] for row in returns]
+    tokens = [[a for a, m in zip(s.token_advantages or (), s.loss_mask, strict=True) if m] for s in sequences]
+    per_episode = [tokens[0] + tokens[1], tokens[2] + tokens[3]] if windowed else tokens
+    assert per_episode[0] == pytest.approx([expected[0][0]] * 2 + [expected[0][1]] * 2, rel=1e-5)
+    assert per_episode[1] == pytest.approx([expected[1][0]] * 2 + [expected[1][1]] * 2, rel=1e-5)
+    # one return per episode: both episodes return 1.0, so the group carries no signal and is dropped
+    assert sequences_from_groups([group], drop_zero_variance=True)[1]["groups_dropped"] == 1
+
+
+def test_per_turn_returns_on_one_turn_episodes_take_the_steps_of_episode_returns(tmp_path: Path) -> None:
+    model_dir = build_tiny_model(tmp_path / "model", TinyModelConfig(seed=3))
+    runs = []
+    for returns in ("episode", "turn"):
+        config = long_config(tmp_path / returns, steps=2, save_every=0, returns=returns, gamma=0.9)
+        trainer = GRPOTrainer(config, HFPolicy.from_pretrained(model_dir))
+        runs.append((trainer.train(), dict(trainer.model.named_parameters())))
+    (episode, episode_weights), (turn, turn_weights) = runs
+    assert any("loss" in step for step in episode), "no update: nothing was compared"
+    assert [step["loss"] for step in episode if "loss" in step] == [step["loss"] for step in turn if "loss" in step]
+    assert all(torch.equal(value, turn_weights[name]) for name, value in episode_weights.items())
+
+
 def test_config_validation_says_what_to_change() -> None:
     with pytest.raises(ConfigError, match="group_size must be at least 2"):
         GRPOConfig(group_size=1)
+    with pytest.raises(ConfigError, match="returns: 'step' is not one of 'episode', 'turn'"):
+        GRPOConfig(returns="step")  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match=r"gamma must be in \[0, 1\]"):
+        GRPOConfig(returns="turn", gamma=1.5)
 
 
 @pytest.mark.parametrize(

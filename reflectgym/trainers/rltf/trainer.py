@@ -18,9 +18,10 @@ Deviations from the paper and its code, on purpose:
   correct + 0.1·(format_ok − 1), where format_ok means the env read an answer (Math also reads the last number by
   default), not the paper's `\\boxed` check. A failed first attempt keeps its reward (0, or −0.1 unformatted)
   where the paper pays intermediate turns 0 (`reward_y1=False`): mean r_0 counts format penalties.
-* The GRPO part is this package's: one return per episode (r_0 + r_1), group-normalised, PPO-clipped; the
-  official code uses per-turn returns discounted by γ = 0.1, centred without the std, and an unclipped
-  importance-sampling loss.
+* The GRPO part is this package's: by default one return per episode (r_0 + r_1), group-normalised, PPO-clipped;
+  the official code uses per-turn returns discounted by γ = 0.1, centred without the std, and an unclipped
+  importance-sampling loss. `returns: turn` with `gamma: 0.1` credits each attempt with its own discounted return
+  as there, but normalised by the group's std too (see `grpo`).
 * RLTF-SD's π_old is the model's own log-prob under x_0 before the update (see `distillation` for why), as in the
   official code; tokens below −5 leave the loss mask (out of the token mean) where the official code zeroes their
   advantage (its losses are sums, so there they change nothing else); a re-attached answer whose advantage is 0 is

@@ -271,7 +271,9 @@ class SkillSDTrainer(GRPOTrainer):
         by_place = self._visit_bank(visits)  # (every rank: the same bank changes and choices)
         # group position (here) -> the skill its teacher uses
         chosen = {position: by_place[place] for position, place in enumerate(places) if place in by_place}
-        sequences, counts = sequences_from_groups(groups, config.drop_zero_variance_groups, chosen.keys())
+        sequences, counts = sequences_from_groups(
+            groups, config.drop_zero_variance_groups, chosen.keys(), turn_gamma=config.turn_gamma
+        )
         prompts = {
             (position, student): teacher
             for position, skill in chosen.items()
