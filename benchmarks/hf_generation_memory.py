@@ -15,22 +15,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
-import subprocess
-import sys
 import time
 from typing import Any
 
+from fresh_process_memory import compare_in_fresh_processes, peak_mb  # (beside this script)
+
 PROMPT = [{"role": "user", "content": "Write a long story about a robot who learns to paint."}]
-
-
-def peak_mb(device: str) -> float:
-    """Peak memory so far: CUDA's allocator peak on a GPU, else this process's peak RSS."""
-    import torch
-
-    if device.startswith("cuda"):
-        return torch.cuda.max_memory_allocated() / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def measure(way: str, model: str, device: str, replies: int, tokens: int) -> dict[str, Any]:
@@ -68,7 +58,7 @@ def measure(way: str, model: str, device: str, replies: int, tokens: int) -> dic
             scores = policy.model.compute_transition_scores(out.sequences, out.logits, normalize_logits=True)
         generated = int(scores.numel())
     took = time.perf_counter() - start
-    return {"way": way, "growth_mb": peak_mb(device) - before, "seconds": took, "tokens": generated}
+    return {"growth_mb": peak_mb(device) - before, "seconds": took, "token log-probs": generated}
 
 
 def main() -> None:
@@ -82,33 +72,8 @@ def main() -> None:
     if args.way:
         print(json.dumps(measure(args.way, args.model, args.device, args.replies, args.tokens)))
         return
-    results = {}
-    for way in ("baseline", "policy"):
-        command = [
-            sys.executable,
-            __file__,
-            "--way",
-            way,
-            "--replies",
-            str(args.replies),
-            "--tokens",
-            str(args.tokens),
-            "--model",
-            args.model,
-            "--device",
-            args.device,
-        ]
-        line = subprocess.run(command, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1]
-        results[way] = json.loads(line)
-        print(
-            f"{way:>9}: +{results[way]['growth_mb']:.0f} MB peak during generation, "
-            f"{results[way]['seconds']:.1f} s, {results[way]['tokens']} token log-probs"
-        )
-    base, ours = results["baseline"], results["policy"]
-    print(
-        f"memory growth: baseline / policy = {base['growth_mb'] / max(ours['growth_mb'], 1.0):.1f}x; "
-        f"time: baseline / policy = {base['seconds'] / ours['seconds']:.2f}x"
-    )
+    arguments = ["--replies", str(args.replies), "--tokens", str(args.tokens), "--model", args.model]
+    compare_in_fresh_processes(__file__, ("baseline", "policy"), [*arguments, "--device", args.device])
 
 
 if __name__ == "__main__":

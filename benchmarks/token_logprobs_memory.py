@@ -14,20 +14,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
-import subprocess
-import sys
 import time
 from typing import Any
 
-
-def peak_mb(device: str) -> float:
-    """Peak memory so far: CUDA's allocator peak on a GPU, else this process's peak RSS."""
-    import torch
-
-    if device.startswith("cuda"):
-        return torch.cuda.max_memory_allocated() / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+from fresh_process_memory import compare_in_fresh_processes, peak_mb  # (beside this script)
 
 
 def measure(way: str, rows: int, tokens: int, vocabulary: int, dtype: str, device: str) -> dict[str, Any]:
@@ -66,21 +56,8 @@ def main() -> None:
     if args.way:
         print(json.dumps(measure(args.way, *map(int, shape), args.dtype, args.device)))
         return
-    results = {}
-    for way in ("baseline", "token_logprobs"):
-        command = [sys.executable, __file__, "--way", way, "--rows", shape[0], "--tokens", shape[1]]
-        command += ["--vocabulary", shape[2], "--dtype", args.dtype, "--device", args.device]
-        line = subprocess.run(command, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1]
-        results[way] = json.loads(line)
-        print(
-            f"{way:>14}: +{results[way]['growth_mb']:.0f} MB peak, {results[way]['seconds']:.2f} s, "
-            f"sum of log-probs {results[way]['sum']:.3f}"
-        )
-    base, ours = results["baseline"], results["token_logprobs"]
-    print(
-        f"memory growth: baseline / token_logprobs = {base['growth_mb'] / max(ours['growth_mb'], 1.0):.2f}x; "
-        f"time: baseline / token_logprobs = {base['seconds'] / ours['seconds']:.2f}x"
-    )
+    arguments = ["--rows", shape[0], "--tokens", shape[1], "--vocabulary", shape[2], "--dtype", args.dtype]
+    compare_in_fresh_processes(__file__, ("baseline", "token_logprobs"), [*arguments, "--device", args.device])
 
 
 if __name__ == "__main__":
