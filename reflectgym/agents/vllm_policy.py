@@ -42,6 +42,9 @@ class VLLMConfig:
     """Skip CUDA graphs (faster start, slower decoding)."""
     seed: int = 0
     """Engine seed."""
+    distributed_executor_backend: str | None = None
+    """vLLM's executor; `"external_launcher"` under `torchrun`: each rank's engine runs in the rank's own process on
+    its own GPU (cuda:LOCAL_RANK), as TRL's colocated vLLM starts it. None: vLLM's default (one process, its GPU)."""
 
 
 def import_vllm() -> Any:
@@ -62,7 +65,11 @@ def engine_arguments(model: str | Path, config: VLLMConfig) -> dict[str, Any]:
         "enforce_eager": config.enforce_eager,
         "seed": config.seed,
         "logprobs_mode": "raw_logprobs",  # the sampled token's log-prob before temperature and top-p
-    }
+    } | (
+        {"distributed_executor_backend": config.distributed_executor_backend}
+        if config.distributed_executor_backend is not None
+        else {}
+    )
 
 
 def to_vllm_sampling(vllm: Any, sampling: Sampling, position: int = 0) -> Any:

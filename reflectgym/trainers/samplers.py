@@ -71,7 +71,9 @@ def build_sampler(
     if options.sampler == "vllm":
         from reflectgym.agents.vllm_policy import VLLMConfig, VLLMPolicy
 
-        engine = VLLMConfig(gpu_memory_utilization=options.sampler_gpu_memory_utilization, seed=seed)
+        launcher = "external_launcher" if current_world().distributed else None  # (each rank's engine on its GPU)
+        share = options.sampler_gpu_memory_utilization
+        engine = VLLMConfig(gpu_memory_utilization=share, seed=seed, distributed_executor_backend=launcher)
         sampler = VLLMPolicy(starting_checkpoint(policy, Path(output_dir)), engine)
         sampler.update_weights(trained_weights(policy.model))  # (a script's policy may differ from its checkpoint)
         return sampler

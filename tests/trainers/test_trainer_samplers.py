@@ -23,6 +23,7 @@ from reflectgym.agents.tiny import TinyModelConfig, build_tiny_model, build_toke
 from reflectgym.agents.vllm_policy import VLLMPolicy
 from reflectgym.core import Task
 from reflectgym.trainers.config import ConfigError
+from reflectgym.trainers.data_parallel import World
 from reflectgym.trainers.exit import ExItConfig
 from reflectgym.trainers.grpo import GRPOConfig, GRPOTrainer
 from reflectgym.trainers.registry import build_from_config
@@ -108,6 +109,21 @@ def test_a_vllm_sampler_starts_from_the_model_folder_and_is_sent_its_weights(
     sent = dict(loaded)
     assert set(sent) == set(weights(trainer.model))
     assert all(torch.equal(sent[name], value) for name, value in weights(trainer.model).items())
+
+
+def test_under_torchrun_each_ranks_vllm_engine_runs_in_its_process_on_its_gpu(
+    tmp_path: Path, fake_vllm: FakeVLLM, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """vLLM's `external_launcher` executor (as TRL's colocated vLLM): without it every rank's engine would start its
+    own worker on the first GPU."""
+    policy = HFPolicy.from_pretrained(build_tiny_model(tmp_path / "model", TinyModelConfig(seed=1)))
+    options = grpo_config(tmp_path / "run", sampler="vllm")
+    build_sampler(options, policy, tmp_path / "one", 0, None)
+    monkeypatch.setattr("reflectgym.trainers.samplers.current_world", lambda: World(rank=1, size=2, local_rank=1))
+    build_sampler(options, policy, tmp_path / "two", 0, None)
+    alone, ranked = (call[1] for call in fake_vllm.calls if call[0] == "LLM")
+    assert "distributed_executor_backend" not in alone
+    assert ranked["distributed_executor_backend"] == "external_launcher"
 
 
 def test_a_vllm_sampler_of_the_tiny_model_starts_from_a_saved_copy(tmp_path: Path, fake_vllm: FakeVLLM) -> None:
