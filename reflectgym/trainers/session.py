@@ -378,14 +378,29 @@ class WeightSyncedSampler(TokenPolicy, Protocol):
 
 
 def export_model(model: torch.nn.Module, tokenizer: Any, folder: str | Path) -> Path:
-    """Writes a folder `HFPolicy.from_pretrained` loads: LoRA adapters merged into a copy, the tokenizer beside."""
+    """Writes a folder `HFPolicy.from_pretrained` loads, the tokenizer beside: with LoRA, the weights merged as a
+    sampler is sent them (`merged_lora_weights`, no copy of the model: a run on a full GPU does not fail at its end)."""
     out = Path(folder)
-    plain = model
     if is_lora(model):
-        plain = copy.deepcopy(model).merge_and_unload()  # type: ignore[operator]
-    plain.save_pretrained(out, safe_serialization=True)  # type: ignore[operator]
+        base: Any = model.get_base_model()  # type: ignore[operator]
+        base.save_pretrained(out, state_dict=plain_state_dict(model), safe_serialization=True)
+    else:
+        model.save_pretrained(out, safe_serialization=True)  # type: ignore[operator]
     tokenizer.save_pretrained(out)
     return out
+
+
+def plain_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """A LoRA model's state dict as `merge_and_unload` leaves it: the merged weights under their plain names, and the
+    base model's persistent buffers (no adapter tensors)."""
+    state = dict(trained_weights(model))
+    base: Any = model.get_base_model()  # type: ignore[operator]
+    parameters = {name for name, _ in base.named_parameters(remove_duplicate=False)}
+    for name, tensor in base.state_dict().items():
+        plain = name.replace(".base_layer.", ".")
+        if name not in parameters and "lora_" not in name and plain not in state:
+            state[plain] = tensor
+    return state
 
 
 class TrainingSession:

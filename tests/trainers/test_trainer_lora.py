@@ -24,7 +24,7 @@ from reflectgym.agents.tiny import TinyModelConfig, build_tiny_model
 from reflectgym.core import Task
 from reflectgym.trainers.batching import target_logprobs
 from reflectgym.trainers.grpo import GRPOConfig, GRPOTrainer, as_reference
-from reflectgym.trainers.session import trained_weights
+from reflectgym.trainers.session import export_model, trained_weights
 
 WIDTH = 40
 """The tiny model's hidden size here: no other test's, so its embedding's shape finds this model's copies alone."""
@@ -139,6 +139,21 @@ def test_merged_weights_for_a_sampler_are_a_merged_copys_without_copying_the_mod
     for name, parameter in model.named_parameters():
         assert torch.equal(parameter, before[name]), f"{name} changed"
     assert torch.equal(target_logprobs(model, IDS, MASK), outputs)
+
+
+def test_the_exported_model_is_the_merged_copys_without_copying_the_model(runs: dict[str, Any], tmp_path: Path) -> None:
+    """`export_model` writes what saving a merged copy wrote (same tensors, same names), and the folder loads."""
+    from safetensors.torch import load_file
+
+    trainer = runs["trainer"]
+    export_model(trainer.model, trainer.policy.tokenizer, tmp_path / "ours")
+    copy.deepcopy(trainer.model).merge_and_unload().save_pretrained(tmp_path / "copy", safe_serialization=True)
+    ours, theirs = (load_file(tmp_path / name / "model.safetensors") for name in ("ours", "copy"))
+    assert sorted(ours) == sorted(theirs)
+    assert all(torch.allclose(ours[name], theirs[name], atol=1e-6, rtol=0) for name in theirs)
+    loaded = HFPolicy.from_pretrained(tmp_path / "ours").model
+    merged = copy.deepcopy(trainer.model).merge_and_unload()
+    assert torch.allclose(target_logprobs(loaded, IDS, MASK), target_logprobs(merged, IDS, MASK), atol=1e-5)
 
 
 def test_adapters_peft_merges_otherwise_are_merged_into_a_copy_as_before(model_dir: Path) -> None:
