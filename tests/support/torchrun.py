@@ -6,7 +6,7 @@ import os
 import socket
 import subprocess
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,9 +28,33 @@ def run_ranks(script: Path, processes: int, arguments: Sequence[str], timeout: f
     else:
         command = [sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={processes}",
                    f"--master-port={free_port()}", str(script)]  # fmt: skip
-    cpu_ranks = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
+    tests = str(Path(__file__).resolve().parents[1])  # (so a script imports `support` as the tests do)
+    path = os.pathsep.join(filter(None, [tests, os.environ.get("PYTHONPATH")]))
+    cpu_ranks = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "PYTHONPATH": path}
     result = subprocess.run([*command, *arguments], capture_output=True, text=True, timeout=timeout, env=cpu_ranks)
     assert result.returncode == 0, result.stderr[-4000:]
+
+
+def seed_each_reply(policy: Any, group_size: int, step: Callable[[], int] | None = None) -> None:
+    """Makes `policy` sample each reply alone, seeded by its prompt, its place in its group (and `step()`): the same
+    reply whichever rank, and in whichever batch, samples it. The trainers sample with each rank's own generator, so
+    the two-rank scripts need this to compare with one process exactly."""
+    import dataclasses
+    import zlib
+
+    from reflectgym.agents.policy import derive_seed
+
+    generate_ids = policy.generate_ids
+
+    def keyed(prompts: Sequence[Sequence[int]], sampling: Any) -> list[Any]:
+        replies = []
+        for position, prompt in enumerate(prompts):
+            keys = (position % group_size,) if step is None else (position % group_size, step())
+            seed = derive_seed(zlib.crc32(repr(list(prompt)).encode()), *keys)
+            replies += generate_ids([prompt], dataclasses.replace(sampling, seed=seed))
+        return replies
+
+    policy.generate_ids = keyed
 
 
 def load_ranks(out: Path, ranks: int) -> list[dict[str, Any]]:

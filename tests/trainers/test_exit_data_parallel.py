@@ -22,10 +22,10 @@ pytest.importorskip("transformers", reason="transformers is not installed")
 
 
 SCRIPT = """
-import dataclasses, os, sys, zlib
+import os, sys
 import torch
 import reflectgym
-from reflectgym.agents.policy import derive_seed
+from support.torchrun import seed_each_reply
 from reflectgym.trainers.exit import ExItConfig, ExItTrainer
 
 tasks = [{"id": f"t{i}", "prompt": f"Say {w}.", "answer": w} for i, w in enumerate(["yes", "no", "maybe", "sure"])]
@@ -37,16 +37,7 @@ config = ExItConfig(model=model, env_id=env_id, output_dir=out, steps=steps, tas
                     max_new_tokens=6, minibatch_size=2, save_every=0, progress=False, device="cpu", system_prompt="",
                     select_prob=0.75, diverge_prob=0.5, min_buffer=2, buffer_size=6, num_envs=1, seed=2, resume=resume)
 trainer = ExItTrainer(config)
-generate_ids = trainer.policy.generate_ids
-
-def keyed(prompts, sampling):  # each reply sampled alone, seeded by its prompt and its place in the group:
-    replies = []                # the same reply whichever rank (and batch) samples it
-    for position, prompt in enumerate(prompts):
-        seed = derive_seed(zlib.crc32(repr(list(prompt)).encode()), position % config.group_size)
-        replies += generate_ids([prompt], dataclasses.replace(sampling, seed=seed))
-    return replies
-
-trainer.policy.generate_ids = keyed
+seed_each_reply(trainer.policy, config.group_size)  # (the same reply whichever rank samples it)
 played, buffers = [], []
 play_share = trainer.play_share
 def recording(step):  # the slots this rank played itself

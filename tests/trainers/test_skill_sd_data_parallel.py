@@ -23,10 +23,11 @@ pytest.importorskip("transformers", reason="transformers is not installed")
 
 
 SCRIPT = """
-import dataclasses, json, os, sys, zlib
+import json, os, sys, zlib
 import torch
 import reflectgym
-from reflectgym.agents.policy import Generation, derive_seed
+from reflectgym.agents.policy import Generation
+from support.torchrun import seed_each_reply
 from reflectgym.trainers.skill_sd.trainer import SkillSDConfig, SkillSDTrainer
 
 words = ["once", "twice", "thrice", "often"]
@@ -51,17 +52,7 @@ config = SkillSDConfig(model=model, env_id=env_id, output_dir=out, steps=steps, 
                        group_size=4, lr=3e-3, max_new_tokens=6, minibatch_size=2, sd_coef=0.5, skills_per_task=2,
                        save_every=2, progress=False, device="cpu", seed=1, resume=resume)
 trainer = SkillSDTrainer(config, summariser=Scribe())
-generate_ids = trainer.policy.generate_ids
-
-def keyed(prompts, sampling):  # each reply sampled alone, seeded by its prompt, its place in the group and the step:
-    replies = []                # the same reply whichever rank (and batch) samples it
-    for position, prompt in enumerate(prompts):
-        key = zlib.crc32(repr(list(prompt)).encode())
-        seed = derive_seed(key, position % config.group_size, trainer.session.step)
-        replies += generate_ids([prompt], dataclasses.replace(sampling, seed=seed))
-    return replies
-
-trainer.policy.generate_ids = keyed
+seed_each_reply(trainer.policy, config.group_size, lambda: trainer.session.step)  # (and by the step)
 played, scales, banks = [], [], []
 training_sequences = trainer._training_sequences
 def recording(groups):  # the tasks this rank played itself, and the GRPO rescaling it used
