@@ -1,8 +1,9 @@
 """`HFPolicy`: a transformers causal LM as a policy, on CPU or GPU, with sampled ids and log-probs.
 
 Loads a local checkpoint folder, a hub name (for users with a network), or a `.gguf` file (converted once and
-cached, see `reflectgym.agents.gguf`). Log-probs are of the raw model distribution (temperature 1, before top-p),
-the quantity a trainer's importance ratio compares with, and the one vLLM reports by default. Sampling applies
+cached, see `reflectgym.agents.gguf`). Log-probs are of the model's distribution at the sampling temperature, before
+top-p (`Sampling.logprob_temperature`: 1 when greedy): the distribution a trainer's update scores the replies under
+(as TRL and verl divide the logits by the sampling temperature), and what vLLM reports (`VLLMPolicy`). Sampling applies
 `Sampling`'s temperature and top-p and nothing else: a checkpoint's own generation settings (`repetition_penalty`,
 `min_p`, `no_repeat_ngram_size`, beams...) are not used, or the samples would not come from the distribution whose
 log-probs are reported (see `_sampling_alone`).
@@ -185,7 +186,7 @@ class HFPolicy:
             options.update(temperature=sampling.temperature, top_p=sampling.top_p, top_k=0)
         if sampling.stop:
             options["stop_strings"] = list(sampling.stop)
-        recorder = _SampledLogprobs(width)
+        recorder = _SampledLogprobs(width, sampling.logprob_temperature)
         with torch.inference_mode(), _sampling_alone(self.model):
             sequences = self.model.generate(
                 input_ids=input_ids.to(self.device),
@@ -209,15 +210,16 @@ class HFPolicy:
 
 
 class _SampledLogprobs:
-    """A logits processor that keeps the raw log-prob of each sampled token as generation goes, holding one step's
-    distribution at a time. (transformers' `output_logits` keeps every step's full-vocabulary logits in float32:
-    batch x new tokens x vocabulary, 10 GB for 16 replies of 1,024 tokens on a 150k vocabulary, and taking the
-    log-softmax of their stack held three such copies.) It must see the raw logits, so it runs first: the model's
+    """A logits processor that keeps the log-prob of each sampled token at `temperature` as generation goes, holding
+    one step's distribution at a time. (transformers' `output_logits` keeps every step's full-vocabulary logits in
+    float32: batch x new tokens x vocabulary, 10 GB for 16 replies of 1,024 tokens on a 150k vocabulary, and taking
+    the log-softmax of their stack held three such copies.) It must see the raw logits, so it runs first: the model's
     own generation settings, whose processors would run before it, are set aside (`_sampling_alone`); temperature
     and top-p come after every processor passed in."""
 
-    def __init__(self, prompt_width: int) -> None:
+    def __init__(self, prompt_width: int, temperature: float = 1.0) -> None:
         self.prompt_width = prompt_width
+        self.temperature = temperature
         self.previous: Any = None  # (B, V) log-softmax of the step before, until its token is known
         self.taken: list[Any] = []  # (B,) per generated token
 
@@ -226,7 +228,8 @@ class _SampledLogprobs:
 
         if input_ids.shape[1] > self.prompt_width:  # the last id was sampled from the previous step's distribution
             self._take(input_ids[:, -1])
-        self.previous = torch.log_softmax(scores.float(), dim=-1)
+        scaled = scores.float() if self.temperature == 1.0 else scores.float() / self.temperature
+        self.previous = torch.log_softmax(scaled, dim=-1)
         return scores
 
     def finish(self, sequences: Any) -> Any:

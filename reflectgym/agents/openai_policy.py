@@ -60,7 +60,9 @@ class OpenAIConfig:
     max_concurrency: int = 16
     """Requests in flight at once."""
     logprobs: bool = False
-    """Ask the server for the sampled tokens' log-probs."""
+    """Ask the server for the sampled tokens' log-probs. Which distribution they are of is the server's choice: a
+    vLLM server reports the sampling temperature's (as `HFPolicy` and `VLLMPolicy` do) only when started with
+    `--logprobs-mode processed_logprobs`, the model's own (temperature 1) by default."""
 
     def __post_init__(self) -> None:
         if self.max_concurrency < 1:

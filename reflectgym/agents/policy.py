@@ -80,6 +80,12 @@ class Sampling:
         """Whether this asks for greedy decoding."""
         return self.temperature == 0
 
+    @property
+    def logprob_temperature(self) -> float:
+        """The temperature of the distribution whose log-probs a sampler reports: the sampling temperature, or 1
+        when greedy (whose distribution is a point mass)."""
+        return 1.0 if self.greedy else self.temperature
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (recorded in trajectory metadata)."""
         return {
@@ -105,7 +111,8 @@ class Generation:
     Attributes:
         text: The reply text (the decoded sampled ids, special tokens removed).
         token_ids: The sampled token ids, exactly as sampled (stop token included), when the backend has them.
-        logprobs: Log-probability of each sampled id under the model (temperature 1), when reported.
+        logprobs: Log-probability of each sampled id under the model at the sampling temperature (1 when greedy;
+            `Sampling.logprob_temperature`), before top-p, when reported.
         finish_reason: Why generation ended.
         prompt_tokens: Tokens in the prompt, when known.
         error: What went wrong when `finish_reason == "error"`.

@@ -3,8 +3,10 @@
 vLLM is imported when a policy is made, never at module import, and its absence is an `ImportError` with the
 install command. Prompts go in as token ids (`{"prompt_token_ids": ...}`), so multi-turn contexts stay
 token-exact; `SamplingParams(logprobs=0)` returns the sampled token's log-prob per position, and the engine is
-started with `logprobs_mode="raw_logprobs"` (vLLM ≥ 0.10.2, V1 engine): the model's distribution before
-temperature and top-p, as `HFPolicy` reports.
+started with `logprobs_mode="processed_logprobs"` (vLLM ≥ 0.10.2, V1 engine): of the distribution the token was
+sampled from, after temperature, as `HFPolicy` reports and a trainer's update scores (greedy: the model's own). vLLM
+takes them after top-p too: with `top_p` < 1 they are renormalised over the nucleus, which `HFPolicy` and the
+trainers' updates do not do (TRL's vLLM sampling has the same gap); the trainers sample with `top_p` 1.
 
 Weights: `update_weights(pairs)` runs `model.load_weights(pairs)` inside every vLLM worker through
 `LLM.collective_rpc` and resets the prefix cache, so cached KV of old weights is never reused. With vLLM's
@@ -64,7 +66,7 @@ def engine_arguments(model: str | Path, config: VLLMConfig) -> dict[str, Any]:
         "dtype": config.dtype,
         "enforce_eager": config.enforce_eager,
         "seed": config.seed,
-        "logprobs_mode": "raw_logprobs",  # the sampled token's log-prob before temperature and top-p
+        "logprobs_mode": "processed_logprobs",  # the sampled token's log-prob at the sampling temperature
     } | (
         {"distributed_executor_backend": config.distributed_executor_backend}
         if config.distributed_executor_backend is not None

@@ -131,10 +131,15 @@ def collate(sequences: Sequence[TrainingSequence], pad_id: int) -> Batch:
 
 
 def target_logprobs(
-    model: torch.nn.Module, input_ids: Tensor, attention_mask: Tensor, autocast_dtype: torch.dtype | None = None
+    model: torch.nn.Module,
+    input_ids: Tensor,
+    attention_mask: Tensor,
+    autocast_dtype: torch.dtype | None = None,
+    temperature: float = 1.0,
 ) -> Tensor:
-    """(B, T-1) log π(input_ids[:, t] | input_ids[:, :t]) for t ≥ 1, in float32; the forward pass under
-    `autocast_dtype` autocast when given (every model a loss compares must run under the same precision)."""
+    """(B, T-1) log π(input_ids[:, t] | input_ids[:, :t]) for t ≥ 1, in float32, π the model's softmax at
+    `temperature`; the forward pass under `autocast_dtype` autocast when given (every model a loss compares must run
+    under the same precision, and be scored at the same temperature)."""
     with torch.autocast(input_ids.device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
         logits = model(input_ids=input_ids, attention_mask=attention_mask).logits  # (B, T, V)
-    return token_logprobs(logits[:, :-1], input_ids[:, 1:])
+    return token_logprobs(logits[:, :-1], input_ids[:, 1:], temperature)

@@ -22,9 +22,10 @@ Deviations from the paper, on purpose:
 * Under `torchrun`, each rank rolls out its share of the step's task instances (whole groups), so advantages
   never need another rank's returns; the update is the global mean (see `trainers.data_parallel`).
 * Episodes that ended in an error (env, verifier or policy failure) are left out of their group, not scored 0.
-* Log-probs are the model's own (temperature 1), as samplers report them; with `temperature` ≠ 1 the rollouts
-  come from the tempered distribution, which the update does not correct for (verl and TRL divide the logits by
-  the temperature instead).
+* The policy trained is the model at the sampling `temperature`: the update, the KL's reference (and Skill-SD's
+  teacher, RLTF's x_0 scores) take log-probs of softmax(logits / temperature), as the samplers report theirs (verl
+  and TRL divide the logits by it too), so the ratio is 1 at the start of an update whatever the temperature. Top-p
+  is not modelled (the trainers sample with top_p 1).
 * The KL's reference is the initial model: a frozen copy in full fine-tuning; under LoRA the trained model itself
   with its adapters disabled (its base model, which never trains: TRL's way), so the weights are held once.
 """
@@ -91,7 +92,8 @@ class GRPOOptions:
     drop_zero_variance_groups: bool = True
     """Skip groups whose returns are all equal: they carry no GRPO signal."""
     temperature: float = 1.0
-    """Sampling temperature of rollouts and replies."""
+    """Sampling temperature of rollouts and replies; the update's log-probs are taken at it too
+    (`scoring_temperature`)."""
     max_new_tokens: int = 32
     """Tokens per reply at most."""
     num_envs: int = 8
@@ -112,9 +114,17 @@ class GRPOOptions:
             raise ConfigError(f"kl_coef must be 0 (no reference model) or positive and finite; got {self.kl_coef}")
         if self.group_size < 2:
             raise ConfigError(f"group_size must be at least 2 for group-normalised advantages; got {self.group_size}")
+        if not 0 <= self.temperature < math.inf:
+            raise ConfigError(f"temperature must be 0 (greedy) or positive and finite; got {self.temperature}")
         for name in ("tasks_per_step", "max_new_tokens", "num_envs"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1; got {getattr(self, name)}")
+
+    @property
+    def scoring_temperature(self) -> float:
+        """The temperature the update's log-probs (and the reference's, and a teacher's) are taken at: the one the
+        replies were sampled at, as the samplers report theirs (`Sampling.logprob_temperature`)."""
+        return Sampling(temperature=self.temperature).logprob_temperature
 
 
 @dataclass
@@ -229,14 +239,17 @@ def grpo_objective(
     normalisation: Normalisation,
     reference: torch.nn.Module | None = None,
     autocast_dtype: torch.dtype | None = None,
+    temperature: float = 1.0,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """GRPO's loss of a minibatch and what to log about it, the `LossFn` every GRPO-based trainer passes to its
     update; `reference` (`kl_reference`, when `kl_coef` > 0) scores the batch without gradient, under the policy's
-    precision so the KL measures drift, not rounding."""
+    precision and at its `temperature` (the update's), so the KL measures drift, not rounding or temperature."""
     ref_logprobs = None
     if reference is not None:
         with torch.no_grad(), as_reference(reference):
-            ref_logprobs = target_logprobs(reference, batch.input_ids, batch.attention_mask, autocast_dtype)
+            ref_logprobs = target_logprobs(
+                reference, batch.input_ids, batch.attention_mask, autocast_dtype, temperature
+            )
     out = grpo_loss(
         logprobs,
         batch.old_logprobs,
@@ -335,6 +348,7 @@ class GRPOTrainer:
             normalisation=config.normalisation,
             reference=self.reference,
             autocast_dtype=self.session.autocast_dtype,
+            temperature=config.scoring_temperature,
         )
 
     def seeds_for(self, step: int) -> list[int]:
@@ -382,7 +396,7 @@ class GRPOTrainer:
         sequences, counts = self._training_sequences(groups)
         metrics.update(global_sums(counts, device))
         if metrics["sequences"] > 0:  # over all ranks: a rank without sequences of its own still takes part
-            result = session.update(sequences, self._loss, dropout=False)
+            result = session.update(sequences, self._loss, dropout=False, temperature=self.config.scoring_temperature)
             metrics.update({"loss": result.loss, "grad_norm": result.grad_norm, **result.metrics})
             if self.sampler is not None:  # weights changed: the sampler must generate with them from now on
                 self.sampler.update_weights(trained_weights(self.session.model))

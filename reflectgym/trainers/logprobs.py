@@ -6,6 +6,9 @@ tokens, 5 GB each. `token_logprobs` computes the same values (float32) a slice o
 keeps the logits (which the model has made anyway) and one float per token (the log-normaliser), and the backward
 rebuilds each slice's softmax from them. Its peak is the logits plus one slice; its values and gradients are the
 `log_softmax` ones (tested). TRL's `selective_log_softmax` and Liger's fused losses answer the same problem.
+
+`temperature` scores the tokens under softmax(logits / temperature), the distribution a sampler at that temperature
+draws from, without a scaled copy of the logits.
 """
 
 from __future__ import annotations
@@ -19,14 +22,16 @@ SLICE_ELEMENTS = 1 << 24
 """Float32 elements of logits handled at once (64 MB): positions per slice = this // vocabulary size."""
 
 
-def token_logprobs(logits: Tensor, target_ids: Tensor) -> Tensor:
-    """(B, T, V) logits and (B, T) targets → (B, T) log-probabilities of the targets, computed in float32 (float64
-    for float64 logits)."""
+def token_logprobs(logits: Tensor, target_ids: Tensor, temperature: float = 1.0) -> Tensor:
+    """(B, T, V) logits and (B, T) targets → (B, T) log-probabilities of the targets under softmax(logits /
+    `temperature`), computed in float32 (float64 for float64 logits)."""
     if logits.dim() != 3 or target_ids.shape != logits.shape[:2]:
         raise ValueError(
             f"expected (B, T, V) logits and (B, T) targets; got {tuple(logits.shape)}, {tuple(target_ids.shape)}"
         )
-    result: Tensor = _TargetLogprobs.apply(logits, target_ids)
+    if not temperature > 0:
+        raise ValueError(f"temperature must be > 0; got {temperature}")
+    result: Tensor = _TargetLogprobs.apply(logits, target_ids, temperature)
     return result
 
 
@@ -42,28 +47,37 @@ def _exact(logits: Tensor) -> torch.dtype:
     return torch.promote_types(logits.dtype, torch.float32)
 
 
+def _scaled(values: Tensor, temperature: float) -> Tensor:
+    """`values` / `temperature` in place (untouched at temperature 1, so that case is bit for bit the plain one)."""
+    return values if temperature == 1.0 else values.div_(temperature)
+
+
 class _TargetLogprobs(torch.autograd.Function):
-    """log p(target) = logit[target] − logsumexp(logits), in float32, with a backward of −softmax + onehot."""
+    """log p(target) = z[target] − logsumexp(z) with z = logits / temperature, in float32, with a backward of
+    (onehot − softmax(z)) / temperature."""
 
     @staticmethod
-    def forward(ctx: Any, logits: Tensor, target_ids: Tensor) -> Tensor:
+    def forward(ctx: Any, logits: Tensor, target_ids: Tensor, temperature: float) -> Tensor:
         exact = _exact(logits)
         normaliser = torch.empty(logits.shape[:2], dtype=exact, device=logits.device)
         for row, positions in _slices(logits):
-            normaliser[row, positions] = torch.logsumexp(logits[row, positions].to(exact), dim=-1)
-        picked = logits.gather(-1, target_ids.unsqueeze(-1)).squeeze(-1).to(exact)
+            piece = _scaled(logits[row, positions].to(exact, copy=temperature != 1.0), temperature)
+            normaliser[row, positions] = torch.logsumexp(piece, dim=-1)
+        picked = _scaled(logits.gather(-1, target_ids.unsqueeze(-1)).squeeze(-1).to(exact), temperature)
         ctx.save_for_backward(logits, target_ids, normaliser)
+        ctx.temperature = temperature
         return picked - normaliser
 
     @staticmethod
-    def backward(ctx: Any, *grad_outputs: Tensor) -> tuple[Tensor, None]:
+    def backward(ctx: Any, *grad_outputs: Tensor) -> tuple[Tensor, None, None]:
         (grad,) = grad_outputs
         logits, target_ids, normaliser = ctx.saved_tensors
+        temperature: float = ctx.temperature
         grad_logits = torch.empty_like(logits)
         for row, positions in _slices(logits):
-            upstream = grad[row, positions].to(normaliser.dtype).unsqueeze(-1)  # (t, 1)
-            piece = logits[row, positions].to(normaliser.dtype, copy=True)  # softmax · −upstream, in place
-            piece.sub_(normaliser[row, positions].unsqueeze(-1)).exp_().mul_(-upstream)
+            upstream = _scaled(grad[row, positions].to(normaliser.dtype, copy=True), temperature).unsqueeze(-1)
+            piece = _scaled(logits[row, positions].to(normaliser.dtype, copy=True), temperature)  # in place:
+            piece.sub_(normaliser[row, positions].unsqueeze(-1)).exp_().mul_(-upstream)  # softmax · −upstream
             piece.scatter_add_(-1, target_ids[row, positions].unsqueeze(-1), upstream)
             grad_logits[row, positions] = piece
-        return grad_logits, None
+        return grad_logits, None, None

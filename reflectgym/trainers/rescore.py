@@ -35,6 +35,7 @@ def rescore(
     pad_id: int,
     grad: bool = False,
     autocast_dtype: torch.dtype | None = None,
+    temperature: float = 1.0,
 ) -> list[Tensor]:
     """Log-probs of each response's ids given its new context, one (len(response),) tensor per pair.
 
@@ -45,6 +46,7 @@ def rescore(
         pad_id: Padding id for batching.
         grad: Keep the autograd graph (for a student re-scored under its own context).
         autocast_dtype: Run the pass under this autocast, as the passes it is compared with run.
+        temperature: Score under the model's softmax at this temperature, as the passes it is compared with.
     """
     if len(contexts) != len(responses):
         raise ValueError(f"{len(contexts)} contexts for {len(responses)} responses")
@@ -58,7 +60,7 @@ def rescore(
     device = next(model.parameters()).device
     with torch.set_grad_enabled(grad):
         logprobs = target_logprobs(
-            model, batch.input_ids.to(device), batch.attention_mask.to(device), autocast_dtype
+            model, batch.input_ids.to(device), batch.attention_mask.to(device), autocast_dtype, temperature
         )  # (B, T-1)
     out = []
     for row, (context, response) in enumerate(zip(contexts, responses, strict=True)):
@@ -78,6 +80,7 @@ def rescore_frozen(
     pad_id: int,
     batch_size: int,
     autocast_dtype: torch.dtype | None = None,
+    temperature: float = 1.0,
 ) -> list[Tensor]:
     """`rescore` without gradient and without dropout (eval mode, put back after), `batch_size` pairs per pass: the
     model as it is now scores for a loss of the update that follows (a teacher, an old policy)."""
@@ -89,7 +92,14 @@ def rescore_frozen(
     try:
         for begin in range(0, len(contexts), batch_size):
             chunk = slice(begin, begin + batch_size)
-            out += rescore(model, contexts[chunk], responses[chunk], pad_id=pad_id, autocast_dtype=autocast_dtype)
+            out += rescore(
+                model,
+                contexts[chunk],
+                responses[chunk],
+                pad_id=pad_id,
+                autocast_dtype=autocast_dtype,
+                temperature=temperature,
+            )
     finally:
         model.train(was_training)
     return out

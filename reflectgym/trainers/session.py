@@ -492,9 +492,11 @@ class TrainingSession:
         """Whether the configured steps are all taken."""
         return self.step >= self.config.steps
 
-    def update(self, sequences: Sequence[TrainingSequence], loss_fn: LossFn, dropout: bool = True) -> UpdateResult:
+    def update(
+        self, sequences: Sequence[TrainingSequence], loss_fn: LossFn, dropout: bool = True, temperature: float = 1.0
+    ) -> UpdateResult:
         """One optimiser step over `sequences` with the run's minibatching, clipping and precision (and dropout, unless
-        `dropout=False`: see `optimizer_step`)."""
+        `dropout=False`; log-probs at `temperature`: see `optimizer_step`)."""
         result = optimizer_step(
             self.train_model,
             self.optimizer,
@@ -506,6 +508,7 @@ class TrainingSession:
             autocast_dtype=self.autocast_dtype,
             normalisation=self.config.normalisation,
             dropout=dropout,
+            temperature=temperature,
         )
         self.model.eval()
         return result

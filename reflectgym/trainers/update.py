@@ -80,12 +80,14 @@ def optimizer_step(
     autocast_dtype: torch.dtype | None = None,
     normalisation: Normalisation = "token",
     dropout: bool = True,
+    temperature: float = 1.0,
 ) -> UpdateResult:
     """Accumulates gradients over minibatches of `sequences` and takes one optimiser step.
 
     `normalisation` must be the one `loss_fn` averages by: it decides each minibatch's weight. `dropout=False` runs
     the passes with dropout off (`model.eval()`), as a sampler and a reference model run: a ratio to their log-probs
-    is then 1 before the update. With a
+    is then 1 before the update. `temperature` is the one the log-probs `loss_fn` receives are taken at (the
+    sampler's, for a ratio to its log-probs). With a
     DistributedDataParallel `model`, `sequences` are this rank's share: the counts, the loss and the metrics are
     global over every rank (see `reflectgym.trainers.data_parallel`), a rank may hold no sequence, and gradients
     are all-reduced once, in the step's last pass (`gradient_sync`).
@@ -112,7 +114,7 @@ def optimizer_step(
     for index, (chunk, weight) in enumerate(passes):
         with gradient_sync(model, last=index == len(passes) - 1):
             batch = collate(chunk, pad_id).to(device)
-            logprobs = target_logprobs(model, batch.input_ids, batch.attention_mask, autocast_dtype)
+            logprobs = target_logprobs(model, batch.input_ids, batch.attention_mask, autocast_dtype, temperature)
             loss, metrics = loss_fn(batch, logprobs)
             (loss * weight * ranks).backward()  # DDP averages gradients over ranks; the weights already sum to 1
         loss_sum += loss.item() * weight

@@ -41,7 +41,7 @@ def test_hf_spec_loads_the_checkpoint_with_the_given_device_and_batch(folder: Pa
     "sampling", [Sampling(temperature=1.0), Sampling(temperature=0.7, top_p=0.9), Sampling(temperature=0)]
 )
 def test_sampled_logprobs_match_a_forward_pass(folder: Path, sampling: Sampling) -> None:
-    """The raw model's log-probs (temperature 1, before top-p), whatever the sampling. On whatever device the policy
+    """The model's log-probs at the sampling temperature (1 when greedy), before top-p. On whatever device the policy
     picks (CUDA when there is one), in float32 so that 1e-4 is meaningful."""
     policy = HFPolicy.from_pretrained(folder, HFPolicyConfig(dtype="float32", batch_size=2))
     prompts = [policy.chat.prompt_ids(CHAT), policy.chat.prompt_ids([{"role": "user", "content": "a longer one"}])]
@@ -51,7 +51,7 @@ def test_sampled_logprobs_match_a_forward_pass(folder: Path, sampling: Sampling)
         ids = list(prompt) + list(reply.token_ids or ())
         with torch.no_grad():
             logits = policy.model(torch.tensor([ids], device=policy.device)).logits[0].float()
-        expected = torch.log_softmax(logits[len(prompt) - 1 : -1], -1).gather(
+        expected = torch.log_softmax(logits[len(prompt) - 1 : -1] / sampling.logprob_temperature, -1).gather(
             -1, torch.tensor(reply.token_ids, device=policy.device)[:, None]
         )
         assert reply.logprobs == pytest.approx(expected.squeeze(-1).tolist(), abs=1e-4)

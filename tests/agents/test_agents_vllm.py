@@ -80,9 +80,9 @@ def test_weights_for_an_engine_in_another_process_travel_as_host_copies(
     assert fake.calls[4][1][0][1] is weight
 
 
-def test_engine_reports_raw_logprobs() -> None:
+def test_engine_reports_logprobs_at_the_sampling_temperature() -> None:
     arguments = engine_arguments("m", VLLMConfig(max_model_len=512, seed=3))
-    assert arguments["logprobs_mode"] == "raw_logprobs"
+    assert arguments["logprobs_mode"] == "processed_logprobs"
     assert arguments["model"] == "m" and arguments["max_model_len"] == 512 and arguments["seed"] == 3
 
 
@@ -94,13 +94,27 @@ def test_length_finish_reason_is_kept() -> None:
 
 @pytest.mark.vllm
 @pytest.mark.gpu
-def test_real_engine_generates_ids_with_logprobs(tmp_path: Path) -> None:
+def test_real_engine_generates_ids_with_logprobs_at_the_sampling_temperature(tmp_path: Path) -> None:
+    import torch
+
+    from reflectgym.agents.hf_policy import HFPolicy, HFPolicyConfig
     from reflectgym.agents.tiny import build_tiny_model
+    from reflectgym.trainers.batching import target_logprobs
 
     folder = build_tiny_model(tmp_path / "tiny")
-    policy = VLLMPolicy(folder, VLLMConfig(gpu_memory_utilization=0.2, max_model_len=4096, enforce_eager=True))
-    replies = policy.generate([[{"role": "user", "content": "hi"}]] * 3, Sampling(max_new_tokens=8, seed=0))
+    policy = VLLMPolicy(
+        folder, VLLMConfig(gpu_memory_utilization=0.2, max_model_len=4096, enforce_eager=True, dtype="float32")
+    )
+    sampling = Sampling(temperature=0.7, max_new_tokens=8, seed=0)
+    replies = policy.generate([[{"role": "user", "content": "hi"}]] * 3, sampling)
     assert all(r.token_ids and r.logprobs and len(r.token_ids) == len(r.logprobs) for r in replies)
+    reference = HFPolicy.from_pretrained(folder, HFPolicyConfig(dtype="float32"))  # the trainers' way to score
+    prompt = policy.chat.prompt_ids([{"role": "user", "content": "hi"}])
+    for reply in replies:
+        ids = torch.tensor([[*prompt, *(reply.token_ids or ())]], device=reference.device)
+        with torch.no_grad():
+            scored = target_logprobs(reference.model, ids, torch.ones_like(ids), temperature=0.7)[0, len(prompt) - 1 :]
+        assert reply.logprobs == pytest.approx(scored.tolist(), abs=1e-3)  # at the sampling temperature
 
 
 @needs_no_vllm

@@ -288,10 +288,11 @@ def test_instances_restored_from_the_buffer_reproduce_their_observation() -> Non
 # ----------------------------------------------------------------------------------------------- the trainer
 def test_p_select_and_p_div_zero_reduce_to_grpo_exactly(tmp_path: Path, model_dir: Path) -> None:
     """On a three-attempt env, with a buffer that fills from the first step (B_min = 1): p_select = p_div = 0
-    never draws from it and is GRPO on single attempts (`max_turns: 1`), weight for weight."""
+    never draws from it and is GRPO on single attempts (`max_turns: 1`), weight for weight (at a temperature other
+    than 1, with a KL term: both score their updates and references at it)."""
     shared: dict[str, Any] = dict(
         env_id=MULTI_ID, steps=3, tasks_per_step=2, group_size=4, lr=3e-3, max_new_tokens=6, save_every=0,
-        progress=False, device="cpu",
+        progress=False, device="cpu", temperature=0.7, kl_coef=0.05,
     )  # fmt: skip
     grpo_config = GRPOConfig(output_dir=str(tmp_path / "grpo"), max_turns=1, **shared)
     grpo = GRPOTrainer(grpo_config, HFPolicy.from_pretrained(model_dir))

@@ -194,6 +194,21 @@ def test_the_floor_masks_exactly_the_tokens_below_it(policy: HFPolicy) -> None:
     assert all(old == pytest.approx(lp if lp >= floor else 0.0, abs=1e-5) for old, lp in zip(olds, scored, strict=True))
 
 
+def test_at_a_sampling_temperature_every_pi_old_is_what_the_update_scores(tmp_path: Path, model_dir: Path) -> None:
+    """At temperature 0.5 both kinds of policy sequence carry π_old at that temperature, as the update scores them:
+    GRPO's (the sampler's log-probs) and RLTF-SD's (y_1 scored under x_0 before the update)."""
+    config = config_for(tmp_path, model_dir, temperature=0.5, sd_coef=1.0, sd_logprob_floor=-math.inf)
+    trainer = RLTFTrainer(config)
+    groups = [list(group) for group in trainer.engine.run([0, 1])]
+    sequences, counts = trainer._training_sequences(groups)
+    assert counts["sd_sequences"] > 0 and counts["grpo_sequences"] > 0, "a kind of sequence is missing: not tested"
+    batch = collate(sequences, pad_id=trainer.session.pad_id)
+    with torch.no_grad():
+        scored = target_logprobs(trainer.model.eval(), batch.input_ids, batch.attention_mask, temperature=0.5)
+    mask = batch.loss_mask.bool()
+    assert torch.allclose(batch.old_logprobs[mask], scored[mask], atol=1e-4)
+
+
 # --------------------------------------------------------------------------------------------- RLTF-FM
 def test_fm_sequences_carry_loss_only_on_the_critique_tokens(policy: HFPolicy) -> None:
     critique = "Incorrect. It reads as a number, the right kind of answer, but its value is wrong."

@@ -342,13 +342,16 @@ def test_a_seeded_summary_puts_back_the_generator_of_every_gpu_that_samples(
     trainer.summariser.close()
 
 
+@pytest.mark.parametrize("temperature", [1.0, 0.5])
 def test_teacher_log_probs_under_the_students_own_context_give_zero_loss_and_gradient(
-    tmp_path: Path, model_dir: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, model_dir: Path, monkeypatch: pytest.MonkeyPatch, temperature: float
 ) -> None:
     """θ̄ = θ and no skill ⇒ L_SD = 0 and ∇L_SD = 0, through the trainer on multi-turn episodes with a history
     window: the teacher scores exactly the student's tokens at the right positions (an off-by-one would leave a
-    large loss)."""
-    config = config_for(tmp_path, env_id=RETRY_ID, history_turns=1, max_new_tokens=3, model=str(model_dir))
+    large loss), at the student's sampling temperature."""
+    config = config_for(
+        tmp_path, env_id=RETRY_ID, history_turns=1, max_new_tokens=3, model=str(model_dir), temperature=temperature
+    )
     trainer = SkillSDTrainer(config, summariser=ScriptedSummariser())
     groups = [list(group) for group in trainer.engine.run([0, 1])]
     trainer.bank.add(task_key(groups[0][0]), Skill(MARKER))
@@ -358,9 +361,10 @@ def test_teacher_log_probs_under_the_students_own_context_give_zero_loss_and_gra
     assert counts["taught_sequences"] == len(sequences) > 2 and counts["teacher_unplaced"] == 0
     model = trainer.model
     batch = collate(sequences, pad_id=trainer.session.pad_id)
-    logprobs = target_logprobs(model, batch.input_ids, batch.attention_mask)
+    logprobs = target_logprobs(model, batch.input_ids, batch.attention_mask, temperature=temperature)
     mask = batch.loss_mask.bool()
     assert torch.allclose(batch.teacher_logprobs[mask], logprobs.detach()[mask], atol=1e-5)
+    assert torch.allclose(batch.old_logprobs[mask], logprobs.detach()[mask], atol=1e-4)  # the sampler's too
     loss = self_distillation_loss(
         logprobs, batch.old_logprobs, batch.teacher_logprobs, batch.loss_mask, teacher_mask=batch.teacher_mask
     )

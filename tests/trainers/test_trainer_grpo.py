@@ -120,6 +120,20 @@ def test_the_kl_reference_runs_under_the_policy_precision(tmp_path: Path) -> Non
     assert step["kl"] == 0.0  # the same weights under the same precision: nothing has drifted yet
 
 
+@pytest.mark.parametrize("temperature", [0.5, 1.6])
+def test_at_a_sampling_temperature_the_update_and_the_reference_score_as_the_sampler_did(
+    tmp_path: Path, temperature: float
+) -> None:
+    """The replies come from softmax(logits / T): the update takes its log-probs there too, and so does the KL's
+    reference, so the first update's ratio is 1 (no clipping) and its KL 0 whatever T."""
+    model_dir = build_tiny_model(tmp_path / "model", TinyModelConfig(seed=3))
+    config = long_config(tmp_path / "run", steps=1, kl_coef=0.1, temperature=temperature)
+    [step] = GRPOTrainer(config, HFPolicy.from_pretrained(model_dir)).train()
+    assert "ratio" in step, "no update: nothing was tested"
+    assert step["ratio"] == pytest.approx(1.0, abs=1e-4) and step["clip_fraction"] == 0.0
+    assert step["kl"] == pytest.approx(0.0, abs=1e-6)
+
+
 def recorded_episode(reward: float, error: str | None = None) -> Trajectory:
     record = TokenRecord((1, 2, 3), (0, 1, 1), (0.0, -0.1, -0.2), (0, 0, 0))
     metadata: dict[str, object] = {"tokens": record.to_dict(), **({"error": error} if error else {})}
@@ -186,6 +200,9 @@ def test_config_validation_says_what_to_change() -> None:
         GRPOConfig(returns="step")  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match=r"gamma must be in \[0, 1\]"):
         GRPOConfig(returns="turn", gamma=1.5)
+    with pytest.raises(ConfigError, match="temperature must be 0"):
+        GRPOConfig(temperature=-0.5)
+    assert GRPOConfig(temperature=0.7).scoring_temperature == 0.7 and GRPOConfig(temperature=0).scoring_temperature == 1
 
 
 @pytest.mark.parametrize(

@@ -116,16 +116,17 @@ def test_token_logprobs_match_log_softmax() -> None:
     assert token_logprobs(logits, torch.tensor([[1]])).item() == pytest.approx(math.log(0.75))
 
 
-def _log_softmax_way(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    return torch.log_softmax(logits.float(), dim=-1).gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+def _log_softmax_way(logits: torch.Tensor, targets: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    return torch.log_softmax(logits.float() / temperature, dim=-1).gather(-1, targets.unsqueeze(-1)).squeeze(-1)
 
 
+@pytest.mark.parametrize("temperature", [1.0, 0.6, 1.7])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_token_logprobs_and_their_gradients_are_log_softmaxs_slice_by_slice(
-    dtype: torch.dtype, monkeypatch: pytest.MonkeyPatch
+    dtype: torch.dtype, temperature: float, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Values and gradients as `log_softmax(logits.float())`'s, with slices smaller than a row (so several slices
-    per sequence and a last short one are played); and torch's own gradient check in float64."""
+    """Values and gradients as `log_softmax(logits.float() / temperature)`'s, with slices smaller than a row (so
+    several slices per sequence and a last short one are played); and torch's own gradient check in float64."""
     import reflectgym.trainers.logprobs as logprobs
 
     monkeypatch.setattr(logprobs, "SLICE_ELEMENTS", 3 * 50)  # 3 positions of a 50-token vocabulary per slice
@@ -134,13 +135,20 @@ def test_token_logprobs_and_their_gradients_are_log_softmaxs_slice_by_slice(
     targets = torch.randint(0, 50, (2, 7), generator=generator)
     weights = torch.randn(2, 7, generator=generator)
     ours, theirs = base.clone().requires_grad_(), base.clone().requires_grad_()
-    (token_logprobs(ours, targets) * weights).sum().backward()
-    (_log_softmax_way(theirs, targets) * weights).sum().backward()
-    assert torch.allclose(token_logprobs(base, targets), _log_softmax_way(base, targets), atol=1e-5)
+    (token_logprobs(ours, targets, temperature) * weights).sum().backward()
+    (_log_softmax_way(theirs, targets, temperature) * weights).sum().backward()
+    expected = _log_softmax_way(base, targets, temperature)
+    assert torch.allclose(token_logprobs(base, targets, temperature), expected, atol=1e-5)
     assert ours.grad is not None and theirs.grad is not None and ours.grad.dtype == dtype
     assert torch.allclose(ours.grad.float(), theirs.grad.float(), atol=1e-6 if dtype == torch.float32 else 1e-2)
+    assert base.equal(ours.detach())  # (the logits themselves are never scaled in place)
     doubles = torch.randn(2, 4, 6, dtype=torch.float64, generator=generator, requires_grad=True)
-    assert torch.autograd.gradcheck(lambda x: token_logprobs(x, targets[:, :4] % 6), (doubles,))
+    assert torch.autograd.gradcheck(lambda x: token_logprobs(x, targets[:, :4] % 6, temperature), (doubles,))
+
+
+def test_token_logprobs_refuse_a_temperature_that_is_not_positive() -> None:
+    with pytest.raises(ValueError, match="temperature must be > 0"):
+        token_logprobs(torch.zeros(1, 1, 2), torch.zeros(1, 1, dtype=torch.long), 0.0)
 
 
 def test_token_logprobs_keep_the_logits_for_the_backward_not_a_float32_copy() -> None:

@@ -407,6 +407,7 @@ class ExItTrainer:
             normalisation=config.normalisation,
             reference=self.reference,
             autocast_dtype=self.session.autocast_dtype,
+            temperature=config.scoring_temperature,
         )
 
     def play_share(self, step: int) -> tuple[list[SlotResult], list[TrainingSequence]]:
@@ -452,7 +453,9 @@ class ExItTrainer:
         results = every_ranks_results(own)
         metrics = {**result_metrics(results), "rollout_seconds": rollout_seconds}
         if metrics["sequences"] > 0:  # over all ranks: a rank without sequences of its own still takes part
-            result = self.session.update(sequences, self._loss, dropout=False)
+            result = self.session.update(
+                sequences, self._loss, dropout=False, temperature=self.config.scoring_temperature
+            )
             metrics.update({"loss": result.loss, "grad_norm": result.grad_norm, **result.metrics})
             if self.sampler is not None:  # weights changed: the sampler must generate with them from now on
                 self.sampler.update_weights(trained_weights(self.session.model))

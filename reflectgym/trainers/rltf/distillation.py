@@ -67,9 +67,10 @@ def logprobs_under_first_prompt(
     pad_id: int,
     batch_size: int,
     autocast_dtype: torch.dtype | None = None,
+    temperature: float = 1.0,
 ) -> list[list[float]]:
     """log π(y_1 | x_0) per token of each episode's second answer: `model` as it is now, without gradient, in eval
-    mode (no dropout, as the update's passes run), `batch_size` episodes per pass."""
+    mode (no dropout, as the update's passes run), at the update's `temperature`, `batch_size` episodes per pass."""
     scored = rescore_frozen(
         model,
         [episode.prompt_ids for episode in episodes],
@@ -77,6 +78,7 @@ def logprobs_under_first_prompt(
         pad_id=pad_id,
         batch_size=batch_size,
         autocast_dtype=autocast_dtype,
+        temperature=temperature,
     )
     return [logprobs.tolist() for logprobs in scored]
 
@@ -90,9 +92,10 @@ def self_distillation_sequences(
     batch_size: int,
     floor: float = LOGPROB_FLOOR,
     autocast_dtype: torch.dtype | None = None,
+    temperature: float = 1.0,
 ) -> tuple[list[TrainingSequence], dict[str, float]]:
     """The step's RLTF-SD sequences (one per episode with a second turn whose advantage is not 0) and counts to
-    log; `model` scores x_0 as it is before the update."""
+    log; `model` scores x_0 as it is before the update, at the update's `temperature`."""
     baselines = [first_turn_baseline(group) for group in groups]
     episodes: list[SecondTurn] = []
     advantages: list[float] = []
@@ -103,7 +106,7 @@ def self_distillation_sequences(
             episodes.append(episode)
             advantages.append(advantage)
     scored = logprobs_under_first_prompt(
-        model, episodes, pad_id=pad_id, batch_size=batch_size, autocast_dtype=autocast_dtype
+        model, episodes, pad_id=pad_id, batch_size=batch_size, autocast_dtype=autocast_dtype, temperature=temperature
     )
     sequences: list[TrainingSequence] = []
     masked = 0

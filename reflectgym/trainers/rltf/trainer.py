@@ -31,6 +31,8 @@ Deviations from the paper and its code, on purpose:
   critiques' mean NLL per token (per sequence with `normalisation: sequence`); the official code adds fm_coef
   times the critiques' summed NLL to the summed RL loss, so there a long critique weighs more. The
   feedback-modelling prompt paraphrases the paper's; its target is the critique and the template's end of turn.
+  One pass scores every sequence of a step, at the sampling temperature (see `grpo`): with `temperature` ≠ 1 the
+  critiques' NLL is the tempered model's too.
 * Under `torchrun`, each rank plays its share of the step's task instances (whole groups, as GRPO): RLTF-SD's
   baselines need only the rank's own groups; the share of the step's loss units that are critique targets and the
   turn metrics are sums over every rank, so the step is the one a single process takes on the whole batch.
@@ -189,6 +191,7 @@ class RLTFTrainer(GRPOTrainer):
                 pad_id=session.pad_id,
                 batch_size=config.minibatch_size,
                 autocast_dtype=session.autocast_dtype,
+                temperature=config.scoring_temperature,
             )
             sequences += distilled
             counts.update(sd_counts)

@@ -73,10 +73,12 @@ def with_teacher_logprobs(
     pad_id: int,
     batch_size: int,
     autocast_dtype: torch.dtype | None = None,
+    temperature: float = 1.0,
 ) -> list[TrainingSequence]:
     """`sequences` with the teacher's log-probs of their tokens, for those with a teacher prompt (the others are
     returned as they are): each sequence from its first sampled token on, after its teacher prompt. `model` scores
-    without gradient and without dropout, as it is now: θ̄ is θ at the start of the step."""
+    without gradient and without dropout, as it is now (θ̄ is θ at the start of the step), at the student's
+    `temperature`."""
     if len(teacher_prompt_ids) != len(sequences):
         raise ValueError(f"{len(teacher_prompt_ids)} teacher prompts for {len(sequences)} sequences")
     taught = [index for index, prompt in enumerate(teacher_prompt_ids) if prompt is not None]
@@ -88,6 +90,7 @@ def with_teacher_logprobs(
         pad_id=pad_id,
         batch_size=batch_size,
         autocast_dtype=autocast_dtype,
+        temperature=temperature,
     )
     out = list(sequences)
     for index, start, logprobs in zip(taught, starts, scored, strict=True):

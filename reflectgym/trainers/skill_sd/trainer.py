@@ -290,6 +290,7 @@ class SkillSDTrainer(GRPOTrainer):
             pad_id=session.pad_id,
             batch_size=config.minibatch_size,
             autocast_dtype=session.autocast_dtype,
+            temperature=config.scoring_temperature,
         )
         counts["taught_sequences"] = float(sum(teacher is not None for teacher in teachers))
         pairs = zip(sequences, teachers, strict=True)
