@@ -122,6 +122,45 @@ def test_elements_made_clickable_without_text_are_shown_and_played() -> None:
     env.close()
 
 
+def placed(observation: str) -> list[tuple[str, str, int, int, int]]:
+    """(id, fill, centre x, centre y, height) of every SVG shape or text the observation places."""
+    found = re.findall(r"\[(\d+)\] \w+ \"[^\"]*\" fill=(\w+) at=(\d+),(\d+) size=\d+x(\d+)", observation)
+    return [(id_, fill, int(x), int(y), int(height)) for id_, fill, x, y, height in found]
+
+
+def test_svg_shapes_show_their_size_and_place_enough_to_play_by_them() -> None:
+    """click-shape asks for "a large item" or "a small green item", grid-coordinate for the point at (-2, 0): what
+    tells them apart is a shape's size and place, which each SVG shape and text shows (`at=X,Y size=WxH`)."""
+    env = make(task="click-shape")
+    played = 0
+    for seed in range(12):
+        observation, _ = env.reset(seed=seed)
+        asked = re.search(r"Click on a (small|large) (?:(\w+) )?item$", observation.splitlines()[0])
+        if asked is None:
+            continue
+        size, colour = asked.groups()
+        # (the page draws a shape 10 or 20 pixels high, a letter or digit in a 10 or 20 pixel font)
+        wanted = [id_ for id_, fill, _, _, height in placed(observation)
+                  if (height >= 18) == (size == "large") and colour in (None, fill)]  # fmt: skip
+        assert wanted, observation
+        _, reward, terminated, _, _ = env.step(f"click({wanted[0]})")
+        assert terminated and reward > 0, observation
+        played += 1
+    assert played >= 2, "no size-only instruction among the seeds: nothing was played"
+    for seed in (0, 1, 2):
+        observation, _ = env.reset(seed=seed, options={"task_id": "grid-coordinate"})
+        asked = re.search(r"grid coordinate \((-?\d+),(-?\d+)\)", observation)
+        assert asked is not None, observation
+        points = placed(observation)
+        columns, rows = sorted({x for *_, x, _, _ in points}), sorted({y for *_, y, _ in points}, reverse=True)
+        origin = (len(columns) // 2, len(rows) // 2)  # the grid runs from -n to n on both axes, y upwards
+        x, y = columns[origin[0] + int(asked.group(1))], rows[origin[1] + int(asked.group(2))]
+        [target] = [id_ for id_, _, px, py, _ in points if (px, py) == (x, y)]
+        _, reward, terminated, _, _ = env.step(f"click({target})")
+        assert terminated and reward > 0, observation
+    env.close()
+
+
 def test_hover_opens_menus_on_the_way_to_an_item() -> None:
     env = make(task="click-menu")
     for seed in (0, 5):  # items three levels deep

@@ -22,7 +22,9 @@ One line per element, indented by depth::
     [7] button "Send"
     [8] textbox "Arrival" value="" date (YYYY-MM-DD)
     [9] clickable "span.star"
-    [10] clickable "circle fill=red"
+    [10] clickable "circle" fill=red at=60,45 size=20x20
+
+An SVG shape or text says where it is drawn (its centre, in page pixels) and its size, as it says its colour.
 """
 
 from __future__ import annotations
@@ -84,6 +86,14 @@ AXTREE_JS = r"""
     if (!(el instanceof SVGElement) || !SVG_SHAPES.has(el.tagName)) return '';
     const fill = el.getAttribute('fill') || el.style.fill || getComputedStyle(el).fill;
     return TRANSPARENT.has(fill) ? '' : 'fill=' + fill.replace(/\s+/g, '');
+  };
+  // Where an SVG shape or text is drawn and how big, in page pixels: a drawing's meaning is often its geometry
+  // (the large item, the point at grid coordinate (1,-2), the shape left of another), which no name carries.
+  const placeOf = (el) => {
+    if (!(el instanceof SVGElement) || !SVG_SHAPES.has(el.tagName)) return '';
+    const box = el.getBoundingClientRect();
+    const x = Math.round(box.left + box.width / 2 + scrollX), y = Math.round(box.top + box.height / 2 + scrollY);
+    return `at=${x},${y} size=${Math.round(box.width)}x${Math.round(box.height)}`;
   };
   const clean = (text, limit) => {
     const flat = (text || '').replace(/\s+/g, ' ').trim();
@@ -160,6 +170,8 @@ AXTREE_JS = r"""
     if (el.required || aria('required') === 'true') states.push('required');
     const fill = fillOf(el);
     if (fill) states.push(fill);
+    const place = placeOf(el);
+    if (place) states.push(place);
     const format = formatOf(el);
     if (format) states.push(`${el.getAttribute('type').toLowerCase()} (${format})`);
     if (el.tagName === 'INPUT' && (el.type || '').toLowerCase() === 'password') states.push('password');

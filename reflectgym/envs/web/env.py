@@ -334,16 +334,17 @@ class MiniWoBEnv(BrowserEnv):
 
     ## Actions
     As `WebEnv`: `click(ID)`, `hover(ID)`, `drag(ID, ID)`, `type(ID, "text")`, `select(ID, "option")`,
-    `press("Key")`, `scroll(...)`, `wait` (lets 300 ms of real time pass, for animated tasks) and `done`. Elements
-    a page made clickable without text (colour boxes, icons, SVG shapes) show as `clickable`, described by tag,
-    classes and colour. `drag(A, B)` plays a real pointer drag of element A onto element B (press, moves,
-    release), which jQuery UI's sortable lists and draggable boxes follow: drag-items, drag-items-grid,
-    drag-sort-numbers and drag-box can be solved with it. Still out of reach, though they load and play: tasks
-    that need a pointer position, a distance or a direction rather than an element to drop on (hot-cold;
+    `press("Key")`, `scroll(...)`, `wait` (lets 300 ms of real time pass, for animated tasks) and `done`. Elements a
+    page made clickable without text (colour boxes, icons, SVG shapes) show as `clickable`, described by tag,
+    classes and colour; an SVG shape or text also by where it is drawn and its size (`at=X,Y size=WxH`:
+    click-shape's large item, grid-coordinate's point). `drag(A, B)` plays a real pointer drag of element A onto
+    element B (press, moves, release), which jQuery UI's sortable lists and draggable boxes follow: drag-items,
+    drag-items-grid, drag-sort-numbers and drag-box can be solved with it. Still out of reach, though they load and
+    play: tasks that need a pointer position, a distance or a direction rather than an element to drop on (hot-cold;
     drag-circle and drag-single-shape, whose "drag it left" has nothing there to drop on; drag-cube's rotation),
-    drops into a box the tree does not show (drag-shapes, drag-shapes-2: the box is an outline, not an element
-    of the tree), and exact timing (chase-circle, ...); `miniwob.TEXT_LIMITS` lists them all, and their
-    observation says so.
+    drops into a box the tree does not show (drag-shapes, drag-shapes-2: the box is an outline, not an element of
+    the tree), and exact timing (chase-circle, ...); `miniwob.TEXT_LIMITS` lists them all, and their observation
+    says so.
 
     ## Feedback
     MiniWoB pages only report a reward, so: `binary` says solved or not; `diagnostic` adds the page's reward
