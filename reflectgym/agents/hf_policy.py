@@ -377,7 +377,8 @@ def _is_training_run(path: Path) -> bool:
 def _sampling_alone(model: Any) -> Iterator[None]:
     """While generating, the model's generation config holds its special tokens only. transformers fills every option
     a call leaves unset from it, so a checkpoint's `repetition_penalty`, `min_p`, `no_repeat_ngram_size`, bad words
-    or beams would change what is sampled, while the log-probs reported (a trainer's old policy) stay the raw model's:
+    or beams would change what is sampled, while the log-probs reported (a trainer's old policy) stay the model's at the
+    sampling temperature:
     the rollouts would be silently off-policy. (A `peft` model generates through its base model's config.)"""
     from transformers import GenerationConfig
 

@@ -112,7 +112,8 @@ class Generation:
         text: The reply text (the decoded sampled ids, special tokens removed).
         token_ids: The sampled token ids, exactly as sampled (stop token included), when the backend has them.
         logprobs: Log-probability of each sampled id under the model at the sampling temperature (1 when greedy;
-            `Sampling.logprob_temperature`), before top-p, when reported.
+            `Sampling.logprob_temperature`), when reported: before top-p for `HFPolicy`, after it for `VLLMPolicy`
+            (equal at top_p 1), the server's choice for `OpenAIPolicy`.
         finish_reason: Why generation ended.
         prompt_tokens: Tokens in the prompt, when known.
         error: What went wrong when `finish_reason == "error"`.

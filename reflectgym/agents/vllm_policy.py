@@ -74,9 +74,19 @@ def engine_arguments(model: str | Path, config: VLLMConfig) -> dict[str, Any]:
     )
 
 
+MIN_TEMPERATURE = 0.01
+"""vLLM raises a temperature between 0 and this to it (with a log line), and reports log-probs at it."""
+
+
 def to_vllm_sampling(vllm: Any, sampling: Sampling, position: int = 0) -> Any:
     """Our `Sampling` as `vllm.SamplingParams` for request `position` of a batch, with that request's seed
-    (`Sampling.request_seed`; greedy = temperature 0; log-prob of the sampled token)."""
+    (`Sampling.request_seed`; greedy = temperature 0; log-prob of the sampled token). A temperature vLLM would
+    silently raise is refused: the log-probs would be of another distribution than a trainer scores."""
+    if 0 < sampling.temperature < MIN_TEMPERATURE:
+        raise ValueError(
+            f"vLLM samples at temperature {MIN_TEMPERATURE} at least (it raises {sampling.temperature} to it); "
+            "use 0 for greedy, or a temperature of at least 0.01"
+        )
     return vllm.SamplingParams(
         temperature=sampling.temperature,
         top_p=sampling.top_p,

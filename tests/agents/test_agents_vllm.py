@@ -80,6 +80,14 @@ def test_weights_for_an_engine_in_another_process_travel_as_host_copies(
     assert fake.calls[4][1][0][1] is weight
 
 
+@needs_no_vllm
+def test_a_temperature_vllm_would_raise_is_refused(fake: FakeVLLM) -> None:
+    """vLLM samples (and reports log-probs) at 0.01 when asked for less: a trainer would score at another one."""
+    with pytest.raises(ValueError, match=r"at least 0\.01"):
+        to_vllm_sampling(fake, Sampling(temperature=0.001))
+    assert to_vllm_sampling(fake, Sampling(temperature=0.01))["temperature"] == 0.01
+
+
 def test_engine_reports_logprobs_at_the_sampling_temperature() -> None:
     arguments = engine_arguments("m", VLLMConfig(max_model_len=512, seed=3))
     assert arguments["logprobs_mode"] == "processed_logprobs"
