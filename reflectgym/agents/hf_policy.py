@@ -187,6 +187,8 @@ class HFPolicy:
         if sampling.stop:
             options["stop_strings"] = list(sampling.stop)
         recorder = _SampledLogprobs(width, sampling.logprob_temperature)
+        # synced_gpus=False: transformers would otherwise sync every token step of a sharded (FSDP) model across the
+        # ranks, which sample different numbers of replies; a trainer gathers such a model's weights whole first
         with torch.inference_mode(), _sampling_alone(self.model):
             sequences = self.model.generate(
                 input_ids=input_ids.to(self.device),
@@ -194,6 +196,7 @@ class HFPolicy:
                 generation_config=GenerationConfig(**options),
                 logits_processor=LogitsProcessorList([recorder]),
                 tokenizer=self._tokenizer if sampling.stop else None,
+                synced_gpus=False,
             )
             logprobs = recorder.finish(sequences).cpu()  # (B, N)
         new = sequences[:, width:].cpu()  # (B, N)

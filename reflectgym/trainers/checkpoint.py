@@ -7,7 +7,8 @@ moment leaves either the previous checkpoint or the new one, never half of one.
 Layout of `RUN_DIR/checkpoints/step-00000042/`: `model/` (Hugging Face `save_pretrained` when the model has it,
 so the folder loads with `from_pretrained`; a LoRA model saves its adapters only; else `model.pt`),
 `training_state.pt` (optimizer, scheduler, RNG states: this process's, or one per rank of a data-parallel run),
-`trainer_state.json` (step, data position, curriculum/buffer state — anything JSON).
+`trainer_state.json` (step, data position, curriculum/buffer state — anything JSON). A fully sharded run writes
+the same layout, its optimizer state keyed by parameter name: sharded and unsharded runs resume from each other's.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from typing import Any
 
 import numpy as np
 import torch
+
+from reflectgym.trainers.sharding import is_sharded, load_full_model_state, load_optimizer_state
 
 LATEST = "latest"
 
@@ -70,25 +73,20 @@ def write_text_atomic(path: Path, text: str) -> None:
     os.replace(temporary, path)
 
 
-def _save_model(model: torch.nn.Module, folder: Path) -> None:
+def _save_model(model: torch.nn.Module, folder: Path, state: Mapping[str, torch.Tensor] | None) -> None:
+    """`state`: the whole weights of a sharded model (else its own state dict)."""
     save_pretrained = getattr(model, "save_pretrained", None)
     if callable(save_pretrained):
-        save_pretrained(folder, safe_serialization=True)
+        save_pretrained(folder, state_dict=dict(state) if state is not None else None, safe_serialization=True)
     else:
         folder.mkdir(parents=True, exist_ok=True)
-        torch.save(model.state_dict(), folder / "model.pt")
+        torch.save(dict(state) if state is not None else model.state_dict(), folder / "model.pt")
 
 
-def _load_model(model: torch.nn.Module, folder: Path) -> None:
-    if (folder / "adapter_model.safetensors").exists():  # a peft model saves (and restores) its adapters only
-        from peft import set_peft_model_state_dict
-        from safetensors.torch import load_file
-
-        set_peft_model_state_dict(model, load_file(folder / "adapter_model.safetensors", device="cpu"))
-        return
+def _saved_weights(folder: Path) -> dict[str, torch.Tensor]:
+    """The whole weights `_save_model` wrote into `folder` (`model.pt`, else safetensors files), on the CPU."""
     if (folder / "model.pt").exists():
-        model.load_state_dict(torch.load(folder / "model.pt", map_location="cpu", weights_only=True))
-        return
+        return torch.load(folder / "model.pt", map_location="cpu", weights_only=True)
     from safetensors.torch import load_file
 
     index = folder / "model.safetensors.index.json"
@@ -98,7 +96,21 @@ def _load_model(model: torch.nn.Module, folder: Path) -> None:
     state: dict[str, torch.Tensor] = {}
     for name in files:
         state.update(load_file(folder / name, device="cpu"))
-    missing, unexpected = model.load_state_dict(state, strict=False)
+    return state
+
+
+def _load_model(model: torch.nn.Module, folder: Path) -> None:
+    if (folder / "adapter_model.safetensors").exists():  # a peft model saves (and restores) its adapters only
+        from peft import set_peft_model_state_dict
+        from safetensors.torch import load_file
+
+        set_peft_model_state_dict(model, load_file(folder / "adapter_model.safetensors", device="cpu"))
+        return
+    state = _saved_weights(folder)
+    if is_sharded(model):
+        missing, unexpected = load_full_model_state(model, state)
+    else:
+        missing, unexpected = model.load_state_dict(state, strict=False)
     # save_pretrained drops weights tied to others (e.g. lm_head tied to the embeddings); re-tie them
     tie_weights = getattr(model, "tie_weights", None)
     if callable(tie_weights):
@@ -121,11 +133,14 @@ def save_checkpoint(
     trainer_state: Mapping[str, Any] | None = None,
     keep: int = 2,
     rng_states: Sequence[Mapping[str, Any]] | None = None,
+    model_state: Mapping[str, torch.Tensor] | None = None,
+    optimizer_state: Mapping[str, Any] | None = None,
 ) -> Path:
     """Writes checkpoint `step` atomically, points `latest` at it, and keeps the newest `keep` checkpoints.
 
     `rng_states`: every rank's `capture_rng_state()`, in rank order, from a data-parallel run (default: this
-    process's alone)."""
+    process's alone). `model_state`, `optimizer_state`: a sharded model's whole weights and optimiser state
+    (`reflectgym.trainers.sharding`), written in place of `model`'s and `optimizer`'s own."""
     rng = list(rng_states) if rng_states else [capture_rng_state()]
     root = Path(run_dir) / "checkpoints"
     root.mkdir(parents=True, exist_ok=True)
@@ -133,10 +148,10 @@ def save_checkpoint(
     temporary = root / f".tmp-step-{step:08d}-{os.getpid()}"
     shutil.rmtree(temporary, ignore_errors=True)
     temporary.mkdir()
-    _save_model(model, temporary / "model")
+    _save_model(model, temporary / "model", model_state)
     torch.save(
         {
-            "optimizer": optimizer.state_dict(),
+            "optimizer": dict(optimizer_state) if optimizer_state is not None else optimizer.state_dict(),
             "scheduler": scheduler.state_dict() if scheduler is not None else None,
             "rng": rng[0],
             "rng_per_rank": rng,
@@ -224,7 +239,7 @@ def load_checkpoint(
     _load_model(model, folder / "model")
     training = torch.load(folder / "training_state.pt", map_location="cpu", weights_only=False)
     if optimizer is not None:
-        optimizer.load_state_dict(training["optimizer"])
+        load_optimizer_state(model, optimizer, training["optimizer"])
     if scheduler is not None and training["scheduler"] is not None:
         scheduler.load_state_dict(training["scheduler"])
     if restore_rng:

@@ -51,6 +51,7 @@ from reflectgym.trainers.data_parallel import (
 )
 from reflectgym.trainers.losses import Normalisation
 from reflectgym.trainers.metrics import MetricsLogger, require_sinks
+from reflectgym.trainers.sharding import full_model_state, full_optimizer_state, gather, is_sharded, scatter, shard
 from reflectgym.trainers.update import LossFn, UpdateResult, optimizer_step
 
 TINY_MODEL = "tiny"
@@ -99,6 +100,11 @@ class TrainerConfig:
     overwrite_output_dir: bool = False
     """Start afresh in an `output_dir` that holds an earlier run's checkpoints, deleting them first (as in
     Hugging Face's Trainer scripts). Without it such a run stops and says so, rather than mixing with them."""
+    fsdp: bool = False
+    """Under `torchrun`, shard the weights, their gradients and AdamW's state across the ranks for the update (PyTorch's
+    FSDP2, one unit per transformer block) instead of keeping all of them on every rank (DDP); the weights are
+    gathered whole on every rank between updates, for rollouts (see `reflectgym.trainers.sharding`). One process
+    ignores it. Full fine-tuning only (LoRA's trained weights are small already)."""
     lora_rank: int = 0
     """Rank of LoRA adapters trained instead of the full model (0: full fine-tuning). Needs `peft`."""
     lora_alpha: int = 16
@@ -140,6 +146,8 @@ class TrainerConfig:
             raise ConfigError(f"env_timeout must be positive and finite, or None; got {self.env_timeout}")
         if not 0 <= self.env_actor_cpus < math.inf:
             raise ConfigError(f"env_actor_cpus must be 0 or positive and finite; got {self.env_actor_cpus}")
+        if self.fsdp and self.lora_rank:
+            raise ConfigError("fsdp shards full fine-tuning; with LoRA (lora_rank > 0) train with DDP (fsdp: false)")
         if self.resume and self.overwrite_output_dir:
             raise ConfigError("resume continues the run in output_dir, overwrite_output_dir deletes it: pick one")
 
@@ -377,15 +385,19 @@ class WeightSyncedSampler(TokenPolicy, Protocol):
         ...
 
 
-def export_model(model: torch.nn.Module, tokenizer: Any, folder: str | Path) -> Path:
+def export_model(
+    model: torch.nn.Module, tokenizer: Any, folder: str | Path, state: Mapping[str, torch.Tensor] | None = None
+) -> Path:
     """Writes a folder `HFPolicy.from_pretrained` loads, the tokenizer beside: with LoRA, the weights merged as a
-    sampler is sent them (`merged_lora_weights`, no copy of the model: a run on a full GPU does not fail at its end)."""
+    sampler is sent them (`merged_lora_weights`, no copy of the model: a run on a full GPU does not fail at its end);
+    `state`: the whole weights of a sharded model (`full_model_state`), written in its place."""
     out = Path(folder)
     if is_lora(model):
         base: Any = model.get_base_model()  # type: ignore[operator]
         base.save_pretrained(out, state_dict=plain_state_dict(model), safe_serialization=True)
     else:
-        model.save_pretrained(out, safe_serialization=True)  # type: ignore[operator]
+        saved = dict(state) if state is not None else None
+        model.save_pretrained(out, state_dict=saved, safe_serialization=True)  # type: ignore[operator]
     tokenizer.save_pretrained(out)
     return out
 
@@ -425,12 +437,15 @@ class TrainingSession:
         self.world = current_world()
         """This process's place in a `torchrun` launch (rank 0 of 1 otherwise)."""
         init_world(self.world, policy.device)
-        self.train_model = wrap_for_training(self.model, self.world, policy.device)
-        """What training passes run through: DDP around `model` when several ranks train, else `model`."""
+        self.sharded = config.fsdp and self.world.distributed
+        """Whether `model` is trained fully sharded (FSDP2): made so by `begin`, after the trainer has built what it
+        copies from the plain model (a KL reference, a sampler)."""
+        self.train_model = self.model if self.sharded else wrap_for_training(self.model, self.world, policy.device)
+        """What training passes run through: DDP around `model` when several ranks train, else `model` (sharded
+        in place under `fsdp`)."""
         self.pad_id = int(policy.tokenizer.pad_token_id)
-        trainable = [parameter for parameter in self.model.parameters() if parameter.requires_grad]
-        warn_if_half_precision(trainable)
-        self.optimizer = torch.optim.AdamW(trainable, lr=config.lr, weight_decay=config.weight_decay)
+        warn_if_half_precision(self._trainable())
+        self.optimizer = self._new_optimizer()
         self.autocast_dtype = training_autocast(config.bf16, policy.device)
         self.run_dir = Path(config.output_dir)
         self._resume_from = checkpoint_to_resume(config, self.world.is_main)
@@ -441,9 +456,19 @@ class TrainingSession:
         self._logger: MetricsLogger | None = None
         self._bar: Any = None
 
+    def _trainable(self) -> list[torch.nn.Parameter]:
+        return [parameter for parameter in self.model.parameters() if parameter.requires_grad]
+
+    def _new_optimizer(self) -> torch.optim.Optimizer:
+        return torch.optim.AdamW(self._trainable(), lr=self.config.lr, weight_decay=self.config.weight_decay)
+
     def begin(self, title: str) -> dict[str, Any]:
-        """Restores the latest checkpoint when resuming, else seeds every generator; opens metrics and the
-        progress bar. Returns the restored trainer state (`{}` on a fresh start)."""
+        """Shards the model under `fsdp` (the optimiser is remade over the shards); restores the latest checkpoint
+        when resuming, else seeds every generator; opens metrics and the progress bar. Returns the restored trainer
+        state (`{}` on a fresh start)."""
+        if self.sharded and not is_sharded(self.model):
+            shard(self.model, self.policy.device)
+            self.optimizer = self._new_optimizer()
         checkpoint = self._resume_from
         state: dict[str, Any] = {}
         own_generators = False
@@ -458,6 +483,8 @@ class TrainingSession:
         else:
             torch.manual_seed(self.config.seed)
             np.random.seed(self.config.seed)
+        if self.sharded:
+            gather(self.model)  # (rollouts come first)
         if self.world.rank > 0 and not own_generators:  # other ranks sample differently from rank 0
             torch.manual_seed(self.config.seed * 1_000_003 + self.world.rank * 7919 + self.step)
         if not self.world.is_main:
@@ -496,7 +523,12 @@ class TrainingSession:
         self, sequences: Sequence[TrainingSequence], loss_fn: LossFn, dropout: bool = True, temperature: float = 1.0
     ) -> UpdateResult:
         """One optimiser step over `sequences` with the run's minibatching, clipping and precision (and dropout, unless
-        `dropout=False`; log-probs at `temperature`: see `optimizer_step`)."""
+        `dropout=False`; log-probs at `temperature`: see `optimizer_step`). A sharded model is scattered for it and
+        gathered again after."""
+        if self.sharded:
+            if not is_sharded(self.model):
+                raise RuntimeError("call begin() before update(): it shards the model under fsdp")
+            scatter(self.model)
         result = optimizer_step(
             self.train_model,
             self.optimizer,
@@ -510,8 +542,17 @@ class TrainingSession:
             dropout=dropout,
             temperature=temperature,
         )
+        if self.sharded:
+            gather(self.model)
         self.model.eval()
         return result
+
+    def _full_states(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        """A sharded model's whole weights and optimiser state, on rank 0 (a collective; the model stays gathered)."""
+        scatter(self.model)
+        states = full_model_state(self.model), full_optimizer_state(self.model, self.optimizer)
+        gather(self.model)
+        return states
 
     def end_step(self, metrics: Mapping[str, float], trainer_state: Callable[[], Mapping[str, Any]]) -> None:
         """Counts the step, logs its metrics, advances the bar and checkpoints when due (`trainer_state()` is
@@ -520,6 +561,7 @@ class TrainingSession:
         every = self.config.save_every
         due = bool(every and self.step % every == 0) or self.step == self.config.steps
         rng_states = gather_to_main(capture_rng_state()) if due else None  # every rank's, for an exact resume
+        model_state, optimizer_state = self._full_states() if due and self.sharded else (None, None)
         if not self.world.is_main:
             return
         if self._logger is None:
@@ -536,6 +578,8 @@ class TrainingSession:
                 optimizer=self.optimizer,
                 trainer_state={"config": self._describe, "world_size": self.world.size, **trainer_state()},
                 rng_states=rng_states,
+                model_state=model_state,
+                optimizer_state=optimizer_state,
             )
 
     def run(
@@ -565,11 +609,15 @@ class TrainingSession:
 
     def finish(self) -> Path:
         """Closes the logs and writes the trained model to `output_dir/model` (LoRA merged; rank 0); returns it. Under
-        `torchrun`, then leaves the process group the run joined (`close_world`)."""
+        `torchrun`, then leaves the process group the run joined (`close_world`); a sharded model is left gathered,
+        so the policy still samples (no forward pass needs the group)."""
         self.close()
         folder = self.run_dir / "model"
+        state = None
+        if self.sharded and is_sharded(self.model):
+            state = self._full_states()[0]
         if self.world.is_main:
-            export_model(self.model, self.policy.tokenizer, folder)
+            export_model(self.model, self.policy.tokenizer, folder, state)
         barrier()
         close_world()
         return folder

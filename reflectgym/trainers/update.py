@@ -19,10 +19,12 @@ from typing import Any
 
 import torch
 from torch import Tensor
+from torch.distributed.tensor import DTensor
 
 from reflectgym.trainers.batching import Batch, TrainingSequence, collate, target_logprobs
 from reflectgym.trainers.data_parallel import global_max, global_sum, global_sums
 from reflectgym.trainers.losses import Normalisation
+from reflectgym.trainers.sharding import is_sharded
 
 LossFn = Callable[[Batch, Tensor], tuple[Tensor, dict[str, float]]]
 """(batch, current target log-probs (B, T-1)) → (scalar loss, metrics to log)."""
@@ -53,8 +55,8 @@ def idle_sequence(pad_id: int) -> TrainingSequence:
 
 
 def world_size_of(model: torch.nn.Module) -> int:
-    """Ranks training `model` together: the process group's size for a DDP model, else 1."""
-    if hasattr(model, "join") and torch.distributed.is_initialized():
+    """Ranks training `model` together: the process group's size for a DDP or fully sharded model, else 1."""
+    if (hasattr(model, "join") or is_sharded(model)) and torch.distributed.is_initialized():
         return torch.distributed.get_world_size()
     return 1
 
@@ -62,7 +64,8 @@ def world_size_of(model: torch.nn.Module) -> int:
 def gradient_sync(model: torch.nn.Module, last: bool) -> contextlib.AbstractContextManager[object]:
     """Where a pass of a step runs: a DistributedDataParallel `model`'s passes before the step's `last` under
     `no_sync()` (their gradients accumulate on each rank, and the last pass all-reduces the sum: one all-reduce per
-    step rather than one per minibatch), every other pass as it is."""
+    step rather than one per minibatch), every other pass as it is (a fully sharded model reduce-scatters each
+    pass's gradients into its shards: whole gradients are never kept)."""
     no_sync: Any = getattr(model, "no_sync", None)
     return no_sync() if no_sync is not None and not last else contextlib.nullcontext()
 
@@ -87,10 +90,10 @@ def optimizer_step(
     `normalisation` must be the one `loss_fn` averages by: it decides each minibatch's weight. `dropout=False` runs
     the passes with dropout off (`model.eval()`), as a sampler and a reference model run: a ratio to their log-probs
     is then 1 before the update. `temperature` is the one the log-probs `loss_fn` receives are taken at (the
-    sampler's, for a ratio to its log-probs). With a
-    DistributedDataParallel `model`, `sequences` are this rank's share: the counts, the loss and the metrics are
-    global over every rank (see `reflectgym.trainers.data_parallel`), a rank may hold no sequence, and gradients
-    are all-reduced once, in the step's last pass (`gradient_sync`).
+    sampler's, for a ratio to its log-probs). With a DistributedDataParallel or fully sharded `model`, `sequences`
+    are this rank's share: the counts, the loss and the metrics are global over every rank (see
+    `reflectgym.trainers.data_parallel`), a rank may hold no sequence, and every rank runs as many passes; DDP
+    all-reduces gradients once, in the step's last pass (`gradient_sync`).
     """
     device = next(model.parameters()).device
     ranks = world_size_of(model)
@@ -124,7 +127,8 @@ def optimizer_step(
         loss_sum = global_sum(loss_sum, device)
         metric_sums = global_sums(metric_sums, device)
     parameters = [p for p in model.parameters() if p.grad is not None]
-    grad_norm = float(torch.nn.utils.clip_grad_norm_(parameters, max_grad_norm if max_grad_norm else float("inf")))
+    norm = torch.nn.utils.clip_grad_norm_(parameters, max_grad_norm if max_grad_norm else float("inf"))
+    grad_norm = float(norm.full_tensor() if isinstance(norm, DTensor) else norm)  # (sharded: over every shard)
     applied = math.isfinite(grad_norm)  # the same on every rank: DDP's gradients are already averaged
     if applied:
         optimizer.step()
