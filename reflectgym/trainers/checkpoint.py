@@ -86,7 +86,7 @@ def _save_model(model: torch.nn.Module, folder: Path, state: Mapping[str, torch.
 def _saved_weights(folder: Path) -> dict[str, torch.Tensor]:
     """The whole weights `_save_model` wrote into `folder` (`model.pt`, else safetensors files), on the CPU."""
     if (folder / "model.pt").exists():
-        return torch.load(folder / "model.pt", map_location="cpu", weights_only=True)
+        return torch.load(folder / "model.pt", map_location="cpu", weights_only=True, mmap=True)
     from safetensors.torch import load_file
 
     index = folder / "model.safetensors.index.json"
@@ -237,7 +237,7 @@ def load_checkpoint(
     else the first rank's (a checkpoint of another world size, or of one process)."""
     folder = Path(checkpoint)
     _load_model(model, folder / "model")
-    training = torch.load(folder / "training_state.pt", map_location="cpu", weights_only=False)
+    training = torch.load(folder / "training_state.pt", map_location="cpu", weights_only=False, mmap=True)
     if optimizer is not None:
         load_optimizer_state(model, optimizer, training["optimizer"])
     if scheduler is not None and training["scheduler"] is not None:

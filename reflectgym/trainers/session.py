@@ -432,6 +432,11 @@ class TrainingSession:
         self.policy = policy
         if not config.progress:
             silence_library_bars()  # (the final model's save)
+        if is_sharded(policy.model):  # (its gathered parameters are not the ones an update steps)
+            raise ValueError(
+                "the policy's model was sharded by an earlier fsdp run: load that run's output_dir/model into a new "
+                "policy to train it further"
+            )
         policy.model = with_lora(policy.model, config).eval()  # (peft leaves it training: dropout in rollouts)
         self.model: torch.nn.Module = policy.model
         self.world = current_world()
@@ -610,12 +615,15 @@ class TrainingSession:
     def finish(self) -> Path:
         """Closes the logs and writes the trained model to `output_dir/model` (LoRA merged; rank 0); returns it. Under
         `torchrun`, then leaves the process group the run joined (`close_world`); a sharded model is left gathered,
-        so the policy still samples (no forward pass needs the group)."""
+        so the policy still samples (no forward pass needs the group); its trained weights are the exported ones
+        (its own `state_dict()` would shard it back)."""
         self.close()
         folder = self.run_dir / "model"
         state = None
         if self.sharded and is_sharded(self.model):
-            state = self._full_states()[0]
+            scatter(self.model)
+            state = full_model_state(self.model)
+            gather(self.model)
         if self.world.is_main:
             export_model(self.model, self.policy.tokenizer, folder, state)
         barrier()

@@ -12,10 +12,11 @@ engines: the memory FSDP saves is the update's (gradients, AdamW's two moments, 
 running); a rank holds the whole weights while it samples, as it must to generate. `scatter` frees them again before
 the update. Deviation from a pure ZeRO-3 run: the weights are never sharded during rollouts.
 
-A model's own `state_dict()` is sharded (DTensors) and must not be read while gathered; checkpoints and the final
-model take full state dicts through `torch.distributed.checkpoint.state_dict` (a collective: every rank calls it;
-rank 0 receives the tensors, on the CPU). Checkpoints of sharded and unsharded runs are alike: full weights, and
-AdamW's state keyed by parameter name, which either kind of run resumes from.
+A model's own `state_dict()` is sharded (DTensors) and must not be read while gathered (FSDP2 shards the model back
+for it: the next forward pass on that rank would be a collective). Checkpoints and the final model take full state
+dicts through `torch.distributed.checkpoint.state_dict` (a collective: every rank calls it; rank 0 receives the
+tensors, on the CPU). Checkpoints of sharded and unsharded runs are alike: full weights, and AdamW's state keyed by
+parameter name, which either kind of run resumes from.
 """
 
 from __future__ import annotations
@@ -79,11 +80,12 @@ def gather(model: torch.nn.Module) -> None:
 
 
 def scatter(model: torch.nn.Module) -> None:
-    """Frees the gathered weights (each rank keeps its shard) and lets each unit free them again after its forward
-    pass, as training passes want."""
+    """Frees the gathered weights (each rank keeps its shard) and lets each block free them again after its forward
+    pass, as training passes want (the root keeps them until its backward, as FSDP does by default: it runs its
+    backward first)."""
     for unit in units(model):
         unit.reshard()
-        unit.set_reshard_after_forward(True, recurse=False)
+        unit.set_reshard_after_forward(unit is not model, recurse=False)
 
 
 def full_model_state(model: torch.nn.Module) -> dict[str, Any]:
@@ -99,7 +101,13 @@ def full_model_state(model: torch.nn.Module) -> dict[str, Any]:
 
 
 def full_optimizer_state(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
-    """`optimizer`'s whole state, keyed by parameter name, on rank 0's CPU (empty elsewhere). A collective."""
+    """`optimizer`'s whole state, keyed by parameter name, on rank 0's CPU (empty elsewhere). A collective, except
+    before the first step: every rank's state is then empty, and so is the one returned (DCP would first take a
+    zero-gradient step to fill it, which starts AdamW's bias correction one step late)."""
+    if not optimizer.state:
+        order = iter(optimized_names(model, optimizer))
+        groups = [{**group, "params": [next(order) for _ in group["params"]]} for group in optimizer.param_groups]
+        return {"state": {}, "param_groups": groups}
     return get_optimizer_state_dict(model, optimizer, options=FULL_ON_MAIN)
 
 
@@ -114,6 +122,10 @@ def load_full_model_state(model: torch.nn.Module, state: Mapping[str, torch.Tens
 def load_optimizer_state(model: torch.nn.Module, optimizer: torch.optim.Optimizer, state: Mapping[str, Any]) -> None:
     """Restores an optimizer's state saved whole, keyed by parameter name (`full_optimizer_state`, a sharded run's)
     or by position (`optimizer.state_dict()`, an unsharded run's), into `optimizer` over `model`, sharded or not."""
+    if not state["state"]:  # saved before the first step: the settings alone (DCP would take a zero-gradient step)
+        for group, saved in zip(optimizer.param_groups, state["param_groups"], strict=True):
+            group.update({key: value for key, value in saved.items() if key != "params"})
+        return
     positional = all(isinstance(key, int) for key in state["state"]) and all(
         isinstance(key, int) for group in state["param_groups"] for key in group["params"]
     )

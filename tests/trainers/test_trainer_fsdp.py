@@ -75,10 +75,13 @@ def exported(out: Path) -> dict[str, Any]:
 
 
 def assert_same_weights(ours: Path, theirs: Path) -> None:
+    """The same final weights, up to float summation order: AdamW moves a weight by lr * m / sqrt(v), so a weight
+    whose gradients are tiny turns a 1e-7 difference in them into up to about 1e-5..1e-4 (seen once in a loaded
+    hour, 3.3e-5); a wrong step or optimiser state moves weights by about lr = 1e-2."""
     mine, other = exported(ours), exported(theirs)
     assert mine.keys() == other.keys()
     for name, tensor in other.items():
-        assert torch.allclose(mine[name], tensor, atol=1e-5), name
+        assert torch.allclose(mine[name], tensor, atol=1e-4), name
 
 
 @pytest.fixture(scope="module")
@@ -195,3 +198,29 @@ def test_an_optimizer_state_keyed_by_name_loads_into_an_unsharded_run() -> None:
     for parameter in trained:
         for key in ("exp_avg", "exp_avg_sq"):
             assert torch.equal(fresh.state[parameter][key], optimizer.state[parameter][key])
+
+
+def test_an_optimizer_before_its_first_step_is_saved_and_restored_without_a_step() -> None:
+    """A checkpoint due before any applied step (a step without sequences, a skipped one): saving and loading the empty
+    state takes no zero-gradient step (torch.distributed.checkpoint's would fill AdamW's state with step 1 and start
+    its bias correction one step late); the settings alone are restored."""
+    from reflectgym.trainers.sharding import full_optimizer_state
+
+    model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Linear(4, 2))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=0.1)
+    saved = full_optimizer_state(model, optimizer)
+    assert not optimizer.state and saved["state"] == {}
+    assert saved["param_groups"][0]["params"] == ["0.weight", "0.bias", "1.weight", "1.bias"]
+    resumed = torch.optim.AdamW(model.parameters(), lr=0.5)
+    load_optimizer_state(model, resumed, saved)
+    assert not resumed.state and resumed.param_groups[0]["lr"] == 0.1
+
+
+def test_a_model_an_earlier_fsdp_run_sharded_is_refused(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Its gathered parameters are not the shards an update steps: a second run on it would train nothing."""
+    from reflectgym.trainers import session
+
+    policy = session.load_policy(TrainerConfig(model=str(build_tiny_model(tmp_path / "model")), device="cpu"))
+    monkeypatch.setattr(session, "is_sharded", lambda model: model is policy.model)
+    with pytest.raises(ValueError, match="sharded by an earlier fsdp run"):
+        session.TrainingSession(TrainerConfig(output_dir=str(tmp_path / "run"), device="cpu"), policy)
