@@ -51,7 +51,7 @@ from reflectgym.trainers.data_parallel import (
 )
 from reflectgym.trainers.losses import Normalisation
 from reflectgym.trainers.metrics import MetricsLogger, require_sinks
-from reflectgym.trainers.sharding import full_model_state, full_optimizer_state, gather, is_sharded, scatter, shard
+from reflectgym.trainers.sharding import full_model_state, full_optimizer_state, gather, is_sharded, scattered, shard
 from reflectgym.trainers.update import LossFn, UpdateResult, optimizer_step
 
 TINY_MODEL = "tiny"
@@ -530,34 +530,29 @@ class TrainingSession:
         """One optimiser step over `sequences` with the run's minibatching, clipping and precision (and dropout, unless
         `dropout=False`; log-probs at `temperature`: see `optimizer_step`). A sharded model is scattered for it and
         gathered again after."""
-        if self.sharded:
-            if not is_sharded(self.model):
-                raise RuntimeError("call begin() before update(): it shards the model under fsdp")
-            scatter(self.model)
-        result = optimizer_step(
-            self.train_model,
-            self.optimizer,
-            sequences,
-            loss_fn,
-            pad_id=self.pad_id,
-            minibatch_size=self.config.minibatch_size,
-            max_grad_norm=self.config.max_grad_norm or None,
-            autocast_dtype=self.autocast_dtype,
-            normalisation=self.config.normalisation,
-            dropout=dropout,
-            temperature=temperature,
-        )
-        if self.sharded:
-            gather(self.model)
+        if self.sharded and not is_sharded(self.model):
+            raise RuntimeError("call begin() before update(): it shards the model under fsdp")
+        with scattered(self.model):
+            result = optimizer_step(
+                self.train_model,
+                self.optimizer,
+                sequences,
+                loss_fn,
+                pad_id=self.pad_id,
+                minibatch_size=self.config.minibatch_size,
+                max_grad_norm=self.config.max_grad_norm or None,
+                autocast_dtype=self.autocast_dtype,
+                normalisation=self.config.normalisation,
+                dropout=dropout,
+                temperature=temperature,
+            )
         self.model.eval()
         return result
 
     def _full_states(self) -> tuple[dict[str, Any], dict[str, Any]]:
         """A sharded model's whole weights and optimiser state, on rank 0 (a collective; the model stays gathered)."""
-        scatter(self.model)
-        states = full_model_state(self.model), full_optimizer_state(self.model, self.optimizer)
-        gather(self.model)
-        return states
+        with scattered(self.model):
+            return full_model_state(self.model), full_optimizer_state(self.model, self.optimizer)
 
     def end_step(self, metrics: Mapping[str, float], trainer_state: Callable[[], Mapping[str, Any]]) -> None:
         """Counts the step, logs its metrics, advances the bar and checkpoints when due (`trainer_state()` is
@@ -621,9 +616,8 @@ class TrainingSession:
         folder = self.run_dir / "model"
         state = None
         if self.sharded and is_sharded(self.model):
-            scatter(self.model)
-            state = full_model_state(self.model)
-            gather(self.model)
+            with scattered(self.model):
+                state = full_model_state(self.model)
         if self.world.is_main:
             export_model(self.model, self.policy.tokenizer, folder, state)
         barrier()

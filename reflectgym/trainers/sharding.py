@@ -21,7 +21,8 @@ parameter name, which either kind of run resumes from.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import contextlib
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import torch
@@ -86,6 +87,19 @@ def scatter(model: torch.nn.Module) -> None:
     for unit in units(model):
         unit.reshard()
         unit.set_reshard_after_forward(unit is not model, recurse=False)
+
+
+@contextlib.contextmanager
+def scattered(model: torch.nn.Module) -> Iterator[None]:
+    """While open, `model` is scattered (for an update, or to take its full state dicts); gathered again after, as
+    rollouts want it. A collective on entry and exit; a model that is not sharded passes through. Not gathered after
+    an error: the other ranks may be elsewhere, and a collective would hang rather than let the error end the run."""
+    if not is_sharded(model):
+        yield
+        return
+    scatter(model)
+    yield
+    gather(model)
 
 
 def full_model_state(model: torch.nn.Module) -> dict[str, Any]:
